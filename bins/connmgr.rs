@@ -1,0 +1,84 @@
+//! `connmgr`: the connection manager daemon. Parses flags, starts logging, runs.
+
+use std::process::ExitCode;
+
+use p2pchat::cli::{self, ConfigError};
+use p2pchat::connmgr::{self, Overrides};
+
+const HELP: &str = "\
+connmgr - the p2pchat connection manager
+
+Servants connect here; each is given a unique listening port and an entry in the
+peer document, which it fetches with the line `needs peer list`. When a servant
+disconnects it leaves the document and the others are sent the new list.
+
+USAGE:
+    connmgr [OPTIONS]
+
+OPTIONS:
+    --config FILE          XML settings (see conf/connmgr.xml); flags override it
+    --bind ADDR            address to listen on [default: every interface, :: or 0.0.0.0]
+    --port N               port to listen on; 0 lets the OS choose [default: 85]
+    --first-port N         port given to the first servant, counting up [default: 2224]
+    --max-servants N       refuse connections beyond this many [default: 10000]
+    --idle-timeout SECS    drop a servant silent this long; 0 = never [default: 30]
+    --push-interval MS     at most one pushed list per servant per MS; 0 = no pushes [default: 100]
+    --log-level LEVEL      off, error, warn, info, debug or trace [default: $RUST_LOG or info]
+    -h, --help             print this help
+    -V, --version          print the version
+
+When ready it logs `listening on ADDR:PORT` to stderr. SIGINT or SIGTERM stop it.
+Port 85 needs root or CAP_NET_BIND_SERVICE; try `connmgr --port 8585`.
+
+EXIT STATUS: 0 after a clean shutdown, 1 if it could not start, 2 for bad options or config.
+";
+
+fn main() -> ExitCode {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    if args.contains(["-V", "--version"]) {
+        println!("connmgr {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let (overrides, log_level) = match parse(&mut args) {
+        Ok(v) => v,
+        Err(e) => return usage_error(&e),
+    };
+    if let Err(e) = cli::init_logging(log_level.as_deref()) {
+        return usage_error(&e);
+    }
+    let config = match connmgr::Config::load(&overrides) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    match connmgr::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>), ConfigError> {
+    let o = Overrides {
+        config: cli::opt_flag(args, "--config", "a file name")?,
+        bind: cli::opt_flag(args, "--bind", "an IP address such as 127.0.0.1 or ::")?,
+        port: cli::opt_flag(args, "--port", "a port number from 0 to 65535")?,
+        first_port: cli::opt_flag(args, "--first-port", "a port number from 1 to 65535")?,
+        max_servants: cli::opt_flag(args, "--max-servants", "a whole number")?,
+        idle_timeout: cli::opt_flag(args, "--idle-timeout", "a number of seconds")?,
+        push_interval: cli::opt_flag(args, "--push-interval", "a number of milliseconds")?,
+    };
+    let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
+    cli::no_more_args(args)?;
+    Ok((o, log_level))
+}
+
+fn usage_error(e: &ConfigError) -> ExitCode {
+    eprintln!("connmgr: {e}");
+    ExitCode::from(2)
+}

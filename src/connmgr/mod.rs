@@ -1,0 +1,414 @@
+//! The connection manager: the article's manager form, `p2p(i)` control array and
+//! `pDoc`, on the shared reactor.
+//!
+//! Servants connect; each gets the next port (`iPortMax`), an entry in the peer
+//! document at its slot's offset, and, on `needs peer list`, the document with
+//! `me` = TRUE on its own entry. When a servant's socket closes (or it goes silent
+//! past the idle timeout) it leaves the document, and everyone who has asked for
+//! the list gets the new one pushed, coalesced so that churn costs bounded work.
+//!
+//! Where it differs from the article, and why:
+//! - Requests are framed ([`crate::wire::request`]); VB needed exactly one
+//!   `GetData` per request.
+//! - The asker's entry is found by offset, not by pasting `Index` into XPath.
+//! - Ports wrap past 65535 to the first port and skip ports still held, instead of
+//!   overflowing VB's `Integer`.
+//! - The critical section goes: one thread owns everything.
+
+pub mod config;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+pub use config::{Config, Overrides};
+
+use crate::reactor::{Handler, Index, Options, Reactor, Request};
+use crate::wire::peerdoc::PeerDoc;
+use crate::wire::request::{Line, RequestReader, TooLong};
+
+/// Timer id for the coalesced push of the peer list.
+const PUSH: usize = 0;
+/// Request lines other than `needs peer list` logged at info per connection; the rest at debug.
+const LOGGED_LINES: u32 = 5;
+/// What a servant refused for lack of room is told.
+const FULL: &[u8] = b"max number of servants reached\r\n";
+const NO_PORT: &[u8] = b"no free servant port\r\n";
+
+/// What the manager keeps in each servant's slot.
+#[derive(Debug)]
+pub struct Servant {
+    /// The listening port this servant was assigned.
+    port: u16,
+    /// It has sent `needs peer list` at least once, so it gets pushes.
+    subscribed: bool,
+    /// A push was skipped because its previous output was still unsent.
+    push_owed: bool,
+    requests: RequestReader,
+    other_lines: u32,
+}
+
+/// A set of ports, one bit each.
+struct PortSet(Vec<u64>);
+
+impl PortSet {
+    fn new() -> Self {
+        PortSet(vec![0; 65536 / 64])
+    }
+    fn contains(&self, p: u16) -> bool {
+        self.0[p as usize / 64] & (1 << (p % 64)) != 0
+    }
+    fn insert(&mut self, p: u16) {
+        self.0[p as usize / 64] |= 1 << (p % 64);
+    }
+    fn remove(&mut self, p: u16) {
+        self.0[p as usize / 64] &= !(1 << (p % 64));
+    }
+}
+
+/// The manager's state: the peer document, the port counter and the counts.
+pub struct Manager {
+    config: Config,
+    doc: PeerDoc,
+    /// VB's `iPortMax`: the last port handed out.
+    port_max: u32,
+    held: PortSet,
+    servants: usize,
+    last_push: Option<Instant>,
+}
+
+impl Manager {
+    pub fn new(config: Config) -> Self {
+        Manager {
+            port_max: u32::from(config.first_port) - 1,
+            config,
+            doc: PeerDoc::new(),
+            held: PortSet::new(),
+            servants: 0,
+            last_push: None,
+        }
+    }
+
+    /// The peer document as it stands.
+    pub fn doc(&self) -> &PeerDoc {
+        &self.doc
+    }
+
+    /// VB: `iPortMax = iPortMax + 1`, wrapped to the first port past 65535 and
+    /// skipping ports still held by live servants.
+    fn next_port(&mut self) -> Option<u16> {
+        let first = u32::from(self.config.first_port);
+        for _ in first..=65535 {
+            self.port_max = if self.port_max >= 65535 {
+                first
+            } else {
+                self.port_max + 1
+            };
+            let p = self.port_max as u16;
+            if !self.held.contains(p) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Sends `index` its personalised document (VB: the `needs peer list` branch).
+    fn send_list(&self, r: &mut Reactor<Option<Servant>>, index: Index) {
+        r.send_vectored(index, &self.doc.personalised(index));
+    }
+
+    /// Someone joined or left: schedule a push, at most one per push window.
+    fn membership_changed(&mut self, r: &mut Reactor<Option<Servant>>) {
+        let window = self.config.push_interval;
+        if window.is_zero() || r.timer_due(PUSH).is_some() {
+            return; // pushing is off, or one is already coming and will carry this change
+        }
+        let at = self
+            .last_push
+            .map_or(r.now(), |t| (t + window).max(r.now()));
+        r.set_timer(PUSH, at);
+    }
+
+    /// Pushes the current list to every subscribed servant. One whose last output
+    /// is still unsent is owed the list instead and gets it when it drains.
+    fn push(&mut self, r: &mut Reactor<Option<Servant>>) {
+        self.last_push = Some(r.now());
+        let mut sent = 0;
+        for i in 0..r.slots().capacity() {
+            let backlogged = r.socket(i).is_some_and(|s| s.unsent() > 0);
+            let Some(Some(s)) = r.data_mut(i) else {
+                continue;
+            };
+            if !s.subscribed {
+                continue;
+            }
+            if backlogged {
+                s.push_owed = true;
+            } else {
+                self.send_list(r, i);
+                sent += 1;
+            }
+        }
+        debug!("pushed the list of {} to {sent} servants", self.doc.len());
+    }
+
+    fn refuse(&self, r: &mut Reactor<Option<Servant>>, request: Request, why: &str, reply: &[u8]) {
+        warn!("refusing {}: {why}", request.remote());
+        r.refuse(request, reply);
+    }
+}
+
+impl Handler for Manager {
+    type Data = Option<Servant>;
+
+    /// VB: `p2p_ConnectionRequest(Index, requestID)`: take the lowest free slot,
+    /// hand out the next port, `AddPeer ip, port, offset`.
+    fn connection_request(
+        &mut self,
+        r: &mut Reactor<Self::Data>,
+        _listener: Index,
+        request: Request,
+    ) {
+        if self.servants >= self.config.max_servants {
+            let why = format!(
+                "max number of servants ({}) reached",
+                self.config.max_servants
+            );
+            return self.refuse(r, request, &why, FULL);
+        }
+        let Some(port) = self.next_port() else {
+            return self.refuse(r, request, "every servant port is taken", NO_PORT);
+        };
+        let ip = request.remote().ip();
+        let servant = Servant {
+            port,
+            subscribed: false,
+            push_owed: false,
+            requests: RequestReader::default(),
+            other_lines: 0,
+        };
+        let index = match r.accept(request, Some(servant)) {
+            Ok(i) => i,
+            Err(e) => return warn!("cannot accept a servant from {ip}: {e}"),
+        };
+        self.held.insert(port);
+        self.servants += 1;
+        self.doc.add(ip, port, index);
+        if log::log_enabled!(log::Level::Info) {
+            let entry = self.doc.entry(index).unwrap_or_default();
+            info!(
+                "joined: {} ({} servants)",
+                String::from_utf8_lossy(entry),
+                self.servants
+            );
+        }
+        self.membership_changed(r);
+    }
+
+    /// VB: `p2p_DataArrival(Index, bytesTotal)`: answer `needs peer list`, log the rest.
+    fn data_arrival(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: &[u8]) {
+        let Some(Some(s)) = r.data_mut(index) else {
+            return;
+        };
+        // The framer leaves the slot while it runs, so answering can borrow the reactor.
+        let mut requests = std::mem::take(&mut s.requests);
+        let mut subscribe = false;
+        let mut lines = s.other_lines;
+        let outcome = requests.feed(data, self.config.max_line, |line| match line {
+            Line::NeedsPeerList => {
+                subscribe = true;
+                self.send_list(r, index);
+            }
+            Line::Other(text) => {
+                lines += 1;
+                log_line(index, lines, text);
+            }
+        });
+        let Some(Some(s)) = r.data_mut(index) else {
+            return;
+        };
+        s.requests = requests;
+        s.other_lines = lines;
+        s.subscribed |= subscribe;
+        if let Err(TooLong(n)) = outcome {
+            let addr = r.socket(index).map(|s| s.addr());
+            warn!(
+                "offset {index} ({}): line of {n} bytes exceeds the limit of {}; closing",
+                addr.map_or_else(String::new, |a| a.to_string()),
+                self.config.max_line
+            );
+            r.close(index);
+        }
+    }
+
+    /// VB: `p2p_Close(Index)`: `RemovePeerByOffset`, and tell the others.
+    fn close(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: Self::Data) {
+        let Some(mut s) = data else { return };
+        if let Some(tail) = s.requests.take_tail() {
+            log_line(index, s.other_lines + 1, &tail);
+        }
+        if s.other_lines > LOGGED_LINES {
+            info!(
+                "offset {index} sent {} lines that were not requests",
+                s.other_lines
+            );
+        }
+        self.doc.remove(index);
+        self.held.remove(s.port);
+        self.servants -= 1;
+        info!(
+            "left: offset {index}, port {} ({} servants)",
+            s.port, self.servants
+        );
+        self.membership_changed(r);
+    }
+
+    /// The push that [`Manager::push`] owed a backlogged servant goes out now.
+    fn send_complete(&mut self, r: &mut Reactor<Self::Data>, index: Index) {
+        let Some(Some(s)) = r.data_mut(index) else {
+            return;
+        };
+        if std::mem::take(&mut s.push_owed) {
+            self.send_list(r, index);
+        }
+    }
+
+    fn timer(&mut self, r: &mut Reactor<Self::Data>, id: usize) {
+        if id == PUSH {
+            self.push(r);
+        }
+    }
+}
+
+/// VB: `MsgBox Index & " sent: " & a & " to the connection manager"`.
+fn log_line(index: Index, count: u32, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    let shown = crate::xml::clip(&text, 200);
+    if count <= LOGGED_LINES {
+        info!(
+            "{index} sent: {} to the connection manager",
+            shown.escape_debug()
+        );
+    } else {
+        debug!(
+            "{index} sent: {} to the connection manager",
+            shown.escape_debug()
+        );
+    }
+}
+
+/// Why the manager could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Runs the manager until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let fd_limit = crate::cli::raise_fd_limit();
+    if config.max_servants as u64 + 16 > fd_limit {
+        warn!(
+            "--max-servants {} is above the open-file limit ({fd_limit}); accepts will pause when it runs out",
+            config.max_servants
+        );
+    }
+    let options = Options {
+        idle_timeout: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),
+        ..Options::default()
+    };
+    let mut r = Reactor::new(options)
+        .map_err(|e| StartError(format!("cannot start the event loop: {e}")))?;
+    let listener = listen(&mut r, &config)?;
+    let addr = r
+        .local_addr(listener)
+        .map_err(|e| StartError(e.to_string()))?;
+    r.catch_signals()
+        .map_err(|e| StartError(format!("cannot catch signals: {e}")))?;
+    info!("listening on {addr}");
+    let mut manager = Manager::new(config);
+    r.run(&mut manager)
+        .map_err(|e| StartError(format!("event loop failed: {e}")))?;
+    info!("shut down with {} servants connected", manager.servants);
+    Ok(())
+}
+
+/// Binds the listener in slot 0 (VB: `p2p(0).Listen`). With no `--bind`, every
+/// interface: `::` where IPv6 exists, else `0.0.0.0`.
+fn listen(r: &mut Reactor<Option<Servant>>, config: &Config) -> Result<Index, StartError> {
+    let wanted = match config.bind {
+        Some(ip) => vec![ip],
+        None => vec![
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        ],
+    };
+    let mut last = None;
+    for ip in wanted {
+        let addr = SocketAddr::new(ip, config.port);
+        match r.listen(addr, None) {
+            Ok(i) => return Ok(i),
+            Err(e) if config.bind.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                last = Some((addr, e))
+            }
+            Err(e) => return Err(bind_error(addr, &e)),
+        }
+    }
+    let (addr, e) = last.expect("at least one address was tried");
+    Err(bind_error(addr, &e))
+}
+
+fn bind_error(addr: SocketAddr, e: &io::Error) -> StartError {
+    let hint = match e.kind() {
+        io::ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE; use --port {} (or --port 0 for any free port) \
+             and put the same port in the servants' config.xml",
+            8000 + addr.port()
+        ),
+        io::ErrorKind::AddrInUse => "another program is using that port: stop it, or choose another with --port".into(),
+        io::ErrorKind::AddrNotAvailable => "that address is not on this host: check --bind".into(),
+        _ => "check --bind and --port".into(),
+    };
+    StartError(format!("cannot listen on {addr}: {e}; {hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(first_port: u16) -> Manager {
+        Manager::new(Config {
+            first_port,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn ports_count_up_from_the_first() {
+        let mut m = manager(2224);
+        assert_eq!(m.next_port(), Some(2224));
+        assert_eq!(m.next_port(), Some(2225));
+    }
+
+    #[test]
+    fn ports_wrap_past_65535_and_skip_held_ones() {
+        let mut m = manager(65533);
+        for p in [65533, 65534, 65535] {
+            assert_eq!(m.next_port(), Some(p));
+        }
+        m.held.insert(65533);
+        m.held.insert(65535);
+        assert_eq!(m.next_port(), Some(65534)); // wrapped, skipping 65533
+        m.held.insert(65534);
+        assert_eq!(m.next_port(), None);
+        m.held.remove(65535);
+        assert_eq!(m.next_port(), Some(65535));
+    }
+}

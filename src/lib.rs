@@ -1,0 +1,19 @@
+//! p2pchat: a Rust port of dzzxyz's "Generic P2P Architecture" VB6 chat.
+//!
+//! Two single-threaded daemons share one reactor:
+//!
+//! | VB6 original                                   | here                       |
+//! |------------------------------------------------|----------------------------|
+//! | Winsock control arrays, `Load`, `.State`, events | [`reactor`]              |
+//! | connection manager form (`p2p(i)`, `pDoc`, `iPortMax`) | [`connmgr`]          |
+//! | the peer document `<peers><peer>...`           | [`wire::peerdoc`]          |
+//! | `"needs peer list"` and other request lines    | [`wire::request`]          |
+//! | MSXML `loadXML` of config and documents        | [`xml`]                    |
+//!
+//! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
+
+pub mod cli;
+pub mod connmgr;
+pub mod reactor;
+pub mod wire;
+pub mod xml;

@@ -1,0 +1,357 @@
+//! The peer document: `<peers><peer><ip/><port/><offset/><me/></peer>...</peers>`.
+//!
+//! The manager keeps it as bytes, rendered once per membership change: a join
+//! appends one entry, a leave cuts one out (free for the newest entry, which is
+//! who leaves in a churn storm). Personalising it for an asker costs nothing: the
+//! answer is four slices, `body[..me]`, `TRUE`, `body[me + 5..]`, `</peers>`,
+//! handed to `writev`. The article instead re-parsed `pDoc.xml` into a new DOM
+//! per request and located the asker with an XPath string.
+//!
+//! Servants read it back with [`parse`], which checks every field.
+
+use std::net::IpAddr;
+
+use crate::xml::{self, XmlError};
+
+const HEAD: &[u8] = b"<peers>";
+/// MSXML's `.xml` ends a document with CRLF; it also makes telnet output readable.
+pub const TAIL: &[u8] = b"</peers>\r\n";
+const ME_FALSE: &[u8] = b"FALSE";
+const ME_TRUE: &[u8] = b"TRUE";
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    offset: usize,
+    /// Where `<peer>` starts in `body`.
+    start: usize,
+    len: usize,
+    /// Where `FALSE` starts, relative to `start`.
+    me: usize,
+}
+
+/// The manager's `pDoc`, in join order.
+#[derive(Debug)]
+pub struct PeerDoc {
+    body: Vec<u8>,
+    entries: Vec<Entry>,
+    /// offset -> index in `entries`, or NONE.
+    position: Vec<u32>,
+}
+
+impl Default for PeerDoc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerDoc {
+    pub fn new() -> Self {
+        PeerDoc {
+            body: HEAD.to_vec(),
+            entries: Vec::new(),
+            position: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes in the whole document.
+    pub fn byte_len(&self) -> usize {
+        self.body.len() + TAIL.len()
+    }
+
+    pub fn contains(&self, offset: usize) -> bool {
+        self.position.get(offset).is_some_and(|&p| p != NONE)
+    }
+
+    /// VB: `AddPeer ip, port, offset`. Replaces any entry already at `offset`.
+    pub fn add(&mut self, ip: IpAddr, port: u16, offset: usize) {
+        self.remove(offset);
+        let start = self.body.len();
+        self.body.extend_from_slice(b"<peer><ip>");
+        // Addresses never hold markup, but the document escapes text on principle.
+        xml::escape_into(&mut self.body, &ip.to_string());
+        self.body.extend_from_slice(b"</ip><port>");
+        push_number(&mut self.body, port as usize);
+        self.body.extend_from_slice(b"</port><offset>");
+        push_number(&mut self.body, offset);
+        self.body.extend_from_slice(b"</offset><me>");
+        let me = self.body.len() - start;
+        self.body.extend_from_slice(ME_FALSE);
+        self.body.extend_from_slice(b"</me></peer>");
+        if self.position.len() <= offset {
+            self.position.resize(offset + 1, NONE);
+        }
+        self.position[offset] = self.entries.len() as u32;
+        self.entries.push(Entry {
+            offset,
+            start,
+            len: self.body.len() - start,
+            me,
+        });
+    }
+
+    /// VB: `RemovePeerByOffset offset`. Returns whether there was such an entry.
+    pub fn remove(&mut self, offset: usize) -> bool {
+        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+            return false;
+        };
+        let p = p as usize;
+        let gone = self.entries.remove(p);
+        self.position[offset] = NONE;
+        self.body.drain(gone.start..gone.start + gone.len);
+        for (k, e) in self.entries.iter_mut().enumerate().skip(p) {
+            e.start -= gone.len;
+            self.position[e.offset] = k as u32;
+        }
+        true
+    }
+
+    /// The `<peer>...</peer>` entry for `offset`, as the article's telnet test shows it.
+    pub fn entry(&self, offset: usize) -> Option<&[u8]> {
+        let e = self.entries[*self.position.get(offset).filter(|&&p| p != NONE)? as usize];
+        Some(&self.body[e.start..e.start + e.len])
+    }
+
+    /// The document with `me` = TRUE on `offset`'s entry only, as slices for `writev`.
+    /// An offset with no entry gets the plain document (the `TRUE` slice empty).
+    pub fn personalised(&self, offset: usize) -> [&[u8]; 4] {
+        match self.position.get(offset).filter(|&&p| p != NONE) {
+            Some(&p) => {
+                let e = self.entries[p as usize];
+                let at = e.start + e.me;
+                [
+                    &self.body[..at],
+                    ME_TRUE,
+                    &self.body[at + ME_FALSE.len()..],
+                    TAIL,
+                ]
+            }
+            None => [&self.body, &[], &[], TAIL],
+        }
+    }
+
+    /// The personalised document in one buffer (tests, benchmarks, logs).
+    pub fn render_for(&self, offset: usize) -> Vec<u8> {
+        self.personalised(offset).concat()
+    }
+}
+
+fn push_number(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// One `<peer>` as a servant reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub offset: usize,
+    pub me: bool,
+}
+
+/// Reads a peer document, checking every field; errors name the line and field.
+pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
+    let root = xml::parse(doc)?;
+    let bad = |line: usize, reason: String| XmlError {
+        line,
+        column: 1,
+        reason,
+    };
+    if root.name != "peers" {
+        return Err(bad(
+            root.line,
+            format!("expected <peers>, found <{}>", root.name),
+        ));
+    }
+    let mut peers = Vec::with_capacity(root.children.len());
+    for p in root.children_named("peer") {
+        let field = |name: &str| {
+            p.child(name)
+                .map(|e| e.value())
+                .ok_or_else(|| bad(p.line, format!("<peer> has no <{name}>")))
+        };
+        let ip = field("ip")?;
+        let ip: IpAddr = ip.parse().map_err(|_| {
+            bad(
+                p.line,
+                format!("<ip> is not an IP address: {:?}", xml::clip(ip, 60)),
+            )
+        })?;
+        let port = field("port")?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|&n| n != 0)
+            .ok_or_else(|| {
+                bad(
+                    p.line,
+                    format!("<port> is not a port number: {:?}", xml::clip(port, 20)),
+                )
+            })?;
+        let offset = field("offset")?;
+        let offset = offset.parse().map_err(|_| {
+            bad(
+                p.line,
+                format!("<offset> is not a number: {:?}", xml::clip(offset, 20)),
+            )
+        })?;
+        let me = match p.child("me").map(|e| e.value()) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                return Err(bad(
+                    p.line,
+                    format!("<me> must be TRUE or FALSE, not {:?}", xml::clip(v, 20)),
+                ))
+            }
+        };
+        peers.push(Peer {
+            ip: crate::reactor::canonical_ip(ip),
+            port,
+            offset,
+            me,
+        });
+    }
+    Ok(peers)
+}
+
+/// Where the first complete document in `buf` ends (just past `</peers>`), if any.
+/// Documents are not length-prefixed on the wire; the closing tag frames them.
+pub fn document_end(buf: &[u8]) -> Option<usize> {
+    const CLOSE: &[u8] = b"</peers>";
+    const EMPTY: &[u8] = b"<peers/>";
+    let close = buf
+        .windows(CLOSE.len())
+        .position(|w| w == CLOSE)
+        .map(|p| p + CLOSE.len());
+    let empty = buf
+        .windows(EMPTY.len())
+        .position(|w| w == EMPTY)
+        .map(|p| p + EMPTY.len());
+    match (close, empty) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A document with servants at offsets 1, 2, 3 on ports 2224..2226.
+    fn doc3() -> PeerDoc {
+        let mut d = PeerDoc::new();
+        d.add(ip("127.0.0.1"), 2224, 1);
+        d.add(ip("127.0.0.2"), 2225, 2);
+        d.add(ip("::1"), 2226, 3);
+        d
+    }
+
+    #[test]
+    fn renders_the_articles_shape() {
+        let mut d = PeerDoc::new();
+        d.add(ip("127.0.0.1"), 2224, 1);
+        assert_eq!(
+            String::from_utf8(d.render_for(99)).unwrap(),
+            "<peers><peer><ip>127.0.0.1</ip><port>2224</port><offset>1</offset><me>FALSE</me></peer></peers>\r\n"
+        );
+        assert_eq!(
+            d.entry(1).unwrap(),
+            b"<peer><ip>127.0.0.1</ip><port>2224</port><offset>1</offset><me>FALSE</me></peer>"
+        );
+        assert_eq!(PeerDoc::new().render_for(1), b"<peers></peers>\r\n");
+    }
+
+    #[test]
+    fn personalising_marks_only_the_asker() {
+        let d = doc3();
+        for asker in 1..=3 {
+            let peers = parse(std::str::from_utf8(&d.render_for(asker)).unwrap()).unwrap();
+            let me: Vec<usize> = peers.iter().filter(|p| p.me).map(|p| p.offset).collect();
+            assert_eq!(me, vec![asker]);
+            assert_eq!(peers.len(), 3);
+        }
+        assert_eq!(d.byte_len(), d.render_for(7).len());
+    }
+
+    #[test]
+    fn remove_keeps_join_order_and_positions() {
+        let mut d = doc3();
+        assert!(d.remove(2));
+        assert!(!d.remove(2));
+        d.add(ip("127.0.0.9"), 2227, 2);
+        let peers = parse(std::str::from_utf8(&d.render_for(3)).unwrap()).unwrap();
+        let order: Vec<(usize, u16)> = peers.iter().map(|p| (p.offset, p.port)).collect();
+        assert_eq!(order, vec![(1, 2224), (3, 2226), (2, 2227)]);
+        assert!(peers[1].me && !peers[0].me && !peers[2].me);
+        assert!(d.remove(1) && d.remove(3) && d.remove(2));
+        assert!(d.is_empty());
+        assert_eq!(d.render_for(1), b"<peers></peers>\r\n");
+    }
+
+    #[test]
+    fn parse_names_the_bad_field() {
+        let e =
+            parse("<peers>\n<peer><ip>nope</ip><port>1</port><offset>1</offset></peer></peers>")
+                .unwrap_err();
+        assert!(e.reason.contains("<ip>") && e.line == 2, "{e}");
+        let e = parse(
+            "<peers><peer><ip>1.2.3.4</ip><port>70000</port><offset>1</offset></peer></peers>",
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("<port>"), "{e}");
+        let e = parse("<peers><peer><ip>1.2.3.4</ip><port>1</port></peer></peers>").unwrap_err();
+        assert!(e.reason.contains("no <offset>"), "{e}");
+        let e = parse("<peer/>").unwrap_err();
+        assert!(e.reason.contains("expected <peers>"), "{e}");
+        let e = parse("<peers><peer><ip>1.2.3.4</ip><port>1</port><offset>1</offset><me>yes</me></peer></peers>").unwrap_err();
+        assert!(e.reason.contains("TRUE or FALSE"), "{e}");
+    }
+
+    #[test]
+    fn parse_shows_mapped_addresses_as_ipv4() {
+        let peers = parse("<peers><peer><ip>::ffff:10.0.0.1</ip><port>9</port><offset>4</offset><me>TRUE</me></peer></peers>").unwrap();
+        assert_eq!(peers[0].ip, ip("10.0.0.1"));
+        assert!(peers[0].me);
+    }
+
+    #[test]
+    fn frames_documents_by_their_closing_tag() {
+        assert_eq!(document_end(b"<peers><peer>"), None);
+        assert_eq!(document_end(b"<peers></peers>\r\n<peers>"), Some(15));
+        assert_eq!(document_end(b"<peers/><peers></peers>"), Some(8));
+    }
+
+    #[test]
+    fn numbers_render_without_allocating_strings() {
+        let mut out = Vec::new();
+        for n in [0usize, 7, 10, 65535, usize::MAX] {
+            out.clear();
+            push_number(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! What servants say to the manager: `needs peer list`, framed the way every
+//! client in the wild sends it.
+//!
+//! The article's manager compared a whole `GetData` buffer with the request, so it
+//! only worked when TCP delivered exactly the 15 bytes, once. Here the same request
+//! is recognised when it comes bare (the VB servant), with CRLF or LF (telnet,
+//! netcat), several to a packet, or split across packets. Any other line is passed
+//! on as text; a line longer than the limit is an error for the caller to act on.
+
+/// The one request the manager answers.
+pub const NEEDS_PEER_LIST: &[u8] = b"needs peer list";
+
+/// One framed item.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    NeedsPeerList,
+    /// Any other non-empty line, without its line ending.
+    Other(&'a [u8]),
+}
+
+/// A line grew past the limit without ending.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooLong(pub usize);
+
+/// Per-connection framing state: the unfinished tail of what arrived so far.
+#[derive(Debug, Default)]
+pub struct RequestReader {
+    pending: Vec<u8>,
+}
+
+impl RequestReader {
+    /// Frames `data`, calling `f` for each complete item. Bytes that may still
+    /// become an item wait for the next call. Lines are capped at `max_line` bytes.
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        max_line: usize,
+        mut f: impl FnMut(Line<'_>),
+    ) -> Result<(), TooLong> {
+        if self.pending.is_empty() {
+            // The common case, a whole request in one read, never copies.
+            let used = frame(data, max_line, &mut f)?;
+            self.pending.extend_from_slice(&data[used..]);
+        } else {
+            self.pending.extend_from_slice(data);
+            let used = frame(&self.pending, max_line, &mut f)?;
+            self.pending.drain(..used);
+        }
+        Ok(())
+    }
+
+    /// The unterminated tail left when the connection closed, if any.
+    pub fn take_tail(&mut self) -> Option<Vec<u8>> {
+        let tail = std::mem::take(&mut self.pending);
+        let trimmed = trim_line_end(&tail);
+        (!trimmed.is_empty()).then(|| trimmed.to_vec())
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Frames as much of `buf` as possible; returns the bytes used.
+fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<usize, TooLong> {
+    let mut at = 0;
+    loop {
+        // Blank lines and the line ending after a bare request are skipped.
+        while at < buf.len() && (buf[at] == b'\n' || buf[at] == b'\r') {
+            at += 1;
+        }
+        let rest = &buf[at..];
+        if rest.is_empty() {
+            return Ok(at);
+        }
+        if rest.starts_with(NEEDS_PEER_LIST) {
+            f(Line::NeedsPeerList);
+            at += NEEDS_PEER_LIST.len();
+            continue;
+        }
+        if NEEDS_PEER_LIST.starts_with(rest) {
+            return Ok(at); // the start of a request split across packets
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) if nl > max_line => return Err(TooLong(nl)),
+            Some(nl) => {
+                let line = trim_line_end(&rest[..nl]);
+                if !line.is_empty() {
+                    f(Line::Other(line));
+                }
+                at += nl + 1;
+            }
+            None if rest.len() > max_line => return Err(TooLong(rest.len())),
+            None => return Ok(at),
+        }
+    }
+}
+
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `chunks` one after another and lists what came out.
+    fn frame_all(chunks: &[&[u8]]) -> (Vec<String>, Result<(), TooLong>, usize) {
+        let mut r = RequestReader::default();
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        for c in chunks {
+            result = r.feed(c, 64, |l| {
+                out.push(match l {
+                    Line::NeedsPeerList => "LIST".to_string(),
+                    Line::Other(t) => String::from_utf8_lossy(t).into_owned(),
+                })
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        (out, result, r.pending())
+    }
+
+    #[test]
+    fn bare_request_as_the_vb_servant_sends_it() {
+        assert_eq!(frame_all(&[b"needs peer list"]).0, ["LIST"]);
+        assert_eq!(
+            frame_all(&[b"needs peer listneeds peer list"]).0,
+            ["LIST", "LIST"]
+        );
+    }
+
+    #[test]
+    fn telnet_and_netcat_line_endings() {
+        assert_eq!(
+            frame_all(&[b"needs peer list\r\n"]),
+            (vec!["LIST".into()], Ok(()), 0)
+        );
+        assert_eq!(frame_all(&[b"needs peer list\n\n\r\n"]).0, ["LIST"]);
+    }
+
+    #[test]
+    fn batched_and_split_requests() {
+        assert_eq!(
+            frame_all(&[b"needs peer list\r\nneeds peer list\nneeds peer list"]).0,
+            ["LIST"; 3]
+        );
+        assert_eq!(
+            frame_all(&[b"need", b"s peer l", b"ist\r", b"\n"]),
+            (vec!["LIST".into()], Ok(()), 0)
+        );
+        assert_eq!(
+            frame_all(&[b"needs peer list\r", b"\nhel", b"lo\n"]).0,
+            ["LIST", "hello"]
+        );
+    }
+
+    #[test]
+    fn other_lines_are_passed_on_and_the_connection_goes_on() {
+        let (out, res, pending) = frame_all(&[b"hello\r\n\xff\xfe\nneeds peer list\nneeds"]);
+        assert_eq!(out, ["hello", "\u{fffd}\u{fffd}", "LIST"]);
+        assert_eq!((res, pending), (Ok(()), 5));
+    }
+
+    #[test]
+    fn overlong_lines_are_refused_whether_or_not_they_end() {
+        let long = [b'x'; 100];
+        assert_eq!(frame_all(&[&long]).1, Err(TooLong(100)));
+        let mut ended = long.to_vec();
+        ended.push(b'\n');
+        assert_eq!(frame_all(&[&ended]).1, Err(TooLong(100)));
+        assert_eq!(frame_all(&[&long[..40], &long[..40]]).1, Err(TooLong(80)));
+    }
+
+    #[test]
+    fn tail_at_close() {
+        let mut r = RequestReader::default();
+        r.feed(b"bye now\r", 64, |_| {}).unwrap();
+        assert_eq!(r.take_tail().as_deref(), Some(&b"bye now"[..]));
+        assert_eq!(r.take_tail(), None);
+    }
+}
