@@ -314,6 +314,9 @@ impl<T> Reactor<T> {
     /// Answers a pending connection with `reply` (best effort) and drops it.
     pub fn refuse(&mut self, request: Request, reply: &[u8]) {
         let mut stream = request.stream;
+        // Closing with unread input sends RST, which can destroy the reply before the
+        // client reads it; a servant sends its request right after connecting.
+        let _ = stream.read(&mut [0u8; 512]);
         let _ = stream.write(reply);
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
@@ -593,9 +596,21 @@ impl<T> Reactor<T> {
         if self.next_idle_sweep.is_some_and(|at| at <= now) {
             self.sweep_idle();
         }
-        while let Some(pos) = self.timers.iter().position(|&(at, _)| at <= now) {
-            let (_, id) = self.timers.swap_remove(pos);
-            h.timer(self, id);
+        if self.timers.iter().any(|&(at, _)| at <= now) {
+            // Take the due ones first: a handler that re-arms its timer for `now`
+            // runs again next turn, not forever within this one.
+            let mut due = Vec::new();
+            self.timers.retain(|&(at, id)| {
+                let fire = at <= now;
+                if fire {
+                    due.push((at, id));
+                }
+                !fire
+            });
+            due.sort_unstable();
+            for (_, id) in due {
+                h.timer(self, id);
+            }
         }
         loop {
             while let Some(i) = self.completed.pop() {
@@ -928,6 +943,92 @@ fn no_slot() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::io::Read as _;
+    use std::net::TcpStream as StdStream;
+
+    /// Answers any input with `reply_len` bytes, then closes (after the flush).
+    struct Blaster {
+        reply_len: usize,
+        closes: usize,
+    }
+
+    impl Handler for Blaster {
+        type Data = ();
+        fn connection_request(&mut self, r: &mut Reactor<()>, _l: Index, req: Request) {
+            r.accept(req, ()).unwrap();
+        }
+        fn data_arrival(&mut self, r: &mut Reactor<()>, i: Index, _data: &[u8]) {
+            let reply: Vec<u8> = (0..self.reply_len).map(|n| (n % 251) as u8).collect();
+            r.send_vectored(i, &[&reply[..10], &reply[10..]]);
+            r.close(i);
+        }
+        fn close(&mut self, r: &mut Reactor<()>, _i: Index, _data: ()) {
+            self.closes += 1;
+            r.stop();
+        }
+    }
+
+    /// Runs `h` on a reactor in a thread; returns the listener's address and the thread.
+    fn serve<H: Handler<Data = ()> + Send + 'static>(
+        options: Options,
+        mut h: H,
+    ) -> (SocketAddr, std::thread::JoinHandle<H>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let mut r = Reactor::new(options).unwrap();
+            let l = r.listen("127.0.0.1:0".parse().unwrap(), ()).unwrap();
+            tx.send(r.local_addr(l).unwrap()).unwrap();
+            r.run(&mut h).unwrap();
+            h
+        });
+        (rx.recv().unwrap(), t)
+    }
+
+    #[test]
+    fn a_reply_bigger_than_the_socket_buffer_arrives_whole_before_the_close() {
+        let len = 8 * 1024 * 1024;
+        let (addr, t) = serve(
+            Options::default(),
+            Blaster {
+                reply_len: len,
+                closes: 0,
+            },
+        );
+        let mut c = StdStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"go").unwrap();
+        // Read slowly at first, so the server has to queue most of it.
+        let mut first = [0u8; 1024];
+        c.read_exact(&mut first).unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert_eq!(first.len() + rest.len(), len);
+        assert!(rest
+            .iter()
+            .enumerate()
+            .all(|(n, &b)| b == ((n + 1024) % 251) as u8));
+        assert_eq!(t.join().unwrap().closes, 1);
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_dropped_at_the_backlog_limit() {
+        let options = Options {
+            max_backlog: 64 * 1024,
+            ..Options::default()
+        };
+        let (addr, t) = serve(
+            options,
+            Blaster {
+                reply_len: 16 * 1024 * 1024,
+                closes: 0,
+            },
+        );
+        let mut c = StdStream::connect(addr).unwrap();
+        c.write_all(b"go").unwrap();
+        // The server gives up on us without our reading a byte, and its loop goes on.
+        assert_eq!(t.join().unwrap().closes, 1);
+    }
 
     #[test]
     fn mapped_addresses_read_as_ipv4() {
