@@ -9,11 +9,13 @@
 //! | the peer document `<peers><peer>...`           | [`wire::peerdoc`]          |
 //! | `"needs peer list"` and other request lines    | [`wire::request`]          |
 //! | MSXML `loadXML` of config and documents        | [`xml`]                    |
+//! | servant form (`Winsock1`, `servants1(i)`, `send1`, `txtSend1`) | [`servant`] |
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 
 pub mod cli;
 pub mod connmgr;
 pub mod reactor;
+pub mod servant;
 pub mod wire;
 pub mod xml;

@@ -1,0 +1,350 @@
+//! The servant's settings: the article's defaults, then `config.xml`, then flags.
+//!
+//! The file keeps the article's shape, with two optional additions:
+//!
+//! ```xml
+//! <config>
+//!   <connectionmgr>127.0.0.1</connectionmgr>  <!-- HOST or HOST:PORT -->
+//!   <port>85</port>
+//!   <name>alice</name>                        <!-- optional: lines go out as "alice: ..." -->
+//!   <pollinterval>2000</pollinterval>         <!-- optional, milliseconds -->
+//!   <bans><ban><target>1.1.1.1</target></ban></bans>
+//! </config>
+//! ```
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use log::info;
+
+use crate::cli::{ConfigError, ConfigFile};
+
+/// The config file read when `--config` is not given.
+pub const DEFAULT_FILE: &str = "config.xml";
+
+/// Everything the servant can be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The connection manager's host: an address or a name, resolved before the loop.
+    pub connmgr_host: String,
+    /// The manager's port (the article's 85).
+    pub connmgr_port: u16,
+    /// Local address for the listener and every outgoing connection; `None` = any.
+    pub bind: Option<IpAddr>,
+    /// Prefix for outgoing lines (`name: text`).
+    pub name: Option<String>,
+    /// How often the peer list is asked for.
+    pub poll_interval: Duration,
+    /// `<ban><target>` values, addresses or host names, in file order.
+    pub bans: Vec<String>,
+    /// Do not read stdin at all (`--headless`).
+    pub headless: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            connmgr_host: "127.0.0.1".into(),
+            connmgr_port: 85,
+            bind: None,
+            name: None,
+            poll_interval: Duration::from_secs(2),
+            bans: Vec::new(),
+            headless: false,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the file's or the default.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    /// `HOST[:PORT]`.
+    pub connmgr: Option<String>,
+    pub port: Option<u16>,
+    pub bind: Option<IpAddr>,
+    pub name: Option<String>,
+    /// Milliseconds.
+    pub poll_interval: Option<u64>,
+    pub headless: bool,
+}
+
+const KNOWN: &[&str] = &["connectionmgr", "port", "name", "pollinterval", "bans"];
+
+impl Config {
+    /// Defaults, then the config file (`--config`, else `./config.xml` if it exists),
+    /// then the flags.
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        match &o.config {
+            Some(path) => c.apply_file(&ConfigFile::load(path, "config")?)?,
+            None if Path::new(DEFAULT_FILE).exists() => {
+                c.apply_file(&ConfigFile::load(Path::new(DEFAULT_FILE), "config")?)?
+            }
+            None => info!(
+                "no ./{DEFAULT_FILE}; using the article's defaults (connection manager {}:{}, no bans)",
+                c.connmgr_host, c.connmgr_port
+            ),
+        }
+        if let Some(text) = &o.connmgr {
+            let (host, port) =
+                split_host_port(text).map_err(|r| ConfigError::new("--connmgr", r))?;
+            c.connmgr_host = host;
+            c.connmgr_port = port.unwrap_or(c.connmgr_port);
+        }
+        c.connmgr_port = o.port.unwrap_or(c.connmgr_port);
+        c.bind = o.bind.or(c.bind);
+        if let Some(name) = &o.name {
+            c.name = Some(check_name(name).map_err(|r| ConfigError::new("--name", r))?);
+        }
+        if let Some(ms) = o.poll_interval {
+            c.poll_interval =
+                poll_interval(ms).map_err(|r| ConfigError::new("--poll-interval", r))?;
+        }
+        c.headless |= o.headless;
+        if c.connmgr_port == 0 {
+            let place = if o.port.is_some() {
+                "--port"
+            } else {
+                "connection manager port"
+            };
+            return Err(ConfigError::new(place, "must be from 1 to 65535, not 0"));
+        }
+        Ok(c)
+    }
+
+    fn apply_file(&mut self, f: &ConfigFile) -> Result<(), ConfigError> {
+        f.allow_only(KNOWN)?;
+        if let Some(el) = f.root.child("connectionmgr") {
+            let (host, port) = split_host_port(el.value())
+                .map_err(|r| ConfigError::new(f.place(el), format!("<connectionmgr> {r}")))?;
+            self.connmgr_host = host;
+            if let Some(p) = port {
+                self.connmgr_port = p;
+            }
+        }
+        if let Some(p) = f.value("port", "a port number from 1 to 65535")? {
+            self.connmgr_port = p;
+        }
+        if let Some(el) = f.root.child("name") {
+            self.name = Some(
+                check_name(el.value())
+                    .map_err(|r| ConfigError::new(f.place(el), format!("<name> {r}")))?,
+            );
+        }
+        if let Some(el) = f.root.child("pollinterval") {
+            let ms = crate::cli::parse_value::<u64>(el.value(), "a number of milliseconds")
+                .and_then(poll_interval)
+                .map_err(|r| ConfigError::new(f.place(el), format!("<pollinterval> {r}")))?;
+            self.poll_interval = ms;
+        }
+        for bans in f.root.children_named("bans") {
+            for ban in &bans.children {
+                if ban.name != "ban" {
+                    return Err(ConfigError::new(
+                        f.place(ban),
+                        format!("unknown element <{}> in <bans> (expected <ban>)", ban.name),
+                    ));
+                }
+                let target = ban.child("target").map(|t| t.value()).unwrap_or_default();
+                if target.is_empty() {
+                    return Err(ConfigError::new(
+                        f.place(ban),
+                        "<ban> needs a <target> with an IP address or a host name",
+                    ));
+                }
+                if target.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(ConfigError::new(
+                        f.place(ban),
+                        format!("<target> {target:?} is neither an IP address nor a host name"),
+                    ));
+                }
+                self.bans.push(target.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address.
+pub fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
+    let text = text.trim();
+    let bad_port =
+        |p: &str| format!("has a bad port {p:?} (expected HOST or HOST:PORT, port 1-65535)");
+    if text.is_empty() {
+        return Err("is empty: expected HOST or HOST:PORT".into());
+    }
+    if text.parse::<IpAddr>().is_ok() {
+        return Ok((text.to_string(), None));
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?}: an unclosed [ (expected [IPV6]:PORT)"))?;
+        return match after.strip_prefix(':') {
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n != 0 => Ok((host.to_string(), Some(n))),
+                _ => Err(bad_port(p)),
+            },
+            None => Err(format!("{text:?}: unexpected {after:?} after ]")),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, p)) => match p.parse::<u16>() {
+            Ok(n) if n != 0 && !host.is_empty() => Ok((host.to_string(), Some(n))),
+            _ => Err(bad_port(p)),
+        },
+        None => Ok((text.to_string(), None)),
+    }
+}
+
+fn check_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("must be one line without control characters".into());
+    }
+    if name.len() > 64 {
+        return Err(format!("is {} bytes long; the limit is 64", name.len()));
+    }
+    Ok(name.to_string())
+}
+
+fn poll_interval(ms: u64) -> Result<Duration, String> {
+    if ms == 0 {
+        return Err("must be at least 1 millisecond".into());
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("p2pchat-servant-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn with_file(path: &Path) -> Overrides {
+        Overrides {
+            config: Some(path.to_path_buf()),
+            ..Overrides::default()
+        }
+    }
+
+    #[test]
+    fn reads_the_articles_shape() {
+        let p = temp(
+            "article.xml",
+            "<config>\n  <connectionmgr>chat.example.org</connectionmgr>\n  <port>8585</port>\n  <bans>\n    <ban><target>1.1.1.1</target></ban>\n    <ban><target>fooUser234.fooISP23423.com</target></ban>\n  </bans>\n</config>\n",
+        );
+        let c = Config::load(&with_file(&p)).unwrap();
+        assert_eq!(
+            (c.connmgr_host.as_str(), c.connmgr_port),
+            ("chat.example.org", 8585)
+        );
+        assert_eq!(c.bans, ["1.1.1.1", "fooUser234.fooISP23423.com"]);
+        assert_eq!(c.poll_interval, Duration::from_secs(2));
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let p = temp(
+            "flags.xml",
+            "<config><connectionmgr>10.0.0.1:99</connectionmgr><name>file</name><pollinterval>500</pollinterval></config>",
+        );
+        let mut o = with_file(&p);
+        let c = Config::load(&o).unwrap();
+        assert_eq!((c.connmgr_host.as_str(), c.connmgr_port), ("10.0.0.1", 99));
+        assert_eq!(c.name.as_deref(), Some("file"));
+        assert_eq!(c.poll_interval, Duration::from_millis(500));
+        o.connmgr = Some("localhost:7000".into());
+        o.port = Some(7001);
+        o.name = Some("flag".into());
+        o.poll_interval = Some(200);
+        let c = Config::load(&o).unwrap();
+        assert_eq!(
+            (c.connmgr_host.as_str(), c.connmgr_port),
+            ("localhost", 7001)
+        );
+        assert_eq!(c.name.as_deref(), Some("flag"));
+        assert_eq!(c.poll_interval, Duration::from_millis(200));
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn bad_files_name_the_line_and_reason() {
+        let cases = [
+            (
+                "<config>\n<bans>\n<ban></ban></bans></config>",
+                ":3",
+                "needs a <target>",
+            ),
+            (
+                "<config>\n<bans><block/></bans></config>",
+                ":2",
+                "unknown element <block>",
+            ),
+            (
+                "<config>\n\n<port>http</port></config>",
+                ":3",
+                "a port number",
+            ),
+            (
+                "<config>\n<colour/></config>",
+                ":2",
+                "unknown element <colour>",
+            ),
+            (
+                "<config>\n<connectionmgr>host:0</connectionmgr></config>",
+                ":2",
+                "bad port",
+            ),
+            (
+                "<config>\n<pollinterval>0</pollinterval></config>",
+                ":2",
+                "at least 1",
+            ),
+            ("<config>\n<bans>\n", ":", ""),
+        ];
+        for (i, (text, line, reason)) in cases.iter().enumerate() {
+            let p = temp(&format!("bad{i}.xml"), text);
+            let e = Config::load(&with_file(&p)).unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with(&format!("{}{line}", p.display())),
+                "{shown}"
+            );
+            assert!(shown.contains(reason), "{shown}");
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    #[test]
+    fn an_explicit_missing_file_is_an_error() {
+        let o = with_file(Path::new("/nonexistent/p2pchat/config.xml"));
+        assert!(Config::load(&o)
+            .unwrap_err()
+            .reason
+            .contains("cannot read it"));
+    }
+
+    #[test]
+    fn host_port_forms() {
+        let ok = |s: &str| split_host_port(s).unwrap();
+        assert_eq!(ok("localhost"), ("localhost".into(), None));
+        assert_eq!(ok("127.0.0.1:85"), ("127.0.0.1".into(), Some(85)));
+        assert_eq!(ok("::1"), ("::1".into(), None));
+        assert_eq!(ok("[::1]:8585"), ("::1".into(), Some(8585)));
+        assert!(split_host_port("host:http").is_err());
+        assert!(split_host_port(":85").is_err());
+        assert!(split_host_port("").is_err());
+    }
+}
