@@ -125,6 +125,9 @@ pub struct Servant {
     peers: Vec<Peer>,
     /// The listener's slot and port.
     listener: Option<(Index, u16)>,
+    /// No document has arrived on this link yet: the first one is logged even if the
+    /// membership is unchanged, so a reconnect shows the network formed again.
+    fresh_link: bool,
     /// A list without a `me` entry was reported.
     no_me_logged: bool,
     bans: Bans,
@@ -156,6 +159,7 @@ impl Servant {
             backoff: BACKOFF_FIRST,
             peers: Vec::new(),
             listener: None,
+            fresh_link: true,
             no_me_logged: false,
             bans,
             resolved: None,
@@ -195,6 +199,7 @@ impl Servant {
     /// every outage. The first request is queued at once and goes out on connect.
     fn connect_manager(&mut self, r: &mut Reactor<Slot>) {
         self.link_dropped = false;
+        self.fresh_link = true;
         self.link_buf.clear();
         match r.connect(self.manager, self.bind_for(self.manager), Slot::Manager) {
             Ok(i) => {
@@ -324,7 +329,7 @@ impl Servant {
                 .zip(&self.peers)
                 .any(|(a, b)| (a.ip, a.port, a.me) != (b.ip, b.port, b.me));
         self.peers = peers;
-        if changed {
+        if changed || std::mem::take(&mut self.fresh_link) {
             info!("peers: {}", describe(&self.peers));
         }
         let Some(port) = self.peers.iter().find(|p| p.me).map(|p| p.port) else {
