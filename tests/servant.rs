@@ -385,3 +385,20 @@ fn bad_options_and_config_exit_2_with_the_place() {
     let (code, _) = run(&["--help"]);
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn a_port_that_cannot_be_bound_is_traded_for_another() {
+    // Hold the port the manager will hand out first, on the servant's address.
+    let taken = TcpListener::bind("127.0.36.1:0").unwrap();
+    let first = taken.local_addr().unwrap().port();
+    let first_port = first.to_string();
+    let (_m, addr) = connmgr(&["--first-port", &first_port]);
+    let cfg = config_file("taken", &[]);
+    let s = servant(addr, "127.0.36.1", "t", &cfg, 200);
+    s.wait_for(&format!("cannot listen on 127.0.36.1:{first}"));
+    let now = s.listening_addr();
+    assert_ne!(now.port(), first);
+    assert_eq!(now.ip().to_string(), "127.0.36.1");
+    logged(&s, &format!("peers: 1 ({}*)", now.port()));
+    let _ = std::fs::remove_file(cfg);
+}

@@ -118,6 +118,8 @@ pub struct Servant {
     link_buf: Vec<u8>,
     /// We closed the link on purpose (bind failure, leaving): not an outage.
     link_dropped: bool,
+    /// Why the link failed, from `error`, for the log line `close` writes.
+    link_error: Option<String>,
     /// The outage has been logged; said again only after the link came back.
     outage_logged: bool,
     backoff: Duration,
@@ -155,6 +157,7 @@ impl Servant {
             link: None,
             link_buf: Vec::new(),
             link_dropped: false,
+            link_error: None,
             outage_logged: false,
             backoff: BACKOFF_FIRST,
             peers: Vec::new(),
@@ -682,7 +685,13 @@ impl Handler for Servant {
     /// VB: `Winsock1_Close`, `servants1_Close(Index)`, `send1_Close`.
     fn close(&mut self, r: &mut Reactor<Slot>, i: Index, data: Slot) {
         match data {
-            Slot::Manager if self.link == Some(i) => self.manager_lost(r, "the connection closed"),
+            Slot::Manager if self.link == Some(i) => {
+                let why = self
+                    .link_error
+                    .take()
+                    .unwrap_or_else(|| "it closed the connection".into());
+                self.manager_lost(r, &why)
+            }
             Slot::Manager => {}
             Slot::Listener => {
                 if self.listener.is_some_and(|(l, _)| l == i) {
@@ -723,7 +732,7 @@ impl Handler for Servant {
     fn error(&mut self, r: &mut Reactor<Slot>, i: Index, err: &io::Error) {
         match r.data_mut(i) {
             Some(Slot::Outgoing { error, .. }) => *error = Some(err.to_string()),
-            Some(Slot::Manager) => debug!("connection manager link: {err}"),
+            Some(Slot::Manager) => self.link_error = Some(err.to_string()),
             _ => {}
         }
     }
