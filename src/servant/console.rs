@@ -58,14 +58,12 @@ impl Console {
         self.done(result.and_then(|()| out.flush()));
     }
 
-    /// Prints lines the user asked for (`/peers`, `/help`).
+    /// Prints lines the user asked for (`/peers`, `/help`). The prompt is redrawn by
+    /// the caller once the whole typed chunk has been handled.
     pub fn reply(&mut self, text: &str) {
         let mut out = io::stdout().lock();
-        let result = if self.prompt {
-            write!(out, "\r\x1b[K{text}{PROMPT}")
-        } else {
-            write!(out, "{text}")
-        };
+        let clear = if self.prompt { "\r\x1b[K" } else { "" };
+        let result = write!(out, "{clear}{text}");
         self.done(result.and_then(|()| out.flush()));
     }
 
@@ -78,11 +76,11 @@ impl Console {
         }
     }
 
-    /// Says something to the user on stderr without breaking the prompt line.
+    /// Says something to the user on stderr, on a line of its own. Like [`Self::reply`],
+    /// it leaves redrawing the prompt to the caller.
     pub fn complain(&mut self, text: &str) {
         if self.prompt {
             eprint!("\r\x1b[K{text}\n");
-            self.prompt();
         } else {
             eprintln!("{text}");
         }

@@ -82,6 +82,9 @@ pub enum Slot {
         to: SocketAddr,
         /// The peer is this servant (its `me` entry).
         to_self: bool,
+        /// For a send to ourselves, our end's address once connected: the one our
+        /// own listener sees it come from.
+        local: Option<SocketAddr>,
         /// The socket took the whole batch.
         delivered: bool,
         error: Option<String>,
@@ -449,6 +452,7 @@ impl Servant {
             let slot = Slot::Outgoing {
                 to,
                 to_self: peer.me,
+                local: None,
                 delivered: false,
                 error: None,
             };
@@ -466,12 +470,19 @@ impl Servant {
     /// VB: `send1_Connect`. A send to ourselves is remembered by its local address
     /// so leaving can wait until our own listener has shown it.
     fn send1_connect(&mut self, r: &mut Reactor<Slot>, i: Index) {
-        if let Some(Slot::Outgoing { to_self: true, .. }) = r.data(i) {
-            if let Ok(local) = r.local_addr(i) {
-                let local = SocketAddr::new(crate::reactor::canonical_ip(local.ip()), local.port());
-                self.self_pending.push(local);
-            }
+        if !matches!(r.data(i), Some(Slot::Outgoing { to_self: true, .. })) {
+            return;
         }
+        let Ok(local) = r.local_addr(i) else { return };
+        let local = SocketAddr::new(crate::reactor::canonical_ip(local.ip()), local.port());
+        // Banning our own address hides our own lines too; nothing to wait for then.
+        if self.bans.is_banned(local.ip()) {
+            return;
+        }
+        if let Some(Slot::Outgoing { local: l, .. }) = r.data_mut(i) {
+            *l = Some(local);
+        }
+        self.self_pending.push(local);
     }
 
     /// VB: `send1_SendComplete`: the batch is with the kernel; close.
@@ -487,11 +498,16 @@ impl Servant {
         &mut self,
         r: &mut Reactor<Slot>,
         to: SocketAddr,
+        local: Option<SocketAddr>,
         delivered: bool,
         error: Option<String>,
     ) {
         self.outgoing = self.outgoing.saturating_sub(1);
         if !delivered {
+            // Our own listener will never show this one; do not wait for it.
+            if let Some(k) = local.and_then(|l| self.self_pending.iter().position(|&a| a == l)) {
+                self.self_pending.swap_remove(k);
+            }
             let why = error.unwrap_or_else(|| "closed before the message was sent".into());
             self.peer_failed(r.now(), to, &why);
         }
@@ -704,10 +720,11 @@ impl Handler for Servant {
             Slot::Incoming { from, reader } => self.servants1_close(r, from, reader),
             Slot::Outgoing {
                 to,
+                local,
                 delivered,
                 error,
                 ..
-            } => self.send1_close(r, to, delivered, error),
+            } => self.send1_close(r, to, local, delivered, error),
         }
     }
 
@@ -846,6 +863,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
         r.watch_stdin()
             .map_err(|e| StartError(format!("cannot read stdin: {e}")))?;
     }
+    if config.poll_interval >= Duration::from_secs(30) {
+        warn!(
+            "--poll-interval {} ms: a manager drops servants silent for 30 s (its default), so this one may be dropped between polls",
+            config.poll_interval.as_millis()
+        );
+    }
     let mut servant = Servant::new(config, manager, bans, input);
     if !servant.bans.names().is_empty() {
         let (tx, rx) = mpsc::channel();
@@ -872,6 +895,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         servant
             .console
             .reply("Type a line to chat, /help for commands.\n");
+        servant.console.prompt();
     }
     servant.connect_manager(&mut r);
     r.run(&mut servant)
