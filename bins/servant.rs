@@ -39,7 +39,8 @@ INPUT:
     /command is an error on stderr, not chat.
     On a terminal there is a `> ` prompt; Ctrl-D leaves.
     From a pipe or file, end of input leaves once every line has been delivered
-    (at most 5 s later). With stdin at /dev/null, or --headless, it runs until
+    (at most 5 s later). Lines typed before the first peer list are held and
+    sent when it arrives. With stdin at /dev/null, or --headless, it runs until
     SIGINT or SIGTERM.
 
 When it listens it logs `listening on ADDR:PORT`, and `peers: N (...)` whenever the

@@ -316,6 +316,10 @@ fn split_and_malformed_documents_and_a_garbage_peer_do_not_crash_it() {
     link.write_all(format!("{first}{two}").as_bytes()).unwrap();
     s.wait_for("peers: 2 (");
 
+    // A slow peer: half a line, then nothing for a while.
+    let mut slow = TcpStream::connect(me).unwrap();
+    slow.write_all(b"half a li").unwrap();
+
     // A garbage peer: invalid UTF-8, a line far over the limit, then a short one.
     let mut g = TcpStream::connect(me).unwrap();
     let mut junk = vec![0xffu8, 0xfe, b'\r', 0, 0x80];
@@ -341,6 +345,11 @@ fn split_and_malformed_documents_and_a_garbage_peer_do_not_crash_it() {
     let mut got = String::new();
     c.read_to_string(&mut got).unwrap();
     assert_eq!(got, "r: survived\n");
+
+    // The slow peer finishes its line at last; it was held, not lost.
+    slow.write_all(b"ne\n").unwrap();
+    drop(slow);
+    assert_eq!(transcript(&s, 1), ["half a line"]);
     let _ = std::fs::remove_file(cfg);
 }
 
@@ -400,5 +409,23 @@ fn a_port_that_cannot_be_bound_is_traded_for_another() {
     assert_ne!(now.port(), first);
     assert_eq!(now.ip().to_string(), "127.0.36.1");
     logged(&s, &format!("peers: 1 ({}*)", now.port()));
+    let _ = std::fs::remove_file(cfg);
+}
+
+#[test]
+fn lines_piped_before_the_first_list_are_delivered_before_it_leaves() {
+    let (_m, addr) = connmgr(&[]);
+    let cfg = config_file("early", &[]);
+    let stay = servant(addr, "127.0.37.1", "stay", &cfg, 200);
+    stay.listening_addr();
+    // `printf 'early bird\n' | servant ...`: the line and the end of input come
+    // before the servant has even heard from the manager.
+    let mut early = servant(addr, "127.0.37.2", "early", &cfg, 200);
+    early.type_line("early bird");
+    early.stdin = None;
+    assert_eq!(early.wait_exit(), Some(0), "{}", early.log_text());
+    assert_eq!(transcript(&early, 1), ["early: early bird"]);
+    assert_eq!(transcript(&stay, 1), ["early: early bird"]);
+    logged(&stay, "peers: 1 (");
     let _ = std::fs::remove_file(cfg);
 }

@@ -58,6 +58,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// A peer that stays unreachable is warned about at most once per this window.
 const FAILURE_WARN_EVERY: Duration = Duration::from_secs(10);
+/// Lines typed before the first peer list are held up to this many bytes.
+const MAX_HELD: usize = 1024 * 1024;
 /// Incoming chat connections silent this long are closed (slow or stuck peers).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes from the manager without a complete document before the link is dropped.
@@ -143,6 +145,9 @@ pub struct Servant {
     typed: ChatReader,
     /// Chat lines typed in this stdin chunk, sent as one batch.
     batch: Vec<u8>,
+    /// Lines typed before there was a list to send them to (or a listener for our
+    /// own copy); sent when the first one arrives, so `echo hi | servant` works.
+    held: Vec<u8>,
     console: Console,
     /// Outgoing slots still open.
     outgoing: usize,
@@ -174,6 +179,7 @@ impl Servant {
             input,
             typed: ChatReader::default(),
             batch: Vec::new(),
+            held: Vec::new(),
             console: Console::new(input == Input::Terminal && console::is_tty(1)),
             outgoing: 0,
             self_pending: Vec::new(),
@@ -225,7 +231,7 @@ impl Servant {
         self.link = None;
         self.link_buf.clear();
         r.cancel_timer(POLL);
-        if self.quitting {
+        if self.quitting && self.held.is_empty() {
             return;
         }
         if self.link_dropped {
@@ -353,6 +359,15 @@ impl Servant {
         }
         if self.listener.is_some() {
             self.backoff = BACKOFF_FIRST;
+            if !self.held.is_empty() {
+                debug!(
+                    "sending {} bytes held until the peer list came",
+                    self.held.len()
+                );
+                self.batch = std::mem::take(&mut self.held);
+                self.send1_broadcast(r);
+                self.maybe_leave(r);
+            }
         }
     }
 
@@ -440,9 +455,20 @@ impl Servant {
         if self.batch.is_empty() {
             return;
         }
-        if self.peers.is_empty() {
-            self.console
-                .complain("not sent: no peer list yet (is the connection manager running?)");
+        if self.peers.is_empty() || self.listener.is_none() {
+            if self.held.is_empty() {
+                info!(
+                    "no peer list yet: holding what is typed until the connection manager answers"
+                );
+            }
+            if self.held.len() + self.batch.len() > MAX_HELD {
+                self.console.complain(&format!(
+                    "not sent: more than {} KiB typed while there is no peer list",
+                    MAX_HELD / 1024
+                ));
+            } else {
+                self.held.extend_from_slice(&self.batch);
+            }
             self.batch.clear();
             return;
         }
@@ -622,18 +648,29 @@ impl Servant {
             return;
         }
         self.quitting = true;
+        // Lines still held need the list first: keep the link until they have gone.
+        if self.held.is_empty() {
+            self.leave_manager(r);
+        }
+        r.set_timer(QUIT_DEADLINE, r.now() + QUIT_GRACE);
+        self.maybe_leave(r);
+    }
+
+    fn leave_manager(&mut self, r: &mut Reactor<Slot>) {
         r.cancel_timer(POLL);
         r.cancel_timer(RECONNECT);
         if let Some(link) = self.link.take() {
             self.link_dropped = true;
             r.close(link);
         }
-        r.set_timer(QUIT_DEADLINE, r.now() + QUIT_GRACE);
-        self.maybe_leave(r);
     }
 
     fn maybe_leave(&mut self, r: &mut Reactor<Slot>) {
-        if self.quitting && self.outgoing == 0 && self.self_pending.is_empty() {
+        if !self.quitting || !self.held.is_empty() {
+            return;
+        }
+        self.leave_manager(r);
+        if self.outgoing == 0 && self.self_pending.is_empty() {
             info!("leaving");
             self.console.finish();
             r.stop();
@@ -757,12 +794,17 @@ impl Handler for Servant {
     fn timer(&mut self, r: &mut Reactor<Slot>, id: usize) {
         match id {
             POLL => self.poll(r),
-            RECONNECT if !self.quitting => self.connect_manager(r),
+            RECONNECT if !self.quitting || !self.held.is_empty() => self.connect_manager(r),
             QUIT_DEADLINE => {
                 warn!(
-                    "leaving with {} send(s) unfinished after {} s",
+                    "leaving with {} send(s) unfinished after {} s{}",
                     self.outgoing + self.self_pending.len(),
-                    QUIT_GRACE.as_secs()
+                    QUIT_GRACE.as_secs(),
+                    if self.held.is_empty() {
+                        ""
+                    } else {
+                        "; lines typed before any peer list arrived were never sent"
+                    }
                 );
                 self.console.finish();
                 r.stop();
