@@ -10,9 +10,11 @@
 //! | `"needs peer list"` and other request lines    | [`wire::request`]          |
 //! | MSXML `loadXML` of config and documents        | [`xml`]                    |
 //! | servant form (`Winsock1`, `servants1(i)`, `send1`, `txtSend1`) | [`servant`] |
+//! | (none: many servants at once, to measure the manager) | [`churn`]          |
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 
+pub mod churn;
 pub mod cli;
 pub mod connmgr;
 pub mod reactor;
