@@ -132,21 +132,21 @@ fn parse(
     args: &mut pico_args::Arguments,
 ) -> Result<(Config, bool, Option<String>), ConfigError> {
     let target: String =
-        opt(args, ["-t", "--target"], "HOST:PORT")?.unwrap_or("127.0.0.1:85".into());
+        opt(args, Flag("--target", Some("-t")), "HOST:PORT")?.unwrap_or("127.0.0.1:85".into());
     let target = resolve(&target)?;
     let mut c = Config::new(mode, target);
-    if let Some(n) = opt(args, ["-c", "--concurrency"], "a whole number")? {
+    if let Some(n) = opt(args, Flag("--concurrency", Some("-c")), "a whole number")? {
         c.concurrency = n;
     }
-    c.count = opt(args, ["-n", "--count"], "a whole number")?;
+    c.count = opt(args, Flag("--count", Some("-n")), "a whole number")?;
     if c.count == Some(0) {
         return Err(ConfigError::new("--count", "must be at least 1"));
     }
-    c.duration = secs(args, ["-d", "--duration"])?;
+    c.duration = secs(args, Flag("--duration", Some("-d")))?;
     if c.duration.is_some_and(|d| d.is_zero()) {
         return Err(ConfigError::new("--duration", "must be more than 0"));
     }
-    if let Some(w) = secs(args, ["--warmup", "--warmup"])? {
+    if let Some(w) = secs(args, Flag("--warmup", None))? {
         c.warmup = w;
     }
     if let Some(ms) = cli::opt_flag::<u64>(args, "--interval", "a number of milliseconds")? {
@@ -206,36 +206,46 @@ fn parse(
     Ok((c, json, log_level))
 }
 
-/// A flag with a short and a long name.
+/// The names a flag goes by: its long name, and a short one if it has one.
+#[derive(Clone, Copy)]
+struct Flag(&'static str, Option<&'static str>);
+
+impl Flag {
+    fn take(self, args: &mut pico_args::Arguments) -> Result<Option<String>, pico_args::Error> {
+        match self.1 {
+            Some(short) => args.opt_value_from_str([short, self.0]),
+            None => args.opt_value_from_str(self.0),
+        }
+    }
+}
+
+/// A flag's value, parsed; errors name the flag and what it needs.
 fn opt<T: std::str::FromStr>(
     args: &mut pico_args::Arguments,
-    keys: [&'static str; 2],
+    flag: Flag,
     expected: &str,
 ) -> Result<Option<T>, ConfigError> {
-    match args.opt_value_from_str::<_, String>(keys) {
+    match flag.take(args) {
         Ok(Some(text)) => cli::parse_value(&text, expected)
             .map(Some)
-            .map_err(|reason| ConfigError::new(keys[1], reason)),
+            .map_err(|reason| ConfigError::new(flag.0, reason)),
         Ok(None) => Ok(None),
         Err(pico_args::Error::OptionWithoutAValue(_)) => Err(ConfigError::new(
-            keys[1],
+            flag.0,
             format!("needs a value: {expected}"),
         )),
-        Err(e) => Err(ConfigError::new(keys[1], e.to_string())),
+        Err(e) => Err(ConfigError::new(flag.0, e.to_string())),
     }
 }
 
 /// Seconds, fractions allowed.
-fn secs(
-    args: &mut pico_args::Arguments,
-    keys: [&'static str; 2],
-) -> Result<Option<Duration>, ConfigError> {
-    let Some(s) = opt::<f64>(args, keys, "a number of seconds such as 10 or 0.5")? else {
+fn secs(args: &mut pico_args::Arguments, flag: Flag) -> Result<Option<Duration>, ConfigError> {
+    let Some(s) = opt::<f64>(args, flag, "a number of seconds such as 10 or 0.5")? else {
         return Ok(None);
     };
     Duration::try_from_secs_f64(s)
         .map(Some)
-        .map_err(|_| ConfigError::new(keys[1], format!("must be a number of seconds, not {s}")))
+        .map_err(|_| ConfigError::new(flag.0, format!("must be a number of seconds, not {s}")))
 }
 
 fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {

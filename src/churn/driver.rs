@@ -19,7 +19,7 @@ use log::{debug, info, warn};
 use super::histogram::Histogram;
 use super::procfs::{self, CpuMark, CpuSource};
 use super::report::{Failure, Failures, ProcessUse, Report};
-use super::{Config, Mode, RunError, Sender};
+use super::{scan, Config, Mode, RunError, Sender};
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use crate::wire::peerdoc;
 
@@ -317,7 +317,7 @@ impl Churn {
 
     /// Everything failing and nothing ever connecting means the target is wrong.
     fn check_hopeless(&mut self, r: &mut Reactor<Conn>) {
-        let tries = (self.cfg.concurrency + self.cfg.steady).max(1) as u64 * 3;
+        let tries = (self.cfg.concurrency + self.steady.len()).max(1) as u64 * 3;
         if self.connections == 0 && self.failures.total() >= tries {
             let first = self
                 .failures
@@ -497,9 +497,17 @@ impl Churn {
     }
 
     /// A whole document arrived on manager connection `i`.
-    fn document(&mut self, r: &mut Reactor<Conn>, i: Index, doc: &[u8], now: Instant) {
+    /// `wire_len` counts the line ending after `</peers>` too: what the server sent.
+    fn document(
+        &mut self,
+        r: &mut Reactor<Conn>,
+        i: Index,
+        doc: &[u8],
+        wire_len: usize,
+        now: Instant,
+    ) {
         self.documents += 1;
-        self.doc_bytes += doc.len() as u64;
+        self.doc_bytes += wire_len as u64;
         let Some(Conn::Manager(ask)) = r.data_mut(i) else {
             return;
         };
@@ -557,7 +565,7 @@ impl Churn {
                 let Some((me, _)) = me else { return };
                 self.registering -= 1;
                 self.ramp(r);
-                let addr = SocketAddr::new(me.ip, me.port);
+                let addr = me;
                 match r.listen(addr, Conn::Listener(k)) {
                     Ok(_) => self.fanout.listening += 1,
                     Err(e) => {
@@ -583,26 +591,13 @@ impl Churn {
         }
     }
 
-    /// Parses `doc`; returns the asker's own entry and every peer's address.
-    fn check(&mut self, doc: &[u8]) -> Result<(peerdoc::Peer, Vec<SocketAddr>), String> {
-        let text = std::str::from_utf8(doc).map_err(|_| "document is not UTF-8".to_string())?;
-        let peers = peerdoc::parse(text).map_err(|e| format!("bad document: {e}"))?;
-        let mut me = peers.iter().filter(|p| p.me);
-        let (Some(mine), None) = (me.next(), me.next()) else {
-            let n = peers.iter().filter(|p| p.me).count();
-            return Err(format!(
-                "{n} entries have <me>TRUE</me>, not 1, among {} peers",
-                peers.len()
-            ));
-        };
+    /// Checks `doc`; returns the asker's own address and every peer's.
+    fn check(&mut self, doc: &[u8]) -> Result<(SocketAddr, Vec<SocketAddr>), String> {
+        let scan::Scanned { peers, me } = scan::scan(doc)?;
         let n = peers.len();
         self.peers_min = Some(self.peers_min.map_or(n, |m| m.min(n)));
         self.peers_max = Some(self.peers_max.map_or(n, |m| m.max(n)));
-        let all = peers
-            .iter()
-            .map(|p| SocketAddr::new(p.ip, p.port))
-            .collect();
-        Ok((mine.clone(), all))
+        Ok((peers[me], peers))
     }
 
     /// Every fanout servant listens: get the sender going.
@@ -1006,7 +1001,7 @@ impl Handler for Churn {
                     while next < buf.len() && matches!(buf[next], b'\r' | b'\n') {
                         next += 1;
                     }
-                    self.document(r, i, &buf[used..end], now);
+                    self.document(r, i, &buf[used..end], next - used, now);
                     used = next;
                     from = next;
                 }

@@ -19,6 +19,7 @@ mod driver;
 pub mod histogram;
 pub mod procfs;
 pub mod report;
+pub mod scan;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
