@@ -1,7 +1,7 @@
 //! The virtual servants: one [`Handler`] on the project's reactor drives every mode.
 //!
-//! A run goes through phases: `Setup` (steady servants connect and get a first
-//! answer; fanout servants register, listen, and a first line proves the sender
+//! A run goes through phases: `Setup` (steady servants join; fanout servants
+//! register, listen, and a first line proves the sender
 //! reaches them all), `Warmup`, `Measure`, then `Drain`, where nothing new starts
 //! and what is in flight finishes, so the counts match what the manager saw.
 
@@ -21,7 +21,6 @@ use super::procfs::{self, CpuMark, CpuSource};
 use super::report::{Failure, Failures, ProcessUse, Report};
 use super::{scan, Config, Mode, RunError, Sender};
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
-use crate::wire::peerdoc;
 
 /// What every virtual servant asks.
 const REQUEST: &[u8] = b"needs peer list\n";
@@ -33,6 +32,10 @@ const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Servants connecting at once while steady and fanout servants register, so the
 /// manager's listen backlog does not overflow into SYN retries.
 const RAMP: usize = 256;
+/// What ends a peer document on the wire (the manager never sends `<peers/>`).
+const END: &[u8] = b"</peers>";
+/// A read buffer that grew past this is freed once empty.
+const KEEP_CAPACITY: usize = 64 * 1024;
 /// A document larger than this without its closing tag is garbage.
 const MAX_DOC: usize = 64 << 20;
 /// Marks fanout lines; listeners look for it anywhere in a line, so a sender may
@@ -165,6 +168,7 @@ struct Churn {
     server: Option<ProcessUse>,
     client: Option<ProcessUse>,
     fatal: Option<String>,
+    end_tag: memchr::memmem::Finder<'static>,
 }
 
 fn source_name(s: CpuSource) -> &'static str {
@@ -224,6 +228,7 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         server: None,
         client: None,
         fatal: None,
+        end_tag: memchr::memmem::Finder::new(END),
         cfg,
     };
     match c.cfg.mode {
@@ -334,13 +339,16 @@ impl Churn {
         }
     }
 
-    /// Opens a connection to the manager for `role` and queues the request.
+    /// Opens a connection to the manager for `role` and queues the request, except
+    /// for steady servants: they only join, and ask on their schedule. (Asking as each
+    /// joins would cost the manager quadratic bytes: at 10,000 servants, 4 GB.)
     fn open(&mut self, r: &mut Reactor<Conn>, role: Role) -> bool {
+        let steady = matches!(role, Role::Steady(_));
         let ask = Ask {
             role,
             buf: Vec::new(),
             scanned: 0,
-            asked: Some(Instant::now()),
+            asked: (!steady).then(Instant::now),
             first: true,
             connected: false,
             answered: false,
@@ -348,9 +356,9 @@ impl Churn {
         };
         match r.connect(self.cfg.target, self.cfg.bind, Conn::Manager(ask)) {
             Ok(i) => {
-                r.send(i, REQUEST);
-                if let Role::Steady(k) = role {
-                    self.steady[k] = Some(i);
+                match role {
+                    Role::Steady(k) => self.steady[k] = Some(i),
+                    _ => r.send(i, REQUEST),
                 }
                 true
             }
@@ -545,14 +553,6 @@ impl Churn {
                     self.counted(r, now);
                 }
             }
-            Role::Steady(_) if first => {
-                self.registering -= 1;
-                self.steady_ready += 1;
-                self.ramp(r);
-                if self.phase == Phase::Setup && self.steady_ready == self.steady.len() {
-                    self.setup_done(r);
-                }
-            }
             Role::Steady(_) => {
                 if self.measuring() {
                     self.steady_answers += 1;
@@ -704,6 +704,38 @@ impl Churn {
             self.send_line(r);
         } else {
             self.fanout.next_at = Some(now + self.cfg.interval);
+        }
+    }
+
+    /// Hands every whole document in `bytes` to [`Churn::document`]; returns the
+    /// bytes used. `from` is where the search for the closing tag may start.
+    fn frame(
+        &mut self,
+        r: &mut Reactor<Conn>,
+        i: Index,
+        bytes: &[u8],
+        from: usize,
+        now: Instant,
+    ) -> usize {
+        let mut used = 0;
+        let mut from = from;
+        loop {
+            // The CRLF after `</peers>` may come in the next read: skip it there.
+            while used < bytes.len() && matches!(bytes[used], b'\r' | b'\n') {
+                used += 1;
+            }
+            from = from.max(used);
+            let Some(at) = self.end_tag.find(&bytes[from..]) else {
+                return used;
+            };
+            let end = from + at + END.len();
+            let mut next = end;
+            while next < bytes.len() && matches!(bytes[next], b'\r' | b'\n') {
+                next += 1;
+            }
+            self.document(r, i, &bytes[used..end], next - used, now);
+            used = next;
+            from = next;
         }
     }
 
@@ -992,20 +1024,23 @@ impl Handler for Churn {
         let now = Instant::now();
         match r.data_mut(i) {
             Some(Conn::Manager(ask)) => {
-                ask.buf.extend_from_slice(data);
+                // The common case, a whole document in one read, is framed in place.
                 let mut buf = std::mem::take(&mut ask.buf);
-                let mut from = ask.scanned.saturating_sub(8);
-                let mut used = 0;
-                while let Some(end) = peerdoc::document_end(&buf[from..]).map(|e| e + from) {
-                    let mut next = end;
-                    while next < buf.len() && matches!(buf[next], b'\r' | b'\n') {
-                        next += 1;
-                    }
-                    self.document(r, i, &buf[used..end], next - used, now);
-                    used = next;
-                    from = next;
+                let in_place = buf.is_empty();
+                let from = ask.scanned.saturating_sub(END.len());
+                if !in_place {
+                    buf.extend_from_slice(data);
                 }
-                buf.drain(..used);
+                let bytes: &[u8] = if in_place { data } else { &buf };
+                let used = self.frame(r, i, bytes, from, now);
+                if in_place {
+                    buf.extend_from_slice(&data[used..]);
+                } else {
+                    buf.drain(..used);
+                }
+                if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+                    buf = Vec::new(); // 10,000 idle servants must not each keep a megabyte
+                }
                 let Some(Conn::Manager(ask)) = r.data_mut(i) else {
                     return;
                 };
@@ -1065,7 +1100,7 @@ impl Handler for Churn {
                             self.registering -= 1;
                             self.to_register.push(ask.role);
                         } else if self.running(r) {
-                            // Lost: join again; its first answer is not a measured poll.
+                            // Lost: join again.
                             self.steady_ready -= 1;
                             self.to_register.push(ask.role);
                         }
@@ -1089,9 +1124,19 @@ impl Handler for Churn {
     }
 
     fn connect(&mut self, r: &mut Reactor<Conn>, i: Index) {
-        if let Some(Conn::Manager(ask)) = r.data_mut(i) {
-            ask.connected = true;
-            self.connections += 1;
+        let Some(Conn::Manager(ask)) = r.data_mut(i) else {
+            return;
+        };
+        ask.connected = true;
+        self.connections += 1;
+        if matches!(ask.role, Role::Steady(_)) && std::mem::replace(&mut ask.first, false) {
+            // A steady servant has joined; setup ends when they all have.
+            self.registering -= 1;
+            self.steady_ready += 1;
+            self.ramp(r);
+            if self.phase == Phase::Setup && self.steady_ready == self.steady.len() {
+                self.setup_done(r);
+            }
         }
     }
 
