@@ -1,0 +1,404 @@
+//! End to end: the real connmgr (and servant) under `churn`, each figure next to a
+//! baseline measured in the same run, and the targets beside them.
+//!
+//! - join-leave: connmgr CPU per cycle / the trivial mio server's (`churn
+//!   baseline-server`, same load, replies of the same size). Target <= 1.10.
+//! - needs peer list with 10,000 servants registered: connmgr CPU per answer /
+//!   the baseline sending the same bytes from a static buffer. Target <= 2.
+//! - steady p99 of 1,000 polling servants while join-leave runs flat out. < 5 ms.
+//! - connmgr RSS idle (< 3 MB) and per connected servant at 10,000 (< 2 KB).
+//! - fanout to 100 servants through a real servant, p99. < 10 ms.
+//! - stripped release binaries. < 1 MiB each.
+//!
+//! Servers' CPU is read from /proc/PID/schedstat over churn's measured window.
+//! `cargo bench --bench churn`; `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) runs every
+//! step small and short, for CI, and asserts nothing about timings.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use p2pchat::churn::{procfs, report::json_number};
+
+const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
+const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
+const CHURN: &str = env!("CARGO_BIN_EXE_churn");
+/// How long a server may take to start listening.
+const READY: Duration = Duration::from_secs(10);
+
+fn quick() -> bool {
+    std::env::var_os("P2PCHAT_BENCH_QUICK").is_some_and(|v| v != "0")
+        || std::env::args().any(|a| a == "--quick")
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn rss(&self) -> u64 {
+        procfs::rss_bytes(self.pid()).unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts connmgr at `--log-level warn` (logging every join would be measured too).
+/// It then prints no readiness line, so the port is chosen here and the manager is
+/// ready when a connection to it succeeds.
+fn connmgr(extra: &[&str]) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let child = Command::new(CONNMGR)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--log-level",
+            "warn",
+        ])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("connmgr starts");
+    let server = Server { child, addr };
+    let end = Instant::now() + READY;
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < end,
+            "connmgr did not listen on {addr} within {READY:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5)); // polling for readiness, with a deadline
+    }
+    server
+}
+
+/// Starts `churn baseline-server` answering `bytes` per request; waits for its
+/// `listening on` line.
+fn baseline(bytes: u64) -> Server {
+    let mut child = Command::new(CHURN)
+        .args(["baseline-server", "--reply-bytes", &bytes.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("churn baseline-server starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line
+                .rsplit("listening on ")
+                .next()
+                .filter(|_| line.contains("listening on "))
+            {
+                let _ = tx.send(a.trim().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(READY).expect("the baseline server listens");
+    Server {
+        child,
+        addr: addr.parse().expect("an address"),
+    }
+}
+
+/// Runs churn against `server` with `args`; returns its JSON summary.
+fn churn(server: &Server, args: &[&str]) -> String {
+    let out = Command::new(CHURN)
+        .args(args)
+        .args([
+            "-t",
+            &server.addr.to_string(),
+            "--server-pid",
+            &server.pid().to_string(),
+            "--json",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("churn runs");
+    let json = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let errors = json_number(&json, "errors").unwrap_or(-1.0);
+    if json.is_empty() || errors != 0.0 {
+        eprintln!(
+            "churn {args:?}: exit {:?}, {errors} errors\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    json
+}
+
+fn get(json: &str, key: &str) -> f64 {
+    json_number(json, key).unwrap_or(f64::NAN)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+struct Plan {
+    reps: usize,
+    secs: &'static str,
+    warmup: &'static str,
+    registered: usize,
+    steady: usize,
+    fanout: usize,
+}
+
+fn main() {
+    let quick = quick();
+    let p = if quick {
+        Plan {
+            reps: 1,
+            secs: "0.3",
+            warmup: "0",
+            registered: 300,
+            steady: 100,
+            fanout: 20,
+        }
+    } else {
+        Plan {
+            reps: 5,
+            secs: "3",
+            warmup: "0.5",
+            registered: 10_000,
+            steady: 1_000,
+            fanout: 100,
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "end-to-end churn ({} mode, {cores} cores, loopback; medians of {} runs of {} s)",
+        if quick { "quick" } else { "full" },
+        p.reps,
+        p.secs
+    );
+    if quick {
+        println!("  (quick mode: small and short runs, figures are not meaningful)");
+    }
+    join_leave(&p);
+    peer_list(&p);
+    steady(&p);
+    fanout(&p);
+    sizes();
+}
+
+/// connmgr CPU per join-leave cycle against the baseline's, same load and reply size.
+fn join_leave(p: &Plan) {
+    let args = ["join-leave", "-c", "50", "-d", p.secs, "--warmup", p.warmup];
+    let m = connmgr(&[]);
+    let quiet = connmgr(&["--push-interval", "0"]);
+    let first = churn(&m, &args);
+    let bytes = get(&first, "doc_bytes_mean").round().max(17.0) as u64;
+    let b = baseline(bytes);
+    let (mut cm, mut cq, mut cb, mut rate, mut rate_b, mut p99) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..p.reps {
+        // Interleaved, so that load from elsewhere on the host hits all three alike.
+        let j = churn(&m, &args);
+        cm.push(get(&j, "server_cpu_us_per_op"));
+        rate.push(get(&j, "ops_per_s"));
+        p99.push(get(&j, "latency_p99_us"));
+        cq.push(get(&churn(&quiet, &args), "server_cpu_us_per_op"));
+        let j = churn(&b, &args);
+        cb.push(get(&j, "server_cpu_us_per_op"));
+        rate_b.push(get(&j, "ops_per_s"));
+    }
+    let (cm, cq, cb) = (median(cm), median(cq), median(cb));
+    println!("join-leave, 50 concurrent servants, replies of {bytes} bytes:");
+    println!(
+        "  connmgr:  {cm:>7.2} us CPU per cycle, {:>6.0} cycles/s, p99 {:.2} ms",
+        median(rate),
+        median(p99) / 1e3
+    );
+    println!("  connmgr --push-interval 0: {cq:.2} us CPU per cycle");
+    println!(
+        "  baseline: {cb:>7.2} us CPU per cycle, {:>6.0} cycles/s",
+        median(rate_b)
+    );
+    let ratio = cm / cb;
+    println!(
+        "  ratio {ratio:.2} (pushes off {:.2}); target <= 1.10: {}",
+        cq / cb,
+        verdict(ratio <= 1.10)
+    );
+}
+
+/// `needs peer list` answered to many registered servants, against the baseline
+/// sending the same bytes; also connmgr's memory idle and with them all connected.
+fn peer_list(p: &Plan) {
+    let n = p.registered;
+    let max = (n + 100).to_string();
+    // Each servant asks once per interval: about 200 answers/s whatever n is.
+    let interval = (n as u64 * 1000 / 200).to_string();
+    let ns = n.to_string();
+    let args = [
+        "steady",
+        "--steady",
+        &ns,
+        "-c",
+        "0",
+        "--interval",
+        &interval,
+        "-d",
+        p.secs,
+    ];
+    let m = connmgr(&[
+        "--push-interval",
+        "0",
+        "--idle-timeout",
+        "0",
+        "--max-servants",
+        &max,
+    ]);
+    let idle = m.rss();
+    let mut cm = vec![];
+    let mut rss = vec![];
+    let mut bytes = 0.0;
+    for _ in 0..p.reps.min(3) {
+        let j = churn(&m, &args);
+        cm.push(get(&j, "server_cpu_us_per_op"));
+        rss.push(get(&j, "server_rss_bytes"));
+        bytes = get(&j, "doc_bytes_mean");
+    }
+    let b = baseline(bytes.round() as u64);
+    let cb: Vec<f64> = (0..p.reps.min(3))
+        .map(|_| get(&churn(&b, &args), "server_cpu_us_per_op"))
+        .collect();
+    let (cm, cb, rss) = (median(cm), median(cb), median(rss));
+    let ratio = cm / cb;
+    println!("needs peer list with {n} servants registered ({bytes:.0}-byte answers, pushes off):");
+    println!("  connmgr {cm:.1} us CPU per answer, baseline {cb:.1} us; ratio {ratio:.2}; target <= 2: {}", verdict(ratio <= 2.0));
+    let per = (rss - idle as f64) / n as f64;
+    println!(
+        "  connmgr RSS idle {:.2} MiB (target < 3 MB: {}); with {n} connected {:.2} MiB, {per:.0} bytes per servant (target < 2 KB: {})",
+        idle as f64 / 1048576.0,
+        verdict((idle as f64) < 3e6),
+        rss / 1048576.0,
+        verdict(per < 2048.0)
+    );
+}
+
+/// Steady servants' answer latency while churners join and leave flat out.
+fn steady(p: &Plan) {
+    let n = p.steady.to_string();
+    let args = [
+        "steady",
+        "--steady",
+        &n,
+        "-c",
+        "50",
+        "--interval",
+        "1000",
+        "-d",
+        p.secs,
+        "--warmup",
+        p.warmup,
+    ];
+    let max = (p.steady + 1000).to_string();
+    let m = connmgr(&["--push-interval", "0", "--max-servants", &max]);
+    let runs: Vec<String> = (0..p.reps.min(3)).map(|_| churn(&m, &args)).collect();
+    let p99 = median(
+        runs.iter()
+            .map(|j| get(j, "steady_latency_p99_us"))
+            .collect(),
+    ) / 1e3;
+    let p50 = median(
+        runs.iter()
+            .map(|j| get(j, "steady_latency_p50_us"))
+            .collect(),
+    ) / 1e3;
+    let cycles = median(runs.iter().map(|j| get(j, "ops_per_s")).collect());
+    println!(
+        "steady: {} servants each asking every 1 s while 50 churn ({cycles:.0} cycles/s), pushes off:",
+        p.steady
+    );
+    println!(
+        "  steady answers p50 {p50:.2} ms, p99 {p99:.2} ms; target p99 < 5 ms: {}",
+        verdict(p99 < 5.0)
+    );
+    drop(m);
+    // With pushes on (the default), every join and leave sends the whole list to
+    // every steady servant, at most every 100 ms.
+    let m = connmgr(&["--max-servants", &max]);
+    let j = churn(&m, &args);
+    println!(
+        "  with pushes on (100 ms): p99 {:.2} ms, {:.0} cycles/s, {:.0} pushed documents/s, connmgr {:.0}% of a core",
+        get(&j, "steady_latency_p99_us") / 1e3,
+        get(&j, "ops_per_s"),
+        get(&j, "pushes") / get(&j, "elapsed_s"),
+        100.0 * get(&j, "server_cpu_s") / get(&j, "elapsed_s")
+    );
+}
+
+/// Time until every listener has a line, sent by a real servant and by churn itself.
+fn fanout(p: &Plan) {
+    let n = p.fanout.to_string();
+    let m = connmgr(&[]);
+    for sender in ["servant", "self"] {
+        let mut args = vec!["fanout", "-c", &n, "-d", p.secs, "--sender", sender];
+        if sender == "servant" {
+            args.extend(["--servant", SERVANT]);
+        }
+        let runs: Vec<String> = (0..p.reps.min(3)).map(|_| churn(&m, &args)).collect();
+        let p50 = median(runs.iter().map(|j| get(j, "latency_p50_us")).collect()) / 1e3;
+        let p99 = median(runs.iter().map(|j| get(j, "latency_p99_us")).collect()) / 1e3;
+        println!(
+            "fanout to {} listeners, sender {sender}: p50 {p50:.2} ms, p99 {p99:.2} ms{}",
+            p.fanout,
+            if sender == "servant" {
+                format!("; target p99 < 10 ms: {}", verdict(p99 < 10.0))
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+fn sizes() {
+    let mut line = String::from("release binaries (stripped):");
+    for path in [CONNMGR, SERVANT, CHURN] {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        let name = std::path::Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy();
+        line += &format!(
+            " {name} {:.0} KiB ({})",
+            size as f64 / 1024.0,
+            verdict(size < 1 << 20)
+        );
+    }
+    println!("{line}; target < 1 MiB each");
+}
