@@ -19,7 +19,7 @@ pub mod config;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
@@ -36,6 +36,9 @@ const LOGGED_LINES: u32 = 5;
 /// What a servant refused for lack of room is told.
 const FULL: &[u8] = b"max number of servants reached\r\n";
 const NO_PORT: &[u8] = b"no free servant port\r\n";
+/// Pushed bytes per second the manager allows itself: a few percent of what one
+/// core copies to loopback sockets, so pushes never crowd out answers.
+const PUSH_BYTES_PER_SEC: u64 = 128 * 1024 * 1024;
 
 /// What the manager keeps in each servant's slot.
 #[derive(Debug)]
@@ -76,7 +79,8 @@ pub struct Manager {
     port_max: u32,
     held: PortSet,
     servants: usize,
-    last_push: Option<Instant>,
+    /// The earliest time the next push round may go out.
+    next_push: Instant,
 }
 
 impl Manager {
@@ -87,7 +91,7 @@ impl Manager {
             doc: PeerDoc::new(),
             held: PortSet::new(),
             servants: 0,
-            last_push: None,
+            next_push: Instant::now(),
         }
     }
 
@@ -116,26 +120,21 @@ impl Manager {
 
     /// Sends `index` its personalised document (VB: the `needs peer list` branch).
     fn send_list(&self, r: &mut Reactor<Option<Servant>>, index: Index) {
-        r.send_vectored(index, &self.doc.personalised(index));
+        r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
     }
 
     /// Someone joined or left: schedule a push, at most one per push window.
     fn membership_changed(&mut self, r: &mut Reactor<Option<Servant>>) {
-        let window = self.config.push_interval;
-        if window.is_zero() || r.timer_due(PUSH).is_some() {
+        if self.config.push_interval.is_zero() || r.timer_due(PUSH).is_some() {
             return; // pushing is off, or one is already coming and will carry this change
         }
-        let at = self
-            .last_push
-            .map_or(r.now(), |t| (t + window).max(r.now()));
-        r.set_timer(PUSH, at);
+        r.set_timer(PUSH, self.next_push.max(r.now()));
     }
 
     /// Pushes the current list to every subscribed servant. One whose last output
     /// is still unsent is owed the list instead and gets it when it drains.
     fn push(&mut self, r: &mut Reactor<Option<Servant>>) {
-        self.last_push = Some(r.now());
-        let mut sent = 0;
+        let mut sent = 0usize;
         for i in 0..r.slots().capacity() {
             let backlogged = r.socket(i).is_some_and(|s| s.unsent() > 0);
             let Some(Some(s)) = r.data_mut(i) else {
@@ -151,7 +150,15 @@ impl Manager {
                 sent += 1;
             }
         }
-        debug!("pushed the list of {} to {sent} servants", self.doc.len());
+        // Pushing N documents of N entries is O(N^2) bytes: past PUSH_BYTES_PER_SEC,
+        // the next round waits longer than the window and servants rely on polling.
+        let bytes = (sent * self.doc.byte_len()) as u64;
+        let paced = Duration::from_secs_f64(bytes as f64 / PUSH_BYTES_PER_SEC as f64);
+        self.next_push = r.now() + self.config.push_interval.max(paced);
+        debug!(
+            "pushed the list of {} to {sent} servants ({bytes} bytes)",
+            self.doc.len()
+        );
     }
 
     fn refuse(&self, r: &mut Reactor<Option<Servant>>, request: Request, why: &str, reply: &[u8]) {

@@ -28,14 +28,16 @@
 //! - A socket that floods is read at most [`READ_BUDGET`] chunks per turn, then
 //!   re-queued behind the other ready sockets, so it cannot starve them.
 
+mod outq;
 mod signals;
 pub mod slots;
 pub mod state;
 
+pub use outq::Shared;
 pub use slots::SlotTable;
 pub use state::State;
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +45,8 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+
+use outq::{OutQueue, Piece};
 
 /// A slot's index: the VB control array `Index` and the mio token.
 pub type Index = usize;
@@ -56,8 +60,6 @@ pub const READ_CHUNK: usize = 64 * 1024;
 pub const READ_BUDGET: usize = 16;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// An output queue that grew past this keeps no spare capacity once flushed.
-const KEEP_OUT_CAPACITY: usize = 16 * 1024;
 
 /// Tunables shared by every daemon.
 #[derive(Clone, Debug)]
@@ -89,9 +91,7 @@ pub struct Socket<T> {
     io: Io,
     /// The remote address (streams) or the bound address (listeners).
     addr: SocketAddr,
-    out: Vec<u8>,
-    /// Bytes of `out` already written.
-    out_sent: usize,
+    out: OutQueue,
     /// Registered for writability yet (only after the first short write).
     want_write: bool,
     /// `close` was asked for while output was queued: close once it is flushed.
@@ -112,7 +112,7 @@ impl<T> Socket<T> {
 
     /// Bytes queued and not yet taken by the socket.
     pub fn unsent(&self) -> usize {
-        self.out.len() - self.out_sent
+        self.out.len()
     }
 
     pub fn is_listener(&self) -> bool {
@@ -354,8 +354,7 @@ impl<T> Reactor<T> {
             state,
             io,
             addr,
-            out: Vec::new(),
-            out_sent: 0,
+            out: OutQueue::default(),
             want_write: matches!(state, State::Connecting),
             close_when_sent: false,
             last_active: self.now,
@@ -367,29 +366,50 @@ impl<T> Reactor<T> {
 
     /// Queues `data` on slot `i` and writes what the socket takes now (VB: `.SendData`).
     pub fn send(&mut self, i: Index, data: &[u8]) {
-        self.send_vectored(i, &[data]);
+        self.send_pieces(i, &[Piece::Bytes(data)]);
     }
 
     /// Sends several buffers as one (`writev`), so a document assembled from pieces
     /// is never copied when the socket takes it whole.
     pub fn send_vectored(&mut self, i: Index, bufs: &[&[u8]]) {
+        let mut pieces = [Piece::Bytes(&[]); 8];
+        for (p, b) in pieces.iter_mut().zip(bufs) {
+            *p = Piece::Bytes(b);
+        }
+        self.send_pieces(i, &pieces[..bufs.len().min(8)]);
+        if bufs.len() > 8 {
+            self.send_vectored(i, &bufs[8..]);
+        }
+    }
+
+    /// Sends `ranges` of a shared buffer as one message. What the socket does not
+    /// take now is queued as ranges of `buf`, not copied.
+    pub fn send_shared(&mut self, i: Index, buf: &Shared, ranges: &[std::ops::Range<usize>]) {
+        let mut pieces = [Piece::Bytes(&[]); 8];
+        for (p, r) in pieces.iter_mut().zip(ranges) {
+            *p = Piece::Shared(buf, r.start, r.end);
+        }
+        self.send_pieces(i, &pieces[..ranges.len().min(8)]);
+        if ranges.len() > 8 {
+            self.send_shared(i, buf, &ranges[8..]);
+        }
+    }
+
+    fn send_pieces(&mut self, i: Index, pieces: &[Piece<'_>]) {
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
-        let result = match s.state {
-            State::Connected if s.unsent() == 0 => write_all_vectored(&mut s.io, bufs),
-            State::Connected | State::Connecting => Ok(0),
+        let written = match (&mut s.io, s.state) {
+            (Io::Stream(stream), State::Connected) if s.out.is_empty() => {
+                outq::write_pieces(stream, pieces)
+            }
+            (_, State::Connected | State::Connecting) => Ok(0),
             _ => return, // closing or a listener: nothing more goes out
         };
-        match result {
-            Ok(written) => {
-                let mut skip = written;
-                for b in bufs {
-                    let n = skip.min(b.len());
-                    skip -= n;
-                    s.out.extend_from_slice(&b[n..]);
-                }
-                if s.unsent() == 0 {
+        match written {
+            Ok(n) => {
+                s.out.push(pieces, n);
+                if s.out.is_empty() {
                     self.completed.push(i);
                 } else {
                     self.queued(i);
@@ -820,39 +840,21 @@ impl<T> Reactor<T> {
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
-        if s.state != State::Connected || s.unsent() == 0 {
+        if s.state != State::Connected || s.out.is_empty() {
             return;
         }
         let Io::Stream(stream) = &mut s.io else {
             return;
         };
-        let mut failure = None;
-        while s.out_sent < s.out.len() {
-            match stream.write(&s.out[s.out_sent..]) {
-                Ok(n) => {
-                    s.out_sent += n;
-                    s.last_active = self.now;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
+        match s.out.write_to(stream) {
+            Ok(0) => {}
+            Ok(_) => {
+                s.last_active = self.now;
+                if s.out.is_empty() {
+                    self.completed.push(i);
                 }
             }
-        }
-        if let Some(e) = failure {
-            self.fail(i, e);
-            return;
-        }
-        if s.unsent() == 0 {
-            if s.out.capacity() > KEEP_OUT_CAPACITY {
-                s.out = Vec::new();
-            } else {
-                s.out.clear();
-            }
-            s.out_sent = 0;
-            self.completed.push(i);
+            Err(e) => self.fail(i, e),
         }
     }
 
@@ -897,33 +899,6 @@ impl<T> Drop for Reactor<T> {
     }
 }
 
-/// Writes as much of `bufs` as the socket takes now; returns how many bytes went.
-fn write_all_vectored(io: &mut Io, bufs: &[&[u8]]) -> io::Result<usize> {
-    let Io::Stream(stream) = io else { return Ok(0) };
-    const MAX_SLICES: usize = 8;
-    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-    let count = bufs.len().min(MAX_SLICES);
-    for (slot, b) in slices.iter_mut().zip(bufs) {
-        *slot = IoSlice::new(b);
-    }
-    let mut remaining = &mut slices[..count];
-    let mut written = 0;
-    while !remaining.is_empty() {
-        match stream.write_vectored(remaining) {
-            Ok(0) => break,
-            Ok(n) => {
-                written += n;
-                IoSlice::advance_slices(&mut remaining, n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // Slices past MAX_SLICES are left for the queue; callers pass a handful.
-    Ok(written)
-}
-
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`, from a dual-stack listener) shown as IPv4.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
@@ -944,7 +919,6 @@ fn no_slot() -> io::Error {
 mod tests {
     use super::*;
 
-    use std::io::Read as _;
     use std::net::TcpStream as StdStream;
 
     /// Answers any input with `reply_len` bytes, then closes (after the flush).

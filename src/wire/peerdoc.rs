@@ -2,14 +2,22 @@
 //!
 //! The manager keeps it as bytes, rendered once per membership change: a join
 //! appends one entry, a leave cuts one out (free for the newest entry, which is
-//! who leaves in a churn storm). Personalising it for an asker costs nothing: the
-//! answer is four slices, `body[..me]`, `TRUE`, `body[me + 5..]`, `</peers>`,
-//! handed to `writev`. The article instead re-parsed `pDoc.xml` into a new DOM
-//! per request and located the asker with an XPath string.
+//! who leaves in a churn storm). The bytes are a [`Shared`] buffer laid out as
+//! `<peers>` entries `</peers>\r\n` `TRUE`, so personalising it for an asker costs
+//! nothing: the answer is three ranges, `..me`, the trailing `TRUE`, `me + 5..`
+//! through the tail, handed to `writev`, and whatever a socket does not take stays
+//! queued as ranges of the same buffer. A change copies the buffer only while
+//! some socket still holds a range of the old one (`Rc::make_mut`). The article
+//! instead re-parsed `pDoc.xml` into a new DOM per request and located the asker
+//! with an XPath string.
 //!
 //! Servants read it back with [`parse`], which checks every field.
 
 use std::net::IpAddr;
+use std::ops::Range;
+use std::rc::Rc;
+
+use crate::reactor::Shared;
 
 use crate::xml::{self, XmlError};
 
@@ -33,7 +41,8 @@ struct Entry {
 /// The manager's `pDoc`, in join order.
 #[derive(Debug)]
 pub struct PeerDoc {
-    body: Vec<u8>,
+    /// `<peers>` entries `</peers>\r\n` `TRUE`.
+    body: Shared,
     entries: Vec<Entry>,
     /// offset -> index in `entries`, or NONE.
     position: Vec<u32>,
@@ -48,7 +57,7 @@ impl Default for PeerDoc {
 impl PeerDoc {
     pub fn new() -> Self {
         PeerDoc {
-            body: HEAD.to_vec(),
+            body: Rc::new([HEAD, TAIL, ME_TRUE].concat()),
             entries: Vec::new(),
             position: Vec::new(),
         }
@@ -64,7 +73,12 @@ impl PeerDoc {
 
     /// Bytes in the whole document.
     pub fn byte_len(&self) -> usize {
-        self.body.len() + TAIL.len()
+        self.body.len() - ME_TRUE.len()
+    }
+
+    /// Where the entries end and `</peers>` starts.
+    fn entries_end(&self) -> usize {
+        self.body.len() - TAIL.len() - ME_TRUE.len()
     }
 
     pub fn contains(&self, offset: usize) -> bool {
@@ -74,18 +88,23 @@ impl PeerDoc {
     /// VB: `AddPeer ip, port, offset`. Replaces any entry already at `offset`.
     pub fn add(&mut self, ip: IpAddr, port: u16, offset: usize) {
         self.remove(offset);
-        let start = self.body.len();
-        self.body.extend_from_slice(b"<peer><ip>");
+        let start = self.entries_end();
+        let body = Rc::make_mut(&mut self.body);
+        body.truncate(start);
+        body.extend_from_slice(b"<peer><ip>");
         // Addresses never hold markup, but the document escapes text on principle.
-        xml::escape_into(&mut self.body, &ip.to_string());
-        self.body.extend_from_slice(b"</ip><port>");
-        push_number(&mut self.body, port as usize);
-        self.body.extend_from_slice(b"</port><offset>");
-        push_number(&mut self.body, offset);
-        self.body.extend_from_slice(b"</offset><me>");
-        let me = self.body.len() - start;
-        self.body.extend_from_slice(ME_FALSE);
-        self.body.extend_from_slice(b"</me></peer>");
+        xml::escape_into(body, &ip.to_string());
+        body.extend_from_slice(b"</ip><port>");
+        push_number(body, port as usize);
+        body.extend_from_slice(b"</port><offset>");
+        push_number(body, offset);
+        body.extend_from_slice(b"</offset><me>");
+        let me = body.len() - start;
+        body.extend_from_slice(ME_FALSE);
+        body.extend_from_slice(b"</me></peer>");
+        let len = body.len() - start;
+        body.extend_from_slice(TAIL);
+        body.extend_from_slice(ME_TRUE);
         if self.position.len() <= offset {
             self.position.resize(offset + 1, NONE);
         }
@@ -93,7 +112,7 @@ impl PeerDoc {
         self.entries.push(Entry {
             offset,
             start,
-            len: self.body.len() - start,
+            len,
             me,
         });
     }
@@ -106,7 +125,7 @@ impl PeerDoc {
         let p = p as usize;
         let gone = self.entries.remove(p);
         self.position[offset] = NONE;
-        self.body.drain(gone.start..gone.start + gone.len);
+        Rc::make_mut(&mut self.body).drain(gone.start..gone.start + gone.len);
         for (k, e) in self.entries.iter_mut().enumerate().skip(p) {
             e.start -= gone.len;
             self.position[e.offset] = k as u32;
@@ -120,27 +139,33 @@ impl PeerDoc {
         Some(&self.body[e.start..e.start + e.len])
     }
 
-    /// The document with `me` = TRUE on `offset`'s entry only, as slices for `writev`.
-    /// An offset with no entry gets the plain document (the `TRUE` slice empty).
-    pub fn personalised(&self, offset: usize) -> [&[u8]; 4] {
+    /// The document with `me` = TRUE on `offset`'s entry only, as ranges of
+    /// [`PeerDoc::shared`] for `writev`. An offset with no entry gets the plain
+    /// document (the other two ranges empty).
+    pub fn personalised(&self, offset: usize) -> [Range<usize>; 3] {
+        let end = self.byte_len();
         match self.position.get(offset).filter(|&&p| p != NONE) {
             Some(&p) => {
                 let e = self.entries[p as usize];
                 let at = e.start + e.me;
-                [
-                    &self.body[..at],
-                    ME_TRUE,
-                    &self.body[at + ME_FALSE.len()..],
-                    TAIL,
-                ]
+                [0..at, end..self.body.len(), at + ME_FALSE.len()..end]
             }
-            None => [&self.body, &[], &[], TAIL],
+            None => [0..end, 0..0, 0..0],
         }
+    }
+
+    /// The buffer [`PeerDoc::personalised`]'s ranges index.
+    pub fn shared(&self) -> &Shared {
+        &self.body
     }
 
     /// The personalised document in one buffer (tests, benchmarks, logs).
     pub fn render_for(&self, offset: usize) -> Vec<u8> {
-        self.personalised(offset).concat()
+        self.personalised(offset)
+            .iter()
+            .flat_map(|r| &self.body[r.clone()])
+            .copied()
+            .collect()
     }
 }
 
@@ -343,6 +368,24 @@ mod tests {
         assert_eq!(document_end(b"<peers><peer>"), None);
         assert_eq!(document_end(b"<peers></peers>\r\n<peers>"), Some(15));
         assert_eq!(document_end(b"<peers/><peers></peers>"), Some(8));
+    }
+
+    #[test]
+    fn a_snapshot_still_being_sent_is_not_changed_under_it() {
+        let mut d = doc3();
+        let sending = d.shared().clone();
+        let before = sending.to_vec();
+        d.remove(1);
+        d.add(ip("10.0.0.1"), 3000, 1);
+        assert_eq!(*sending, before, "copy on write kept the old bytes");
+        drop(sending);
+        let ptr = Rc::as_ptr(d.shared());
+        d.remove(1);
+        assert_eq!(
+            Rc::as_ptr(d.shared()),
+            ptr,
+            "no copy when nobody holds the old one"
+        );
     }
 
     #[test]
