@@ -3,8 +3,9 @@
 //! On pipes and files stdout carries exactly one line per chat message and nothing
 //! else, so scripts and tests can read it. On a terminal a message that arrives
 //! while the user is typing clears the prompt line, prints the message and redraws
-//! the prompt. The terminal stays in canonical mode (the kernel edits the line), so
-//! what was half typed is still there but not redrawn; Ctrl-R reprints it. Control
+//! the prompt with what was half typed. For that the console edits the line itself
+//! ([`Console::edit`]): the terminal is put in non-canonical, no-echo mode (signals
+//! stay on, so Ctrl-C still stops the servant) and restored on the way out. Control
 //! characters from peers are shown as `?` on a terminal, so a peer cannot drive
 //! the user's terminal with escape sequences.
 
@@ -20,6 +21,30 @@ pub struct Console {
     broken: bool,
     /// Reused for terminal-safe copies of messages.
     scratch: String,
+    /// The line being typed (terminal only).
+    line: Vec<u8>,
+    /// Inside an escape sequence (arrow keys and the like), which is ignored.
+    escape: Escape,
+    /// The terminal settings to restore, when we changed them.
+    saved: Option<libc::termios>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    /// After ESC.
+    Started,
+    /// After `ESC [` or `ESC O`: parameters until a final byte.
+    Sequence,
+}
+
+/// What a chunk of keystrokes amounts to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Edited {
+    /// Complete lines, each ending in `\n`.
+    pub lines: Vec<u8>,
+    /// Ctrl-D on an empty line.
+    pub eof: bool,
 }
 
 const PROMPT: &str = "> ";
@@ -27,10 +52,72 @@ const PROMPT: &str = "> ";
 impl Console {
     pub fn new(prompt: bool) -> Self {
         Console {
+            saved: if prompt { raw_mode() } else { None },
             prompt,
             broken: false,
             scratch: String::new(),
+            line: Vec::new(),
+            escape: Escape::None,
         }
+    }
+
+    /// Applies keystrokes to the line being typed, echoing them, and returns the
+    /// lines finished with Enter. Backspace, Ctrl-U (erase line), Ctrl-W (erase
+    /// word) and Ctrl-D (leave, on an empty line) work; escape sequences are ignored.
+    pub fn edit(&mut self, keys: &[u8]) -> Edited {
+        let mut done = Edited::default();
+        let mut echo = Vec::new();
+        for &k in keys {
+            match (self.escape, k) {
+                (Escape::Started, b'[' | b'O') => self.escape = Escape::Sequence,
+                (Escape::Started, _) => self.escape = Escape::None,
+                (Escape::Sequence, 0x40..=0x7e) => self.escape = Escape::None,
+                (Escape::Sequence, _) => {}
+                (Escape::None, 0x1b) => self.escape = Escape::Started,
+                (Escape::None, b'\r' | b'\n') => {
+                    done.lines.append(&mut self.line);
+                    done.lines.push(b'\n');
+                    echo.extend_from_slice(b"\r\n");
+                }
+                (Escape::None, 0x7f | 0x08) => {
+                    // Back over one whole UTF-8 character.
+                    while let Some(b) = self.line.pop() {
+                        if b & 0xc0 != 0x80 {
+                            break;
+                        }
+                    }
+                    redraw(&mut echo, &self.line);
+                }
+                (Escape::None, 0x15) => {
+                    self.line.clear();
+                    redraw(&mut echo, &self.line);
+                }
+                (Escape::None, 0x17) => {
+                    while self.line.last() == Some(&b' ') {
+                        self.line.pop();
+                    }
+                    while self.line.last().is_some_and(|&b| b != b' ') {
+                        self.line.pop();
+                    }
+                    redraw(&mut echo, &self.line);
+                }
+                (Escape::None, 0x04) if self.line.is_empty() => {
+                    done.eof = true;
+                    break;
+                }
+                (Escape::None, b'\t') | (Escape::None, 0x20..) => {
+                    self.line.push(k);
+                    echo.push(k);
+                }
+                (Escape::None, _) => {} // other control keys
+            }
+        }
+        if !echo.is_empty() {
+            let mut out = io::stdout().lock();
+            let result = out.write_all(&echo).and_then(|()| out.flush());
+            self.done(result);
+        }
+        done
     }
 
     pub fn is_terminal(&self) -> bool {
@@ -52,6 +139,7 @@ impl Console {
                 }
             }));
             write!(out, "\r\x1b[K{}{marker}\n{PROMPT}", self.scratch)
+                .and_then(|()| out.write_all(&self.line))
         } else {
             writeln!(out, "{text}{marker}")
         };
@@ -71,7 +159,9 @@ impl Console {
     pub fn prompt(&mut self) {
         if self.prompt {
             let mut out = io::stdout().lock();
-            let result = write!(out, "{PROMPT}").and_then(|()| out.flush());
+            let result = write!(out, "{PROMPT}")
+                .and_then(|()| out.write_all(&self.line))
+                .and_then(|()| out.flush());
             self.done(result);
         }
     }
@@ -86,11 +176,15 @@ impl Console {
         }
     }
 
-    /// Leaves the terminal on a fresh line.
+    /// Leaves the terminal on a fresh line, in the mode it was in.
     pub fn finish(&mut self) {
         if self.prompt {
             let mut out = io::stdout().lock();
             let _ = write!(out, "\r\x1b[K").and_then(|()| out.flush());
+        }
+        if let Some(saved) = self.saved.take() {
+            // SAFETY: restores settings read from this terminal by raw_mode().
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
         }
     }
 
@@ -101,6 +195,39 @@ impl Console {
                 warn!("cannot write chat to stdout: {e}; messages are being lost");
             }
         }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            // SAFETY: restores settings read from this terminal by raw_mode().
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+        }
+    }
+}
+
+/// `\r`, clear the line, the prompt and `line` again.
+fn redraw(echo: &mut Vec<u8>, line: &[u8]) {
+    echo.extend_from_slice(b"\r\x1b[K");
+    echo.extend_from_slice(PROMPT.as_bytes());
+    echo.extend_from_slice(line);
+}
+
+/// Turns off the terminal's own line editing and echo (keeping signals, so Ctrl-C
+/// still works); returns the settings to restore, or `None` if stdin is no terminal.
+fn raw_mode() -> Option<libc::termios> {
+    // SAFETY: tcgetattr fills a zeroed termios we own; tcsetattr reads it.
+    unsafe {
+        let mut saved: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut saved) != 0 {
+            return None;
+        }
+        let mut raw = saved;
+        raw.c_lflag &= !(libc::ICANON | libc::ECHO);
+        raw.c_cc[libc::VMIN] = 1;
+        raw.c_cc[libc::VTIME] = 0;
+        (libc::tcsetattr(0, libc::TCSANOW, &raw) == 0).then_some(saved)
     }
 }
 
@@ -120,5 +247,52 @@ pub fn stdin_is_null() -> bool {
             return true;
         }
         (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && libc::isatty(0) != 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A terminal console that never touched the real terminal.
+    fn console() -> Console {
+        Console {
+            prompt: true,
+            broken: false,
+            scratch: String::new(),
+            line: Vec::new(),
+            escape: Escape::None,
+            saved: None,
+        }
+    }
+
+    #[test]
+    fn keystrokes_become_lines() {
+        let mut c = console();
+        assert_eq!(c.edit(b"hi al").lines, b"");
+        assert_eq!(c.line, b"hi al");
+        let e = c.edit(b"ice\rnext\r");
+        assert_eq!(e.lines, b"hi alice\nnext\n");
+        assert!(c.line.is_empty() && !e.eof);
+    }
+
+    #[test]
+    fn erasing_and_escape_sequences() {
+        let mut c = console();
+        c.edit("héllo wörld".as_bytes());
+        c.edit(b"\x7f\x7f");
+        assert_eq!(c.line, "héllo wör".as_bytes());
+        c.edit(b"\x17");
+        assert_eq!(c.line, "héllo ".as_bytes());
+        c.edit(b"\x1b[A\x1bOBx\x15y");
+        assert_eq!(c.line, b"y", "arrows ignored, Ctrl-U erased");
+    }
+
+    #[test]
+    fn ctrl_d_leaves_only_on_an_empty_line() {
+        let mut c = console();
+        assert!(!c.edit(b"abc\x04").eof);
+        c.edit(b"\x15");
+        assert!(c.edit(b"\x04").eof);
     }
 }

@@ -813,9 +813,19 @@ impl Handler for Servant {
         }
     }
 
-    /// VB: `txtSend1_KeyPress(KeyAscii)`.
+    /// VB: `txtSend1_KeyPress(KeyAscii)`. On a terminal the console edits the line
+    /// (so a message arriving mid-line can redraw it) and hands over whole lines.
     fn key_press(&mut self, r: &mut Reactor<Slot>, data: &[u8]) {
-        self.txt_send1_key_press(r, data);
+        if !self.console.is_terminal() || data.is_empty() {
+            return self.txt_send1_key_press(r, data);
+        }
+        let edited = self.console.edit(data);
+        if !edited.lines.is_empty() {
+            self.txt_send1_key_press(r, &edited.lines);
+        }
+        if edited.eof {
+            self.txt_send1_key_press(r, &[]);
+        }
     }
 
     /// New addresses for the banned host names, from the resolver thread.
