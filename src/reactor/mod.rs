@@ -528,7 +528,10 @@ impl<T> Reactor<T> {
     fn fail(&mut self, i: Index, e: io::Error) {
         if let Some(s) = self.slots.get(i) {
             match e.kind() {
-                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+                // Routine on the network, and the handler hears of them through `error`.
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionRefused => {
                     debug!("slot {i} ({}): {e}", s.addr)
                 }
                 _ => info!("slot {i} ({}): {e}", s.addr),
