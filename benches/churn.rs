@@ -394,7 +394,10 @@ fn steady(p: &Plan) {
 /// Time until every listener has a line, sent by a real servant and by churn itself.
 fn fanout(p: &Plan) {
     let n = p.fanout.to_string();
-    let m = connmgr(&[]);
+    // Fanout servants listen on the ports the manager hands out: keep them clear of
+    // the default 2224.. that test runs and servants on this host may be using.
+    let first = (15_000 + std::process::id() % 5_000).to_string();
+    let m = connmgr(&["--first-port", &first]);
     for sender in ["servant", "self"] {
         let mut args = vec!["fanout", "-c", &n, "-d", p.secs, "--sender", sender];
         if sender == "servant" {

@@ -30,6 +30,14 @@ fn num(json: &str, key: &str) -> u64 {
     json_number(json, key).unwrap_or_else(|| panic!("no {key} in {json}")) as u64
 }
 
+/// A servant port range for fanout test `k`. Fanout servants really listen on
+/// the ports their manager hands out, and every manager starts at 2224, so two
+/// managers running at once (tests in parallel, other test runs on the host) must
+/// not hand out the same ones. Below the ephemeral range, spread by process.
+fn first_port(k: u32) -> String {
+    (20_000 + (std::process::id() * 211 + k * 500) % 12_000).to_string()
+}
+
 /// Waits until the manager has logged `n` lines containing `pattern`.
 fn wait_count(m: &Daemon, pattern: &str, n: usize) {
     let end = Instant::now() + DEADLINE;
@@ -146,7 +154,7 @@ fn pushed_documents_are_counted_as_pushes_not_answers() {
 
 #[test]
 fn fanout_from_churn_itself_reaches_every_listener() {
-    let (m, addr) = connmgr(&[]);
+    let (m, addr) = connmgr(&["--first-port", &first_port(0)]);
     let target = addr.to_string();
     let (code, json, err) = churn(&[
         "fanout", "-t", &target, "-c", "10", "-n", "30", "--sender", "self",
@@ -163,7 +171,7 @@ fn fanout_from_churn_itself_reaches_every_listener() {
 
 #[test]
 fn fanout_through_a_real_servant() {
-    let (m, addr) = connmgr(&[]);
+    let (m, addr) = connmgr(&["--first-port", &first_port(1)]);
     let target = addr.to_string();
     let servant = env!("CARGO_BIN_EXE_servant");
     let args = [
