@@ -64,6 +64,8 @@ closed_early, malformed, refused_full, ...) and shown with its first message.
 On a terminal a progress line is updated every second. SIGINT stops the run and
 prints what was measured. Raise the manager's --max-servants for big runs, and run
 it with --push-interval 0 when pushes would be mistaken for answers (steady).
+churn is one thread: to time steady servants under a churn storm, run the storm
+from a second churn process (`churn join-leave`) and `churn steady -c 0` here.
 
 EXIT STATUS: 0 when every operation succeeded, 3 when some failed (see the
 summary), 1 if the run could not be done, 2 for bad options.
