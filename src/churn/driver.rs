@@ -1192,3 +1192,33 @@ impl Handler for Churn {
         r.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_closes_are_classified_by_what_came() {
+        let kind = |b: &[u8]| classify(b).0;
+        assert_eq!(
+            kind(b"max number of servants reached\r\n"),
+            Failure::RefusedFull
+        );
+        assert_eq!(kind(b"no free servant port\r\n"), Failure::RefusedNoPort);
+        assert_eq!(kind(b""), Failure::ClosedEarly);
+        assert_eq!(kind(b"<peers><peer><ip>1.2"), Failure::ClosedEarly);
+        let (f, why) = classify(b"HTTP/1.1 400 Bad Request\r\n");
+        assert_eq!(f, Failure::Malformed);
+        assert!(why.contains("HTTP/1.1 400"), "{why}");
+    }
+
+    #[test]
+    fn run_length_defaults_to_ten_seconds_unless_counted() {
+        let mut c = Config::new(Mode::JoinLeave, "127.0.0.1:85".parse().unwrap());
+        assert_eq!(c.run_for(), Some(Duration::from_secs(10)));
+        c.count = Some(5);
+        assert_eq!(c.run_for(), None);
+        c.duration = Some(Duration::from_secs(2));
+        assert_eq!(c.run_for(), Some(Duration::from_secs(2)));
+    }
+}
