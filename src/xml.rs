@@ -83,12 +83,15 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
     };
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    // Lines are counted incrementally: from the start for every event made reading
+    // a 1,000-peer document take 0.4 s.
+    let mut lines = LineCounter::default();
     loop {
         let start = reader.buffer_position();
         let event = reader
             .read_event()
             .map_err(|e| err(reader.error_position(), e.to_string()))?;
-        let line = line_col(input, start as usize).0;
+        let line = lines.line_at(input.as_bytes(), start as usize);
         match event {
             Event::Start(e) | Event::Empty(e) if root.is_some() => {
                 let name = e.name().as_ref().to_string();
@@ -137,6 +140,25 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
             // here; quick-xml never expands custom entities, so a DOCTYPE cannot inject any.
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
         }
+    }
+}
+
+/// The line of a position, for positions that only move forward.
+#[derive(Default)]
+struct LineCounter {
+    pos: usize,
+    line: usize,
+}
+
+impl LineCounter {
+    fn line_at(&mut self, input: &[u8], pos: usize) -> usize {
+        let pos = pos.min(input.len());
+        if pos < self.pos {
+            *self = LineCounter::default();
+        }
+        self.line += memchr::memchr_iter(b'\n', &input[self.pos..pos]).count();
+        self.pos = pos;
+        self.line + 1
     }
 }
 
@@ -240,6 +262,16 @@ mod tests {
         assert!(e.reason.contains("&bogus;"), "{e}");
         assert!(parse("").unwrap_err().reason.contains("no root"));
         assert!(parse("hello").is_err());
+    }
+
+    #[test]
+    fn lines_stay_right_through_a_large_document() {
+        let entry =
+            "<peer>\n<ip>127.0.0.1</ip><port>2224</port><offset>1</offset><me>FALSE</me></peer>\n";
+        let doc = format!("<peers>\n{}</peers>", entry.repeat(20_000));
+        let root = parse(&doc).unwrap();
+        assert_eq!(root.children.len(), 20_000);
+        assert_eq!(root.children[19_999].line, 2 + 2 * 19_999);
     }
 
     #[test]
