@@ -39,6 +39,8 @@ const NO_PORT: &[u8] = b"no free servant port\r\n";
 /// Pushed bytes per second the manager allows itself: a few percent of what one
 /// core copies to loopback sockets, so pushes never crowd out answers.
 const PUSH_BYTES_PER_SEC: u64 = 128 * 1024 * 1024;
+/// Pushed bytes per loop turn; the rest of a round waits for the next turn.
+const PUSH_TURN_BYTES: usize = 512 * 1024;
 
 /// What the manager keeps in each servant's slot.
 #[derive(Debug)]
@@ -81,6 +83,17 @@ pub struct Manager {
     servants: usize,
     /// The earliest time the next push round may go out.
     next_push: Instant,
+    /// The push round in progress, if one is spread over several loop turns.
+    round: Option<Round>,
+    /// Membership changed after the current round started.
+    changed_mid_round: bool,
+}
+
+/// Where a push round has got to.
+struct Round {
+    /// The next slot to consider.
+    next: Index,
+    sent: usize,
 }
 
 impl Manager {
@@ -92,6 +105,8 @@ impl Manager {
             held: PortSet::new(),
             servants: 0,
             next_push: Instant::now(),
+            round: None,
+            changed_mid_round: false,
         }
     }
 
@@ -123,19 +138,29 @@ impl Manager {
         r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
     }
 
-    /// Someone joined or left: schedule a push, at most one per push window.
+    /// Someone joined or left: schedule a push, at most one round per push window.
     fn membership_changed(&mut self, r: &mut Reactor<Option<Servant>>) {
-        if self.config.push_interval.is_zero() || r.timer_due(PUSH).is_some() {
-            return; // pushing is off, or one is already coming and will carry this change
+        if self.config.push_interval.is_zero() {
+            return;
         }
-        r.set_timer(PUSH, self.next_push.max(r.now()));
+        if self.round.is_some() {
+            // Servants already pushed this round have not seen this change.
+            self.changed_mid_round = true;
+        } else if r.timer_due(PUSH).is_none() {
+            r.set_timer(PUSH, self.next_push.max(r.now()));
+        } // else one is already coming and will carry this change
     }
 
-    /// Pushes the current list to every subscribed servant. One whose last output
-    /// is still unsent is owed the list instead and gets it when it drains.
+    /// Pushes the current list to subscribed servants, [`PUSH_TURN_BYTES`] per loop
+    /// turn so that answers to requests are not queued behind a whole round. One
+    /// whose last output is still unsent is owed the list instead and gets it when
+    /// it drains.
     fn push(&mut self, r: &mut Reactor<Option<Servant>>) {
-        let mut sent = 0usize;
-        for i in 0..r.slots().capacity() {
+        let round = self.round.get_or_insert(Round { next: 0, sent: 0 });
+        let mut turn_bytes = 0;
+        while round.next < r.slots().capacity() {
+            let i = round.next;
+            round.next += 1;
             let backlogged = r.socket(i).is_some_and(|s| s.unsent() > 0);
             let Some(Some(s)) = r.data_mut(i) else {
                 continue;
@@ -145,16 +170,26 @@ impl Manager {
             }
             if backlogged {
                 s.push_owed = true;
-            } else {
-                self.send_list(r, i);
-                sent += 1;
+                continue;
+            }
+            r.send_shared(i, self.doc.shared(), &self.doc.personalised(i));
+            round.sent += 1;
+            turn_bytes += self.doc.byte_len();
+            if turn_bytes >= PUSH_TURN_BYTES {
+                r.set_timer(PUSH, r.now()); // the rest next turn, after other events
+                return;
             }
         }
+        let sent = round.sent;
+        self.round = None;
         // Pushing N documents of N entries is O(N^2) bytes: past PUSH_BYTES_PER_SEC,
         // the next round waits longer than the window and servants rely on polling.
         let bytes = (sent * self.doc.byte_len()) as u64;
         let paced = Duration::from_secs_f64(bytes as f64 / PUSH_BYTES_PER_SEC as f64);
         self.next_push = r.now() + self.config.push_interval.max(paced);
+        if std::mem::take(&mut self.changed_mid_round) {
+            r.set_timer(PUSH, self.next_push);
+        }
         debug!(
             "pushed the list of {} to {sent} servants ({bytes} bytes)",
             self.doc.len()

@@ -188,33 +188,34 @@ pub fn client(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Reads one whole peer document (up to and including `</peers>\r\n`).
+/// Reads exactly one peer document (through `</peers>\r\n`), leaving whatever
+/// follows it (a pushed document, say) unread for the next call.
 pub fn read_doc(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 4096];
-    while !buf.ends_with(b"</peers>\r\n") {
-        let n = s.read(&mut byte).expect("reading a peer document");
+    const END: &[u8] = b"</peers>\r\n";
+    let mut doc = Vec::new();
+    let mut peeked = vec![0u8; 1 << 20];
+    loop {
+        let n = s.peek(&mut peeked).expect("reading a peer document");
         assert!(
             n > 0,
             "connection closed mid-document: {:?}",
-            String::from_utf8_lossy(&buf)
+            String::from_utf8_lossy(&doc)
         );
-        buf.extend_from_slice(&byte[..n]);
-        // A second document may follow in the same read; keep only the first.
-        if let Some(end) = find(&buf, b"</peers>\r\n") {
-            assert_eq!(
-                end + 10,
-                buf.len(),
-                "more than one document in one read: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
+        // The end may straddle what was read already and what is waiting.
+        let from = doc.len().saturating_sub(END.len() - 1);
+        let mut window = doc[from..].to_vec();
+        window.extend_from_slice(&peeked[..n]);
+        let take = match memchr::memmem::find(&window, END) {
+            Some(at) => from + at + END.len() - doc.len(),
+            None => n,
+        };
+        let start = doc.len();
+        doc.resize(start + take, 0);
+        s.read_exact(&mut doc[start..]).unwrap();
+        if doc.ends_with(END) {
+            return String::from_utf8(doc).expect("documents are UTF-8");
         }
     }
-    String::from_utf8(buf).expect("documents are UTF-8")
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `(port, offset, me)` of every peer in a document, in document order.
