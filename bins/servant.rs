@@ -51,33 +51,7 @@ EXIT STATUS: 0 after leaving cleanly, 1 if it could not start, 2 for bad options
 ";
 
 fn main() -> ExitCode {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    if args.contains(["-V", "--version"]) {
-        println!("servant {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    let (overrides, log_level) = match parse(&mut args) {
-        Ok(v) => v,
-        Err(e) => return usage_error(&e),
-    };
-    if let Err(e) = cli::init_logging(log_level.as_deref()) {
-        return usage_error(&e);
-    }
-    let config = match servant::Config::load(&overrides) {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e),
-    };
-    match servant::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::from(1)
-        }
-    }
+    cli::daemon_main("servant", HELP, parse, servant::Config::load, servant::run)
 }
 
 fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>), ConfigError> {
@@ -93,9 +67,4 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;
     Ok((o, log_level))
-}
-
-fn usage_error(e: &ConfigError) -> ExitCode {
-    eprintln!("servant: {e}");
-    ExitCode::from(2)
 }

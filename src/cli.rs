@@ -34,6 +34,65 @@ impl ConfigError {
     }
 }
 
+/// Why a daemon could not start (exit status 1).
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Takes a binary's flags: its config overrides and the `--log-level`, if given.
+pub type ParseFlags<O> = fn(&mut pico_args::Arguments) -> Result<(O, Option<String>), ConfigError>;
+
+/// What a daemon's `main` does: `--help` and `--version`, then `parse` the flags,
+/// start logging, `load` the config and `run`. Bad flags or config exit 2 with the
+/// place named; a failure to start exits 1; a clean shutdown exits 0.
+pub fn daemon_main<O, C>(
+    name: &str,
+    help: &str,
+    parse: ParseFlags<O>,
+    load: fn(&O) -> Result<C, ConfigError>,
+    run: fn(C) -> Result<(), StartError>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let usage_error = |e: &ConfigError| {
+        eprintln!("{name}: {e}");
+        ExitCode::from(2)
+    };
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{help}");
+        return ExitCode::SUCCESS;
+    }
+    if args.contains(["-V", "--version"]) {
+        println!("{name} {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let (overrides, log_level) = match parse(&mut args) {
+        Ok(v) => v,
+        Err(e) => return usage_error(&e),
+    };
+    if let Err(e) = init_logging(log_level.as_deref()) {
+        return usage_error(&e);
+    }
+    let config = match load(&overrides) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Starts logging to stderr at `flag`'s level, else `RUST_LOG`'s, else `info`.
 pub fn init_logging(flag: Option<&str>) -> Result<(), ConfigError> {
     let (place, text) = match flag {

@@ -341,17 +341,7 @@ fn log_line(index: Index, count: u32, text: &[u8]) {
     }
 }
 
-/// Why the manager could not start.
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartError {}
+pub use crate::cli::StartError;
 
 /// Runs the manager until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {

@@ -848,17 +848,7 @@ impl Handler for Servant {
     }
 }
 
-/// Why the servant could not start.
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartError {}
+pub use crate::cli::StartError;
 
 /// Resolves the manager's host before the loop starts (blocking is fine here),
 /// preferring an address of `--bind`'s family.
