@@ -39,6 +39,20 @@ struct Entry {
 }
 
 /// The manager's `pDoc`, in join order.
+///
+/// ```
+/// use p2pchat::wire::peerdoc::{parse, PeerDoc};
+///
+/// let mut doc = PeerDoc::new();
+/// doc.add("127.0.0.1".parse().unwrap(), 2224, 1); // AddPeer ip, port, offset
+/// doc.add("127.0.0.2".parse().unwrap(), 2225, 2);
+/// // What the servant at offset 2 is sent for `needs peer list`:
+/// let answer = String::from_utf8(doc.render_for(2)).unwrap();
+/// assert!(answer.ends_with("<offset>2</offset><me>TRUE</me></peer></peers>\r\n"));
+/// let peers = parse(&answer).unwrap();
+/// assert_eq!((peers[0].port, peers[0].me), (2224, false));
+/// assert_eq!((peers[1].port, peers[1].me), (2225, true));
+/// ```
 #[derive(Debug)]
 pub struct PeerDoc {
     /// `<peers>` entries `</peers>\r\n` `TRUE`.

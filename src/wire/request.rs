@@ -23,6 +23,23 @@ pub enum Line<'a> {
 pub struct TooLong(pub usize);
 
 /// Per-connection framing state: the unfinished tail of what arrived so far.
+///
+/// ```
+/// use p2pchat::wire::request::{Line, RequestReader};
+///
+/// let mut reader = RequestReader::default();
+/// let mut seen = Vec::new();
+/// // A bare request (the VB servant), then one split across two reads with CRLF.
+/// for chunk in [&b"needs peer listneeds pe"[..], b"er list\r\nhello\n"] {
+///     reader
+///         .feed(chunk, 4096, |line| seen.push(match line {
+///             Line::NeedsPeerList => "request".to_string(),
+///             Line::Other(text) => String::from_utf8_lossy(text).into_owned(),
+///         }))
+///         .unwrap();
+/// }
+/// assert_eq!(seen, ["request", "request", "hello"]);
+/// ```
 #[derive(Debug, Default)]
 pub struct RequestReader {
     pending: Vec<u8>,
