@@ -407,3 +407,62 @@ fn a_push_round_too_big_for_one_turn_reaches_every_subscriber() {
     }
     assert_eq!(m.count("joined:"), 121);
 }
+
+#[test]
+fn running_out_of_file_descriptors_pauses_accepting_instead_of_spinning() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_connmgr"));
+    cmd.args(["--bind", "127.0.0.1", "--port", "0", "--push-interval", "0"]);
+    // SAFETY: setrlimit is async-signal-safe; this runs in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 24,
+                rlim_max: 24,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let m = Daemon::spawn_command(cmd);
+    let addr = m.listening_addr();
+    // More connections than descriptors: the kernel queues them in the backlog.
+    let mut held: Vec<TcpStream> = (0..40).map(|_| client(addr)).collect();
+    m.wait_for("pausing accepts");
+    let joined = m.count("joined:");
+    assert!(joined < 24, "{joined} joined with 24 descriptors");
+    // The manager still answers the servants it has.
+    held[0].write_all(b"needs peer list\n").unwrap();
+    assert_eq!(entries(&read_doc(&mut held[0])).len(), joined);
+    // Spinning on EMFILE would log (and burn a core); the back-off retries quietly.
+    let pid = m.pid();
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu();
+    // A measuring window, not a readiness wait: CPU used over half a second.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        cpu() - before < 25,
+        "connmgr used {} ticks in 0.5 s while out of descriptors",
+        cpu() - before
+    );
+    // As servants leave, the waiting connections are taken in.
+    held.truncate(30);
+    held.drain(..10);
+    for _ in 0..10 {
+        m.wait_for("left:");
+    }
+    m.wait_for_within("joined:", DEADLINE)
+        .expect("a queued connection was accepted after descriptors freed up");
+    assert!(m.count("pausing accepts") >= 1);
+}

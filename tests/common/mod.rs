@@ -26,8 +26,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `bin` with `args`, stdin piped, stdout and stderr followed.
     pub fn spawn(bin: &str, args: &[&str]) -> Daemon {
-        let mut child = Command::new(bin)
-            .args(args)
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        Daemon::spawn_command(cmd)
+    }
+
+    /// Starts a prepared command (extra environment, limits) the same way.
+    pub fn spawn_command(mut cmd: Command) -> Daemon {
+        let bin = cmd.get_program().to_string_lossy().into_owned();
+        let bin = bin.as_str();
+        let mut child = cmd
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
