@@ -70,6 +70,10 @@ pub fn line_col(input: &str, pos: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Deepest nesting accepted. Peer documents are 3 deep and configs 4; a document
+/// nested 300,000 deep would overflow the stack when its tree is dropped.
+pub const MAX_DEPTH: usize = 32;
+
 /// Parses a whole document with exactly one root element.
 pub fn parse(input: &str) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(input);
@@ -98,6 +102,12 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                 return Err(err(
                     start,
                     format!("a second root element <{name}> after the document ended"),
+                ));
+            }
+            Event::Start(_) if stack.len() >= MAX_DEPTH => {
+                return Err(err(
+                    start,
+                    format!("elements nested more than {MAX_DEPTH} deep"),
                 ));
             }
             Event::Start(e) => stack.push(element(e.name().as_ref(), line)),
@@ -262,6 +272,19 @@ mod tests {
         assert!(e.reason.contains("&bogus;"), "{e}");
         assert!(parse("").unwrap_err().reason.contains("no root"));
         assert!(parse("hello").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed() {
+        let deep = format!(
+            "<peers>{}{}</peers>",
+            "<a>".repeat(300_000),
+            "</a>".repeat(300_000)
+        );
+        let e = parse(&deep).unwrap_err();
+        assert!(e.reason.contains("nested more than 32 deep"), "{e}");
+        let ok = format!("{}{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

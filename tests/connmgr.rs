@@ -466,3 +466,29 @@ fn running_out_of_file_descriptors_pauses_accepting_instead_of_spinning() {
         .expect("a queued connection was accepted after descriptors freed up");
     assert!(m.count("pausing accepts") >= 1);
 }
+
+#[test]
+fn an_oversized_line_closes_at_once_even_with_answers_still_queued() {
+    let (m, addr) = connmgr(&["--push-interval", "0"]);
+    let mut greedy = client(addr);
+    // Thousands of answers the client does not read: output stays queued...
+    let requests = b"needs peer list\n".repeat(50_000);
+    let writer = {
+        let mut w = greedy.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&requests);
+            // ...then an endless line. Before the fix it was kept and re-read.
+            let junk = vec![b'x'; 64 * 1024];
+            for _ in 0..64 {
+                if w.write_all(&junk).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    m.wait_for("exceeds the limit of 4096");
+    m.wait_for("left: offset 1");
+    let _ = greedy.shutdown(Shutdown::Both); // the manager may have closed it already
+    writer.join().unwrap();
+    assert_eq!(m.count("exceeds the limit"), 1, "{}", m.log_text());
+}

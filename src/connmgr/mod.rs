@@ -87,6 +87,14 @@ pub struct Manager {
     round: Option<Round>,
     /// Membership changed after the current round started.
     changed_mid_round: bool,
+    refusals: Refusals,
+}
+
+/// Refused connections not yet mentioned in the log.
+#[derive(Default)]
+struct Refusals {
+    logged: Option<Instant>,
+    unlogged: u64,
 }
 
 /// Where a push round has got to.
@@ -107,6 +115,7 @@ impl Manager {
             next_push: Instant::now(),
             round: None,
             changed_mid_round: false,
+            refusals: Refusals::default(),
         }
     }
 
@@ -135,6 +144,9 @@ impl Manager {
 
     /// Sends `index` its personalised document (VB: the `needs peer list` branch).
     fn send_list(&self, r: &mut Reactor<Option<Servant>>, index: Index) {
+        if let Some(Some(s)) = r.data_mut(index) {
+            s.push_owed = false; // it is getting the current list now
+        }
         r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
     }
 
@@ -196,8 +208,32 @@ impl Manager {
         );
     }
 
-    fn refuse(&self, r: &mut Reactor<Option<Servant>>, request: Request, why: &str, reply: &[u8]) {
-        warn!("refusing {}: {why}", request.remote());
+    /// Refuses with `reply`, logging at most one line per second so that a flood of
+    /// connections cannot become a flood of log lines.
+    fn refuse(
+        &mut self,
+        r: &mut Reactor<Option<Servant>>,
+        request: Request,
+        why: &str,
+        reply: &[u8],
+    ) {
+        let now = r.now();
+        if self
+            .refusals
+            .logged
+            .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            let unlogged = std::mem::take(&mut self.refusals.unlogged);
+            let more = if unlogged > 0 {
+                format!(" ({unlogged} more refused since the last line)")
+            } else {
+                String::new()
+            };
+            warn!("refusing {}: {why}{more}", request.remote());
+            self.refusals.logged = Some(now);
+        } else {
+            self.refusals.unlogged += 1;
+        }
         r.refuse(request, reply);
     }
 }
@@ -281,7 +317,8 @@ impl Handler for Manager {
                 addr.map_or_else(String::new, |a| a.to_string()),
                 self.config.max_line
             );
-            r.close(index);
+            // Now, not after queued output drains: nothing more is read from it.
+            r.abort(index);
         }
     }
 

@@ -37,6 +37,7 @@ pub use outq::Shared;
 pub use slots::SlotTable;
 pub use state::State;
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -96,6 +97,10 @@ pub struct Socket<T> {
     want_write: bool,
     /// `close` was asked for while output was queued: close once it is flushed.
     close_when_sent: bool,
+    /// On the `again` list (read budget spent): at most once per turn.
+    read_again: bool,
+    /// On the `completed` list: `send_complete` fires once per drain.
+    complete_queued: bool,
     last_active: Instant,
     pub data: T,
 }
@@ -189,8 +194,8 @@ pub struct Reactor<T> {
     now: Instant,
     /// Slots marked closing or errored, reaped after the batch.
     doomed: Vec<Index>,
-    /// Slots whose write queue emptied: `send_complete` is due.
-    completed: Vec<Index>,
+    /// Slots whose write queue emptied, in order: `send_complete` is due.
+    completed: VecDeque<Index>,
     /// Sockets that used up their read budget and still have data.
     again: Vec<Index>,
     timers: Vec<(Instant, usize)>,
@@ -200,11 +205,23 @@ pub struct Reactor<T> {
     stopped: bool,
 }
 
+/// stdin is read without O_NONBLOCK: on a terminal, fds 0, 1 and 2 share one open
+/// file description, and non-blocking stdin would make every write to stdout and
+/// stderr fail with EAGAIN whenever the terminal is slow. Instead each read is
+/// preceded by a zero-timeout `poll`, so it only happens when it cannot block.
 struct Stdin {
     /// epoll cannot watch regular files and /dev/null; such stdin is read every turn.
     always_ready: bool,
-    original_flags: libc::c_int,
+    /// The read budget ran out with input still waiting: read again next turn.
+    again: bool,
     eof: bool,
+}
+
+impl Stdin {
+    /// Input may be waiting that no epoll event will announce.
+    fn pending(&self) -> bool {
+        !self.eof && (self.always_ready || self.again)
+    }
 }
 
 impl<T> Reactor<T> {
@@ -220,7 +237,7 @@ impl<T> Reactor<T> {
             options,
             now,
             doomed: Vec::new(),
-            completed: Vec::new(),
+            completed: VecDeque::new(),
             again: Vec::new(),
             timers: Vec::new(),
             accept_retry_at: None,
@@ -357,6 +374,8 @@ impl<T> Reactor<T> {
             out: OutQueue::default(),
             want_write: matches!(state, State::Connecting),
             close_when_sent: false,
+            read_again: false,
+            complete_queued: false,
             last_active: self.now,
             data,
         });
@@ -410,7 +429,9 @@ impl<T> Reactor<T> {
             Ok(n) => {
                 s.out.push(pieces, n);
                 if s.out.is_empty() {
-                    self.completed.push(i);
+                    if !std::mem::replace(&mut s.complete_queued, true) {
+                        self.completed.push_back(i);
+                    }
                 } else {
                     self.queued(i);
                 }
@@ -452,11 +473,17 @@ impl<T> Reactor<T> {
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
-        if s.unsent() > 0 && s.state == State::Connected {
+        if s.unsent() > 0 && matches!(s.state, State::Connected | State::Connecting) {
             s.close_when_sent = true;
         } else {
             self.mark(i, State::Closing);
         }
+    }
+
+    /// Closes slot `i` now, dropping any queued output: for a peer that broke the
+    /// protocol, whose further input must not be read. Reaped like [`Reactor::close`].
+    pub fn abort(&mut self, i: Index) {
+        self.mark(i, State::Closing);
     }
 
     /// Calls [`Handler::timer`] with `id` at `at`, replacing any timer with that id.
@@ -478,15 +505,6 @@ impl<T> Reactor<T> {
 
     /// Delivers stdin to [`Handler::key_press`] from the same loop, without threads.
     pub fn watch_stdin(&mut self) -> io::Result<()> {
-        // SAFETY: fcntl on fd 0 with valid flag arguments; no memory is passed.
-        let original_flags = unsafe { libc::fcntl(0, libc::F_GETFL) };
-        if original_flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(0, libc::F_SETFL, original_flags | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
         let fd = 0;
         let always_ready = match self.poll.registry().register(
             &mut mio::unix::SourceFd(&fd),
@@ -499,7 +517,7 @@ impl<T> Reactor<T> {
         };
         self.stdin = Some(Stdin {
             always_ready,
-            original_flags,
+            again: false,
             eof: false,
         });
         Ok(())
@@ -554,11 +572,7 @@ impl<T> Reactor<T> {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; READ_CHUNK];
         while !self.stopped {
-            let busy = !self.again.is_empty()
-                || self
-                    .stdin
-                    .as_ref()
-                    .is_some_and(|s| s.always_ready && !s.eof);
+            let busy = !self.again.is_empty() || self.stdin.as_ref().is_some_and(Stdin::pending);
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -586,13 +600,12 @@ impl<T> Reactor<T> {
                 }
             }
             for i in std::mem::take(&mut self.again) {
-                self.read(h, i, &mut buf);
+                if let Some(s) = self.slots.get_mut(i) {
+                    s.read_again = false;
+                    self.read(h, i, &mut buf);
+                }
             }
-            if self
-                .stdin
-                .as_ref()
-                .is_some_and(|s| s.always_ready && !s.eof)
-            {
+            if self.stdin.as_ref().is_some_and(Stdin::pending) {
                 self.stdin_ready(h, &mut buf);
             }
             self.after_batch(h);
@@ -636,10 +649,11 @@ impl<T> Reactor<T> {
             }
         }
         loop {
-            while let Some(i) = self.completed.pop() {
+            while let Some(i) = self.completed.pop_front() {
                 let Some(s) = self.slots.get_mut(i) else {
                     continue;
                 };
+                s.complete_queued = false;
                 if s.state != State::Connected || s.unsent() > 0 {
                     continue;
                 }
@@ -835,8 +849,12 @@ impl<T> Reactor<T> {
                 }
             }
         }
-        // Budget spent with data still waiting: come back after the others.
-        self.again.push(i);
+        // Budget spent with data still waiting: come back after the others, once.
+        if let Some(s) = self.slots.get_mut(i) {
+            if !std::mem::replace(&mut s.read_again, true) {
+                self.again.push(i);
+            }
+        }
     }
 
     fn flush(&mut self, i: Index) {
@@ -853,8 +871,8 @@ impl<T> Reactor<T> {
             Ok(0) => {}
             Ok(_) => {
                 s.last_active = self.now;
-                if s.out.is_empty() {
-                    self.completed.push(i);
+                if s.out.is_empty() && !std::mem::replace(&mut s.complete_queued, true) {
+                    self.completed.push_back(i);
                 }
             }
             Err(e) => self.fail(i, e),
@@ -862,10 +880,22 @@ impl<T> Reactor<T> {
     }
 
     fn stdin_ready<H: Handler<Data = T>>(&mut self, h: &mut H, buf: &mut [u8]) {
+        if let Some(stdin) = &mut self.stdin {
+            stdin.again = false;
+        }
         for _ in 0..READ_BUDGET {
             let Some(stdin) = &mut self.stdin else { return };
             if stdin.eof {
                 return;
+            }
+            let mut pfd = libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid pollfd, zero timeout.
+            if unsafe { libc::poll(&mut pfd, 1, 0) } == 0 {
+                return; // nothing waiting: the read would block
             }
             // SAFETY: reads into a valid, writable buffer of the given length.
             let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
@@ -889,15 +919,8 @@ impl<T> Reactor<T> {
             }
             h.key_press(self, &buf[..n as usize]);
         }
-    }
-}
-
-impl<T> Drop for Reactor<T> {
-    fn drop(&mut self) {
-        if let Some(stdin) = &self.stdin {
-            // Give the terminal back as we found it: O_NONBLOCK is shared with the shell.
-            // SAFETY: fcntl on fd 0 with flags read from it earlier.
-            unsafe { libc::fcntl(0, libc::F_SETFL, stdin.original_flags) };
+        if let Some(stdin) = &mut self.stdin {
+            stdin.again = true;
         }
     }
 }

@@ -54,16 +54,18 @@ impl RequestReader {
         max_line: usize,
         mut f: impl FnMut(Line<'_>),
     ) -> Result<(), TooLong> {
-        if self.pending.is_empty() {
+        let framed = if self.pending.is_empty() {
             // The common case, a whole request in one read, never copies.
-            let used = frame(data, max_line, &mut f)?;
-            self.pending.extend_from_slice(&data[used..]);
+            frame(data, max_line, &mut f).map(|used| self.pending.extend_from_slice(&data[used..]))
         } else {
             self.pending.extend_from_slice(data);
-            let used = frame(&self.pending, max_line, &mut f)?;
-            self.pending.drain(..used);
+            frame(&self.pending, max_line, &mut f).map(|used| drop(self.pending.drain(..used)))
+        };
+        if framed.is_err() {
+            // Nothing after an overlong line is trusted; keep no part of it either.
+            self.pending = Vec::new();
         }
-        Ok(())
+        framed
     }
 
     /// The unterminated tail left when the connection closed, if any.
@@ -193,6 +195,9 @@ mod tests {
         ended.push(b'\n');
         assert_eq!(frame_all(&[&ended]).1, Err(TooLong(100)));
         assert_eq!(frame_all(&[&long[..40], &long[..40]]).1, Err(TooLong(80)));
+        let mut r = RequestReader::default();
+        assert!(r.feed(&long, 64, |_| {}).is_err());
+        assert_eq!(r.pending(), 0, "the overlong line is not kept");
     }
 
     #[test]
