@@ -470,7 +470,7 @@ fn running_out_of_file_descriptors_pauses_accepting_instead_of_spinning() {
 #[test]
 fn an_oversized_line_closes_at_once_even_with_answers_still_queued() {
     let (m, addr) = connmgr(&["--push-interval", "0"]);
-    let mut greedy = client(addr);
+    let greedy = client(addr);
     // Thousands of answers the client does not read: output stays queued...
     let requests = b"needs peer list\n".repeat(50_000);
     let writer = {
@@ -491,4 +491,41 @@ fn an_oversized_line_closes_at_once_even_with_answers_still_queued() {
     let _ = greedy.shutdown(Shutdown::Both); // the manager may have closed it already
     writer.join().unwrap();
     assert_eq!(m.count("exceeds the limit"), 1, "{}", m.log_text());
+}
+
+#[test]
+fn a_closed_log_pipe_does_not_take_it_down() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_connmgr"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--push-interval", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(&mut child);
+    let mut lines = BufReader::new(guard.0.stderr.take().unwrap()).lines();
+    let ready = lines.next().unwrap().unwrap();
+    let addr: std::net::SocketAddr = ready
+        .rsplit("listening on ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    drop(lines); // whoever read the log has gone: every log line now meets EPIPE
+    for _ in 0..3 {
+        let mut s = client(addr);
+        s.write_all(b"needs peer list\n").unwrap();
+        assert_eq!(entries(&read_doc(&mut s)).len(), 1);
+    }
+    assert!(guard.0.try_wait().unwrap().is_none(), "connmgr exited");
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
