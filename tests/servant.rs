@@ -429,3 +429,43 @@ fn lines_piped_before_the_first_list_are_delivered_before_it_leaves() {
     logged(&stay, "peers: 1 (");
     let _ = std::fs::remove_file(cfg);
 }
+
+#[test]
+fn a_servant_that_reaches_its_manager_over_ipv6_gets_chat() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this host has no IPv6 loopback");
+        return;
+    }
+    let m = Daemon::spawn(
+        env!("CARGO_BIN_EXE_connmgr"),
+        &["--bind", "::1", "--port", "0"],
+    );
+    let manager = m.listening_addr();
+    let config = config_file("ipv6", &[]);
+    // No --bind: the manager sees ::1 and advertises it, so the listener must take IPv6.
+    let connmgr = manager.to_string();
+    let mut s = Daemon::spawn(
+        SERVANT,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--connmgr",
+            &connmgr,
+            "--port",
+            &manager.port().to_string(),
+            "--name",
+            "six",
+            "--poll-interval",
+            "200",
+        ],
+    );
+    s.wait_for("listening on [::]:");
+    s.type_line("over six");
+    assert_eq!(
+        s.stdout_line().as_deref(),
+        Some("six: over six"),
+        "{}",
+        s.log_text()
+    );
+    let _ = std::fs::remove_file(config);
+}

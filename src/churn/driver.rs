@@ -566,9 +566,9 @@ impl Churn {
                 self.registering -= 1;
                 self.ramp(r);
                 let addr = me;
-                match r.listen(addr, Conn::Listener(k)) {
+                match r.listen(Some(addr.ip()), addr.port(), Conn::Listener(k)) {
                     Ok(_) => self.fanout.listening += 1,
-                    Err(e) => {
+                    Err((_, e)) => {
                         self.fail(Failure::ListenFailed, || format!("listen on {addr}: {e}"));
                         let why = format!(
                             "fanout servant {k} cannot listen on {addr}, the port the manager gave it: {e}"

@@ -18,7 +18,7 @@
 pub mod config;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -412,26 +412,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// Binds the listener in slot 0 (VB: `p2p(0).Listen`). With no `--bind`, every
 /// interface: `::` where IPv6 exists, else `0.0.0.0`.
 fn listen(r: &mut Reactor<Option<Servant>>, config: &Config) -> Result<Index, StartError> {
-    let wanted = match config.bind {
-        Some(ip) => vec![ip],
-        None => vec![
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        ],
-    };
-    let mut last = None;
-    for ip in wanted {
-        let addr = SocketAddr::new(ip, config.port);
-        match r.listen(addr, None) {
-            Ok(i) => return Ok(i),
-            Err(e) if config.bind.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                last = Some((addr, e))
-            }
-            Err(e) => return Err(bind_error(addr, &e)),
-        }
-    }
-    let (addr, e) = last.expect("at least one address was tried");
-    Err(bind_error(addr, &e))
+    r.listen(config.bind, config.port, None)
+        .map_err(|(addr, e)| bind_error(addr, &e))
 }
 
 fn bind_error(addr: SocketAddr, e: &io::Error) -> StartError {

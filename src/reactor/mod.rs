@@ -39,7 +39,7 @@ pub use state::State;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -291,31 +291,35 @@ impl<T> Reactor<T> {
     }
 
     /// Binds a listener (VB: `.LocalPort = n: .Listen`) in the lowest free slot.
-    /// Binding `::` accepts IPv4 too, where the host allows dual-stack sockets.
-    pub fn listen(&mut self, addr: SocketAddr, data: T) -> io::Result<Index> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
-        socket.set_reuse_address(true)?;
-        if addr.is_ipv6() && addr.ip().is_unspecified() {
-            // Best effort: some hosts force v6-only; then `::` is IPv6 only.
-            let _ = socket.set_only_v6(false);
-        }
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        socket.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(socket.into());
-        let bound = listener.local_addr()?;
+    /// `bind` `None` means every interface: `::` accepting IPv4 too, or `0.0.0.0`
+    /// on a host without IPv6. On failure, the error comes with the address tried.
+    pub fn listen(
+        &mut self,
+        bind: Option<IpAddr>,
+        port: u16,
+        data: T,
+    ) -> Result<Index, (SocketAddr, io::Error)> {
+        let mut listener = match bind {
+            Some(ip) => open_listener(SocketAddr::new(ip, port)),
+            None => match open_listener(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
+                Err((_, e)) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                    open_listener(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+                }
+                other => other,
+            },
+        }?;
+        let bound = listener.local_addr().map_err(|e| {
+            (
+                SocketAddr::new(bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port),
+                e,
+            )
+        })?;
         let index = self.slots.next_index();
-        let mut listener = listener;
         self.poll
             .registry()
-            .register(&mut listener, Token(index), Interest::READABLE)?;
-        let i = self.insert(Io::Listener(listener), State::Listening, bound, data);
-        debug_assert_eq!(i, index);
-        Ok(i)
+            .register(&mut listener, Token(index), Interest::READABLE)
+            .map_err(|e| (bound, e))?;
+        Ok(self.insert(Io::Listener(listener), State::Listening, bound, data))
     }
 
     /// Takes a pending connection into the lowest free slot (VB: `p2p(a).Accept requestID`).
@@ -925,6 +929,27 @@ impl<T> Reactor<T> {
     }
 }
 
+/// A non-blocking listener on `addr`, dual-stack when `addr` is `::`.
+fn open_listener(addr: SocketAddr) -> Result<TcpListener, (SocketAddr, io::Error)> {
+    let open = || -> io::Result<TcpListener> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() && addr.ip().is_unspecified() {
+            // Best effort: some hosts force v6-only; then `::` is IPv6 only.
+            let _ = socket.set_only_v6(false);
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(TcpListener::from_std(socket.into()))
+    };
+    open().map_err(|e| (addr, e))
+}
+
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`, from a dual-stack listener) shown as IPv4.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
@@ -977,7 +1002,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {
             let mut r = Reactor::new(options).unwrap();
-            let l = r.listen("127.0.0.1:0".parse().unwrap(), ()).unwrap();
+            let l = r.listen(Some([127, 0, 0, 1].into()), 0, ()).unwrap();
             tx.send(r.local_addr(l).unwrap()).unwrap();
             r.run(&mut h).unwrap();
             h

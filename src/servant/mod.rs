@@ -31,7 +31,7 @@ pub mod console;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -378,18 +378,16 @@ impl Servant {
         if let Some((old, _)) = self.listener.take() {
             r.close(old);
         }
-        let ip = self
-            .config
-            .bind
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let addr = SocketAddr::new(ip, port);
-        match r.listen(addr, Slot::Listener) {
+        // Without --bind, `::` (dual-stack): the manager advertises whichever address
+        // it saw us come from, IPv4 or IPv6, and peers must reach us there.
+        match r.listen(self.config.bind, port, Slot::Listener) {
             Ok(i) => {
-                let shown = r.local_addr(i).unwrap_or(addr);
-                info!("listening on {shown}");
+                if let Ok(shown) = r.local_addr(i) {
+                    info!("listening on {shown}");
+                }
                 self.listener = Some((i, port));
             }
-            Err(e) => {
+            Err((addr, e)) => {
                 warn!(
                     "cannot listen on {addr}: {e}; asking the connection manager for another port in {} ms",
                     self.backoff.as_millis()
