@@ -82,10 +82,7 @@ impl Config {
             None if Path::new(DEFAULT_FILE).exists() => {
                 c.apply_file(&ConfigFile::load(Path::new(DEFAULT_FILE), "config")?)?
             }
-            None => info!(
-                "no ./{DEFAULT_FILE}; using the article's defaults (connection manager {}:{}, no bans)",
-                c.connmgr_host, c.connmgr_port
-            ),
+            None => info!("no ./{DEFAULT_FILE}; using the article's defaults (no bans) where flags say nothing"),
         }
         if let Some(text) = &o.connmgr {
             let (host, port) =

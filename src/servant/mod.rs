@@ -891,8 +891,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     } else {
         Input::Pipe
     };
+    crate::cli::raise_fd_limit(); // one outgoing slot per peer per line
+                                  // The idle sweep covers the manager link too, which hears something at least
+                                  // once per poll: never time it out between polls.
     let options = Options {
-        idle_timeout: Some(IDLE_TIMEOUT),
+        idle_timeout: Some(IDLE_TIMEOUT.max(config.poll_interval * 3)),
         ..Options::default()
     };
     let mut r = Reactor::new(options)
