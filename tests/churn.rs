@@ -45,12 +45,27 @@ fn wait_count(m: &Daemon, pattern: &str, n: usize) {
         let left = end.saturating_duration_since(Instant::now());
         assert!(
             !left.is_zero(),
-            "the manager logged {} of {n} {pattern:?} lines:\n{}",
+            "the manager logged {} of {n} {pattern:?} lines ({}):\n{}",
             m.count(pattern),
+            process_state(m.pid()),
             m.log_text()
         );
         m.wait_for_within(pattern, left);
     }
+}
+
+/// What a process is doing, for a failure message: its state, the kernel function
+/// it sleeps in (`pipe_write` would mean its log pipe was full), and how many
+/// sockets it holds. A stuck manager and a slow one read differently.
+fn process_state(pid: u32) -> String {
+    let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+    let state = read("status")
+        .lines()
+        .find(|l| l.starts_with("State:"))
+        .unwrap_or("State: gone")
+        .to_string();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    format!("{state}, wchan {:?}, {fds} fds", read("wchan"))
 }
 
 #[test]
