@@ -300,8 +300,13 @@ fn split_and_malformed_documents_and_a_garbage_peer_do_not_crash_it() {
     let (head, tail) = first.split_at(first.len() / 2);
     link.set_nodelay(true).unwrap();
     link.write_all(head.as_bytes()).unwrap();
-    // Not a readiness wait: gives the halves a chance to arrive as separate reads.
-    std::thread::sleep(Duration::from_millis(50));
+    // Half a document is not acted on (and the wait lets the servant read it alone).
+    assert!(
+        s.wait_for_within("listening on", Duration::from_millis(300))
+            .is_none(),
+        "acted on half a document: {}",
+        s.log_text()
+    );
     link.write_all(tail.as_bytes()).unwrap();
     assert_eq!(s.listening_addr(), me);
     logged(&s, "peers: 1 (");
