@@ -73,13 +73,8 @@ summary), 1 if the run could not be done, 2 for bad options.
 
 fn main() -> ExitCode {
     let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    if args.contains(["-V", "--version"]) {
-        println!("churn {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    if let Some(done) = cli::help_or_version(&mut args, "churn", HELP) {
+        return done;
     }
     let mode = match args.subcommand() {
         Ok(Some(m)) => m,

@@ -25,7 +25,7 @@ OPTIONS:
     --port N               the connection manager's port; overrides both [default: 85]
     --bind ADDR            local address for the listener and all outgoing connections,
                            so servants on one host can stand for 127.0.0.2, 127.0.0.3, ...
-                           [default: any]
+                           [default: listen on every interface, :: or 0.0.0.0]
     --name NAME            prefix outgoing lines with `NAME: `; overrides <name>
     --poll-interval MS     ask for the peer list every MS milliseconds [default: 2000]
     --headless             do not read stdin; run until SIGINT or SIGTERM

@@ -65,13 +65,8 @@ pub fn daemon_main<O, C>(
         ExitCode::from(2)
     };
     let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{help}");
-        return ExitCode::SUCCESS;
-    }
-    if args.contains(["-V", "--version"]) {
-        println!("{name} {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    if let Some(done) = help_or_version(&mut args, name, help) {
+        return done;
     }
     let (overrides, log_level) = match parse(&mut args) {
         Ok(v) => v,
@@ -91,6 +86,22 @@ pub fn daemon_main<O, C>(
             ExitCode::from(1)
         }
     }
+}
+
+/// Answers `-h`/`--help` with `help` and `-V`/`--version` with the version, if asked.
+pub fn help_or_version(
+    args: &mut pico_args::Arguments,
+    name: &str,
+    help: &str,
+) -> Option<std::process::ExitCode> {
+    if args.contains(["-h", "--help"]) {
+        print!("{help}");
+    } else if args.contains(["-V", "--version"]) {
+        println!("{name} {}", env!("CARGO_PKG_VERSION"));
+    } else {
+        return None;
+    }
+    Some(std::process::ExitCode::SUCCESS)
 }
 
 /// Starts logging to stderr at `flag`'s level, else `RUST_LOG`'s, else `info`.
