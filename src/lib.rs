@@ -19,5 +19,6 @@ pub mod cli;
 pub mod connmgr;
 pub mod reactor;
 pub mod servant;
+pub mod text;
 pub mod wire;
 pub mod xml;
