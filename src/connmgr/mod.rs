@@ -28,6 +28,7 @@ pub use config::{Config, Overrides};
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use crate::wire::peerdoc::PeerDoc;
 use crate::wire::request::{Line, RequestReader, TooLong};
+use crate::StartError;
 
 /// Timer id for the coalesced push of the peer list.
 const PUSH: usize = 0;
@@ -377,8 +378,6 @@ fn log_line(index: Index, count: u32, text: &[u8]) {
         );
     }
 }
-
-pub use crate::cli::StartError;
 
 /// Runs the manager until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use log::info;
 
-use crate::cli::{ConfigError, ConfigFile};
+use crate::config::{ConfigError, ConfigFile};
 
 /// The config file read when `--config` is not given.
 pub const DEFAULT_FILE: &str = "config.xml";
@@ -131,7 +131,7 @@ impl Config {
             );
         }
         if let Some(el) = f.root.child("pollinterval") {
-            let ms = crate::cli::parse_value::<u64>(el.value(), "a number of milliseconds")
+            let ms = crate::config::parse_value::<u64>(el.value(), "a number of milliseconds")
                 .and_then(poll_interval)
                 .map_err(|r| ConfigError::new(f.place(el), format!("<pollinterval> {r}")))?;
             self.poll_interval = ms;

@@ -846,7 +846,7 @@ impl Handler for Servant {
     }
 }
 
-pub use crate::cli::StartError;
+use crate::StartError;
 
 /// Resolves the manager's host before the loop starts (blocking is fine here),
 /// preferring an address of `--bind`'s family.
