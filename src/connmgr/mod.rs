@@ -43,9 +43,18 @@ const PUSH_BYTES_PER_SEC: u64 = 128 * 1024 * 1024;
 /// Pushed bytes per loop turn; the rest of a round waits for the next turn.
 const PUSH_TURN_BYTES: usize = 512 * 1024;
 
-/// What the manager keeps in each servant's slot.
+/// What each slot of the manager's control array (`p2p(i)`) holds.
 #[derive(Debug)]
-pub struct Servant {
+enum Slot {
+    /// `p2p(0)`: listening for servants.
+    Listener,
+    /// `p2p(i)`: a connected servant.
+    Servant(Member),
+}
+
+/// A connected servant's membership: its port and whether it takes pushes.
+#[derive(Debug)]
+struct Member {
     /// The listening port this servant was assigned.
     port: u16,
     /// It has sent `needs peer list` at least once, so it gets pushes.
@@ -75,7 +84,7 @@ impl PortSet {
 }
 
 /// The manager's state: the peer document, the port counter and the counts.
-pub struct Manager {
+struct Manager {
     config: Config,
     doc: PeerDoc,
     /// VB's `iPortMax`: the last port handed out.
@@ -106,7 +115,7 @@ struct Round {
 }
 
 impl Manager {
-    pub fn new(config: Config) -> Self {
+    fn new(config: Config) -> Self {
         Manager {
             port_max: u32::from(config.first_port) - 1,
             config,
@@ -118,11 +127,6 @@ impl Manager {
             changed_mid_round: false,
             refusals: Refusals::default(),
         }
-    }
-
-    /// The peer document as it stands.
-    pub fn doc(&self) -> &PeerDoc {
-        &self.doc
     }
 
     /// VB: `iPortMax = iPortMax + 1`, wrapped to the first port past 65535 and
@@ -144,15 +148,15 @@ impl Manager {
     }
 
     /// Sends `index` its personalised document (VB: the `needs peer list` branch).
-    fn send_list(&self, r: &mut Reactor<Option<Servant>>, index: Index) {
-        if let Some(Some(s)) = r.data_mut(index) {
+    fn send_list(&self, r: &mut Reactor<Slot>, index: Index) {
+        if let Some(Slot::Servant(s)) = r.data_mut(index) {
             s.push_owed = false; // it is getting the current list now
         }
         r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
     }
 
     /// Someone joined or left: schedule a push, at most one round per push window.
-    fn membership_changed(&mut self, r: &mut Reactor<Option<Servant>>) {
+    fn membership_changed(&mut self, r: &mut Reactor<Slot>) {
         if self.config.push_interval.is_zero() {
             return;
         }
@@ -168,14 +172,14 @@ impl Manager {
     /// turn so that answers to requests are not queued behind a whole round. One
     /// whose last output is still unsent is owed the list instead and gets it when
     /// it drains.
-    fn push(&mut self, r: &mut Reactor<Option<Servant>>) {
+    fn push(&mut self, r: &mut Reactor<Slot>) {
         let round = self.round.get_or_insert(Round { next: 0, sent: 0 });
         let mut turn_bytes = 0;
         while round.next < r.slots().capacity() {
             let i = round.next;
             round.next += 1;
             let backlogged = r.socket(i).is_some_and(|s| s.unsent() > 0);
-            let Some(Some(s)) = r.data_mut(i) else {
+            let Some(Slot::Servant(s)) = r.data_mut(i) else {
                 continue;
             };
             if !s.subscribed {
@@ -211,13 +215,7 @@ impl Manager {
 
     /// Refuses with `reply`, logging at most one line per second so that a flood of
     /// connections cannot become a flood of log lines.
-    fn refuse(
-        &mut self,
-        r: &mut Reactor<Option<Servant>>,
-        request: Request,
-        why: &str,
-        reply: &[u8],
-    ) {
+    fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: &str, reply: &[u8]) {
         let now = r.now();
         if self
             .refusals
@@ -240,7 +238,7 @@ impl Manager {
 }
 
 impl Handler for Manager {
-    type Data = Option<Servant>;
+    type Data = Slot;
 
     /// VB: `p2p_ConnectionRequest(Index, requestID)`: take the lowest free slot,
     /// hand out the next port, `AddPeer ip, port, offset`.
@@ -261,14 +259,14 @@ impl Handler for Manager {
             return self.refuse(r, request, "every servant port is taken", NO_PORT);
         };
         let ip = request.remote().ip();
-        let servant = Servant {
+        let member = Member {
             port,
             subscribed: false,
             push_owed: false,
             requests: RequestReader::default(),
             other_lines: 0,
         };
-        let index = match r.accept(request, Some(servant)) {
+        let index = match r.accept(request, Slot::Servant(member)) {
             Ok(i) => i,
             Err(e) => return warn!("cannot accept a servant from {ip}: {e}"),
         };
@@ -288,7 +286,7 @@ impl Handler for Manager {
 
     /// VB: `p2p_DataArrival(Index, bytesTotal)`: answer `needs peer list`, log the rest.
     fn data_arrival(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: &[u8]) {
-        let Some(Some(s)) = r.data_mut(index) else {
+        let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
         // The framer leaves the slot while it runs, so answering can borrow the reactor.
@@ -305,7 +303,7 @@ impl Handler for Manager {
                 log_line(index, lines, text);
             }
         });
-        let Some(Some(s)) = r.data_mut(index) else {
+        let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
         s.requests = requests;
@@ -325,7 +323,7 @@ impl Handler for Manager {
 
     /// VB: `p2p_Close(Index)`: `RemovePeerByOffset`, and tell the others.
     fn close(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: Self::Data) {
-        let Some(mut s) = data else { return };
+        let Slot::Servant(mut s) = data else { return };
         if let Some(tail) = s.requests.take_tail() {
             log_line(index, s.other_lines + 1, &tail);
         }
@@ -347,7 +345,7 @@ impl Handler for Manager {
 
     /// The push that [`Manager::push`] owed a backlogged servant goes out now.
     fn send_complete(&mut self, r: &mut Reactor<Self::Data>, index: Index) {
-        let Some(Some(s)) = r.data_mut(index) else {
+        let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
         if std::mem::take(&mut s.push_owed) {
@@ -410,8 +408,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
 /// Binds the listener in slot 0 (VB: `p2p(0).Listen`). With no `--bind`, every
 /// interface: `::` where IPv6 exists, else `0.0.0.0`.
-fn listen(r: &mut Reactor<Option<Servant>>, config: &Config) -> Result<Index, StartError> {
-    r.listen(config.bind, config.port, None)
+fn listen(r: &mut Reactor<Slot>, config: &Config) -> Result<Index, StartError> {
+    r.listen(config.bind, config.port, Slot::Listener)
         .map_err(|(addr, e)| bind_error(addr, &e))
 }
 
