@@ -100,6 +100,34 @@ struct Manager {
     refusals: Refusals,
 }
 
+/// Why a connection is refused: the log line says it; [`Refusal::reply`] tells
+/// the servant.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// `--max-servants`, reached.
+    Full(usize),
+    /// Every port from the first servant port up is held.
+    NoPort,
+}
+
+impl Refusal {
+    fn reply(self) -> &'static [u8] {
+        match self {
+            Refusal::Full(_) => FULL,
+            Refusal::NoPort => NO_PORT,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Full(max) => write!(f, "max number of servants ({max}) reached"),
+            Refusal::NoPort => f.write_str("every servant port is taken"),
+        }
+    }
+}
+
 /// Refused connections not yet mentioned in the log.
 #[derive(Default)]
 struct Refusals {
@@ -213,27 +241,26 @@ impl Manager {
         );
     }
 
-    /// Refuses with `reply`, logging at most one line per second so that a flood of
-    /// connections cannot become a flood of log lines.
-    fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: &str, reply: &[u8]) {
+    /// Refuses with `why`'s reply, logging at most one line per second so that a
+    /// flood of connections cannot become a flood of log lines. Nothing is
+    /// formatted for a refusal that is only counted.
+    fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: Refusal) {
         let now = r.now();
         if self
             .refusals
             .logged
             .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
         {
-            let unlogged = std::mem::take(&mut self.refusals.unlogged);
-            let more = if unlogged > 0 {
-                format!(" ({unlogged} more refused since the last line)")
-            } else {
-                String::new()
-            };
-            warn!("refusing {}: {why}{more}", request.remote());
+            let from = request.remote();
+            match std::mem::take(&mut self.refusals.unlogged) {
+                0 => warn!("refusing {from}: {why}"),
+                n => warn!("refusing {from}: {why} ({n} more refused since the last line)"),
+            }
             self.refusals.logged = Some(now);
         } else {
             self.refusals.unlogged += 1;
         }
-        r.refuse(request, reply);
+        r.refuse(request, why.reply());
     }
 }
 
@@ -249,14 +276,10 @@ impl Handler for Manager {
         request: Request,
     ) {
         if self.servants >= self.config.max_servants {
-            let why = format!(
-                "max number of servants ({}) reached",
-                self.config.max_servants
-            );
-            return self.refuse(r, request, &why, FULL);
+            return self.refuse(r, request, Refusal::Full(self.config.max_servants));
         }
         let Some(port) = self.next_port() else {
-            return self.refuse(r, request, "every servant port is taken", NO_PORT);
+            return self.refuse(r, request, Refusal::NoPort);
         };
         let ip = request.remote().ip();
         let member = Member {
@@ -436,6 +459,17 @@ mod tests {
             first_port,
             ..Config::default()
         })
+    }
+
+    #[test]
+    fn refusals_say_why_as_they_always_have() {
+        assert_eq!(
+            Refusal::Full(3).to_string(),
+            "max number of servants (3) reached"
+        );
+        assert_eq!(Refusal::NoPort.to_string(), "every servant port is taken");
+        assert_eq!(Refusal::Full(3).reply(), FULL);
+        assert_eq!(Refusal::NoPort.reply(), NO_PORT);
     }
 
     #[test]
