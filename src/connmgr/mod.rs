@@ -5,7 +5,8 @@
 //! document at its slot's offset, and, on `needs peer list`, the document with
 //! `me` = TRUE on its own entry. When a servant's socket closes (or it goes silent
 //! past the idle timeout) it leaves the document, and everyone who has asked for
-//! the list gets the new one pushed, coalesced so that churn costs bounded work.
+//! the list gets the new one pushed, coalesced so that churn costs bounded work,
+//! and skipped for whoever was already sent that version (a newcomer's answer).
 //!
 //! Where it differs from the article, and why:
 //! - Requests are framed ([`crate::wire::request`]); VB needed exactly one
@@ -52,13 +53,17 @@ enum Slot {
     Servant(Member),
 }
 
-/// A connected servant's membership: its port and whether it takes pushes.
+/// A connected servant's membership: its port, whether it takes pushes, and
+/// which version of the list it last got.
 #[derive(Debug)]
 struct Member {
     /// The listening port this servant was assigned.
     port: u16,
     /// It has sent `needs peer list` at least once, so it gets pushes.
     subscribed: bool,
+    /// The [`Manager::version`] of the last list it was sent, answered or pushed:
+    /// a push round skips it while that is still the current one.
+    seen: u64,
     /// A push was skipped because its previous output was still unsent.
     push_owed: bool,
     requests: RequestReader,
@@ -87,6 +92,8 @@ impl PortSet {
 struct Manager {
     config: Config,
     doc: PeerDoc,
+    /// Bumped on every join and leave: the version of `doc`'s membership.
+    version: u64,
     /// VB's `iPortMax`: the last port handed out.
     port_max: u32,
     held: PortSet,
@@ -148,6 +155,7 @@ impl Manager {
             port_max: u32::from(config.first_port) - 1,
             config,
             doc: PeerDoc::new(),
+            version: 0,
             held: PortSet::new(),
             servants: 0,
             next_push: Instant::now(),
@@ -179,27 +187,33 @@ impl Manager {
     fn send_list(&self, r: &mut Reactor<Slot>, index: Index) {
         if let Some(Slot::Servant(s)) = r.data_mut(index) {
             s.push_owed = false; // it is getting the current list now
+            s.seen = self.version;
         }
         r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
     }
 
-    /// Someone joined or left: schedule a push, at most one round per push window.
+    /// Someone joined or left: a new version of the list, and a push scheduled, at
+    /// most one round per push window.
     fn membership_changed(&mut self, r: &mut Reactor<Slot>) {
+        self.version += 1;
         if self.config.push_interval.is_zero() {
             return;
         }
         if self.round.is_some() {
             // Servants already pushed this round have not seen this change.
-            self.changed_mid_round = true;
+            if !std::mem::replace(&mut self.changed_mid_round, true) {
+                debug!("the list changed mid-round; another round follows");
+            }
         } else if r.timer_due(PUSH).is_none() {
             r.set_timer(PUSH, self.next_push.max(r.now()));
         } // else one is already coming and will carry this change
     }
 
-    /// Pushes the current list to subscribed servants, [`PUSH_TURN_BYTES`] per loop
-    /// turn so that answers to requests are not queued behind a whole round. One
-    /// whose last output is still unsent is owed the list instead and gets it when
-    /// it drains.
+    /// Pushes the current list to subscribed servants that have not been sent this
+    /// version of it (a servant that just asked already has it), [`PUSH_TURN_BYTES`]
+    /// per loop turn so that answers to requests are not queued behind a whole
+    /// round. One whose last output is still unsent is owed the list instead and
+    /// gets it when it drains.
     fn push(&mut self, r: &mut Reactor<Slot>) {
         let round = self.round.get_or_insert(Round { next: 0, sent: 0 });
         let mut turn_bytes = 0;
@@ -210,13 +224,14 @@ impl Manager {
             let Some(Slot::Servant(s)) = r.data_mut(i) else {
                 continue;
             };
-            if !s.subscribed {
+            if !s.subscribed || s.seen == self.version {
                 continue;
             }
             if backlogged {
                 s.push_owed = true;
                 continue;
             }
+            s.seen = self.version;
             r.send_shared(i, self.doc.shared(), &self.doc.personalised(i));
             round.sent += 1;
             turn_bytes += self.doc.byte_len();
@@ -285,6 +300,7 @@ impl Handler for Manager {
         let member = Member {
             port,
             subscribed: false,
+            seen: 0,
             push_owed: false,
             requests: RequestReader::default(),
             other_lines: 0,
