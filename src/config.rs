@@ -36,7 +36,7 @@ impl ConfigError {
 /// An XML config file, parsed, with its path kept for error messages.
 #[derive(Debug)]
 pub struct ConfigFile {
-    pub path: PathBuf,
+    path: PathBuf,
     pub root: Element,
 }
 

@@ -21,7 +21,7 @@ use log::info;
 use crate::config::{ConfigError, ConfigFile};
 
 /// The config file read when `--config` is not given.
-pub const DEFAULT_FILE: &str = "config.xml";
+const DEFAULT_FILE: &str = "config.xml";
 
 /// Everything the servant can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl Config {
 }
 
 /// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address.
-pub fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
+fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
     let text = text.trim();
     let bad_port =
         |p: &str| format!("has a bad port {p:?} (expected HOST or HOST:PORT, port 1-65535)");
