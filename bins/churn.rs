@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use p2pchat::churn::{self, Config, Mode, Sender};
-use p2pchat::cli::{self, ConfigError};
+use p2pchat::cli;
+use p2pchat::config::{parse_value, ConfigError};
 
 const HELP: &str = "\
 churn - a connection-churn load generator for the p2pchat connection manager
@@ -223,7 +224,7 @@ fn opt<T: std::str::FromStr>(
     expected: &str,
 ) -> Result<Option<T>, ConfigError> {
     match flag.take(args) {
-        Ok(Some(text)) => cli::parse_value(&text, expected)
+        Ok(Some(text)) => parse_value(&text, expected)
             .map(Some)
             .map_err(|reason| ConfigError::new(flag.0, reason)),
         Ok(None) => Ok(None),

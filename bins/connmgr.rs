@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use p2pchat::cli::{self, ConfigError};
+use p2pchat::cli;
+use p2pchat::config::ConfigError;
 use p2pchat::connmgr::{self, Overrides};
 
 const HELP: &str = "\

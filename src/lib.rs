@@ -9,6 +9,7 @@
 //! | the peer document `<peers><peer>...`           | [`wire::peerdoc`]          |
 //! | `"needs peer list"` and other request lines    | [`wire::request`]          |
 //! | MSXML `loadXML` of config and documents        | [`xml`]                    |
+//! | `config.xml` read with file, line and reason    | [`config`]                 |
 //! | servant form (`Winsock1`, `servants1(i)`, `send1`, `txtSend1`) | [`servant`] |
 //! | (none: many servants at once, to measure the manager) | [`churn`]          |
 //!
@@ -16,9 +17,23 @@
 
 pub mod churn;
 pub mod cli;
+pub mod config;
 pub mod connmgr;
 pub mod reactor;
 pub mod servant;
 pub mod text;
 pub mod wire;
 pub mod xml;
+
+/// Why a daemon could not start: its `run` failed before or while looping
+/// (exit status 1, where a bad flag or config file is a [`config::ConfigError`], 2).
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}

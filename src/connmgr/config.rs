@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{ConfigError, ConfigFile};
+use crate::config::{ConfigError, ConfigFile};
 
 /// Everything the manager can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! document at its slot's offset, and, on `needs peer list`, the document with
 //! `me` = TRUE on its own entry. When a servant's socket closes (or it goes silent
 //! past the idle timeout) it leaves the document, and everyone who has asked for
-//! the list gets the new one pushed, coalesced so that churn costs bounded work.
+//! the list gets the new one pushed, coalesced so that churn costs bounded work,
+//! and skipped for whoever was already sent that version (a newcomer's answer).
 //!
 //! Where it differs from the article, and why:
 //! - Requests are framed ([`crate::wire::request`]); VB needed exactly one
@@ -28,6 +29,7 @@ pub use config::{Config, Overrides};
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use crate::wire::peerdoc::PeerDoc;
 use crate::wire::request::{Line, RequestReader, TooLong};
+use crate::StartError;
 
 /// Timer id for the coalesced push of the peer list.
 const PUSH: usize = 0;
@@ -42,13 +44,26 @@ const PUSH_BYTES_PER_SEC: u64 = 128 * 1024 * 1024;
 /// Pushed bytes per loop turn; the rest of a round waits for the next turn.
 const PUSH_TURN_BYTES: usize = 512 * 1024;
 
-/// What the manager keeps in each servant's slot.
+/// What each slot of the manager's control array (`p2p(i)`) holds.
 #[derive(Debug)]
-pub struct Servant {
+enum Slot {
+    /// `p2p(0)`: listening for servants.
+    Listener,
+    /// `p2p(i)`: a connected servant.
+    Servant(Member),
+}
+
+/// A connected servant's membership: its port, whether it takes pushes, and
+/// which version of the list it last got.
+#[derive(Debug)]
+struct Member {
     /// The listening port this servant was assigned.
     port: u16,
     /// It has sent `needs peer list` at least once, so it gets pushes.
     subscribed: bool,
+    /// The [`Manager::version`] of the last list it was sent, answered or pushed:
+    /// a push round skips it while that is still the current one.
+    seen: u64,
     /// A push was skipped because its previous output was still unsent.
     push_owed: bool,
     requests: RequestReader,
@@ -74,9 +89,11 @@ impl PortSet {
 }
 
 /// The manager's state: the peer document, the port counter and the counts.
-pub struct Manager {
+struct Manager {
     config: Config,
     doc: PeerDoc,
+    /// Bumped on every join and leave: the version of `doc`'s membership.
+    version: u64,
     /// VB's `iPortMax`: the last port handed out.
     port_max: u32,
     held: PortSet,
@@ -88,6 +105,34 @@ pub struct Manager {
     /// Membership changed after the current round started.
     changed_mid_round: bool,
     refusals: Refusals,
+}
+
+/// Why a connection is refused: the log line says it; [`Refusal::reply`] tells
+/// the servant.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// `--max-servants`, reached.
+    Full(usize),
+    /// Every port from the first servant port up is held.
+    NoPort,
+}
+
+impl Refusal {
+    fn reply(self) -> &'static [u8] {
+        match self {
+            Refusal::Full(_) => FULL,
+            Refusal::NoPort => NO_PORT,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Full(max) => write!(f, "max number of servants ({max}) reached"),
+            Refusal::NoPort => f.write_str("every servant port is taken"),
+        }
+    }
 }
 
 /// Refused connections not yet mentioned in the log.
@@ -105,11 +150,12 @@ struct Round {
 }
 
 impl Manager {
-    pub fn new(config: Config) -> Self {
+    fn new(config: Config) -> Self {
         Manager {
             port_max: u32::from(config.first_port) - 1,
             config,
             doc: PeerDoc::new(),
+            version: 0,
             held: PortSet::new(),
             servants: 0,
             next_push: Instant::now(),
@@ -117,11 +163,6 @@ impl Manager {
             changed_mid_round: false,
             refusals: Refusals::default(),
         }
-    }
-
-    /// The peer document as it stands.
-    pub fn doc(&self) -> &PeerDoc {
-        &self.doc
     }
 
     /// VB: `iPortMax = iPortMax + 1`, wrapped to the first port past 65535 and
@@ -143,47 +184,54 @@ impl Manager {
     }
 
     /// Sends `index` its personalised document (VB: the `needs peer list` branch).
-    fn send_list(&self, r: &mut Reactor<Option<Servant>>, index: Index) {
-        if let Some(Some(s)) = r.data_mut(index) {
+    fn send_list(&self, r: &mut Reactor<Slot>, index: Index) {
+        if let Some(Slot::Servant(s)) = r.data_mut(index) {
             s.push_owed = false; // it is getting the current list now
+            s.seen = self.version;
         }
         r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
     }
 
-    /// Someone joined or left: schedule a push, at most one round per push window.
-    fn membership_changed(&mut self, r: &mut Reactor<Option<Servant>>) {
+    /// Someone joined or left: a new version of the list, and a push scheduled, at
+    /// most one round per push window.
+    fn membership_changed(&mut self, r: &mut Reactor<Slot>) {
+        self.version += 1;
         if self.config.push_interval.is_zero() {
             return;
         }
         if self.round.is_some() {
             // Servants already pushed this round have not seen this change.
-            self.changed_mid_round = true;
+            if !std::mem::replace(&mut self.changed_mid_round, true) {
+                debug!("the list changed mid-round; another round follows");
+            }
         } else if r.timer_due(PUSH).is_none() {
             r.set_timer(PUSH, self.next_push.max(r.now()));
         } // else one is already coming and will carry this change
     }
 
-    /// Pushes the current list to subscribed servants, [`PUSH_TURN_BYTES`] per loop
-    /// turn so that answers to requests are not queued behind a whole round. One
-    /// whose last output is still unsent is owed the list instead and gets it when
-    /// it drains.
-    fn push(&mut self, r: &mut Reactor<Option<Servant>>) {
+    /// Pushes the current list to subscribed servants that have not been sent this
+    /// version of it (a servant that just asked already has it), [`PUSH_TURN_BYTES`]
+    /// per loop turn so that answers to requests are not queued behind a whole
+    /// round. One whose last output is still unsent is owed the list instead and
+    /// gets it when it drains.
+    fn push(&mut self, r: &mut Reactor<Slot>) {
         let round = self.round.get_or_insert(Round { next: 0, sent: 0 });
         let mut turn_bytes = 0;
         while round.next < r.slots().capacity() {
             let i = round.next;
             round.next += 1;
             let backlogged = r.socket(i).is_some_and(|s| s.unsent() > 0);
-            let Some(Some(s)) = r.data_mut(i) else {
+            let Some(Slot::Servant(s)) = r.data_mut(i) else {
                 continue;
             };
-            if !s.subscribed {
+            if !s.subscribed || s.seen == self.version {
                 continue;
             }
             if backlogged {
                 s.push_owed = true;
                 continue;
             }
+            s.seen = self.version;
             r.send_shared(i, self.doc.shared(), &self.doc.personalised(i));
             round.sent += 1;
             turn_bytes += self.doc.byte_len();
@@ -208,38 +256,31 @@ impl Manager {
         );
     }
 
-    /// Refuses with `reply`, logging at most one line per second so that a flood of
-    /// connections cannot become a flood of log lines.
-    fn refuse(
-        &mut self,
-        r: &mut Reactor<Option<Servant>>,
-        request: Request,
-        why: &str,
-        reply: &[u8],
-    ) {
+    /// Refuses with `why`'s reply, logging at most one line per second so that a
+    /// flood of connections cannot become a flood of log lines. Nothing is
+    /// formatted for a refusal that is only counted.
+    fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: Refusal) {
         let now = r.now();
         if self
             .refusals
             .logged
             .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
         {
-            let unlogged = std::mem::take(&mut self.refusals.unlogged);
-            let more = if unlogged > 0 {
-                format!(" ({unlogged} more refused since the last line)")
-            } else {
-                String::new()
-            };
-            warn!("refusing {}: {why}{more}", request.remote());
+            let from = request.remote();
+            match std::mem::take(&mut self.refusals.unlogged) {
+                0 => warn!("refusing {from}: {why}"),
+                n => warn!("refusing {from}: {why} ({n} more refused since the last line)"),
+            }
             self.refusals.logged = Some(now);
         } else {
             self.refusals.unlogged += 1;
         }
-        r.refuse(request, reply);
+        r.refuse(request, why.reply());
     }
 }
 
 impl Handler for Manager {
-    type Data = Option<Servant>;
+    type Data = Slot;
 
     /// VB: `p2p_ConnectionRequest(Index, requestID)`: take the lowest free slot,
     /// hand out the next port, `AddPeer ip, port, offset`.
@@ -250,24 +291,21 @@ impl Handler for Manager {
         request: Request,
     ) {
         if self.servants >= self.config.max_servants {
-            let why = format!(
-                "max number of servants ({}) reached",
-                self.config.max_servants
-            );
-            return self.refuse(r, request, &why, FULL);
+            return self.refuse(r, request, Refusal::Full(self.config.max_servants));
         }
         let Some(port) = self.next_port() else {
-            return self.refuse(r, request, "every servant port is taken", NO_PORT);
+            return self.refuse(r, request, Refusal::NoPort);
         };
         let ip = request.remote().ip();
-        let servant = Servant {
+        let member = Member {
             port,
             subscribed: false,
+            seen: 0,
             push_owed: false,
             requests: RequestReader::default(),
             other_lines: 0,
         };
-        let index = match r.accept(request, Some(servant)) {
+        let index = match r.accept(request, Slot::Servant(member)) {
             Ok(i) => i,
             Err(e) => return warn!("cannot accept a servant from {ip}: {e}"),
         };
@@ -287,7 +325,7 @@ impl Handler for Manager {
 
     /// VB: `p2p_DataArrival(Index, bytesTotal)`: answer `needs peer list`, log the rest.
     fn data_arrival(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: &[u8]) {
-        let Some(Some(s)) = r.data_mut(index) else {
+        let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
         // The framer leaves the slot while it runs, so answering can borrow the reactor.
@@ -304,7 +342,7 @@ impl Handler for Manager {
                 log_line(index, lines, text);
             }
         });
-        let Some(Some(s)) = r.data_mut(index) else {
+        let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
         s.requests = requests;
@@ -324,7 +362,7 @@ impl Handler for Manager {
 
     /// VB: `p2p_Close(Index)`: `RemovePeerByOffset`, and tell the others.
     fn close(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: Self::Data) {
-        let Some(mut s) = data else { return };
+        let Slot::Servant(mut s) = data else { return };
         if let Some(tail) = s.requests.take_tail() {
             log_line(index, s.other_lines + 1, &tail);
         }
@@ -346,7 +384,7 @@ impl Handler for Manager {
 
     /// The push that [`Manager::push`] owed a backlogged servant goes out now.
     fn send_complete(&mut self, r: &mut Reactor<Self::Data>, index: Index) {
-        let Some(Some(s)) = r.data_mut(index) else {
+        let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
         if std::mem::take(&mut s.push_owed) {
@@ -377,8 +415,6 @@ fn log_line(index: Index, count: u32, text: &[u8]) {
         );
     }
 }
-
-pub use crate::cli::StartError;
 
 /// Runs the manager until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {
@@ -411,8 +447,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
 /// Binds the listener in slot 0 (VB: `p2p(0).Listen`). With no `--bind`, every
 /// interface: `::` where IPv6 exists, else `0.0.0.0`.
-fn listen(r: &mut Reactor<Option<Servant>>, config: &Config) -> Result<Index, StartError> {
-    r.listen(config.bind, config.port, None)
+fn listen(r: &mut Reactor<Slot>, config: &Config) -> Result<Index, StartError> {
+    r.listen(config.bind, config.port, Slot::Listener)
         .map_err(|(addr, e)| bind_error(addr, &e))
 }
 
@@ -439,6 +475,17 @@ mod tests {
             first_port,
             ..Config::default()
         })
+    }
+
+    #[test]
+    fn refusals_say_why_as_they_always_have() {
+        assert_eq!(
+            Refusal::Full(3).to_string(),
+            "max number of servants (3) reached"
+        );
+        assert_eq!(Refusal::NoPort.to_string(), "every servant port is taken");
+        assert_eq!(Refusal::Full(3).reply(), FULL);
+        assert_eq!(Refusal::NoPort.reply(), NO_PORT);
     }
 
     #[test]

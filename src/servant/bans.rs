@@ -57,10 +57,6 @@ impl Bans {
         &self.names
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ips.is_empty() && self.names.is_empty()
-    }
-
     /// Replaces the addresses the names stand for; says so when they change.
     pub fn set_resolved(&mut self, addrs: HashSet<IpAddr>) {
         if addrs != self.resolved {

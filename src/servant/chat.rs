@@ -4,12 +4,12 @@
 //! UTF-8 lines each ending in `\n`, and closes once the socket has taken them.
 //! The receiver splits on `\n` and drops a trailing `\r`; an unterminated tail at
 //! close is a message too, because the article's VB sender wrote bare text with no
-//! line ending at all. A message is capped at [`MAX_MESSAGE`] bytes: the first
+//! line ending at all. A message is capped at `MAX_MESSAGE` bytes: the first
 //! 64 KiB are shown, marked truncated, and the rest of that line is discarded, so
 //! a peer that never sends a newline costs bounded memory.
 
 /// The longest message kept; longer ones are cut here and marked truncated.
-pub const MAX_MESSAGE: usize = 64 * 1024;
+const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Per-connection framing state: the unfinished message so far.
 #[derive(Debug, Default)]
@@ -46,11 +46,6 @@ impl ChatReader {
         }
         self.line = Vec::new();
         self.truncated = false;
-    }
-
-    /// Bytes held for an unfinished line.
-    pub fn pending(&self) -> usize {
-        self.line.len()
     }
 
     fn push(&mut self, bytes: &[u8]) {

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use log::info;
 
-use crate::cli::{ConfigError, ConfigFile};
+use crate::config::{ConfigError, ConfigFile};
 
 /// The config file read when `--config` is not given.
-pub const DEFAULT_FILE: &str = "config.xml";
+const DEFAULT_FILE: &str = "config.xml";
 
 /// Everything the servant can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl Config {
             );
         }
         if let Some(el) = f.root.child("pollinterval") {
-            let ms = crate::cli::parse_value::<u64>(el.value(), "a number of milliseconds")
+            let ms = crate::config::parse_value::<u64>(el.value(), "a number of milliseconds")
                 .and_then(poll_interval)
                 .map_err(|r| ConfigError::new(f.place(el), format!("<pollinterval> {r}")))?;
             self.poll_interval = ms;
@@ -165,7 +165,7 @@ impl Config {
 }
 
 /// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address.
-pub fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
+fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
     let text = text.trim();
     let bad_port =
         |p: &str| format!("has a bad port {p:?} (expected HOST or HOST:PORT, port 1-65535)");

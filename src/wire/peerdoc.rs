@@ -23,7 +23,7 @@ use crate::xml::{self, XmlError};
 
 const HEAD: &[u8] = b"<peers>";
 /// MSXML's `.xml` ends a document with CRLF; it also makes telnet output readable.
-pub const TAIL: &[u8] = b"</peers>\r\n";
+const TAIL: &[u8] = b"</peers>\r\n";
 const ME_FALSE: &[u8] = b"FALSE";
 const ME_TRUE: &[u8] = b"TRUE";
 const NONE: u32 = u32::MAX;
@@ -93,10 +93,6 @@ impl PeerDoc {
     /// Where the entries end and `</peers>` starts.
     fn entries_end(&self) -> usize {
         self.body.len() - TAIL.len() - ME_TRUE.len()
-    }
-
-    pub fn contains(&self, offset: usize) -> bool {
-        self.position.get(offset).is_some_and(|&p| p != NONE)
     }
 
     /// VB: `AddPeer ip, port, offset`. Replaces any entry already at `offset`.

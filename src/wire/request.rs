@@ -8,7 +8,7 @@
 //! on as text; a line longer than the limit is an error for the caller to act on.
 
 /// The one request the manager answers.
-pub const NEEDS_PEER_LIST: &[u8] = b"needs peer list";
+const NEEDS_PEER_LIST: &[u8] = b"needs peer list";
 
 /// One framed item.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,10 +73,6 @@ impl RequestReader {
         let tail = std::mem::take(&mut self.pending);
         let trimmed = trim_line_end(&tail);
         (!trimmed.is_empty()).then(|| trimmed.to_vec())
-    }
-
-    pub fn pending(&self) -> usize {
-        self.pending.len()
     }
 }
 
@@ -143,7 +139,7 @@ mod tests {
                 break;
             }
         }
-        (out, result, r.pending())
+        (out, result, r.pending.len())
     }
 
     #[test]
@@ -197,7 +193,7 @@ mod tests {
         assert_eq!(frame_all(&[&long[..40], &long[..40]]).1, Err(TooLong(80)));
         let mut r = RequestReader::default();
         assert!(r.feed(&long, 64, |_| {}).is_err());
-        assert_eq!(r.pending(), 0, "the overlong line is not kept");
+        assert!(r.pending.is_empty(), "the overlong line is not kept");
     }
 
     #[test]

@@ -1,0 +1,234 @@
+//! `Winsock1`, the link to the connection manager: connect, ask for the list every
+//! poll interval, take the documents it answers or pushes, and reconnect with
+//! backoff when it goes away.
+//!
+//! VB connected once at form load and assumed one `GetData` per document; here
+//! documents are framed by `</peers>`, one read may hold part of one or several,
+//! and an outage keeps the last list while the link is retried.
+
+use std::time::Duration;
+
+use log::{debug, info, warn};
+
+use super::{Servant, Slot, POLL, RECONNECT};
+use crate::reactor::{Index, Reactor, State};
+use crate::wire::peerdoc::{self, Peer};
+
+/// What the manager is asked, every poll interval.
+const NEEDS_PEER_LIST: &[u8] = b"needs peer list\n";
+/// Reconnect delays to the manager: doubling from the first to the last.
+pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Bytes from the manager without a complete document before the link is dropped.
+const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
+/// Peers named in the `peers:` log line before it says "...".
+const LOGGED_PEERS: usize = 16;
+
+impl Servant {
+    /// VB: `Winsock1.Connect connectionmgr, port` at form load; here also after
+    /// every outage. The first request is queued at once and goes out on connect.
+    pub(super) fn connect_manager(&mut self, r: &mut Reactor<Slot>) {
+        self.link_dropped = false;
+        self.fresh_link = true;
+        self.link_buf.clear();
+        match r.connect(self.manager, self.bind_for(self.manager), Slot::Manager) {
+            Ok(i) => {
+                debug!("connecting to the connection manager at {}", self.manager);
+                self.link = Some(i);
+                r.send(i, NEEDS_PEER_LIST);
+                r.set_timer(POLL, r.now() + self.config.poll_interval);
+            }
+            Err(e) => {
+                self.manager_lost(r, &format!("cannot connect: {e}"));
+            }
+        }
+    }
+
+    /// The link is gone (or never came up): keep the last list, retry with backoff.
+    pub(super) fn manager_lost(&mut self, r: &mut Reactor<Slot>, why: &str) {
+        self.link = None;
+        self.link_buf.clear();
+        r.cancel_timer(POLL);
+        if self.quitting && self.held.is_empty() {
+            return;
+        }
+        if self.link_dropped {
+            debug!(
+                "manager link closed by us; reconnecting in {:?}",
+                self.backoff
+            );
+        } else if !self.outage_logged {
+            self.outage_logged = true;
+            warn!(
+                "connection manager at {}: {why}; keeping the last list of {} peers and retrying",
+                self.manager,
+                self.peers.len()
+            );
+        } else {
+            debug!("connection manager at {}: {why}", self.manager);
+        }
+        r.set_timer(RECONNECT, r.now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// VB: `Winsock1_Connect`.
+    pub(super) fn winsock1_connect(&mut self) {
+        if std::mem::take(&mut self.outage_logged) {
+            info!("connection manager at {} is back", self.manager);
+        } else {
+            debug!("connected to the connection manager at {}", self.manager);
+        }
+    }
+
+    /// The poll timer: ask again (VB had no timer; it asked once).
+    pub(super) fn poll(&mut self, r: &mut Reactor<Slot>) {
+        if let Some(i) = self.link {
+            // Do not pile requests on a link that is still connecting or backed up.
+            if r.socket(i)
+                .is_some_and(|s| s.state() == State::Connected && s.unsent() == 0)
+            {
+                r.send(i, NEEDS_PEER_LIST);
+            }
+            r.set_timer(POLL, r.now() + self.config.poll_interval);
+        }
+    }
+
+    /// VB: `Winsock1_DataArrival(bytesTotal)`: `pDoc1.loadXML`, refill `userList1`,
+    /// re-listen. Here documents are framed first, since one read may hold part of
+    /// one, or several, and the manager also pushes new ones unasked.
+    pub(super) fn winsock1_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
+        // The buffer leaves `self` while documents are applied, which needs `&mut self`.
+        let mut buf = std::mem::take(&mut self.link_buf);
+        buf.extend_from_slice(data);
+        let mut used = 0;
+        loop {
+            let rest = &buf[used..];
+            // A line the manager says instead of a document ("max number of servants
+            // reached") is logged; blank lines between documents are skipped.
+            let start = rest.iter().position(|b| !b.is_ascii_whitespace());
+            let Some(start) = start else {
+                used = buf.len();
+                break;
+            };
+            if rest[start] != b'<' {
+                let Some(nl) = rest[start..].iter().position(|&b| b == b'\n') else {
+                    break;
+                };
+                let line = String::from_utf8_lossy(&rest[start..start + nl]);
+                warn!(
+                    "connection manager says: {}",
+                    crate::xml::clip(line.trim(), 200)
+                );
+                used += start + nl + 1;
+                continue;
+            }
+            let Some(end) = peerdoc::document_end(rest) else {
+                break;
+            };
+            self.apply_document(r, &rest[..end]);
+            used += end;
+        }
+        buf.drain(..used);
+        if buf.len() > MAX_DOCUMENT {
+            warn!(
+                "connection manager sent {} bytes without a complete peer document; reconnecting",
+                buf.len()
+            );
+            buf.clear();
+            self.link_dropped = true;
+            r.close(i);
+        }
+        if self.link == Some(i) {
+            self.link_buf = buf;
+        }
+    }
+
+    /// One framed document: VB's `pDoc1.loadXML document`, then `userList1` refilled
+    /// and `servants1(0)` listening on `me`'s port (re-listened only if it changed).
+    /// Lines typed while there was no list go out now.
+    fn apply_document(&mut self, r: &mut Reactor<Slot>, doc: &[u8]) {
+        let text = String::from_utf8_lossy(doc);
+        let peers = match peerdoc::parse(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                return warn!(
+                    "ignoring a malformed peer list from the connection manager ({e}); keeping the last one"
+                )
+            }
+        };
+        let changed = peers.len() != self.peers.len()
+            || peers
+                .iter()
+                .zip(&self.peers)
+                .any(|(a, b)| (a.ip, a.port, a.me) != (b.ip, b.port, b.me));
+        self.peers = peers;
+        if changed || std::mem::take(&mut self.fresh_link) {
+            info!("peers: {}", describe(&self.peers));
+        }
+        let Some(port) = self.peers.iter().find(|p| p.me).map(|p| p.port) else {
+            if !self.no_me_logged {
+                self.no_me_logged = true;
+                warn!(
+                    "the peer list has no entry marked <me>TRUE</me>; not listening until one does"
+                );
+            }
+            return;
+        };
+        self.no_me_logged = false;
+        if self.listener.map(|(_, p)| p) != Some(port) {
+            self.servants1_listen(r, port);
+        }
+        if self.listener.is_some() {
+            self.backoff = BACKOFF_FIRST;
+            if !self.held.is_empty() {
+                debug!(
+                    "sending {} bytes held until the peer list came",
+                    self.held.len()
+                );
+                self.batch = std::mem::take(&mut self.held);
+                self.send1_broadcast(r);
+                self.maybe_leave(r);
+            }
+        }
+    }
+}
+
+/// `3 (2224*, 2225, 2226)`.
+fn describe(peers: &[Peer]) -> String {
+    let mut s = format!("{} (", peers.len());
+    for (k, p) in peers.iter().take(LOGGED_PEERS).enumerate() {
+        if k > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&p.port.to_string());
+        if p.me {
+            s.push('*');
+        }
+    }
+    if peers.len() > LOGGED_PEERS {
+        s.push_str(", ...");
+    }
+    s.push(')');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16, me: bool) -> Peer {
+        Peer {
+            ip: "127.0.0.2".parse().unwrap(),
+            port,
+            offset: 1,
+            me,
+        }
+    }
+
+    #[test]
+    fn the_peers_line_marks_self() {
+        let peers = [peer(2224, true), peer(2225, false), peer(2226, false)];
+        assert_eq!(describe(&peers), "3 (2224*, 2225, 2226)");
+        assert_eq!(describe(&[]), "0 ()");
+    }
+}
