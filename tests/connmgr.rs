@@ -516,7 +516,9 @@ fn a_closed_log_pipe_does_not_take_it_down() {
     for _ in 0..3 {
         let mut s = client(addr);
         s.write_all(b"needs peer list\n").unwrap();
-        assert_eq!(entries(&read_doc(&mut s)).len(), 1);
+        // The previous client's close may not be handled yet, so count only our entry.
+        let doc = entries(&read_doc(&mut s));
+        assert_eq!(doc.iter().filter(|e| e.2).count(), 1, "{doc:?}");
     }
     assert!(guard.0.try_wait().unwrap().is_none(), "connmgr exited");
 }
