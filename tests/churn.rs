@@ -237,7 +237,11 @@ fn a_flood_at_a_full_manager_counts_refusals_not_errors() {
     assert_eq!(num(&json, "errors"), 0, "{json}");
     assert_eq!(num(&json, "documents"), 0, "{json}");
     // Each connection was refused and nothing else: drained, none left over.
-    assert_eq!(num(&json, "cycles_total"), num(&json, "connections"), "{json}");
+    assert_eq!(
+        num(&json, "cycles_total"),
+        num(&json, "connections"),
+        "{json}"
+    );
     assert!(err.contains("====== flood ======"), "{err}");
     m.wait_for("refusing");
     assert_eq!(m.count("joined:"), 2, "the flood took no slot");
@@ -247,7 +251,17 @@ fn a_flood_at_a_full_manager_counts_refusals_not_errors() {
 fn a_flood_at_a_manager_with_room_says_so() {
     let (_m, addr) = connmgr(&["--max-servants", "100"]);
     let target = addr.to_string();
-    let args = ["flood", "-t", &target, "-c", "3", "-d", "0.2", "--timeout", "100"];
+    let args = [
+        "flood",
+        "-t",
+        &target,
+        "-c",
+        "3",
+        "-d",
+        "0.2",
+        "--timeout",
+        "100",
+    ];
     let (code, json, err) = churn(&args);
     assert_eq!(code, 3, "{err}");
     assert!(num(&json, "error_timeout") >= 3, "{json}");
