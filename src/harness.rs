@@ -76,11 +76,6 @@ impl Spawn {
         self
     }
 
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Spawn {
-        self.cmd.env(key, value);
-        self
-    }
-
     /// The name used in error messages [default: the program's file name].
     pub fn name(mut self, name: impl Into<String>) -> Spawn {
         self.name = Some(name.into());

@@ -38,7 +38,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 12] = [
+    const ALL: [Failure; 12] = [
         Failure::ConnectRefused,
         Failure::ConnectFailed,
         Failure::Reset,
@@ -106,7 +106,7 @@ impl Failures {
         self.counts.iter().sum()
     }
 
-    pub fn get(&self, f: Failure) -> u64 {
+    fn get(&self, f: Failure) -> u64 {
         self.counts[f as usize]
     }
 
@@ -207,7 +207,7 @@ impl Report {
         }
     }
 
-    pub fn mean_doc_bytes(&self) -> f64 {
+    fn mean_doc_bytes(&self) -> f64 {
         if self.documents == 0 {
             0.0
         } else {
