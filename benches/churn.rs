@@ -17,8 +17,9 @@
 //!
 //! connmgr runs at its default log level, its stderr a pipe the bench reads.
 //! Servers' CPU is read from /proc/PID/schedstat over churn's measured window.
-//! `cargo bench --bench churn`; `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) runs every
-//! step small and short, for CI, and asserts nothing about timings.
+//! `cargo bench --bench churn`, or `-- join-leave flood ...` for some steps only;
+//! `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) runs every step small and short, for
+//! CI, and asserts nothing about timings.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -141,6 +142,9 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// One step of the bench, by name.
+type Step = fn(&Plan);
+
 struct Plan {
     reps: usize,
     secs: &'static str,
@@ -189,12 +193,24 @@ fn main() {
     if quick {
         println!("  (quick mode: small and short runs, figures are not meaningful)");
     }
-    join_leave(&p);
-    peer_list(&p);
-    steady(&p);
-    flood::steady_under_flood(&p);
-    fanout(&p);
-    sizes();
+    let steps: [(&str, Step); 6] = [
+        ("join-leave", join_leave),
+        ("peer-list", peer_list),
+        ("steady", steady),
+        ("flood", flood::steady_under_flood),
+        ("fanout", fanout),
+        ("sizes", |_| sizes()),
+    ];
+    // `cargo bench --bench churn -- flood steady` runs only the steps named.
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    for (name, step) in steps {
+        if chosen.is_empty() || chosen.iter().any(|c| c == name) {
+            step(&p);
+        }
+    }
 }
 
 /// connmgr CPU per join-leave cycle against the baseline's, same load and reply size.
