@@ -1,32 +1,46 @@
 //! End to end: the real connmgr (and servant) under `churn`, each figure next to a
-//! baseline measured in the same run, and the targets beside them.
+//! baseline measured in the same run, and the targets beside them.
 //!
 //! - join-leave: connmgr CPU per cycle / the trivial mio server's (`churn
-//!   baseline-server`, same load, replies of the same size). Target <= 1.10.
+//!   baseline-server`, same load, replies of the same size; the client closes
+//!   first against both). Target <= 1.10. With `strace` installed, also the
+//!   syscalls per cycle of each ([`syscalls`]).
 //! - needs peer list with 10,000 servants registered: connmgr CPU per answer /
 //!   the baseline sending the same bytes from a static buffer. Target <= 2.
 //! - steady p99 of 1,000 polling servants while join-leave runs flat out. < 5 ms.
+//! - steady p99 of 50 servants polling every 100 ms while another process keeps
+//!   6,000 connections past `--max-servants` in flight, and without it ([`flood`]).
+//!   < 5 ms.
 //! - connmgr RSS idle (< 3 MB) and per connected servant at 10,000 (< 2 KB).
 //! - fanout to 100 servants through a real servant, p99. < 10 ms.
 //! - stripped release binaries. < 1 MiB each.
 //!
+//! connmgr runs at its default log level, its stderr a pipe the bench reads.
 //! Servers' CPU is read from /proc/PID/schedstat over churn's measured window.
-//! `cargo bench --bench churn`; `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) runs every
-//! step small and short, for CI, and asserts nothing about timings.
+//! `cargo bench --bench churn`, or `-- join-leave flood ...` for some steps only;
+//! `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) runs every step small and short, for
+//! CI, and asserts nothing about timings.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use p2pchat::churn::{procfs, report::json_number};
+use p2pchat::harness::{Process, Spawn};
+
+// In benches/churn/, where Cargo does not take them for benches of their own.
+#[path = "churn/flood.rs"]
+mod flood;
+#[path = "churn/syscalls.rs"]
+mod syscalls;
 
 const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
 const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
 const CHURN: &str = env!("CARGO_BIN_EXE_churn");
 /// How long a server may take to start listening.
 const READY: Duration = Duration::from_secs(10);
+/// Log lines of a server kept in the bench's memory; the rest are read and let go.
+const KEEP_LOG: usize = 1000;
 
 fn quick() -> bool {
     std::env::var_os("P2PCHAT_BENCH_QUICK").is_some_and(|v| v != "0")
@@ -35,13 +49,13 @@ fn quick() -> bool {
 
 /// A server process, killed when dropped.
 struct Server {
-    child: Child,
+    process: Process,
     addr: SocketAddr,
 }
 
 impl Server {
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn rss(&self) -> u64 {
@@ -49,75 +63,36 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `program` and waits for its `listening on` line. Its stderr goes to a
+/// pipe that a thread here reads to the end, keeping the last lines: what a log
+/// shipper does for a daemon in production. (Sent to /dev/null the log would cost
+/// the server the same write(2) per line; a pipe nobody read would stall it once
+/// full.)
+fn server(spawn: Spawn) -> Server {
+    let process = spawn
+        .ignore_stdout()
+        .keep(KEEP_LOG)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = process
+        .listening_addr(READY)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Server { process, addr }
 }
 
-/// Starts connmgr at `--log-level warn` (logging every join would be measured too).
-/// It then prints no readiness line, so the port is chosen here and the manager is
-/// ready when a connection to it succeeds.
+/// Starts connmgr on 127.0.0.1 as an operator would: the default log level (a
+/// line per join and per leave), stderr to a pipe that is read.
 fn connmgr(extra: &[&str]) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let child = Command::new(CONNMGR)
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--log-level",
-            "warn",
-        ])
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("connmgr starts");
-    let server = Server { child, addr };
-    let end = Instant::now() + READY;
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < end,
-            "connmgr did not listen on {addr} within {READY:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5)); // polling for readiness, with a deadline
-    }
-    server
+    server(
+        Spawn::new(CONNMGR)
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(extra),
+    )
 }
 
-/// Starts `churn baseline-server` answering `bytes` per request; waits for its
-/// `listening on` line.
+/// Starts `churn baseline-server` answering `bytes` per request.
 fn baseline(bytes: u64) -> Server {
-    let mut child = Command::new(CHURN)
-        .args(["baseline-server", "--reply-bytes", &bytes.to_string()])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("churn baseline-server starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line
-                .rsplit("listening on ")
-                .next()
-                .filter(|_| line.contains("listening on "))
-            {
-                let _ = tx.send(a.trim().to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(READY).expect("the baseline server listens");
-    Server {
-        child,
-        addr: addr.parse().expect("an address"),
-    }
+    server(Spawn::new(CHURN).args(["baseline-server", "--reply-bytes", &bytes.to_string()]))
 }
 
 /// Runs churn against `server` with `args`; returns its JSON summary.
@@ -167,6 +142,9 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// One step of the bench, by name.
+type Step = fn(&Plan);
+
 struct Plan {
     reps: usize,
     secs: &'static str,
@@ -174,6 +152,10 @@ struct Plan {
     registered: usize,
     steady: usize,
     fanout: usize,
+    /// Connections the flood keeps in flight.
+    flood: usize,
+    /// Join-leave cycles counted under strace.
+    traced: u64,
 }
 
 fn main() {
@@ -186,6 +168,8 @@ fn main() {
             registered: 300,
             steady: 100,
             fanout: 20,
+            flood: 500,
+            traced: 200,
         }
     } else {
         Plan {
@@ -195,6 +179,8 @@ fn main() {
             registered: 10_000,
             steady: 1_000,
             fanout: 100,
+            flood: 6_000,
+            traced: 2_000,
         }
     };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -207,11 +193,24 @@ fn main() {
     if quick {
         println!("  (quick mode: small and short runs, figures are not meaningful)");
     }
-    join_leave(&p);
-    peer_list(&p);
-    steady(&p);
-    fanout(&p);
-    sizes();
+    let steps: [(&str, Step); 6] = [
+        ("join-leave", join_leave),
+        ("peer-list", peer_list),
+        ("steady", steady),
+        ("flood", flood::steady_under_flood),
+        ("fanout", fanout),
+        ("sizes", |_| sizes()),
+    ];
+    // `cargo bench --bench churn -- flood steady` runs only the steps named.
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    for (name, step) in steps {
+        if chosen.is_empty() || chosen.iter().any(|c| c == name) {
+            step(&p);
+        }
+    }
 }
 
 /// connmgr CPU per join-leave cycle against the baseline's, same load and reply size.
@@ -236,7 +235,7 @@ fn join_leave(p: &Plan) {
         rate_b.push(get(&j, "ops_per_s"));
     }
     let (cm, cq, cb) = (median(cm), median(cq), median(cb));
-    println!("join-leave, 50 concurrent servants, replies of {bytes} bytes:");
+    println!("join-leave, 50 concurrent servants, replies of {bytes} bytes, the client closing first; connmgr at its default log level (2 lines per cycle to a pipe):");
     println!(
         "  connmgr:  {cm:>7.2} us CPU per cycle, {:>6.0} cycles/s, p99 {:.2} ms",
         median(rate),
@@ -253,6 +252,7 @@ fn join_leave(p: &Plan) {
         cq / cb,
         verdict(ratio <= 1.10)
     );
+    syscalls::per_cycle(p, &[("connmgr", &m), ("baseline", &b)]);
 }
 
 /// `needs peer list` answered to many registered servants, against the baseline

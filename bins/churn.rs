@@ -27,6 +27,13 @@ USAGE:
                                  manager gives them; a sender sends numbered lines to
                                  every peer, one at a time; reports the time until
                                  the last listener has each line.
+    churn flood [OPTIONS]        -c connections at a manager that is full (past its
+                                 --max-servants): each connects, sends nothing, reads
+                                 the refusal, closes, and connects again at once, so
+                                 -c stay in flight. Reports refusals/s and the time
+                                 from connect to refusal; anything but a refusal is
+                                 an error. Logs `flooding ... connections in flight`
+                                 at info once they are started.
     churn baseline-server [--bind ADDR] [--port N] [--reply-bytes N]
                                  a trivial mio server that answers every line with N
                                  bytes from a static buffer (the benchmarks' baseline)
@@ -34,9 +41,10 @@ USAGE:
 OPTIONS:
     -t, --target HOST:PORT  the connection manager [default: 127.0.0.1:85]
     -c, --concurrency N     servants joining and leaving at once; in fanout, the
-                            listening servants [default: 50; fanout: 100]
+                            listening servants; in flood, connections in flight
+                            [default: 50; fanout: 100; flood: 1000]
     -n, --count N           stop after N measured cycles (join-leave), steady
-                            answers (steady) or lines (fanout)
+                            answers (steady), lines (fanout) or refusals (flood)
     -d, --duration SECS     stop after measuring this long [default: 10, unless -n]
     --warmup SECS           run this long before measuring [default: 0]
     --interval MS           steady: time between one servant's requests [default: 1000];
@@ -44,7 +52,7 @@ OPTIONS:
     --steady N              steady: servants that stay connected [default: 100]
     --bind ADDR             source address of every connection (and the fanout
                             listeners'), e.g. 127.0.0.2 [default: chosen by the OS]
-    --timeout MS            per cycle, answer or line; later counts as an error
+    --timeout MS            per cycle, answer, line or refusal; later counts as an error
                             [default: 5000]
     --verify                parse every document; check it names the asker exactly
                             once (costs client CPU)
@@ -66,7 +74,8 @@ On a terminal a progress line is updated every second. SIGINT stops the run and
 prints what was measured. Raise the manager's --max-servants for big runs, and run
 it with --push-interval 0 when pushes would be mistaken for answers (steady).
 churn is one thread: to time steady servants under a churn storm, run the storm
-from a second churn process (`churn join-leave`) and `churn steady -c 0` here.
+from a second churn process (`churn join-leave`, or `churn flood` against a manager
+whose --max-servants the steady servants fill) and `churn steady -c 0` here.
 
 EXIT STATUS: 0 when every operation succeeded, 3 when some failed (see the
 summary), 1 if the run could not be done, 2 for bad options.
@@ -82,7 +91,7 @@ fn main() -> ExitCode {
         Ok(None) => {
             return usage_error(&ConfigError::new(
                 "MODE",
-                "missing: join-leave, steady or fanout (see --help)",
+                "missing: join-leave, steady, fanout or flood (see --help)",
             ))
         }
         Err(e) => return usage_error(&ConfigError::new("MODE", e.to_string())),
@@ -93,7 +102,7 @@ fn main() -> ExitCode {
     let Some(mode) = Mode::parse(&mode) else {
         return usage_error(&ConfigError::new(
             mode,
-            "unknown mode: use join-leave, steady, fanout or baseline-server",
+            "unknown mode: use join-leave, steady, fanout, flood or baseline-server",
         ));
     };
     let (config, json, log_level) = match parse(mode, &mut args) {

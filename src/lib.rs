@@ -12,6 +12,7 @@
 //! | `config.xml` read with file, line and reason    | [`config`]                 |
 //! | servant form (`Winsock1`, `servants1(i)`, `send1`, `txtSend1`) | [`servant`] |
 //! | (none: many servants at once, to measure the manager) | [`churn`]          |
+//! | (none: the tests' and demo's way to start the binaries) | [`harness`], [`demo`] |
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 
@@ -19,6 +20,8 @@ pub mod churn;
 pub mod cli;
 pub mod config;
 pub mod connmgr;
+pub mod demo;
+pub mod harness;
 pub mod reactor;
 pub mod servant;
 pub mod text;

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use common::{connmgr, Daemon, DEADLINE};
+use common::{client, connmgr, Daemon, DEADLINE};
 use p2pchat::churn::report::json_number;
 
 /// Runs churn with `args` plus `--json`; returns its exit code, JSON line and stderr.
@@ -223,6 +223,49 @@ fn refusals_are_counted_and_change_the_exit_status() {
         "{err}"
     );
     assert!(num(&json, "ops") > 0, "two at a time still cycle: {json}");
+}
+
+#[test]
+fn a_flood_at_a_full_manager_counts_refusals_not_errors() {
+    let (m, addr) = connmgr(&["--max-servants", "2"]);
+    let _held = [client(addr), client(addr)];
+    wait_count(&m, "joined:", 2);
+    let target = addr.to_string();
+    let (code, json, err) = churn(&["flood", "-t", &target, "-c", "40", "-n", "500"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(num(&json, "ops"), 500, "{json}");
+    assert_eq!(num(&json, "errors"), 0, "{json}");
+    assert_eq!(num(&json, "documents"), 0, "{json}");
+    // Each connection was refused and nothing else: drained, none left over.
+    assert_eq!(
+        num(&json, "cycles_total"),
+        num(&json, "connections"),
+        "{json}"
+    );
+    assert!(err.contains("====== flood ======"), "{err}");
+    m.wait_for("refusing");
+    assert_eq!(m.count("joined:"), 2, "the flood took no slot");
+}
+
+#[test]
+fn a_flood_at_a_manager_with_room_says_so() {
+    let (_m, addr) = connmgr(&["--max-servants", "100"]);
+    let target = addr.to_string();
+    let args = [
+        "flood",
+        "-t",
+        &target,
+        "-c",
+        "3",
+        "-d",
+        "0.2",
+        "--timeout",
+        "100",
+    ];
+    let (code, json, err) = churn(&args);
+    assert_eq!(code, 3, "{err}");
+    assert!(num(&json, "error_timeout") >= 3, "{json}");
+    assert!(err.contains("the manager has room"), "{err}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ const LISTENER: Token = Token(usize::MAX);
 
 /// A reply of `len` bytes that frames like a peer document (`<peers>...</peers>\r\n`),
 /// so churn reads it as one. At least the 17 bytes of the empty document.
-pub fn reply(len: usize) -> Vec<u8> {
+fn reply(len: usize) -> Vec<u8> {
     let len = len.max(17);
     let mut r = b"<peers>".to_vec();
     r.resize(len - 10, b' ');

@@ -6,6 +6,7 @@
 //! | `join-leave` | connect, `needs peer list`, read the whole document, close; again | cycles/s, cycle latency |
 //! | `steady`     | stays connected and asks every `--interval`, while `-c` others join and leave | answer latency of the steady ones, apart from the churners' |
 //! | `fanout`     | registers, listens on the port the manager gave it; a sender sends lines to all | time until every listener has a line |
+//! | `flood`      | connect to a full manager, read its refusal, close; again   | refusals/s, connect-to-refusal latency |
 //!
 //! It dogfoods the project's [`crate::reactor`]: churn is a [`Handler`](crate::reactor::Handler)
 //! like the daemons, single-threaded, with a 10 ms tick for timers. Latencies go into a
@@ -33,6 +34,9 @@ pub enum Mode {
     JoinLeave,
     Steady,
     Fanout,
+    /// Connections past `--max-servants`, refused and made again at once: the load
+    /// the manager must shrug off while it serves the servants it has.
+    Flood,
 }
 
 impl Mode {
@@ -41,6 +45,7 @@ impl Mode {
             Mode::JoinLeave => "join-leave",
             Mode::Steady => "steady",
             Mode::Fanout => "fanout",
+            Mode::Flood => "flood",
         }
     }
 
@@ -49,6 +54,7 @@ impl Mode {
             "join-leave" => Some(Mode::JoinLeave),
             "steady" => Some(Mode::Steady),
             "fanout" => Some(Mode::Fanout),
+            "flood" => Some(Mode::Flood),
             _ => None,
         }
     }
@@ -69,7 +75,8 @@ pub struct Config {
     pub mode: Mode,
     /// The connection manager.
     pub target: SocketAddr,
-    /// join-leave and steady: servants joining and leaving at once. fanout: listeners.
+    /// join-leave and steady: servants joining and leaving at once. fanout:
+    /// listeners. flood: connections kept in flight.
     pub concurrency: usize,
     /// Stop after this many measured operations (cycles, answers or lines).
     pub count: Option<u64>,
@@ -95,12 +102,16 @@ pub struct Config {
 
 impl Config {
     /// Defaults for `mode` against `target`: 10 s, 50 servants (100 listeners in
-    /// fanout), 5 s timeout, no warm-up.
+    /// fanout, 1,000 connections in flood), 5 s timeout, no warm-up.
     pub fn new(mode: Mode, target: SocketAddr) -> Config {
         Config {
             mode,
             target,
-            concurrency: if mode == Mode::Fanout { 100 } else { 50 },
+            concurrency: match mode {
+                Mode::Fanout => 100,
+                Mode::Flood => 1000,
+                _ => 50,
+            },
             count: None,
             duration: None,
             warmup: Duration::ZERO,

@@ -38,7 +38,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 12] = [
+    const ALL: [Failure; 12] = [
         Failure::ConnectRefused,
         Failure::ConnectFailed,
         Failure::Reset,
@@ -106,7 +106,7 @@ impl Failures {
         self.counts.iter().sum()
     }
 
-    pub fn get(&self, f: Failure) -> u64 {
+    fn get(&self, f: Failure) -> u64 {
         self.counts[f as usize]
     }
 
@@ -140,9 +140,10 @@ pub struct Report {
     pub elapsed: Duration,
     pub warmup: Duration,
     /// Operations completed in the measured window: join-leave cycles (churners'
-    /// in steady mode) or fanout lines.
+    /// in steady mode), fanout lines or flood refusals.
     pub ops: u64,
-    /// Latency of `ops`: connect to whole document, or line sent to last listener.
+    /// Latency of `ops`: connect to whole document, line sent to last listener,
+    /// or connect to refusal.
     pub latency: Histogram,
     /// Steady servants' answers to `needs peer list` (steady mode).
     pub steady_answers: u64,
@@ -154,7 +155,8 @@ pub struct Report {
     /// Whole run: documents received, answers and pushes.
     pub documents: u64,
     pub doc_bytes: u64,
-    /// Whole run: join-leave cycles completed, including warm-up and drain.
+    /// Whole run: join-leave cycles (or flood refusals) completed, including
+    /// warm-up and drain.
     pub cycles_total: u64,
     /// With `--verify`: peers per document, min and max.
     pub peers_min: Option<usize>,
@@ -201,10 +203,11 @@ impl Report {
             Mode::Steady if self.concurrency == 0 => "answer",
             Mode::Steady => "churn cycle",
             Mode::Fanout => "line",
+            Mode::Flood => "refusal",
         }
     }
 
-    pub fn mean_doc_bytes(&self) -> f64 {
+    fn mean_doc_bytes(&self) -> f64 {
         if self.documents == 0 {
             0.0
         } else {
@@ -218,6 +221,7 @@ impl Report {
         let _ = writeln!(s, "====== {} ======", self.mode.name());
         let who = match self.mode {
             Mode::JoinLeave => format!("{} concurrent servants", self.concurrency),
+            Mode::Flood => format!("{} connections in flight", self.concurrency),
             Mode::Steady => format!(
                 "{} steady servants polling, {} churning",
                 self.steady, self.concurrency
@@ -274,6 +278,12 @@ impl Report {
             Mode::Fanout => table(
                 &mut s,
                 "lines (sent until the last listener has it)",
+                self.ops,
+                &self.latency,
+            ),
+            Mode::Flood => table(
+                &mut s,
+                "refusals (connect until the manager's refusal line)",
                 self.ops,
                 &self.latency,
             ),

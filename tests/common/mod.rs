@@ -1,26 +1,34 @@
 //! Shared by the integration tests: start a real binary, follow its stderr for
-//! readiness lines with deadlines, and kill it when the guard drops.
+//! readiness lines with deadlines, and kill it when the guard drops. A thin layer
+//! over [`p2pchat::harness`] that panics with the log instead of returning errors.
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::process::Command;
+use std::time::Duration;
+
+use p2pchat::harness::{Process, Spawn};
 
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A running binary whose stderr (and stdout) lines are collected as they come.
-pub struct Daemon {
-    pub child: Child,
-    pub stdin: Option<ChildStdin>,
-    stderr: Receiver<String>,
-    stdout: Receiver<String>,
-    /// Every stderr line seen so far, for failure messages and counting.
-    pub log: Arc<Mutex<Vec<String>>>,
-    name: String,
+/// Derefs to the [`Process`], so `child` and `stdin` are its fields.
+pub struct Daemon(Process);
+
+impl Deref for Daemon {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.0
+    }
+}
+
+impl DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
+    }
 }
 
 impl Daemon {
@@ -32,30 +40,12 @@ impl Daemon {
     }
 
     /// Starts a prepared command (extra environment, limits) the same way.
-    pub fn spawn_command(mut cmd: Command) -> Daemon {
-        let bin = cmd.get_program().to_string_lossy().into_owned();
-        let bin = bin.as_str();
-        let mut child = cmd
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = follow(child.stderr.take().unwrap(), Some(log.clone()));
-        let stdout = follow(child.stdout.take().unwrap(), None);
-        let name = std::path::Path::new(bin)
-            .file_name()
-            .map_or(bin.to_string(), |n| n.to_string_lossy().into_owned());
-        Daemon {
-            stdin: child.stdin.take(),
-            child,
-            stderr,
-            stdout,
-            log,
-            name,
-        }
+    pub fn spawn_command(cmd: Command) -> Daemon {
+        Daemon(
+            Spawn::command(cmd)
+                .start()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
     }
 
     /// Waits for a stderr line containing `pattern`; panics with the log on timeout.
@@ -63,7 +53,7 @@ impl Daemon {
         self.wait_for_within(pattern, DEADLINE).unwrap_or_else(|| {
             panic!(
                 "{} never logged {pattern:?}; log:\n{}",
-                self.name,
+                self.name(),
                 self.log_text()
             )
         })
@@ -71,113 +61,38 @@ impl Daemon {
 
     /// Like `wait_for`, but returns `None` at the deadline instead of panicking.
     pub fn wait_for_within(&self, pattern: &str, limit: Duration) -> Option<String> {
-        let end = Instant::now() + limit;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if line.contains(pattern) => return Some(line),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    return None
-                }
-            }
-        }
+        self.0.wait_for(pattern, limit).ok()
     }
 
     /// Waits for the `listening on ADDR:PORT` line and returns the address.
     pub fn listening_addr(&self) -> SocketAddr {
-        let line = self.wait_for("listening on ");
-        let addr = line.rsplit("listening on ").next().unwrap().trim();
-        addr.parse()
-            .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"))
+        self.0
+            .listening_addr(DEADLINE)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The next stdout line, within the deadline.
     pub fn stdout_line(&self) -> Option<String> {
-        self.stdout.recv_timeout(DEADLINE).ok()
-    }
-
-    /// Stdout lines that arrive within `limit`.
-    pub fn stdout_lines_within(&self, limit: Duration) -> Vec<String> {
-        let end = Instant::now() + limit;
-        let mut out = Vec::new();
-        while let Ok(l) = self
-            .stdout
-            .recv_timeout(end.saturating_duration_since(Instant::now()))
-        {
-            out.push(l);
-        }
-        out
+        self.0.stdout_line(DEADLINE).ok()
     }
 
     /// Writes a line to the child's stdin.
     pub fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin is open");
-        writeln!(stdin, "{line}").expect("child stdin");
-        stdin.flush().unwrap();
-    }
-
-    /// Stderr lines so far containing `pattern`.
-    pub fn count(&self, pattern: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(pattern))
-            .count()
-    }
-
-    pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.type_line(line).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Sends `sig` (e.g. libc::SIGTERM) to the child.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        self.0
+            .signal(sig)
+            .unwrap_or_else(|e| panic!("signal {sig} to {}: {e}", self.name()));
     }
 
     /// Waits for the child to exit within the deadline; returns its exit code.
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            std::thread::sleep(Duration::from_millis(10)); // polling a child's exit, not a readiness wait
-        }
-        None
+        let status = self.0.wait_exit(DEADLINE).ok()?;
+        Some(status.code().unwrap_or(-1))
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn follow(
-    pipe: impl Read + Send + 'static,
-    log: Option<Arc<Mutex<Vec<String>>>>,
-) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if let Some(log) = &log {
-                log.lock().unwrap().push(line.clone());
-            }
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Starts a connection manager on 127.0.0.1 with an OS-chosen port.

@@ -1,0 +1,319 @@
+//! The virtual servants: one [`Handler`] on the project's reactor drives every mode.
+//!
+//! A run goes through phases ([`phases`]): `Setup` (steady servants join; fanout
+//! servants register, listen, and a first line proves the sender reaches them
+//! all), `Warmup`, `Measure`, then `Drain`, where nothing new starts and what is in
+//! flight finishes, so the counts match what the manager saw. Connections to the
+//! manager are in [`manager`], the fanout listeners and sender in [`fanout`], and
+//! what is counted in [`stats`].
+
+mod fanout;
+mod manager;
+mod phases;
+mod stats;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::warn;
+
+use super::procfs;
+use super::report::{Failure, Report};
+use super::{Config, Mode, RunError, Sender};
+use crate::reactor::{Handler, Index, Options, Reactor, Request};
+use fanout::Fanout;
+use manager::Ask;
+use phases::Phase;
+use stats::Stats;
+
+/// The reactor timer churn runs on.
+const TICK: usize = 1;
+const TICK_EVERY: Duration = Duration::from_millis(10);
+/// Timeouts are checked this often.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Joins, asks once, leaves, and starts again.
+    Churner,
+    /// Connects to a full manager, reads its refusal, and starts again.
+    Flooder,
+    /// Steady servant number k: stays and polls.
+    Steady(usize),
+    /// Fanout servant number k: registers, then listens on its port.
+    Fanout(usize),
+}
+
+/// What churn keeps in each reactor slot.
+enum Conn {
+    Manager(Ask),
+    /// Fanout servant k's listener.
+    Listener(usize),
+    /// A line arriving at fanout servant k.
+    Incoming {
+        servant: usize,
+        buf: Vec<u8>,
+    },
+    /// A line going out to one peer (`--sender self`).
+    Outgoing {
+        started: Instant,
+        peer: SocketAddr,
+    },
+}
+
+/// The load generator's state: the phase, the virtual servants, and what is counted.
+struct Churn {
+    cfg: Config,
+    phase: Phase,
+    /// When the current phase (warm-up or measurement) ends.
+    phase_end: Option<Instant>,
+    measure_start: Option<Instant>,
+    measure_end: Option<Instant>,
+    drain_deadline: Option<Instant>,
+    next_sweep: Instant,
+    next_progress: Instant,
+    started: Instant,
+
+    /// Churners or flooders connected or connecting.
+    churners: usize,
+    /// Churners whose connect failed at once; retried on the next tick.
+    restarts: usize,
+    /// Slot of each steady servant, if connected.
+    steady: Vec<Option<Index>>,
+    steady_ready: usize,
+    /// Steady or fanout servants not yet started (the ramp).
+    to_register: Vec<Role>,
+    registering: usize,
+    polls: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>,
+    fanout: Fanout,
+    stats: Stats,
+    fatal: Option<String>,
+    end_tag: memchr::memmem::Finder<'static>,
+}
+
+/// Sets up the reactor, runs the phases, and assembles the report.
+pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
+    let fd_limit = crate::cli::raise_fd_limit();
+    let wanted = (cfg.concurrency + cfg.steady) as u64 + 64;
+    if wanted > fd_limit {
+        warn!("{wanted} sockets wanted but the open-file limit is {fd_limit}; connects will fail");
+    }
+    if let Some(pid) = cfg.server_pid {
+        procfs::cpu_ns(pid)
+            .map_err(|e| RunError(format!("--server-pid {pid}: cannot read /proc/{pid}: {e}")))?;
+    }
+    let mut r: Reactor<Conn> = Reactor::new(Options::default())
+        .map_err(|e| RunError(format!("cannot start the event loop: {e}")))?;
+    r.catch_signals()
+        .map_err(|e| RunError(format!("cannot catch signals: {e}")))?;
+    let now = Instant::now();
+    let mut c = Churn {
+        phase: Phase::Setup,
+        phase_end: None,
+        measure_start: None,
+        measure_end: None,
+        drain_deadline: None,
+        next_sweep: now + SWEEP_EVERY,
+        next_progress: now + Duration::from_secs(1),
+        started: now,
+        churners: 0,
+        restarts: 0,
+        steady: Vec::new(),
+        steady_ready: 0,
+        to_register: Vec::new(),
+        registering: 0,
+        polls: Default::default(),
+        fanout: Fanout::default(),
+        stats: Stats::default(),
+        fatal: None,
+        end_tag: memchr::memmem::Finder::new(manager::END),
+        cfg,
+    };
+    match c.cfg.mode {
+        Mode::JoinLeave | Mode::Flood => c.setup_done(&mut r),
+        Mode::Steady => {
+            c.steady = vec![None; c.cfg.steady];
+            c.to_register = (0..c.cfg.steady).rev().map(Role::Steady).collect();
+            if c.cfg.steady == 0 {
+                c.setup_done(&mut r);
+            }
+        }
+        Mode::Fanout => {
+            if c.cfg.concurrency == 0 {
+                return Err(RunError("fanout needs at least one listener (-c)".into()));
+            }
+            c.fanout.seen = vec![0; c.cfg.concurrency];
+            c.to_register = (0..c.cfg.concurrency).rev().map(Role::Fanout).collect();
+        }
+    }
+    c.ramp(&mut r);
+    r.set_timer(TICK, Instant::now() + TICK_EVERY);
+    r.run(&mut c)
+        .map_err(|e| RunError(format!("event loop failed: {e}")))?;
+    if c.cfg.progress {
+        eprint!("\r\x1b[K");
+    }
+    if let Some(why) = c.fatal.take() {
+        return Err(RunError(why));
+    }
+    if c.measure_end.is_none() {
+        c.end_measure(Instant::now()); // interrupted by a signal
+    }
+    let elapsed = match (c.measure_start, c.measure_end) {
+        (Some(a), Some(b)) => b.duration_since(a),
+        _ => Duration::ZERO,
+    };
+    let sender = match (&c.cfg.mode, &c.cfg.sender) {
+        (Mode::Fanout, Sender::Servant(p)) => Some(format!("servant {}", p.display())),
+        (Mode::Fanout, Sender::Itself) => Some("self".to_string()),
+        _ => None,
+    };
+    Ok(c.stats.report(&c.cfg, elapsed, sender))
+}
+
+impl Churn {
+    fn abort(&mut self, r: &mut Reactor<Conn>, why: String) {
+        if self.fatal.is_none() {
+            self.fatal = Some(why);
+        }
+        r.stop();
+    }
+
+    fn fail(&mut self, f: Failure, detail: impl FnOnce() -> String) {
+        self.stats.failures.count(f, detail);
+    }
+
+    /// Everything failing and nothing ever connecting means the target is wrong.
+    fn check_hopeless(&mut self, r: &mut Reactor<Conn>) {
+        let tries = (self.cfg.concurrency + self.steady.len()).max(1) as u64 * 3;
+        let failures = &self.stats.failures;
+        if self.stats.connections == 0 && failures.total() >= tries {
+            let first = failures
+                .seen()
+                .next()
+                .map(|(f, _, m)| format!("{}: {m}", f.name()))
+                .unwrap_or_default();
+            let why = format!(
+                "cannot get anything from the manager at {} ({} attempts failed; {first})",
+                self.cfg.target,
+                failures.total()
+            );
+            self.abort(r, why);
+        }
+    }
+}
+
+impl Handler for Churn {
+    type Data = Conn;
+
+    /// A fanout servant's listener has a line coming.
+    fn connection_request(&mut self, r: &mut Reactor<Conn>, listener: Index, request: Request) {
+        let Some(&Conn::Listener(servant)) = r.data(listener) else {
+            return;
+        };
+        let incoming = Conn::Incoming {
+            servant,
+            buf: Vec::new(),
+        };
+        if let Err(e) = r.accept(request, incoming) {
+            warn!("fanout servant {servant} cannot accept: {e}");
+        }
+    }
+
+    fn data_arrival(&mut self, r: &mut Reactor<Conn>, i: Index, data: &[u8]) {
+        match r.data_mut(i) {
+            Some(Conn::Manager(ask)) if ask.role == Role::Flooder => self.refusal_data(r, i, data),
+            Some(Conn::Manager(_)) => self.manager_data(r, i, data),
+            Some(Conn::Incoming { servant, buf }) => {
+                let servant = *servant;
+                buf.extend_from_slice(data);
+                let mut b = std::mem::take(buf);
+                self.incoming(r, servant, &mut b, false);
+                if let Some(Conn::Incoming { buf, .. }) = r.data_mut(i) {
+                    *buf = b;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, r: &mut Reactor<Conn>, _i: Index, data: Conn) {
+        match data {
+            Conn::Manager(ask) => self.manager_closed(r, ask),
+            Conn::Incoming { servant, mut buf } => self.incoming(r, servant, &mut buf, true),
+            Conn::Listener(_) | Conn::Outgoing { .. } => {}
+        }
+    }
+
+    fn connect(&mut self, r: &mut Reactor<Conn>, i: Index) {
+        let Some(Conn::Manager(ask)) = r.data_mut(i) else {
+            return;
+        };
+        ask.connected = true;
+        self.stats.connections += 1;
+        if matches!(ask.role, Role::Steady(_)) && std::mem::replace(&mut ask.first, false) {
+            // A steady servant has joined; setup ends when they all have.
+            self.registering -= 1;
+            self.steady_ready += 1;
+            self.ramp(r);
+            if self.phase == Phase::Setup && self.steady_ready == self.steady.len() {
+                self.setup_done(r);
+            }
+        }
+    }
+
+    /// A line has gone out to a peer: hang up, as a servant does.
+    fn send_complete(&mut self, r: &mut Reactor<Conn>, i: Index) {
+        if let Some(Conn::Outgoing { .. }) = r.data(i) {
+            r.close(i);
+        }
+    }
+
+    fn error(&mut self, r: &mut Reactor<Conn>, i: Index, err: &std::io::Error) {
+        match r.data_mut(i) {
+            Some(Conn::Manager(ask)) => {
+                let what = if ask.connected { "" } else { "connect: " };
+                ask.failure = Some((Failure::from_io(err), format!("{what}{err}")));
+            }
+            Some(Conn::Outgoing { peer, .. }) => {
+                let peer = *peer;
+                self.fail(Failure::SendFailed, || format!("line to {peer}: {err}"));
+            }
+            _ => {}
+        }
+    }
+
+    fn timer(&mut self, r: &mut Reactor<Conn>, id: usize) {
+        if id == TICK {
+            self.tick(r);
+        }
+    }
+
+    /// The sending servant logged that it listens, or exited.
+    fn wake(&mut self, r: &mut Reactor<Conn>) {
+        self.sender_news(r);
+    }
+
+    /// SIGINT or SIGTERM: stop measuring and report what there is.
+    fn shutdown(&mut self, r: &mut Reactor<Conn>) {
+        if self.measure_end.is_none() {
+            self.end_measure(Instant::now());
+        }
+        r.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_length_defaults_to_ten_seconds_unless_counted() {
+        let mut c = Config::new(Mode::JoinLeave, "127.0.0.1:85".parse().unwrap());
+        assert_eq!(c.run_for(), Some(Duration::from_secs(10)));
+        c.count = Some(5);
+        assert_eq!(c.run_for(), None);
+        c.duration = Some(Duration::from_secs(2));
+        assert_eq!(c.run_for(), Some(Duration::from_secs(2)));
+    }
+}

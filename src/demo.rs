@@ -1,0 +1,179 @@
+//! `demo`: a manager and three servants on loopback chatting, for a first look.
+//!
+//! [`run`] starts `connmgr` and three `servant`s (alice, bob and carol on
+//! 127.0.0.2, .3 and .4) as child processes, waits for each to say it is ready,
+//! has each send a line, then prints every servant's transcript and user list and
+//! shuts everything down. It uses the `connmgr` and `servant` binaries built next
+//! to the running executable; when they are missing or older than it (`cargo run
+//! --bin demo` builds only the demo), it runs itself with [`ROLE`] to play those
+//! parts through the same library functions ([`play`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::harness::{Process, Spawn, LISTENING};
+use crate::{connmgr, servant};
+
+/// How long any one step may take.
+const STEP: Duration = Duration::from_secs(10);
+/// The hidden flag the demo runs itself with to play a part: `--demo-role connmgr`.
+pub const ROLE: &str = "--demo-role";
+
+/// The servants: name and the loopback address each stands for.
+const WHO: [(&str, &str); 3] = [
+    ("alice", "127.0.0.2"),
+    ("bob", "127.0.0.3"),
+    ("carol", "127.0.0.4"),
+];
+
+/// What each servant types, in turn.
+const SAID: [&str; 3] = [
+    "hi everyone, this is alice",
+    "hello alice, bob here",
+    "hey both, carol too",
+];
+
+/// A part the demo plays in its own process, with the few flags [`run`] passes.
+pub enum Role {
+    Connmgr(connmgr::Overrides),
+    Servant(servant::Overrides),
+}
+
+/// A program to start for a part: its path and the arguments before the part's flags.
+type Program = (PathBuf, Vec<String>);
+
+/// The sibling binary `name` if it is at least as new as this executable, else
+/// this executable playing the part.
+fn program(name: &str) -> Result<Program, String> {
+    let me =
+        std::env::current_exe().map_err(|e| format!("cannot find the demo executable: {e}"))?;
+    let sibling = me.with_file_name(name);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Ok(match (modified(&sibling), modified(&me)) {
+        (Some(s), Some(d)) if s >= d => (sibling, Vec::new()),
+        _ => (me, vec![ROLE.to_string(), name.to_string()]),
+    })
+}
+
+fn start(name: &str, program: &Program, args: &[&str]) -> Result<Process, String> {
+    Spawn::new(&program.0)
+        .args(&program.1)
+        .args(args)
+        .name(name)
+        .start()
+        .map_err(|e| e.to_string())
+}
+
+/// Runs the demo, printing what happens on stdout.
+pub fn run() -> Result<(), String> {
+    let err = |e: std::io::Error| e.to_string();
+    println!("Starting a connection manager on 127.0.0.1 ...");
+    let mut manager = start(
+        "connmgr",
+        &program("connmgr")?,
+        &["--bind", "127.0.0.1", "--port", "0"],
+    )?;
+    let addr = manager.listening_addr(STEP).map_err(err)?.to_string();
+    println!("  manager listening on {addr}");
+
+    let servant = program("servant")?;
+    let mut servants = Vec::new();
+    for (name, ip) in WHO {
+        println!("Starting servant {name} on {ip} ...");
+        let args = [
+            "--connmgr",
+            &addr,
+            "--bind",
+            ip,
+            "--name",
+            name,
+            "--poll-interval",
+            "500",
+        ];
+        servants.push(start(name, &servant, &args)?);
+    }
+    for s in &servants {
+        let line = s.wait_for(LISTENING, STEP).map_err(err)?;
+        println!(
+            "  {}: {}",
+            s.name(),
+            line.rsplit("] ").next().unwrap_or(&line)
+        );
+    }
+    for s in &servants {
+        s.wait_for(&format!("peers: {} (", WHO.len()), STEP)
+            .map_err(err)?;
+    }
+    println!("All three servants have the full peer list.\n");
+
+    let mut transcripts = vec![Vec::new(); servants.len()];
+    for (k, text) in SAID.iter().enumerate() {
+        println!("{} types: {text}", servants[k].name());
+        servants[k].type_line(text).map_err(err)?;
+        // Wait until everyone has shown it, so the transcripts read in order.
+        for (s, t) in servants.iter().zip(&mut transcripts) {
+            t.push(s.stdout_line(STEP).map_err(err)?);
+        }
+    }
+    for s in &mut servants {
+        s.type_line("/peers").map_err(err)?;
+    }
+    let mut lists = Vec::new();
+    for s in &servants {
+        let list: Result<Vec<String>, _> = (0..WHO.len()).map(|_| s.stdout_line(STEP)).collect();
+        lists.push(list.map_err(err)?);
+    }
+    for ((s, t), l) in servants.iter().zip(&transcripts).zip(&lists) {
+        println!("\n=== {}'s window ===", s.name());
+        for line in t {
+            println!("  {line}");
+        }
+        println!("  user list (/peers, * = me):");
+        for line in l {
+            println!("    {line}");
+        }
+    }
+
+    println!("\nShutting down: closing the servants' input, then stopping the manager.");
+    for s in &mut servants {
+        s.stdin = None;
+    }
+    for s in &mut servants {
+        exited(s)?;
+    }
+    manager.signal(libc::SIGTERM).map_err(err)?;
+    exited(&mut manager)?;
+    println!("Done.");
+    Ok(())
+}
+
+/// Waits for `p` to exit, and to exit cleanly.
+fn exited(p: &mut Process) -> Result<(), String> {
+    let status = p.wait_exit(STEP).map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} exited with {status}", p.name()))
+    }
+}
+
+/// Plays `connmgr` or `servant` in this process, for when the sibling binaries are
+/// missing or stale.
+pub fn play(role: Role) -> Result<(), String> {
+    match role {
+        Role::Connmgr(o) => connmgr::Config::load(&o)
+            .map_err(|e| e.to_string())
+            .and_then(|c| connmgr::run(c).map_err(|e| e.to_string())),
+        Role::Servant(mut o) => {
+            // An empty config, so a config.xml in the current directory plays no part.
+            let cfg = std::env::temp_dir().join(format!("p2pchat-demo-{}.xml", std::process::id()));
+            o.config = Some(cfg.clone());
+            let result = std::fs::write(&cfg, "<config/>\n")
+                .map_err(|e| format!("cannot write {}: {e}", cfg.display()))
+                .and_then(|()| servant::Config::load(&o).map_err(|e| e.to_string()))
+                .and_then(|c| servant::run(c).map_err(|e| e.to_string()));
+            let _ = std::fs::remove_file(cfg);
+            result
+        }
+    }
+}
