@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use p2pchat::cli::{self, ConfigError};
+use p2pchat::cli;
+use p2pchat::config::ConfigError;
 use p2pchat::demo::{self, Role};
 use p2pchat::{connmgr, servant};
 
