@@ -2,8 +2,7 @@
 //! the file-descriptor limit. Reading config files is [`crate::config`]'s.
 
 use std::str::FromStr;
-
-use log::LevelFilter;
+use std::time::Duration;
 
 use crate::config::{parse_value, ConfigError};
 use crate::StartError;
@@ -12,23 +11,24 @@ use crate::StartError;
 pub type ParseFlags<O> = fn(&mut pico_args::Arguments) -> Result<(O, Option<String>), ConfigError>;
 
 /// What a daemon's `main` does: `--help` and `--version`, then `parse` the flags,
-/// start logging, `load` the config and `run`. Bad flags or config exit 2 with the
-/// place named; a failure to start exits 1; a clean shutdown exits 0.
+/// start logging, `load` the config and `run`. Returns the exit status: 2 for bad
+/// flags or config (the place named), 1 for a failure to start, 0 after a clean
+/// shutdown. A status, not an `ExitCode`, so the static build's C `main` can return
+/// it ([`crate::entry`]).
 pub fn daemon_main<O, C>(
     name: &str,
     help: &str,
     parse: ParseFlags<O>,
     load: fn(&O) -> Result<C, ConfigError>,
     run: fn(C) -> Result<(), StartError>,
-) -> std::process::ExitCode {
-    use std::process::ExitCode;
+) -> u8 {
     let usage_error = |e: &ConfigError| {
         eprintln!("{name}: {e}");
-        ExitCode::from(2)
+        2
     };
     let mut args = pico_args::Arguments::from_env();
-    if let Some(done) = help_or_version(&mut args, name, help) {
-        return done;
+    if help_or_version(&mut args, name, help).is_some() {
+        return 0;
     }
     let (overrides, log_level) = match parse(&mut args) {
         Ok(v) => v,
@@ -42,10 +42,10 @@ pub fn daemon_main<O, C>(
         Err(e) => return usage_error(&e),
     };
     match run(config) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
-            ExitCode::from(1)
+            1
         }
     }
 }
@@ -66,24 +66,21 @@ pub fn help_or_version(
     Some(std::process::ExitCode::SUCCESS)
 }
 
-/// Starts logging to stderr at `flag`'s level, else `RUST_LOG`'s, else `info`.
+/// Starts logging to stderr at `flag`'s level, else `RUST_LOG`'s, else `info`; either
+/// takes env_logger's syntax ([`crate::logfilter::Filter`]).
 pub fn init_logging(flag: Option<&str>) -> Result<(), ConfigError> {
-    let (place, text) = match flag {
-        Some(l) => ("--log-level", l.to_string()),
+    use crate::logfilter::{self, Filter, Source};
+    let (place, text, source) = match flag {
+        Some(l) => ("--log-level", l.to_string(), Source::Flag),
         None => match std::env::var("RUST_LOG") {
-            Ok(l) if !l.trim().is_empty() => ("RUST_LOG", l),
-            _ => ("default", "info".to_string()),
+            Ok(l) if !l.trim().is_empty() => ("RUST_LOG", l, Source::Env),
+            _ => ("default", "info".to_string(), Source::Default),
         },
     };
-    let level = LevelFilter::from_str(text.trim()).map_err(|_| {
-        ConfigError::new(
-            place,
-            format!("{text:?} is not a log level (off, error, warn, info, debug, trace)"),
-        )
-    })?;
+    let filter = Filter::parse(&text).map_err(|reason| ConfigError::new(place, reason))?;
     static LOGGER: StderrLogger = StderrLogger;
     log::set_logger(&LOGGER).map_err(|e| ConfigError::new("logging", e.to_string()))?;
-    log::set_max_level(level);
+    logfilter::set(filter, source);
     Ok(())
 }
 
@@ -96,7 +93,7 @@ struct StderrLogger;
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+        crate::logfilter::enabled(metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -105,14 +102,19 @@ impl log::Log for StderrLogger {
         }
         use std::fmt::Write as _;
         let mut line = String::with_capacity(128);
-        push_utc_timestamp(&mut line, std::time::SystemTime::now());
-        let _ = writeln!(
-            line,
-            " {:<5} [{}] {}",
-            record.level(),
-            record.target(),
-            record.args()
-        );
+        // Under journald: its priority, and no timestamp (the journal adds its own).
+        if let Some(p) = crate::logfilter::journal_priority(record.level()) {
+            let _ = writeln!(line, "<{p}>[{}] {}", record.target(), record.args());
+        } else {
+            push_utc_timestamp(&mut line, std::time::SystemTime::now());
+            let _ = writeln!(
+                line,
+                " {:<5} [{}] {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
         let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     }
 
@@ -169,22 +171,128 @@ pub fn raise_fd_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// The value of `flag` if given, parsed; errors name the flag and what it needs.
+/// The value of `flag` if given (`--flag VALUE` or `--flag=VALUE`), parsed; errors
+/// name the flag and what it needs. A flag given twice is an error, not a choice.
 pub fn opt_flag<T: FromStr>(
     args: &mut pico_args::Arguments,
     flag: &'static str,
     expected: &str,
 ) -> Result<Option<T>, ConfigError> {
-    match args.opt_value_from_str::<_, String>(flag) {
-        Ok(Some(text)) => parse_value(&text, expected)
-            .map(Some)
-            .map_err(|reason| ConfigError::new(flag, reason)),
-        Ok(None) => Ok(None),
+    opt_flag_keys(args, flag, flag, expected)
+}
+
+/// [`opt_flag`] for a flag with a short name too: `keys` is `["-t", "--target"]`
+/// and `name` the long one, for messages.
+pub fn opt_flag_keys<T: FromStr, K: Into<pico_args::Keys> + Copy>(
+    args: &mut pico_args::Arguments,
+    keys: K,
+    name: &'static str,
+    expected: &str,
+) -> Result<Option<T>, ConfigError> {
+    let take = |args: &mut pico_args::Arguments| match args.opt_value_from_str::<_, String>(keys) {
+        Ok(v) => Ok(v),
         Err(pico_args::Error::OptionWithoutAValue(_)) => {
-            Err(ConfigError::new(flag, format!("needs a value: {expected}")))
+            Err(ConfigError::new(name, format!("needs a value: {expected}")))
         }
-        Err(e) => Err(ConfigError::new(flag, e.to_string())),
+        Err(e) => Err(ConfigError::new(name, e.to_string())),
+    };
+    let Some(text) = take(args)? else {
+        return Ok(None);
+    };
+    if take(args).map_or(true, |again| again.is_some()) {
+        return Err(given_twice(name));
     }
+    parse_value(&text, expected)
+        .map(Some)
+        .map_err(|reason| ConfigError::new(name, reason))
+}
+
+/// Whether the switch `flag` (no value) was given; twice is an error.
+pub fn switch(args: &mut pico_args::Arguments, flag: &'static str) -> Result<bool, ConfigError> {
+    let on = args.contains(flag);
+    if on && args.contains(flag) {
+        return Err(given_twice(flag));
+    }
+    Ok(on)
+}
+
+fn given_twice(flag: &str) -> ConfigError {
+    ConfigError::new(flag, "given twice; give it once")
+}
+
+/// What a bare number means in a duration: the unit that flag or element always had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Millis,
+    Secs,
+}
+
+/// A duration flag: `30s`, `100ms`, `2m`, `1h`, `0.5s`, or a bare number in `bare`
+/// units (as the flag always took it).
+pub fn opt_duration(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    bare: Unit,
+) -> Result<Option<Duration>, ConfigError> {
+    opt_duration_keys(args, flag, flag, bare)
+}
+
+/// [`opt_duration`] for a flag with a short name too, as [`opt_flag_keys`].
+pub fn opt_duration_keys<K: Into<pico_args::Keys> + Copy>(
+    args: &mut pico_args::Arguments,
+    keys: K,
+    name: &'static str,
+    bare: Unit,
+) -> Result<Option<Duration>, ConfigError> {
+    let text: Option<String> = opt_flag_keys(args, keys, name, duration_expected(bare))?;
+    text.map(|t| parse_duration(&t, bare).map_err(|reason| ConfigError::new(name, reason)))
+        .transpose()
+}
+
+fn duration_expected(bare: Unit) -> &'static str {
+    match bare {
+        Unit::Secs => "a duration such as 30s, 100ms or 2m (a bare number is seconds)",
+        Unit::Millis => "a duration such as 100ms, 2s or 1m (a bare number is milliseconds)",
+    }
+}
+
+/// Parses `30s`, `100ms`, `2m`, `1h`, `1.5s`; a bare number is in `bare` units.
+/// The error says what is expected, for a flag or a config element to prefix.
+pub fn parse_duration(text: &str, bare: Unit) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad = || {
+        format!(
+            "must be {}, not {:?}",
+            duration_expected(bare),
+            crate::xml::clip(text, 40)
+        )
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim_start());
+    let nanos_per: u64 = match unit {
+        "" => match bare {
+            Unit::Millis => 1_000_000,
+            Unit::Secs => 1_000_000_000,
+        },
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(bad()),
+    };
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return Err(bad());
+    }
+    // Whole numbers exactly; fractions through f64, to the nanosecond.
+    if let Ok(n) = number.parse::<u64>() {
+        let nanos = u128::from(n) * u128::from(nanos_per);
+        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| bad())?;
+        return Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32));
+    }
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    Duration::try_from_secs_f64(n * nanos_per as f64 / 1e9).map_err(|_| bad())
 }
 
 /// Fails on any argument left after the known flags were taken.
@@ -202,6 +310,69 @@ pub fn no_more_args(args: &mut pico_args::Arguments) -> Result<(), ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(list: &[&str]) -> pico_args::Arguments {
+        pico_args::Arguments::from_vec(list.iter().map(Into::into).collect())
+    }
+
+    #[test]
+    fn flags_take_equals_and_refuse_repeats() {
+        let mut a = args(&["--port=8585", "--name", "x"]);
+        assert_eq!(
+            opt_flag::<u16>(&mut a, "--port", "a port").unwrap(),
+            Some(8585)
+        );
+        let mut a = args(&["--port", "1", "--port", "2"]);
+        let e = opt_flag::<u16>(&mut a, "--port", "a port").unwrap_err();
+        assert_eq!(e.to_string(), "--port: given twice; give it once");
+        let mut a = args(&["--port", "1", "--port=2"]);
+        assert!(opt_flag::<u16>(&mut a, "--port", "a port").is_err());
+        let mut a = args(&["--port"]);
+        let e = opt_flag::<u16>(&mut a, "--port", "a port").unwrap_err();
+        assert!(e.reason.contains("needs a value"), "{e}");
+        let mut a = args(&["-t", "h:1", "--target=h:2"]);
+        assert!(opt_flag_keys::<String, _>(&mut a, ["-t", "--target"], "--target", "x").is_err());
+        let mut a = args(&["--headless", "--headless"]);
+        assert!(switch(&mut a, "--headless").is_err());
+        let mut a = args(&["--headless"]);
+        assert!(switch(&mut a, "--headless").unwrap());
+    }
+
+    #[test]
+    fn durations_take_units_and_bare_numbers_keep_theirs() {
+        let ms = |t| parse_duration(t, Unit::Millis);
+        let s = |t| parse_duration(t, Unit::Secs);
+        assert_eq!(s("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(ms("100"), Ok(Duration::from_millis(100)));
+        assert_eq!(ms("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(s("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(s("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(s("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(s("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(s(" 250 ms "), Ok(Duration::from_millis(250)));
+        assert_eq!(s("0"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "s",
+            "-1s",
+            "1.s",
+            ".5",
+            "10 parsecs",
+            "1e3",
+            "99999999999999999999h",
+        ] {
+            let e = s(bad).unwrap_err();
+            assert!(e.contains("a duration such as 30s"), "{bad}: {e}");
+        }
+        let mut a = args(&["--idle-timeout=45s"]);
+        assert_eq!(
+            opt_duration(&mut a, "--idle-timeout", Unit::Secs).unwrap(),
+            Some(Duration::from_secs(45))
+        );
+        let mut a = args(&["--push-interval", "soon"]);
+        let e = opt_duration(&mut a, "--push-interval", Unit::Millis).unwrap_err();
+        assert_eq!(e.place, "--push-interval");
+    }
 
     #[test]
     fn timestamps_are_utc_iso_8601() {
