@@ -182,6 +182,12 @@ pub trait Handler {
     fn shutdown(&mut self, r: &mut Reactor<Self::Data>) {
         r.stop();
     }
+
+    /// SIGHUP arrived: read the settings again and apply what can change live.
+    /// The default has nothing to reload.
+    fn reload(&mut self, _r: &mut Reactor<Self::Data>) {
+        info!("SIGHUP: nothing to reload");
+    }
 }
 
 /// The poll loop's state: the slot table, the timers and the queued events.
@@ -247,7 +253,8 @@ impl<T> Reactor<T> {
         })
     }
 
-    /// Turns SIGINT and SIGTERM into [`Handler::shutdown`] calls (a second one exits at once).
+    /// Turns SIGINT and SIGTERM into [`Handler::shutdown`] calls (a second one exits at
+    /// once) and SIGHUP into [`Handler::reload`].
     pub fn catch_signals(&self) -> io::Result<()> {
         signals::install(self.waker.clone())
     }
@@ -255,6 +262,12 @@ impl<T> Reactor<T> {
     /// A handle other threads use to wake the loop ([`Handler::wake`]).
     pub fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
+    }
+
+    /// Changes the idle timeout (on a reload); the sweeps follow the new period.
+    pub fn set_idle_timeout(&mut self, limit: Option<Duration>) {
+        self.options.idle_timeout = limit;
+        self.next_idle_sweep = limit.map(|t| self.now + sweep_period(t));
     }
 
     /// The time the current event batch started.
@@ -596,6 +609,9 @@ impl<T> Reactor<T> {
                         if signals::take() {
                             info!("signal received, shutting down");
                             h.shutdown(self);
+                        }
+                        if signals::take_reload() {
+                            h.reload(self);
                         }
                         h.wake(self);
                     }

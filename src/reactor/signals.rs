@@ -1,5 +1,6 @@
 //! SIGINT and SIGTERM become a wake-up of the poll loop, so shutdown runs as an
 //! ordinary event on the loop's own thread. A second signal exits at once.
+//! SIGHUP wakes it the same way to reload settings; it never counts towards exiting.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,7 @@ use mio::Waker;
 static WAKER: OnceLock<Arc<Waker>> = OnceLock::new();
 static PENDING: AtomicBool = AtomicBool::new(false);
 static SEEN: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     if SEEN.swap(true, Ordering::SeqCst) {
@@ -24,14 +26,26 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
 }
 
+extern "C" fn on_hangup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
+    if let Some(w) = WAKER.get() {
+        let _ = w.wake();
+    }
+}
+
 pub(super) fn install(waker: Arc<Waker>) -> io::Result<()> {
     let _ = WAKER.set(waker);
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    let handlers: [(libc::c_int, extern "C" fn(libc::c_int)); 3] = [
+        (libc::SIGINT, on_signal),
+        (libc::SIGTERM, on_signal),
+        (libc::SIGHUP, on_hangup),
+    ];
+    for (sig, handler) in handlers {
         // SAFETY: a zeroed sigaction with a plain handler and an empty mask is valid;
         // the handler only touches atomics and calls async-signal-safe functions.
         let rc = unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            action.sa_sigaction = handler as *const () as libc::sighandler_t;
             action.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(sig, &action, std::ptr::null_mut())
@@ -46,4 +60,9 @@ pub(super) fn install(waker: Arc<Waker>) -> io::Result<()> {
 /// Whether a signal arrived since the last call.
 pub(super) fn take() -> bool {
     PENDING.swap(false, Ordering::SeqCst)
+}
+
+/// Whether SIGHUP arrived since the last call.
+pub(super) fn take_reload() -> bool {
+    RELOAD.swap(false, Ordering::SeqCst)
 }
