@@ -282,7 +282,7 @@ fn sigterm_shuts_it_down_cleanly() {
     let (mut m, addr) = connmgr(&[]);
     let (_a, _, _) = join(addr);
     m.signal(libc::SIGTERM);
-    m.wait_for("shut down with 1 servants connected");
+    m.wait_for("shut down with 1 servant connected");
     assert_eq!(m.wait_exit(), Some(0));
 }
 

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cli::{parse_duration, Unit};
 use crate::config::{ConfigError, ConfigFile};
+use crate::logfilter::Filter;
 
 /// Everything the manager can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +26,11 @@ pub struct Config {
     pub push_interval: Duration,
     /// Longest request line accepted.
     pub max_line: usize,
+    /// `<loglevel>` from the file, if any (`--log-level` and `RUST_LOG` beat it).
+    pub log_level: Option<Filter>,
+    /// What the command line said, kept so that a reload (SIGHUP) reads the file
+    /// again and puts the flags back over it.
+    pub overrides: Overrides,
 }
 
 impl Default for Config {
@@ -36,20 +43,23 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             push_interval: Duration::from_millis(100),
             max_line: 4096,
+            log_level: None,
+            overrides: Overrides::default(),
         }
     }
 }
 
 /// Values given on the command line; `None` leaves the file's or the default.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub bind: Option<IpAddr>,
     pub port: Option<u16>,
     pub first_port: Option<u16>,
     pub max_servants: Option<usize>,
-    pub idle_timeout: Option<u64>,
-    pub push_interval: Option<u64>,
+    pub idle_timeout: Option<Duration>,
+    pub push_interval: Option<Duration>,
+    pub max_line: Option<usize>,
 }
 
 /// The elements `conf/connmgr.xml` may hold.
@@ -61,6 +71,7 @@ const KNOWN: &[&str] = &[
     "idletimeout",
     "pushinterval",
     "maxline",
+    "loglevel",
 ];
 
 impl Config {
@@ -74,15 +85,18 @@ impl Config {
         c.port = o.port.unwrap_or(c.port);
         c.first_port = o.first_port.unwrap_or(c.first_port);
         c.max_servants = o.max_servants.unwrap_or(c.max_servants);
-        c.idle_timeout = o.idle_timeout.map_or(c.idle_timeout, Duration::from_secs);
-        c.push_interval = o
-            .push_interval
-            .map_or(c.push_interval, Duration::from_millis);
+        c.idle_timeout = o.idle_timeout.unwrap_or(c.idle_timeout);
+        c.push_interval = o.push_interval.unwrap_or(c.push_interval);
+        c.max_line = o.max_line.unwrap_or(c.max_line);
+        c.overrides = o.clone();
         c.check(if o.first_port.is_some() {
             "--first-port"
         } else {
             "first port"
         })?;
+        if o.max_line == Some(0) {
+            return Err(ConfigError::new("--max-line", "must be at least 1 byte"));
+        }
         Ok(c)
     }
 
@@ -100,21 +114,45 @@ impl Config {
         if let Some(v) = f.value("maxservants", "a whole number")? {
             self.max_servants = v;
         }
-        if let Some(v) = f.value::<u64>("idletimeout", "a number of seconds (0 = never)")? {
-            self.idle_timeout = Duration::from_secs(v);
+        if let Some(v) = duration(f, "idletimeout", Unit::Secs)? {
+            self.idle_timeout = v;
         }
-        if let Some(v) =
-            f.value::<u64>("pushinterval", "a number of milliseconds (0 = no pushes)")?
-        {
-            self.push_interval = Duration::from_millis(v);
+        if let Some(v) = duration(f, "pushinterval", Unit::Millis)? {
+            self.push_interval = v;
         }
-        if let Some(v) = f.value("maxline", "a number of bytes")? {
-            self.max_line = v;
+        if let Some(el) = f.root.child("maxline") {
+            self.max_line = crate::config::parse_value::<usize>(el.value(), "a number of bytes")
+                .and_then(|n| match n {
+                    0 => Err("must be at least 1 byte".to_string()),
+                    n => Ok(n),
+                })
+                .map_err(|r| ConfigError::new(f.place(el), format!("<maxline> {r}")))?;
+        }
+        if let Some(el) = f.root.child("loglevel") {
+            let filter = Filter::parse(el.value())
+                .map_err(|r| ConfigError::new(f.place(el), format!("<loglevel> {r}")))?;
+            self.log_level = Some(filter);
         }
         if let Some(el) = f.root.child("firstport") {
             self.check(&f.place(el))?;
         }
         Ok(())
+    }
+
+    /// The settings a running manager cannot take without a restart, by name,
+    /// where `self` and `other` differ.
+    pub fn restart_needed(&self, other: &Config) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.bind != other.bind {
+            names.push("bind address");
+        }
+        if self.port != other.port {
+            names.push("port");
+        }
+        if self.first_port != other.first_port {
+            names.push("first servant port");
+        }
+        names
     }
 
     fn check(&self, place: &str) -> Result<(), ConfigError> {
@@ -126,6 +164,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `<name>` as a duration (`30s`, `100ms`, `2m`), a bare number in `bare` units.
+fn duration(f: &ConfigFile, name: &str, bare: Unit) -> Result<Option<Duration>, ConfigError> {
+    let Some(el) = f.root.child(name) else {
+        return Ok(None);
+    };
+    parse_duration(el.value(), bare)
+        .map(Some)
+        .map_err(|r| ConfigError::new(f.place(el), format!("<{name}> {r}")))
 }
 
 #[cfg(test)]
@@ -157,6 +205,44 @@ mod tests {
         std::fs::write(&path, "<connmgr>\n<firstport>0</firstport></connmgr>").unwrap();
         let e = Config::load(&o).unwrap_err();
         assert!(e.to_string().contains(":2: the first servant port"), "{e}");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn durations_take_units_and_every_element_is_read() {
+        let path =
+            std::env::temp_dir().join(format!("p2pchat-connmgr-units-{}.xml", std::process::id()));
+        std::fs::write(&path, "<connmgr><idletimeout>2m</idletimeout><pushinterval>1s</pushinterval>\n<maxline>100</maxline><loglevel>warn,p2pchat::connmgr=debug</loglevel></connmgr>").unwrap();
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.push_interval, Duration::from_secs(1));
+        assert_eq!(c.max_line, 100);
+        assert_eq!(
+            c.log_level.as_ref().map(ToString::to_string).as_deref(),
+            Some("warn,p2pchat::connmgr=debug")
+        );
+        assert_eq!(c.overrides, o);
+        o.max_line = Some(50);
+        o.idle_timeout = Some(Duration::from_millis(1500));
+        let c = Config::load(&o).unwrap();
+        assert_eq!(
+            (c.max_line, c.idle_timeout),
+            (50, Duration::from_millis(1500))
+        );
+        std::fs::write(
+            &path,
+            "<connmgr>\n<idletimeout>soon</idletimeout></connmgr>",
+        )
+        .unwrap();
+        let e = Config::load(&o).unwrap_err().to_string();
+        assert!(e.contains(":2: <idletimeout> must be a duration"), "{e}");
+        std::fs::write(&path, "<connmgr>\n<loglevel>loud=x</loglevel></connmgr>").unwrap();
+        let e = Config::load(&o).unwrap_err().to_string();
+        assert!(e.contains(":2: <loglevel>"), "{e}");
         let _ = std::fs::remove_file(path);
     }
 

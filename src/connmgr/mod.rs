@@ -17,6 +17,7 @@
 //! - The critical section goes: one thread owns everything.
 
 pub mod config;
+mod reload;
 
 use std::io;
 use std::net::SocketAddr;
@@ -315,9 +316,9 @@ impl Handler for Manager {
         if log::log_enabled!(log::Level::Info) {
             let entry = self.doc.entry(index).unwrap_or_default();
             info!(
-                "joined: {} ({} servants)",
+                "joined: {} ({})",
                 String::from_utf8_lossy(entry),
-                self.servants
+                count(self.servants)
             );
         }
         self.membership_changed(r);
@@ -376,8 +377,9 @@ impl Handler for Manager {
         self.held.remove(s.port);
         self.servants -= 1;
         info!(
-            "left: offset {index}, port {} ({} servants)",
-            s.port, self.servants
+            "left: offset {index}, port {} ({})",
+            s.port,
+            count(self.servants)
         );
         self.membership_changed(r);
     }
@@ -396,6 +398,19 @@ impl Handler for Manager {
         if id == PUSH {
             self.push(r);
         }
+    }
+
+    /// SIGHUP: read the config file again (`reload.rs`).
+    fn reload(&mut self, r: &mut Reactor<Self::Data>) {
+        self.reload_config(r);
+    }
+}
+
+/// `1 servant`, `2 servants`.
+fn count(servants: usize) -> String {
+    match servants {
+        1 => "1 servant".to_string(),
+        n => format!("{n} servants"),
     }
 }
 
@@ -437,11 +452,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(|e| StartError(e.to_string()))?;
     r.catch_signals()
         .map_err(|e| StartError(format!("cannot catch signals: {e}")))?;
-    info!("listening on {addr}");
+    // The file's <loglevel>, unless --log-level or RUST_LOG said otherwise.
+    let _ = crate::logfilter::set_from_file(config.log_level.as_ref());
+    crate::announce!("listening on {addr}");
+    crate::notify::ready();
     let mut manager = Manager::new(config);
-    r.run(&mut manager)
-        .map_err(|e| StartError(format!("event loop failed: {e}")))?;
-    info!("shut down with {} servants connected", manager.servants);
+    let outcome = r.run(&mut manager);
+    crate::notify::stopping();
+    outcome.map_err(|e| StartError(format!("event loop failed: {e}")))?;
+    info!("shut down with {} connected", count(manager.servants));
     Ok(())
 }
 
@@ -453,13 +472,15 @@ fn listen(r: &mut Reactor<Slot>, config: &Config) -> Result<Index, StartError> {
 }
 
 fn bind_error(addr: SocketAddr, e: &io::Error) -> StartError {
-    let hint = match e.kind() {
-        io::ErrorKind::PermissionDenied => format!(
-            "ports below 1024 need root or CAP_NET_BIND_SERVICE; use --port {} (or --port 0 for any free port) \
-             and put the same port in the servants' config.xml",
-            8000 + addr.port()
-        ),
-        io::ErrorKind::AddrInUse => "another program is using that port: stop it, or choose another with --port".into(),
+    let hint: String = match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE; use --port 8585 \
+             (or --port 0 for any free port) and put the same port in the servants' config.xml"
+                .into()
+        }
+        io::ErrorKind::AddrInUse => {
+            "another program is using that port: stop it, or choose another with --port".into()
+        }
         io::ErrorKind::AddrNotAvailable => "that address is not on this host: check --bind".into(),
         _ => "check --bind and --port".into(),
     };

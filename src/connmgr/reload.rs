@@ -1,0 +1,126 @@
+//! SIGHUP: the manager reads its config file again, puts the command line's flags
+//! back over it, and applies what can change while servants stay connected: the
+//! servant limit, the idle timeout, the push interval, the line limit and the log
+//! level. The address and ports would mean a new listener and new port numbering,
+//! so a change there is reported and waits for a restart. A file that cannot be
+//! read or parsed changes nothing: the error is logged and the old settings stay.
+//!
+//! VB had no counterpart: its settings were constants in the form.
+
+use std::time::Duration;
+
+use log::{info, warn};
+
+use super::{Config, Manager, Slot};
+use crate::logfilter;
+use crate::notify;
+use crate::reactor::Reactor;
+
+impl Manager {
+    /// Re-reads the config, applies what it can, and logs what changed.
+    pub(super) fn reload_config(&mut self, r: &mut Reactor<Slot>) {
+        notify::reloading();
+        let file = self.config.overrides.config.clone();
+        let Some(path) = file else {
+            info!("SIGHUP: no --config file to read again; nothing changed");
+            notify::ready();
+            return;
+        };
+        let new = match Config::load(&self.config.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("SIGHUP: {e}; keeping the current settings");
+                notify::ready();
+                return;
+            }
+        };
+        let mut changes = Vec::new();
+        if new.max_servants != self.config.max_servants {
+            changes.push(format!(
+                "max servants {} -> {}",
+                self.config.max_servants, new.max_servants
+            ));
+            if self.servants > new.max_servants {
+                info!(
+                    "{} servants are connected, above the new limit: they stay; newcomers are refused",
+                    self.servants
+                );
+            }
+        }
+        if new.idle_timeout != self.config.idle_timeout {
+            changes.push(format!(
+                "idle timeout {} -> {}",
+                show(self.config.idle_timeout, "never"),
+                show(new.idle_timeout, "never")
+            ));
+            r.set_idle_timeout((!new.idle_timeout.is_zero()).then_some(new.idle_timeout));
+        }
+        if new.push_interval != self.config.push_interval {
+            changes.push(format!(
+                "push interval {} -> {}",
+                show(self.config.push_interval, "no pushes"),
+                show(new.push_interval, "no pushes")
+            ));
+        }
+        if new.max_line != self.config.max_line {
+            changes.push(format!(
+                "max line {} -> {} bytes",
+                self.config.max_line, new.max_line
+            ));
+        }
+        changes.extend(logfilter::reload(
+            self.config.log_level.as_ref(),
+            new.log_level.as_ref(),
+        ));
+        let held = self.config.restart_needed(&new);
+        if !held.is_empty() {
+            warn!(
+                "SIGHUP: {} changed in {}; that takes a restart, so the old value stays until then",
+                held.join(", "),
+                path.display()
+            );
+        }
+        // What needs a restart keeps its running value, so the next reload compares
+        // against what is really in force.
+        self.config = Config {
+            bind: self.config.bind,
+            port: self.config.port,
+            first_port: self.config.first_port,
+            ..new
+        };
+        if changes.is_empty() {
+            info!("SIGHUP: read {} again; nothing changed", path.display());
+        } else {
+            info!(
+                "SIGHUP: read {} again: {}",
+                path.display(),
+                changes.join(", ")
+            );
+        }
+        notify::ready();
+    }
+}
+
+/// `30s`, `100ms`, or `zero` when zero turns the feature off.
+fn show(d: Duration, zero: &str) -> String {
+    if d.is_zero() {
+        zero.to_string()
+    } else if d.subsec_millis() == 0 && d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_shown_with_their_unit() {
+        assert_eq!(show(Duration::from_secs(30), "never"), "30s");
+        assert_eq!(show(Duration::from_millis(100), "never"), "100ms");
+        assert_eq!(show(Duration::from_millis(1500), "never"), "1500ms");
+        assert_eq!(show(Duration::ZERO, "no pushes"), "no pushes");
+    }
+}
