@@ -57,6 +57,11 @@ impl Bans {
         &self.names
     }
 
+    /// The addresses the names stand for now.
+    pub fn resolved(&self) -> &HashSet<IpAddr> {
+        &self.resolved
+    }
+
     /// Replaces the addresses the names stand for; says so when they change.
     pub fn set_resolved(&mut self, addrs: HashSet<IpAddr>) {
         if addrs != self.resolved {

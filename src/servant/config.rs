@@ -7,10 +7,14 @@
 //!   <connectionmgr>127.0.0.1</connectionmgr>  <!-- HOST or HOST:PORT -->
 //!   <port>85</port>
 //!   <name>alice</name>                        <!-- optional: lines go out as "alice: ..." -->
-//!   <pollinterval>2000</pollinterval>         <!-- optional, milliseconds -->
+//!   <pollinterval>2s</pollinterval>           <!-- optional; a bare number is milliseconds -->
+//!   <loglevel>info</loglevel>                 <!-- optional; RUST_LOG's syntax -->
 //!   <bans><ban><target>1.1.1.1</target></ban></bans>
 //! </config>
 //! ```
+//!
+//! SIGHUP reads the file again (`reload.rs`): bans, name, poll interval and log
+//! level change at once; the manager's address, the port and `--bind` need a restart.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,9 @@ use std::time::Duration;
 
 use log::info;
 
+use crate::cli::{parse_duration, Unit};
 use crate::config::{ConfigError, ConfigFile};
+use crate::logfilter::Filter;
 
 /// The config file read when `--config` is not given.
 const DEFAULT_FILE: &str = "config.xml";
@@ -40,6 +46,11 @@ pub struct Config {
     pub bans: Vec<String>,
     /// Do not read stdin at all (`--headless`).
     pub headless: bool,
+    /// `<loglevel>` from the file, if any (`--log-level` and `RUST_LOG` beat it).
+    pub log_level: Option<Filter>,
+    /// What the command line said, kept so that a reload (SIGHUP) reads the file
+    /// again and puts the flags back over it.
+    pub overrides: Overrides,
 }
 
 impl Default for Config {
@@ -52,12 +63,14 @@ impl Default for Config {
             poll_interval: Duration::from_secs(2),
             bans: Vec::new(),
             headless: false,
+            log_level: None,
+            overrides: Overrides::default(),
         }
     }
 }
 
 /// Values given on the command line; `None` leaves the file's or the default.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
     /// `HOST[:PORT]`.
@@ -65,12 +78,20 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub bind: Option<IpAddr>,
     pub name: Option<String>,
-    /// Milliseconds.
-    pub poll_interval: Option<u64>,
+    pub poll_interval: Option<Duration>,
+    /// `--ban TARGET`, any number of times: added to the file's bans.
+    pub bans: Vec<String>,
     pub headless: bool,
 }
 
-const KNOWN: &[&str] = &["connectionmgr", "port", "name", "pollinterval", "bans"];
+const KNOWN: &[&str] = &[
+    "connectionmgr",
+    "port",
+    "name",
+    "pollinterval",
+    "bans",
+    "loglevel",
+];
 
 impl Config {
     /// Defaults, then the config file (`--config`, else `./config.xml` if it exists),
@@ -95,11 +116,16 @@ impl Config {
         if let Some(name) = &o.name {
             c.name = Some(check_name(name).map_err(|r| ConfigError::new("--name", r))?);
         }
-        if let Some(ms) = o.poll_interval {
+        if let Some(every) = o.poll_interval {
             c.poll_interval =
-                poll_interval(ms).map_err(|r| ConfigError::new("--poll-interval", r))?;
+                poll_interval(every).map_err(|r| ConfigError::new("--poll-interval", r))?;
+        }
+        for target in &o.bans {
+            c.bans
+                .push(check_ban(target).map_err(|r| ConfigError::new("--ban", r))?);
         }
         c.headless |= o.headless;
+        c.overrides = o.clone();
         if c.connmgr_port == 0 {
             let place = if o.port.is_some() {
                 "--port"
@@ -131,10 +157,15 @@ impl Config {
             );
         }
         if let Some(el) = f.root.child("pollinterval") {
-            let ms = crate::config::parse_value::<u64>(el.value(), "a number of milliseconds")
+            let every = parse_duration(el.value(), Unit::Millis)
                 .and_then(poll_interval)
                 .map_err(|r| ConfigError::new(f.place(el), format!("<pollinterval> {r}")))?;
-            self.poll_interval = ms;
+            self.poll_interval = every;
+        }
+        if let Some(el) = f.root.child("loglevel") {
+            let filter = Filter::parse(el.value())
+                .map_err(|r| ConfigError::new(f.place(el), format!("<loglevel> {r}")))?;
+            self.log_level = Some(filter);
         }
         for bans in f.root.children_named("bans") {
             for ban in &bans.children {
@@ -151,13 +182,9 @@ impl Config {
                         "<ban> needs a <target> with an IP address or a host name",
                     ));
                 }
-                if target.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(ConfigError::new(
-                        f.place(ban),
-                        format!("<target> {target:?} is neither an IP address nor a host name"),
-                    ));
-                }
-                self.bans.push(target.to_string());
+                let target = check_ban(target)
+                    .map_err(|r| ConfigError::new(f.place(ban), format!("<target> {r}")))?;
+                self.bans.push(target);
             }
         }
         Ok(())
@@ -211,11 +238,36 @@ fn check_name(name: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
-fn poll_interval(ms: u64) -> Result<Duration, String> {
-    if ms == 0 {
+impl Config {
+    /// The settings a running servant cannot take without a restart, by name, where
+    /// `self` and `other` differ.
+    pub fn restart_needed(&self, other: &Config) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if (&self.connmgr_host, self.connmgr_port) != (&other.connmgr_host, other.connmgr_port) {
+            names.push("connection manager");
+        }
+        if self.bind != other.bind {
+            names.push("bind address");
+        }
+        names
+    }
+}
+
+fn check_ban(target: &str) -> Result<String, String> {
+    let target = target.trim();
+    if target.is_empty() || target.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{target:?} is neither an IP address nor a host name"
+        ));
+    }
+    Ok(target.to_string())
+}
+
+fn poll_interval(every: Duration) -> Result<Duration, String> {
+    if every < Duration::from_millis(1) {
         return Err("must be at least 1 millisecond".into());
     }
-    Ok(Duration::from_millis(ms))
+    Ok(every)
 }
 
 #[cfg(test)]
@@ -265,7 +317,8 @@ mod tests {
         o.connmgr = Some("localhost:7000".into());
         o.port = Some(7001);
         o.name = Some("flag".into());
-        o.poll_interval = Some(200);
+        o.poll_interval = Some(Duration::from_millis(200));
+        o.bans = vec!["10.9.9.9".into()];
         let c = Config::load(&o).unwrap();
         assert_eq!(
             (c.connmgr_host.as_str(), c.connmgr_port),
@@ -273,6 +326,20 @@ mod tests {
         );
         assert_eq!(c.name.as_deref(), Some("flag"));
         assert_eq!(c.poll_interval, Duration::from_millis(200));
+        assert_eq!(c.bans, ["10.9.9.9"]);
+        assert_eq!(c.overrides, o);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn poll_intervals_take_units_and_the_log_level_is_read() {
+        let p = temp(
+            "units.xml",
+            "<config><pollinterval>1.5s</pollinterval><loglevel>p2pchat=debug</loglevel></config>",
+        );
+        let c = Config::load(&with_file(&p)).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_millis(1500));
+        assert_eq!(c.log_level, Some(Filter::parse("p2pchat=debug").unwrap()));
         let _ = std::fs::remove_file(p);
     }
 

@@ -27,7 +27,7 @@ impl Servant {
         match r.listen(self.config.bind, port, Slot::Listener) {
             Ok(i) => {
                 if let Ok(shown) = r.local_addr(i) {
-                    info!("listening on {shown}");
+                    crate::announce!("listening on {shown}");
                 }
                 self.listener = Some((i, port));
             }

@@ -32,6 +32,7 @@ pub mod console;
 mod incoming;
 mod leave;
 mod link;
+mod reload;
 mod send;
 mod typed;
 
@@ -292,6 +293,11 @@ impl Handler for Servant {
         }
     }
 
+    /// SIGHUP: read config.xml again (`reload.rs`).
+    fn reload(&mut self, r: &mut Reactor<Slot>) {
+        self.reload_config(r);
+    }
+
     /// SIGINT or SIGTERM: leave at once; the manager sees the link close.
     fn shutdown(&mut self, r: &mut Reactor<Slot>) {
         self.quitting = true;
@@ -327,6 +333,8 @@ fn resolve_manager(config: &Config) -> Result<SocketAddr, StartError> {
 
 /// Runs the servant until `/quit`, end of input (from a pipe or file), or a signal.
 pub fn run(config: Config) -> Result<(), StartError> {
+    // The file's <loglevel>, unless --log-level or RUST_LOG said otherwise.
+    let _ = crate::logfilter::set_from_file(config.log_level.as_ref());
     let manager = resolve_manager(&config)?;
     let mut bans = Bans::new(&config.bans);
     // Names are resolved once now, before any peer can connect, so a name ban holds
@@ -394,8 +402,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         servant.console.prompt();
     }
     servant.connect_manager(&mut r);
-    r.run(&mut servant)
-        .map_err(|e| StartError(format!("event loop failed: {e}")))?;
+    crate::notify::ready();
+    let outcome = r.run(&mut servant);
+    crate::notify::stopping();
+    outcome.map_err(|e| StartError(format!("event loop failed: {e}")))?;
     let failed: u64 = servant.failures.values().map(|f| f.count).sum();
     if failed > 0 {
         info!(
