@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use p2pchat::churn::{self, Config, Mode, Sender};
-use p2pchat::cli;
-use p2pchat::config::{parse_value, ConfigError};
+use p2pchat::cli::{self, Unit};
+use p2pchat::config::ConfigError;
 
 const HELP: &str = "\
 churn - a connection-churn load generator for the p2pchat connection manager
@@ -45,15 +45,15 @@ OPTIONS:
                             [default: 50; fanout: 100; flood: 1000]
     -n, --count N           stop after N measured cycles (join-leave), steady
                             answers (steady), lines (fanout) or refusals (flood)
-    -d, --duration SECS     stop after measuring this long [default: 10, unless -n]
-    --warmup SECS           run this long before measuring [default: 0]
-    --interval MS           steady: time between one servant's requests [default: 1000];
+    -d, --duration TIME     stop after measuring this long [default: 10s, unless -n]
+    --warmup TIME           run this long before measuring [default: 0]
+    --interval TIME         steady: time between one servant's requests [default: 1s];
                             fanout: pause between lines [default: 0]
     --steady N              steady: servants that stay connected [default: 100]
     --bind ADDR             source address of every connection (and the fanout
                             listeners'), e.g. 127.0.0.2 [default: chosen by the OS]
-    --timeout MS            per cycle, answer, line or refusal; later counts as an error
-                            [default: 5000]
+    --timeout TIME          per cycle, answer, line or refusal; later counts as an error
+                            [default: 5s]
     --verify                parse every document; check it names the asker exactly
                             once (costs client CPU)
     --server-pid PID        report this process's CPU time per operation and its
@@ -67,6 +67,10 @@ OPTIONS:
     --log-level LEVEL       off, error, warn, info, debug or trace [default: warn]
     -h, --help              print this help
     -V, --version           print the version
+
+TIME is a number and a unit: 10s, 500ms, 2m. A bare number keeps the flag's old
+unit: seconds for -d and --warmup, milliseconds for --interval and --timeout.
+Flags take `--flag VALUE` or `--flag=VALUE`, once each.
 
 Every failed operation is counted by kind (connect_refused, reset, timeout,
 closed_early, malformed, refused_full, ...) and shown with its first message.
@@ -156,25 +160,25 @@ fn parse(
     if let Some(w) = secs(args, Flag("--warmup", None))? {
         c.warmup = w;
     }
-    if let Some(ms) = cli::opt_flag::<u64>(args, "--interval", "a number of milliseconds")? {
-        c.interval = Duration::from_millis(ms);
+    if let Some(every) = cli::opt_duration(args, "--interval", Unit::Millis)? {
+        c.interval = every;
     }
     if let Some(n) = cli::opt_flag(args, "--steady", "a whole number")? {
         c.steady = n;
     }
     c.bind = cli::opt_flag(args, "--bind", "an IP address such as 127.0.0.2")?;
-    if let Some(ms) = cli::opt_flag::<u64>(args, "--timeout", "a number of milliseconds")? {
-        if ms == 0 {
+    if let Some(limit) = cli::opt_duration(args, "--timeout", Unit::Millis)? {
+        if limit.is_zero() {
             return Err(ConfigError::new("--timeout", "must be more than 0"));
         }
-        c.timeout = Duration::from_millis(ms);
+        c.timeout = limit;
     }
-    c.verify = args.contains("--verify");
+    c.verify = cli::switch(args, "--verify")?;
     c.server_pid = cli::opt_flag(args, "--server-pid", "a process id")?;
     let sender: Option<String> = cli::opt_flag(args, "--sender", "servant or self")?;
     let servant: Option<PathBuf> =
         cli::opt_flag(args, "--servant", "a path to the servant binary")?;
-    let json = args.contains("--json");
+    let json = cli::switch(args, "--json")?;
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;
     let found = servant.clone().or_else(servant_next_to_us);
@@ -217,42 +221,25 @@ fn parse(
 #[derive(Clone, Copy)]
 struct Flag(&'static str, Option<&'static str>);
 
-impl Flag {
-    fn take(self, args: &mut pico_args::Arguments) -> Result<Option<String>, pico_args::Error> {
-        match self.1 {
-            Some(short) => args.opt_value_from_str([short, self.0]),
-            None => args.opt_value_from_str(self.0),
-        }
-    }
-}
-
-/// A flag's value, parsed; errors name the flag and what it needs.
+/// A flag's value, parsed (`-c 5`, `--concurrency 5`, `--concurrency=5`; once);
+/// errors name the flag and what it needs.
 fn opt<T: std::str::FromStr>(
     args: &mut pico_args::Arguments,
     flag: Flag,
     expected: &str,
 ) -> Result<Option<T>, ConfigError> {
-    match flag.take(args) {
-        Ok(Some(text)) => parse_value(&text, expected)
-            .map(Some)
-            .map_err(|reason| ConfigError::new(flag.0, reason)),
-        Ok(None) => Ok(None),
-        Err(pico_args::Error::OptionWithoutAValue(_)) => Err(ConfigError::new(
-            flag.0,
-            format!("needs a value: {expected}"),
-        )),
-        Err(e) => Err(ConfigError::new(flag.0, e.to_string())),
+    match flag.1 {
+        Some(short) => cli::opt_flag_keys(args, [short, flag.0], flag.0, expected),
+        None => cli::opt_flag(args, flag.0, expected),
     }
 }
 
-/// Seconds, fractions allowed.
+/// A duration: `10s`, `500ms`, `2m`; a bare number is seconds, as it always was.
 fn secs(args: &mut pico_args::Arguments, flag: Flag) -> Result<Option<Duration>, ConfigError> {
-    let Some(s) = opt::<f64>(args, flag, "a number of seconds such as 10 or 0.5")? else {
-        return Ok(None);
-    };
-    Duration::try_from_secs_f64(s)
-        .map(Some)
-        .map_err(|_| ConfigError::new(flag.0, format!("must be a number of seconds, not {s}")))
+    match flag.1 {
+        Some(short) => cli::opt_duration_keys(args, [short, flag.0], flag.0, Unit::Secs),
+        None => cli::opt_duration(args, flag.0, Unit::Secs),
+    }
 }
 
 fn resolve(target: &str) -> Result<SocketAddr, ConfigError> {

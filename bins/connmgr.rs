@@ -1,8 +1,7 @@
 //! `connmgr`: the connection manager daemon. Parses flags, starts logging, runs.
+#![cfg_attr(target_feature = "crt-static", no_main)]
 
-use std::process::ExitCode;
-
-use p2pchat::cli;
+use p2pchat::cli::{self, Unit};
 use p2pchat::config::ConfigError;
 use p2pchat::connmgr::{self, Overrides};
 
@@ -22,21 +21,36 @@ OPTIONS:
     --port N               port to listen on; 0 lets the OS choose [default: 85]
     --first-port N         port given to the first servant, counting up [default: 2224]
     --max-servants N       refuse connections beyond this many [default: 10000]
-    --idle-timeout SECS    drop a servant silent this long; 0 = never [default: 30]
-    --push-interval MS     at most one pushed list per servant per MS; 0 = no pushes [default: 100]
-    --log-level LEVEL      off, error, warn, info, debug or trace [default: $RUST_LOG or info]
+    --idle-timeout TIME    drop a servant silent this long; 0 = never [default: 30s]
+    --push-interval TIME   at most one pushed list per servant per TIME; 0 = no pushes
+                           [default: 100ms]
+    --max-line BYTES       a longer request line closes that connection [default: 4096]
+    --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
+                           such as info,p2pchat::connmgr=debug
+                           [default: $RUST_LOG, else the file's <loglevel>, else info]
     -h, --help             print this help
     -V, --version          print the version
 
-When ready it logs `listening on ADDR:PORT` to stderr. SIGINT or SIGTERM stop it.
+TIME is a number and a unit: 30s, 100ms, 2m, 1h. A bare number keeps the unit the
+flag always had: seconds for --idle-timeout, milliseconds for --push-interval.
+Flags take `--flag VALUE` or `--flag=VALUE`, once each.
+
+When ready it logs `listening on ADDR:PORT` to stderr (at every level but off) and,
+under systemd (Type=notify), sends READY=1. SIGINT or SIGTERM stop it. SIGHUP reads
+--config again and applies max servants, idle timeout, push interval, max line and
+log level; the address and ports need a restart. A bad file keeps the old settings.
 Port 85 needs root or CAP_NET_BIND_SERVICE; try `connmgr --port 8585`.
 
 EXIT STATUS: 0 after a clean shutdown, 1 if it could not start, 2 for bad options or config.
 ";
 
-fn main() -> ExitCode {
-    cli::daemon_main("connmgr", HELP, parse, connmgr::Config::load, connmgr::run)
-}
+p2pchat::entry!(cli::daemon_main(
+    "connmgr",
+    HELP,
+    parse,
+    connmgr::Config::load,
+    connmgr::run
+));
 
 fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>), ConfigError> {
     let o = Overrides {
@@ -45,8 +59,9 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         port: cli::opt_flag(args, "--port", "a port number from 0 to 65535")?,
         first_port: cli::opt_flag(args, "--first-port", "a port number from 1 to 65535")?,
         max_servants: cli::opt_flag(args, "--max-servants", "a whole number")?,
-        idle_timeout: cli::opt_flag(args, "--idle-timeout", "a number of seconds")?,
-        push_interval: cli::opt_flag(args, "--push-interval", "a number of milliseconds")?,
+        idle_timeout: cli::opt_duration(args, "--idle-timeout", Unit::Secs)?,
+        push_interval: cli::opt_duration(args, "--push-interval", Unit::Millis)?,
+        max_line: cli::opt_flag(args, "--max-line", "a number of bytes")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;
