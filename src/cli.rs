@@ -282,17 +282,24 @@ pub fn parse_duration(text: &str, bare: Unit) -> Result<Duration, String> {
         "h" => 3_600_000_000_000,
         _ => return Err(bad()),
     };
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+    // Integers only: exact, and no float parser in the static binaries.
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || (number.contains('.') && fraction.is_empty()) || fraction.len() > 9 {
         return Err(bad());
     }
-    // Whole numbers exactly; fractions through f64, to the nanosecond.
-    if let Ok(n) = number.parse::<u64>() {
-        let nanos = u128::from(n) * u128::from(nanos_per);
-        let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| bad())?;
-        return Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32));
-    }
-    let n: f64 = number.parse().map_err(|_| bad())?;
-    Duration::try_from_secs_f64(n * nanos_per as f64 / 1e9).map_err(|_| bad())
+    let whole: u128 = whole.parse().map_err(|_| bad())?;
+    let fraction_nanos = if fraction.is_empty() {
+        0
+    } else {
+        let digits: u128 = fraction.parse().map_err(|_| bad())?;
+        digits * u128::from(nanos_per) / 10u128.pow(fraction.len() as u32)
+    };
+    let nanos = whole
+        .checked_mul(u128::from(nanos_per))
+        .and_then(|n| n.checked_add(fraction_nanos))
+        .ok_or_else(bad)?;
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| bad())?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
 /// Fails on any argument left after the known flags were taken.
@@ -349,6 +356,8 @@ mod tests {
         assert_eq!(s("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(s("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(s("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(ms("0.25"), Ok(Duration::from_micros(250)));
+        assert_eq!(s("2.000000001"), Ok(Duration::new(2, 1)));
         assert_eq!(s(" 250 ms "), Ok(Duration::from_millis(250)));
         assert_eq!(s("0"), Ok(Duration::ZERO));
         for bad in [

@@ -248,7 +248,7 @@ fn a_silent_servant_is_dropped_after_the_idle_timeout() {
     let (m, addr) = connmgr(&["--idle-timeout", "1", "--push-interval", "0"]);
     let mut silent = client(addr);
     m.wait_for("joined:");
-    m.wait_for("silent for 1 s, closing");
+    m.wait_for("silent for 1s, closing");
     m.wait_for("left: offset 1");
     assert_eq!(read_to_close(&mut silent), b"");
 }
