@@ -101,14 +101,12 @@ impl Manager {
     }
 }
 
-/// `30s`, `100ms`, or `zero` when zero turns the feature off.
+/// `30s`, `100ms`, `1.5s`, or `zero` when zero turns the feature off.
 fn show(d: Duration, zero: &str) -> String {
     if d.is_zero() {
         zero.to_string()
-    } else if d.subsec_millis() == 0 && d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
     } else {
-        format!("{}ms", d.as_millis())
+        format!("{d:?}")
     }
 }
 
@@ -120,7 +118,7 @@ mod tests {
     fn durations_are_shown_with_their_unit() {
         assert_eq!(show(Duration::from_secs(30), "never"), "30s");
         assert_eq!(show(Duration::from_millis(100), "never"), "100ms");
-        assert_eq!(show(Duration::from_millis(1500), "never"), "1500ms");
+        assert_eq!(show(Duration::from_millis(1500), "never"), "1.5s");
         assert_eq!(show(Duration::ZERO, "no pushes"), "no pushes");
     }
 }
