@@ -12,6 +12,8 @@ connmgr - the p2pchat connection manager
 Servants connect here; each is given a unique listening port and an entry in the
 peer document, which it fetches with the line `needs peer list`. When a servant
 disconnects it leaves the document and the others are sent the new list.
+A servant that peers cannot reach, and that a dial-back confirms is behind a
+port-blocking router, is told to pull from a reachable servant (docs/RELAY.md).
 
 USAGE:
     connmgr [OPTIONS]
@@ -24,6 +26,15 @@ OPTIONS:
     --max-servants N       refuse connections beyond this many [default: 10000]
     --idle-timeout SECS    drop a servant silent this long; 0 = never [default: 30]
     --push-interval MS     at most one pushed list per servant per MS; 0 = no pushes [default: 100]
+    --relay-threshold N    complaints (`cannot reach`) each peer must make about a servant
+                           before it is dialed back; 0 = never relay [default: 2]
+    --relay-share PCT      percent of the other servants that must complain [default: 50]
+    --relay-window SECS    complaints older than this are forgotten; a servant must have
+                           asked for the list this recently to be judged [default: 60]
+    --relay-recheck SECS   dial relayed servants back this often; release those that
+                           answer [default: 60]
+    --relay-dial-timeout MS  a dial-back not connected by then failed [default: 3000]
+    --relay-pullers N      servants one relay pulls for at most [default: 16]
     --log-level LEVEL      off, error, warn, info, debug or trace [default: $RUST_LOG or info]
     -h, --help             print this help
     -V, --version          print the version
@@ -47,6 +58,16 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         max_servants: cli::opt_flag(args, "--max-servants", "a whole number")?,
         idle_timeout: cli::opt_flag(args, "--idle-timeout", "a number of seconds")?,
         push_interval: cli::opt_flag(args, "--push-interval", "a number of milliseconds")?,
+        relay_threshold: cli::opt_flag(args, "--relay-threshold", "a number of complaints")?,
+        relay_share: cli::opt_flag(args, "--relay-share", "a percentage")?,
+        relay_window: cli::opt_flag(args, "--relay-window", "a number of seconds")?,
+        relay_recheck: cli::opt_flag(args, "--relay-recheck", "a number of seconds")?,
+        relay_dial_timeout: cli::opt_flag(
+            args,
+            "--relay-dial-timeout",
+            "a number of milliseconds",
+        )?,
+        relay_pullers: cli::opt_flag(args, "--relay-pullers", "a number of servants")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;

@@ -24,6 +24,43 @@ pub struct Config {
     pub push_interval: Duration,
     /// Longest request line accepted.
     pub max_line: usize,
+    /// When a servant is found behind a port-blocking router, and who relays for it.
+    pub relay: RelayConfig,
+}
+
+/// The verdict and the relay (`docs/RELAY.md`): when complaints make the manager
+/// dial a servant back, how often a relayed one is checked again, and how many
+/// servants one relay carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Complaints each complainer must make about a servant (the article's "2 or
+    /// 3"); 0 turns verdicts off.
+    pub threshold: u32,
+    /// Percent of the other servants that must have complained that often.
+    pub share: u32,
+    /// Complaints older than this are forgotten; a servant must have asked for the
+    /// list this recently (its heartbeat) to be judged.
+    pub window: Duration,
+    /// A relayed servant is dialed back this often, and released when it answers;
+    /// a servant that answered is not dialed again for complaints sooner.
+    pub recheck: Duration,
+    /// A dial-back that has not connected by then has failed.
+    pub dial_timeout: Duration,
+    /// Servants one relay pulls for at most.
+    pub pullers: u32,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            threshold: 2,
+            share: 50,
+            window: Duration::from_secs(60),
+            recheck: Duration::from_secs(60),
+            dial_timeout: Duration::from_secs(3),
+            pullers: 16,
+        }
+    }
 }
 
 impl Default for Config {
@@ -36,6 +73,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             push_interval: Duration::from_millis(100),
             max_line: 4096,
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -50,6 +88,16 @@ pub struct Overrides {
     pub max_servants: Option<usize>,
     pub idle_timeout: Option<u64>,
     pub push_interval: Option<u64>,
+    pub relay_threshold: Option<u32>,
+    /// Percent.
+    pub relay_share: Option<u32>,
+    /// Seconds.
+    pub relay_window: Option<u64>,
+    /// Seconds.
+    pub relay_recheck: Option<u64>,
+    /// Milliseconds.
+    pub relay_dial_timeout: Option<u64>,
+    pub relay_pullers: Option<u32>,
 }
 
 /// The elements `conf/connmgr.xml` may hold.
@@ -61,6 +109,12 @@ const KNOWN: &[&str] = &[
     "idletimeout",
     "pushinterval",
     "maxline",
+    "relaythreshold",
+    "relayshare",
+    "relaywindow",
+    "relayrecheck",
+    "relaydialtimeout",
+    "relaypullers",
 ];
 
 impl Config {
@@ -78,6 +132,16 @@ impl Config {
         c.push_interval = o
             .push_interval
             .map_or(c.push_interval, Duration::from_millis);
+        let r = &mut c.relay;
+        r.threshold = o.relay_threshold.unwrap_or(r.threshold);
+        r.share = o.relay_share.unwrap_or(r.share);
+        r.window = o.relay_window.map_or(r.window, Duration::from_secs);
+        r.recheck = o.relay_recheck.map_or(r.recheck, Duration::from_secs);
+        r.dial_timeout = o
+            .relay_dial_timeout
+            .map_or(r.dial_timeout, Duration::from_millis);
+        r.pullers = o.relay_pullers.unwrap_or(r.pullers);
+        c.check_relay("relay settings")?;
         c.check(if o.first_port.is_some() {
             "--first-port"
         } else {
@@ -111,8 +175,62 @@ impl Config {
         if let Some(v) = f.value("maxline", "a number of bytes")? {
             self.max_line = v;
         }
+        self.apply_relay(f)?;
         if let Some(el) = f.root.child("firstport") {
             self.check(&f.place(el))?;
+        }
+        Ok(())
+    }
+
+    fn apply_relay(&mut self, f: &ConfigFile) -> Result<(), ConfigError> {
+        let r = &mut self.relay;
+        if let Some(v) = f.value("relaythreshold", "a number of complaints (0 = no verdicts)")? {
+            r.threshold = v;
+        }
+        if let Some(v) = f.value("relayshare", "a percentage from 0 to 100")? {
+            r.share = v;
+        }
+        if let Some(v) = f.value::<u64>("relaywindow", "a number of seconds")? {
+            r.window = Duration::from_secs(v);
+        }
+        if let Some(v) = f.value::<u64>("relayrecheck", "a number of seconds")? {
+            r.recheck = Duration::from_secs(v);
+        }
+        if let Some(v) = f.value::<u64>("relaydialtimeout", "a number of milliseconds")? {
+            r.dial_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = f.value("relaypullers", "a number of servants")? {
+            r.pullers = v;
+        }
+        if let Some(el) = f.root.child("relayshare") {
+            self.check_relay(&f.place(el))?;
+        }
+        Ok(())
+    }
+
+    /// Settings that would make the relay misbehave rather than merely be slow.
+    fn check_relay(&self, place: &str) -> Result<(), ConfigError> {
+        let r = &self.relay;
+        if r.share > 100 {
+            return Err(ConfigError::new(
+                place,
+                format!(
+                    "the share of complaining servants is a percentage up to 100, not {}",
+                    r.share
+                ),
+            ));
+        }
+        for (what, d) in [
+            ("window", r.window),
+            ("recheck", r.recheck),
+            ("dial timeout", r.dial_timeout),
+        ] {
+            if r.threshold > 0 && d.is_zero() {
+                return Err(ConfigError::new(
+                    place,
+                    format!("the relay {what} must be more than 0 while verdicts are on (relay threshold {})", r.threshold),
+                ));
+            }
         }
         Ok(())
     }
@@ -158,6 +276,39 @@ mod tests {
         let e = Config::load(&o).unwrap_err();
         assert!(e.to_string().contains(":2: the first servant port"), "{e}");
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn relay_settings_come_from_the_file_and_flags_and_are_checked() {
+        let path =
+            std::env::temp_dir().join(format!("p2pchat-connmgr-relay-{}.xml", std::process::id()));
+        std::fs::write(
+            &path,
+            "<connmgr><relaythreshold>3</relaythreshold><relaypullers>1</relaypullers></connmgr>",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            relay_dial_timeout: Some(250),
+            ..Overrides::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!((c.relay.threshold, c.relay.pullers), (3, 1));
+        assert_eq!(c.relay.dial_timeout, Duration::from_millis(250));
+        assert_eq!(c.relay.share, 50);
+        std::fs::write(&path, "<connmgr>\n\n<relayshare>150</relayshare></connmgr>").unwrap();
+        let e = Config::load(&Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains(":3: the share"), "{e}");
+        let _ = std::fs::remove_file(path);
+        let o = Overrides {
+            relay_window: Some(0),
+            ..Overrides::default()
+        };
+        assert!(Config::load(&o).unwrap_err().to_string().contains("window"));
     }
 
     #[test]
