@@ -156,15 +156,12 @@ impl Servant {
                 )
             }
         };
-        let changed = peers.len() != self.peers.len()
-            || peers
-                .iter()
-                .zip(&self.peers)
-                .any(|(a, b)| (a.ip, a.port, a.me) != (b.ip, b.port, b.me));
+        let changed = peers != self.peers;
         self.peers = peers;
         if changed || std::mem::take(&mut self.fresh_link) {
             info!("peers: {}", describe(&self.peers));
         }
+        self.relay_document(r);
         let Some(port) = self.peers.iter().find(|p| p.me).map(|p| p.port) else {
             if !self.no_me_logged {
                 self.no_me_logged = true;
@@ -204,6 +201,9 @@ fn describe(peers: &[Peer]) -> String {
         if p.me {
             s.push('*');
         }
+        if p.relay.is_some() {
+            s.push_str(" relayed");
+        }
     }
     if peers.len() > LOGGED_PEERS {
         s.push_str(", ...");
@@ -222,6 +222,7 @@ mod tests {
             port,
             offset: 1,
             me,
+            relay: None,
         }
     }
 
@@ -229,6 +230,9 @@ mod tests {
     fn the_peers_line_marks_self() {
         let peers = [peer(2224, true), peer(2225, false), peer(2226, false)];
         assert_eq!(describe(&peers), "3 (2224*, 2225, 2226)");
+        let mut relayed = peer(2227, false);
+        relayed.relay = Some(crate::wire::relay::Relay::Nobody);
+        assert_eq!(describe(&[relayed]), "1 (2227 relayed)");
         assert_eq!(describe(&[]), "0 ()");
     }
 }

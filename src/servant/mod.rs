@@ -13,6 +13,7 @@
 //! | closing the form                             | `leave.rs`: `/quit`, end of input   |
 //! | `txtChat1`                                   | stdout ([`console`])                |
 //! | `pConfig` (`config.xml`)                     | [`config`], [`bans`]                |
+//! | (the article's last section: relays)         | `relay.rs`, `Slot::Pull`            |
 //!
 //! This file holds the servant's state and the reactor's handlers, each passing its
 //! event to the control it belongs to, whose method carries the VB name and
@@ -23,7 +24,8 @@
 //! are framed, not one `GetData` each ([`chat`], `link.rs`); the manager is asked
 //! every poll interval, its pushes are taken, and a lost manager is retried with
 //! backoff while the last list stays in use (`link.rs`); bans compare parsed
-//! addresses and resolve names off the loop ([`bans`]).
+//! addresses and resolve names off the loop ([`bans`]). Behind a port-blocking
+//! router, a servant pulls from a relay the manager names (`relay.rs`).
 
 pub mod bans;
 pub mod chat;
@@ -32,6 +34,7 @@ pub mod console;
 mod incoming;
 mod leave;
 mod link;
+mod relay;
 mod send;
 mod typed;
 
@@ -39,7 +42,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
@@ -57,6 +60,8 @@ use send::Failures;
 const POLL: usize = 0;
 const RECONNECT: usize = 1;
 const QUIT_DEADLINE: usize = 2;
+/// Connect timeouts, keepalives and the pull link ([`relay`]).
+const TICK: usize = 3;
 /// Incoming chat connections silent this long are closed (slow or stuck peers).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -71,6 +76,17 @@ enum Slot {
     Incoming {
         from: SocketAddr,
         reader: ChatReader,
+        /// A batch, or a servant pulling from us.
+        role: relay::Role,
+    },
+    /// Our pull link to the relay the manager named for us.
+    Pull {
+        to: SocketAddr,
+        reader: ChatReader,
+        error: Option<String>,
+        started: Instant,
+        /// It connected: a loss later is not the relay being unreachable.
+        up: bool,
     },
     /// `send1`: one batch on its way to one peer.
     Outgoing {
@@ -83,6 +99,8 @@ enum Slot {
         /// The socket took the whole batch.
         delivered: bool,
         error: Option<String>,
+        /// When the connect began, for [`relay::CONNECT_TIMEOUT`].
+        started: Instant,
     },
 }
 
@@ -139,6 +157,7 @@ struct Servant {
     /// side has not closed yet: leaving waits for them so our own transcript is whole.
     self_pending: Vec<SocketAddr>,
     quitting: bool,
+    relay: relay::Relaying,
 }
 
 impl Servant {
@@ -168,6 +187,7 @@ impl Servant {
             outgoing: 0,
             self_pending: Vec::new(),
             quitting: false,
+            relay: relay::Relaying::default(),
         }
     }
 
@@ -195,6 +215,7 @@ impl Handler for Servant {
         match r.data(i) {
             Some(Slot::Manager) => self.winsock1_data_arrival(r, i, data),
             Some(Slot::Incoming { .. }) => self.servants1_data_arrival(r, i, data),
+            Some(Slot::Pull { .. }) => self.pull_data_arrival(r, i, data),
             _ => {}
         }
     }
@@ -218,7 +239,8 @@ impl Handler for Servant {
                     self.listener = None;
                 }
             }
-            Slot::Incoming { from, reader } => self.servants1_close(r, from, reader),
+            Slot::Incoming { from, reader, role } => self.servants1_close(r, i, from, reader, role),
+            Slot::Pull { to, error, up, .. } => self.pull_closed(r, i, to, up, error),
             Slot::Outgoing {
                 to,
                 local,
@@ -234,6 +256,7 @@ impl Handler for Servant {
         match r.data(i) {
             Some(Slot::Manager) => self.winsock1_connect(),
             Some(Slot::Outgoing { .. }) => self.send1_connect(r, i),
+            Some(Slot::Pull { .. }) => self.pull_connect(r, i),
             _ => {}
         }
     }
@@ -249,7 +272,9 @@ impl Handler for Servant {
     /// the close that follows, which does the counting and the logging.
     fn error(&mut self, r: &mut Reactor<Slot>, i: Index, err: &io::Error) {
         match r.data_mut(i) {
-            Some(Slot::Outgoing { error, .. }) => *error = Some(err.to_string()),
+            Some(Slot::Outgoing { error, .. } | Slot::Pull { error, .. }) => {
+                *error = Some(err.to_string())
+            }
             Some(Slot::Manager) => self.link_error = Some(err.to_string()),
             _ => {}
         }
@@ -261,6 +286,7 @@ impl Handler for Servant {
             POLL => self.poll(r),
             RECONNECT if !self.quitting || !self.held.is_empty() => self.connect_manager(r),
             QUIT_DEADLINE => self.quit_deadline(r),
+            TICK => self.tick(r),
             _ => {}
         }
     }
@@ -394,6 +420,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         servant.console.prompt();
     }
     servant.connect_manager(&mut r);
+    r.set_timer(TICK, r.now());
     r.run(&mut servant)
         .map_err(|e| StartError(format!("event loop failed: {e}")))?;
     let failed: u64 = servant.failures.values().map(|f| f.count).sum();
