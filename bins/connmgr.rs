@@ -28,7 +28,8 @@ OPTIONS:
     --push-interval MS     at most one pushed list per servant per MS; 0 = no pushes [default: 100]
     --relay-threshold N    complaints (`cannot reach`) each peer must make about a servant
                            before it is dialed back; 0 = never relay [default: 2]
-    --relay-share PCT      percent of the other servants that must complain [default: 50]
+    --relay-share PCT      more than PCT percent of the other servants must complain;
+                           0 = any one [default: 50, i.e. most]
     --relay-window SECS    complaints older than this are forgotten; a servant must have
                            asked for the list this recently to be judged [default: 60]
     --relay-recheck SECS   dial relayed servants back this often; release those that

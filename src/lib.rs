@@ -13,6 +13,7 @@
 //! | servant form (`Winsock1`, `servants1(i)`, `send1`, `txtSend1`) | [`servant`] |
 //! | (none: many servants at once, to measure the manager) | [`churn`]          |
 //! | (none: the tests' and demo's way to start the binaries) | [`harness`], [`demo`] |
+//! | (none: a router that blocks ports, for the relay)  | [`netns`]                  |
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod connmgr;
 pub mod demo;
 pub mod harness;
+pub mod netns;
 pub mod reactor;
 pub mod servant;
 pub mod text;

@@ -36,7 +36,8 @@ pub struct RelayConfig {
     /// Complaints each complainer must make about a servant (the article's "2 or
     /// 3"); 0 turns verdicts off.
     pub threshold: u32,
-    /// Percent of the other servants that must have complained that often.
+    /// More than this percent of the other servants must have complained that
+    /// often (50: most of them, as the article says); 0 = any one.
     pub share: u32,
     /// Complaints older than this are forgotten; a servant must have asked for the
     /// list this recently (its heartbeat) to be judged.
@@ -187,7 +188,7 @@ impl Config {
         if let Some(v) = f.value("relaythreshold", "a number of complaints (0 = no verdicts)")? {
             r.threshold = v;
         }
-        if let Some(v) = f.value("relayshare", "a percentage from 0 to 100")? {
+        if let Some(v) = f.value("relayshare", "a percentage from 0 to 99")? {
             r.share = v;
         }
         if let Some(v) = f.value::<u64>("relaywindow", "a number of seconds")? {
@@ -211,11 +212,11 @@ impl Config {
     /// Settings that would make the relay misbehave rather than merely be slow.
     fn check_relay(&self, place: &str) -> Result<(), ConfigError> {
         let r = &self.relay;
-        if r.share > 100 {
+        if r.share > 99 {
             return Err(ConfigError::new(
                 place,
                 format!(
-                    "the share of complaining servants is a percentage up to 100, not {}",
+                    "the share of complaining servants is a percentage below 100, not {}",
                     r.share
                 ),
             ));

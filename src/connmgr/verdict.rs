@@ -185,7 +185,7 @@ impl Manager {
                 let complainers = (m.reach.complaints.iter())
                     .filter(|c| c.count >= cfg.threshold && fresh(c.last))
                     .count();
-                if complainers == 0 || complainers * 100 < cfg.share as usize * others {
+                if complainers == 0 || complainers * 100 <= cfg.share as usize * others {
                     return;
                 }
                 Purpose::Complaints {

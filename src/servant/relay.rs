@@ -195,12 +195,8 @@ impl Servant {
             return;
         };
         *up = true;
-        let to = *to;
-        if std::mem::take(&mut self.relay.pull_lost_logged) {
-            info!("pulling from the relay at {to} again");
-        } else {
-            info!("pulling from the relay at {to}");
-        }
+        self.relay.pull_lost_logged = false;
+        info!("pulling from the relay at {}", *to);
     }
 
     /// What the relay forwards: every peer's lines, shown as they come.
