@@ -156,9 +156,12 @@ impl Servant {
                 )
             }
         };
+        // Taken first: `changed || take(..)` would leave it set after a changed list,
+        // and the next, unchanged, list would be logged again.
+        let fresh = std::mem::take(&mut self.fresh_link);
         let changed = peers != self.peers;
         self.peers = peers;
-        if changed || std::mem::take(&mut self.fresh_link) {
+        if changed || fresh {
             info!("peers: {}", describe(&self.peers));
         }
         self.relay_document(r);
