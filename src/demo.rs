@@ -7,12 +7,18 @@
 //! to the running executable; when they are missing or older than it (`cargo run
 //! --bin demo` builds only the demo), it runs itself with [`ROLE`] to play those
 //! parts through the same library functions ([`play`]).
+//!
+//! [`run_nat`] (`demo --nat`, root only) instead builds network namespaces with a
+//! servant behind a port-blocking router and shows it chatting through a relay.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::harness::{Process, Spawn, LISTENING};
 use crate::{connmgr, servant};
+
+mod nat;
+pub use nat::run as run_nat;
 
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(10);
