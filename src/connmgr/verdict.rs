@@ -80,6 +80,8 @@ pub(super) enum Purpose {
     Complaints { complainers: usize, of: usize },
     /// It said it cannot reach itself.
     SelfReport,
+    /// A servant pulling from it cannot reach it.
+    Puller,
     /// It would be a relay: check it can be reached first.
     Vet,
     /// It is marked: is it still unreachable?
@@ -124,6 +126,10 @@ impl Manager {
         }
         if target == from {
             return self.judge(r, target, Some(Purpose::SelfReport));
+        }
+        // One puller losing its relay is enough to check the relay.
+        if member(r, from).is_some_and(|m| m.reach.relay == RelayState::Via(target)) {
+            return self.judge(r, target, Some(Purpose::Puller));
         }
         let now = r.now();
         let full = member(r, from).map_or(true, |m| m.reach.complained >= MAX_COMPLAINED);
@@ -291,6 +297,7 @@ impl Manager {
                         self.config.relay.threshold
                     ),
                     Purpose::SelfReport => "it cannot reach itself".into(),
+                    Purpose::Puller => "a servant pulling from it cannot reach it".into(),
                     Purpose::Vet | Purpose::Recheck => "it was checked as a possible relay".into(),
                 };
                 info!("verdict: offset {target} ({to}) is behind a port-blocking router: {reason}, and the dial-back failed ({why})");
@@ -319,9 +326,16 @@ impl Manager {
         }
         if self.verdicts.next_recheck.is_some_and(|t| t <= now) {
             self.verdicts.next_recheck = None;
+            let recheck = self.config.relay.recheck;
+            // Those dialed within the interval (just marked, say) wait for the next round.
             let due: Vec<Index> = (r.slots().iter())
                 .filter_map(|(i, s)| match &s.data {
-                    Slot::Servant(m) if m.reach.relay != RelayState::Direct && !m.reach.dialing => {
+                    Slot::Servant(m)
+                        if m.reach.relay != RelayState::Direct
+                            && !m.reach.dialing
+                            && (m.reach.dialed)
+                                .map_or(true, |t| now.duration_since(t) >= recheck) =>
+                    {
                         Some(i)
                     }
                     _ => None,
@@ -336,15 +350,13 @@ impl Manager {
 
     /// Sets the relay timer for the next dial deadline or recheck.
     pub(super) fn arm_relay_timer(&mut self, r: &mut Reactor<Slot>) {
-        if self.verdicts.marked > 0 && self.verdicts.next_recheck.is_none() {
+        if self.verdicts.marked == 0 {
+            self.verdicts.next_recheck = None;
+        } else if self.verdicts.next_recheck.is_none() {
             self.verdicts.next_recheck = Some(r.now() + self.config.relay.recheck);
         }
         let next = (self.verdicts.dials.iter().map(|&(_, at)| at))
-            .chain(
-                self.verdicts
-                    .next_recheck
-                    .filter(|_| self.verdicts.marked > 0),
-            )
+            .chain(self.verdicts.next_recheck)
             .min();
         match next {
             Some(at) => r.set_timer(RELAY, at),

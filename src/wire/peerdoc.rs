@@ -151,8 +151,9 @@ impl PeerDoc {
     }
 
     /// Sets or clears the `<relay>` element of `offset`'s entry, re-rendering that
-    /// entry only. Returns whether there is such an entry. Like every change, it
-    /// copies the buffer only while a queued send still holds the old one.
+    /// entry only. Returns whether the document changed (false for no such entry,
+    /// or the same element). Like every change, it copies the buffer only while a
+    /// queued send still holds the old one.
     pub fn set_relay(&mut self, offset: usize, relay: Option<Relay>) -> bool {
         let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
             return false;
@@ -167,7 +168,7 @@ impl PeerDoc {
         let from = e.start + e.me + ME_FALSE.len() + ME_END.len();
         let to = e.start + e.len;
         if self.body[from..to] == tail[..] {
-            return true; // unchanged: keep the buffer, and any queued sends sharing it
+            return false; // unchanged: keep the buffer, and any queued sends sharing it
         }
         let new_len = from - e.start + tail.len();
         Rc::make_mut(&mut self.body).splice(from..to, tail);
@@ -487,8 +488,12 @@ mod tests {
         // Personalising still finds `me` in later entries after the lengths changed.
         let for2 = parse(std::str::from_utf8(&d.render_for(2)).unwrap()).unwrap();
         assert!(for2[1].me && !for2[0].me && !for2[2].me);
-        d.set_relay(2, None);
-        d.set_relay(1, None);
+        assert!(
+            !d.set_relay(1, Some(Relay::Nobody)),
+            "the same element again"
+        );
+        assert!(d.set_relay(2, None));
+        assert!(d.set_relay(1, None));
         assert_eq!(
             d.render_for(3),
             bare,
