@@ -47,6 +47,11 @@ pub(super) const LINE_RATE: f64 = 20.0;
 pub(super) const LINE_BURST: f64 = 100.0;
 /// An outgoing connection (a send, or the pull) not up by then has failed.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often both ends of a pull link say something when there is nothing to
+/// say, so that neither's idle sweep (30 s at least) closes it. Rarely: without
+/// TCP_NODELAY a keepalive still unacknowledged holds back the next line (Nagle)
+/// until the peer's delayed ACK, up to 40 ms.
+const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Peers whose last complaint is remembered, before old ones are forgotten.
 const REMEMBERED: usize = 4096;
 
@@ -70,6 +75,8 @@ pub(super) struct Relaying {
     forward: Vec<u8>,
     /// Lines from pullers dropped for their rate, since the last warning.
     dropped: u64,
+    /// When keepalives last went out.
+    kept_alive: Option<Instant>,
 }
 
 /// What an incoming connection turned out to be.
@@ -345,8 +352,8 @@ impl Servant {
     }
 
     /// The relay tick: outgoing connections that will not come up fail, both ends of
-    /// pull links hear a keepalive, a lost pull link is opened again, and lines
-    /// dropped for their rate are reported.
+    /// pull links hear a keepalive every [`KEEPALIVE`], a lost pull link is opened
+    /// again, and lines dropped for their rate are reported.
     pub(super) fn tick(&mut self, r: &mut Reactor<Slot>) {
         let now = r.now();
         let stuck: Vec<Index> = (r.slots().iter())
@@ -366,11 +373,18 @@ impl Servant {
             }
             r.abort(i);
         }
-        for k in 0..self.relay.pullers.len() {
-            r.send(self.relay.pullers[k], b"\n");
+        let keepalive = self
+            .relay
+            .kept_alive
+            .map_or(true, |t| now.duration_since(t) >= KEEPALIVE);
+        if keepalive {
+            self.relay.kept_alive = Some(now);
+            for k in 0..self.relay.pullers.len() {
+                r.send(self.relay.pullers[k], b"\n");
+            }
         }
         match (self.relay.pull, self.relay.status) {
-            (Some(p), _) => r.send(p, b"\n"),
+            (Some(p), _) if keepalive => r.send(p, b"\n"),
             (None, Some(Relay::Via(to))) if !self.quitting => self.open_pull(r, to),
             _ => {}
         }
