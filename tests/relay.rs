@@ -5,7 +5,8 @@
 //!
 //! They need root, `ip` and `nft`. Where those are missing each test says why and
 //! passes without running, unless `P2PCHAT_REQUIRE_NETNS=1`, which makes that a
-//! failure (CI sets it).
+//! failure (CI sets it). The last test needs none of it: the manager's side on
+//! loopback, with raw clients.
 
 mod common;
 
@@ -456,4 +457,50 @@ fn the_nat_demo_shows_a_relayed_servant_chatting() {
         "{text}"
     );
     assert!(text.ends_with("Done.\n"), "{text}");
+}
+
+/// No namespaces needed: on loopback a raw client that does not listen on its port
+/// is marked, and one that does is checked and named as its relay; the document
+/// is the article's until then.
+#[test]
+fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
+    let (manager, addr) = common::connmgr(&[
+        "--relay-threshold",
+        "1",
+        "--relay-share",
+        "0",
+        "--relay-dial-timeout",
+        "2000",
+    ]);
+    let mut a = common::client(addr);
+    a.write_all(b"needs peer list\n").unwrap();
+    let a_port = common::entries(&common::read_doc(&mut a))[0].0;
+    let mut b = common::client(addr);
+    b.write_all(b"needs peer list\n").unwrap();
+    let doc = common::read_doc(&mut b);
+    assert!(
+        !doc.contains("<relay>") && doc.ends_with("<me>TRUE</me></peer></peers>\r\n"),
+        "{doc}"
+    );
+    let b_port = common::entries(&doc)[1].0;
+    // b answers dial-backs (the kernel completes the handshake); a does not.
+    let _listening = std::net::TcpListener::bind(("127.0.0.1", b_port)).unwrap();
+    b.write_all(format!("cannot reach 127.0.0.1:{a_port}\n").as_bytes())
+        .unwrap();
+    let relayed = loop {
+        let doc = common::read_doc(&mut b);
+        if doc.contains("<relay>") {
+            break doc;
+        }
+    };
+    let want = format!(
+        "<port>{a_port}</port><offset>1</offset><me>FALSE</me><relay><ip>127.0.0.1</ip><port>{b_port}</port></relay></peer>"
+    );
+    assert!(relayed.contains(&want), "{relayed}");
+    let line = manager.wait_for("verdict: offset 1");
+    assert!(
+        line.contains("1 of 1 other servants complained 1+ times each"),
+        "{line}"
+    );
+    manager.wait_for("relay: offset 1 (127.0.0.1:");
 }

@@ -47,7 +47,7 @@ impl Manager {
     /// `target` answered a dial-back: peers reach it directly again.
     pub(super) fn unmark(&mut self, r: &mut Reactor<Slot>, target: Index) {
         self.set_state(r, target, RelayState::Direct);
-        self.verdicts.marked -= 1;
+        self.verdicts.marked = self.verdicts.marked.saturating_sub(1);
         if let Some(m) = member(r, target) {
             info!(
                 "offset {target} ({}) answers dial-backs again: no longer relayed",
@@ -174,10 +174,10 @@ impl Manager {
         }
         let seeking = |s| matches!(s, RelayState::Seeking | RelayState::Nobody);
         self.verdicts.seeking += usize::from(seeking(state));
-        self.verdicts.seeking -= usize::from(seeking(old));
+        self.verdicts.seeking = (self.verdicts.seeking).saturating_sub(usize::from(seeking(old)));
         if let RelayState::Via(o) = old {
             if let Some(o) = member_mut(r, o) {
-                o.reach.pullers -= 1;
+                o.reach.pullers = o.reach.pullers.saturating_sub(1);
             }
         }
         let shown = match state {
@@ -204,13 +204,15 @@ impl Manager {
     /// A servant left: it is no longer marked, no longer pulls, no longer relays.
     pub(super) fn relay_left(&mut self, r: &mut Reactor<Slot>, index: Index, state: RelayState) {
         if state != RelayState::Direct {
-            self.verdicts.marked -= 1;
+            self.verdicts.marked = self.verdicts.marked.saturating_sub(1);
         }
         match state {
-            RelayState::Seeking | RelayState::Nobody => self.verdicts.seeking -= 1,
+            RelayState::Seeking | RelayState::Nobody => {
+                self.verdicts.seeking = self.verdicts.seeking.saturating_sub(1)
+            }
             RelayState::Via(v) => {
                 if let Some(v) = member_mut(r, v) {
-                    v.reach.pullers -= 1;
+                    v.reach.pullers = v.reach.pullers.saturating_sub(1);
                 }
             }
             RelayState::Direct => {}

@@ -66,6 +66,7 @@ pub(super) enum RelayState {
     Nobody,
 }
 
+/// One servant's complaints about another: how many, and the latest.
 #[derive(Clone, Copy, Debug)]
 struct Complaint {
     from: Index,
