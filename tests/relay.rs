@@ -189,7 +189,8 @@ fn internet(test: &str) -> Option<Internet> {
             )
         }
         Err(why) => {
-            eprintln!("skipping {test}: {why}");
+            // Straight to stderr, past the test harness's capture, so the skip shows.
+            let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
             None
         }
     }
