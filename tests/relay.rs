@@ -362,8 +362,14 @@ fn when_the_relay_dies_another_takes_over_and_lines_flow_again() {
     let dead = w.by_addr(&first);
     let alive = if dead == p1 { p2 } else { p1 };
     w.wait(dead, "relaying for", DEADLINE);
+    // The spare: both public servants checked before the relay goes.
+    w.manager_logged("): Vet", 2, DEADLINE);
     w.servants[dead].signal(libc::SIGKILL).unwrap();
     w.wait_manager("can no longer relay", DEADLINE);
+    // Reassigned in the same turn as the leave, so in the same push: no dial-back first.
+    let assigned = w.wait_manager("relay: offset 3", DEADLINE);
+    assert!(assigned.contains(&listen_addr(&w, alive)), "{assigned}");
+    assert_eq!(w.manager.count("): Vet"), 2, "{}", w.manager.log_text());
     let second = w.relayed(n, VERDICT);
     assert_ne!(first, second, "{}", w.servants[n].log_text());
     assert_eq!(w.by_addr(&second), alive);
@@ -419,6 +425,16 @@ fn a_relayed_servant_whose_router_opens_its_port_is_released() {
     w.wait_manager("answers dial-backs again: no longer relayed", VERDICT);
     w.wait(n, "no longer relayed", DEADLINE);
     w.wait(p, "stopped relaying for", DEADLINE);
+}
+
+/// The address servant `k` listens on, from its `listening on` line.
+fn listen_addr(w: &World, k: usize) -> String {
+    let line = w.wait(k, "listening on ", DEADLINE);
+    line.rsplit("listening on ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Reads and drops what servant `d` shows until it has been quiet a moment.
