@@ -22,6 +22,8 @@ pub mod config;
 pub mod connmgr;
 pub mod demo;
 pub mod harness;
+pub mod logging;
+pub mod net;
 pub mod reactor;
 pub mod servant;
 pub mod text;

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::rc::Rc;
 
-use crate::reactor::Shared;
+use crate::net::Shared;
 
 use crate::xml::{self, XmlError};
 
@@ -283,7 +283,7 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
             }
         };
         peers.push(Peer {
-            ip: crate::reactor::canonical_ip(ip),
+            ip: crate::net::canonical_ip(ip),
             port,
             offset,
             me,
