@@ -17,10 +17,12 @@
 //! | any other input (the servant's stdin) | [`Reactor::watch_fd`] / [`Handler::fd_ready`] |
 //! | `txtChat1`, `Debug.Print`        | stdout and stderr, owned by the loop ([`stdio`]) |
 //!
-//! The mechanism is in `poll_loop.rs` (the loop, timers, the one state transition,
-//! the reap) and `sockets.rs` (listen, accept, connect, read, write); the policies
-//! that keep one peer from hurting the others are in `policy.rs` (read and accept
-//! budgets, the backlog limit, the idle sweep, the accept back-off).
+//! The mechanism: `poll_loop.rs` (the loop, timers, the one state transition, the
+//! reap), `sockets.rs` (the slots' sockets and the Winsock methods on them),
+//! `events.rs` (what a ready socket raises), `slots.rs` (the control array), and
+//! [`stdio`] with `sink.rs` (stdout and stderr, never blocking). The policies that
+//! keep one peer from hurting the others are in `policy.rs`: read and accept
+//! budgets, the backlog limit, the idle sweep, the accept back-off.
 //!
 //! Where it deliberately differs from VB:
 //! - Nothing blocks. VB's `DoEvents` loops and `While send1.State = 6` spins become
@@ -36,10 +38,12 @@
 //!   the peer closes its side, what is queued for it still goes out before the
 //!   slot closes; only the backlog limit drops queued bytes, and says so.
 
+mod events;
 mod outq;
 mod policy;
 mod poll_loop;
 mod signals;
+mod sink;
 pub mod slots;
 mod sockets;
 pub mod state;
@@ -48,7 +52,7 @@ pub mod stdio;
 mod tests;
 
 pub use crate::net::{canonical_ip, Shared};
-pub use policy::{Options, ACCEPT_BUDGET, READ_BUDGET};
+pub use policy::{Options, READ_BUDGET};
 pub use poll_loop::Reactor;
 pub use slots::SlotTable;
 pub use sockets::Socket;

@@ -16,7 +16,7 @@ use super::{Handler, Index, Reactor, State};
 pub const READ_BUDGET: usize = 16;
 /// Accepts per listener per turn, for the same reason: a connection flood (each
 /// refused one costs ~20 us) waits behind the established connections' events.
-pub const ACCEPT_BUDGET: usize = 16;
+pub(super) const ACCEPT_BUDGET: usize = 16;
 /// How long accepting pauses when the process is out of file descriptors.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 

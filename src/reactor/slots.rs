@@ -26,8 +26,6 @@ pub struct SlotTable<T> {
     /// [`State::is_reusable`] and whose socket is gone, which the reactor's one
     /// state transition decides and offers here with [`SlotTable::release`].
     reusable: BinaryHeap<Reverse<Index>>,
-    /// Slots not in `sckClosed`.
-    in_use: usize,
 }
 
 impl<T> SlotTable<T> {
@@ -35,7 +33,6 @@ impl<T> SlotTable<T> {
         SlotTable {
             slots: Vec::new(),
             reusable: BinaryHeap::new(),
-            in_use: 0,
         }
     }
 
@@ -51,7 +48,6 @@ impl<T> SlotTable<T> {
     /// `Load p2p(p2p.UBound + 1)`). It is still in `sckClosed`: the caller fills it
     /// and moves it on through the state transition.
     pub(super) fn take(&mut self, now: Instant) -> (Index, &mut Socket<T>) {
-        self.in_use += 1;
         let i = match self.reusable.pop() {
             Some(Reverse(i)) => i,
             None => {
@@ -69,26 +65,16 @@ impl<T> SlotTable<T> {
 
     /// Offers slot `i`, just back in `sckClosed`, for reuse.
     pub(super) fn release(&mut self, i: Index) {
-        self.in_use -= 1;
         self.reusable.push(Reverse(i));
     }
 
     /// Slot `i`, in use or in `sckClosed`; `None` past the last one loaded.
-    pub fn get(&self, i: Index) -> Option<&Socket<T>> {
+    pub(super) fn get(&self, i: Index) -> Option<&Socket<T>> {
         self.slots.get(i)
     }
 
     pub(super) fn get_mut(&mut self, i: Index) -> Option<&mut Socket<T>> {
         self.slots.get_mut(i)
-    }
-
-    /// Slots in use (any state but `sckClosed`).
-    pub fn len(&self) -> usize {
-        self.in_use
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.in_use == 0
     }
 
     /// VB's `UBound + 1`: how many slots have ever been loaded.

@@ -1,18 +1,19 @@
-//! The sockets in the slots: listening, accepting, connecting, reading and
-//! writing, each as the Winsock method or event it stands for.
+//! The sockets in the slots, and the Winsock methods on them: `Listen`, `Accept`,
+//! `Connect`, `SendData`, `Close`. What the loop does when a socket is ready is
+//! in `events.rs`.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use log::{debug, info};
-use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use super::outq::{self, OutQueue, Piece};
-use super::{canonical_ip, Handler, Index, Reactor, Request, Shared, State, READ_BUDGET};
+use super::{Index, Reactor, Request, Shared, State};
 
+/// The socket in a slot in use: a listener or a connection.
 pub(super) enum Io {
     Listener(TcpListener),
     Stream(TcpStream),
@@ -89,15 +90,11 @@ impl<T> Socket<T> {
         self.out.len()
     }
 
-    pub fn is_listener(&self) -> bool {
-        matches!(self.io, Some(Io::Listener(_)))
-    }
-
     pub(super) fn has_socket(&self) -> bool {
         self.io.is_some()
     }
 
-    fn stream(&mut self) -> Option<&mut TcpStream> {
+    pub(super) fn stream(&mut self) -> Option<&mut TcpStream> {
         match &mut self.io {
             Some(Io::Stream(s)) => Some(s),
             _ => None,
@@ -158,15 +155,15 @@ impl<T> Reactor<T> {
         Ok(self.open(Io::Stream(stream), State::Connected, remote, data))
     }
 
-    /// Answers a pending connection with `reply` (best effort) and drops it. It
-    /// allocates nothing: under a flood of connections this runs for each.
+    /// Answers a pending connection with `reply` (best effort) and drops it. Under a
+    /// flood of connections this runs for each, so it allocates nothing and makes
+    /// three syscalls besides the accept: read, write, close (which sends the FIN).
     pub fn refuse(&mut self, request: Request, reply: &[u8]) {
         let mut stream = request.stream;
         // Closing with unread input sends RST, which can destroy the reply before the
         // client reads it; a servant sends its request right after connecting.
         let _ = stream.read(&mut [0u8; 512]);
         let _ = stream.write(reply);
-        let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 
     /// Starts an outgoing connection (VB: `.Connect ip, port`) from `bind` if given,
@@ -249,7 +246,7 @@ impl<T> Reactor<T> {
 
     /// Slot `i`'s output is all with the kernel: `send_complete` (or the close that
     /// waited for it) is due after this batch.
-    fn sent_all(&mut self, i: Index) {
+    pub(super) fn sent_all(&mut self, i: Index) {
         if let Some(s) = self.slots.get_mut(i) {
             if !std::mem::replace(&mut s.complete_queued, true) {
                 self.completed.push_back(i);
@@ -299,199 +296,6 @@ impl<T> Reactor<T> {
             );
         }
         self.transition(i, State::Closing);
-    }
-
-    /// An event for slot `i`.
-    pub(super) fn ready<H: Handler<Data = T>>(
-        &mut self,
-        h: &mut H,
-        i: Index,
-        event: &Event,
-        buf: &mut [u8],
-    ) {
-        // Sporadic events for slots reaped earlier are normal; ignore them.
-        let Some(s) = self.slots.get(i) else {
-            return;
-        };
-        // One waiting on the `again` list has had its budget this turn: it is
-        // resumed after the other events, not here.
-        let (state, waiting) = (s.state, s.again);
-        match state {
-            State::Listening if !waiting => self.accept_some(h, i),
-            State::Connecting => {
-                if event.is_writable() || event.is_error() || event.is_write_closed() {
-                    self.finish_connect(h, i);
-                }
-                if event.is_readable() {
-                    self.read(h, i, buf);
-                }
-            }
-            State::Connected => {
-                if event.is_writable() || event.is_error() {
-                    self.flush(i);
-                }
-                let input = event.is_readable() || event.is_read_closed() || event.is_error();
-                if input && !waiting {
-                    self.read(h, i, buf);
-                }
-            }
-            // Closing, errored or closed: the slot is on its way out, or gone.
-            _ => {}
-        }
-    }
-
-    /// A slot that used its budget last turn gets another.
-    pub(super) fn resume<H: Handler<Data = T>>(&mut self, h: &mut H, i: Index, buf: &mut [u8]) {
-        let Some(s) = self.slots.get_mut(i) else {
-            return;
-        };
-        s.again = false;
-        let state = s.state;
-        match state {
-            State::Listening => self.accept_some(h, i),
-            State::Connected => self.read(h, i, buf),
-            _ => {}
-        }
-    }
-
-    fn finish_connect<H: Handler<Data = T>>(&mut self, h: &mut H, i: Index) {
-        let Some(stream) = self.slots.get_mut(i).and_then(Socket::stream) else {
-            return;
-        };
-        let outcome = match stream.take_error() {
-            Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => match stream.peer_addr() {
-                Ok(_) => Ok(()),
-                // Not yet: a spurious wake-up; wait for the next event.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => Err(e),
-            },
-        };
-        match outcome {
-            Ok(()) => {
-                self.transition(i, State::Connected);
-                h.connect(self, i);
-                self.flush(i);
-            }
-            Err(e) => {
-                h.error(self, i, &e);
-                self.fail(i, e);
-            }
-        }
-    }
-
-    /// Accepts up to [`super::ACCEPT_BUDGET`] connections, then lets the others
-    /// have their turn.
-    pub(super) fn accept_some<H: Handler<Data = T>>(&mut self, h: &mut H, l: Index) {
-        for _ in 0..super::ACCEPT_BUDGET {
-            if self.stopped || self.accepts_paused() {
-                return;
-            }
-            let Some(s) = self.slots.get(l).filter(|s| s.state == State::Listening) else {
-                return;
-            };
-            let Some(Io::Listener(listener)) = &s.io else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, remote)) => {
-                    let remote = SocketAddr::new(canonical_ip(remote.ip()), remote.port());
-                    h.connection_request(self, l, Request { stream, remote });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => return self.pause_accepts(&e),
-            }
-        }
-        self.again_later(l);
-    }
-
-    /// Reads up to [`READ_BUDGET`] chunks from slot `i`, then lets the others have
-    /// their turn.
-    fn read<H: Handler<Data = T>>(&mut self, h: &mut H, i: Index, buf: &mut [u8]) {
-        for _ in 0..READ_BUDGET {
-            let now = self.now;
-            let Some(s) = self.slots.get_mut(i) else {
-                return;
-            };
-            // VB: `If p2p(Index).State <> 7 Then p2p(Index).Close: Exit Sub`.
-            if s.state != State::Connected || s.peer_closed {
-                return;
-            }
-            let Some(stream) = s.stream() else {
-                return;
-            };
-            match stream.read(buf) {
-                Ok(0) => return self.peer_closed(i),
-                Ok(n) => {
-                    s.last_active = now;
-                    h.data_arrival(self, i, &buf[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    h.error(self, i, &e);
-                    return self.fail(i, e);
-                }
-            }
-        }
-        self.again_later(i);
-    }
-
-    /// The peer closed its side. VB went to `sckClosing` at once; here what is
-    /// still queued for the peer goes out first (a client may half-close right
-    /// after its requests, as `nc -N` does), then the slot closes.
-    fn peer_closed(&mut self, i: Index) {
-        let Some(s) = self.slots.get_mut(i) else {
-            return;
-        };
-        if s.unsent() == 0 {
-            return self.transition(i, State::Closing);
-        }
-        debug!(
-            "slot {i} ({}): the peer closed its side; sending the {} bytes queued first",
-            s.addr,
-            s.unsent()
-        );
-        s.peer_closed = true;
-        s.close_when_sent = true;
-    }
-
-    /// Puts slot `i` on the list to come back to after the others, once per turn.
-    fn again_later(&mut self, i: Index) {
-        if let Some(s) = self.slots.get_mut(i) {
-            if !std::mem::replace(&mut s.again, true) {
-                self.again.push(i);
-            }
-        }
-    }
-
-    /// Writes what is queued on slot `i` until the socket would block.
-    fn flush(&mut self, i: Index) {
-        let now = self.now;
-        let Some(s) = self.slots.get_mut(i) else {
-            return;
-        };
-        if s.state != State::Connected || s.out.is_empty() {
-            return;
-        }
-        let Some(Io::Stream(stream)) = &mut s.io else {
-            return;
-        };
-        match s.out.write_to(stream) {
-            Ok(0) => {}
-            Ok(_) => {
-                s.last_active = now;
-                if s.out.is_empty() {
-                    self.sent_all(i);
-                }
-            }
-            Err(e) => self.fail(i, e),
-        }
     }
 
     /// An I/O error ends slot `i` (the handler's `error` has been told, if it asked).

@@ -3,24 +3,15 @@
 //!
 //! A daemon whose log reader stalls (a pipe nobody drains, a terminal paused with
 //! Ctrl-S) must not stall with it. Every line for stdout or stderr, log lines and
-//! the servant's chat alike, is appended to a queue of at most [`QUEUE_LIMIT`]
-//! bytes; the loop writes each queue once per turn, so the lines of one turn
-//! leave in one `write`, and when the stream would block the loop waits for it
-//! to become writable, as it does for sockets. A line that finds its queue full
+//! the servant's chat alike, is appended to a queue of at most 1 MiB; the loop
+//! writes each queue once per turn, so the lines of one turn leave in one
+//! `write`, and when the stream would block the loop waits for it to become
+//! writable, as it does for sockets. A line that finds its queue full
 //! is dropped and counted; once the stream has drained, one line says how many
 //! were lost, in the place where they are missing.
 //!
-//! Non-blocking without touching fds 0, 1 and 2: a terminal's or a pipe's file
-//! status flags belong to the open file description, which the shell that started
-//! us shares, so O_NONBLOCK on fd 1 would leave the shell's terminal non-blocking
-//! too, even after we are killed. Instead the stream is opened again through
-//! `/proc/self/fd/N`: a new description of the same pipe, FIFO or terminal, and
-//! only that one is made non-blocking. A socket (journald's stream) cannot be
-//! opened that way (ENXIO); it is written with `send(MSG_DONTWAIT)`. A regular
-//! file is written as it is: it never blocks for long, and a second description
-//! would keep an offset of its own and overwrite what the first one wrote.
-//! epoll refuses regular files and `/dev/null` (EPERM); they count as always
-//! writable.
+//! How each stream is written without blocking, and without making the shell's
+//! terminal non-blocking, is `sink.rs`'s business.
 //!
 //! Lines written outside the loop go through the same queues: before the loop
 //! starts and after it ends they are written at once, as far as the stream takes
@@ -29,9 +20,8 @@
 //! chance ([`EXIT_GRACE`]).
 
 use std::cell::Cell;
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard, Once, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -39,10 +29,12 @@ use log::warn;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token, Waker};
 
+use super::sink::Sink;
+
 /// Most bytes queued per stream; past it lines are dropped and counted.
-pub const QUEUE_LIMIT: usize = 1024 * 1024;
+const QUEUE_LIMIT: usize = 1024 * 1024;
 /// How long an exiting process waits for a stalled reader before giving up the rest.
-pub const EXIT_GRACE: Duration = Duration::from_secs(1);
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// A drained queue keeps at most this much memory.
 const KEEP: usize = 64 * 1024;
 
@@ -78,24 +70,6 @@ struct Queue {
     lost: u64,
     /// The last write would have blocked: wait for a writability event.
     blocked: bool,
-}
-
-/// How bytes reach the stream without blocking.
-enum Sink {
-    /// Not looked at yet.
-    Unopened,
-    /// A regular file or block device: written directly.
-    File,
-    /// Our own non-blocking description of the pipe, FIFO or terminal.
-    Reopened(OwnedFd),
-    /// A socket: `send(MSG_DONTWAIT)`.
-    Socket,
-    /// No non-blocking way in (no `/proc`, or no permission to reopen a terminal):
-    /// written only after `poll` says it takes more, at most `PIPE_BUF` at a time,
-    /// which a pipe takes without blocking.
-    Polled,
-    /// Not open, or failed for good: lines are discarded.
-    Gone,
 }
 
 impl Stream {
@@ -243,77 +217,6 @@ impl Queue {
     }
 }
 
-impl Sink {
-    fn open(fd: RawFd) -> Sink {
-        // SAFETY: fstat writes into a zeroed stat struct we own.
-        let mode = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstat(fd, &mut st) != 0 {
-                return Sink::Gone;
-            }
-            st.st_mode & libc::S_IFMT
-        };
-        match mode {
-            libc::S_IFREG | libc::S_IFBLK => Sink::File,
-            libc::S_IFSOCK => Sink::Socket,
-            _ => {
-                let Ok(path) = CString::new(format!("/proc/self/fd/{fd}")) else {
-                    return Sink::Polled;
-                };
-                let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
-                // SAFETY: open with a valid C string; the fd it returns is ours alone.
-                let new = unsafe { libc::open(path.as_ptr(), flags) };
-                if new >= 0 {
-                    // SAFETY: `new` is a freshly opened descriptor nobody else owns.
-                    Sink::Reopened(unsafe { OwnedFd::from_raw_fd(new) })
-                } else if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
-                    Sink::Gone // a pipe or FIFO whose reader has gone already
-                } else {
-                    Sink::Polled
-                }
-            }
-        }
-    }
-
-    /// The descriptor to watch for writability, unless it can never block.
-    fn pollable(&self, fd: RawFd) -> Option<RawFd> {
-        match self {
-            Sink::Reopened(own) => Some(own.as_raw_fd()),
-            Sink::Socket | Sink::Polled => Some(fd),
-            Sink::Unopened | Sink::File | Sink::Gone => None,
-        }
-    }
-
-    fn write(&self, fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-        let (ptr, len) = (bytes.as_ptr().cast(), bytes.len());
-        // SAFETY: each call reads `len` bytes from a valid slice.
-        let n = unsafe {
-            match self {
-                Sink::File => libc::write(fd, ptr, len),
-                Sink::Reopened(own) => libc::write(own.as_raw_fd(), ptr, len),
-                Sink::Socket => libc::send(fd, ptr, len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL),
-                Sink::Polled => {
-                    let mut pfd = libc::pollfd {
-                        fd,
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    if libc::poll(&mut pfd, 1, 0) == 0 {
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
-                    libc::write(fd, ptr, len.min(libc::PIPE_BUF))
-                }
-                Sink::Unopened | Sink::Gone => return Ok(len),
-            }
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    }
-}
-
 /// The running loop's hold on both streams: it gets their writability events and
 /// writes them once per turn. One loop at a time has it.
 pub(super) struct Attached {
@@ -433,6 +336,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::fd::{AsRawFd, FromRawFd};
 
     /// A pipe whose write end is a [`Stream`] named "chat", opened as stdout would be;
     /// returns it and the read end.
