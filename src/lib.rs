@@ -13,6 +13,8 @@
 //! | servant form (`Winsock1`, `servants1(i)`, `send1`, `txtSend1`) | [`servant`] |
 //! | (none: many servants at once, to measure the manager) | [`churn`]          |
 //! | (none: the tests' and demo's way to start the binaries) | [`harness`], [`demo`] |
+//! | `Debug.Print`, never blocking the loop           | [`logging`]                |
+//! | (shared by the wire and the reactor)           | [`net`]                    |
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 

@@ -234,6 +234,7 @@ impl<T> Reactor<T> {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; READ_CHUNK];
         let streams = stdio::attach(self.poll.registry(), &self.waker, [STDOUT, STDERR]);
+        self.now = Instant::now();
         let mut result = Ok(());
         while !self.stopped && result.is_ok() {
             result = self.turn(h, &mut events, &mut buf, streams.as_ref());
