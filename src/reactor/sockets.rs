@@ -187,9 +187,7 @@ impl<T> Reactor<T> {
         self.poll
             .registry()
             .register(&mut stream, Token(index), interest)?;
-        let i = self.open(Io::Stream(stream), State::Connecting, to, data);
-        self.slots.get_mut(i).expect("just opened").want_write = true;
-        Ok(i)
+        Ok(self.open(Io::Stream(stream), State::Connecting, to, data))
     }
 
     /// Puts a registered socket in the lowest reusable slot and moves the slot out
@@ -198,6 +196,8 @@ impl<T> Reactor<T> {
         let now = self.now;
         let (i, slot) = self.slots.take(now);
         *slot = Socket::new(Some(io), addr, Some(data), now);
+        // A connecting socket was registered for writability, which says it is up.
+        slot.want_write = state == State::Connecting;
         self.transition(i, state);
         i
     }

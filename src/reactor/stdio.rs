@@ -107,7 +107,7 @@ impl Stream {
             Some(waker) if was_empty => {
                 let _ = waker.wake();
             }
-            Some(_) => {} // the loop has been woken for what was queued before
+            Some(_) => {} // goes out with what was queued before it
             None => self.lock().write_out(self),
         }
     }
