@@ -29,9 +29,9 @@ use crate::reactor::stdio::{STDERR, STDOUT};
 use crate::reactor::{Reactor, READ_BUDGET, READ_CHUNK};
 
 /// The id stdin is watched under ([`crate::reactor::Handler::fd_ready`]).
-pub const STDIN: usize = 0;
+const STDIN: usize = 0;
 
-/// Has the loop report stdin to [`crate::reactor::Handler::fd_ready`] with [`STDIN`].
+/// Has the loop report stdin to [`crate::reactor::Handler::fd_ready`].
 pub fn watch_stdin<T>(r: &mut Reactor<T>) -> io::Result<()> {
     r.watch_fd(0, STDIN)
 }
