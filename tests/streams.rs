@@ -246,8 +246,8 @@ fn shows(d: &Daemon, line: &str) {
 #[test]
 fn a_chat_stdout_nobody_reads_costs_lines_counted_when_it_drains_never_the_servant() {
     // No pushes: the servant learns of newcomers only by polling. A servant that
-    // stops polling for 2 s is dropped.
-    let (m, manager) = connmgr(&["--push-interval", "0", "--idle-timeout", "2"]);
+    // stops polling for 3 s is dropped.
+    let (m, manager) = connmgr(&["--push-interval", "0", "--idle-timeout", "3"]);
     let (mut alice, stdout, alice_log) = servant_with_unread_stdout(manager, "127.0.91.2");
     let bob = servant(manager, "127.0.91.3", "bob");
     bob.listening_addr();
