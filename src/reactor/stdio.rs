@@ -287,11 +287,19 @@ impl Attached {
         }
     }
 
-    /// The loop ends: lines are written at once again, as far as the streams take them.
-    pub(super) fn detach(self, registry: &Registry) {
-        for fd in self.registered.into_iter().flatten() {
+    /// The loop ends: its descriptors leave the poll (the same loop may run
+    /// again), and lines are written at once again.
+    pub(super) fn detach(mut self, registry: &Registry) {
+        for fd in std::mem::take(&mut self.registered).into_iter().flatten() {
             let _ = registry.deregister(&mut SourceFd(&fd));
         }
+    }
+}
+
+/// Also when the loop unwinds from a panic: other threads' lines must not wait
+/// for a loop that is gone.
+impl Drop for Attached {
+    fn drop(&mut self) {
         let _ = LOOP_THREAD.try_with(|t| t.set(false));
         *lock(&OWNER) = None;
         for stream in streams() {
