@@ -14,6 +14,8 @@
 //! | (none: many servants at once, to measure the manager) | [`churn`]          |
 //! | (none: the tests' and demo's way to start the binaries) | [`harness`], [`demo`] |
 //! | (none: a router that blocks ports, for the relay)  | [`netns`]                  |
+//! | `Debug.Print`, never blocking the loop           | [`logging`]                |
+//! | (shared by the wire and the reactor)           | [`net`]                    |
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 
@@ -23,6 +25,8 @@ pub mod config;
 pub mod connmgr;
 pub mod demo;
 pub mod harness;
+pub mod logging;
+pub mod net;
 pub mod netns;
 pub mod reactor;
 pub mod servant;

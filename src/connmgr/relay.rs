@@ -59,8 +59,8 @@ impl Manager {
     /// `relay` left or was marked: its pullers look for another.
     pub(super) fn relay_gone(&mut self, r: &mut Reactor<Slot>, relay: Index) {
         let pullers: Vec<Index> = (r.slots().iter())
-            .filter_map(|(i, s)| match &s.data {
-                Slot::Servant(m) if m.reach.relay == RelayState::Via(relay) => Some(i),
+            .filter_map(|(i, s)| match s.data() {
+                Some(Slot::Servant(m)) if m.reach.relay == RelayState::Via(relay) => Some(i),
                 _ => None,
             })
             .collect();
@@ -75,8 +75,8 @@ impl Manager {
     pub(super) fn assign(&mut self, r: &mut Reactor<Slot>) {
         if self.verdicts.seeking > 0 {
             let seekers: Vec<Index> = (r.slots().iter())
-                .filter_map(|(i, s)| match &s.data {
-                    Slot::Servant(m)
+                .filter_map(|(i, s)| match s.data() {
+                    Some(Slot::Servant(m))
                         if matches!(m.reach.relay, RelayState::Seeking | RelayState::Nobody) =>
                     {
                         Some(i)
@@ -138,7 +138,9 @@ impl Manager {
         let fresh = |t: Instant| now.duration_since(t) < cfg.window;
         let (mut checked, mut unchecked) = (Vec::new(), Vec::new());
         for (i, s) in r.slots().iter() {
-            let Slot::Servant(m) = &s.data else { continue };
+            let Some(Slot::Servant(m)) = s.data() else {
+                continue;
+            };
             if Some(i) == except
                 || m.reach.relay != RelayState::Direct
                 || m.reach.pullers >= cfg.pullers

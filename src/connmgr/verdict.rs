@@ -330,8 +330,8 @@ impl Manager {
             let recheck = self.config.relay.recheck;
             // Those dialed within the interval (just marked, say) wait for the next round.
             let due: Vec<Index> = (r.slots().iter())
-                .filter_map(|(i, s)| match &s.data {
-                    Slot::Servant(m)
+                .filter_map(|(i, s)| match s.data() {
+                    Some(Slot::Servant(m))
                         if m.reach.relay != RelayState::Direct
                             && !m.reach.dialing
                             && (m.reach.dialed)

@@ -291,13 +291,11 @@ impl Handler for Servant {
         }
     }
 
-    /// VB: `txtSend1_KeyPress(KeyAscii)`. On a terminal the console edits the line
-    /// (so a message arriving mid-line can redraw it) and hands over whole lines.
-    fn key_press(&mut self, r: &mut Reactor<Slot>, data: &[u8]) {
-        if !self.console.is_terminal() || data.is_empty() {
-            return self.txt_send1_key_press(r, data);
-        }
-        let edited = self.console.edit(data);
+    /// VB: `txtSend1_KeyPress(KeyAscii)`: stdin has input. The console reads it; on a
+    /// terminal it edits the line (so a message arriving mid-line can redraw it) and
+    /// hands over whole lines.
+    fn fd_ready(&mut self, r: &mut Reactor<Slot>, _stdin: usize) {
+        let edited = self.console.read_stdin(r);
         if !edited.lines.is_empty() {
             self.txt_send1_key_press(r, &edited.lines);
         }
@@ -382,8 +380,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     r.catch_signals()
         .map_err(|e| StartError(format!("cannot catch signals: {e}")))?;
     if input != Input::Headless {
-        r.watch_stdin()
-            .map_err(|e| StartError(format!("cannot read stdin: {e}")))?;
+        console::watch_stdin(&mut r).map_err(|e| StartError(format!("cannot read stdin: {e}")))?;
     }
     if config.poll_interval >= Duration::from_secs(30) {
         warn!(

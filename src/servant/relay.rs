@@ -358,8 +358,8 @@ impl Servant {
         let now = r.now();
         let stuck: Vec<Index> = (r.slots().iter())
             .filter(|(_, s)| s.state() == State::Connecting)
-            .filter(|(_, s)| match &s.data {
-                Slot::Outgoing { started, .. } | Slot::Pull { started, .. } => {
+            .filter(|(_, s)| match s.data() {
+                Some(Slot::Outgoing { started, .. } | Slot::Pull { started, .. }) => {
                     now.duration_since(*started) >= CONNECT_TIMEOUT
                 }
                 _ => false,

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::rc::Rc;
 
-use crate::reactor::Shared;
+use crate::net::Shared;
 
 use super::relay::{self, Relay};
 use crate::xml::{self, XmlError};
@@ -330,7 +330,7 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
         };
         let relay = relay::read(p).map_err(|reason| bad(p.line, reason))?;
         peers.push(Peer {
-            ip: crate::reactor::canonical_ip(ip),
+            ip: crate::net::canonical_ip(ip),
             port,
             offset,
             me,

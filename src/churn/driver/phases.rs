@@ -185,9 +185,9 @@ impl Churn {
         let limit = self.cfg.timeout;
         let mut late = Vec::new();
         for (i, s) in r.slots().iter() {
-            let since = match &s.data {
-                Conn::Manager(a) => a.asked,
-                Conn::Outgoing { started, .. } => Some(*started),
+            let since = match s.data() {
+                Some(Conn::Manager(a)) => a.asked,
+                Some(Conn::Outgoing { started, .. }) => Some(*started),
                 _ => None,
             };
             if since.is_some_and(|t| now.duration_since(t) > limit) {
