@@ -353,6 +353,24 @@ impl<T> Reactor<T> {
         )?;
         socket.set_nonblocking(true)?;
         if let Some(ip) = bind {
+            // Leave the port to connect(), which can reuse one across destinations
+            // and from TIME_WAIT; bind() alone must find one free for every
+            // destination, slowly, and runs out after ~28,000 recent connections.
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt on our own socket with a valid int option value.
+            unsafe {
+                use std::os::fd::AsRawFd;
+                let opt = (&on as *const libc::c_int).cast();
+                let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                let fd = socket.as_raw_fd();
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    opt,
+                    len,
+                );
+            }
             socket.bind(&SocketAddr::new(ip, 0).into())?;
         }
         match socket.connect(&to.into()) {
