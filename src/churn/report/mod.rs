@@ -1,123 +1,34 @@
 //! What a run counted, and the final summary: a table for people (in the manner of
-//! redis-benchmark and memtier) and one flat JSON object for machines.
+//! redis-benchmark and memtier), one JSON object for machines ([`json`]), a CSV
+//! row like redis-benchmark's and HdrHistogram's percentile distribution
+//! ([`formats`]), an SVG picture of the run over time ([`svg`]), and two JSON
+//! summaries side by side ([`compare`]).
 
-use std::fmt::Write as _;
-use std::time::Duration;
+pub mod compare;
+mod failure;
+mod formats;
+pub mod json;
+mod svg;
+mod text;
 
+use std::time::{Duration, SystemTime};
+
+use super::args::escape;
 use super::histogram::Histogram;
-use super::Mode;
+use super::{Config, Mode, Protocol};
+pub use failure::{Failure, Failures};
+pub use json::json_number;
+use json::{Obj, Value};
 
-/// Why an operation failed. Every failure is counted under one of these and shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// Nothing listens at the address (ECONNREFUSED).
-    ConnectRefused,
-    /// Any other failure to start or finish a connect (EADDRNOTAVAIL when the
-    /// ephemeral ports run out, ETIMEDOUT, ...).
-    ConnectFailed,
-    /// The peer reset the connection.
-    Reset,
-    /// No answer within `--timeout`.
-    Timeout,
-    /// The manager closed the connection before a whole document came.
-    ClosedEarly,
-    /// What came is not a peer document, or (with `--verify`) not a valid one.
-    Malformed,
-    /// The manager answered `max number of servants reached`.
-    RefusedFull,
-    /// The manager answered `no free servant port`.
-    RefusedNoPort,
-    /// A fanout servant could not listen on the port the manager gave it.
-    ListenFailed,
-    /// A line could not be sent to a peer (fanout with `--sender self`).
-    SendFailed,
-    /// A listener did not get a fanout line within `--timeout`.
-    LineMissed,
-    /// Any other I/O error.
-    Other,
-}
-
-impl Failure {
-    const ALL: [Failure; 12] = [
-        Failure::ConnectRefused,
-        Failure::ConnectFailed,
-        Failure::Reset,
-        Failure::Timeout,
-        Failure::ClosedEarly,
-        Failure::Malformed,
-        Failure::RefusedFull,
-        Failure::RefusedNoPort,
-        Failure::ListenFailed,
-        Failure::SendFailed,
-        Failure::LineMissed,
-        Failure::Other,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Failure::ConnectRefused => "connect_refused",
-            Failure::ConnectFailed => "connect_failed",
-            Failure::Reset => "reset",
-            Failure::Timeout => "timeout",
-            Failure::ClosedEarly => "closed_early",
-            Failure::Malformed => "malformed",
-            Failure::RefusedFull => "refused_full",
-            Failure::RefusedNoPort => "refused_no_port",
-            Failure::ListenFailed => "listen_failed",
-            Failure::SendFailed => "send_failed",
-            Failure::LineMissed => "line_missed",
-            Failure::Other => "other",
-        }
-    }
-
-    /// The failure an I/O error on a connection to the manager stands for.
-    pub fn from_io(e: &std::io::Error) -> Failure {
-        use std::io::ErrorKind as K;
-        match e.kind() {
-            K::ConnectionRefused => Failure::ConnectRefused,
-            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Failure::Reset,
-            K::TimedOut | K::AddrNotAvailable | K::AddrInUse | K::HostUnreachable => {
-                Failure::ConnectFailed
-            }
-            _ => Failure::Other,
-        }
-    }
-}
-
-/// Failures counted by kind, with the first message of each kind kept for the summary.
-#[derive(Debug, Default)]
-pub struct Failures {
-    counts: [u64; Failure::ALL.len()],
-    first: [Option<String>; Failure::ALL.len()],
-}
-
-impl Failures {
-    pub fn count(&mut self, f: Failure, detail: impl FnOnce() -> String) {
-        let k = f as usize;
-        self.counts[k] += 1;
-        if self.first[k].is_none() {
-            let text = detail();
-            log::info!("{}: {text}", f.name());
-            self.first[k] = Some(text);
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    fn get(&self, f: Failure) -> u64 {
-        self.counts[f as usize]
-    }
-
-    /// `(kind, count, first message)` for each kind seen.
-    pub fn seen(&self) -> impl Iterator<Item = (Failure, u64, &str)> {
-        Failure::ALL.iter().filter_map(|&f| {
-            let n = self.counts[f as usize];
-            (n > 0).then(|| (f, n, self.first[f as usize].as_deref().unwrap_or("")))
-        })
-    }
-}
+/// The percentiles every summary shows, with their names.
+pub const LADDER: [(&str, f64); 6] = [
+    ("p50", 50.0),
+    ("p75", 75.0),
+    ("p90", 90.0),
+    ("p99", 99.0),
+    ("p99.9", 99.9),
+    ("p99.99", 99.99),
+];
 
 /// CPU and memory of a process over the measured window.
 #[derive(Clone, Debug)]
@@ -129,34 +40,70 @@ pub struct ProcessUse {
     pub source: &'static str,
 }
 
-/// Everything a run measured. Latencies are in nanoseconds.
+/// One second of the measured window (the last may be shorter): the main
+/// operation's count and latencies, the failures, and the CPU used.
+#[derive(Clone, Debug, Default)]
+pub struct Second {
+    /// Seconds from the start of the window to the end of this interval.
+    pub t: f64,
+    /// The interval's length in seconds.
+    pub secs: f64,
+    pub ops: u64,
+    /// Latencies in nanoseconds (0 when there were no operations).
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+    pub errors: u64,
+    /// Share of one core the server used (1.0 = all of one), with `--server-pid`.
+    pub server_cpu: Option<f64>,
+    /// Share of one core churn itself used.
+    pub client_cpu: Option<f64>,
+}
+
+impl Second {
+    pub fn rate(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.ops as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Everything a run measured, with the settings it ran with. Latencies are in
+/// nanoseconds.
 #[derive(Debug)]
 pub struct Report {
-    pub mode: Mode,
-    pub target: String,
-    pub concurrency: usize,
-    pub steady: usize,
+    pub config: Config,
+    /// Wall-clock time the run started.
+    pub started: SystemTime,
     /// The measured window, after warm-up and before draining.
     pub elapsed: Duration,
-    pub warmup: Duration,
     /// Operations completed in the measured window: join-leave cycles (churners'
-    /// in steady mode), fanout lines or flood refusals.
+    /// in steady mode), kept-connection requests, fanout lines or flood refusals.
+    /// With `--rate`: those whose intended start fell in the window.
     pub ops: u64,
-    /// Latency of `ops`: connect to whole document, line sent to last listener,
-    /// or connect to refusal.
+    /// Latency of `ops`: connect (or request) to whole answer, line sent to last
+    /// listener, or connect to refusal. With `--rate`, from the intended start.
     pub latency: Histogram,
+    /// With `--rate`: latency from the actual start, as a closed loop would see it.
+    pub service: Option<Histogram>,
+    /// With `--rate`: how late each operation started after its intended time.
+    pub start_lag: Option<Histogram>,
+    /// With `--rate`: starts that found every allowed connection busy.
+    pub waited: u64,
     /// Steady servants' answers to `needs peer list` (steady mode).
     pub steady_answers: u64,
     pub steady_latency: Histogram,
     /// Documents that arrived when none was asked for (the manager's pushes).
     pub pushes: u64,
-    /// Whole run, every phase: connections the manager accepted (its `joined:` count).
+    /// Whole run, every phase: connections the server accepted.
     pub connections: u64,
-    /// Whole run: documents received, answers and pushes.
+    /// Whole run: answers received (documents, with pushes), and their bytes.
     pub documents: u64,
     pub doc_bytes: u64,
-    /// Whole run: join-leave cycles (or flood refusals) completed, including
-    /// warm-up and drain.
+    /// Whole run: join-leave cycles, kept-connection answers or flood refusals,
+    /// including warm-up and drain.
     pub cycles_total: u64,
     /// With `--verify`: peers per document, min and max.
     pub peers_min: Option<usize>,
@@ -164,10 +111,8 @@ pub struct Report {
     pub failures: Failures,
     pub server: Option<ProcessUse>,
     pub client: Option<ProcessUse>,
-    /// Fanout: how the line was sent (`servant PATH` or `self`).
-    pub sender: Option<String>,
-    /// Fanout: listeners each line went to.
-    pub listeners: usize,
+    /// The measured window second by second.
+    pub series: Vec<Second>,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -179,7 +124,7 @@ fn us(ns: u64) -> f64 {
 }
 
 impl Report {
-    fn per_s(&self, n: u64) -> f64 {
+    pub fn per_s(&self, n: u64) -> f64 {
         let s = self.elapsed.as_secs_f64();
         if s > 0.0 {
             n as f64 / s
@@ -188,23 +133,27 @@ impl Report {
         }
     }
 
-    /// What the server CPU is divided by: cycles (join-leave), answers (steady
-    /// without churners, else cycles), lines (fanout).
-    fn cpu_divisor(&self) -> u64 {
-        match self.mode {
-            Mode::Steady if self.concurrency == 0 => self.steady_answers,
-            _ => self.ops,
+    /// Steady servants are the point of a steady run; everything else times `ops`.
+    fn steady_first(&self) -> bool {
+        self.config.mode == Mode::Steady && self.config.steady > 0
+    }
+
+    /// The main operation's count and latencies.
+    pub fn main(&self) -> (u64, &Histogram) {
+        if self.steady_first() {
+            (self.steady_answers, &self.steady_latency)
+        } else {
+            (self.ops, &self.latency)
         }
     }
 
-    fn op_name(&self) -> &'static str {
-        match self.mode {
-            Mode::JoinLeave => "cycle",
-            Mode::Steady if self.concurrency == 0 => "answer",
-            Mode::Steady => "churn cycle",
-            Mode::Fanout => "line",
-            Mode::Flood => "refusal",
-        }
+    /// What the server CPU is divided by: the main operations.
+    fn cpu_divisor(&self) -> u64 {
+        self.main().0
+    }
+
+    pub fn op_name(&self) -> &'static str {
+        op_name(&self.config)
     }
 
     fn mean_doc_bytes(&self) -> f64 {
@@ -215,147 +164,76 @@ impl Report {
         }
     }
 
-    /// The human summary.
-    pub fn text(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "====== {} ======", self.mode.name());
-        let who = match self.mode {
-            Mode::JoinLeave => format!("{} concurrent servants", self.concurrency),
-            Mode::Flood => format!("{} connections in flight", self.concurrency),
-            Mode::Steady => format!(
-                "{} steady servants polling, {} churning",
-                self.steady, self.concurrency
-            ),
-            Mode::Fanout => format!(
-                "{} listening servants, sender {}",
-                self.listeners,
-                self.sender.as_deref().unwrap_or("?")
-            ),
-        };
-        let _ = writeln!(
-            s,
-            "  manager {}, {who}, {:.2} s measured after {:.2} s warm-up",
-            self.target,
-            self.elapsed.as_secs_f64(),
-            self.warmup.as_secs_f64()
+    /// The summary as one JSON object: latencies in microseconds, CPU per
+    /// operation in microseconds, and only the fields that apply to the mode.
+    pub fn json(&self) -> String {
+        let c = &self.config;
+        let mut j = Obj::default();
+        j.str("version", env!("CARGO_PKG_VERSION"));
+        j.val(
+            "args",
+            Value::Arr(c.args.iter().map(|a| Value::Str(a.clone())).collect()),
         );
-        let table = |s: &mut String, title: &str, n: u64, h: &Histogram| {
-            let _ = writeln!(s, "  {title}: {n} in {:.0}/s", self.per_s(n));
-            let _ = writeln!(
-                s,
-                "    latency ms:  min {:.3}  p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}",
-                ms(h.min()),
-                ms(h.percentile(50.0)),
-                ms(h.percentile(99.0)),
-                ms(h.percentile(99.9)),
-                ms(h.max()),
-                h.mean() / 1e6
-            );
-        };
-        match self.mode {
-            Mode::JoinLeave => table(
-                &mut s,
-                "join-leave cycles (connect, ask, whole document, close)",
-                self.ops,
-                &self.latency,
-            ),
-            Mode::Steady => {
-                table(
-                    &mut s,
-                    "steady answers (ask to whole document)",
-                    self.steady_answers,
-                    &self.steady_latency,
-                );
-                if self.concurrency > 0 {
-                    table(
-                        &mut s,
-                        "churn cycles (connect, ask, whole document, close)",
-                        self.ops,
-                        &self.latency,
-                    );
+        j.str("start", &utc(self.started));
+        let since = self.started.duration_since(SystemTime::UNIX_EPOCH);
+        j.num("start_unix_s", since.unwrap_or_default().as_secs_f64());
+        j.str("mode", c.mode.name());
+        j.str("target", &c.target.to_string());
+        match &c.protocol {
+            Protocol::Manager => j.str("protocol", "p2pchat"),
+            Protocol::Generic { request, expect } => {
+                j.str("protocol", "generic");
+                j.str("request", &escape(request));
+                match expect {
+                    Some(e) => j.str("expect", &escape(e)),
+                    None => j.val("expect", Value::Null),
                 }
             }
-            Mode::Fanout => table(
-                &mut s,
-                "lines (sent until the last listener has it)",
-                self.ops,
-                &self.latency,
-            ),
-            Mode::Flood => table(
-                &mut s,
-                "refusals (connect until the manager's refusal line)",
-                self.ops,
-                &self.latency,
-            ),
         }
-        let _ = writeln!(
-            s,
-            "  whole run: {} connections, {} cycles, {} documents (mean {:.0} bytes), {} pushed",
-            self.connections,
-            self.cycles_total,
-            self.documents,
-            self.mean_doc_bytes(),
-            self.pushes
-        );
-        if let (Some(lo), Some(hi)) = (self.peers_min, self.peers_max) {
-            let _ = writeln!(
-                s,
-                "  verified: every document parsed, one `me`; {lo} to {hi} peers"
-            );
-        }
-        let per = self.cpu_divisor();
-        for (who, p) in [("server", &self.server), ("churn", &self.client)] {
-            let Some(p) = p else { continue };
-            let cpu = p.cpu.as_nanos() as u64;
-            let _ = write!(
-                s,
-                "  {who} pid {}: {:.2} us CPU per {}, {:.0}% of a core",
-                p.pid,
-                if per > 0 { us(cpu) / per as f64 } else { 0.0 },
-                self.op_name(),
-                100.0 * p.cpu.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
-            );
-            if let Some(rss) = p.rss_bytes {
-                let _ = write!(s, ", RSS {:.1} MiB", rss as f64 / 1048576.0);
+        j.num("concurrency", c.concurrency as f64);
+        match c.mode {
+            Mode::JoinLeave => j.val("keep_alive", Value::Bool(c.keep_alive)),
+            Mode::Steady => {
+                j.num("steady", c.steady as f64);
+                j.num("interval_ms", c.interval.as_millis() as f64);
             }
-            let _ = writeln!(s, " ({})", p.source);
-        }
-        let total = self.failures.total();
-        if total == 0 {
-            let _ = writeln!(s, "  errors: none");
-        } else {
-            let _ = writeln!(s, "  errors: {total}");
-            for (f, n, first) in self.failures.seen() {
-                let _ = writeln!(s, "    {:<16} {n:>8}  first: {first}", f.name());
+            Mode::Fanout => {
+                j.num("listeners", c.concurrency as f64);
+                j.str("sender", &sender_name(c));
+                j.num("interval_ms", c.interval.as_millis() as f64);
             }
+            Mode::Flood => {}
         }
-        s
-    }
-
-    /// One flat JSON object; latencies in microseconds, CPU per operation in microseconds.
-    pub fn json(&self) -> String {
-        let mut j = Json::default();
-        j.str("mode", self.mode.name());
-        j.str("target", &self.target);
-        j.num("concurrency", self.concurrency as f64);
-        j.num("steady", self.steady as f64);
-        j.num("listeners", self.listeners as f64);
-        if let Some(sender) = &self.sender {
-            j.str("sender", sender);
+        if let Some(rate) = c.rate {
+            j.num("rate", rate);
+            j.num("waited", self.waited as f64);
         }
         j.num("elapsed_s", self.elapsed.as_secs_f64());
-        j.num("warmup_s", self.warmup.as_secs_f64());
-        j.num("ops", self.ops as f64);
-        j.num("ops_per_s", self.per_s(self.ops));
-        j.hist("latency", &self.latency);
-        j.num("steady_answers", self.steady_answers as f64);
-        j.num("steady_answers_per_s", self.per_s(self.steady_answers));
-        j.hist("steady_latency", &self.steady_latency);
-        j.num("pushes", self.pushes as f64);
+        j.num("warmup_s", c.warmup.as_secs_f64());
+        if self.steady_first() {
+            j.num("steady_answers", self.steady_answers as f64);
+            j.num("steady_answers_per_s", self.per_s(self.steady_answers));
+            hist(&mut j, "steady_latency", &self.steady_latency);
+        }
+        if c.mode != Mode::Steady || c.concurrency > 0 {
+            j.num("ops", self.ops as f64);
+            j.num("ops_per_s", self.per_s(self.ops));
+            hist(&mut j, "latency", &self.latency);
+        }
+        if let (Some(service), Some(lag)) = (&self.service, &self.start_lag) {
+            hist(&mut j, "service", service);
+            hist(&mut j, "start_lag", lag);
+        }
         j.num("connections", self.connections as f64);
         j.num("cycles_total", self.cycles_total as f64);
-        j.num("documents", self.documents as f64);
-        j.num("doc_bytes_mean", self.mean_doc_bytes());
+        if c.generic() {
+            j.num("answers", self.documents as f64);
+            j.num("answer_bytes_mean", self.mean_doc_bytes());
+        } else {
+            j.num("documents", self.documents as f64);
+            j.num("doc_bytes_mean", self.mean_doc_bytes());
+            j.num("pushes", self.pushes as f64);
+        }
         if let (Some(lo), Some(hi)) = (self.peers_min, self.peers_max) {
             j.num("peers_min", lo as f64);
             j.num("peers_max", hi as f64);
@@ -375,114 +253,206 @@ impl Report {
         }
         j.num("errors", self.failures.total() as f64);
         for f in Failure::ALL {
-            j.num(&format!("error_{}", f.name()), self.failures.get(f) as f64);
-        }
-        j.finish()
-    }
-}
-
-/// A flat JSON object writer: strings and numbers only, keys in insertion order.
-#[derive(Default)]
-struct Json(String);
-
-impl Json {
-    fn key(&mut self, k: &str) {
-        self.0.push(if self.0.is_empty() { '{' } else { ',' });
-        let _ = write!(self.0, "\"{k}\":");
-    }
-
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        self.0.push('"');
-        for c in v.chars() {
-            match c {
-                '"' => self.0.push_str("\\\""),
-                '\\' => self.0.push_str("\\\\"),
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(self.0, "\\u{:04x}", c as u32);
-                }
-                c => self.0.push(c),
+            if f.applies(c.mode, c.generic()) {
+                j.num(&format!("error_{}", f.name()), self.failures.get(f) as f64);
             }
         }
-        self.0.push('"');
-    }
-
-    fn num(&mut self, k: &str, v: f64) {
-        self.key(k);
-        if !v.is_finite() {
-            self.0.push_str("null");
-        } else if v.fract() == 0.0 && v.abs() < 1e15 {
-            let _ = write!(self.0, "{}", v as i64);
-        } else {
-            let _ = write!(self.0, "{v:.3}");
+        let mut first = Obj::default();
+        for (f, _, text) in self.failures.seen() {
+            first.str(f.name(), text);
         }
+        j.val("first_errors", first.done());
+        j.val(
+            "series",
+            Value::Arr(self.series.iter().map(second_json).collect()),
+        );
+        j.done().to_string()
     }
 
-    fn hist(&mut self, prefix: &str, h: &Histogram) {
-        self.num(&format!("{prefix}_count"), h.count() as f64);
-        self.num(&format!("{prefix}_min_us"), us(h.min()));
-        self.num(&format!("{prefix}_p50_us"), us(h.percentile(50.0)));
-        self.num(&format!("{prefix}_p99_us"), us(h.percentile(99.0)));
-        self.num(&format!("{prefix}_p999_us"), us(h.percentile(99.9)));
-        self.num(&format!("{prefix}_max_us"), us(h.max()));
-        self.num(&format!("{prefix}_mean_us"), h.mean() / 1e3);
+    /// One CSV row like `redis-benchmark --csv`'s, after its header, with an
+    /// `errors` column added at the end.
+    pub fn csv(&self) -> String {
+        formats::csv(self)
     }
 
-    fn finish(mut self) -> String {
-        if self.0.is_empty() {
-            self.0.push('{');
-        }
-        self.0.push('}');
-        self.0
+    /// The main latencies in HdrHistogram's percentile-distribution text, in
+    /// milliseconds, for its plotters.
+    pub fn hdr(&self) -> String {
+        formats::hdr(self.main().1, 1e6)
+    }
+
+    /// A picture of the run over time: a self-contained SVG document.
+    pub fn svg(&self) -> String {
+        svg::draw(self)
     }
 }
 
-/// The number under `key` in a flat JSON object such as [`Report::json`] writes
-/// (for tests and benchmarks that read churn's output).
-pub fn json_number(json: &str, key: &str) -> Option<f64> {
-    let pat = format!("\"{key}\":");
-    let at = json.find(&pat)? + pat.len();
-    let rest = &json[at..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
+/// The name of one main operation of a run with `c`.
+pub fn op_name(c: &Config) -> &'static str {
+    match c.mode {
+        Mode::JoinLeave if c.keep_alive => "request",
+        Mode::JoinLeave => "cycle",
+        Mode::Steady if c.steady > 0 => "answer",
+        Mode::Steady => "churn cycle",
+        Mode::Fanout => "line",
+        Mode::Flood => "refusal",
+    }
+}
+
+/// Who sent the fanout lines.
+fn sender_name(c: &Config) -> String {
+    match &c.sender {
+        super::Sender::Servant(p) => format!("servant {}", p.display()),
+        super::Sender::Itself => "self".into(),
+    }
+}
+
+fn hist(j: &mut Obj, prefix: &str, h: &Histogram) {
+    j.num(&format!("{prefix}_count"), h.count() as f64);
+    j.num(&format!("{prefix}_min_us"), us(h.min()));
+    for (name, q) in LADDER {
+        let key = name.replace('.', "");
+        j.num(&format!("{prefix}_{key}_us"), us(h.percentile(q)));
+    }
+    j.num(&format!("{prefix}_max_us"), us(h.max()));
+    j.num(&format!("{prefix}_mean_us"), h.mean() / 1e3);
+}
+
+fn second_json(s: &Second) -> Value {
+    let mut j = Obj::default();
+    j.num("t", s.t);
+    j.num("secs", s.secs);
+    j.num("ops", s.ops as f64);
+    j.num("ops_per_s", s.rate());
+    j.num("p50_us", us(s.p50));
+    j.num("p99_us", us(s.p99));
+    j.num("max_us", us(s.max));
+    j.num("errors", s.errors as f64);
+    if let Some(cpu) = s.server_cpu {
+        j.num("server_cpu_pct", 100.0 * cpu);
+    }
+    if let Some(cpu) = s.client_cpu {
+        j.num("client_cpu_pct", 100.0 * cpu);
+    }
+    j.done()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, as in Howard Hinnant's date
+/// algorithms; the logger in `cli` writes its timestamps the same way).
+fn utc(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn json_is_flat_and_readable_back() {
-        let mut j = Json::default();
-        j.str("mode", "join-leave \"x\"");
-        j.num("ops", 12.0);
-        j.num("rate", 1.23456);
-        let mut h = Histogram::new();
-        h.record(2_000);
-        j.hist("latency", &h);
-        let text = j.finish();
-        assert!(
-            text.starts_with("{\"mode\":\"join-leave \\\"x\\\"\",\"ops\":12,"),
-            "{text}"
-        );
-        assert_eq!(json_number(&text, "ops"), Some(12.0));
-        assert_eq!(json_number(&text, "rate"), Some(1.235));
-        assert_eq!(json_number(&text, "latency_max_us"), Some(2.0));
-        assert_eq!(json_number(&text, "nope"), None);
-        assert_eq!(Json::default().finish(), "{}");
+    /// A join-leave report with `n` cycles of 1 ms and a few seconds in its series.
+    pub(crate) fn sample(n: u64) -> Report {
+        let mut config = Config::new(Mode::JoinLeave, "127.0.0.1:85".parse().unwrap());
+        config.args = vec!["join-leave".into(), "-n".into(), n.to_string()];
+        let mut latency = Histogram::new();
+        for k in 0..n {
+            latency.record(1_000_000 + k);
+        }
+        let series = (1..=3)
+            .map(|t| Second {
+                t: t as f64,
+                secs: 1.0,
+                ops: n / 3,
+                p50: 1_000_000,
+                p99: 1_000_000 + t * 1000,
+                max: 2_000_000,
+                errors: 0,
+                server_cpu: Some(0.25),
+                client_cpu: None,
+            })
+            .collect();
+        Report {
+            config,
+            started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            elapsed: Duration::from_secs(3),
+            ops: n,
+            latency,
+            service: None,
+            start_lag: None,
+            waited: 0,
+            steady_answers: 0,
+            steady_latency: Histogram::new(),
+            pushes: 0,
+            connections: n,
+            documents: n,
+            doc_bytes: n * 100,
+            cycles_total: n,
+            peers_min: None,
+            peers_max: None,
+            failures: Failures::default(),
+            server: None,
+            client: None,
+            series,
+        }
     }
 
     #[test]
-    fn failures_keep_counts_and_the_first_message() {
-        let mut f = Failures::default();
-        f.count(Failure::Timeout, || "first".into());
-        f.count(Failure::Timeout, || "second".into());
-        f.count(Failure::Reset, || "reset".into());
-        assert_eq!(f.total(), 3);
-        let seen: Vec<_> = f.seen().collect();
+    fn the_summary_shows_the_ladder_and_ends_in_a_newline() {
+        let mut r = sample(300);
+        r.failures.count(Failure::Timeout, || "no answer".into());
+        let text = r.text();
+        assert!(text.ends_with('\n'), "{text}");
+        for name in ["p50", "p75", "p90", "p99", "p99.9", "p99.99", "max"] {
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        assert!(text.contains("timeout") && text.contains("first: no answer"));
+    }
+
+    #[test]
+    fn json_carries_the_run_and_leaves_out_other_modes() {
+        let mut r = sample(30);
+        r.failures.count(Failure::Reset, || "reset by peer".into());
+        let v = Value::parse(&r.json()).unwrap();
         assert_eq!(
-            seen,
-            vec![(Failure::Reset, 1, "reset"), (Failure::Timeout, 2, "first")]
+            v.get("version").unwrap().str(),
+            Some(env!("CARGO_PKG_VERSION"))
         );
+        assert_eq!(v.get("args").unwrap().arr().unwrap().len(), 3);
+        assert_eq!(
+            v.get("start").unwrap().str(),
+            Some("2023-11-14T22:13:20.000Z")
+        );
+        assert_eq!(v.get("concurrency").unwrap().num(), Some(50.0));
+        assert_eq!(
+            v.get("latency_p9999_us").unwrap().num().map(f64::round),
+            Some(1000.0)
+        );
+        let first = v.get("first_errors").unwrap();
+        assert_eq!(first.get("reset").unwrap().str(), Some("reset by peer"));
+        assert_eq!(v.get("series").unwrap().arr().unwrap().len(), 3);
+        for absent in [
+            "steady",
+            "steady_latency_p99_us",
+            "listeners",
+            "error_line_missed",
+        ] {
+            assert!(v.get(absent).is_none(), "{absent}");
+        }
+        assert!(v.get("error_refused_full").is_some());
     }
 }
