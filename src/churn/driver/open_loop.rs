@@ -129,10 +129,11 @@ impl Churn {
                 self.churners < self.cfg.concurrency
             };
             if !room {
-                // Count each start that had to wait once.
-                let from = ol.waited_upto.max(k);
-                ol.waited += ol.due.saturating_sub(from);
-                ol.waited_upto = ol.waited_upto.max(ol.due);
+                // Count once each start already past its time (not merely
+                // within EARLY of it) that found no room.
+                let late = ol.due_by(now).min(ol.due);
+                ol.waited += late.saturating_sub(ol.waited_upto.max(k));
+                ol.waited_upto = ol.waited_upto.max(late);
                 break;
             }
             ol.made += 1;

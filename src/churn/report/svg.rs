@@ -13,7 +13,7 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 130.0;
 const PANEL: f64 = 170.0;
 const GAP: f64 = 50.0;
-const TOP: f64 = 60.0;
+const TOP: f64 = 80.0;
 
 /// One line drawn in a panel: its id, legend name, colour and value per second
 /// (`None` where there is nothing to draw, e.g. latency in a second without ops).
