@@ -239,10 +239,8 @@ impl Churn {
                 return;
             }
         } else if self.measuring() {
-            self.stats.ops += 1;
-            self.stats
-                .latency
-                .record(now.saturating_duration_since(sent).as_nanos() as u64);
+            let took = now.saturating_duration_since(sent).as_nanos() as u64;
+            self.stats.op(took, None);
             self.counted(r, now);
         }
         self.check_drained(r);

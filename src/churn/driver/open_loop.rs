@@ -100,7 +100,7 @@ impl Churn {
         let now = Instant::now();
         let timeout = self.cfg.timeout;
         let keep_alive = self.cfg.keep_alive;
-        loop {
+        while !r.is_stopped() {
             let Some(ol) = &mut self.open_loop else {
                 return;
             };
@@ -149,6 +149,8 @@ impl Churn {
                 None => {
                     if self.open(r, Role::Churner, Some((at, counted))) {
                         self.churners += 1;
+                    } else {
+                        self.check_hopeless(r);
                     }
                 }
             }
