@@ -196,7 +196,10 @@ fn main() -> ExitCode {
 }
 
 fn parse(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Output), ConfigError> {
-    let command_line = std::env::args().skip(1).collect();
+    let command_line = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let target: String = opt(args, Flag("--target", Some("-t")), "HOST[:PORT]")?
         .unwrap_or_else(|| "127.0.0.1".into());
     let target =

@@ -49,6 +49,7 @@ fn document(len: usize) -> Vec<u8> {
     r
 }
 
+/// One client's connection and what the baseline owes it.
 struct Conn {
     stream: TcpStream,
     /// Replies owed and bytes of the current one already written.

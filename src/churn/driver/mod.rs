@@ -37,6 +37,7 @@ const TICK_EVERY: Duration = Duration::from_millis(10);
 /// Timeouts are checked this often.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
+/// What one virtual client does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     /// Joins, asks once, leaves, and starts again (or, in an open loop, when due).

@@ -157,6 +157,7 @@ pub fn json_number(json: &str, key: &str) -> Option<f64> {
     Value::parse(json).ok()?.get(key)?.num()
 }
 
+/// A cursor over the JSON text being read.
 struct Parser<'a> {
     s: &'a [u8],
     at: usize,

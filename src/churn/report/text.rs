@@ -64,12 +64,19 @@ impl Report {
         }
         self.tables(&mut s);
         let answers = if c.generic() { "answers" } else { "documents" };
+        // What `cycles_total` counts: the steady servants' answers are not in it,
+        // and fanout has nothing that cycles.
+        let cycles = match c.mode {
+            Mode::Fanout => String::new(),
+            Mode::Steady => format!("{} churn cycles, ", self.cycles_total),
+            Mode::Flood => format!("{} refusals, ", self.cycles_total),
+            _ if c.keep_alive => format!("{} requests, ", self.cycles_total),
+            _ => format!("{} cycles, ", self.cycles_total),
+        };
         let _ = write!(
             s,
-            "  whole run: {} connections, {} {}s, {} {answers} (mean {:.0} bytes)",
+            "  whole run: {} connections, {cycles}{} {answers} (mean {:.0} bytes)",
             self.connections,
-            self.cycles_total,
-            self.op_name(),
             self.documents,
             self.mean_doc_bytes(),
         );
