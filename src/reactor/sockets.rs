@@ -174,6 +174,21 @@ impl<T> Reactor<T> {
         let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         if let Some(ip) = bind {
+            // Leave the port to connect(), which can reuse one across destinations
+            // and from TIME_WAIT; bind() alone must find one free for every
+            // destination, slowly, and runs out after ~28,000 recent connections.
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt on our own socket with a valid int option value.
+            unsafe {
+                use std::os::fd::AsRawFd;
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
             socket.bind(&SocketAddr::new(ip, 0).into())?;
         }
         match socket.connect(&to.into()) {
