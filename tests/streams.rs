@@ -249,9 +249,10 @@ fn a_chat_stdout_nobody_reads_costs_lines_counted_when_it_drains_never_the_serva
     // stops polling for 3 s is dropped.
     let (m, manager) = connmgr(&["--push-interval", "0", "--idle-timeout", "3"]);
     let (mut alice, stdout, alice_log) = servant_with_unread_stdout(manager, "127.0.91.2");
+    // Alice listens before bob exists, so her log says "peers: 2" only after this.
+    let chat_port = logged(&alice_log, "listening on 127.0.91.2:");
     let bob = servant(manager, "127.0.91.3", "bob");
     bob.listening_addr();
-    let chat_port = logged(&alice_log, "listening on 127.0.91.2:");
     let chat: SocketAddr = chat_port
         .rsplit("listening on ")
         .next()
