@@ -48,9 +48,8 @@ pub(super) const LINE_BURST: f64 = 100.0;
 /// An outgoing connection (a send, or the pull) not up by then has failed.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often both ends of a pull link say something when there is nothing to
-/// say, so that neither's idle sweep (30 s at least) closes it. Rarely: without
-/// TCP_NODELAY a keepalive still unacknowledged holds back the next line (Nagle)
-/// until the peer's delayed ACK, up to 40 ms.
+/// say, so that neither's idle sweep (30 s at least) closes it. Both ends set
+/// TCP_NODELAY on the pull link, so a keepalive never holds back a line (Nagle).
 const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Peers whose last complaint is remembered, before old ones are forgotten.
 const REMEMBERED: usize = 4096;
@@ -202,8 +201,10 @@ impl Servant {
             return;
         };
         *up = true;
+        let to = *to;
+        r.set_nodelay(i);
         self.relay.pull_lost_logged = false;
-        info!("pulling from the relay at {}", *to);
+        info!("pulling from the relay at {to}");
     }
 
     /// What the relay forwards: every peer's lines, shown as they come.
@@ -302,6 +303,7 @@ impl Servant {
             r.close(old);
         }
         self.relay.pullers.push(i);
+        r.set_nodelay(i);
         info!(
             "relaying for {listed} ({} puller(s))",
             self.relay.pullers.len()
