@@ -167,7 +167,11 @@ impl Queue {
         if matches!(self.sink, Sink::Gone) {
             return false;
         }
-        if self.lost > 0 || self.pending() + bytes.len() > QUEUE_LIMIT {
+        // An empty queue takes even an outsized write (a long `/peers` reply): it is
+        // already in memory, and a loss counted with nothing queued would never be
+        // reported, since the note goes out when the queue drains.
+        let full = self.pending() > 0 && self.pending() + bytes.len() > QUEUE_LIMIT;
+        if self.lost > 0 || full {
             self.lost += lines(bytes);
             return false;
         }
@@ -424,6 +428,23 @@ mod tests {
         stream.lock().push(b"after\n");
         stream.lock().write_out(&stream);
         assert_eq!(read_now(&mut reader), "after\n");
+    }
+
+    #[test]
+    fn an_outsized_write_to_an_empty_queue_goes_out_and_later_lines_follow() {
+        let (stream, mut reader) = piped();
+        let big = vec![b'y'; QUEUE_LIMIT + 1];
+        assert!(stream.lock().push(&big), "an empty queue takes it");
+        let mut got = 0;
+        while stream.lock().pending() > 0 {
+            stream.lock().write_out(&stream);
+            got += read_now(&mut reader).len();
+        }
+        assert_eq!(got, big.len());
+        stream.lock().push(b"after\n");
+        stream.lock().write_out(&stream);
+        assert_eq!(read_now(&mut reader), "after\n");
+        assert_eq!(stream.lock().lost, 0);
     }
 
     #[test]
