@@ -427,6 +427,62 @@ fn a_relayed_servant_whose_router_opens_its_port_is_released() {
     w.wait(p, "stopped relaying for", DEADLINE);
 }
 
+#[test]
+fn a_line_typed_while_the_pull_link_is_down_reaches_the_relay_once_it_is_back() {
+    let Some(mut w) = World::new("held", &[]) else {
+        return;
+    };
+    let (p1, p2) = (w.public(0, "pat"), w.public(1, "quinn"));
+    let n = w.home(0, "nora");
+    for &k in &[p1, p2, n] {
+        w.wait(k, "peers: 3 (", DEADLINE);
+    }
+    w.servants[n].type_line("hello?").unwrap();
+    let relay = w.relayed(n, VERDICT);
+    let r = w.by_addr(&relay);
+    w.wait(r, "relaying for", DEADLINE);
+    for k in [p1, p2, n] {
+        drain(&w.servants[k]);
+    }
+    // Cut the pull link under nora's feet, as a router reboot would.
+    let (ip, port) = relay.rsplit_once(':').unwrap();
+    let out = w
+        .net
+        .exec(&w.net.home, "ss")
+        .args(["-K", "dst", ip, "dport", "=", port])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ss -K: {out:?}");
+    w.wait(n, "lost the relay at", DEADLINE);
+    let others: Vec<usize> = [p1, p2].into_iter().filter(|&k| k != r).collect();
+    let mut who = vec![n, r];
+    who.extend(others);
+    // Typed before the link is back: held for the relay, not dropped.
+    w.servants[n].type_line("while the link was down").unwrap();
+    for &k in &who {
+        let s = &w.servants[k];
+        let mut got = 0;
+        let end = Instant::now() + VERDICT;
+        while got == 0 {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = (s.stdout_line(left)).unwrap_or_else(|_| {
+                panic!(
+                    "{} never showed nora's line; log:\n{}",
+                    s.name(),
+                    s.log_text()
+                )
+            });
+            got += usize::from(line == "nora: while the link was down");
+        }
+        let again = s.stdout_lines_within(SETTLE);
+        assert!(
+            !again.iter().any(|l| l == "nora: while the link was down"),
+            "{} showed it twice",
+            s.name()
+        );
+    }
+}
+
 /// The address servant `k` listens on, from its `listening on` line.
 fn listen_addr(w: &World, k: usize) -> String {
     let line = w.wait(k, "listening on ", DEADLINE);

@@ -93,8 +93,9 @@ impl Servant {
             for line in self.batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 self.console.message(line, false);
             }
-            if let Some(pull) = self.relay.pull {
-                r.send(pull, &self.batch);
+            if via.is_some() {
+                let batch = std::mem::take(&mut self.batch);
+                self.send_to_relay(r, &batch);
             }
         }
         self.batch.clear();
