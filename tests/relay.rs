@@ -577,3 +577,52 @@ fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
     );
     manager.wait_for("relay: offset 1 (127.0.0.1:");
 }
+
+#[test]
+fn on_loopback_old_complaints_age_out_so_a_long_lived_servant_is_still_heard() {
+    let (manager, addr) = common::connmgr(&[
+        "--log-level",
+        "debug",
+        "--relay-threshold",
+        "100",
+        "--relay-window",
+        "1",
+        "--push-interval",
+        "0",
+    ]);
+    let mut clients: Vec<TcpStream> = (0..66).map(|_| common::client(addr)).collect();
+    let last = clients.last_mut().unwrap();
+    last.write_all(b"needs peer list\n").unwrap();
+    let ports: Vec<u16> = common::entries(&common::read_doc(last))
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(ports.len(), 66);
+    let complain = |c: &mut TcpStream, port: u16| {
+        c.write_all(format!("cannot reach 127.0.0.1:{port}\n").as_bytes())
+            .unwrap();
+    };
+    // Offset 1 complains about 64 peers: as many as one servant may have pending.
+    for &port in &ports[1..65] {
+        complain(&mut clients[0], port);
+    }
+    manager.wait_for("offset 1 cannot reach offset 65");
+    // The 65th is refused until the first 64 are older than the window (1 s).
+    let end = Instant::now() + DEADLINE;
+    while manager.count("offset 1 cannot reach offset 66") == 0 {
+        assert!(
+            Instant::now() < end,
+            "a servant with 64 old complaints is never heard again:\n{}",
+            manager.log_text()
+        );
+        complain(&mut clients[0], ports[65]);
+        let _ = manager.wait_for_within(
+            "offset 1 cannot reach offset 66",
+            Duration::from_millis(200),
+        );
+    }
+    assert!(
+        manager.count("not recorded: too many") > 0,
+        "the cap was reached first"
+    );
+}
