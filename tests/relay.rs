@@ -549,7 +549,7 @@ fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
     a.write_all(b"needs peer list\n").unwrap();
     let a_port = common::entries(&common::read_doc(&mut a))[0].0;
     let mut b = common::client(addr);
-    b.write_all(b"needs peer list\n").unwrap();
+    b.write_all(b"can relay\nneeds peer list\n").unwrap();
     let doc = common::read_doc(&mut b);
     assert!(
         !doc.contains("<relay>") && doc.ends_with("<me>TRUE</me></peer></peers>\r\n"),
@@ -624,5 +624,44 @@ fn on_loopback_old_complaints_age_out_so_a_long_lived_servant_is_still_heard() {
     assert!(
         manager.count("not recorded: too many") > 0,
         "the cap was reached first"
+    );
+}
+
+#[test]
+fn on_loopback_a_client_that_never_offered_to_relay_is_never_chosen() {
+    let (manager, addr) = common::connmgr(&[
+        "--relay-threshold",
+        "1",
+        "--relay-share",
+        "0",
+        "--relay-dial-timeout",
+        "2000",
+        // Its own ports: the other loopback test binds its b's port in parallel.
+        "--first-port",
+        "31224",
+    ]);
+    let mut a = common::client(addr);
+    a.write_all(b"needs peer list\n").unwrap();
+    let a_port = common::entries(&common::read_doc(&mut a))[0].0;
+    // b is a VB-style client: reachable, asking, complaining, but it never said
+    // `can relay`, so it would show a `pull` line as chat and forward nothing.
+    let mut b = common::client(addr);
+    b.write_all(b"needs peer list\n").unwrap();
+    let b_port = common::entries(&common::read_doc(&mut b))[1].0;
+    let _listening = std::net::TcpListener::bind(("127.0.0.1", b_port)).unwrap();
+    b.write_all(format!("cannot reach 127.0.0.1:{a_port}\n").as_bytes())
+        .unwrap();
+    manager.wait_for("verdict: offset 1");
+    let told = loop {
+        let doc = common::read_doc(&mut b);
+        if doc.contains("<relay>") {
+            break doc;
+        }
+    };
+    assert!(
+        told.contains(&format!(
+            "<port>{a_port}</port><offset>1</offset><me>FALSE</me><relay>none</relay>"
+        )),
+        "{told}"
     );
 }

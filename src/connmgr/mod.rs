@@ -298,6 +298,11 @@ impl Handler for Manager {
                 self.send_list(r, index);
             }
             Line::CannotReach(peer) => self.cannot_reach(r, index, peer),
+            Line::CanRelay => {
+                if let Some(Slot::Servant(s)) = r.data_mut(index) {
+                    s.reach.can_relay = true;
+                }
+            }
             Line::Other(text) => {
                 lines += 1;
                 log_line(index, lines, text);

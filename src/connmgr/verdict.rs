@@ -45,8 +45,11 @@ pub(super) struct Reach {
     pub(super) dialing: bool,
     /// When the last dial-back to it finished.
     pub(super) dialed: Option<Instant>,
-    /// The last dial-back connected: it can relay.
+    /// The last dial-back connected: it can be reached to relay.
     pub(super) confirmed: bool,
+    /// It said `can relay`: it forwards lines to pullers. A VB servant would show
+    /// a `pull` line as chat and forward nothing, black-holing its pullers.
+    pub(super) can_relay: bool,
     pub(super) relay: RelayState,
     /// Servants assigned to pull from it.
     pub(super) pullers: u32,

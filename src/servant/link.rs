@@ -35,7 +35,12 @@ impl Servant {
             Ok(i) => {
                 debug!("connecting to the connection manager at {}", self.manager);
                 self.link = Some(i);
-                r.send(i, NEEDS_PEER_LIST);
+                // Offered once per link, before the first request: this servant
+                // forwards to pullers, so the manager may choose it as a relay.
+                let mut hello = crate::wire::relay::CAN_RELAY.to_vec();
+                hello.push(b'\n');
+                hello.extend_from_slice(NEEDS_PEER_LIST);
+                r.send(i, &hello);
                 r.set_timer(POLL, r.now() + self.config.poll_interval);
             }
             Err(e) => {

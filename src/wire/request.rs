@@ -17,6 +17,9 @@ pub enum Line<'a> {
     NeedsPeerList,
     /// `cannot reach IP:PORT`: the sender could not deliver to that peer.
     CannotReach(std::net::SocketAddr),
+    /// `can relay`: the sender forwards lines to pullers, so it may be chosen as a
+    /// relay. A client that never says it (the VB servant, telnet) never is.
+    CanRelay,
     /// Any other non-empty line, without its line ending.
     Other(&'a [u8]),
 }
@@ -38,6 +41,7 @@ pub struct TooLong(pub usize);
 ///         .feed(chunk, 4096, |line| seen.push(match line {
 ///             Line::NeedsPeerList => "request".to_string(),
 ///             Line::CannotReach(peer) => format!("complaint about {peer}"),
+///             Line::CanRelay => "offer".to_string(),
 ///             Line::Other(text) => String::from_utf8_lossy(text).into_owned(),
 ///         }))
 ///         .unwrap();
@@ -106,6 +110,7 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
                 let line = trim_line_end(&rest[..nl]);
                 match super::relay::parse_cannot_reach(line) {
                     Some(peer) => f(Line::CannotReach(peer)),
+                    None if line == super::relay::CAN_RELAY => f(Line::CanRelay),
                     None if !line.is_empty() => f(Line::Other(line)),
                     None => {}
                 }
@@ -139,6 +144,7 @@ mod tests {
                 out.push(match l {
                     Line::NeedsPeerList => "LIST".to_string(),
                     Line::CannotReach(peer) => format!("COMPLAINT {peer}"),
+                    Line::CanRelay => "OFFER".to_string(),
                     Line::Other(t) => String::from_utf8_lossy(t).into_owned(),
                 })
             });
@@ -207,10 +213,10 @@ mod tests {
     fn complaints_are_recognised_and_malformed_ones_passed_on() {
         assert_eq!(
             frame_all(&[
-                b"needs peer list\ncannot reach 203.0.113.1:2226\r\ncannot reach nowhere\n"
+                b"needs peer list\ncannot reach 203.0.113.1:2226\r\ncannot reach nowhere\ncan relay\n"
             ])
             .0,
-            ["LIST", "COMPLAINT 203.0.113.1:2226", "cannot reach nowhere"]
+            ["LIST", "COMPLAINT 203.0.113.1:2226", "cannot reach nowhere", "OFFER"]
         );
     }
 
