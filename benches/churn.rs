@@ -14,6 +14,9 @@
 //! - connmgr RSS idle (< 3 MB) and per connected servant at 10,000 (< 2 KB).
 //! - fanout to 100 servants through a real servant, p99. < 10 ms.
 //! - stripped release binaries. < 1 MiB each.
+//! - peers: server CPU per cycle of connmgr, redis-server and opentracker (when
+//!   installed) under the same client, each beside the baseline doing the same
+//!   exchange ([`peers`]). No target: for the reader's bearings.
 //!
 //! connmgr runs at its default log level, its stderr a pipe the bench reads.
 //! Servers' CPU is read from /proc/PID/schedstat over churn's measured window.
@@ -31,6 +34,8 @@ use p2pchat::harness::{Process, Spawn};
 // In benches/churn/, where Cargo does not take them for benches of their own.
 #[path = "churn/flood.rs"]
 mod flood;
+#[path = "churn/peers.rs"]
+mod peers;
 #[path = "churn/syscalls.rs"]
 mod syscalls;
 
@@ -193,12 +198,13 @@ fn main() {
     if quick {
         println!("  (quick mode: small and short runs, figures are not meaningful)");
     }
-    let steps: [(&str, Step); 6] = [
+    let steps: [(&str, Step); 7] = [
         ("join-leave", join_leave),
         ("peer-list", peer_list),
         ("steady", steady),
         ("flood", flood::steady_under_flood),
         ("fanout", fanout),
+        ("peers", peers::peers),
         ("sizes", |_| sizes()),
     ];
     // `cargo bench --bench churn -- flood steady` runs only the steps named.

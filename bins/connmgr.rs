@@ -11,6 +11,8 @@ connmgr - the p2pchat connection manager
 Servants connect here; each is given a unique listening port and an entry in the
 peer document, which it fetches with the line `needs peer list`. When a servant
 disconnects it leaves the document and the others are sent the new list.
+A servant that peers cannot reach, and that a dial-back confirms is behind a
+port-blocking router, is told to pull from a reachable servant (docs/RELAY.md).
 
 USAGE:
     connmgr [OPTIONS]
@@ -25,6 +27,16 @@ OPTIONS:
     --push-interval TIME   at most one pushed list per servant per TIME; 0 = no pushes
                            [default: 100ms]
     --max-line BYTES       a longer request line closes that connection [default: 4096]
+    --relay-threshold N    complaints (`cannot reach`) each peer must make about a servant
+                           before it is dialed back; 0 = never relay [default: 2]
+    --relay-share PCT      more than PCT percent of the other servants must complain;
+                           0 = any one [default: 50, i.e. most]
+    --relay-window TIME    complaints older than this are forgotten; a servant must have
+                           asked for the list this recently to be judged [default: 60s]
+    --relay-recheck TIME   dial relayed servants back this often; release those that
+                           answer [default: 60s]
+    --relay-dial-timeout TIME  a dial-back not connected by then failed [default: 3s]
+    --relay-pullers N      servants one relay pulls for at most [default: 16]
     --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
                            such as info,p2pchat::connmgr=debug
                            [default: $RUST_LOG, else the file's <loglevel>, else info]
@@ -32,13 +44,15 @@ OPTIONS:
     -V, --version          print the version
 
 TIME is a number and a unit: 30s, 100ms, 2m, 1h. A bare number keeps the unit the
-flag always had: seconds for --idle-timeout, milliseconds for --push-interval.
+flag always had: seconds for --idle-timeout, --relay-window and --relay-recheck,
+milliseconds for --push-interval and --relay-dial-timeout.
 Flags take `--flag VALUE` or `--flag=VALUE`, once each.
 
 When ready it logs `listening on ADDR:PORT` to stderr (at every level but off) and,
 under systemd (Type=notify), sends READY=1. SIGINT or SIGTERM stop it. SIGHUP reads
---config again and applies max servants, idle timeout, push interval, max line and
-log level; the address and ports need a restart. A bad file keeps the old settings.
+--config again and applies max servants, idle timeout, push interval, max line,
+the relay settings and log level; the address and ports need a restart. A bad
+file keeps the old settings.
 Port 85 needs root or CAP_NET_BIND_SERVICE; try `connmgr --port 8585`.
 
 EXIT STATUS: 0 after a clean shutdown, 1 if it could not start, 2 for bad options or config.
@@ -62,6 +76,12 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         idle_timeout: cli::opt_duration(args, "--idle-timeout", Unit::Secs)?,
         push_interval: cli::opt_duration(args, "--push-interval", Unit::Millis)?,
         max_line: cli::opt_flag(args, "--max-line", "a number of bytes")?,
+        relay_threshold: cli::opt_flag(args, "--relay-threshold", "a number of complaints")?,
+        relay_share: cli::opt_flag(args, "--relay-share", "a percentage")?,
+        relay_window: cli::opt_duration(args, "--relay-window", Unit::Secs)?,
+        relay_recheck: cli::opt_duration(args, "--relay-recheck", Unit::Secs)?,
+        relay_dial_timeout: cli::opt_duration(args, "--relay-dial-timeout", Unit::Millis)?,
+        relay_pullers: cli::opt_flag(args, "--relay-pullers", "a number of servants")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;

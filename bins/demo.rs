@@ -17,10 +17,16 @@ window (the lines it showed, in order) and its user list; then shuts them all do
 Uses the connmgr and servant binaries next to p2pchat-demo when they are at least as new
 (else it plays their parts itself).
 
+With --nat (root only, needs `ip` and `nft`), builds a small internet out of
+network namespaces instead: the manager, alice and bob on a public segment, carol
+behind a NAT router that drops inbound connections. Nobody can reach carol, so the
+manager has her pull from a relay; then all three chat. Everything is removed after.
+
 USAGE:
-    p2pchat-demo
+    p2pchat-demo [--nat]
 
 OPTIONS:
+    --nat            the servant-behind-a-router demo (root)
     -h, --help       print this help
     -V, --version    print the version
 
@@ -38,13 +44,14 @@ fn main() -> ExitCode {
         Ok(None) => {}
         Err(e) => return usage_error(&ConfigError::new(demo::ROLE, e.to_string())),
     }
+    let nat = args.contains("--nat");
     if let Err(e) = cli::no_more_args(&mut args) {
         return usage_error(&e);
     }
     if let Err(e) = cli::init_logging(Some("warn")) {
         return usage_error(&e);
     }
-    match demo::run() {
+    match if nat { demo::run_nat() } else { demo::run() } {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("p2pchat-demo failed: {e}");
@@ -60,6 +67,11 @@ fn play(role: &str, args: &mut pico_args::Arguments) -> ExitCode {
             "connmgr" => Role::Connmgr(connmgr::Overrides {
                 bind: cli::opt_flag(args, "--bind", "an IP address")?,
                 port: cli::opt_flag(args, "--port", "a port number")?,
+                relay_dial_timeout: cli::opt_duration(
+                    args,
+                    "--relay-dial-timeout",
+                    cli::Unit::Millis,
+                )?,
                 ..connmgr::Overrides::default()
             }),
             "servant" => Role::Servant(servant::Overrides {

@@ -13,6 +13,9 @@
 //! | servant form (`Winsock1`, `servants1(i)`, `send1`, `txtSend1`) | [`servant`] |
 //! | (none: many servants at once, to measure the manager) | [`churn`]          |
 //! | (none: the tests' and demo's way to start the binaries) | [`harness`], [`demo`] |
+//! | (none: a router that blocks ports, for the relay)  | [`netns`]                  |
+//! | `Debug.Print`, never blocking the loop           | [`logging`]                |
+//! | (shared by the wire and the reactor)           | [`net`]                    |
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 
@@ -24,6 +27,9 @@ pub mod demo;
 pub mod entry;
 pub mod harness;
 pub mod logfilter;
+pub mod logging;
+pub mod net;
+pub mod netns;
 pub mod notify;
 pub mod reactor;
 pub mod servant;

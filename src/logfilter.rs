@@ -72,7 +72,15 @@ impl Filter {
                 Some("") => return Err(format!("{part:?} has no target before =")),
                 Some(t) => match targets.iter_mut().find(|(have, _)| have == t) {
                     Some(entry) => entry.1 = level,
-                    None => targets.push((t.to_string(), level)),
+                    // Kept longest first (no sort: a few entries, and no sort code
+                    // in the static binaries).
+                    None => {
+                        let at = targets
+                            .iter()
+                            .position(|(have, _)| have.len() < t.len())
+                            .unwrap_or(targets.len());
+                        targets.insert(at, (t.to_string(), level));
+                    }
                 },
                 None => default = Some(level),
             }
@@ -80,8 +88,6 @@ impl Filter {
         if default.is_none() && targets.is_empty() {
             return Err(format!("{spec:?} names no level ({LEVELS})"));
         }
-        // Stable: equal lengths keep their order, which is irrelevant as names differ.
-        targets.sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
         Ok(Filter { default, targets })
     }
 

@@ -111,25 +111,18 @@ fn static_binaries_chat_in_an_empty_root() {
     let manager = inside("/connmgr", &["--bind", "127.0.0.1", "--port", "0"]);
     let at = manager.listening_addr().to_string();
     let servant = |bind: &str, name: &str| {
-        let s = inside(
+        let args = ["--connmgr", &at, "--bind", bind, "--name", name];
+        inside(
             "/servant",
-            &[
-                "--connmgr",
-                &at,
-                "--bind",
-                bind,
-                "--name",
-                name,
-                "--poll-interval",
-                "100ms",
-            ],
-        );
-        s.wait_for("listening on");
-        s
+            &[&args[..], &["--poll-interval", "100ms"]].concat(),
+        )
     };
     let mut alice = servant("127.0.0.2", "alice");
+    alice.wait_for("listening on");
     let mut bob = servant("127.0.0.3", "bob");
+    // A servant logs the list it got, then listens on the port it names.
     bob.wait_for("peers: 2");
+    bob.wait_for("listening on");
     alice.wait_for("peers: 2");
     alice.type_line("hello from an empty root");
     bob.type_line("and back");
@@ -276,14 +269,15 @@ fn sighup_makes_a_servant_apply_new_bans() {
         let mut args = vec!["--connmgr", &at, "--bind", bind, "--name", name];
         args.extend_from_slice(&["--poll-interval", "100ms"]);
         args.extend_from_slice(extra);
-        let s = Daemon::spawn(SERVANT, &args);
-        s.wait_for("listening on");
-        s
+        Daemon::spawn(SERVANT, &args)
     };
     let alice = servant("127.0.0.2", "alice", &["--config", file.path()]);
+    alice.wait_for("listening on");
     let mut bob = servant("127.0.0.3", "bob", &[]);
-    alice.wait_for("peers: 2");
+    // A servant logs the list it got, then listens on the port it names.
     bob.wait_for("peers: 2");
+    bob.wait_for("listening on");
+    alice.wait_for("peers: 2");
     bob.type_line("before the ban");
     assert_eq!(alice.stdout_line().as_deref(), Some("bob: before the ban"));
 

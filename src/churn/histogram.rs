@@ -11,6 +11,10 @@ const LINEAR: u64 = 256;
 const HALF: u64 = LINEAR / 2;
 const SUB_BITS: u32 = 8;
 const BUCKETS: usize = (LINEAR + (64 - SUB_BITS as u64) * HALF) as usize;
+/// The same layout in HdrHistogram's terms (2 significant digits, unit 1), for
+/// the footer of its percentile-distribution format.
+pub const HDR_SUB_BUCKETS: usize = LINEAR as usize;
+pub const HDR_BUCKETS: usize = BUCKETS / HALF as usize - 1;
 
 /// Counts of values (nanoseconds, in churn) in log-linear buckets.
 #[derive(Clone)]
@@ -80,8 +84,13 @@ impl Histogram {
         self.max = self.max.max(v);
     }
 
+    /// Empties it in place (interval histograms are cleared every second).
     pub fn clear(&mut self) {
-        *self = Histogram::new();
+        self.counts.fill(0);
+        self.count = 0;
+        self.sum = 0;
+        self.min = u64::MAX;
+        self.max = 0;
     }
 
     pub fn count(&self) -> u64 {
@@ -107,6 +116,36 @@ impl Histogram {
         } else {
             self.sum as f64 / self.count as f64
         }
+    }
+
+    /// `(highest value of the bucket, count)` for every bucket holding values,
+    /// lowest first: what HdrHistogram's iterators walk.
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(b, &n)| (highest_in(b), n))
+    }
+
+    /// The standard deviation, from each bucket's middle value as HdrHistogram
+    /// computes it (0 when empty).
+    pub fn stddev(&self) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let middle = |b: usize| {
+            let low = if b == 0 { 0 } else { highest_in(b - 1) + 1 };
+            low as f64 + (highest_in(b) - low) as f64 / 2.0
+        };
+        let nonzero = || self.counts.iter().enumerate().filter(|&(_, &n)| n > 0);
+        let n = self.count as f64;
+        let mean = nonzero().map(|(b, &c)| middle(b) * c as f64).sum::<f64>() / n;
+        let var = nonzero()
+            .map(|(b, &c)| (middle(b) - mean).powi(2) * c as f64)
+            .sum::<f64>()
+            / n;
+        var.sqrt()
     }
 
     /// The value at or below which `q` percent of the values fall (0 when empty):
@@ -202,5 +241,26 @@ mod tests {
         assert_eq!(a.percentile(50.0), 10);
         a.clear();
         assert_eq!(a.count(), 0);
+        assert_eq!((a.min(), a.max(), a.buckets().count()), (0, 0, 0));
+    }
+
+    #[test]
+    fn buckets_and_spread() {
+        let mut h = Histogram::new();
+        for v in [10, 10, 20, 1_000_000] {
+            h.record(v);
+        }
+        let b: Vec<_> = h.buckets().collect();
+        assert_eq!(b[..2], [(10, 2), (20, 1)]);
+        assert_eq!(b[2].1, 1);
+        assert!((1_000_000..1_008_000).contains(&b[2].0));
+        let mut flat = Histogram::new();
+        flat.record(100);
+        flat.record(100);
+        assert_eq!(flat.stddev(), 0.0);
+        flat.record(200);
+        flat.record(200);
+        assert_eq!(flat.stddev(), 50.0);
+        assert_eq!(HDR_BUCKETS, 57);
     }
 }

@@ -26,11 +26,49 @@ pub struct Config {
     pub push_interval: Duration,
     /// Longest request line accepted.
     pub max_line: usize,
+    /// When a servant is found behind a port-blocking router, and who relays for it.
+    pub relay: RelayConfig,
     /// `<loglevel>` from the file, if any (`--log-level` and `RUST_LOG` beat it).
     pub log_level: Option<Filter>,
     /// What the command line said, kept so that a reload (SIGHUP) reads the file
     /// again and puts the flags back over it.
     pub overrides: Overrides,
+}
+
+/// The verdict and the relay (`docs/RELAY.md`): when complaints make the manager
+/// dial a servant back, how often a relayed one is checked again, and how many
+/// servants one relay carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Complaints each complainer must make about a servant (the article's "2 or
+    /// 3"); 0 turns verdicts off.
+    pub threshold: u32,
+    /// More than this percent of the other servants must have complained that
+    /// often (50: most of them, as the article says); 0 = any one.
+    pub share: u32,
+    /// Complaints older than this are forgotten; a servant must have asked for the
+    /// list this recently (its heartbeat) to be judged.
+    pub window: Duration,
+    /// A relayed servant is dialed back this often, and released when it answers;
+    /// a servant that answered is not dialed again for complaints sooner.
+    pub recheck: Duration,
+    /// A dial-back that has not connected by then has failed.
+    pub dial_timeout: Duration,
+    /// Servants one relay pulls for at most.
+    pub pullers: u32,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            threshold: 2,
+            share: 50,
+            window: Duration::from_secs(60),
+            recheck: Duration::from_secs(60),
+            dial_timeout: Duration::from_secs(3),
+            pullers: 16,
+        }
+    }
 }
 
 impl Default for Config {
@@ -43,6 +81,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             push_interval: Duration::from_millis(100),
             max_line: 4096,
+            relay: RelayConfig::default(),
             log_level: None,
             overrides: Overrides::default(),
         }
@@ -60,6 +99,13 @@ pub struct Overrides {
     pub idle_timeout: Option<Duration>,
     pub push_interval: Option<Duration>,
     pub max_line: Option<usize>,
+    pub relay_threshold: Option<u32>,
+    /// Percent.
+    pub relay_share: Option<u32>,
+    pub relay_window: Option<Duration>,
+    pub relay_recheck: Option<Duration>,
+    pub relay_dial_timeout: Option<Duration>,
+    pub relay_pullers: Option<u32>,
 }
 
 /// The elements `conf/connmgr.xml` may hold.
@@ -71,6 +117,12 @@ const KNOWN: &[&str] = &[
     "idletimeout",
     "pushinterval",
     "maxline",
+    "relaythreshold",
+    "relayshare",
+    "relaywindow",
+    "relayrecheck",
+    "relaydialtimeout",
+    "relaypullers",
     "loglevel",
 ];
 
@@ -88,15 +140,23 @@ impl Config {
         c.idle_timeout = o.idle_timeout.unwrap_or(c.idle_timeout);
         c.push_interval = o.push_interval.unwrap_or(c.push_interval);
         c.max_line = o.max_line.unwrap_or(c.max_line);
+        let r = &mut c.relay;
+        r.threshold = o.relay_threshold.unwrap_or(r.threshold);
+        r.share = o.relay_share.unwrap_or(r.share);
+        r.window = o.relay_window.unwrap_or(r.window);
+        r.recheck = o.relay_recheck.unwrap_or(r.recheck);
+        r.dial_timeout = o.relay_dial_timeout.unwrap_or(r.dial_timeout);
+        r.pullers = o.relay_pullers.unwrap_or(r.pullers);
         c.overrides = o.clone();
+        c.check_relay("relay settings")?;
+        if o.max_line == Some(0) {
+            return Err(ConfigError::new("--max-line", "must be at least 1 byte"));
+        }
         c.check(if o.first_port.is_some() {
             "--first-port"
         } else {
             "first port"
         })?;
-        if o.max_line == Some(0) {
-            return Err(ConfigError::new("--max-line", "must be at least 1 byte"));
-        }
         Ok(c)
     }
 
@@ -133,8 +193,62 @@ impl Config {
                 .map_err(|r| ConfigError::new(f.place(el), format!("<loglevel> {r}")))?;
             self.log_level = Some(filter);
         }
+        self.apply_relay(f)?;
         if let Some(el) = f.root.child("firstport") {
             self.check(&f.place(el))?;
+        }
+        Ok(())
+    }
+
+    fn apply_relay(&mut self, f: &ConfigFile) -> Result<(), ConfigError> {
+        let r = &mut self.relay;
+        if let Some(v) = f.value("relaythreshold", "a number of complaints (0 = no verdicts)")? {
+            r.threshold = v;
+        }
+        if let Some(v) = f.value("relayshare", "a percentage from 0 to 99")? {
+            r.share = v;
+        }
+        if let Some(v) = duration(f, "relaywindow", Unit::Secs)? {
+            r.window = v;
+        }
+        if let Some(v) = duration(f, "relayrecheck", Unit::Secs)? {
+            r.recheck = v;
+        }
+        if let Some(v) = duration(f, "relaydialtimeout", Unit::Millis)? {
+            r.dial_timeout = v;
+        }
+        if let Some(v) = f.value("relaypullers", "a number of servants")? {
+            r.pullers = v;
+        }
+        if let Some(el) = f.root.child("relayshare") {
+            self.check_relay(&f.place(el))?;
+        }
+        Ok(())
+    }
+
+    /// Settings that would make the relay misbehave rather than merely be slow.
+    fn check_relay(&self, place: &str) -> Result<(), ConfigError> {
+        let r = &self.relay;
+        if r.share > 99 {
+            return Err(ConfigError::new(
+                place,
+                format!(
+                    "the share of complaining servants is a percentage below 100, not {}",
+                    r.share
+                ),
+            ));
+        }
+        for (what, d) in [
+            ("window", r.window),
+            ("recheck", r.recheck),
+            ("dial timeout", r.dial_timeout),
+        ] {
+            if r.threshold > 0 && d.is_zero() {
+                return Err(ConfigError::new(
+                    place,
+                    format!("the relay {what} must be more than 0 while verdicts are on (relay threshold {})", r.threshold),
+                ));
+            }
         }
         Ok(())
     }
@@ -209,10 +323,43 @@ mod tests {
     }
 
     #[test]
+    fn relay_settings_come_from_the_file_and_flags_and_are_checked() {
+        let path =
+            std::env::temp_dir().join(format!("p2pchat-connmgr-relay-{}.xml", std::process::id()));
+        std::fs::write(
+            &path,
+            "<connmgr><relaythreshold>3</relaythreshold><relaypullers>1</relaypullers></connmgr>",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            relay_dial_timeout: Some(Duration::from_millis(250)),
+            ..Overrides::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!((c.relay.threshold, c.relay.pullers), (3, 1));
+        assert_eq!(c.relay.dial_timeout, Duration::from_millis(250));
+        assert_eq!(c.relay.share, 50);
+        std::fs::write(&path, "<connmgr>\n\n<relayshare>150</relayshare></connmgr>").unwrap();
+        let e = Config::load(&Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains(":3: the share"), "{e}");
+        let _ = std::fs::remove_file(path);
+        let o = Overrides {
+            relay_window: Some(Duration::ZERO),
+            ..Overrides::default()
+        };
+        assert!(Config::load(&o).unwrap_err().to_string().contains("window"));
+    }
+
+    #[test]
     fn durations_take_units_and_every_element_is_read() {
         let path =
             std::env::temp_dir().join(format!("p2pchat-connmgr-units-{}.xml", std::process::id()));
-        std::fs::write(&path, "<connmgr><idletimeout>2m</idletimeout><pushinterval>1s</pushinterval>\n<maxline>100</maxline><loglevel>warn,p2pchat::connmgr=debug</loglevel></connmgr>").unwrap();
+        std::fs::write(&path, "<connmgr><idletimeout>2m</idletimeout><relaywindow>90s</relaywindow><pushinterval>1s</pushinterval>\n<maxline>100</maxline><loglevel>warn,p2pchat::connmgr=debug</loglevel></connmgr>").unwrap();
         let mut o = Overrides {
             config: Some(path.clone()),
             ..Overrides::default()
@@ -221,6 +368,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.push_interval, Duration::from_secs(1));
         assert_eq!(c.max_line, 100);
+        assert_eq!(c.relay.window, Duration::from_secs(90));
         assert_eq!(
             c.log_level.as_ref().map(ToString::to_string).as_deref(),
             Some("warn,p2pchat::connmgr=debug")

@@ -15,30 +15,37 @@
 //! - Ports wrap past 65535 to the first port and skip ports still held, instead of
 //!   overflowing VB's `Integer`.
 //! - The critical section goes: one thread owns everything.
+//!
+//! The article's last section, servants behind port-blocking routers, is built
+//! too: complaints and the verdict in `verdict.rs`, the chosen relay in `relay.rs`
+//! (`docs/RELAY.md`).
 
+mod admit;
 pub mod config;
+mod relay;
 mod reload;
+mod verdict;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-pub use config::{Config, Overrides};
+pub use config::{Config, Overrides, RelayConfig};
 
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use crate::wire::peerdoc::PeerDoc;
 use crate::wire::request::{Line, RequestReader, TooLong};
 use crate::StartError;
+use admit::{PortSet, Refusal, Refusals};
 
 /// Timer id for the coalesced push of the peer list.
 const PUSH: usize = 0;
+/// Timer id for dial-back deadlines and rechecks of relayed servants.
+const RELAY: usize = 1;
 /// Request lines other than `needs peer list` logged at info per connection; the rest at debug.
 const LOGGED_LINES: u32 = 5;
-/// What a servant refused for lack of room is told.
-const FULL: &[u8] = b"max number of servants reached\r\n";
-const NO_PORT: &[u8] = b"no free servant port\r\n";
 /// Pushed bytes per second the manager allows itself: a few percent of what one
 /// core copies to loopback sockets, so pushes never crowd out answers.
 const PUSH_BYTES_PER_SEC: u64 = 128 * 1024 * 1024;
@@ -52,14 +59,22 @@ enum Slot {
     Listener,
     /// `p2p(i)`: a connected servant.
     Servant(Member),
+    /// A dial-back to a servant's listening port (VB had no such control).
+    Dial(verdict::Dial),
 }
 
-/// A connected servant's membership: its port, whether it takes pushes, and
-/// which version of the list it last got.
+/// A connected servant's membership: its address and port, whether it takes
+/// pushes, which version of the list it last got, and whether it can be reached.
 #[derive(Debug)]
 struct Member {
+    /// The address the manager saw it come from: the one peers are told.
+    ip: IpAddr,
     /// The listening port this servant was assigned.
     port: u16,
+    /// Its place in join order, unique for the manager's life: a dial-back's result
+    /// is for this servant, not a newcomer that took its slot.
+    serial: u64,
+    reach: verdict::Reach,
     /// It has sent `needs peer list` at least once, so it gets pushes.
     subscribed: bool,
     /// The [`Manager::version`] of the last list it was sent, answered or pushed:
@@ -69,24 +84,6 @@ struct Member {
     push_owed: bool,
     requests: RequestReader,
     other_lines: u32,
-}
-
-/// A set of ports, one bit each.
-struct PortSet(Vec<u64>);
-
-impl PortSet {
-    fn new() -> Self {
-        PortSet(vec![0; 65536 / 64])
-    }
-    fn contains(&self, p: u16) -> bool {
-        self.0[p as usize / 64] & (1 << (p % 64)) != 0
-    }
-    fn insert(&mut self, p: u16) {
-        self.0[p as usize / 64] |= 1 << (p % 64);
-    }
-    fn remove(&mut self, p: u16) {
-        self.0[p as usize / 64] &= !(1 << (p % 64));
-    }
 }
 
 /// The manager's state: the peer document, the port counter and the counts.
@@ -99,6 +96,11 @@ struct Manager {
     port_max: u32,
     held: PortSet,
     servants: usize,
+    /// Servants that have joined, for [`Member::serial`].
+    joined: u64,
+    /// Port -> offset + 1 (0 = none): complaints name servants by address.
+    by_port: Vec<u32>,
+    verdicts: verdict::Verdicts,
     /// The earliest time the next push round may go out.
     next_push: Instant,
     /// The push round in progress, if one is spread over several loop turns.
@@ -106,41 +108,6 @@ struct Manager {
     /// Membership changed after the current round started.
     changed_mid_round: bool,
     refusals: Refusals,
-}
-
-/// Why a connection is refused: the log line says it; [`Refusal::reply`] tells
-/// the servant.
-#[derive(Clone, Copy, Debug)]
-enum Refusal {
-    /// `--max-servants`, reached.
-    Full(usize),
-    /// Every port from the first servant port up is held.
-    NoPort,
-}
-
-impl Refusal {
-    fn reply(self) -> &'static [u8] {
-        match self {
-            Refusal::Full(_) => FULL,
-            Refusal::NoPort => NO_PORT,
-        }
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Full(max) => write!(f, "max number of servants ({max}) reached"),
-            Refusal::NoPort => f.write_str("every servant port is taken"),
-        }
-    }
-}
-
-/// Refused connections not yet mentioned in the log.
-#[derive(Default)]
-struct Refusals {
-    logged: Option<Instant>,
-    unlogged: u64,
 }
 
 /// Where a push round has got to.
@@ -159,6 +126,10 @@ impl Manager {
             version: 0,
             held: PortSet::new(),
             servants: 0,
+            joined: 0,
+            // Zeroed, so pages are only touched for ports in use.
+            by_port: vec![0; 65536],
+            verdicts: verdict::Verdicts::default(),
             next_push: Instant::now(),
             round: None,
             changed_mid_round: false,
@@ -256,28 +227,6 @@ impl Manager {
             self.doc.len()
         );
     }
-
-    /// Refuses with `why`'s reply, logging at most one line per second so that a
-    /// flood of connections cannot become a flood of log lines. Nothing is
-    /// formatted for a refusal that is only counted.
-    fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: Refusal) {
-        let now = r.now();
-        if self
-            .refusals
-            .logged
-            .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            let from = request.remote();
-            match std::mem::take(&mut self.refusals.unlogged) {
-                0 => warn!("refusing {from}: {why}"),
-                n => warn!("refusing {from}: {why} ({n} more refused since the last line)"),
-            }
-            self.refusals.logged = Some(now);
-        } else {
-            self.refusals.unlogged += 1;
-        }
-        r.refuse(request, why.reply());
-    }
 }
 
 impl Handler for Manager {
@@ -298,8 +247,12 @@ impl Handler for Manager {
             return self.refuse(r, request, Refusal::NoPort);
         };
         let ip = request.remote().ip();
+        self.joined += 1;
         let member = Member {
+            ip,
             port,
+            serial: self.joined,
+            reach: verdict::Reach::default(),
             subscribed: false,
             seen: 0,
             push_owed: false,
@@ -311,6 +264,7 @@ impl Handler for Manager {
             Err(e) => return warn!("cannot accept a servant from {ip}: {e}"),
         };
         self.held.insert(port);
+        self.by_port[port as usize] = index as u32 + 1;
         self.servants += 1;
         self.doc.add(ip, port, index);
         if log::log_enabled!(log::Level::Info) {
@@ -324,11 +278,14 @@ impl Handler for Manager {
         self.membership_changed(r);
     }
 
-    /// VB: `p2p_DataArrival(Index, bytesTotal)`: answer `needs peer list`, log the rest.
+    /// VB: `p2p_DataArrival(Index, bytesTotal)`: answer `needs peer list`, count
+    /// `cannot reach` complaints, log the rest.
     fn data_arrival(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: &[u8]) {
+        let now = r.now();
         let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
+        let was_subscribed = s.subscribed;
         // The framer leaves the slot while it runs, so answering can borrow the reactor.
         let mut requests = std::mem::take(&mut s.requests);
         let mut subscribe = false;
@@ -336,7 +293,16 @@ impl Handler for Manager {
         let outcome = requests.feed(data, self.config.max_line, |line| match line {
             Line::NeedsPeerList => {
                 subscribe = true;
+                if let Some(Slot::Servant(s)) = r.data_mut(index) {
+                    s.reach.heard = Some(now); // the article's heartbeat
+                }
                 self.send_list(r, index);
+            }
+            Line::CannotReach(peer) => self.cannot_reach(r, index, peer),
+            Line::CanRelay => {
+                if let Some(Slot::Servant(s)) = r.data_mut(index) {
+                    s.reach.can_relay = true;
+                }
             }
             Line::Other(text) => {
                 lines += 1;
@@ -349,6 +315,9 @@ impl Handler for Manager {
         s.requests = requests;
         s.other_lines = lines;
         s.subscribed |= subscribe;
+        if subscribe && !was_subscribed && self.verdicts.seeking > 0 {
+            self.assign(r); // a new candidate relay for whoever has none
+        }
         if let Err(TooLong(n)) = outcome {
             let addr = r.socket(index).map(|s| s.addr());
             warn!(
@@ -363,7 +332,11 @@ impl Handler for Manager {
 
     /// VB: `p2p_Close(Index)`: `RemovePeerByOffset`, and tell the others.
     fn close(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: Self::Data) {
-        let Slot::Servant(mut s) = data else { return };
+        let mut s = match data {
+            Slot::Servant(s) => s,
+            Slot::Dial(d) => return self.dial_closed(r, index, d),
+            Slot::Listener => return,
+        };
         if let Some(tail) = s.requests.take_tail() {
             log_line(index, s.other_lines + 1, &tail);
         }
@@ -375,6 +348,7 @@ impl Handler for Manager {
         }
         self.doc.remove(index);
         self.held.remove(s.port);
+        self.by_port[s.port as usize] = 0;
         self.servants -= 1;
         info!(
             "left: offset {index}, port {} ({})",
@@ -382,6 +356,22 @@ impl Handler for Manager {
             count(self.servants)
         );
         self.membership_changed(r);
+        self.forget_reach(r, index, &mut s);
+        self.relay_left(r, index, s.reach.relay);
+    }
+
+    /// VB: `Winsock_Connect`: a dial-back got through.
+    fn connect(&mut self, r: &mut Reactor<Self::Data>, index: Index) {
+        if let Some(Slot::Dial(_)) = r.data(index) {
+            self.dial_connect(r, index);
+        }
+    }
+
+    /// VB: `Winsock_Error`: a dial-back failed; servants' errors end in `close`.
+    fn error(&mut self, r: &mut Reactor<Self::Data>, index: Index, err: &io::Error) {
+        if let Some(Slot::Dial(_)) = r.data(index) {
+            self.dial_error(r, index, err);
+        }
     }
 
     /// The push that [`Manager::push`] owed a backlogged servant goes out now.
@@ -395,8 +385,10 @@ impl Handler for Manager {
     }
 
     fn timer(&mut self, r: &mut Reactor<Self::Data>, id: usize) {
-        if id == PUSH {
-            self.push(r);
+        match id {
+            PUSH => self.push(r),
+            RELAY => self.relay_timer(r),
+            _ => {}
         }
     }
 
@@ -496,17 +488,6 @@ mod tests {
             first_port,
             ..Config::default()
         })
-    }
-
-    #[test]
-    fn refusals_say_why_as_they_always_have() {
-        assert_eq!(
-            Refusal::Full(3).to_string(),
-            "max number of servants (3) reached"
-        );
-        assert_eq!(Refusal::NoPort.to_string(), "every servant port is taken");
-        assert_eq!(Refusal::Full(3).reply(), FULL);
-        assert_eq!(Refusal::NoPort.reply(), NO_PORT);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! SIGHUP: the manager reads its config file again, puts the command line's flags
 //! back over it, and applies what can change while servants stay connected: the
-//! servant limit, the idle timeout, the push interval, the line limit and the log
-//! level. The address and ports would mean a new listener and new port numbering,
+//! servant limit, the idle timeout, the push interval, the line limit, the relay
+//! settings (from the next verdict, dial or recheck) and the log level. The address and ports would mean a new listener and new port numbering,
 //! so a change there is reported and waits for a restart. A file that cannot be
 //! read or parsed changes nothing: the error is logged and the old settings stay.
 //!
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use log::{info, warn};
 
+use super::config::RelayConfig;
 use super::{Config, Manager, Slot};
 use crate::logfilter;
 use crate::notify;
@@ -68,6 +69,7 @@ impl Manager {
                 self.config.max_line, new.max_line
             ));
         }
+        changes.extend(relay_changes(&self.config.relay, &new.relay));
         changes.extend(logfilter::reload(
             self.config.log_level.as_ref(),
             new.log_level.as_ref(),
@@ -101,6 +103,29 @@ impl Manager {
     }
 }
 
+/// What differs between two relay settings, one `name old -> new` each.
+fn relay_changes(old: &RelayConfig, new: &RelayConfig) -> Vec<String> {
+    let mut changes = Vec::new();
+    let mut count = |name: &str, a: u32, b: u32| {
+        if a != b {
+            changes.push(format!("relay {name} {a} -> {b}"));
+        }
+    };
+    count("threshold", old.threshold, new.threshold);
+    count("share", old.share, new.share);
+    count("pullers", old.pullers, new.pullers);
+    for (name, a, b) in [
+        ("window", old.window, new.window),
+        ("recheck", old.recheck, new.recheck),
+        ("dial timeout", old.dial_timeout, new.dial_timeout),
+    ] {
+        if a != b {
+            changes.push(format!("relay {name} {a:?} -> {b:?}"));
+        }
+    }
+    changes
+}
+
 /// `30s`, `100ms`, `1.5s`, or `zero` when zero turns the feature off.
 fn show(d: Duration, zero: &str) -> String {
     if d.is_zero() {
@@ -113,6 +138,21 @@ fn show(d: Duration, zero: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relay_changes_name_each_setting() {
+        let old = RelayConfig::default();
+        let new = RelayConfig {
+            threshold: 3,
+            window: Duration::from_secs(90),
+            ..RelayConfig::default()
+        };
+        assert_eq!(
+            relay_changes(&old, &new),
+            ["relay threshold 2 -> 3", "relay window 60s -> 90s"]
+        );
+        assert!(relay_changes(&old, &old).is_empty());
+    }
 
     #[test]
     fn durations_are_shown_with_their_unit() {

@@ -9,11 +9,8 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::ops::Range;
-use std::rc::Rc;
 
-/// A buffer many sends can queue ranges of. Mutate it with `Rc::make_mut`: it
-/// copies only while some socket still has an unsent range of the old contents.
-pub type Shared = Rc<Vec<u8>>;
+use crate::net::Shared;
 
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 8;
@@ -162,6 +159,8 @@ pub fn write_pieces(w: &mut impl Write, pieces: &[Piece<'_>]) -> io::Result<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::rc::Rc;
 
     /// A writer that takes at most `room` bytes, then would block.
     struct Trickle {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use log::{debug, info, warn};
 
-use crate::reactor::canonical_ip;
+use crate::net::canonical_ip;
 
 /// How often banned host names are resolved again.
 pub const REFRESH: Duration = Duration::from_secs(60);

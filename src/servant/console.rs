@@ -1,4 +1,5 @@
-//! stdout as the article's `txtChat1` text box, and the `> ` prompt on a terminal.
+//! stdout as the article's `txtChat1` text box, the `> ` prompt on a terminal, and
+//! stdin as its `txtSend1` text box.
 //!
 //! On pipes and files stdout carries exactly one line per chat message and nothing
 //! else, so scripts and tests can read it. On a terminal a message that arrives
@@ -8,19 +9,41 @@
 //! stay on, so Ctrl-C still stops the servant) and restored on the way out. Control
 //! characters from peers are shown as `?` on a terminal, so a peer cannot drive
 //! the user's terminal with escape sequences.
+//!
+//! Everything shown goes through the loop's bounded stdout queue
+//! ([`crate::reactor::stdio`]): a terminal or pipe that stops taking output costs
+//! chat lines (counted, and said once it drains), never the servant's loop.
+//!
+//! stdin is read on the loop too ([`Console::read_stdin`]) but, unlike stdout,
+//! without a non-blocking description of its own: the terminal's settings are
+//! changed through it (raw mode) and its reads are whole keystrokes, so it is read
+//! only after a zero-timeout `poll` says a read will not block. It is never set
+//! O_NONBLOCK: on a terminal, fds 0, 1 and 2 share one open file description with
+//! the shell, whose writes would then fail with EAGAIN whenever the terminal is slow.
 
-use std::io::{self, Write};
+use std::io;
 
 use log::warn;
 
-/// Where chat goes.
+use crate::reactor::stdio::{STDERR, STDOUT};
+use crate::reactor::{Reactor, READ_BUDGET, READ_CHUNK};
+
+/// The id stdin is watched under ([`crate::reactor::Handler::fd_ready`]).
+const STDIN: usize = 0;
+
+/// Has the loop report stdin to [`crate::reactor::Handler::fd_ready`].
+pub fn watch_stdin<T>(r: &mut Reactor<T>) -> io::Result<()> {
+    r.watch_fd(0, STDIN)
+}
+
+/// Where chat goes, and where what the user types comes from.
 pub struct Console {
     /// stdin and stdout are both terminals: show and keep a prompt.
     prompt: bool,
-    /// Writing stdout failed once (said in the log; later failures are silent).
-    broken: bool,
-    /// Reused for terminal-safe copies of messages.
-    scratch: String,
+    /// Reused for each message as it is shown.
+    scratch: Vec<u8>,
+    /// Reused for reading stdin; allocated on the first read.
+    input: Vec<u8>,
     /// The line being typed (terminal only).
     line: Vec<u8>,
     /// Inside an escape sequence (arrow keys and the like), which is ignored.
@@ -38,12 +61,13 @@ enum Escape {
     Sequence,
 }
 
-/// What a chunk of keystrokes amounts to.
+/// What keystrokes, or one turn's reads of stdin, amount to.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Edited {
-    /// Complete lines, each ending in `\n`.
+    /// On a terminal, complete lines, each ending in `\n`; from a pipe or file,
+    /// what was read, which may end mid-line.
     pub lines: Vec<u8>,
-    /// Ctrl-D on an empty line.
+    /// Ctrl-D on an empty line, or the end of a pipe or file.
     pub eof: bool,
 }
 
@@ -54,8 +78,8 @@ impl Console {
         Console {
             saved: if prompt { raw_mode() } else { None },
             prompt,
-            broken: false,
-            scratch: String::new(),
+            scratch: Vec::new(),
+            input: Vec::new(),
             line: Vec::new(),
             escape: Escape::None,
         }
@@ -64,7 +88,7 @@ impl Console {
     /// Applies keystrokes to the line being typed, echoing them, and returns the
     /// lines finished with Enter. Backspace, Ctrl-U (erase line), Ctrl-W (erase
     /// word) and Ctrl-D (leave, on an empty line) work; escape sequences are ignored.
-    pub fn edit(&mut self, keys: &[u8]) -> Edited {
+    fn edit(&mut self, keys: &[u8]) -> Edited {
         let mut done = Edited::default();
         let mut echo = Vec::new();
         for &k in keys {
@@ -113,87 +137,113 @@ impl Console {
             }
         }
         if !echo.is_empty() {
-            let mut out = io::stdout().lock();
-            let result = out.write_all(&echo).and_then(|()| out.flush());
-            self.done(result);
+            STDOUT.write(&echo);
         }
         done
     }
 
-    pub fn is_terminal(&self) -> bool {
-        self.prompt
+    /// Reads what stdin has for this turn, at most [`READ_BUDGET`] chunks, each
+    /// only after `poll` says it will not block; on a terminal, through the line
+    /// editor. At the end of input stdin is no longer watched.
+    pub fn read_stdin<T>(&mut self, r: &mut Reactor<T>) -> Edited {
+        let mut typed = Edited::default();
+        self.input.resize(READ_CHUNK, 0);
+        for _ in 0..READ_BUDGET {
+            let mut pfd = libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid pollfd, zero timeout.
+            if unsafe { libc::poll(&mut pfd, 1, 0) } == 0 {
+                return typed; // nothing waiting: a read would block
+            }
+            // SAFETY: reads into a valid, writable buffer of the given length.
+            let n = unsafe { libc::read(0, self.input.as_mut_ptr().cast(), self.input.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => return typed,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => warn!("stdin: {e}; no more input"),
+                }
+            }
+            if n <= 0 {
+                typed.eof = true;
+            } else if self.prompt {
+                let keys = std::mem::take(&mut self.input);
+                let edited = self.edit(&keys[..n as usize]);
+                self.input = keys;
+                typed.lines.extend_from_slice(&edited.lines);
+                typed.eof = edited.eof;
+            } else {
+                typed.lines.extend_from_slice(&self.input[..n as usize]);
+            }
+            if typed.eof {
+                r.unwatch_fd(STDIN);
+                return typed;
+            }
+        }
+        // Budget spent with input perhaps still waiting: no new event will say so.
+        r.fd_again(STDIN);
+        typed
     }
 
-    /// Prints one message (lossy UTF-8), marked when it was cut at the size limit.
+    /// Shows one message (lossy UTF-8), marked when it was cut at the size limit.
     pub fn message(&mut self, bytes: &[u8], truncated: bool) {
         let text = String::from_utf8_lossy(bytes);
         let marker = if truncated { " [truncated]" } else { "" };
-        let mut out = io::stdout().lock();
-        let result = if self.prompt {
-            self.scratch.clear();
-            self.scratch.extend(text.chars().map(|c| {
-                if c.is_control() && c != '\t' {
-                    '?'
-                } else {
-                    c
-                }
-            }));
-            write!(out, "\r\x1b[K{}{marker}\n{PROMPT}", self.scratch)
-                .and_then(|()| out.write_all(&self.line))
+        let out = &mut self.scratch;
+        out.clear();
+        if self.prompt {
+            out.extend_from_slice(b"\r\x1b[K");
+            for c in text.chars() {
+                let shown = if c.is_control() && c != '\t' { '?' } else { c };
+                out.extend_from_slice(shown.encode_utf8(&mut [0; 4]).as_bytes());
+            }
+            out.extend_from_slice(marker.as_bytes());
+            out.push(b'\n');
+            out.extend_from_slice(PROMPT.as_bytes());
+            out.extend_from_slice(&self.line);
         } else {
-            writeln!(out, "{text}{marker}")
-        };
-        self.done(result.and_then(|()| out.flush()));
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(marker.as_bytes());
+            out.push(b'\n');
+        }
+        STDOUT.write(out);
     }
 
-    /// Prints lines the user asked for (`/peers`, `/help`). The prompt is redrawn by
+    /// Shows lines the user asked for (`/peers`, `/help`). The prompt is redrawn by
     /// the caller once the whole typed chunk has been handled.
     pub fn reply(&mut self, text: &str) {
-        let mut out = io::stdout().lock();
         let clear = if self.prompt { "\r\x1b[K" } else { "" };
-        let result = write!(out, "{clear}{text}");
-        self.done(result.and_then(|()| out.flush()));
+        STDOUT.write(format!("{clear}{text}").as_bytes());
     }
 
     /// Shows the prompt (after start, and after each line the user entered).
     pub fn prompt(&mut self) {
         if self.prompt {
-            let mut out = io::stdout().lock();
-            let result = write!(out, "{PROMPT}")
-                .and_then(|()| out.write_all(&self.line))
-                .and_then(|()| out.flush());
-            self.done(result);
+            let mut out = PROMPT.as_bytes().to_vec();
+            out.extend_from_slice(&self.line);
+            STDOUT.write(&out);
         }
     }
 
     /// Says something to the user on stderr, on a line of its own. Like [`Self::reply`],
     /// it leaves redrawing the prompt to the caller.
     pub fn complain(&mut self, text: &str) {
-        if self.prompt {
-            eprint!("\r\x1b[K{text}\n");
-        } else {
-            eprintln!("{text}");
-        }
+        let clear = if self.prompt { "\r\x1b[K" } else { "" };
+        STDERR.write(format!("{clear}{text}\n").as_bytes());
     }
 
     /// Leaves the terminal on a fresh line, in the mode it was in.
     pub fn finish(&mut self) {
         if self.prompt {
-            let mut out = io::stdout().lock();
-            let _ = write!(out, "\r\x1b[K").and_then(|()| out.flush());
+            STDOUT.write(b"\r\x1b[K");
         }
         if let Some(saved) = self.saved.take() {
             // SAFETY: restores settings read from this terminal by raw_mode().
             unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
-        }
-    }
-
-    fn done(&mut self, result: io::Result<()>) {
-        if let Err(e) = result {
-            if !self.broken {
-                self.broken = true;
-                warn!("cannot write chat to stdout: {e}; messages are being lost");
-            }
         }
     }
 }
@@ -258,8 +308,8 @@ mod tests {
     fn console() -> Console {
         Console {
             prompt: true,
-            broken: false,
-            scratch: String::new(),
+            scratch: Vec::new(),
+            input: Vec::new(),
             line: Vec::new(),
             escape: Escape::None,
             saved: None,

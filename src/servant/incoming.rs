@@ -4,6 +4,9 @@
 //!
 //! VB accepted, then read each `GetData` as one message; here a connection carries
 //! newline-framed lines ([`super::chat`]) and banned addresses are refused unread.
+//! A connection whose first line is `pull IP:PORT` is a servant behind a
+//! port-blocking router pulling from us; every line shown here is also forwarded
+//! to such pullers ([`super::relay`]).
 
 use std::net::SocketAddr;
 
@@ -11,6 +14,7 @@ use log::{info, warn};
 
 use super::chat::ChatReader;
 use super::console::Console;
+use super::relay::Role;
 use super::{Servant, Slot};
 use crate::reactor::{Index, Reactor, Request};
 
@@ -62,30 +66,52 @@ impl Servant {
         let slot = Slot::Incoming {
             from,
             reader: ChatReader::default(),
+            role: Role::First,
         };
         if let Err(e) = r.accept(request, slot) {
             warn!("cannot accept a connection from {from}: {e}");
         }
     }
 
-    /// VB: `servants1_DataArrival(Index, bytesTotal)`: `txtChat1.Text & vbCrLf & a`.
+    /// VB: `servants1_DataArrival(Index, bytesTotal)`: `txtChat1.Text & vbCrLf & a`,
+    /// and the same lines forwarded to our pullers.
     pub(super) fn servants1_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
-        let Some(Slot::Incoming { from, reader }) = r.data_mut(i) else {
+        let Some(Slot::Incoming { from, reader, role }) = r.data_mut(i) else {
             return;
         };
-        let (from, console) = (*from, &mut self.console);
-        reader.feed(data, |msg, truncated| show(console, from, msg, truncated));
+        // Reader and role leave the slot while lines are handled, which needs the reactor.
+        let from = *from;
+        let mut reader = std::mem::take(reader);
+        let mut role = std::mem::replace(role, Role::Batch);
+        reader.feed(data, |msg, truncated| {
+            self.incoming_line(r, i, from, &mut role, msg, truncated)
+        });
+        let origin = matches!(role, Role::Puller { .. }).then_some(i);
+        self.forward(r, origin);
+        if let Some(Slot::Incoming {
+            reader: kept,
+            role: was,
+            ..
+        }) = r.data_mut(i)
+        {
+            *kept = reader;
+            *was = role;
+        }
     }
 
     /// VB: `servants1_Close(Index)` (the article had none): the tail is a message.
     pub(super) fn servants1_close(
         &mut self,
         r: &mut Reactor<Slot>,
+        i: Index,
         from: SocketAddr,
         mut reader: ChatReader,
+        mut role: Role,
     ) {
-        let console = &mut self.console;
-        reader.finish(|msg, truncated| show(console, from, msg, truncated));
+        reader.finish(|msg, truncated| self.incoming_line(r, i, from, &mut role, msg, truncated));
+        let origin = matches!(role, Role::Puller { .. }).then_some(i);
+        self.forward(r, origin);
+        self.puller_closed(i, &role);
         if let Some(k) = self.self_pending.iter().position(|&a| a == from) {
             self.self_pending.swap_remove(k);
             self.maybe_leave(r);
@@ -94,7 +120,7 @@ impl Servant {
 }
 
 /// One message on stdout; a cut one is also logged with its sender.
-fn show(console: &mut Console, from: SocketAddr, msg: &[u8], truncated: bool) {
+pub(super) fn show(console: &mut Console, from: SocketAddr, msg: &[u8], truncated: bool) {
     if msg.is_empty() && !truncated {
         return;
     }

@@ -35,7 +35,12 @@ impl Servant {
             Ok(i) => {
                 debug!("connecting to the connection manager at {}", self.manager);
                 self.link = Some(i);
-                r.send(i, NEEDS_PEER_LIST);
+                // Offered once per link, before the first request: this servant
+                // forwards to pullers, so the manager may choose it as a relay.
+                let mut hello = crate::wire::relay::CAN_RELAY.to_vec();
+                hello.push(b'\n');
+                hello.extend_from_slice(NEEDS_PEER_LIST);
+                r.send(i, &hello);
                 r.set_timer(POLL, r.now() + self.config.poll_interval);
             }
             Err(e) => {
@@ -156,15 +161,15 @@ impl Servant {
                 )
             }
         };
-        let changed = peers.len() != self.peers.len()
-            || peers
-                .iter()
-                .zip(&self.peers)
-                .any(|(a, b)| (a.ip, a.port, a.me) != (b.ip, b.port, b.me));
+        // Taken first: `changed || take(..)` would leave it set after a changed list,
+        // and the next, unchanged, list would be logged again.
+        let fresh = std::mem::take(&mut self.fresh_link);
+        let changed = peers != self.peers;
         self.peers = peers;
-        if changed || std::mem::take(&mut self.fresh_link) {
+        if changed || fresh {
             info!("peers: {}", describe(&self.peers));
         }
+        self.relay_document(r);
         let Some(port) = self.peers.iter().find(|p| p.me).map(|p| p.port) else {
             if !self.no_me_logged {
                 self.no_me_logged = true;
@@ -204,6 +209,9 @@ fn describe(peers: &[Peer]) -> String {
         if p.me {
             s.push('*');
         }
+        if p.relay.is_some() {
+            s.push_str(" relayed");
+        }
     }
     if peers.len() > LOGGED_PEERS {
         s.push_str(", ...");
@@ -222,6 +230,7 @@ mod tests {
             port,
             offset: 1,
             me,
+            relay: None,
         }
     }
 
@@ -229,6 +238,9 @@ mod tests {
     fn the_peers_line_marks_self() {
         let peers = [peer(2224, true), peer(2225, false), peer(2226, false)];
         assert_eq!(describe(&peers), "3 (2224*, 2225, 2226)");
+        let mut relayed = peer(2227, false);
+        relayed.relay = Some(crate::wire::relay::Relay::Nobody);
+        assert_eq!(describe(&[relayed]), "1 (2227 relayed)");
         assert_eq!(describe(&[]), "0 ()");
     }
 }

@@ -13,6 +13,7 @@
 //! | closing the form                             | `leave.rs`: `/quit`, end of input   |
 //! | `txtChat1`                                   | stdout ([`console`])                |
 //! | `pConfig` (`config.xml`)                     | [`config`], [`bans`]                |
+//! | (the article's last section: relays)         | `relay.rs`, `Slot::Pull`            |
 //!
 //! This file holds the servant's state and the reactor's handlers, each passing its
 //! event to the control it belongs to, whose method carries the VB name and
@@ -23,7 +24,8 @@
 //! are framed, not one `GetData` each ([`chat`], `link.rs`); the manager is asked
 //! every poll interval, its pushes are taken, and a lost manager is retried with
 //! backoff while the last list stays in use (`link.rs`); bans compare parsed
-//! addresses and resolve names off the loop ([`bans`]).
+//! addresses and resolve names off the loop ([`bans`]). Behind a port-blocking
+//! router, a servant pulls from a relay the manager names (`relay.rs`).
 
 pub mod bans;
 pub mod chat;
@@ -32,6 +34,7 @@ pub mod console;
 mod incoming;
 mod leave;
 mod link;
+mod relay;
 mod reload;
 mod send;
 mod typed;
@@ -40,7 +43,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
@@ -58,6 +61,8 @@ use send::Failures;
 const POLL: usize = 0;
 const RECONNECT: usize = 1;
 const QUIT_DEADLINE: usize = 2;
+/// Connect timeouts, keepalives and the pull link ([`relay`]).
+const TICK: usize = 3;
 /// Incoming chat connections silent this long are closed (slow or stuck peers).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -72,6 +77,17 @@ enum Slot {
     Incoming {
         from: SocketAddr,
         reader: ChatReader,
+        /// A batch, or a servant pulling from us.
+        role: relay::Role,
+    },
+    /// Our pull link to the relay the manager named for us.
+    Pull {
+        to: SocketAddr,
+        reader: ChatReader,
+        error: Option<String>,
+        started: Instant,
+        /// It connected: a loss later is not the relay being unreachable.
+        up: bool,
     },
     /// `send1`: one batch on its way to one peer.
     Outgoing {
@@ -84,6 +100,8 @@ enum Slot {
         /// The socket took the whole batch.
         delivered: bool,
         error: Option<String>,
+        /// When the connect began, for [`relay::CONNECT_TIMEOUT`].
+        started: Instant,
     },
 }
 
@@ -140,6 +158,7 @@ struct Servant {
     /// side has not closed yet: leaving waits for them so our own transcript is whole.
     self_pending: Vec<SocketAddr>,
     quitting: bool,
+    relay: relay::Relaying,
 }
 
 impl Servant {
@@ -169,6 +188,7 @@ impl Servant {
             outgoing: 0,
             self_pending: Vec::new(),
             quitting: false,
+            relay: relay::Relaying::default(),
         }
     }
 
@@ -196,6 +216,7 @@ impl Handler for Servant {
         match r.data(i) {
             Some(Slot::Manager) => self.winsock1_data_arrival(r, i, data),
             Some(Slot::Incoming { .. }) => self.servants1_data_arrival(r, i, data),
+            Some(Slot::Pull { .. }) => self.pull_data_arrival(r, i, data),
             _ => {}
         }
     }
@@ -219,7 +240,8 @@ impl Handler for Servant {
                     self.listener = None;
                 }
             }
-            Slot::Incoming { from, reader } => self.servants1_close(r, from, reader),
+            Slot::Incoming { from, reader, role } => self.servants1_close(r, i, from, reader, role),
+            Slot::Pull { to, error, up, .. } => self.pull_closed(r, i, to, up, error),
             Slot::Outgoing {
                 to,
                 local,
@@ -235,6 +257,7 @@ impl Handler for Servant {
         match r.data(i) {
             Some(Slot::Manager) => self.winsock1_connect(),
             Some(Slot::Outgoing { .. }) => self.send1_connect(r, i),
+            Some(Slot::Pull { .. }) => self.pull_connect(r, i),
             _ => {}
         }
     }
@@ -250,7 +273,9 @@ impl Handler for Servant {
     /// the close that follows, which does the counting and the logging.
     fn error(&mut self, r: &mut Reactor<Slot>, i: Index, err: &io::Error) {
         match r.data_mut(i) {
-            Some(Slot::Outgoing { error, .. }) => *error = Some(err.to_string()),
+            Some(Slot::Outgoing { error, .. } | Slot::Pull { error, .. }) => {
+                *error = Some(err.to_string())
+            }
             Some(Slot::Manager) => self.link_error = Some(err.to_string()),
             _ => {}
         }
@@ -262,17 +287,16 @@ impl Handler for Servant {
             POLL => self.poll(r),
             RECONNECT if !self.quitting || !self.held.is_empty() => self.connect_manager(r),
             QUIT_DEADLINE => self.quit_deadline(r),
+            TICK => self.tick(r),
             _ => {}
         }
     }
 
-    /// VB: `txtSend1_KeyPress(KeyAscii)`. On a terminal the console edits the line
-    /// (so a message arriving mid-line can redraw it) and hands over whole lines.
-    fn key_press(&mut self, r: &mut Reactor<Slot>, data: &[u8]) {
-        if !self.console.is_terminal() || data.is_empty() {
-            return self.txt_send1_key_press(r, data);
-        }
-        let edited = self.console.edit(data);
+    /// VB: `txtSend1_KeyPress(KeyAscii)`: stdin has input. The console reads it; on a
+    /// terminal it edits the line (so a message arriving mid-line can redraw it) and
+    /// hands over whole lines.
+    fn fd_ready(&mut self, r: &mut Reactor<Slot>, _stdin: usize) {
+        let edited = self.console.read_stdin(r);
         if !edited.lines.is_empty() {
             self.txt_send1_key_press(r, &edited.lines);
         }
@@ -364,8 +388,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     r.catch_signals()
         .map_err(|e| StartError(format!("cannot catch signals: {e}")))?;
     if input != Input::Headless {
-        r.watch_stdin()
-            .map_err(|e| StartError(format!("cannot read stdin: {e}")))?;
+        console::watch_stdin(&mut r).map_err(|e| StartError(format!("cannot read stdin: {e}")))?;
     }
     if config.poll_interval >= Duration::from_secs(30) {
         warn!(
@@ -402,6 +425,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         servant.console.prompt();
     }
     servant.connect_manager(&mut r);
+    r.set_timer(TICK, r.now());
     crate::notify::ready();
     let outcome = r.run(&mut servant);
     crate::notify::stopping();

@@ -4,7 +4,11 @@
 //!
 //! The article looped over the peers through one control, waiting out each
 //! connect with `While send1.State = 6: DoEvents: Wend`, so one unreachable peer
-//! stalled the rest; here an unreachable peer costs a failed connect, nothing more.
+//! stalled the rest; here an unreachable peer costs a failed connect, nothing more,
+//! and a complaint to the manager ([`super::relay`]). A peer the document shows as
+//! relayed is not sent to directly: its relay forwards what it gets. A relayed
+//! servant shows its own lines itself and sends them to its relay over the pull
+//! link instead of to the relay's listener.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,6 +17,7 @@ use log::{info, warn};
 
 use super::{Servant, Slot};
 use crate::reactor::{Index, Reactor};
+use crate::wire::relay::Relay;
 
 /// A peer that stays unreachable is warned about at most once per this window.
 const FAILURE_WARN_EVERY: Duration = Duration::from_secs(10);
@@ -52,22 +57,45 @@ impl Servant {
             self.batch.clear();
             return;
         }
+        let relayed = self.relay.status;
+        let via = match relayed {
+            Some(Relay::Via(to)) => Some(to),
+            _ => None,
+        };
         for k in 0..self.peers.len() {
             let peer = &self.peers[k];
             let to = SocketAddr::new(peer.ip, peer.port);
+            let skip = if peer.me {
+                relayed.is_some() // we cannot reach ourselves at our public address
+            } else {
+                peer.relay.is_some() || via == Some(to)
+            };
+            if skip {
+                continue;
+            }
             let slot = Slot::Outgoing {
                 to,
                 to_self: peer.me,
                 local: None,
                 delivered: false,
                 error: None,
+                started: r.now(),
             };
             match r.connect(to, self.bind_for(to), slot) {
                 Ok(i) => {
                     r.send(i, &self.batch);
                     self.outgoing += 1;
                 }
-                Err(e) => self.peer_failed(r.now(), to, &e.to_string()),
+                Err(e) => self.peer_failed(r, to, &e.to_string()),
+            }
+        }
+        if relayed.is_some() {
+            for line in self.batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                self.console.message(line, false);
+            }
+            if via.is_some() {
+                let batch = std::mem::take(&mut self.batch);
+                self.send_to_relay(r, &batch);
             }
         }
         self.batch.clear();
@@ -115,12 +143,14 @@ impl Servant {
                 self.self_pending.swap_remove(k);
             }
             let why = error.unwrap_or_else(|| "closed before the message was sent".into());
-            self.peer_failed(r.now(), to, &why);
+            self.peer_failed(r, to, &why);
         }
         self.maybe_leave(r);
     }
 
-    fn peer_failed(&mut self, now: Instant, to: SocketAddr, why: &str) {
+    fn peer_failed(&mut self, r: &mut Reactor<Slot>, to: SocketAddr, why: &str) {
+        self.complain(r, to);
+        let now = r.now();
         let f = self.failures.entry(to).or_default();
         f.count += 1;
         f.unwarned += 1;

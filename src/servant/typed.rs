@@ -77,8 +77,7 @@ impl Servant {
             "peers" => {
                 let mut out = String::new();
                 for p in &self.peers {
-                    let mark = if p.me { "*" } else { "" };
-                    out.push_str(&format!("{mark}{} {}\n", p.port, p.ip));
+                    out.push_str(&super::relay::describe_peer(p));
                 }
                 if self.peers.is_empty() {
                     self.console.complain("no peer list yet");
@@ -97,7 +96,7 @@ impl Servant {
 
 const COMMANDS: &str = "\
 Type a line and press Enter to send it to every peer (yourself included).
-  /peers   the user list: * marks you, then port and address
+  /peers   the user list: * marks you, then port and address (and relay)
   /help    this text
   /quit    leave (also Ctrl-D, SIGINT, SIGTERM)
   //text   sends /text

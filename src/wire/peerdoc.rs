@@ -11,14 +11,19 @@
 //! instead re-parsed `pDoc.xml` into a new DOM per request and located the asker
 //! with an XPath string.
 //!
+//! A servant behind a port-blocking router carries a `<relay>` element after
+//! `<me>` ([`super::relay`]); [`PeerDoc::set_relay`] re-renders that one entry in
+//! place. A document with no relayed servant is byte for byte the article's.
+//!
 //! Servants read it back with [`parse`], which checks every field.
 
 use std::net::IpAddr;
 use std::ops::Range;
 use std::rc::Rc;
 
-use crate::reactor::Shared;
+use crate::net::Shared;
 
+use super::relay::{self, Relay};
 use crate::xml::{self, XmlError};
 
 const HEAD: &[u8] = b"<peers>";
@@ -26,6 +31,8 @@ const HEAD: &[u8] = b"<peers>";
 const TAIL: &[u8] = b"</peers>\r\n";
 const ME_FALSE: &[u8] = b"FALSE";
 const ME_TRUE: &[u8] = b"TRUE";
+const ME_END: &[u8] = b"</me>";
+const PEER_END: &[u8] = b"</peer>";
 const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +117,8 @@ impl PeerDoc {
         body.extend_from_slice(b"</offset><me>");
         let me = body.len() - start;
         body.extend_from_slice(ME_FALSE);
-        body.extend_from_slice(b"</me></peer>");
+        body.extend_from_slice(ME_END);
+        body.extend_from_slice(PEER_END);
         let len = body.len() - start;
         body.extend_from_slice(TAIL);
         body.extend_from_slice(ME_TRUE);
@@ -138,6 +146,35 @@ impl PeerDoc {
         for (k, e) in self.entries.iter_mut().enumerate().skip(p) {
             e.start -= gone.len;
             self.position[e.offset] = k as u32;
+        }
+        true
+    }
+
+    /// Sets or clears the `<relay>` element of `offset`'s entry, re-rendering that
+    /// entry only. Returns whether the document changed (false for no such entry,
+    /// or the same element). Like every change, it copies the buffer only while a
+    /// queued send still holds the old one.
+    pub fn set_relay(&mut self, offset: usize, relay: Option<Relay>) -> bool {
+        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+            return false;
+        };
+        let p = p as usize;
+        let e = self.entries[p];
+        let mut tail = Vec::with_capacity(64);
+        if let Some(relay) = relay {
+            relay::render(&mut tail, relay);
+        }
+        tail.extend_from_slice(PEER_END);
+        let from = e.start + e.me + ME_FALSE.len() + ME_END.len();
+        let to = e.start + e.len;
+        if self.body[from..to] == tail[..] {
+            return false; // unchanged: keep the buffer, and any queued sends sharing it
+        }
+        let new_len = from - e.start + tail.len();
+        Rc::make_mut(&mut self.body).splice(from..to, tail);
+        self.entries[p].len = new_len;
+        for later in &mut self.entries[p + 1..] {
+            later.start = later.start + new_len - e.len;
         }
         true
     }
@@ -181,7 +218,7 @@ impl PeerDoc {
 /// Writes an address as text without `core::fmt` (a sixth of a join's instructions
 /// went to formatting the address). IPv6 is rare enough to go through `Display`,
 /// into a stack buffer; addresses never hold markup, so nothing needs escaping.
-fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (k, octet) in v4.octets().into_iter().enumerate() {
@@ -202,7 +239,7 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
-fn push_number(out: &mut Vec<u8>, mut n: usize) {
+pub(crate) fn push_number(out: &mut Vec<u8>, mut n: usize) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -223,6 +260,15 @@ pub struct Peer {
     pub port: u16,
     pub offset: usize,
     pub me: bool,
+    /// Behind a port-blocking router: reached only through its relay, if any.
+    pub relay: Option<Relay>,
+}
+
+impl Peer {
+    /// The address it listens on, as listed.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.ip, self.port)
+    }
 }
 
 /// Reads a peer document, checking every field; errors name the line and field.
@@ -282,11 +328,13 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
                 ))
             }
         };
+        let relay = relay::read(p).map_err(|reason| bad(p.line, reason))?;
         peers.push(Peer {
-            ip: crate::reactor::canonical_ip(ip),
+            ip: crate::net::canonical_ip(ip),
             port,
             offset,
             me,
+            relay,
         });
     }
     Ok(peers)
@@ -414,6 +462,49 @@ mod tests {
             ptr,
             "no copy when nobody holds the old one"
         );
+    }
+
+    #[test]
+    fn a_relay_element_rerenders_one_entry_and_clearing_it_restores_the_bytes() {
+        let mut d = doc3();
+        let bare = d.render_for(3);
+        let relay: std::net::SocketAddr = "203.0.113.10:2224".parse().unwrap();
+        let sending = d.shared().clone();
+        let before = sending.to_vec();
+        assert!(d.set_relay(2, Some(Relay::Via(relay))));
+        assert!(d.set_relay(1, Some(Relay::Nobody)));
+        assert!(!d.set_relay(9, Some(Relay::Nobody)));
+        assert_eq!(*sending, before, "the queued snapshot is untouched");
+        let text = String::from_utf8(d.render_for(3)).unwrap();
+        assert!(text.contains("<offset>2</offset><me>FALSE</me><relay><ip>203.0.113.10</ip><port>2224</port></relay></peer>"), "{text}");
+        assert!(
+            text.contains("<offset>1</offset><me>FALSE</me><relay>none</relay></peer>"),
+            "{text}"
+        );
+        let peers = parse(&text).unwrap();
+        let relays: Vec<_> = peers.iter().map(|p| p.relay).collect();
+        assert_eq!(relays, [Some(Relay::Nobody), Some(Relay::Via(relay)), None]);
+        assert!(peers[2].me && peers[1].addr().port() == 2225);
+        // Personalising still finds `me` in later entries after the lengths changed.
+        let for2 = parse(std::str::from_utf8(&d.render_for(2)).unwrap()).unwrap();
+        assert!(for2[1].me && !for2[0].me && !for2[2].me);
+        assert!(
+            !d.set_relay(1, Some(Relay::Nobody)),
+            "the same element again"
+        );
+        assert!(d.set_relay(2, None));
+        assert!(d.set_relay(1, None));
+        assert_eq!(
+            d.render_for(3),
+            bare,
+            "no relay state renders the article's bytes"
+        );
+        // Entries after a relayed one are still cut out correctly.
+        d.set_relay(1, Some(Relay::Via(relay)));
+        assert!(d.remove(2));
+        let peers = parse(std::str::from_utf8(&d.render_for(3)).unwrap()).unwrap();
+        assert_eq!(peers.len(), 2);
+        assert!(peers[1].me && peers[0].relay == Some(Relay::Via(relay)));
     }
 
     #[test]

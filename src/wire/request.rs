@@ -1,5 +1,6 @@
 //! What servants say to the manager: `needs peer list`, framed the way every
-//! client in the wild sends it.
+//! client in the wild sends it, and `cannot reach IP:PORT` (a complaint about a
+//! peer, for the relay: [`super::relay`]).
 //!
 //! The article's manager compared a whole `GetData` buffer with the request, so it
 //! only worked when TCP delivered exactly the 15 bytes, once. Here the same request
@@ -14,6 +15,11 @@ const NEEDS_PEER_LIST: &[u8] = b"needs peer list";
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
     NeedsPeerList,
+    /// `cannot reach IP:PORT`: the sender could not deliver to that peer.
+    CannotReach(std::net::SocketAddr),
+    /// `can relay`: the sender forwards lines to pullers, so it may be chosen as a
+    /// relay. A client that never says it (the VB servant, telnet) never is.
+    CanRelay,
     /// Any other non-empty line, without its line ending.
     Other(&'a [u8]),
 }
@@ -34,6 +40,8 @@ pub struct TooLong(pub usize);
 ///     reader
 ///         .feed(chunk, 4096, |line| seen.push(match line {
 ///             Line::NeedsPeerList => "request".to_string(),
+///             Line::CannotReach(peer) => format!("complaint about {peer}"),
+///             Line::CanRelay => "offer".to_string(),
 ///             Line::Other(text) => String::from_utf8_lossy(text).into_owned(),
 ///         }))
 ///         .unwrap();
@@ -100,8 +108,11 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
             Some(nl) if nl > max_line => return Err(TooLong(nl)),
             Some(nl) => {
                 let line = trim_line_end(&rest[..nl]);
-                if !line.is_empty() {
-                    f(Line::Other(line));
+                match super::relay::parse_cannot_reach(line) {
+                    Some(peer) => f(Line::CannotReach(peer)),
+                    None if line == super::relay::CAN_RELAY => f(Line::CanRelay),
+                    None if !line.is_empty() => f(Line::Other(line)),
+                    None => {}
                 }
                 at += nl + 1;
             }
@@ -132,6 +143,8 @@ mod tests {
             result = r.feed(c, 64, |l| {
                 out.push(match l {
                     Line::NeedsPeerList => "LIST".to_string(),
+                    Line::CannotReach(peer) => format!("COMPLAINT {peer}"),
+                    Line::CanRelay => "OFFER".to_string(),
                     Line::Other(t) => String::from_utf8_lossy(t).into_owned(),
                 })
             });
@@ -194,6 +207,17 @@ mod tests {
         let mut r = RequestReader::default();
         assert!(r.feed(&long, 64, |_| {}).is_err());
         assert!(r.pending.is_empty(), "the overlong line is not kept");
+    }
+
+    #[test]
+    fn complaints_are_recognised_and_malformed_ones_passed_on() {
+        assert_eq!(
+            frame_all(&[
+                b"needs peer list\ncannot reach 203.0.113.1:2226\r\ncannot reach nowhere\ncan relay\n"
+            ])
+            .0,
+            ["LIST", "COMPLAINT 203.0.113.1:2226", "cannot reach nowhere", "OFFER"]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use log::{debug, info};
 
 use super::super::report::Failure;
 use super::super::{Config, Sender};
-use super::manager::REQUEST;
+use super::manager;
 use super::{Churn, Conn, Phase};
 use crate::harness::{Process, Spawn, LISTENING};
 use crate::reactor::{Index, Reactor};
@@ -55,7 +55,8 @@ fn spawn_sender(
         .wake_on(LISTENING, move || {
             let _ = waker.wake();
         });
-    if let Some(ip) = cfg.bind {
+    // The sender is one servant, with one address: the first source.
+    if let Some(ip) = cfg.sources.first() {
         spawn = spawn.args(["--bind", &ip.to_string()]);
     }
     let p = spawn.start().map_err(|e| e.to_string())?;
@@ -109,7 +110,7 @@ impl Churn {
                 if let Some(Conn::Manager(ask)) = r.data_mut(i) {
                     ask.asked = Some(Instant::now());
                 }
-                r.send(i, REQUEST);
+                r.send(i, manager::REQUEST);
             }
             Sender::Servant(path) => match spawn_sender(&path, &self.cfg, r.waker()) {
                 Ok(p) => self.fanout.sender = Some(p),
@@ -172,7 +173,8 @@ impl Churn {
         let line = line + "\n";
         for k in 0..self.fanout.peers.len() {
             let peer = self.fanout.peers[k];
-            match r.connect(peer, self.cfg.bind, Conn::Outgoing { started: now, peer }) {
+            let from = self.cfg.sources.first().copied();
+            match r.connect(peer, from, Conn::Outgoing { started: now, peer }) {
                 Ok(i) => r.send(i, line.as_bytes()),
                 Err(e) => self.fail(Failure::SendFailed, || format!("connect to {peer}: {e}")),
             }
@@ -237,10 +239,8 @@ impl Churn {
                 return;
             }
         } else if self.measuring() {
-            self.stats.ops += 1;
-            self.stats
-                .latency
-                .record(now.saturating_duration_since(sent).as_nanos() as u64);
+            let took = now.saturating_duration_since(sent).as_nanos() as u64;
+            self.stats.op(took, None);
             self.counted(r, now);
         }
         self.check_drained(r);

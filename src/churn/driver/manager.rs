@@ -1,13 +1,13 @@
-//! The virtual servants' connections to the manager: opening them (in a ramp for
-//! servants that stay), asking, framing the documents that come back, timing the
-//! answers, and what a connection that closed early stands for.
+//! The virtual clients' connections to the target: opening them (from each
+//! source address in turn, in a ramp for servants that stay), asking, timing a
+//! finished cycle, and what a connection that closed early stands for. Framing
+//! what comes back is in [`super::answer`].
 
 use std::cmp::Reverse;
-use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::super::args::show;
 use super::super::report::Failure;
-use super::super::scan;
 use super::{Churn, Conn, Phase, Role, TICK_EVERY};
 use crate::reactor::{Index, Reactor};
 
@@ -18,59 +18,96 @@ pub(super) const END: &[u8] = b"</peers>";
 /// Servants connecting at once while steady and fanout servants register, so the
 /// manager's listen backlog does not overflow into SYN retries.
 const RAMP: usize = 256;
-/// A read buffer that grew past this is freed once empty.
-const KEEP_CAPACITY: usize = 64 * 1024;
-/// A document larger than this without its closing tag is garbage.
-const MAX_DOC: usize = 64 << 20;
+/// An answer larger than this without its end is garbage.
+pub(super) const MAX_DOC: usize = 64 << 20;
 /// A refusal is one short line; a flooder reads no more than this of anything.
 const MAX_REFUSAL: usize = 512;
+/// How much of a server's unexpected bytes a failure message quotes.
+const QUOTE: usize = 60;
 
-/// A connection to the manager.
+/// A connection to the target.
 pub(super) struct Ask {
     pub role: Role,
-    buf: Vec<u8>,
-    /// Bytes of `buf` already searched for the end of a document.
-    scanned: usize,
+    pub buf: Vec<u8>,
+    /// Bytes of `buf` already searched for the end of an answer.
+    pub scanned: usize,
     /// When the request now outstanding was sent (or its connect started); for a
     /// flooder, when its connect started.
     pub asked: Option<Instant>,
+    /// Open loop: when the outstanding request was due, and whether it counts
+    /// (was due inside the measured window).
+    pub intended: Option<Instant>,
+    pub counted: bool,
     /// The first answer on this connection is setup, not a measured poll.
     pub first: bool,
     pub connected: bool,
-    answered: bool,
+    pub answered: bool,
     pub failure: Option<(Failure, String)>,
 }
 
-impl Churn {
-    /// Opens a connection to the manager for `role` and queues the request, except
-    /// for steady servants, which only join and ask on their schedule (asking as
-    /// each joins would cost the manager quadratic bytes: at 10,000 servants, 4 GB),
-    /// and flooders, which only wait to be refused (a request the manager has not
-    /// read when it closes would turn its close into a reset).
-    pub(super) fn open(&mut self, r: &mut Reactor<Conn>, role: Role) -> bool {
-        let steady = matches!(role, Role::Steady(_));
-        let ask = Ask {
+impl Ask {
+    fn new(role: Role, asked: Option<Instant>) -> Ask {
+        Ask {
             role,
             buf: Vec::new(),
             scanned: 0,
-            asked: (!steady).then(Instant::now),
+            asked,
+            intended: None,
+            counted: false,
             first: true,
             connected: false,
             answered: false,
             failure: None,
+        }
+    }
+}
+
+impl Churn {
+    /// Opens a connection to the target for `role` and queues the request, except
+    /// for steady servants, which only join and ask on their schedule (asking as
+    /// each joins would cost the manager quadratic bytes: at 10,000 servants, 4 GB),
+    /// kept connections, which ask once connected, and flooders, which only wait
+    /// to be refused (a request the manager has not read when it closes would turn
+    /// its close into a reset). `open_loop` is the start's due time and whether it
+    /// counts.
+    pub(super) fn open(
+        &mut self,
+        r: &mut Reactor<Conn>,
+        role: Role,
+        open_loop: Option<(Instant, bool)>,
+    ) -> bool {
+        let asks_now = matches!(role, Role::Churner | Role::Flooder | Role::Fanout(_));
+        let mut ask = Ask::new(role, asks_now.then(Instant::now));
+        if let Some((at, counted)) = open_loop {
+            ask.intended = Some(at);
+            ask.counted = counted;
+        }
+        let source = match self.cfg.sources.len() {
+            0 => None,
+            n => {
+                self.next_source = (self.next_source + 1) % n;
+                Some(self.cfg.sources[self.next_source])
+            }
         };
-        match r.connect(self.cfg.target, self.cfg.bind, Conn::Manager(ask)) {
+        match r.connect(self.cfg.target, source, Conn::Manager(ask)) {
             Ok(i) => {
                 match role {
                     Role::Steady(k) => self.steady[k] = Some(i),
-                    Role::Flooder => {}
-                    _ => r.send(i, REQUEST),
+                    Role::Churner | Role::Fanout(_) => {
+                        let request = std::mem::take(&mut self.request);
+                        r.send(i, &request);
+                        self.request = request;
+                    }
+                    Role::Flooder | Role::KeepAlive => {}
                 }
                 true
             }
             Err(e) => {
                 let target = self.cfg.target;
-                self.fail(Failure::from_io(&e), || format!("connect to {target}: {e}"));
+                let from = source.map_or(String::new(), |ip| format!(" from {ip}"));
+                self.fail(Failure::from_io(&e), || {
+                    format!("connect to {target}{from}: {e}")
+                });
                 false
             }
         }
@@ -79,7 +116,7 @@ impl Churn {
     /// Starts one join-leave cycle or flood connection (or queues a retry when
     /// connect fails at once).
     pub(super) fn start_churner(&mut self, r: &mut Reactor<Conn>, role: Role) {
-        if self.open(r, role) {
+        if self.open(r, role, None) {
             self.churners += 1;
         } else {
             self.restarts += 1;
@@ -93,7 +130,7 @@ impl Churn {
             let Some(role) = self.to_register.pop() else {
                 return;
             };
-            if self.open(r, role) {
+            if self.open(r, role, None) {
                 self.registering += 1;
             } else {
                 self.to_register.push(role);
@@ -118,46 +155,8 @@ impl Churn {
             };
             if ask.asked.is_none() && ask.connected {
                 ask.asked = Some(Instant::now());
-                r.send(i, REQUEST);
+                r.send(i, &self.request);
             }
-        }
-    }
-
-    /// Bytes from the manager on connection `i`: frame whole documents.
-    pub(super) fn manager_data(&mut self, r: &mut Reactor<Conn>, i: Index, data: &[u8]) {
-        let now = Instant::now();
-        let Some(Conn::Manager(ask)) = r.data_mut(i) else {
-            return;
-        };
-        // The common case, a whole document in one read, is framed in place.
-        let mut buf = std::mem::take(&mut ask.buf);
-        let in_place = buf.is_empty();
-        let from = ask.scanned.saturating_sub(END.len());
-        if !in_place {
-            buf.extend_from_slice(data);
-        }
-        let bytes: &[u8] = if in_place { data } else { &buf };
-        let used = self.frame(r, i, bytes, from, now);
-        if in_place {
-            buf.extend_from_slice(&data[used..]);
-        } else {
-            buf.drain(..used);
-        }
-        if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
-            buf = Vec::new(); // 10,000 idle servants must not each keep a megabyte
-        }
-        let Some(Conn::Manager(ask)) = r.data_mut(i) else {
-            return;
-        };
-        ask.scanned = buf.len();
-        let garbage = !buf.is_empty() && !buf.starts_with(b"<") && buf.contains(&b'\n');
-        if buf.len() > MAX_DOC || garbage {
-            ask.failure = Some(classify(&buf));
-            ask.asked = None;
-            ask.buf = buf;
-            r.close(i);
-        } else {
-            ask.buf = buf;
         }
     }
 
@@ -187,25 +186,59 @@ impl Churn {
         let Some(asked) = asked.filter(|_| refused) else {
             return;
         };
+        self.cycle_done(r, asked, None, false, now);
+    }
+
+    /// A cycle, request or refusal is done: count it, and time it if it falls in
+    /// the measured window (an open loop's, if its start was due in it). Timed
+    /// from the due time `intended` when it started late, else from its start.
+    pub(super) fn cycle_done(
+        &mut self,
+        r: &mut Reactor<Conn>,
+        asked: Instant,
+        intended: Option<Instant>,
+        counted: bool,
+        now: Instant,
+    ) {
         self.stats.cycles_total += 1;
-        if self.measuring() {
-            self.stats.ops += 1;
-            let took = now.saturating_duration_since(asked).as_nanos() as u64;
-            self.stats.latency.record(took);
-            self.counted(r, now);
+        let since = |t: Instant| now.saturating_duration_since(t).as_nanos() as u64;
+        match intended {
+            Some(due) if counted => self.stats.op(since(due.min(asked)), Some(since(asked))),
+            Some(_) => {}
+            None if self.measuring() => {
+                self.stats.op(since(asked), None);
+                self.counted(r, now);
+            }
+            None => {}
         }
     }
 
-    /// A connection to the manager has closed: count what it means, and start
+    /// A connection to the target has closed: count what it means, and start
     /// again where the role does.
-    pub(super) fn manager_closed(&mut self, r: &mut Reactor<Conn>, ask: Ask) {
-        let done = ask.answered && matches!(ask.role, Role::Churner | Role::Flooder);
-        let failure = if done {
-            None
-        } else if let Some(f) = ask.failure {
+    pub(super) fn manager_closed(&mut self, r: &mut Reactor<Conn>, i: Index, ask: Ask) {
+        let mut ask = ask;
+        let at_eof = self.expect.is_none() && self.cfg.generic();
+        if at_eof && ask.failure.is_none() && !ask.buf.is_empty() {
+            // Without --expect an answer ends when the server closes: now.
+            if let Some(asked) = ask.asked.take() {
+                self.stats.documents += 1;
+                self.stats.doc_bytes += ask.buf.len() as u64;
+                ask.answered = true;
+                self.cycle_done(r, asked, ask.intended, ask.counted, Instant::now());
+            }
+        }
+        let done = match ask.role {
+            Role::Churner | Role::Flooder => ask.answered,
+            // A kept connection closed with nothing asked has lost nothing.
+            Role::KeepAlive => ask.asked.is_none(),
+            _ => false,
+        };
+        let failure = if let Some(f) = ask.failure.take() {
             Some(f)
-        } else if r.is_stopped() || self.phase == Phase::Drain && ask.asked.is_none() {
-            None // we closed it at the end
+        } else if done || r.is_stopped() || self.phase == Phase::Drain && ask.asked.is_none() {
+            None // finished, or we closed it at the end
+        } else if self.cfg.generic() {
+            Some(self.classify_generic(&ask.buf))
         } else {
             Some(classify(&ask.buf))
         };
@@ -216,11 +249,15 @@ impl Churn {
             self.check_hopeless(r);
         }
         match ask.role {
-            Role::Churner | Role::Flooder => {
+            Role::Churner | Role::Flooder | Role::KeepAlive => {
                 self.churners -= 1;
-                if self.running(r) {
+                if let Some(ol) = &mut self.open_loop {
+                    ol.idle.retain(|&k| k != i);
+                }
+                if self.running(r) && (self.open_loop.is_none() || ask.role == Role::KeepAlive) {
                     self.start_churner(r, ask.role);
                 }
+                self.dispatch(r);
                 self.check_drained(r);
             }
             Role::Steady(k) => {
@@ -247,121 +284,20 @@ impl Churn {
             }
         }
     }
-
-    /// Hands every whole document in `bytes` to [`Churn::document`]; returns the
-    /// bytes used. `from` is where the search for the closing tag may start.
-    fn frame(
-        &mut self,
-        r: &mut Reactor<Conn>,
-        i: Index,
-        bytes: &[u8],
-        from: usize,
-        now: Instant,
-    ) -> usize {
-        let mut used = 0;
-        let mut from = from;
-        loop {
-            // The CRLF after `</peers>` may come in the next read: skip it there.
-            while used < bytes.len() && matches!(bytes[used], b'\r' | b'\n') {
-                used += 1;
-            }
-            from = from.max(used);
-            let Some(at) = self.end_tag.find(&bytes[from..]) else {
-                return used;
-            };
-            let end = from + at + END.len();
-            let mut next = end;
-            while next < bytes.len() && matches!(bytes[next], b'\r' | b'\n') {
-                next += 1;
-            }
-            self.document(r, i, &bytes[used..end], next - used, now);
-            used = next;
-            from = next;
-        }
-    }
-
-    /// A whole document arrived on manager connection `i`.
-    /// `wire_len` counts the line ending after `</peers>` too: what the server sent.
-    fn document(
-        &mut self,
-        r: &mut Reactor<Conn>,
-        i: Index,
-        doc: &[u8],
-        wire_len: usize,
-        now: Instant,
-    ) {
-        self.stats.documents += 1;
-        self.stats.doc_bytes += wire_len as u64;
-        let Some(Conn::Manager(ask)) = r.data_mut(i) else {
-            return;
-        };
-        let role = ask.role;
-        let Some(asked) = ask.asked.take() else {
-            self.stats.pushes += 1;
-            return;
-        };
-        let first = std::mem::replace(&mut ask.first, false);
-        ask.answered = true;
-        let must_parse = self.cfg.verify || (matches!(role, Role::Fanout(_)) && first);
-        let me = if must_parse {
-            match self.check(doc) {
-                Ok(me) => Some(me),
-                Err(why) => {
-                    if let Some(Conn::Manager(ask)) = r.data_mut(i) {
-                        ask.failure = Some((Failure::Malformed, why));
-                        ask.answered = false;
-                    }
-                    r.close(i);
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        let took = now.saturating_duration_since(asked).as_nanos() as u64;
-        match role {
-            // A flooder sends no request, so it has no answer to wait for.
-            Role::Flooder => r.close(i),
-            Role::Churner => {
-                self.stats.cycles_total += 1;
-                r.close(i);
-                if self.measuring() {
-                    self.stats.ops += 1;
-                    self.stats.latency.record(took);
-                    self.counted(r, now);
-                }
-            }
-            Role::Steady(_) => {
-                if self.measuring() {
-                    self.stats.steady_answers += 1;
-                    self.stats.steady_latency.record(took);
-                    self.counted(r, now);
-                }
-                self.check_drained(r);
-            }
-            Role::Fanout(k) => self.fanout_document(r, i, k, first, me, doc),
-        }
-    }
-
-    /// Checks `doc`; returns the asker's own address and every peer's.
-    pub(super) fn check(&mut self, doc: &[u8]) -> Result<(SocketAddr, Vec<SocketAddr>), String> {
-        let scan::Scanned { peers, me } = scan::scan(doc)?;
-        self.stats.peers_seen(peers.len());
-        Ok((peers[me], peers))
-    }
 }
 
 /// The failure a connection that closed before its document stands for.
-fn classify(buf: &[u8]) -> (Failure, String) {
-    let text = String::from_utf8_lossy(&buf[..buf.len().min(200)]);
-    let shown = text.trim();
-    if shown.starts_with("max number of servants reached") {
-        (Failure::RefusedFull, shown.to_string())
-    } else if shown.starts_with("no free servant port") {
-        (Failure::RefusedNoPort, shown.to_string())
+pub(super) fn classify(buf: &[u8]) -> (Failure, String) {
+    const FULL: &str = "max number of servants reached";
+    const NO_PORT: &str = "no free servant port";
+    let shown = buf.trim_ascii_start();
+    if shown.starts_with(FULL.as_bytes()) {
+        (Failure::RefusedFull, FULL.into())
+    } else if shown.starts_with(NO_PORT.as_bytes()) {
+        (Failure::RefusedNoPort, NO_PORT.into())
     } else if buf.is_empty() {
         (Failure::ClosedEarly, "closed before any answer".into())
-    } else if shown.starts_with("<peers") {
+    } else if shown.starts_with(b"<peers") {
         (
             Failure::ClosedEarly,
             format!("closed after {} bytes of a document", buf.len()),
@@ -369,7 +305,30 @@ fn classify(buf: &[u8]) -> (Failure, String) {
     } else {
         (
             Failure::Malformed,
-            format!("not a peer document: {shown:?}"),
+            format!(
+                "not a peer document: {} (for another kind of server, give --request and --expect)",
+                show(buf, QUOTE)
+            ),
+        )
+    }
+}
+
+impl Churn {
+    /// The failure a generic connection that closed without its answer stands for.
+    fn classify_generic(&self, buf: &[u8]) -> (Failure, String) {
+        if buf.is_empty() {
+            return (Failure::ClosedEarly, "closed before any answer".into());
+        }
+        let wanted = self.expect.as_ref().map_or(String::new(), |f| {
+            format!(" without {}", show(f.needle(), QUOTE))
+        });
+        (
+            Failure::ClosedEarly,
+            format!(
+                "closed after {} bytes{wanted}: {}",
+                buf.len(),
+                show(buf, QUOTE)
+            ),
         )
     }
 }

@@ -1,14 +1,17 @@
-//! The virtual servants: one [`Handler`] on the project's reactor drives every mode.
+//! The virtual clients: one [`Handler`] on the project's reactor drives every mode.
 //!
 //! A run goes through phases ([`phases`]): `Setup` (steady servants join; fanout
 //! servants register, listen, and a first line proves the sender reaches them
 //! all), `Warmup`, `Measure`, then `Drain`, where nothing new starts and what is in
-//! flight finishes, so the counts match what the manager saw. Connections to the
-//! manager are in [`manager`], the fanout listeners and sender in [`fanout`], and
-//! what is counted in [`stats`].
+//! flight finishes, so the counts match what the server saw. Connections to the
+//! target are in [`manager`], framing their answers in [`answer`], the `--rate`
+//! schedule in [`open_loop`], the fanout listeners and sender in [`fanout`], and
+//! what is counted, second by second too, in [`stats`].
 
+mod answer;
 mod fanout;
 mod manager;
+mod open_loop;
 mod phases;
 mod stats;
 
@@ -16,13 +19,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::warn;
+use memchr::memmem;
 
 use super::procfs;
 use super::report::{Failure, Report};
-use super::{Config, Mode, RunError, Sender};
+use super::{Config, Mode, Progress, Protocol, RunError};
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use fanout::Fanout;
 use manager::Ask;
+use open_loop::{OpenLoop, RATE_TIMER};
 use phases::Phase;
 use stats::Stats;
 
@@ -32,10 +37,13 @@ const TICK_EVERY: Duration = Duration::from_millis(10);
 /// Timeouts are checked this often.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
+/// What one virtual client does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
-    /// Joins, asks once, leaves, and starts again.
+    /// Joins, asks once, leaves, and starts again (or, in an open loop, when due).
     Churner,
+    /// Stays connected and asks again as soon as answered (or when due).
+    KeepAlive,
     /// Connects to a full manager, reads its refusal, and starts again.
     Flooder,
     /// Steady servant number k: stays and polls.
@@ -61,7 +69,7 @@ enum Conn {
     },
 }
 
-/// The load generator's state: the phase, the virtual servants, and what is counted.
+/// The load generator's state: the phase, the virtual clients, and what is counted.
 struct Churn {
     cfg: Config,
     phase: Phase,
@@ -71,10 +79,19 @@ struct Churn {
     measure_end: Option<Instant>,
     drain_deadline: Option<Instant>,
     next_sweep: Instant,
-    next_progress: Instant,
+    /// When the second under way ends.
+    next_second: Instant,
     started: Instant,
 
-    /// Churners or flooders connected or connecting.
+    /// What every client asks: `needs peer list`, or `--request`.
+    request: Vec<u8>,
+    /// What ends an answer, with `--expect`.
+    expect: Option<memmem::Finder<'static>>,
+    /// The source address used last, in `cfg.sources`.
+    next_source: usize,
+    /// With `--rate`: the schedule of starts.
+    open_loop: Option<OpenLoop>,
+    /// Churners, kept connections or flooders connected or connecting.
     churners: usize,
     /// Churners whose connect failed at once; retried on the next tick.
     restarts: usize,
@@ -88,11 +105,12 @@ struct Churn {
     fanout: Fanout,
     stats: Stats,
     fatal: Option<String>,
-    end_tag: memchr::memmem::Finder<'static>,
+    end_tag: memmem::Finder<'static>,
 }
 
 /// Sets up the reactor, runs the phases, and assembles the report.
 pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
+    cfg.check().map_err(|e| RunError(e.to_string()))?;
     let fd_limit = crate::cli::raise_fd_limit();
     let wanted = (cfg.concurrency + cfg.steady) as u64 + 64;
     if wanted > fd_limit {
@@ -107,6 +125,13 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
     r.catch_signals()
         .map_err(|e| RunError(format!("cannot catch signals: {e}")))?;
     let now = Instant::now();
+    let (request, expect) = match &cfg.protocol {
+        Protocol::Manager => (manager::REQUEST.to_vec(), None),
+        Protocol::Generic { request, expect } => (
+            request.clone(),
+            expect.as_ref().map(|e| memmem::Finder::new(e).into_owned()),
+        ),
+    };
     let mut c = Churn {
         phase: Phase::Setup,
         phase_end: None,
@@ -114,8 +139,12 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         measure_end: None,
         drain_deadline: None,
         next_sweep: now + SWEEP_EVERY,
-        next_progress: now + Duration::from_secs(1),
+        next_second: now + Duration::from_secs(1),
         started: now,
+        request,
+        expect,
+        next_source: 0,
+        open_loop: None,
         churners: 0,
         restarts: 0,
         steady: Vec::new(),
@@ -124,9 +153,9 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         registering: 0,
         polls: Default::default(),
         fanout: Fanout::default(),
-        stats: Stats::default(),
+        stats: Stats::new(&cfg, now),
         fatal: None,
-        end_tag: memchr::memmem::Finder::new(manager::END),
+        end_tag: memmem::Finder::new(manager::END),
         cfg,
     };
     match c.cfg.mode {
@@ -139,20 +168,17 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
             }
         }
         Mode::Fanout => {
-            if c.cfg.concurrency == 0 {
-                return Err(RunError("fanout needs at least one listener (-c)".into()));
-            }
             c.fanout.seen = vec![0; c.cfg.concurrency];
             c.to_register = (0..c.cfg.concurrency).rev().map(Role::Fanout).collect();
         }
     }
     c.ramp(&mut r);
     r.set_timer(TICK, Instant::now() + TICK_EVERY);
-    r.run(&mut c)
-        .map_err(|e| RunError(format!("event loop failed: {e}")))?;
-    if c.cfg.progress {
-        eprint!("\r\x1b[K");
+    let ran = r.run(&mut c);
+    if c.cfg.progress == Progress::Line {
+        eprint!("\r\x1b[K"); // the rewritten line gives way to the summary
     }
+    ran.map_err(|e| RunError(format!("event loop failed: {e}")))?;
     if let Some(why) = c.fatal.take() {
         return Err(RunError(why));
     }
@@ -163,12 +189,8 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         (Some(a), Some(b)) => b.duration_since(a),
         _ => Duration::ZERO,
     };
-    let sender = match (&c.cfg.mode, &c.cfg.sender) {
-        (Mode::Fanout, Sender::Servant(p)) => Some(format!("servant {}", p.display())),
-        (Mode::Fanout, Sender::Itself) => Some("self".to_string()),
-        _ => None,
-    };
-    Ok(c.stats.report(&c.cfg, elapsed, sender))
+    let waited = c.open_loop.as_ref().map_or(0, |ol| ol.waited);
+    Ok(c.stats.report(c.cfg, elapsed, waited))
 }
 
 impl Churn {
@@ -223,6 +245,7 @@ impl Handler for Churn {
     fn data_arrival(&mut self, r: &mut Reactor<Conn>, i: Index, data: &[u8]) {
         match r.data_mut(i) {
             Some(Conn::Manager(ask)) if ask.role == Role::Flooder => self.refusal_data(r, i, data),
+            Some(Conn::Manager(_)) if self.cfg.generic() => self.generic_data(r, i, data),
             Some(Conn::Manager(_)) => self.manager_data(r, i, data),
             Some(Conn::Incoming { servant, buf }) => {
                 let servant = *servant;
@@ -237,9 +260,9 @@ impl Handler for Churn {
         }
     }
 
-    fn close(&mut self, r: &mut Reactor<Conn>, _i: Index, data: Conn) {
+    fn close(&mut self, r: &mut Reactor<Conn>, i: Index, data: Conn) {
         match data {
-            Conn::Manager(ask) => self.manager_closed(r, ask),
+            Conn::Manager(ask) => self.manager_closed(r, i, ask),
             Conn::Incoming { servant, mut buf } => self.incoming(r, servant, &mut buf, true),
             Conn::Listener(_) | Conn::Outgoing { .. } => {}
         }
@@ -251,6 +274,9 @@ impl Handler for Churn {
         };
         ask.connected = true;
         self.stats.connections += 1;
+        if ask.role == Role::KeepAlive {
+            return self.kept_idle(r, i);
+        }
         if matches!(ask.role, Role::Steady(_)) && std::mem::replace(&mut ask.first, false) {
             // A steady servant has joined; setup ends when they all have.
             self.registering -= 1;
@@ -284,8 +310,10 @@ impl Handler for Churn {
     }
 
     fn timer(&mut self, r: &mut Reactor<Conn>, id: usize) {
-        if id == TICK {
-            self.tick(r);
+        match id {
+            TICK => self.tick(r),
+            RATE_TIMER => self.dispatch(r),
+            _ => {}
         }
     }
 

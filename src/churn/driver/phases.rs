@@ -1,5 +1,5 @@
 //! A run's phases and its 10 ms tick: setup, warm-up, the measured window, and the
-//! drain at the end; retries, timeouts and the progress line.
+//! drain at the end; retries, timeouts and the second-by-second lines.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +7,7 @@ use log::{debug, info};
 
 use super::super::report::Failure;
 use super::super::Mode;
+use super::open_loop::OpenLoop;
 use super::{Churn, Conn, Role, SWEEP_EVERY, TICK, TICK_EVERY};
 use crate::reactor::Reactor;
 
@@ -23,6 +24,13 @@ impl Churn {
     pub(super) fn setup_done(&mut self, r: &mut Reactor<Conn>) {
         let now = Instant::now();
         match self.cfg.mode {
+            Mode::JoinLeave if self.cfg.keep_alive => {
+                for _ in 0..self.cfg.concurrency {
+                    self.start_churner(r, Role::KeepAlive);
+                }
+            }
+            // The open loop starts its cycles on its own schedule.
+            Mode::JoinLeave if self.cfg.rate.is_some() => {}
             Mode::JoinLeave | Mode::Steady => {
                 for _ in 0..self.cfg.concurrency {
                     self.start_churner(r, Role::Churner);
@@ -47,6 +55,9 @@ impl Churn {
                 self.polls.push(std::cmp::Reverse((at, k)));
             }
         }
+        if let Some(rate) = self.cfg.rate {
+            self.open_loop = Some(OpenLoop::new(now, rate));
+        }
         if self.cfg.warmup.is_zero() {
             self.begin_measure(now);
         } else {
@@ -57,26 +68,36 @@ impl Churn {
         if self.cfg.mode == Mode::Fanout {
             self.send_line(r);
         }
+        self.dispatch(r);
     }
 
     fn begin_measure(&mut self, now: Instant) {
         self.phase = Phase::Measure;
         self.phase_end = self.cfg.run_for().map(|d| now + d);
         self.measure_start = Some(now);
-        self.stats.open_window(self.cfg.server_pid);
+        self.next_second = now + Duration::from_secs(1);
+        self.stats.open_window(now);
+        if let Some(ol) = &mut self.open_loop {
+            ol.open_window(now, self.cfg.count);
+        }
         debug!("measuring");
     }
 
     pub(super) fn end_measure(&mut self, now: Instant) {
-        self.measure_end = Some(now);
-        if self.measure_start.is_none() {
-            self.measure_start = Some(now);
+        // The last part-second, if it is long enough to say anything.
+        if self.phase == Phase::Measure
+            && now.duration_since(self.stats.second_start()) >= Duration::from_millis(100)
+        {
+            self.second(now);
         }
+        self.measure_end = Some(now);
+        self.measure_start.get_or_insert(now);
         self.stats.close_window();
     }
 
-    /// Measuring is over (time, count, or a signal): let what is in flight finish.
-    fn drain(&mut self, r: &mut Reactor<Conn>, now: Instant) {
+    /// Measuring is over (time, count, or a signal): let what is in flight finish,
+    /// and, in an open loop, the starts that were due and not yet made.
+    pub(super) fn drain(&mut self, r: &mut Reactor<Conn>, now: Instant) {
         if self.phase == Phase::Drain {
             return;
         }
@@ -85,6 +106,9 @@ impl Churn {
         }
         self.phase = Phase::Drain;
         self.drain_deadline = Some(now + self.cfg.timeout);
+        if let Some(ol) = &mut self.open_loop {
+            ol.close_window();
+        }
         self.check_drained(r);
     }
 
@@ -93,19 +117,25 @@ impl Churn {
         if self.phase != Phase::Drain {
             return;
         }
-        let steady_waiting = self
-            .steady
+        // Anything asked and not yet answered: a cycle, a kept request, a poll.
+        let asked = r
+            .slots()
             .iter()
-            .flatten()
-            .any(|&i| matches!(r.data(i), Some(Conn::Manager(a)) if a.asked.is_some()));
+            .any(|(_, s)| matches!(s.data(), Some(Conn::Manager(a)) if a.asked.is_some()));
         let line_waiting = self.fanout.sent_at.is_some();
-        if self.churners == 0 && !steady_waiting && !line_waiting {
+        let cycles_waiting = asked || !self.cfg.keep_alive && self.churners > 0;
+        let starts_waiting = self.open_loop.as_ref().is_some_and(|ol| ol.pending() > 0);
+        if !cycles_waiting && !line_waiting && !starts_waiting {
             r.stop();
         }
     }
 
-    /// One more measured operation; ends the measurement at `--count`.
+    /// One more measured operation; ends the measurement at `--count` (an open
+    /// loop ends it when the last counted start is made, in [`Churn::dispatch`]).
     pub(super) fn counted(&mut self, r: &mut Reactor<Conn>, now: Instant) {
+        if self.open_loop.is_some() {
+            return;
+        }
         let done = match self.cfg.mode {
             Mode::Steady => self.stats.steady_answers,
             _ => self.stats.ops,
@@ -120,7 +150,7 @@ impl Churn {
         self.phase != Phase::Drain && !r.is_stopped()
     }
 
-    /// The 10 ms tick: phases, retries, polls, timeouts, progress.
+    /// The 10 ms tick: phases, retries, polls, timeouts, the seconds.
     pub(super) fn tick(&mut self, r: &mut Reactor<Conn>) {
         let now = Instant::now();
         if let Some(end) = self.phase_end.filter(|&e| e <= now) {
@@ -136,10 +166,10 @@ impl Churn {
             r.stop();
         }
         if self.running(r) {
-            let role = if self.cfg.mode == Mode::Flood {
-                Role::Flooder
-            } else {
-                Role::Churner
+            let role = match self.cfg.mode {
+                Mode::Flood => Role::Flooder,
+                _ if self.cfg.keep_alive => Role::KeepAlive,
+                _ => Role::Churner,
             };
             for _ in 0..std::mem::take(&mut self.restarts) {
                 self.start_churner(r, role);
@@ -150,13 +180,18 @@ impl Churn {
                 self.send_line(r);
             }
         }
+        // Starts that waited for a connection too long time out even if none frees.
+        self.dispatch(r);
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
             self.sweep(r, now);
         }
-        if self.cfg.progress && now >= self.next_progress {
-            self.next_progress = now + Duration::from_secs(1);
-            self.progress(now);
+        if now >= self.next_second {
+            // Whole seconds from the window's start, however late the tick.
+            while self.next_second <= now {
+                self.next_second += Duration::from_secs(1);
+            }
+            self.second(now);
         }
         if self.phase == Phase::Setup
             && now.duration_since(self.started) > self.cfg.timeout * 4 + Duration::from_secs(5)
@@ -185,9 +220,9 @@ impl Churn {
         let limit = self.cfg.timeout;
         let mut late = Vec::new();
         for (i, s) in r.slots().iter() {
-            let since = match &s.data {
-                Conn::Manager(a) => a.asked,
-                Conn::Outgoing { started, .. } => Some(*started),
+            let since = match s.data() {
+                Some(Conn::Manager(a)) => a.asked,
+                Some(Conn::Outgoing { started, .. }) => Some(*started),
                 _ => None,
             };
             if since.is_some_and(|t| now.duration_since(t) > limit) {
@@ -195,14 +230,15 @@ impl Churn {
             }
         }
         let ms = limit.as_millis();
+        let generic = self.cfg.generic();
         for i in late {
             match r.data_mut(i) {
                 Some(Conn::Manager(a)) => {
                     a.asked = None;
-                    let why = if a.role == Role::Flooder {
-                        format!("not refused within {ms} ms: the manager has room (a flood needs -c above its --max-servants)")
-                    } else {
-                        format!("no whole document within {ms} ms")
+                    let why = match a.role {
+                        Role::Flooder => format!("not refused within {ms} ms: the manager has room (a flood needs -c above its --max-servants)"),
+                        _ if generic => format!("no whole answer within {ms} ms"),
+                        _ => format!("no whole document within {ms} ms"),
                     };
                     a.failure = Some((Failure::Timeout, why));
                 }

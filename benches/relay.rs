@@ -1,0 +1,172 @@
+//! The relay's cost, across real network namespaces ([`p2pchat::netns`]):
+//!
+//! - delivery latency, p50 and p99, from a public servant typing a line to it being
+//!   shown by a servant behind the NAT router (through its relay) and by a public
+//!   servant (directly). Target: relayed p99 <= 2x direct p99.
+//! - the relay's CPU per forwarded line: its CPU over the run per line, next to the
+//!   direct receiver's (which shows each line but forwards nothing).
+//!
+//! Topology: the manager, rita (the relay: joins first, so the manager checks and
+//! picks her), sam (the sender) and dan (direct) on the public segment; nora behind
+//! the router. Lines go one at a time: each is typed once both receivers showed the
+//! one before, so this measures latency, not throughput.
+//!
+//! `cargo bench --bench relay`; `P2PCHAT_BENCH_QUICK=1` sends a few lines only and
+//! asserts nothing. Needs root, `ip` and `nft`; without them it says why and stops
+//! (an error if `P2PCHAT_REQUIRE_NETNS=1`).
+
+use std::time::{Duration, Instant};
+
+use p2pchat::churn::procfs;
+use p2pchat::harness::{Process, Spawn, LISTENING};
+use p2pchat::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
+
+const STEP: Duration = Duration::from_secs(20);
+
+fn quick() -> bool {
+    std::env::var_os("P2PCHAT_BENCH_QUICK").is_some_and(|v| v != "0")
+        || std::env::args().any(|a| a == "--quick")
+}
+
+fn start(net: &Internet, ns: &str, bin: &str, name: &str, args: &[&str]) -> Process {
+    Spawn::command(net.exec(ns, bin))
+        .args(args)
+        .name(name)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let k = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+    sorted[k - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let net = match Internet::build() {
+        Ok(net) => net,
+        Err(why) if netns::required() => panic!("{}=1, but: {why}", netns::REQUIRE),
+        Err(why) => return println!("relay bench skipped: {why}"),
+    };
+    let lines = if quick() { 30 } else { 2000 };
+    let config =
+        std::env::temp_dir().join(format!("p2pchat-relay-bench-{}.xml", std::process::id()));
+    std::fs::write(&config, "<config/>\n").unwrap();
+    let cfg = config.to_str().unwrap();
+
+    let manager = start(
+        &net,
+        &net.public,
+        env!("CARGO_BIN_EXE_connmgr"),
+        "connmgr",
+        &[
+            "--bind",
+            MANAGER_IP,
+            "--port",
+            "0",
+            "--relay-dial-timeout",
+            "500",
+        ],
+    );
+    let addr = manager.listening_addr(STEP).unwrap().to_string();
+    let servant = |ns: &str, ip: &str, name: &str| {
+        let args = [
+            "--connmgr",
+            &addr,
+            "--bind",
+            ip,
+            "--name",
+            name,
+            "--poll-interval",
+            "500",
+            "--config",
+            cfg,
+        ];
+        let p = start(&net, ns, env!("CARGO_BIN_EXE_servant"), name, &args);
+        p.wait_for(LISTENING, STEP).unwrap();
+        p
+    };
+    let rita = servant(&net.public, PUBLIC_IPS[0], "rita");
+    let mut sam = servant(&net.public, PUBLIC_IPS[1], "sam");
+    let dan = servant(&net.public, PUBLIC_IPS[2], "dan");
+    let mut nora = servant(&net.home, HOME_IPS[0], "nora");
+    for p in [&rita, &sam, &dan, &nora] {
+        if p.count("peers: 4 (") == 0 {
+            p.wait_for("peers: 4 (", STEP).unwrap();
+        }
+    }
+    // nora cannot reach herself: the manager checks her, marks her, names rita.
+    nora.type_line("hello?").unwrap();
+    let line = nora.wait_for("pulling from the relay at ", STEP).unwrap();
+    assert!(line.ends_with(&format!("{}:2224", PUBLIC_IPS[0])), "{line}");
+    rita.wait_for("relaying for", STEP).unwrap();
+    for p in [&rita, &sam, &dan, &nora] {
+        while p.stdout_line(Duration::from_millis(300)).is_ok() {}
+    }
+
+    let cpu = |p: &Process| procfs::cpu_ns(p.pid()).map(|(ns, _)| ns).unwrap_or(0);
+    let (rita0, dan0) = (cpu(&rita), cpu(&dan));
+    let (mut direct, mut relayed) = (Vec::with_capacity(lines), Vec::with_capacity(lines));
+    let began = Instant::now();
+    for k in 0..lines {
+        let text = format!("line {k}");
+        let want = format!("sam: {text}");
+        sam.type_line(&text).unwrap();
+        let t0 = Instant::now();
+        let wait = |p: &Process| {
+            let got = p.stdout_line(STEP).unwrap();
+            assert_eq!(got, want, "{} showed the wrong line", p.name());
+            t0.elapsed()
+        };
+        let (d, n) = std::thread::scope(|s| {
+            let d = s.spawn(|| wait(&dan));
+            let n = s.spawn(|| wait(&nora));
+            (d.join().unwrap(), n.join().unwrap())
+        });
+        direct.push(d);
+        relayed.push(n);
+        // sam shows his own line too; keep his window read.
+        sam.stdout_line(STEP).unwrap();
+        rita.stdout_line(STEP).unwrap();
+    }
+    let elapsed = began.elapsed();
+    let (rita_cpu, dan_cpu) = (cpu(&rita) - rita0, cpu(&dan) - dan0);
+    direct.sort_unstable();
+    relayed.sort_unstable();
+    let (d99, n99) = (percentile(&direct, 0.99), percentile(&relayed, 0.99));
+    let ratio = n99.as_secs_f64() / d99.as_secs_f64();
+    println!(
+        "relay: {lines} lines from sam, one at a time ({:.1} s)",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  direct  (dan):  p50 {}  p99 {}",
+        ms(percentile(&direct, 0.5)),
+        ms(d99)
+    );
+    println!(
+        "  relayed (nora): p50 {}  p99 {}   p99 ratio {ratio:.2} (target <= 2.00)",
+        ms(percentile(&relayed, 0.5)),
+        ms(n99)
+    );
+    let per = |ns: u64| ns as f64 / lines as f64 / 1000.0;
+    println!(
+        "  CPU per line: relay (rita) {:.1} us, direct receiver (dan) {:.1} us; forwarding costs {:.1} us",
+        per(rita_cpu),
+        per(dan_cpu),
+        per(rita_cpu.saturating_sub(dan_cpu))
+    );
+    if !quick() {
+        assert!(ratio <= 2.0, "relayed p99 is {ratio:.2}x direct");
+    }
+    for mut p in [rita, sam, dan, nora] {
+        p.stdin = None;
+        let _ = p.wait_exit(STEP);
+    }
+    drop(manager);
+    let _ = std::fs::remove_file(config);
+    drop(net);
+}

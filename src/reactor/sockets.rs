@@ -1,0 +1,361 @@
+//! The sockets in the slots, and the Winsock methods on them: `Listen`, `Accept`,
+//! `Connect`, `SendData`, `Close`. What the loop does when a socket is ready is
+//! in `events.rs`.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use log::{debug, info};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+
+use super::outq::{self, OutQueue, Piece};
+use super::{Index, Reactor, Request, Shared, State};
+
+/// The socket in a slot in use: a listener or a connection.
+pub(super) enum Io {
+    Listener(TcpListener),
+    Stream(TcpStream),
+}
+
+/// One slot of the control array: its Winsock state and, while it is in use, a
+/// socket, the bytes still to send and whatever the daemon keeps per connection.
+/// A slot in `sckClosed` keeps only its state and its last address.
+pub struct Socket<T> {
+    pub(super) state: State,
+    pub(super) io: Option<Io>,
+    /// The remote address (streams) or the bound address (listeners).
+    pub(super) addr: SocketAddr,
+    pub(super) out: OutQueue,
+    /// Registered for writability yet (only after the first short write).
+    pub(super) want_write: bool,
+    /// Close once the queued output is flushed: `close` was asked for, or the peer
+    /// closed its side.
+    pub(super) close_when_sent: bool,
+    /// The peer closed its side (read returned 0): nothing more is read.
+    pub(super) peer_closed: bool,
+    /// On the `again` list (budget spent): at most once per turn.
+    pub(super) again: bool,
+    /// On the `completed` list: `send_complete` fires once per drain.
+    pub(super) complete_queued: bool,
+    pub(super) last_active: Instant,
+    pub(super) data: Option<T>,
+}
+
+impl<T> Socket<T> {
+    /// A slot just loaded: `sckClosed`, nothing in it.
+    pub(super) fn unloaded(now: Instant) -> Self {
+        Socket::new(
+            None,
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            None,
+            now,
+        )
+    }
+
+    fn new(io: Option<Io>, addr: SocketAddr, data: Option<T>, now: Instant) -> Self {
+        Socket {
+            state: State::Closed,
+            io,
+            addr,
+            out: OutQueue::default(),
+            want_write: false,
+            close_when_sent: false,
+            peer_closed: false,
+            again: false,
+            complete_queued: false,
+            last_active: now,
+            data,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The peer's address (IPv4-mapped IPv6 shown as IPv4), or a listener's own;
+    /// in `sckClosed`, the last one it had.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What the daemon keeps in this slot; `None` in `sckClosed`.
+    pub fn data(&self) -> Option<&T> {
+        self.data.as_ref()
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub fn unsent(&self) -> usize {
+        self.out.len()
+    }
+
+    pub(super) fn has_socket(&self) -> bool {
+        self.io.is_some()
+    }
+
+    pub(super) fn stream(&mut self) -> Option<&mut TcpStream> {
+        match &mut self.io {
+            Some(Io::Stream(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl<T> Reactor<T> {
+    /// The local address of slot `i` (a listener's real port after binding port 0).
+    pub fn local_addr(&self, i: Index) -> io::Result<SocketAddr> {
+        match self.slots.get(i).and_then(|s| s.io.as_ref()) {
+            Some(Io::Listener(l)) => l.local_addr(),
+            Some(Io::Stream(s)) => s.local_addr(),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no socket in that slot",
+            )),
+        }
+    }
+
+    /// Sends small writes on slot `i` at once instead of holding them for the
+    /// peer's ACK (Nagle). Not the default: a connection that carries one request
+    /// and one answer gains nothing and pays a syscall; a long-lived link that
+    /// trickles lines (the relay's pull link) otherwise waits up to a delayed ACK,
+    /// 40 ms on Linux, per line.
+    pub fn set_nodelay(&mut self, i: Index) {
+        if let Some(Io::Stream(s)) = self.slots.get(i).and_then(|s| s.io.as_ref()) {
+            if let Err(e) = s.set_nodelay(true) {
+                log::debug!("slot {i}: TCP_NODELAY: {e}");
+            }
+        }
+    }
+
+    /// Binds a listener (VB: `.LocalPort = n: .Listen`) in the lowest free slot.
+    /// `bind` `None` means every interface: `::` accepting IPv4 too, or `0.0.0.0`
+    /// on a host without IPv6. On failure, the error comes with the address tried.
+    pub fn listen(
+        &mut self,
+        bind: Option<IpAddr>,
+        port: u16,
+        data: T,
+    ) -> Result<Index, (SocketAddr, io::Error)> {
+        let mut listener = match bind {
+            Some(ip) => open_listener(SocketAddr::new(ip, port)),
+            None => match open_listener(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
+                Err((_, e)) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                    open_listener(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+                }
+                other => other,
+            },
+        }?;
+        let bound = listener.local_addr().map_err(|e| {
+            let ip = bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            (SocketAddr::new(ip, port), e)
+        })?;
+        let index = self.slots.next_index();
+        self.poll
+            .registry()
+            .register(&mut listener, Token(index), Interest::READABLE)
+            .map_err(|e| (bound, e))?;
+        Ok(self.open(Io::Listener(listener), State::Listening, bound, data))
+    }
+
+    /// Takes a pending connection into the lowest free slot (VB: `p2p(a).Accept requestID`).
+    pub fn accept(&mut self, request: Request, data: T) -> io::Result<Index> {
+        let Request { mut stream, remote } = request;
+        let index = self.slots.next_index();
+        self.poll
+            .registry()
+            .register(&mut stream, Token(index), Interest::READABLE)?;
+        Ok(self.open(Io::Stream(stream), State::Connected, remote, data))
+    }
+
+    /// Answers a pending connection with `reply` (best effort) and drops it. Under a
+    /// flood of connections this runs for each, so it allocates nothing and makes
+    /// three syscalls besides the accept: read, write, close (which sends the FIN).
+    pub fn refuse(&mut self, request: Request, reply: &[u8]) {
+        let mut stream = request.stream;
+        // Closing with unread input sends RST, which can destroy the reply before the
+        // client reads it; a servant sends its request right after connecting.
+        let _ = stream.read(&mut [0u8; 512]);
+        let _ = stream.write(reply);
+    }
+
+    /// Starts an outgoing connection (VB: `.Connect ip, port`) from `bind` if given,
+    /// without blocking. [`Handler::connect`] fires when it is up; anything sent
+    /// before then is queued.
+    pub fn connect(&mut self, to: SocketAddr, bind: Option<IpAddr>, data: T) -> io::Result<Index> {
+        let domain = socket2::Domain::for_address(to);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        if let Some(ip) = bind {
+            // Leave the port to connect(), which can reuse one across destinations
+            // and from TIME_WAIT; bind() alone must find one free for every
+            // destination, slowly, and runs out after ~28,000 recent connections.
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt on our own socket with a valid int option value.
+            unsafe {
+                use std::os::fd::AsRawFd;
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        match socket.connect(&to.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(socket.into());
+        let index = self.slots.next_index();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(&mut stream, Token(index), interest)?;
+        Ok(self.open(Io::Stream(stream), State::Connecting, to, data))
+    }
+
+    /// Puts a registered socket in the lowest reusable slot and moves the slot out
+    /// of `sckClosed`.
+    fn open(&mut self, io: Io, state: State, addr: SocketAddr, data: T) -> Index {
+        let now = self.now;
+        let (i, slot) = self.slots.take(now);
+        *slot = Socket::new(Some(io), addr, Some(data), now);
+        // A connecting socket was registered for writability, which says it is up.
+        slot.want_write = state == State::Connecting;
+        self.transition(i, state);
+        i
+    }
+
+    /// Queues `data` on slot `i` and writes what the socket takes now (VB: `.SendData`).
+    pub fn send(&mut self, i: Index, data: &[u8]) {
+        self.send_pieces(i, &[Piece::Bytes(data)]);
+    }
+
+    /// Sends `ranges` of a shared buffer as one message. What the socket does not
+    /// take now is queued as ranges of `buf`, not copied.
+    pub fn send_shared(&mut self, i: Index, buf: &Shared, ranges: &[std::ops::Range<usize>]) {
+        let mut pieces = [Piece::Bytes(&[]); 8];
+        for (p, r) in pieces.iter_mut().zip(ranges) {
+            *p = Piece::Shared(buf, r.start, r.end);
+        }
+        self.send_pieces(i, &pieces[..ranges.len().min(8)]);
+        if ranges.len() > 8 {
+            self.send_shared(i, buf, &ranges[8..]);
+        }
+    }
+
+    fn send_pieces(&mut self, i: Index, pieces: &[Piece<'_>]) {
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
+        let direct = s.state == State::Connected && s.out.is_empty();
+        let queueable = matches!(s.state, State::Connected | State::Connecting);
+        let written = match s.stream() {
+            Some(stream) if direct => outq::write_pieces(stream, pieces),
+            Some(_) if queueable => Ok(0),
+            _ => return, // closing, closed or a listener: nothing more goes out
+        };
+        match written {
+            Ok(n) => {
+                s.out.push(pieces, n);
+                if s.out.is_empty() {
+                    self.sent_all(i);
+                } else {
+                    self.queued(i);
+                }
+            }
+            Err(e) => self.fail(i, e),
+        }
+    }
+
+    /// Slot `i`'s output is all with the kernel: `send_complete` (or the close that
+    /// waited for it) is due after this batch.
+    pub(super) fn sent_all(&mut self, i: Index) {
+        if let Some(s) = self.slots.get_mut(i) {
+            if !std::mem::replace(&mut s.complete_queued, true) {
+                self.completed.push_back(i);
+            }
+        }
+    }
+
+    /// Output is waiting on slot `i`: police the backlog and watch for writability.
+    fn queued(&mut self, i: Index) {
+        if !self.backlog_allowed(i) {
+            return;
+        }
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
+        if !std::mem::replace(&mut s.want_write, true) {
+            if let Some(stream) = s.stream() {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if let Err(e) = self.poll.registry().reregister(stream, Token(i), interest) {
+                    self.fail(i, e);
+                }
+            }
+        }
+    }
+
+    /// Closes slot `i` once its queued output is flushed (VB: `.Close`). The slot is
+    /// reaped after the current event batch, and [`Handler::close`] runs then.
+    pub fn close(&mut self, i: Index) {
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
+        if s.unsent() > 0 && matches!(s.state, State::Connected | State::Connecting) {
+            s.close_when_sent = true;
+        } else {
+            self.transition(i, State::Closing);
+        }
+    }
+
+    /// Closes slot `i` now, dropping any queued output: for a peer that broke the
+    /// protocol, whose further input must not be read. Reaped like [`Reactor::close`].
+    pub fn abort(&mut self, i: Index) {
+        if let Some(s) = self.slots.get(i).filter(|s| s.unsent() > 0) {
+            debug!(
+                "slot {i} ({}): aborted with {} bytes unsent",
+                s.addr,
+                s.unsent()
+            );
+        }
+        self.transition(i, State::Closing);
+    }
+
+    /// An I/O error ends slot `i` (the handler's `error` has been told, if it asked).
+    pub(super) fn fail(&mut self, i: Index, e: io::Error) {
+        let Some(s) = self.slots.get(i) else {
+            return;
+        };
+        match e.kind() {
+            // Routine on the network, and the handler hears of them through `error`.
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionRefused => debug!("slot {i} ({}): {e}", s.addr),
+            _ => info!("slot {i} ({}): {e}", s.addr),
+        }
+        self.transition(i, State::Error);
+    }
+}
+
+/// A non-blocking listener on `addr`, dual-stack when `addr` is `::`.
+fn open_listener(addr: SocketAddr) -> Result<TcpListener, (SocketAddr, io::Error)> {
+    let open = || -> io::Result<TcpListener> {
+        let domain = socket2::Domain::for_address(addr);
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() && addr.ip().is_unspecified() {
+            // Best effort: some hosts force v6-only; then `::` is IPv6 only.
+            let _ = socket.set_only_v6(false);
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(TcpListener::from_std(socket.into()))
+    };
+    open().map_err(|e| (addr, e))
+}

@@ -1,0 +1,485 @@
+//! Behind a port-blocking router: complaints to the manager, pulling from a relay,
+//! and relaying for others (`docs/RELAY.md`).
+//!
+//! The article's last section: a servant reports the peers it cannot contact; the
+//! manager tells one that peers cannot reach to pull from a chosen peer, which "for
+//! the life of the suspicious servant ... publishes any data that it gets".
+//!
+//! - **Complaining.** A delivery that fails sends `cannot reach IP:PORT` on the
+//!   manager link, at most once per peer per poll interval.
+//! - **Pulling.** When this servant's own entry carries `<relay>`, it opens one
+//!   connection to the relay's listening port (outgoing connections pass the
+//!   router), says `pull IP:PORT` (its own listed address) and keeps it open. What
+//!   the relay forwards arrives there. Its own typed lines go over the same
+//!   connection to the relay, directly to every other peer that is not relayed, and
+//!   are shown here at once: it cannot reach itself at its public address.
+//! - **Relaying.** A connection whose first line is `pull IP:PORT`, from that IP,
+//!   is a puller. Every line this servant's listener shows is forwarded to every
+//!   puller, except to the puller it came from; its own typed lines come back
+//!   through its own listener like everyone's. A puller's lines reach public peers
+//!   directly from the puller, so the relay forwards them to the other pullers only:
+//!   no servant sees a line twice.
+//!
+//! Limits, in the spirit of libp2p's circuit relay v2 (128 reservations, 128 KiB
+//! per circuit): at most [`MAX_PULLERS`] pull connections, [`MAX_BACKLOG`] bytes
+//! queued to one puller (past that it is dropped and pulls again), and
+//! [`LINE_RATE`] lines a second from a puller after a burst of [`LINE_BURST`]. The
+//! manager caps pullers per relay more tightly (`--relay-pullers`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use super::chat::ChatReader;
+use super::{Servant, Slot, TICK};
+use crate::reactor::{Index, Reactor, State};
+use crate::wire::peerdoc::Peer;
+use crate::wire::relay::{self as wire, Relay};
+
+/// Pull connections one servant serves at most.
+pub(super) const MAX_PULLERS: usize = 128;
+/// Bytes queued to one puller before it is dropped as not reading.
+pub(super) const MAX_BACKLOG: usize = 128 * 1024;
+/// Lines a second a puller may send through the relay, after a burst.
+pub(super) const LINE_RATE: f64 = 20.0;
+pub(super) const LINE_BURST: f64 = 100.0;
+/// An outgoing connection (a send, or the pull) not up by then has failed.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often both ends of a pull link say something when there is nothing to
+/// say, so that neither's idle sweep (30 s at least) closes it. Both ends set
+/// TCP_NODELAY on the pull link, so a keepalive never holds back a line (Nagle).
+const KEEPALIVE: Duration = Duration::from_secs(10);
+/// Peers whose last complaint is remembered, before old ones are forgotten.
+const REMEMBERED: usize = 4096;
+
+/// The servant's part in the relay: what its own entry says, its pull link, the
+/// pullers it serves, and its complaints.
+#[derive(Debug, Default)]
+pub(super) struct Relaying {
+    /// Our own entry's `<relay>`: `None` while peers reach us directly.
+    pub(super) status: Option<Relay>,
+    /// Our own entry's address: what `pull` names us by.
+    me: Option<SocketAddr>,
+    /// The pull link to our relay, while open.
+    pub(super) pull: Option<Index>,
+    /// The pull link's loss has been logged; said again after it came back.
+    pull_lost_logged: bool,
+    /// Our own lines typed while the pull link was down or still connecting, for
+    /// the relay once it is up ([`MAX_BACKLOG`] at most).
+    held: Vec<u8>,
+    /// Pull connections from the servants we relay for.
+    pullers: Vec<Index>,
+    /// When each peer was last complained about.
+    complained: HashMap<SocketAddr, Instant>,
+    /// Lines gathered from one read, to forward to pullers in one write each.
+    forward: Vec<u8>,
+    /// Lines from pullers dropped for their rate, since the last warning.
+    dropped: u64,
+    /// When keepalives last went out.
+    kept_alive: Option<Instant>,
+}
+
+/// What an incoming connection turned out to be.
+#[derive(Debug)]
+pub(super) enum Role {
+    /// Nothing read yet: a batch of chat, or a pull.
+    First,
+    /// A batch of chat lines from a peer.
+    Batch,
+    /// A servant pulling from us, named by its listed address.
+    Puller { listed: SocketAddr, bucket: Bucket },
+    /// A pull beyond [`MAX_PULLERS`]: closing, read no further.
+    Refused,
+}
+
+/// A token bucket: [`LINE_RATE`] lines a second, [`LINE_BURST`] at once.
+#[derive(Debug)]
+pub(super) struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(now: Instant) -> Self {
+        Bucket {
+            tokens: LINE_BURST,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.duration_since(self.at).as_secs_f64() * LINE_RATE;
+        self.tokens = (self.tokens + refill).min(LINE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Servant {
+    /// Tells the manager we could not deliver to `peer`, at most once per poll interval.
+    pub(super) fn complain(&mut self, r: &mut Reactor<Slot>, peer: SocketAddr) {
+        let Some(link) = self.link.filter(|&l| r.state(l) == State::Connected) else {
+            return;
+        };
+        let (now, gap) = (r.now(), self.config.poll_interval);
+        let c = &mut self.relay.complained;
+        if c.get(&peer).is_some_and(|&t| now.duration_since(t) < gap) {
+            return;
+        }
+        if c.len() >= REMEMBERED {
+            c.retain(|_, t| now.duration_since(*t) < gap);
+        }
+        c.insert(peer, now);
+        debug!("telling the connection manager we cannot reach {peer}");
+        r.send(link, &wire::cannot_reach(peer));
+    }
+
+    /// A new document: our own entry says whether we are relayed, and through whom.
+    pub(super) fn relay_document(&mut self, r: &mut Reactor<Slot>) {
+        let mine = self.peers.iter().find(|p| p.me);
+        self.relay.me = mine.map(Peer::addr);
+        let status = mine.and_then(|p| p.relay);
+        if status != self.relay.status {
+            match (self.relay.status, status) {
+                (_, Some(Relay::Via(to))) => info!(
+                    "relayed: the connection manager finds peers cannot reach this servant (a port-blocking router); pulling from {to}"
+                ),
+                (_, Some(Relay::Nobody)) => warn!(
+                    "relayed, but no peer can relay for this servant: peers cannot reach it (a port-blocking router), so it hears nobody until one can; what it sends still goes out"
+                ),
+                (Some(_), None) => info!("no longer relayed: peers reach this servant directly"),
+                (None, None) => {}
+            }
+            self.relay.status = status;
+        }
+        let pulling = self.relay.pull.and_then(|p| match r.data(p) {
+            Some(Slot::Pull { to, .. }) => Some(*to),
+            _ => None,
+        });
+        match status {
+            Some(Relay::Via(to)) if pulling == Some(to) => {}
+            Some(Relay::Via(to)) => {
+                self.drop_pull(r);
+                self.open_pull(r, to);
+            }
+            _ => {
+                self.drop_pull(r);
+                if !self.relay.held.is_empty() {
+                    debug!(
+                        "no longer pulling: {} bytes held for the relay are dropped",
+                        self.relay.held.len()
+                    );
+                    self.relay.held = Vec::new();
+                }
+            }
+        }
+    }
+
+    /// Our own lines for the relay, which skips them from direct delivery: down the
+    /// pull link once it is up, else held until it is. Not sent to the relay's
+    /// listener instead: it would forward them back to us like any peer's lines.
+    pub(super) fn send_to_relay(&mut self, r: &mut Reactor<Slot>, batch: &[u8]) {
+        let up = self
+            .relay
+            .pull
+            .filter(|&p| matches!(r.data(p), Some(Slot::Pull { up: true, .. })));
+        if let Some(p) = up {
+            return r.send(p, batch);
+        }
+        if self.relay.held.len() + batch.len() > MAX_BACKLOG {
+            return warn!(
+                "the relay link is down and {} KiB are already waiting for it; these lines reach direct peers only",
+                MAX_BACKLOG / 1024
+            );
+        }
+        self.relay.held.extend_from_slice(batch);
+    }
+
+    fn drop_pull(&mut self, r: &mut Reactor<Slot>) {
+        if let Some(p) = self.relay.pull.take() {
+            r.close(p);
+        }
+    }
+
+    /// Connects to the relay and says `pull IP:PORT`.
+    fn open_pull(&mut self, r: &mut Reactor<Slot>, to: SocketAddr) {
+        let Some(me) = self.relay.me else { return };
+        let slot = Slot::Pull {
+            to,
+            reader: ChatReader::default(),
+            error: None,
+            started: r.now(),
+            up: false,
+        };
+        match r.connect(to, self.bind_for(to), slot) {
+            Ok(i) => {
+                r.send(i, &wire::pull_line(me));
+                self.relay.pull = Some(i);
+            }
+            Err(e) => self.pull_lost(r, to, &e.to_string(), true),
+        }
+    }
+
+    /// VB-style `Connect` on the pull link.
+    pub(super) fn pull_connect(&mut self, r: &mut Reactor<Slot>, i: Index) {
+        let Some(Slot::Pull { to, up, .. }) = r.data_mut(i) else {
+            return;
+        };
+        *up = true;
+        let to = *to;
+        r.set_nodelay(i);
+        self.relay.pull_lost_logged = false;
+        info!("pulling from the relay at {to}");
+        if !self.relay.held.is_empty() {
+            r.send(i, &std::mem::take(&mut self.relay.held));
+        }
+    }
+
+    /// What the relay forwards: every peer's lines, shown as they come.
+    pub(super) fn pull_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
+        let Some(Slot::Pull { to, reader, .. }) = r.data_mut(i) else {
+            return;
+        };
+        let (to, console) = (*to, &mut self.console);
+        reader.feed(data, |msg, truncated| {
+            super::incoming::show(console, to, msg, truncated)
+        });
+    }
+
+    /// The pull link closed: pull again on the next tick, while still relayed there.
+    pub(super) fn pull_closed(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        i: Index,
+        to: SocketAddr,
+        connected: bool,
+        error: Option<String>,
+    ) {
+        if self.relay.pull == Some(i) {
+            self.relay.pull = None;
+        }
+        if self.relay.status == Some(Relay::Via(to)) && !self.quitting {
+            let why = error.unwrap_or_else(|| "it closed the connection".into());
+            self.pull_lost(r, to, &why, !connected);
+        }
+    }
+
+    fn pull_lost(&mut self, r: &mut Reactor<Slot>, to: SocketAddr, why: &str, unreachable: bool) {
+        if !std::mem::replace(&mut self.relay.pull_lost_logged, true) {
+            warn!("lost the relay at {to}: {why}; pulling again until the connection manager names another");
+        }
+        if unreachable {
+            self.complain(r, to);
+        }
+    }
+
+    /// One line on an incoming connection: the pull request, or chat to show and
+    /// forward to our pullers.
+    pub(super) fn incoming_line(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        i: Index,
+        from: SocketAddr,
+        role: &mut Role,
+        msg: &[u8],
+        truncated: bool,
+    ) {
+        match role {
+            Role::First => {
+                *role = Role::Batch;
+                if let Some(listed) = wire::parse_pull(msg).filter(|a| a.ip() == from.ip()) {
+                    *role = self.take_puller(r, i, from, listed);
+                    return;
+                }
+            }
+            Role::Batch => {}
+            Role::Puller { bucket, .. } => {
+                if msg.is_empty() {
+                    return; // keepalive
+                }
+                if !bucket.take(r.now()) {
+                    self.relay.dropped += 1;
+                    return;
+                }
+            }
+            Role::Refused => return,
+        }
+        super::incoming::show(&mut self.console, from, msg, truncated);
+        if !self.relay.pullers.is_empty() && !msg.is_empty() {
+            self.relay.forward.extend_from_slice(msg);
+            self.relay.forward.push(b'\n');
+        }
+    }
+
+    fn take_puller(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        i: Index,
+        from: SocketAddr,
+        listed: SocketAddr,
+    ) -> Role {
+        if self.relay.pullers.len() >= MAX_PULLERS {
+            warn!("not relaying for {listed} ({from}): already relaying for {MAX_PULLERS}");
+            r.close(i);
+            return Role::Refused;
+        }
+        // A puller that pulls again replaces its old connection.
+        let old = (self.relay.pullers.iter().copied()).find(|&p| {
+            matches!(r.data(p), Some(Slot::Incoming { role: Role::Puller { listed: l, .. }, .. }) if *l == listed)
+        });
+        if let Some(old) = old {
+            r.close(old);
+        }
+        self.relay.pullers.push(i);
+        r.set_nodelay(i);
+        info!(
+            "relaying for {listed} ({} puller(s))",
+            self.relay.pullers.len()
+        );
+        Role::Puller {
+            listed,
+            bucket: Bucket::new(r.now()),
+        }
+    }
+
+    /// Sends the lines gathered from one read to every puller but `except`; a
+    /// puller too far behind is dropped (it pulls again).
+    pub(super) fn forward(&mut self, r: &mut Reactor<Slot>, except: Option<Index>) {
+        if self.relay.forward.is_empty() {
+            return;
+        }
+        let lines = std::mem::take(&mut self.relay.forward);
+        for k in 0..self.relay.pullers.len() {
+            let p = self.relay.pullers[k];
+            if Some(p) == except {
+                continue;
+            }
+            if r.socket(p)
+                .is_some_and(|s| s.unsent() + lines.len() > MAX_BACKLOG)
+            {
+                warn!(
+                    "a puller is more than {} KiB behind; dropping its connection",
+                    MAX_BACKLOG / 1024
+                );
+                r.abort(p);
+                continue;
+            }
+            r.send(p, &lines);
+        }
+        self.relay.forward = lines;
+        self.relay.forward.clear();
+    }
+
+    /// An incoming connection closed: a puller goes off the list.
+    pub(super) fn puller_closed(&mut self, i: Index, role: &Role) {
+        if let Role::Puller { listed, .. } = role {
+            self.relay.pullers.retain(|&p| p != i);
+            info!(
+                "stopped relaying for {listed} ({} puller(s) left)",
+                self.relay.pullers.len()
+            );
+        }
+    }
+
+    /// The relay tick: outgoing connections that will not come up fail, both ends of
+    /// pull links hear a keepalive every [`KEEPALIVE`], a lost pull link is opened
+    /// again, and lines dropped for their rate are reported.
+    pub(super) fn tick(&mut self, r: &mut Reactor<Slot>) {
+        let now = r.now();
+        let stuck: Vec<Index> = (r.slots().iter())
+            .filter(|(_, s)| s.state() == State::Connecting)
+            .filter(|(_, s)| match s.data() {
+                Some(Slot::Outgoing { started, .. } | Slot::Pull { started, .. }) => {
+                    now.duration_since(*started) >= CONNECT_TIMEOUT
+                }
+                _ => false,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let why = format!("no answer within {} s", CONNECT_TIMEOUT.as_secs());
+        for i in stuck {
+            if let Some(Slot::Outgoing { error, .. } | Slot::Pull { error, .. }) = r.data_mut(i) {
+                *error = Some(why.clone());
+            }
+            r.abort(i);
+        }
+        let keepalive = self
+            .relay
+            .kept_alive
+            .map_or(true, |t| now.duration_since(t) >= KEEPALIVE);
+        if keepalive {
+            self.relay.kept_alive = Some(now);
+            for k in 0..self.relay.pullers.len() {
+                r.send(self.relay.pullers[k], b"\n");
+            }
+        }
+        match (self.relay.pull, self.relay.status) {
+            (Some(p), _) if keepalive => r.send(p, b"\n"),
+            (None, Some(Relay::Via(to))) if !self.quitting => self.open_pull(r, to),
+            _ => {}
+        }
+        if self.relay.dropped > 0 {
+            warn!(
+                "dropped {} line(s) from pullers sending faster than {LINE_RATE} a second",
+                std::mem::take(&mut self.relay.dropped)
+            );
+        }
+        let every = self
+            .config
+            .poll_interval
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        r.set_timer(TICK, now + every);
+    }
+}
+
+/// A peer for `/peers`: `*2226 203.0.113.1 relayed via 203.0.113.10:2224`.
+pub(super) fn describe_peer(p: &Peer) -> String {
+    let mark = if p.me { "*" } else { "" };
+    let relay = match p.relay {
+        None => String::new(),
+        Some(Relay::Via(via)) => format!(" relayed via {via}"),
+        Some(Relay::Nobody) => " relayed, but no peer can relay for it".into(),
+    };
+    format!("{mark}{} {}{relay}\n", p.port, p.ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(t0);
+        let burst = (0..1000).filter(|_| b.take(t0)).count();
+        assert_eq!(burst, LINE_BURST as usize);
+        let later = t0 + Duration::from_secs(1);
+        let refilled = (0..1000).filter(|_| b.take(later)).count();
+        assert_eq!(refilled, LINE_RATE as usize);
+    }
+
+    #[test]
+    fn peers_show_their_relay() {
+        let mut p = Peer {
+            ip: "203.0.113.1".parse().unwrap(),
+            port: 2226,
+            offset: 3,
+            me: true,
+            relay: Some(Relay::Via("203.0.113.10:2224".parse().unwrap())),
+        };
+        assert_eq!(
+            describe_peer(&p),
+            "*2226 203.0.113.1 relayed via 203.0.113.10:2224\n"
+        );
+        p.me = false;
+        p.relay = None;
+        assert_eq!(describe_peer(&p), "2226 203.0.113.1\n");
+    }
+}
