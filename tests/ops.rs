@@ -96,12 +96,8 @@ fn static_binaries_chat_in_an_empty_root() {
         eprintln!("{}: {} bytes", bin.display(), bytes.len());
         std::fs::copy(bin, root.0.join(bin.file_name().unwrap())).unwrap();
     }
-    // connmgr meets the 1 MiB target; the servant does not (docs/BENCHMARKS.md).
-    let size = std::fs::metadata(&m).unwrap().len();
-    assert!(
-        size <= 1 << 20,
-        "static connmgr is {size} bytes, over 1 MiB"
-    );
+    // Their sizes against the 1 MiB target are a benchmark figure (`cargo bench
+    // --bench churn -- sizes`, docs/BENCHMARKS.md), not a pass or fail here.
     let inside = |program: &str, args: &[&str]| {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--root", root.path(), program])
