@@ -12,8 +12,10 @@
 //! with an XPath string.
 //!
 //! A servant behind a port-blocking router carries a `<relay>` element after
-//! `<me>` ([`super::relay`]); [`PeerDoc::set_relay`] re-renders that one entry in
-//! place. A document with no relayed servant is byte for byte the article's.
+//! `<me>` ([`super::relay`]), and a servant that said its name a `<name>` element
+//! after that ([`super::name`]); [`PeerDoc::set_relay`] and [`PeerDoc::set_name`]
+//! re-render that one entry in place. A document with no relayed or named servant
+//! is byte for byte the article's.
 //!
 //! Servants read it back with [`parse`], which checks every field.
 
@@ -23,6 +25,7 @@ use std::rc::Rc;
 
 use crate::net::Shared;
 
+use super::name;
 use super::relay::{self, Relay};
 use crate::xml::{self, XmlError};
 
@@ -34,6 +37,13 @@ const ME_TRUE: &[u8] = b"TRUE";
 const ME_END: &[u8] = b"</me>";
 const PEER_END: &[u8] = b"</peer>";
 const NONE: u32 = u32::MAX;
+
+/// The optional elements an entry may carry after `<me>`, in this order.
+#[derive(Clone, Copy)]
+enum Extra {
+    Relay,
+    Name,
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -155,23 +165,45 @@ impl PeerDoc {
     /// or the same element). Like every change, it copies the buffer only while a
     /// queued send still holds the old one.
     pub fn set_relay(&mut self, offset: usize, relay: Option<Relay>) -> bool {
+        let mut element = Vec::with_capacity(64);
+        if let Some(relay) = relay {
+            relay::render(&mut element, relay);
+        }
+        self.set_extra(offset, Extra::Relay, &element)
+    }
+
+    /// Sets or clears the `<name>` element of `offset`'s entry (a name that passed
+    /// [`name::check`]), as [`PeerDoc::set_relay`] does the `<relay>` element.
+    pub fn set_name(&mut self, offset: usize, name: Option<&str>) -> bool {
+        let mut element = Vec::with_capacity(64);
+        if let Some(n) = name {
+            name::render(&mut element, n);
+        }
+        self.set_extra(offset, Extra::Name, &element)
+    }
+
+    /// Replaces one of the optional elements after `<me>` (`<relay>`, then `<name>`)
+    /// in `offset`'s entry with `element`, keeping the other.
+    fn set_extra(&mut self, offset: usize, which: Extra, element: &[u8]) -> bool {
         let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
             return false;
         };
         let p = p as usize;
         let e = self.entries[p];
-        let mut tail = Vec::with_capacity(64);
-        if let Some(relay) = relay {
-            relay::render(&mut tail, relay);
-        }
-        tail.extend_from_slice(PEER_END);
-        let from = e.start + e.me + ME_FALSE.len() + ME_END.len();
-        let to = e.start + e.len;
-        if self.body[from..to] == tail[..] {
+        let extras = e.start + e.me + ME_FALSE.len() + ME_END.len();
+        let end = e.start + e.len - PEER_END.len();
+        // A name is escaped, so `<name>` starts the name element and nothing else.
+        let split =
+            memchr::memmem::find(&self.body[extras..end], b"<name>").map_or(end, |k| extras + k);
+        let (from, to) = match which {
+            Extra::Relay => (extras, split),
+            Extra::Name => (split, end),
+        };
+        if self.body[from..to] == *element {
             return false; // unchanged: keep the buffer, and any queued sends sharing it
         }
-        let new_len = from - e.start + tail.len();
-        Rc::make_mut(&mut self.body).splice(from..to, tail);
+        let new_len = e.len - (to - from) + element.len();
+        Rc::make_mut(&mut self.body).splice(from..to, element.iter().copied());
         self.entries[p].len = new_len;
         for later in &mut self.entries[p + 1..] {
             later.start = later.start + new_len - e.len;
@@ -273,6 +305,12 @@ impl Peer {
 
 /// Reads a peer document, checking every field; errors name the line and field.
 pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
+    parse_named(doc).map(|(peers, _)| peers)
+}
+
+/// Like [`parse`], with each peer's `<name>` beside it (`None` when it has none, or
+/// one that fails [`name::check`]: a bad name costs the name, not the list).
+pub fn parse_named(doc: &str) -> Result<(Vec<Peer>, Vec<Option<String>>), XmlError> {
     let root = xml::parse(doc)?;
     let bad = |line: usize, reason: String| XmlError {
         line,
@@ -286,6 +324,7 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
         ));
     }
     let mut peers = Vec::with_capacity(root.children.len());
+    let mut names = Vec::with_capacity(root.children.len());
     for p in root.children_named("peer") {
         let field = |name: &str| {
             p.child(name)
@@ -336,8 +375,9 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
             me,
             relay,
         });
+        names.push(name::read(p));
     }
-    Ok(peers)
+    Ok((peers, names))
 }
 
 /// Where the first complete document in `buf` ends (just past `</peers>`), if any.
@@ -505,6 +545,58 @@ mod tests {
         let peers = parse(std::str::from_utf8(&d.render_for(3)).unwrap()).unwrap();
         assert_eq!(peers.len(), 2);
         assert!(peers[1].me && peers[0].relay == Some(Relay::Via(relay)));
+    }
+
+    #[test]
+    fn a_name_goes_after_the_relay_and_each_is_set_without_the_other() {
+        let mut d = doc3();
+        let bare = d.render_for(3);
+        let relay: std::net::SocketAddr = "203.0.113.10:2224".parse().unwrap();
+        assert!(d.set_name(2, Some("bob & <co>")));
+        assert!(!d.set_name(2, Some("bob & <co>")), "the same name again");
+        assert!(d.set_relay(2, Some(Relay::Via(relay))));
+        assert!(d.set_name(1, Some("alice")));
+        let text = String::from_utf8(d.render_for(3)).unwrap();
+        assert!(
+            text.contains("<offset>1</offset><me>FALSE</me><name>alice</name></peer>"),
+            "{text}"
+        );
+        assert!(text.contains("<me>FALSE</me><relay><ip>203.0.113.10</ip><port>2224</port></relay><name>bob &amp; &lt;co&gt;</name></peer>"), "{text}");
+        let (peers, names) = parse_named(&text).unwrap();
+        assert_eq!(
+            names,
+            [Some("alice".into()), Some("bob & <co>".into()), None]
+        );
+        assert_eq!(peers[1].relay, Some(Relay::Via(relay)));
+        assert!(
+            peers[2].me,
+            "later entries still personalise after the lengths changed"
+        );
+        // Clearing the relay keeps the name; renaming keeps the relay.
+        assert!(d.set_relay(2, None));
+        assert!(d.set_name(2, Some("robert")));
+        assert!(d.set_relay(2, Some(Relay::Nobody)));
+        let text = String::from_utf8(d.render_for(3)).unwrap();
+        assert!(
+            text.contains("<relay>none</relay><name>robert</name></peer>"),
+            "{text}"
+        );
+        for offset in [1, 2] {
+            d.set_name(offset, None);
+        }
+        d.set_relay(2, None);
+        assert_eq!(
+            d.render_for(3),
+            bare,
+            "unnamed servants render the article's bytes"
+        );
+    }
+
+    #[test]
+    fn a_bad_name_from_a_manager_costs_the_name_not_the_list() {
+        let doc = "<peers><peer><ip>127.0.0.2</ip><port>2224</port><offset>1</offset><me>TRUE</me><name>a&#27;[2J</name></peer></peers>";
+        let (peers, names) = parse_named(doc).unwrap();
+        assert_eq!((peers.len(), names), (1, vec![None]));
     }
 
     #[test]
