@@ -548,58 +548,6 @@ mod tests {
     }
 
     #[test]
-    fn a_name_goes_after_the_relay_and_each_is_set_without_the_other() {
-        let mut d = doc3();
-        let bare = d.render_for(3);
-        let relay: std::net::SocketAddr = "203.0.113.10:2224".parse().unwrap();
-        assert!(d.set_name(2, Some("bob & <co>")));
-        assert!(!d.set_name(2, Some("bob & <co>")), "the same name again");
-        assert!(d.set_relay(2, Some(Relay::Via(relay))));
-        assert!(d.set_name(1, Some("alice")));
-        let text = String::from_utf8(d.render_for(3)).unwrap();
-        assert!(
-            text.contains("<offset>1</offset><me>FALSE</me><name>alice</name></peer>"),
-            "{text}"
-        );
-        assert!(text.contains("<me>FALSE</me><relay><ip>203.0.113.10</ip><port>2224</port></relay><name>bob &amp; &lt;co&gt;</name></peer>"), "{text}");
-        let (peers, names) = parse_named(&text).unwrap();
-        assert_eq!(
-            names,
-            [Some("alice".into()), Some("bob & <co>".into()), None]
-        );
-        assert_eq!(peers[1].relay, Some(Relay::Via(relay)));
-        assert!(
-            peers[2].me,
-            "later entries still personalise after the lengths changed"
-        );
-        // Clearing the relay keeps the name; renaming keeps the relay.
-        assert!(d.set_relay(2, None));
-        assert!(d.set_name(2, Some("robert")));
-        assert!(d.set_relay(2, Some(Relay::Nobody)));
-        let text = String::from_utf8(d.render_for(3)).unwrap();
-        assert!(
-            text.contains("<relay>none</relay><name>robert</name></peer>"),
-            "{text}"
-        );
-        for offset in [1, 2] {
-            d.set_name(offset, None);
-        }
-        d.set_relay(2, None);
-        assert_eq!(
-            d.render_for(3),
-            bare,
-            "unnamed servants render the article's bytes"
-        );
-    }
-
-    #[test]
-    fn a_bad_name_from_a_manager_costs_the_name_not_the_list() {
-        let doc = "<peers><peer><ip>127.0.0.2</ip><port>2224</port><offset>1</offset><me>TRUE</me><name>a&#27;[2J</name></peer></peers>";
-        let (peers, names) = parse_named(doc).unwrap();
-        assert_eq!((peers.len(), names), (1, vec![None]));
-    }
-
-    #[test]
     fn addresses_render_as_display_does() {
         for text in [
             "0.0.0.0",

@@ -102,6 +102,18 @@ struct Screen {
     records: Vec<ConsoleRecord>,
 }
 
+impl Screen {
+    /// The terminal is `cols` wide now and has rewrapped the input: the cursor's
+    /// row is the one at the new width.
+    fn resized(&mut self, cols: usize) {
+        self.cols = cols;
+        if self.drawn.is_some() {
+            let placed = screen::place(PROMPT_COLS, self.editor.text(), self.editor.cursor(), cols);
+            self.drawn = Some(placed.cursor.0);
+        }
+    }
+}
+
 /// What keystrokes, or one turn's reads of stdin, amount to.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Edited {
@@ -334,6 +346,11 @@ impl Console {
         if s.above.is_empty() && !s.dirty && !s.clear && !s.bell {
             return;
         }
+        // Asked each time: SIGWINCH may still be on its way when a message arrives,
+        // and a draw at the old width would leave rows of the input behind.
+        if let Some(cols) = s.modes.columns().filter(|&c| c != s.cols) {
+            s.resized(cols);
+        }
         let out = &mut self.scratch;
         out.clear();
         if let Some(row) = s.drawn.take() {
@@ -373,22 +390,11 @@ impl Console {
                 if std::mem::take(&mut s.suspended) {
                     s.drawn = None; // `fg` left the cursor on a line of its own
                 }
-                s.cols = term::columns();
                 s.dirty = true;
             }
         }
         if bits & signals::RESIZED != 0 {
-            let cols = term::columns();
-            if cols != s.cols {
-                s.cols = cols;
-                // The terminal rewrapped the input: the cursor's row is the new width's.
-                if s.drawn.is_some() {
-                    let text = s.editor.text();
-                    let placed = screen::place(PROMPT_COLS, text, s.editor.cursor(), cols);
-                    s.drawn = Some(placed.cursor.0);
-                }
-                s.dirty = true;
-            }
+            s.dirty = true; // `settle` finds the new width
         }
     }
 

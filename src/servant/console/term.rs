@@ -74,6 +74,13 @@ impl Drop for Modes {
     }
 }
 
+impl Modes {
+    /// The terminal's width now; `None` for modes that touch no terminal.
+    pub fn columns(&self) -> Option<usize> {
+        self.saved.map(|_| columns())
+    }
+}
+
 /// Whether this process's group is the terminal's foreground.
 fn foreground() -> bool {
     // SAFETY: both calls only read process state.
