@@ -287,7 +287,9 @@ impl Console {
                     s.above.extend_from_slice(b"\r\n");
                 }
             }
-            None => emit(text.as_bytes()),
+            None => {
+                emit(text.as_bytes());
+            }
         }
     }
 
@@ -296,7 +298,9 @@ impl Console {
     pub fn complain(&mut self, text: &str) {
         match &mut self.screen {
             Some(_) => self.event(text),
-            None => STDERR.write(format!("{text}\n").as_bytes()),
+            None => {
+                STDERR.write(format!("{text}\n").as_bytes());
+            }
         }
     }
 
@@ -369,7 +373,13 @@ impl Console {
             let row = screen::draw(out, PROMPT, PROMPT_COLS, text, s.editor.cursor(), s.cols);
             s.drawn = Some(row);
         }
-        emit(out);
+        if !emit(out) {
+            // Dropped: the terminal is not taking output. It shows what it last
+            // took, then the line the queue writes about the loss; the next draw
+            // starts below that, on a fresh line.
+            s.drawn = None;
+            s.dirty = true;
+        }
     }
 
     /// The terminal's signals, taken from the loop's wake-up: a resize redraws at
@@ -417,12 +427,10 @@ impl Console {
     }
 }
 
-/// Queues `bytes` for stdout. Unit tests read what would have been written from
-/// [`Console::scratch`] instead.
-fn emit(bytes: &[u8]) {
-    if !cfg!(test) {
-        STDOUT.write(bytes);
-    }
+/// Queues `bytes` for stdout; false if the queue is full and dropped them. Unit
+/// tests read what would have been written from [`Console::scratch`] instead.
+fn emit(bytes: &[u8]) -> bool {
+    cfg!(test) || STDOUT.write(bytes)
 }
 
 #[cfg(test)]
