@@ -251,14 +251,23 @@ fn a_chat_stdout_nobody_reads_costs_lines_counted_when_it_drains_never_the_serva
     let (mut alice, stdout, alice_log) = servant_with_unread_stdout(manager, "127.0.91.2");
     let bob = servant(manager, "127.0.91.3", "bob");
     bob.listening_addr();
-    let chat_port = logged(&alice_log, "listening on 127.0.91.2:");
+    // `peers: 2` comes before `listening on` when bob joined before alice's first
+    // answer, after it otherwise: wait for both, in either order.
+    let (mut chat_port, mut both_listed) = (None, false);
+    while chat_port.is_none() || !both_listed {
+        let line = logged(&alice_log, "");
+        both_listed |= line.contains("peers: 2 ");
+        if line.contains("listening on 127.0.91.2:") {
+            chat_port = Some(line);
+        }
+    }
     let chat: SocketAddr = chat_port
+        .unwrap()
         .rsplit("listening on ")
         .next()
         .unwrap()
         .parse()
         .unwrap();
-    logged(&alice_log, "peers: 2 ");
 
     // A peer sends alice 20 MB of chat, which her stdout cannot take.
     const LINES: u64 = 200_000;
