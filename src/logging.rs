@@ -86,19 +86,21 @@ pub fn log_to_file(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The servant's console owns the terminal: from now on no record goes to stderr.
-/// The console is kept warnings and errors, and also every record the level lets
-/// through when the level was asked for and no log file takes them. Nobody asked
-/// for routine lines otherwise, so the level drops to warn and they are not even
-/// formatted.
-pub fn route_to_console() {
+/// While `on`, the servant's console owns the terminal and no record goes to
+/// stderr. The console is kept warnings and errors, and also every record the
+/// level lets through when the level was asked for and no log file takes them.
+/// Nobody asked for routine lines otherwise, so the level drops to warn and they
+/// are not even formatted. Off again when the console gives the terminal back, so
+/// that a last error reaches stderr.
+pub fn route_to_console(on: bool) {
     let mut route = route();
-    route.console = true;
-    if !ASKED.load(Ordering::Relaxed) && route.file.is_none() {
+    route.console = on;
+    if on && !ASKED.load(Ordering::Relaxed) && route.file.is_none() {
         log::set_max_level(log::max_level().min(LevelFilter::Warn));
     }
+    let routed = on || route.file.is_some();
     drop(route);
-    ROUTED.store(true, Ordering::SeqCst);
+    ROUTED.store(routed, Ordering::SeqCst);
 }
 
 /// Moves the records kept for the console into `out`; returns how many were

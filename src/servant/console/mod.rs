@@ -156,7 +156,7 @@ impl Console {
         if self.screen.is_none() {
             return;
         }
-        crate::logging::route_to_console();
+        crate::logging::route_to_console(true);
         if let Err(e) = signals::catch_terminal_signals() {
             warn!("cannot catch the terminal's signals ({e}): resizes and Ctrl-Z are not handled");
         }
@@ -423,6 +423,17 @@ impl Console {
         self.settle();
         if let Some(s) = &mut self.screen {
             s.modes.restore();
+            crate::logging::route_to_console(false);
+        }
+    }
+}
+
+/// However the servant ends, log records go to stderr again (and [`Modes`] gives
+/// the terminal back), so an error after the loop is seen.
+impl Drop for Console {
+    fn drop(&mut self) {
+        if self.screen.is_some() {
+            crate::logging::route_to_console(false);
         }
     }
 }
