@@ -11,7 +11,9 @@ servant - a p2pchat peer
 Asks the connection manager for the peer list (at start, then every poll interval,
 and takes the lists it pushes), listens on the port the manager assigns, and sends
 each line typed on stdin to every peer, itself included. What peers send is printed
-on stdout, one message per line; logs go to stderr.
+on stdout, one message per line; logs go to stderr. On a terminal it is a chat
+window instead: a prompt kept below the transcript, joins, leaves and warnings shown
+as dim lines, and routine log lines only when --log-level asks for them.
 
 USAGE:
     servant [OPTIONS]
@@ -26,7 +28,8 @@ OPTIONS:
     --bind ADDR            local address for the listener and all outgoing connections,
                            so servants on one host can stand for 127.0.0.2, 127.0.0.3, ...
                            [default: listen on every interface, :: or 0.0.0.0]
-    --name NAME            prefix outgoing lines with `NAME: `; overrides <name>
+    --name NAME            prefix outgoing lines with `NAME: ` and be listed by that
+                           name (at most 32 characters); overrides <name>
     --poll-interval TIME   ask for the peer list this often: 2s, 500ms, 1m; a bare
                            number is milliseconds [default: 2s]
     --ban TARGET           refuse connections from this IP address or host name, as
@@ -34,15 +37,19 @@ OPTIONS:
     --headless             do not read stdin; run until SIGINT or SIGTERM
     --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
                            such as info,p2pchat::servant=debug
-                           [default: $RUST_LOG, else config.xml's <loglevel>, else info]
+                           [default: $RUST_LOG, else config.xml's <loglevel>, else info;
+                           on a terminal, only warnings and errors are shown unless asked]
+    --log-file PATH        append log lines to PATH instead of stderr
     -h, --help             print this help
     -V, --version          print the version
 
 INPUT:
-    A line is chat. /peers prints the user list (* marks this servant, then port and
-    address), /help the commands, /quit leaves. //text sends /text. An unknown
-    /command is an error on stderr, not chat.
-    On a terminal there is a `> ` prompt; Ctrl-D leaves.
+    A line is chat. /peers (or /names) prints the user list (* marks this servant;
+    name, address, port), /help the commands, /me ACTION an action, /nick NAME a new
+    name, /clear clears the screen, /quit leaves. //text sends /text. An unknown
+    /command is an error, not chat.
+    On a terminal there is a `> ` prompt with line editing (arrows, Home, End,
+    Ctrl-A/E/K/U/W/Y/L, Up and Down for this session's history); Ctrl-D leaves.
     From a pipe or file, end of input leaves once every line has been delivered
     (at most 5 s later). Lines typed before the first peer list are held and
     sent when it arrives. With stdin at /dev/null, or --headless, it runs until
@@ -80,6 +87,7 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         bans: args
             .values_from_str("--ban")
             .map_err(|e| ConfigError::new("--ban", e.to_string()))?,
+        log_file: cli::opt_flag(args, "--log-file", "a file name")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;

@@ -22,6 +22,7 @@
 
 mod admit;
 pub mod config;
+mod names;
 mod relay;
 mod reload;
 mod verdict;
@@ -279,7 +280,7 @@ impl Handler for Manager {
     }
 
     /// VB: `p2p_DataArrival(Index, bytesTotal)`: answer `needs peer list`, count
-    /// `cannot reach` complaints, log the rest.
+    /// `cannot reach` complaints, list names, log the rest.
     fn data_arrival(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: &[u8]) {
         let now = r.now();
         let Some(Slot::Servant(s)) = r.data_mut(index) else {
@@ -304,6 +305,7 @@ impl Handler for Manager {
                     s.reach.can_relay = true;
                 }
             }
+            Line::Name(name) => self.name_request(r, index, name),
             Line::Other(text) => {
                 lines += 1;
                 log_line(index, lines, text);

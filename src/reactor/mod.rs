@@ -42,7 +42,7 @@ mod events;
 mod outq;
 mod policy;
 mod poll_loop;
-mod signals;
+pub mod signals;
 mod sink;
 pub mod slots;
 mod sockets;

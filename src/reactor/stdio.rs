@@ -88,19 +88,19 @@ impl Stream {
     }
 
     /// Queues `bytes`, one or more whole lines, or drops and counts them when the
-    /// queue is full. Never blocks.
-    pub fn write(&self, bytes: &[u8]) {
+    /// queue is full; says which. Never blocks.
+    pub fn write(&self, bytes: &[u8]) -> bool {
         let was_empty = {
             let mut q = self.lock();
             q.open(self.fd);
             let was_empty = q.pending() == 0;
             if !q.push(bytes) {
-                return;
+                return false;
             }
             was_empty
         };
         if LOOP_THREAD.try_with(Cell::get).unwrap_or(false) {
-            return; // written at the end of this turn
+            return true; // written at the end of this turn
         }
         let owner = lock(&OWNER).clone();
         match owner {
@@ -110,6 +110,7 @@ impl Stream {
             Some(_) => {} // goes out with what was queued before it
             None => self.lock().write_out(self),
         }
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {

@@ -51,6 +51,10 @@ pub struct Config {
     /// What the command line said, kept so that a reload (SIGHUP) reads the file
     /// again and puts the flags back over it.
     pub overrides: Overrides,
+    /// `--log-file`: log lines go there instead of stderr.
+    pub log_file: Option<PathBuf>,
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -65,6 +69,8 @@ impl Default for Config {
             headless: false,
             log_level: None,
             overrides: Overrides::default(),
+            log_file: None,
+            file: None,
         }
     }
 }
@@ -82,6 +88,7 @@ pub struct Overrides {
     /// `--ban TARGET`, any number of times: added to the file's bans.
     pub bans: Vec<String>,
     pub headless: bool,
+    pub log_file: Option<PathBuf>,
 }
 
 const KNOWN: &[&str] = &[
@@ -97,13 +104,18 @@ impl Config {
     /// Defaults, then the config file (`--config`, else `./config.xml` if it exists),
     /// then the flags.
     pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
-        let mut c = Config::default();
-        match &o.config {
-            Some(path) => c.apply_file(&ConfigFile::load(path, "config")?)?,
-            None if Path::new(DEFAULT_FILE).exists() => {
-                c.apply_file(&ConfigFile::load(Path::new(DEFAULT_FILE), "config")?)?
-            }
-            None => info!("no ./{DEFAULT_FILE}; using the article's defaults (no bans) where flags say nothing"),
+        let file = match &o.config {
+            Some(path) => Some(path.clone()),
+            None => Path::new(DEFAULT_FILE)
+                .exists()
+                .then(|| DEFAULT_FILE.into()),
+        };
+        let mut c = Config {
+            file,
+            ..Config::default()
+        };
+        if let Some(path) = &c.file {
+            c.apply_file(&ConfigFile::load(path, "config")?)?;
         }
         if let Some(text) = &o.connmgr {
             let (host, port) =
@@ -126,6 +138,7 @@ impl Config {
         }
         c.headless |= o.headless;
         c.overrides = o.clone();
+        c.log_file = o.log_file.clone();
         if c.connmgr_port == 0 {
             let place = if o.port.is_some() {
                 "--port"
@@ -135,6 +148,15 @@ impl Config {
             return Err(ConfigError::new(place, "must be from 1 to 65535, not 0"));
         }
         Ok(c)
+    }
+
+    /// Says where the settings came from when no file was read. Logged once the
+    /// servant runs, not while loading: on a terminal the console decides by then
+    /// which log lines the chat window shows.
+    pub fn log_source(&self) {
+        if self.file.is_none() {
+            info!("no ./{DEFAULT_FILE}; using the article's defaults (no bans) where flags say nothing");
+        }
     }
 
     fn apply_file(&mut self, f: &ConfigFile) -> Result<(), ConfigError> {
@@ -224,18 +246,9 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
+/// The name is also told to the manager and listed: the wire's rules hold.
 fn check_name(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("is empty".into());
-    }
-    if name.chars().any(char::is_control) {
-        return Err("must be one line without control characters".into());
-    }
-    if name.len() > 64 {
-        return Err(format!("is {} bytes long; the limit is 64", name.len()));
-    }
-    Ok(name.to_string())
+    crate::wire::name::check(name).map(str::to_string)
 }
 
 impl Config {

@@ -41,6 +41,11 @@ impl Servant {
                 hello.push(b'\n');
                 hello.extend_from_slice(NEEDS_PEER_LIST);
                 r.send(i, &hello);
+                // After the article's request, which a manager that knows no
+                // names still answers first; the lists that follow carry the name.
+                if let Some(name) = &self.config.name {
+                    r.send(i, &crate::wire::name::request(name));
+                }
                 r.set_timer(POLL, r.now() + self.config.poll_interval);
             }
             Err(e) => {
@@ -64,11 +69,7 @@ impl Servant {
             );
         } else if !self.outage_logged {
             self.outage_logged = true;
-            warn!(
-                "connection manager at {}: {why}; keeping the last list of {} peers and retrying",
-                self.manager,
-                self.peers.len()
-            );
+            self.manager_lost_event(why);
         } else {
             debug!("connection manager at {}: {why}", self.manager);
         }
@@ -79,7 +80,7 @@ impl Servant {
     /// VB: `Winsock1_Connect`.
     pub(super) fn winsock1_connect(&mut self) {
         if std::mem::take(&mut self.outage_logged) {
-            info!("connection manager at {} is back", self.manager);
+            self.manager_back_event();
         } else {
             debug!("connected to the connection manager at {}", self.manager);
         }
@@ -153,7 +154,7 @@ impl Servant {
     /// Lines typed while there was no list go out now.
     fn apply_document(&mut self, r: &mut Reactor<Slot>, doc: &[u8]) {
         let text = String::from_utf8_lossy(doc);
-        let peers = match peerdoc::parse(&text) {
+        let (peers, names) = match peerdoc::parse_named(&text) {
             Ok(p) => p,
             Err(e) => {
                 return warn!(
@@ -165,10 +166,11 @@ impl Servant {
         // and the next, unchanged, list would be logged again.
         let fresh = std::mem::take(&mut self.fresh_link);
         let changed = peers != self.peers;
-        self.peers = peers;
+        let old = std::mem::replace(&mut self.peers, peers);
         if changed || fresh {
             info!("peers: {}", describe(&self.peers));
         }
+        self.list_changed(&old, names, r.now());
         self.relay_document(r);
         let Some(port) = self.peers.iter().find(|p| p.me).map(|p| p.port) else {
             if !self.no_me_logged {

@@ -12,6 +12,7 @@
 //! | `txtSend1_KeyPress`                          | `typed.rs`, stdin on the same loop  |
 //! | closing the form                             | `leave.rs`: `/quit`, end of input   |
 //! | `txtChat1`                                   | stdout ([`console`])                |
+//! | (joins, leaves, outages said in `txtChat1`)  | `events.rs`                         |
 //! | `pConfig` (`config.xml`)                     | [`config`], [`bans`]                |
 //! | (the article's last section: relays)         | `relay.rs`, `Slot::Pull`            |
 //!
@@ -31,6 +32,7 @@ pub mod bans;
 pub mod chat;
 pub mod config;
 pub mod console;
+mod events;
 mod incoming;
 mod leave;
 mod link;
@@ -159,6 +161,8 @@ struct Servant {
     self_pending: Vec<SocketAddr>,
     quitting: bool,
     relay: relay::Relaying,
+    /// Names, and what was said of joins, leaves and unreachable peers.
+    events: events::Events,
 }
 
 impl Servant {
@@ -189,6 +193,7 @@ impl Servant {
             self_pending: Vec::new(),
             quitting: false,
             relay: relay::Relaying::default(),
+            events: events::Events::default(),
         }
     }
 
@@ -207,6 +212,7 @@ impl Handler for Servant {
     /// VB: `servants1_ConnectionRequest(Index, requestID)`.
     fn connection_request(&mut self, r: &mut Reactor<Slot>, _listener: Index, request: Request) {
         self.servants1_connection_request(r, request);
+        self.console.settle();
     }
 
     /// VB: `Winsock1_DataArrival(bytesTotal)` for the manager link,
@@ -219,6 +225,9 @@ impl Handler for Servant {
             Some(Slot::Pull { .. }) => self.pull_data_arrival(r, i, data),
             _ => {}
         }
+        // What this read showed is drawn now: a flooding peer's lines go out as they
+        // are read, in the loop turn's one write.
+        self.console.settle();
     }
 
     /// VB: `Winsock1_Close`, `servants1_Close(Index)`, `send1_Close`.
@@ -248,8 +257,12 @@ impl Handler for Servant {
                 delivered,
                 error,
                 ..
-            } => self.send1_close(r, to, local, delivered, error),
+            } => {
+                self.delivery_event(to, delivered);
+                self.send1_close(r, to, local, delivered, error)
+            }
         }
+        self.console.settle();
     }
 
     /// VB: `Winsock1_Connect`, `send1_Connect`.
@@ -260,6 +273,7 @@ impl Handler for Servant {
             Some(Slot::Pull { .. }) => self.pull_connect(r, i),
             _ => {}
         }
+        self.console.settle();
     }
 
     /// VB: `send1_SendComplete`.
@@ -287,9 +301,13 @@ impl Handler for Servant {
             POLL => self.poll(r),
             RECONNECT if !self.quitting || !self.held.is_empty() => self.connect_manager(r),
             QUIT_DEADLINE => self.quit_deadline(r),
-            TICK => self.tick(r),
+            TICK => {
+                self.tick(r);
+                self.unnamed_joins(r.now());
+            }
             _ => {}
         }
+        self.console.settle();
     }
 
     /// VB: `txtSend1_KeyPress(KeyAscii)`: stdin has input. The console reads it; on a
@@ -303,18 +321,23 @@ impl Handler for Servant {
         if edited.eof {
             self.txt_send1_key_press(r, &[]);
         }
+        self.console.settle();
     }
 
-    /// New addresses for the banned host names, from the resolver thread.
+    /// The terminal's signals (a resize, Ctrl-Z, `fg`), and new addresses for the
+    /// banned host names from the resolver thread.
     fn wake(&mut self, _r: &mut Reactor<Slot>) {
-        let Some(rx) = &self.resolved else { return };
-        let mut latest = None;
-        while let Ok(addrs) = rx.try_recv() {
-            latest = Some(addrs);
+        self.console.terminal_signals();
+        if let Some(rx) = &self.resolved {
+            let mut latest = None;
+            while let Ok(addrs) = rx.try_recv() {
+                latest = Some(addrs);
+            }
+            if let Some(addrs) = latest {
+                self.bans.set_resolved(addrs);
+            }
         }
-        if let Some(addrs) = latest {
-            self.bans.set_resolved(addrs);
-        }
+        self.console.settle();
     }
 
     /// SIGHUP: read config.xml again (`reload.rs`).
@@ -396,7 +419,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
             config.poll_interval.as_millis()
         );
     }
+    if let Some(path) = &config.log_file {
+        crate::logging::log_to_file(path)
+            .map_err(|e| StartError(format!("cannot open the log file {}: {e}", path.display())))?;
+    }
     let mut servant = Servant::new(config, manager, bans, input);
+    servant.console.start();
+    servant.config.log_source();
     if !servant.bans.names().is_empty() {
         let (tx, rx) = mpsc::channel();
         let names = servant.bans.names().to_vec();
@@ -418,13 +447,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
             Input::Terminal => "",
         }
     );
-    if input == Input::Terminal {
-        servant
-            .console
-            .reply("Type a line to chat, /help for commands.\n");
-        servant.console.prompt();
-    }
     servant.connect_manager(&mut r);
+    servant.console.settle();
     r.set_timer(TICK, r.now());
     crate::notify::ready();
     let outcome = r.run(&mut servant);

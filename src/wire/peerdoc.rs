@@ -12,8 +12,10 @@
 //! with an XPath string.
 //!
 //! A servant behind a port-blocking router carries a `<relay>` element after
-//! `<me>` ([`super::relay`]); [`PeerDoc::set_relay`] re-renders that one entry in
-//! place. A document with no relayed servant is byte for byte the article's.
+//! `<me>` ([`super::relay`]), and a servant that said its name a `<name>` element
+//! after that ([`super::name`]); [`PeerDoc::set_relay`] and [`PeerDoc::set_name`]
+//! re-render that one entry in place. A document with no relayed or named servant
+//! is byte for byte the article's.
 //!
 //! Servants read it back with [`parse`], which checks every field.
 
@@ -23,6 +25,7 @@ use std::rc::Rc;
 
 use crate::net::Shared;
 
+use super::name;
 use super::relay::{self, Relay};
 use crate::xml::{self, XmlError};
 
@@ -34,6 +37,13 @@ const ME_TRUE: &[u8] = b"TRUE";
 const ME_END: &[u8] = b"</me>";
 const PEER_END: &[u8] = b"</peer>";
 const NONE: u32 = u32::MAX;
+
+/// The optional elements an entry may carry after `<me>`, in this order.
+#[derive(Clone, Copy)]
+enum Extra {
+    Relay,
+    Name,
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -155,23 +165,45 @@ impl PeerDoc {
     /// or the same element). Like every change, it copies the buffer only while a
     /// queued send still holds the old one.
     pub fn set_relay(&mut self, offset: usize, relay: Option<Relay>) -> bool {
+        let mut element = Vec::with_capacity(64);
+        if let Some(relay) = relay {
+            relay::render(&mut element, relay);
+        }
+        self.set_extra(offset, Extra::Relay, &element)
+    }
+
+    /// Sets or clears the `<name>` element of `offset`'s entry (a name that passed
+    /// [`name::check`]), as [`PeerDoc::set_relay`] does the `<relay>` element.
+    pub fn set_name(&mut self, offset: usize, name: Option<&str>) -> bool {
+        let mut element = Vec::with_capacity(64);
+        if let Some(n) = name {
+            name::render(&mut element, n);
+        }
+        self.set_extra(offset, Extra::Name, &element)
+    }
+
+    /// Replaces one of the optional elements after `<me>` (`<relay>`, then `<name>`)
+    /// in `offset`'s entry with `element`, keeping the other.
+    fn set_extra(&mut self, offset: usize, which: Extra, element: &[u8]) -> bool {
         let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
             return false;
         };
         let p = p as usize;
         let e = self.entries[p];
-        let mut tail = Vec::with_capacity(64);
-        if let Some(relay) = relay {
-            relay::render(&mut tail, relay);
-        }
-        tail.extend_from_slice(PEER_END);
-        let from = e.start + e.me + ME_FALSE.len() + ME_END.len();
-        let to = e.start + e.len;
-        if self.body[from..to] == tail[..] {
+        let extras = e.start + e.me + ME_FALSE.len() + ME_END.len();
+        let end = e.start + e.len - PEER_END.len();
+        // A name is escaped, so `<name>` starts the name element and nothing else.
+        let split =
+            memchr::memmem::find(&self.body[extras..end], b"<name>").map_or(end, |k| extras + k);
+        let (from, to) = match which {
+            Extra::Relay => (extras, split),
+            Extra::Name => (split, end),
+        };
+        if self.body[from..to] == *element {
             return false; // unchanged: keep the buffer, and any queued sends sharing it
         }
-        let new_len = from - e.start + tail.len();
-        Rc::make_mut(&mut self.body).splice(from..to, tail);
+        let new_len = e.len - (to - from) + element.len();
+        Rc::make_mut(&mut self.body).splice(from..to, element.iter().copied());
         self.entries[p].len = new_len;
         for later in &mut self.entries[p + 1..] {
             later.start = later.start + new_len - e.len;
@@ -273,6 +305,12 @@ impl Peer {
 
 /// Reads a peer document, checking every field; errors name the line and field.
 pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
+    parse_named(doc).map(|(peers, _)| peers)
+}
+
+/// Like [`parse`], with each peer's `<name>` beside it (`None` when it has none, or
+/// one that fails [`name::check`]: a bad name costs the name, not the list).
+pub fn parse_named(doc: &str) -> Result<(Vec<Peer>, Vec<Option<String>>), XmlError> {
     let root = xml::parse(doc)?;
     let bad = |line: usize, reason: String| XmlError {
         line,
@@ -286,6 +324,7 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
         ));
     }
     let mut peers = Vec::with_capacity(root.children.len());
+    let mut names = Vec::with_capacity(root.children.len());
     for p in root.children_named("peer") {
         let field = |name: &str| {
             p.child(name)
@@ -336,8 +375,9 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
             me,
             relay,
         });
+        names.push(name::read(p));
     }
-    Ok(peers)
+    Ok((peers, names))
 }
 
 /// Where the first complete document in `buf` ends (just past `</peers>`), if any.
