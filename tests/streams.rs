@@ -259,6 +259,7 @@ fn a_chat_stdout_nobody_reads_costs_lines_counted_when_it_drains_never_the_serva
         .unwrap()
         .parse()
         .unwrap();
+    logged(&alice_log, "peers: 2 ");
 
     // A peer sends alice 20 MB of chat, which her stdout cannot take.
     const LINES: u64 = 200_000;
