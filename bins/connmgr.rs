@@ -24,6 +24,8 @@ OPTIONS:
     --port N               port to listen on; 0 lets the OS choose [default: 85]
     --first-port N         port given to the first servant, counting up [default: 2224]
     --max-servants N       refuse connections beyond this many [default: 10000]
+    --max-per-address N    refuse connections from one address beyond this many, so one
+                           host cannot fill --max-servants [default: 64]
     --idle-timeout SECS    drop a servant silent this long; 0 = never [default: 30]
     --push-interval MS     at most one pushed list per servant per MS; 0 = no pushes [default: 100]
     --relay-threshold N    complaints (`cannot reach`) each peer must make about a servant
@@ -57,6 +59,7 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         port: cli::opt_flag(args, "--port", "a port number from 0 to 65535")?,
         first_port: cli::opt_flag(args, "--first-port", "a port number from 1 to 65535")?,
         max_servants: cli::opt_flag(args, "--max-servants", "a whole number")?,
+        max_per_address: cli::opt_flag(args, "--max-per-address", "a whole number")?,
         idle_timeout: cli::opt_flag(args, "--idle-timeout", "a number of seconds")?,
         push_interval: cli::opt_flag(args, "--push-interval", "a number of milliseconds")?,
         relay_threshold: cli::opt_flag(args, "--relay-threshold", "a number of complaints")?,

@@ -28,7 +28,10 @@ OPTIONS:
                            so servants on one host can stand for 127.0.0.2, 127.0.0.3, ...
                            [default: listen on every interface, :: or 0.0.0.0]
     --name NAME            prefix outgoing lines with `NAME: `; overrides <name>
-    --poll-interval MS     ask for the peer list every MS milliseconds [default: 2000]
+    --poll-interval MS     ask for the peer list every MS milliseconds, at least 100
+                           [default: 2000]
+    --max-peers N          refuse a peer list longer than this, keeping the last good
+                           one; each entry costs a connection per line [default: 10000]
     --headless             do not read stdin; run until SIGINT or SIGTERM
     --log-level LEVEL      off, error, warn, info, debug or trace [default: $RUST_LOG or info]
     -h, --help             print this help
@@ -64,6 +67,7 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         bind: cli::opt_flag(args, "--bind", "an IP address such as 127.0.0.2")?,
         name: cli::opt_flag(args, "--name", "a name")?,
         poll_interval: cli::opt_flag(args, "--poll-interval", "a number of milliseconds")?,
+        max_peers: cli::opt_flag(args, "--max-peers", "a number of peers")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;

@@ -8,6 +8,7 @@
 //!   <port>85</port>
 //!   <name>alice</name>                        <!-- optional: lines go out as "alice: ..." -->
 //!   <pollinterval>2000</pollinterval>         <!-- optional, milliseconds -->
+//!   <maxpeers>10000</maxpeers>                <!-- optional: longer peer lists are refused -->
 //!   <bans><ban><target>1.1.1.1</target></ban></bans>
 //! </config>
 //! ```
@@ -22,6 +23,9 @@ use crate::config::{ConfigError, ConfigFile};
 
 /// The config file read when `--config` is not given.
 const DEFAULT_FILE: &str = "config.xml";
+/// The shortest poll interval accepted: asking more often only loads the manager
+/// (it pushes every change within its push interval, 100 ms by default).
+const MIN_POLL: Duration = Duration::from_millis(100);
 
 /// Everything the servant can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +40,9 @@ pub struct Config {
     pub name: Option<String>,
     /// How often the peer list is asked for.
     pub poll_interval: Duration,
+    /// A peer list longer than this is refused and the last good one kept: every
+    /// entry costs a connection per line typed.
+    pub max_peers: usize,
     /// `<ban><target>` values, addresses or host names, in file order.
     pub bans: Vec<String>,
     /// Do not read stdin at all (`--headless`).
@@ -50,6 +57,7 @@ impl Default for Config {
             bind: None,
             name: None,
             poll_interval: Duration::from_secs(2),
+            max_peers: 10_000,
             bans: Vec::new(),
             headless: false,
         }
@@ -67,10 +75,18 @@ pub struct Overrides {
     pub name: Option<String>,
     /// Milliseconds.
     pub poll_interval: Option<u64>,
+    pub max_peers: Option<usize>,
     pub headless: bool,
 }
 
-const KNOWN: &[&str] = &["connectionmgr", "port", "name", "pollinterval", "bans"];
+const KNOWN: &[&str] = &[
+    "connectionmgr",
+    "port",
+    "name",
+    "pollinterval",
+    "maxpeers",
+    "bans",
+];
 
 impl Config {
     /// Defaults, then the config file (`--config`, else `./config.xml` if it exists),
@@ -99,15 +115,22 @@ impl Config {
             c.poll_interval =
                 poll_interval(ms).map_err(|r| ConfigError::new("--poll-interval", r))?;
         }
-        c.headless |= o.headless;
-        if c.connmgr_port == 0 {
-            let place = if o.port.is_some() {
-                "--port"
-            } else {
-                "connection manager port"
-            };
-            return Err(ConfigError::new(place, "must be from 1 to 65535, not 0"));
+        if let Some(n) = o.max_peers {
+            max_peers(&n).map_err(|r| ConfigError::new("--max-peers", r))?;
+            c.max_peers = n;
         }
+        c.headless |= o.headless;
+        if o.port == Some(0) {
+            return Err(ConfigError::new("--port", "must be from 1 to 65535, not 0"));
+        }
+        Ok(c)
+    }
+
+    /// The settings in a config file's text, as if read from `path`: the file part
+    /// of [`Config::load`] (the fuzz target's entry).
+    pub fn from_xml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        c.apply_file(&ConfigFile::parse(text, path, "config")?)?;
         Ok(c)
     }
 
@@ -121,7 +144,12 @@ impl Config {
                 self.connmgr_port = p;
             }
         }
-        if let Some(p) = f.value("port", "a port number from 1 to 65535")? {
+        let port = f.checked("port", "a port number from 1 to 65535", |&p: &u16| {
+            (p != 0)
+                .then_some(())
+                .ok_or("must be from 1 to 65535, not 0".into())
+        })?;
+        if let Some(p) = port {
             self.connmgr_port = p;
         }
         if let Some(el) = f.root.child("name") {
@@ -135,6 +163,9 @@ impl Config {
                 .and_then(poll_interval)
                 .map_err(|r| ConfigError::new(f.place(el), format!("<pollinterval> {r}")))?;
             self.poll_interval = ms;
+        }
+        if let Some(n) = f.checked("maxpeers", "a number of peers", max_peers)? {
+            self.max_peers = n;
         }
         for bans in f.root.children_named("bans") {
             for ban in &bans.children {
@@ -212,10 +243,21 @@ fn check_name(name: &str) -> Result<String, String> {
 }
 
 fn poll_interval(ms: u64) -> Result<Duration, String> {
-    if ms == 0 {
-        return Err("must be at least 1 millisecond".into());
+    let d = Duration::from_millis(ms);
+    if d < MIN_POLL {
+        return Err(format!(
+            "must be at least {} milliseconds, not {ms}: the manager pushes every change anyway, and asking more often only loads it",
+            MIN_POLL.as_millis()
+        ));
     }
-    Ok(Duration::from_millis(ms))
+    Ok(d)
+}
+
+fn max_peers(n: &usize) -> Result<(), String> {
+    match n {
+        0 => Err("must be at least 1: a servant is on its own list".into()),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +348,17 @@ mod tests {
             ),
             (
                 "<config>\n<pollinterval>0</pollinterval></config>",
+                ":2",
+                "at least 100",
+            ),
+            (
+                "<config>\n\n<pollinterval>99</pollinterval></config>",
+                ":3",
+                "at least 100",
+            ),
+            ("<config>\n<port>0</port></config>", ":2", "not 0"),
+            (
+                "<config>\n<maxpeers>0</maxpeers></config>",
                 ":2",
                 "at least 1",
             ),
