@@ -18,7 +18,7 @@ use crate::wire::peerdoc::{self, Peer};
 const NEEDS_PEER_LIST: &[u8] = b"needs peer list\n";
 /// Reconnect delays to the manager: doubling from the first to the last.
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Bytes from the manager without a complete document before the link is dropped.
 const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
 /// Peers named in the `peers:` log line before it says "...".
@@ -114,11 +114,7 @@ impl Servant {
                 let Some(nl) = rest[start..].iter().position(|&b| b == b'\n') else {
                     break;
                 };
-                let line = String::from_utf8_lossy(&rest[start..start + nl]);
-                warn!(
-                    "connection manager says: {}",
-                    crate::xml::clip(line.trim(), 200)
-                );
+                manager_says(&rest[start..start + nl]);
                 used += start + nl + 1;
                 continue;
             }
@@ -147,19 +143,14 @@ impl Servant {
     /// and `servants1(0)` listening on `me`'s port (re-listened only if it changed).
     /// Lines typed while there was no list go out now.
     fn apply_document(&mut self, r: &mut Reactor<Slot>, doc: &[u8]) {
-        let text = String::from_utf8_lossy(doc);
-        let peers = match peerdoc::parse(&text) {
-            Ok(p) => p,
-            Err(e) => {
-                return warn!(
-                    "ignoring a malformed peer list from the connection manager ({e}); keeping the last one"
-                )
-            }
+        let Some(peers) = self.checked_list(r, doc) else {
+            return;
         };
         // Taken first: `changed || take(..)` would leave it set after a changed list,
         // and the next, unchanged, list would be logged again.
         let fresh = std::mem::take(&mut self.fresh_link);
         let changed = peers != self.peers;
+        self.settle_list(r.now(), fresh, changed);
         self.peers = peers;
         if changed || fresh {
             info!("peers: {}", describe(&self.peers));
@@ -191,6 +182,14 @@ impl Servant {
             }
         }
     }
+}
+
+/// A line the manager said instead of a document, logged as text that cannot drive
+/// a terminal: a manager is somebody else's program.
+fn manager_says(line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    let shown = crate::xml::clip(line.trim(), 200);
+    warn!("connection manager says: {}", crate::text::escape(&shown));
 }
 
 /// `3 (2224*, 2225, 2226)`.
