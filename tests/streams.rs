@@ -109,7 +109,14 @@ fn account_for(lines: &Receiver<String>, shown: impl Fn(&str) -> bool, total: u6
 #[test]
 fn a_half_close_after_eight_requests_gets_all_eight_documents_of_10000_servants() {
     raise_fd_limit();
-    let (_m, addr) = connmgr(&["--max-servants", "20000", "--push-interval", "0"]);
+    let (_m, addr) = connmgr(&[
+        "--max-servants",
+        "20000",
+        "--max-per-address",
+        "20000",
+        "--push-interval",
+        "0",
+    ]);
     let _servants: Vec<TcpStream> = (0..10_000)
         .map(|k| TcpStream::connect(addr).unwrap_or_else(|e| panic!("servant {k}: {e}")))
         .collect();
