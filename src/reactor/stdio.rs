@@ -112,6 +112,12 @@ impl Stream {
         }
     }
 
+    /// Bytes queued and not yet written: how far the reader is behind. The servant
+    /// reads it to keep one flooding peer from filling the queue for everyone.
+    pub fn queued(&self) -> usize {
+        self.lock().pending()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         lock(&self.queue)
     }

@@ -16,6 +16,13 @@
 //! the longest makes room; past the bytes, the one holding the most is closed;
 //! past the per-address cap, the newcomer is refused. Each says so in one warning
 //! at most every [`WARN_EVERY`].
+//!
+//! A flood is read like anything else, [`crate::reactor::READ_BUDGET`] chunks a
+//! turn, so others are read in the same turn. What it makes the servant show is
+//! bounded too: while stdout is behind by more than [`BACKED_UP`], one connection
+//! shows at most [`SHARE`] a turn and the rest of its lines are dropped and
+//! counted, so that the queue in front of stdout, which drops every line once it
+//! is full, keeps room for the other peers' lines.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +34,7 @@ use super::chat::ChatReader;
 use super::console::Console;
 use super::relay::Role;
 use super::{Servant, Slot};
+use crate::reactor::stdio::STDOUT;
 use crate::reactor::{Index, Reactor, Request, State};
 
 /// Incoming connections at once: peers delivering, and servants pulling from us.
@@ -47,6 +55,11 @@ pub(super) const FDS_WANTED: u64 = (MAX_INCOMING + MAX_SENDING + RESERVED_FDS) a
 const AT_LEAST: usize = 4;
 /// A cap's warning is repeated at most this often, with a count.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// Bytes waiting for stdout beyond which one connection's lines are rationed: a
+/// quarter of the queue in front of it.
+const BACKED_UP: usize = 256 * 1024;
+/// Bytes of lines one connection may show in one loop turn while stdout is backed up.
+const SHARE: usize = 64 * 1024;
 
 /// The caps on connections, after fitting them to the open-file limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +99,12 @@ impl RateLimited {
     /// Counts one occurrence; `Some(n)` when the warning is due, `n` being the
     /// occurrences since it was last said, this one included.
     pub(super) fn due(&mut self, now: Instant) -> Option<u64> {
-        self.unsaid += 1;
+        self.due_many(now, 1)
+    }
+
+    /// Counts `n` occurrences at once, like [`RateLimited::due`].
+    pub(super) fn due_many(&mut self, now: Instant, n: u64) -> Option<u64> {
+        self.unsaid += n;
         if self
             .said
             .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
@@ -96,6 +114,13 @@ impl RateLimited {
         self.said = Some(now);
         Some(std::mem::take(&mut self.unsaid))
     }
+}
+
+/// Bytes of lines one incoming connection has shown in one loop turn.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Share {
+    turn: Instant,
+    bytes: usize,
 }
 
 /// Incoming connections against their caps: how many, from where, what they hold.
@@ -109,6 +134,8 @@ pub(super) struct Admission {
     crowded: RateLimited,
     too_many_from: RateLimited,
     hoarding: RateLimited,
+    /// Lines dropped for a connection's share while stdout was behind.
+    rationed: RateLimited,
 }
 
 impl Admission {
@@ -128,6 +155,7 @@ impl Admission {
             crowded: RateLimited::default(),
             too_many_from: RateLimited::default(),
             hoarding: RateLimited::default(),
+            rationed: RateLimited::default(),
         }
     }
 
@@ -155,10 +183,22 @@ impl Servant {
     /// the list settles after a manager restart the old port keeps listening too
     /// ([`super::peerlist`]): peers with the old list still deliver there.
     pub(super) fn servants1_listen(&mut self, r: &mut Reactor<Slot>, port: u16) {
-        if let Some((old, _)) = self.listener.take() {
+        if let Some(old) = self.listener.take() {
             match &mut self.lists.settling {
                 Some(settling) => settling.listeners.push(old),
-                None => r.close(old),
+                None => r.close(old.0),
+            }
+        }
+        // A port still listened on from before is taken back: binding it again
+        // would fail on our own listener.
+        if let Some(settling) = &mut self.lists.settling {
+            if let Some(k) = settling.listeners.iter().position(|&(_, p)| p == port) {
+                let kept = settling.listeners.swap_remove(k);
+                if let Ok(shown) = r.local_addr(kept.0) {
+                    info!("listening on {shown}");
+                }
+                self.listener = Some(kept);
+                return;
             }
         }
         // Without --bind, `::` (dual-stack): the manager advertises whichever address
@@ -229,6 +269,10 @@ impl Servant {
             reader: ChatReader::default(),
             role: Role::First,
             heard: now,
+            share: Share {
+                turn: now,
+                bytes: 0,
+            },
         };
         match r.accept(request, slot) {
             Ok(_) => self.admission.opened(from.ip()),
@@ -280,17 +324,31 @@ impl Servant {
             reader,
             role,
             heard,
+            share,
         }) = r.data_mut(i)
         else {
             return;
         };
         *heard = now;
+        if share.turn != now {
+            *share = Share {
+                turn: now,
+                bytes: 0,
+            };
+        }
         // Reader and role leave the slot while lines are handled, which needs the reactor.
-        let from = *from;
+        let (from, mut shown) = (*from, share.bytes);
         let mut reader = std::mem::take(reader);
         let mut role = std::mem::replace(role, Role::Batch);
         let before = reader.buffered();
+        let rationed = STDOUT.queued() > BACKED_UP;
+        let mut dropped = 0;
         reader.feed(data, |msg, truncated| {
+            if rationed && shown > SHARE && matches!(role, Role::Batch) {
+                dropped += 1;
+                return;
+            }
+            shown += msg.len() + 1;
             self.incoming_line(r, i, from, &mut role, msg, truncated)
         });
         let a = &mut self.admission;
@@ -300,11 +358,21 @@ impl Servant {
         if let Some(Slot::Incoming {
             reader: kept,
             role: was,
+            share,
             ..
         }) = r.data_mut(i)
         {
             *kept = reader;
             *was = role;
+            share.bytes = shown;
+        }
+        if dropped > 0 {
+            if let Some(n) = self.admission.rationed.due_many(now, dropped) {
+                warn!(
+                    "{from} sends lines faster than stdout takes them: dropped {n} of its lines since the last warning (it may show {} KiB a loop turn while stdout is behind)",
+                    SHARE / 1024
+                );
+            }
         }
         if self.admission.unfinished > MAX_UNFINISHED {
             self.drop_hoarder(r);

@@ -99,6 +99,7 @@ impl Servant {
     pub(super) fn winsock1_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
         // The buffer leaves `self` while documents are applied, which needs `&mut self`.
         let mut buf = std::mem::take(&mut self.link_buf);
+        let searched = searched(&buf);
         buf.extend_from_slice(data);
         let mut used = 0;
         loop {
@@ -118,7 +119,7 @@ impl Servant {
                 used += start + nl + 1;
                 continue;
             }
-            let Some(end) = peerdoc::document_end(rest) else {
+            let Some(end) = document_end_past(rest, searched.saturating_sub(used)) else {
                 break;
             };
             self.apply_document(r, &rest[..end]);
@@ -182,6 +183,20 @@ impl Servant {
             }
         }
     }
+}
+
+/// How much of what was kept from earlier reads is known to hold no document end:
+/// all of it but the last bytes, which new ones may complete. Searching only past
+/// it keeps a large document, read 64 KiB at a time, from costing a search of
+/// everything so far on every read (quadratic in its size).
+fn searched(kept: &[u8]) -> usize {
+    kept.len().saturating_sub(b"</peers>".len() - 1)
+}
+
+/// [`peerdoc::document_end`] of `rest`, knowing its first `skip` bytes hold none.
+fn document_end_past(rest: &[u8], skip: usize) -> Option<usize> {
+    let skip = skip.min(rest.len());
+    peerdoc::document_end(&rest[skip..]).map(|end| end + skip)
 }
 
 /// A line the manager said instead of a document, logged as text that cannot drive

@@ -89,6 +89,8 @@ enum Slot {
         /// When it was accepted or last sent something: the most idle one makes
         /// room when the incoming connections are at their cap.
         heard: Instant,
+        /// What it has shown in the current loop turn.
+        share: incoming::Share,
     },
     /// Our pull link to the relay the manager named for us.
     Pull {

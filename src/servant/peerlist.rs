@@ -49,9 +49,9 @@ pub(super) struct Lists {
 pub(super) struct Settling {
     /// The old list's entries, other than this servant's own.
     old: Vec<Peer>,
-    /// Listeners on the ports this servant had before, kept open for peers that
-    /// still deliver there.
-    pub(super) listeners: Vec<Index>,
+    /// Listeners (slot, port) on the ports this servant had before, kept open for
+    /// peers that still deliver there.
+    pub(super) listeners: Vec<(Index, u16)>,
     /// The first list on the new link.
     since: Instant,
     /// The list last changed.
@@ -182,7 +182,7 @@ impl Servant {
         let Some(settling) = self.lists.settling.take() else {
             return;
         };
-        for l in settling.listeners {
+        for (l, _) in settling.listeners {
             r.close(l);
         }
         info!(
