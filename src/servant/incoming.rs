@@ -136,6 +136,8 @@ pub(super) struct Admission {
     hoarding: RateLimited,
     /// Lines dropped for a connection's share while stdout was behind.
     rationed: RateLimited,
+    /// A connection was refused while banned names were being resolved, and said so.
+    refused_pending: bool,
 }
 
 impl Admission {
@@ -156,6 +158,7 @@ impl Admission {
             too_many_from: RateLimited::default(),
             hoarding: RateLimited::default(),
             rationed: RateLimited::default(),
+            refused_pending: false,
         }
     }
 
@@ -233,9 +236,9 @@ impl Servant {
     pub(super) fn servants1_connection_request(&mut self, r: &mut Reactor<Slot>, request: Request) {
         let from = request.remote();
         if self.bans_pending {
-            if self.refused_logged.insert(from.ip()) {
+            if !std::mem::replace(&mut self.admission.refused_pending, true) {
                 info!(
-                    "refusing {}: banned host names are still being resolved",
+                    "refusing {}: banned host names are still being resolved (further refusals until then not logged)",
                     from.ip()
                 );
             }

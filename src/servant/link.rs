@@ -244,6 +244,18 @@ mod tests {
     }
 
     #[test]
+    fn a_document_end_split_across_reads_is_found_searching_only_new_bytes() {
+        let doc = b"<peers><peer/></peers>\r\n";
+        let end = doc.len() - 2;
+        // Whatever was kept from earlier reads held no complete end.
+        for cut in 0..end {
+            let skip = searched(&doc[..cut]);
+            assert_eq!(document_end_past(doc, skip), Some(end), "cut at {cut}");
+        }
+        assert_eq!(document_end_past(b"<peers/>", 99), None);
+    }
+
+    #[test]
     fn the_peers_line_marks_self() {
         let peers = [peer(2224, true), peer(2225, false), peer(2226, false)];
         assert_eq!(describe(&peers), "3 (2224*, 2225, 2226)");
