@@ -28,7 +28,7 @@ impl ChatReader {
     /// Frames `data`, calling `emit(message, truncated)` for each complete line,
     /// without its line ending. A line that arrives whole in one read is never copied.
     pub fn feed(&mut self, mut data: &[u8], mut emit: impl FnMut(&[u8], bool)) {
-        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', data) {
             let head = &data[..nl];
             if self.line.is_empty() && !self.truncated {
                 let cut = head.len().min(MAX_MESSAGE);

@@ -20,9 +20,11 @@
 //! A flood is read like anything else, [`crate::reactor::READ_BUDGET`] chunks a
 //! turn, so others are read in the same turn. What it makes the servant show is
 //! bounded too: while stdout is behind by more than [`BACKED_UP`], one connection
-//! shows at most [`SHARE`] a turn and the rest of its lines are dropped and
-//! counted, so that the queue in front of stdout, which drops every line once it
-//! is full, keeps room for the other peers' lines.
+//! shows at most [`SHARE`] a turn and the rest of its lines are dropped, so that
+//! the queue in front of stdout, which drops every line once it is full, keeps
+//! room for the other peers' lines. Where they are missing, stdout says how many
+//! (`[N lines lost: ADDR sent them faster than stdout takes them]`), as it does
+//! for lines it drops itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -370,6 +372,10 @@ impl Servant {
             share.bytes = shown;
         }
         if dropped > 0 {
+            STDOUT.lost(
+                dropped,
+                &format!("{from} sent them faster than stdout takes them"),
+            );
             if let Some(n) = self.admission.rationed.due_many(now, dropped) {
                 warn!(
                     "{from} sends lines faster than stdout takes them: dropped {n} of its lines since the last warning (it may show {} KiB a loop turn while stdout is behind)",
