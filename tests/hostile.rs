@@ -35,7 +35,7 @@ fn config_file(test: &str, body: &str) -> PathBuf {
 
 /// A servant on `bind` asking `manager` every 200 ms, with `extra` flags.
 fn servant(test: &str, manager: SocketAddr, bind: &str, name: &str, extra: &[&str]) -> Daemon {
-    let config = config_file(test, "");
+    let config = config_file(&format!("{test}-{name}"), "");
     let manager = manager.to_string();
     let mut args = vec![
         "--config",
