@@ -110,6 +110,7 @@ impl std::fmt::Display for Refusal {
 #[derive(Default)]
 pub(super) struct Refusals([Refused; 3]);
 
+/// One kind of refusal: when it was last logged, and how many since.
 #[derive(Default)]
 struct Refused {
     logged: Option<Instant>,

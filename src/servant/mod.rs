@@ -350,7 +350,7 @@ impl Handler for Servant {
         if let Some(addrs) = latest {
             self.bans.set_resolved(addrs);
             if std::mem::take(&mut self.bans_pending) {
-                info!("banned host names resolved; accepting connections");
+                info!("banned host names looked up; accepting connections");
             }
         }
     }
