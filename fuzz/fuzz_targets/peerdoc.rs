@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(list) = &checked {
         assert!(list.len() <= 64 && list.len() <= peers.len());
         for (k, p) in list.iter().enumerate() {
-            assert!(!list[..k].iter().any(|q| q.addr() == p.addr()), "a duplicate survived");
+            assert!(
+                !list[..k].iter().any(|q| q.addr() == p.addr()),
+                "a duplicate survived"
+            );
         }
     }
     // What parses renders back the same, through the manager's own renderer.
@@ -38,7 +41,9 @@ fuzz_target!(|data: &[u8]| {
     let asker = peers.iter().find(|p| p.me).map_or(usize::MAX, |p| p.offset);
     let again = parse(std::str::from_utf8(&doc.render_for(asker)).unwrap()).unwrap();
     let key = |v: &[p2pchat::wire::peerdoc::Peer]| {
-        v.iter().map(|p| (p.ip, p.port, p.offset, p.relay)).collect::<Vec<_>>()
+        v.iter()
+            .map(|p| (p.ip, p.port, p.offset, p.relay))
+            .collect::<Vec<_>>()
     };
     assert_eq!(key(&peers), key(&again));
 });

@@ -48,6 +48,9 @@ fuzz_target!(|data: &[u8]| {
     let size = usize::from(split % 32) + 1;
     let pieces = frame(stream.chunks(size));
     if !whole.1 && !pieces.1 {
-        assert_eq!(whole, pieces, "the split into reads of {size} changed the framing");
+        assert_eq!(
+            whole, pieces,
+            "the split into reads of {size} changed the framing"
+        );
     }
 });
