@@ -277,3 +277,27 @@ impl Servant {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_to_many_addresses_make_one_warning_and_bounded_memory() {
+        let mut f = Failures::default();
+        let t0 = Instant::now();
+        let warned = (0..10_000u16)
+            .filter(|&p| {
+                f.failed(SocketAddr::from(([127, 0, 0, 1], p)), t0)
+                    .is_some()
+            })
+            .count();
+        assert_eq!(warned, 1, "one warning for the lot");
+        assert_eq!(f.by_address.len(), REMEMBERED);
+        assert_eq!((f.total, f.others), (10_000, 10_000 - REMEMBERED as u64));
+        assert_eq!(f.addresses(), format!("{REMEMBERED}+"));
+        let later = t0 + std::time::Duration::from_secs(10);
+        let n = f.failed(SocketAddr::from(([127, 0, 0, 1], 1)), later);
+        assert_eq!(n, Some(10_000), "the next warning counts what was not said");
+    }
+}
