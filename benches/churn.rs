@@ -86,11 +86,13 @@ fn server(spawn: Spawn) -> Server {
 }
 
 /// Starts connmgr on 127.0.0.1 as an operator would: the default log level (a
-/// line per join and per leave), stderr to a pipe that is read.
+/// line per join and per leave), stderr to a pipe that is read. Every virtual
+/// servant comes from one address, so the per-address cap is lifted.
 fn connmgr(extra: &[&str]) -> Server {
     server(
         Spawn::new(CONNMGR)
             .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(["--max-per-address", "1000000"])
             .args(extra),
     )
 }

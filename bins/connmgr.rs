@@ -23,7 +23,10 @@ OPTIONS:
     --port N               port to listen on; 0 lets the OS choose [default: 85]
     --first-port N         port given to the first servant, counting up [default: 2224]
     --max-servants N       refuse connections beyond this many [default: 10000]
-    --idle-timeout TIME    drop a servant silent this long; 0 = never [default: 30s]
+    --max-per-address N    refuse connections from one address beyond this many, so one
+                           host cannot fill --max-servants [default: 64]
+    --idle-timeout TIME    drop a servant silent this long (no whole request); 0 = never
+                           [default: 30s]
     --push-interval TIME   at most one pushed list per servant per TIME; 0 = no pushes
                            [default: 100ms]
     --max-line BYTES       a longer request line closes that connection [default: 4096]
@@ -73,6 +76,7 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         port: cli::opt_flag(args, "--port", "a port number from 0 to 65535")?,
         first_port: cli::opt_flag(args, "--first-port", "a port number from 1 to 65535")?,
         max_servants: cli::opt_flag(args, "--max-servants", "a whole number")?,
+        max_per_address: cli::opt_flag(args, "--max-per-address", "a whole number")?,
         idle_timeout: cli::opt_duration(args, "--idle-timeout", Unit::Secs)?,
         push_interval: cli::opt_duration(args, "--push-interval", Unit::Millis)?,
         max_line: cli::opt_flag(args, "--max-line", "a number of bytes")?,

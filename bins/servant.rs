@@ -30,8 +30,10 @@ OPTIONS:
                            [default: listen on every interface, :: or 0.0.0.0]
     --name NAME            prefix outgoing lines with `NAME: ` and be listed by that
                            name (at most 32 characters); overrides <name>
-    --poll-interval TIME   ask for the peer list this often: 2s, 500ms, 1m; a bare
-                           number is milliseconds [default: 2s]
+    --poll-interval TIME   ask for the peer list this often, at least 100ms: 2s, 500ms,
+                           1m; a bare number is milliseconds [default: 2s]
+    --max-peers N          refuse a peer list longer than this, keeping the last good
+                           one; each entry costs a connection per line [default: 10000]
     --ban TARGET           refuse connections from this IP address or host name, as
                            a <ban> in config.xml; may be given more than once
     --headless             do not read stdin; run until SIGINT or SIGTERM
@@ -84,6 +86,7 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         bind: cli::opt_flag(args, "--bind", "an IP address such as 127.0.0.2")?,
         name: cli::opt_flag(args, "--name", "a name")?,
         poll_interval: cli::opt_duration(args, "--poll-interval", Unit::Millis)?,
+        max_peers: cli::opt_flag(args, "--max-peers", "a number of peers")?,
         bans: args
             .values_from_str("--ban")
             .map_err(|e| ConfigError::new("--ban", e.to_string()))?,

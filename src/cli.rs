@@ -95,6 +95,33 @@ pub fn raise_fd_limit() -> u64 {
     lim.rlim_cur
 }
 
+/// Raises the soft open-file limit towards `want`, as far as the hard limit allows,
+/// never lowering it: a daemon whose caps need `want` descriptors gets no more
+/// room than that to be flooded in. Returns the limit now in force.
+pub fn raise_fd_limit_to(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        let target = want.min(lim.rlim_max);
+        if lim.rlim_cur < target {
+            let raised = libc::rlimit {
+                rlim_cur: target,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return target;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 /// The value of `flag` if given (`--flag VALUE` or `--flag=VALUE`), parsed; errors
 /// name the flag and what it needs. A flag given twice is an error, not a choice.
 pub fn opt_flag<T: FromStr>(

@@ -391,7 +391,7 @@ fn a_half_closed_client_still_gets_its_answer_then_leaves() {
 fn a_push_round_too_big_for_one_turn_reaches_every_subscriber() {
     // 120 subscribers x ~10 KB documents is more than one turn's share of pushes,
     // so the round is spread over several loop turns.
-    let (m, addr) = connmgr(&["--push-interval", "20"]);
+    let (m, addr) = connmgr(&["--push-interval", "20", "--max-per-address", "200"]);
     let mut subs: Vec<TcpStream> = (0..120).map(|_| join(addr).0).collect();
     let (_last, last_port, _) = join(addr);
     for (k, s) in subs.iter_mut().enumerate() {

@@ -90,7 +90,14 @@ fn a_change_mid_round_still_reaches_everyone() {
     // manager's debug line says when one did.
     const SUBSCRIBERS: usize = 500;
     const TRIES: usize = 12;
-    let (m, addr) = connmgr(&["--push-interval", "20", "--log-level", "debug"]);
+    let (m, addr) = connmgr(&[
+        "--push-interval",
+        "20",
+        "--log-level",
+        "debug",
+        "--max-per-address",
+        "1000",
+    ]);
     let mut subs: Vec<TcpStream> = (0..SUBSCRIBERS).map(|_| client(addr)).collect();
     m.wait_for(&format!("({SUBSCRIBERS} servants)"));
     for s in &mut subs {

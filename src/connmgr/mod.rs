@@ -39,7 +39,7 @@ use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use crate::wire::peerdoc::PeerDoc;
 use crate::wire::request::{Line, RequestReader, TooLong};
 use crate::StartError;
-use admit::{PortSet, Refusal, Refusals};
+use admit::{PerAddress, PortSet, Refusal, Refusals};
 
 /// Timer id for the coalesced push of the peer list.
 const PUSH: usize = 0;
@@ -97,6 +97,7 @@ struct Manager {
     port_max: u32,
     held: PortSet,
     servants: usize,
+    per_address: PerAddress,
     /// Servants that have joined, for [`Member::serial`].
     joined: u64,
     /// Port -> offset + 1 (0 = none): complaints name servants by address.
@@ -127,6 +128,7 @@ impl Manager {
             version: 0,
             held: PortSet::new(),
             servants: 0,
+            per_address: PerAddress::default(),
             joined: 0,
             // Zeroed, so pages are only touched for ports in use.
             by_port: vec![0; 65536],
@@ -244,10 +246,14 @@ impl Handler for Manager {
         if self.servants >= self.config.max_servants {
             return self.refuse(r, request, Refusal::Full(self.config.max_servants));
         }
+        let ip = request.remote().ip();
+        if self.per_address.count(ip) >= self.config.max_per_address {
+            let max = self.config.max_per_address;
+            return self.refuse(r, request, Refusal::PerAddress(max));
+        }
         let Some(port) = self.next_port() else {
             return self.refuse(r, request, Refusal::NoPort);
         };
-        let ip = request.remote().ip();
         self.joined += 1;
         let member = Member {
             ip,
@@ -267,6 +273,7 @@ impl Handler for Manager {
         self.held.insert(port);
         self.by_port[port as usize] = index as u32 + 1;
         self.servants += 1;
+        self.per_address.joined(ip);
         self.doc.add(ip, port, index);
         if log::log_enabled!(log::Level::Info) {
             let entry = self.doc.entry(index).unwrap_or_default();
@@ -294,18 +301,26 @@ impl Handler for Manager {
         let outcome = requests.feed(data, self.config.max_line, |line| match line {
             Line::NeedsPeerList => {
                 subscribe = true;
+                r.touch(index); // only whole requests keep a servant, not any byte
                 if let Some(Slot::Servant(s)) = r.data_mut(index) {
                     s.reach.heard = Some(now); // the article's heartbeat
                 }
                 self.send_list(r, index);
             }
-            Line::CannotReach(peer) => self.cannot_reach(r, index, peer),
+            Line::CannotReach(peer) => {
+                r.touch(index);
+                self.cannot_reach(r, index, peer)
+            }
             Line::CanRelay => {
+                r.touch(index);
                 if let Some(Slot::Servant(s)) = r.data_mut(index) {
                     s.reach.can_relay = true;
                 }
             }
-            Line::Name(name) => self.name_request(r, index, name),
+            Line::Name(name) => {
+                r.touch(index);
+                self.name_request(r, index, name)
+            }
             Line::Other(text) => {
                 lines += 1;
                 log_line(index, lines, text);
@@ -352,6 +367,7 @@ impl Handler for Manager {
         self.held.remove(s.port);
         self.by_port[s.port as usize] = 0;
         self.servants -= 1;
+        self.per_address.left(s.ip);
         info!(
             "left: offset {index}, port {} ({})",
             s.port,
@@ -408,20 +424,16 @@ fn count(servants: usize) -> String {
     }
 }
 
-/// VB: `MsgBox Index & " sent: " & a & " to the connection manager"`.
+/// VB: `MsgBox Index & " sent: " & a & " to the connection manager"`. The text is
+/// a client's: escaped ([`crate::text`]) so that it cannot drive a terminal.
 fn log_line(index: Index, count: u32, text: &[u8]) {
     let text = String::from_utf8_lossy(text);
     let shown = crate::xml::clip(&text, 200);
+    let shown = crate::text::escape(&shown);
     if count <= LOGGED_LINES {
-        info!(
-            "{index} sent: {} to the connection manager",
-            shown.escape_debug()
-        );
+        info!("{index} sent: {shown} to the connection manager");
     } else {
-        debug!(
-            "{index} sent: {} to the connection manager",
-            shown.escape_debug()
-        );
+        debug!("{index} sent: {shown} to the connection manager");
     }
 }
 
@@ -436,6 +448,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let options = Options {
         idle_timeout: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),
+        // A servant is alive while it asks (the article's heartbeat); a byte now
+        // and then is not a request, and must not keep a slot forever.
+        touch_only: true,
         ..Options::default()
     };
     let mut r = Reactor::new(options)

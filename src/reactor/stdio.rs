@@ -113,6 +113,26 @@ impl Stream {
         true
     }
 
+    /// Bytes queued and not yet written: how far the reader is behind. The servant
+    /// reads it to keep one flooding peer from filling the queue for everyone.
+    pub fn queued(&self) -> usize {
+        self.lock().pending()
+    }
+
+    /// Reports `lines` lines the caller dropped before they reached the queue (the
+    /// servant rationing a flood, so that the queue keeps room for other peers'
+    /// lines), with a `[N lines lost: WHY]` note where they are missing. A note that
+    /// does not fit is counted with the queue's own losses, so every line is still
+    /// accounted for. Called on the loop's thread: the note goes out with the turn.
+    pub fn lost(&self, lines: u64, why: &str) {
+        let note = format!("[{lines} lines lost: {why}]\n");
+        let mut q = self.lock();
+        q.open(self.fd);
+        if !q.push(note.as_bytes()) {
+            q.lost += lines.saturating_sub(1); // the note itself was counted as one
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         lock(&self.queue)
     }

@@ -8,6 +8,7 @@
 //!   <port>85</port>
 //!   <name>alice</name>                        <!-- optional: lines go out as "alice: ..." -->
 //!   <pollinterval>2s</pollinterval>           <!-- optional; a bare number is milliseconds -->
+//!   <maxpeers>10000</maxpeers>                <!-- optional: longer peer lists are refused -->
 //!   <loglevel>info</loglevel>                 <!-- optional; RUST_LOG's syntax -->
 //!   <bans><ban><target>1.1.1.1</target></ban></bans>
 //! </config>
@@ -28,6 +29,9 @@ use crate::logfilter::Filter;
 
 /// The config file read when `--config` is not given.
 const DEFAULT_FILE: &str = "config.xml";
+/// The shortest poll interval accepted: asking more often only loads the manager
+/// (it pushes every change within its push interval, 100 ms by default).
+const MIN_POLL: Duration = Duration::from_millis(100);
 
 /// Everything the servant can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +46,9 @@ pub struct Config {
     pub name: Option<String>,
     /// How often the peer list is asked for.
     pub poll_interval: Duration,
+    /// A peer list longer than this is refused and the last good one kept: every
+    /// entry costs a connection per line typed.
+    pub max_peers: usize,
     /// `<ban><target>` values, addresses or host names, in file order.
     pub bans: Vec<String>,
     /// Do not read stdin at all (`--headless`).
@@ -65,6 +72,7 @@ impl Default for Config {
             bind: None,
             name: None,
             poll_interval: Duration::from_secs(2),
+            max_peers: 10_000,
             bans: Vec::new(),
             headless: false,
             log_level: None,
@@ -85,6 +93,7 @@ pub struct Overrides {
     pub bind: Option<IpAddr>,
     pub name: Option<String>,
     pub poll_interval: Option<Duration>,
+    pub max_peers: Option<usize>,
     /// `--ban TARGET`, any number of times: added to the file's bans.
     pub bans: Vec<String>,
     pub headless: bool,
@@ -96,6 +105,7 @@ const KNOWN: &[&str] = &[
     "port",
     "name",
     "pollinterval",
+    "maxpeers",
     "bans",
     "loglevel",
 ];
@@ -132,6 +142,10 @@ impl Config {
             c.poll_interval =
                 poll_interval(every).map_err(|r| ConfigError::new("--poll-interval", r))?;
         }
+        if let Some(n) = o.max_peers {
+            max_peers(&n).map_err(|r| ConfigError::new("--max-peers", r))?;
+            c.max_peers = n;
+        }
         for target in &o.bans {
             c.bans
                 .push(check_ban(target).map_err(|r| ConfigError::new("--ban", r))?);
@@ -159,6 +173,14 @@ impl Config {
         }
     }
 
+    /// The settings in a config file's text, as if read from `path`: the file part
+    /// of [`Config::load`] (the fuzz target's entry).
+    pub fn from_xml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        c.apply_file(&ConfigFile::parse(text, path, "config")?)?;
+        Ok(c)
+    }
+
     fn apply_file(&mut self, f: &ConfigFile) -> Result<(), ConfigError> {
         f.allow_only(KNOWN)?;
         if let Some(el) = f.root.child("connectionmgr") {
@@ -169,7 +191,12 @@ impl Config {
                 self.connmgr_port = p;
             }
         }
-        if let Some(p) = f.value("port", "a port number from 1 to 65535")? {
+        let port = f.checked("port", "a port number from 1 to 65535", |&p: &u16| {
+            (p != 0)
+                .then_some(())
+                .ok_or("must be from 1 to 65535, not 0".into())
+        })?;
+        if let Some(p) = port {
             self.connmgr_port = p;
         }
         if let Some(el) = f.root.child("name") {
@@ -183,6 +210,9 @@ impl Config {
                 .and_then(poll_interval)
                 .map_err(|r| ConfigError::new(f.place(el), format!("<pollinterval> {r}")))?;
             self.poll_interval = every;
+        }
+        if let Some(n) = f.checked("maxpeers", "a number of peers", max_peers)? {
+            self.max_peers = n;
         }
         if let Some(el) = f.root.child("loglevel") {
             let filter = Filter::parse(el.value())
@@ -277,10 +307,20 @@ fn check_ban(target: &str) -> Result<String, String> {
 }
 
 fn poll_interval(every: Duration) -> Result<Duration, String> {
-    if every < Duration::from_millis(1) {
-        return Err("must be at least 1 millisecond".into());
+    if every < MIN_POLL {
+        return Err(format!(
+            "must be at least {} ms, not {every:?}: the manager pushes every change anyway, and asking more often only loads it",
+            MIN_POLL.as_millis()
+        ));
     }
     Ok(every)
+}
+
+fn max_peers(n: &usize) -> Result<(), String> {
+    match n {
+        0 => Err("must be at least 1: a servant is on its own list".into()),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +426,17 @@ mod tests {
             ),
             (
                 "<config>\n<pollinterval>0</pollinterval></config>",
+                ":2",
+                "at least 100",
+            ),
+            (
+                "<config>\n\n<pollinterval>99</pollinterval></config>",
+                ":3",
+                "at least 100",
+            ),
+            ("<config>\n<port>0</port></config>", ":2", "not 0"),
+            (
+                "<config>\n<maxpeers>0</maxpeers></config>",
                 ":2",
                 "at least 1",
             ),

@@ -265,6 +265,7 @@ mod tests {
             manager,
             Bans::new::<&str>(&[]),
             Input::Headless,
+            crate::servant::incoming::Admission::new(1024),
         );
         s.events.greeted = true;
         s

@@ -18,7 +18,7 @@ use crate::wire::peerdoc::{self, Peer};
 const NEEDS_PEER_LIST: &[u8] = b"needs peer list\n";
 /// Reconnect delays to the manager: doubling from the first to the last.
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Bytes from the manager without a complete document before the link is dropped.
 const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
 /// Peers named in the `peers:` log line before it says "...".
@@ -105,6 +105,7 @@ impl Servant {
     pub(super) fn winsock1_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
         // The buffer leaves `self` while documents are applied, which needs `&mut self`.
         let mut buf = std::mem::take(&mut self.link_buf);
+        let searched = searched(&buf);
         buf.extend_from_slice(data);
         let mut used = 0;
         loop {
@@ -120,15 +121,11 @@ impl Servant {
                 let Some(nl) = rest[start..].iter().position(|&b| b == b'\n') else {
                     break;
                 };
-                let line = String::from_utf8_lossy(&rest[start..start + nl]);
-                warn!(
-                    "connection manager says: {}",
-                    crate::xml::clip(line.trim(), 200)
-                );
+                manager_says(&rest[start..start + nl]);
                 used += start + nl + 1;
                 continue;
             }
-            let Some(end) = peerdoc::document_end(rest) else {
+            let Some(end) = document_end_past(rest, searched.saturating_sub(used)) else {
                 break;
             };
             self.apply_document(r, &rest[..end]);
@@ -153,19 +150,14 @@ impl Servant {
     /// and `servants1(0)` listening on `me`'s port (re-listened only if it changed).
     /// Lines typed while there was no list go out now.
     fn apply_document(&mut self, r: &mut Reactor<Slot>, doc: &[u8]) {
-        let text = String::from_utf8_lossy(doc);
-        let (peers, names) = match peerdoc::parse_named(&text) {
-            Ok(p) => p,
-            Err(e) => {
-                return warn!(
-                    "ignoring a malformed peer list from the connection manager ({e}); keeping the last one"
-                )
-            }
+        let Some((peers, names)) = self.checked_list(r, doc) else {
+            return;
         };
         // Taken first: `changed || take(..)` would leave it set after a changed list,
         // and the next, unchanged, list would be logged again.
         let fresh = std::mem::take(&mut self.fresh_link);
         let changed = peers != self.peers;
+        self.settle_list(r.now(), fresh, changed);
         let old = std::mem::replace(&mut self.peers, peers);
         if changed || fresh {
             info!("peers: {}", describe(&self.peers));
@@ -198,6 +190,28 @@ impl Servant {
             }
         }
     }
+}
+
+/// How much of what was kept from earlier reads is known to hold no document end:
+/// all of it but the last bytes, which new ones may complete. Searching only past
+/// it keeps a large document, read 64 KiB at a time, from costing a search of
+/// everything so far on every read (quadratic in its size).
+fn searched(kept: &[u8]) -> usize {
+    kept.len().saturating_sub(b"</peers>".len() - 1)
+}
+
+/// [`peerdoc::document_end`] of `rest`, knowing its first `skip` bytes hold none.
+fn document_end_past(rest: &[u8], skip: usize) -> Option<usize> {
+    let skip = skip.min(rest.len());
+    peerdoc::document_end(&rest[skip..]).map(|end| end + skip)
+}
+
+/// A line the manager said instead of a document, logged as text that cannot drive
+/// a terminal: a manager is somebody else's program.
+fn manager_says(line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    let shown = crate::xml::clip(line.trim(), 200);
+    warn!("connection manager says: {}", crate::text::escape(&shown));
 }
 
 /// `3 (2224*, 2225, 2226)`.
@@ -234,6 +248,18 @@ mod tests {
             me,
             relay: None,
         }
+    }
+
+    #[test]
+    fn a_document_end_split_across_reads_is_found_searching_only_new_bytes() {
+        let doc = b"<peers><peer/></peers>\r\n";
+        let end = doc.len() - 2;
+        // Whatever was kept from earlier reads held no complete end.
+        for cut in 0..end {
+            let skip = searched(&doc[..cut]);
+            assert_eq!(document_end_past(doc, skip), Some(end), "cut at {cut}");
+        }
+        assert_eq!(document_end_past(b"<peers/>", 99), None);
     }
 
     #[test]

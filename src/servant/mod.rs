@@ -27,6 +27,11 @@
 //! backoff while the last list stays in use (`link.rs`); bans compare parsed
 //! addresses and resolve names off the loop ([`bans`]). Behind a port-blocking
 //! router, a servant pulls from a relay the manager names (`relay.rs`).
+//!
+//! Nothing a peer or the manager sends can grow it without bound: incoming
+//! connections are capped in total and per address, the unfinished lines they hold
+//! are capped together (`incoming.rs`); a peer list is checked, deduplicated and
+//! capped, and sends in flight are capped and queued (`send.rs`, [`peerlist`]).
 
 pub mod bans;
 pub mod chat;
@@ -36,14 +41,16 @@ mod events;
 mod incoming;
 mod leave;
 mod link;
+pub mod peerlist;
 mod relay;
 mod reload;
 mod send;
 mod typed;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -57,7 +64,8 @@ use crate::StartError;
 use bans::Bans;
 use chat::ChatReader;
 use console::Console;
-use send::Failures;
+use incoming::Admission;
+use send::{Failures, Queued};
 
 /// Timer ids.
 const POLL: usize = 0;
@@ -81,6 +89,11 @@ enum Slot {
         reader: ChatReader,
         /// A batch, or a servant pulling from us.
         role: relay::Role,
+        /// When it was accepted or last sent something: the most idle one makes
+        /// room when the incoming connections are at their cap.
+        heard: Instant,
+        /// What it has shown in the current loop turn.
+        share: incoming::Share,
     },
     /// Our pull link to the relay the manager named for us.
     Pull {
@@ -104,6 +117,13 @@ enum Slot {
         error: Option<String>,
         /// When the connect began, for [`relay::CONNECT_TIMEOUT`].
         started: Instant,
+        /// What is being sent, kept to send it again to `fallback`.
+        batch: Rc<[u8]>,
+        /// While the list settles after a manager restart, where this peer listened
+        /// before ([`peerlist`]): tried if it cannot be reached at `to`.
+        fallback: Option<SocketAddr>,
+        /// The connection came up: a failure now may have delivered part of it.
+        connected: bool,
     },
 }
 
@@ -144,8 +164,17 @@ struct Servant {
     no_me_logged: bool,
     bans: Bans,
     resolved: Option<Receiver<HashSet<IpAddr>>>,
+    /// Banned host names have not been resolved yet: every connection is refused.
+    bans_pending: bool,
     refused_logged: HashSet<IpAddr>,
-    failures: HashMap<SocketAddr, Failures>,
+    /// Incoming connections and what they hold, against their caps.
+    admission: Admission,
+    failures: Failures,
+    /// Sends waiting for a slot, past the cap on sends in flight.
+    queued: VecDeque<Queued>,
+    /// The manager's lists checked, and the old one kept beside the new one after
+    /// reconnecting to it.
+    lists: peerlist::Lists,
     input: Input,
     typed: ChatReader,
     /// Chat lines typed in this stdin chunk, sent as one batch.
@@ -154,7 +183,7 @@ struct Servant {
     /// own copy); sent when the first one arrives, so `echo hi | servant` works.
     held: Vec<u8>,
     console: Console,
-    /// Outgoing slots still open.
+    /// Outgoing slots still open, at most `admission.limits.sending`.
     outgoing: usize,
     /// Local addresses of our sends to ourselves that connected but whose incoming
     /// side has not closed yet: leaving waits for them so our own transcript is whole.
@@ -166,7 +195,13 @@ struct Servant {
 }
 
 impl Servant {
-    fn new(config: Config, manager: SocketAddr, bans: Bans, input: Input) -> Self {
+    fn new(
+        config: Config,
+        manager: SocketAddr,
+        bans: Bans,
+        input: Input,
+        admission: Admission,
+    ) -> Self {
         Servant {
             config,
             manager,
@@ -180,10 +215,14 @@ impl Servant {
             listener: None,
             fresh_link: true,
             no_me_logged: false,
+            bans_pending: !bans.names().is_empty(),
             bans,
             resolved: None,
             refused_logged: HashSet::new(),
-            failures: HashMap::new(),
+            admission,
+            failures: Failures::default(),
+            queued: VecDeque::new(),
+            lists: peerlist::Lists::default(),
             input,
             typed: ChatReader::default(),
             batch: Vec::new(),
@@ -249,17 +288,13 @@ impl Handler for Servant {
                     self.listener = None;
                 }
             }
-            Slot::Incoming { from, reader, role } => self.servants1_close(r, i, from, reader, role),
+            incoming @ Slot::Incoming { .. } => self.servants1_close(r, i, incoming),
             Slot::Pull { to, error, up, .. } => self.pull_closed(r, i, to, up, error),
-            Slot::Outgoing {
-                to,
-                local,
-                delivered,
-                error,
-                ..
-            } => {
-                self.delivery_event(to, delivered);
-                self.send1_close(r, to, local, delivered, error)
+            outgoing @ Slot::Outgoing { .. } => {
+                if let Slot::Outgoing { to, delivered, .. } = &outgoing {
+                    self.delivery_event(*to, *delivered);
+                }
+                self.send1_close(r, outgoing)
             }
         }
         self.console.settle();
@@ -304,6 +339,7 @@ impl Handler for Servant {
             TICK => {
                 self.tick(r);
                 self.unnamed_joins(r.now());
+                self.settle_tick(r);
             }
             _ => {}
         }
@@ -335,6 +371,9 @@ impl Handler for Servant {
             }
             if let Some(addrs) = latest {
                 self.bans.set_resolved(addrs);
+                if std::mem::take(&mut self.bans_pending) {
+                    info!("banned host names looked up; accepting connections");
+                }
             }
         }
         self.console.settle();
@@ -383,14 +422,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // The file's <loglevel>, unless --log-level or RUST_LOG said otherwise.
     let _ = crate::logfilter::set_from_file(config.log_level.as_ref());
     let manager = resolve_manager(&config)?;
-    let mut bans = Bans::new(&config.bans);
-    // Names are resolved once now, before any peer can connect, so a name ban holds
-    // from the first connection; the refresher thread keeps them current after that.
-    let mut last = HashMap::new();
-    if !bans.names().is_empty() {
-        let names = bans.names().to_vec();
-        bans.set_resolved(bans::resolve(&names, &mut last));
-    }
+    let bans = Bans::new(&config.bans);
     let input = if config.headless || console::stdin_is_null() {
         Input::Headless
     } else if console::is_tty(0) {
@@ -398,8 +430,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     } else {
         Input::Pipe
     };
-    // One outgoing slot per peer per line: a large network needs many descriptors.
-    crate::cli::raise_fd_limit();
+    // As many descriptors as the caps on connections need, and no more; with fewer
+    // available, the caps shrink to fit (`incoming.rs`).
+    let admission = Admission::new(crate::cli::raise_fd_limit_to(incoming::FDS_WANTED));
     // The idle sweep covers the manager link too, which hears something at least
     // once per poll: never time it out between polls.
     let options = Options {
@@ -423,13 +456,20 @@ pub fn run(config: Config) -> Result<(), StartError> {
         crate::logging::log_to_file(path)
             .map_err(|e| StartError(format!("cannot open the log file {}: {e}", path.display())))?;
     }
-    let mut servant = Servant::new(config, manager, bans, input);
+    let mut servant = Servant::new(config, manager, bans, input, admission);
     servant.console.start();
     servant.config.log_source();
     if !servant.bans.names().is_empty() {
+        // Resolved off the loop from the start: a slow resolver delays nothing but
+        // the peers' connections, which are refused until the names are known, so
+        // that a name ban holds from the first connection.
         let (tx, rx) = mpsc::channel();
         let names = servant.bans.names().to_vec();
-        bans::spawn_refresher(names, last, bans::REFRESH, tx, r.waker())
+        info!(
+            "resolving banned host names ({}); refusing peers' connections until done",
+            crate::text::escape(&names.join(", "))
+        );
+        bans::spawn_refresher(names, bans::REFRESH, tx, r.waker())
             .map_err(|e| StartError(format!("cannot start the ban resolver thread: {e}")))?;
         servant.resolved = Some(rx);
     }
@@ -454,12 +494,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let outcome = r.run(&mut servant);
     crate::notify::stopping();
     outcome.map_err(|e| StartError(format!("event loop failed: {e}")))?;
-    let failed: u64 = servant.failures.values().map(|f| f.count).sum();
-    if failed > 0 {
-        info!(
-            "{failed} delivery failure(s) to {} peer address(es)",
-            servant.failures.len()
-        );
-    }
+    servant.failures.summary();
     Ok(())
 }

@@ -1,0 +1,284 @@
+//! The list a servant delivers to: what the manager sends, checked, and across a
+//! manager restart, kept whole until the new manager's list has settled.
+//!
+//! VB loaded whatever `pDoc1` the manager sent and looped over it. A manager can be
+//! wrong or lie, and every entry costs a connection per line typed, so here a
+//! document with more than `--max-peers` entries is refused before it is parsed
+//! (the last good list stays), and an address listed more than once is sent to
+//! once ([`check`]).
+//!
+//! **After a manager restart.** The new manager starts with an empty list, which
+//! fills as servants reconnect (each within the 5 s reconnect backoff). Taken at
+//! its word, the first list a servant gets would stop it delivering to everyone
+//! not yet back, and the new manager numbers ports afresh, so peers still holding
+//! the old list would deliver to ports nobody listens on. So for a while after
+//! reconnecting ([`Settling`]), until the backoff has run out and the list has not
+//! changed for two poll intervals:
+//! - a peer of the old list whose address (IP) is on no entry of the new one is
+//!   still delivered to at its old port;
+//! - a peer that cannot be reached at its new port (it has not been told it yet) is
+//!   tried at its old one;
+//! - this servant keeps listening on its old port as well as its new one.
+//!
+//! Peers are matched by IP: two servants behind one address look alike, so for
+//! them the rule does less (a line may miss the one not yet back).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use super::incoming::RateLimited;
+use super::link::BACKOFF_MAX;
+use super::{Servant, Slot};
+use crate::reactor::{Index, Reactor};
+use crate::wire::peerdoc::{self, Peer};
+
+/// The checks on the manager's lists, and the settling after a reconnect.
+#[derive(Debug, Default)]
+pub(super) struct Lists {
+    pub(super) settling: Option<Settling>,
+    /// Lists refused for their length, and lists naming an address twice.
+    too_long: RateLimited,
+    duplicated: RateLimited,
+}
+
+/// The old list kept beside the new one after reconnecting to the manager.
+#[derive(Debug)]
+pub(super) struct Settling {
+    /// The old list's entries, other than this servant's own.
+    old: Vec<Peer>,
+    /// Listeners (slot, port) on the ports this servant had before, kept open for
+    /// peers that still deliver there.
+    pub(super) listeners: Vec<(Index, u16)>,
+    /// The first list on the new link.
+    since: Instant,
+    /// The list last changed.
+    changed: Instant,
+}
+
+/// `peers` with every address once (the first entry for it, marked `me` if any
+/// of them was), or why the list is refused: more than `max` entries.
+pub fn check(peers: Vec<Peer>, max: usize) -> Result<Vec<Peer>, String> {
+    if peers.len() > max {
+        return Err(too_many(peers.len(), max));
+    }
+    let mut seen: HashSet<SocketAddr> = HashSet::with_capacity(peers.len());
+    let mut kept: Vec<Peer> = Vec::with_capacity(peers.len());
+    for p in peers {
+        if seen.insert(p.addr()) {
+            kept.push(p);
+        } else if p.me {
+            if let Some(first) = kept.iter_mut().find(|k| k.addr() == p.addr()) {
+                first.me = true;
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// [`check`], keeping each kept entry's name beside it (the first listed for its
+/// address).
+fn check_named(
+    peers: Vec<Peer>,
+    names: Vec<Option<String>>,
+    max: usize,
+) -> Result<(Vec<Peer>, Vec<Option<String>>), String> {
+    let mut named: HashMap<SocketAddr, Option<String>> = HashMap::with_capacity(peers.len());
+    for (p, n) in peers.iter().zip(names) {
+        named.entry(p.addr()).or_insert(n);
+    }
+    let kept = check(peers, max)?;
+    let names = kept
+        .iter()
+        .map(|p| named.get(&p.addr()).cloned().flatten())
+        .collect();
+    Ok((kept, names))
+}
+
+fn too_many(n: usize, max: usize) -> String {
+    format!("{n} entries, more than the {max} allowed (--max-peers)")
+}
+
+/// `<peer>` elements in a document, counted without parsing it (an upper bound).
+fn entries(doc: &[u8]) -> usize {
+    memchr::memmem::find_iter(doc, b"<peer")
+        .filter(|&at| {
+            let next = doc.get(at + 5).copied().unwrap_or(b'>');
+            next == b'>' || next == b'/' || next.is_ascii_whitespace()
+        })
+        .count()
+}
+
+impl Servant {
+    /// A framed document from the manager as the list to use: parsed and checked,
+    /// or `None` (said why) to keep the last one.
+    /// The list in `doc`, checked, with each entry's `<name>` beside it.
+    pub(super) fn checked_list(
+        &mut self,
+        r: &Reactor<Slot>,
+        doc: &[u8],
+    ) -> Option<(Vec<Peer>, Vec<Option<String>>)> {
+        let max = self.config.max_peers;
+        // Counted before parsing: a lying manager's 200,000 entries would cost
+        // some 100 MB as a tree before they could be refused.
+        let listed = entries(doc);
+        let (parsed, checked) = if listed > max {
+            (listed, Err(too_many(listed, max)))
+        } else {
+            let text = String::from_utf8_lossy(doc);
+            match peerdoc::parse_named(&text) {
+                Ok((peers, names)) => (peers.len(), check_named(peers, names, max)),
+                Err(e) => {
+                    warn!(
+                        "ignoring a malformed peer list from the connection manager ({}); keeping the last one",
+                        crate::text::escape(&e.to_string())
+                    );
+                    return None;
+                }
+            }
+        };
+        match checked {
+            Ok((peers, names)) => {
+                if peers.len() < parsed {
+                    if let Some(n) = self.lists.duplicated.due(r.now()) {
+                        warn!(
+                            "the connection manager lists some addresses more than once ({parsed} entries, {} addresses); each gets a line once ({n} such list(s) since the last warning)",
+                            peers.len()
+                        );
+                    }
+                }
+                Some((peers, names))
+            }
+            Err(why) => {
+                if let Some(n) = self.lists.too_long.due(r.now()) {
+                    warn!(
+                        "refusing a peer list from the connection manager: {why}; keeping the last one of {} ({n} refused since the last warning)",
+                        self.peers.len()
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// A new list arrived. The first on a new link, when there was a list before,
+    /// starts the settling: the old list stays in use beside it.
+    pub(super) fn settle_list(&mut self, now: Instant, fresh: bool, changed: bool) {
+        if fresh && !self.peers.is_empty() {
+            let settling = self.lists.settling.get_or_insert_with(|| Settling {
+                old: Vec::new(),
+                listeners: Vec::new(),
+                since: now,
+                changed: now,
+            });
+            let known: HashSet<SocketAddr> = settling.old.iter().map(Peer::addr).collect();
+            let old = self
+                .peers
+                .iter()
+                .filter(|p| !p.me && !known.contains(&p.addr()));
+            settling.old.extend(old.cloned());
+            settling.since = now;
+            settling.changed = now;
+            debug!(
+                "back with the connection manager: the last list ({} peers) is kept in use until the new one settles",
+                self.peers.len()
+            );
+        } else if let Some(settling) = self.lists.settling.as_mut().filter(|_| changed) {
+            settling.changed = now;
+        }
+    }
+
+    /// The settling is over once every servant has had time to reconnect and the
+    /// list has not changed for two poll intervals: the old ports stop listening.
+    pub(super) fn settle_tick(&mut self, r: &mut Reactor<Slot>) {
+        let Some(settling) = &self.lists.settling else {
+            return;
+        };
+        let now = r.now();
+        let quiet = self.config.poll_interval * 2;
+        if now.duration_since(settling.since) < BACKOFF_MAX + quiet
+            || now.duration_since(settling.changed) < quiet
+        {
+            return;
+        }
+        let Some(settling) = self.lists.settling.take() else {
+            return;
+        };
+        for (l, _) in settling.listeners {
+            r.close(l);
+        }
+        info!(
+            "peer list settled after reconnecting: {} peers",
+            self.peers.len()
+        );
+    }
+
+    /// Peers of the old list to deliver to as well: those whose address is on no
+    /// entry of the new list.
+    pub(super) fn settling_extras(&self) -> Vec<Peer> {
+        let Some(settling) = &self.lists.settling else {
+            return Vec::new();
+        };
+        let now: HashSet<IpAddr> = self.peers.iter().map(|p| p.ip).collect();
+        (settling.old.iter())
+            .filter(|p| !now.contains(&p.ip))
+            .cloned()
+            .collect()
+    }
+
+    /// Where the peer now listed at `to` listened before, while settling: tried
+    /// when it cannot be reached at `to` yet. `None` when that is unknown or
+    /// ambiguous (two old entries from that address).
+    pub(super) fn fallback_for(&self, to: SocketAddr) -> Option<SocketAddr> {
+        let settling = self.lists.settling.as_ref()?;
+        let mut same_ip = settling.old.iter().filter(|p| p.ip == to.ip());
+        match (same_ip.next(), same_ip.next()) {
+            (Some(p), None) if p.addr() != to => Some(p.addr()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(ip: &str, port: u16, me: bool) -> Peer {
+        Peer {
+            ip: ip.parse().unwrap(),
+            port,
+            offset: port as usize,
+            me,
+            relay: None,
+        }
+    }
+
+    #[test]
+    fn duplicates_collapse_and_me_is_kept() {
+        let list = vec![
+            peer("127.0.0.2", 9, false),
+            peer("127.0.0.3", 9, false),
+            peer("127.0.0.2", 9, true),
+            peer("127.0.0.2", 9, false),
+        ];
+        let kept = check(list, 10).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert!(kept[0].me && kept[0].port == 9 && !kept[1].me);
+    }
+
+    #[test]
+    fn a_list_past_the_cap_is_refused() {
+        let list: Vec<Peer> = (1..=5).map(|p| peer("10.0.0.1", p, false)).collect();
+        assert!(check(list.clone(), 5).is_ok());
+        assert!(check(list, 4).unwrap_err().contains("5 entries"));
+    }
+
+    #[test]
+    fn entries_are_counted_without_parsing() {
+        let doc = b"<peers><peer><ip>1.2.3.4</ip></peer><peer ><peer/><peerx></peers>";
+        assert_eq!(entries(doc), 3);
+        assert_eq!(entries(b"<peers></peers>"), 0);
+    }
+}
