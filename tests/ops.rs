@@ -369,8 +369,8 @@ fn flags_take_equals_units_and_refuse_repeats() {
         ),
         (
             SERVANT,
-            &["--poll-interval", "0ms"][..],
-            "at least 1 millisecond",
+            &["--poll-interval", "50ms"][..],
+            "at least 100 ms",
         ),
     ] {
         let out = Command::new(bin).args(args).output().unwrap();
