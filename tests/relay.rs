@@ -589,6 +589,8 @@ fn on_loopback_old_complaints_age_out_so_a_long_lived_servant_is_still_heard() {
         "1",
         "--push-interval",
         "0",
+        "--max-per-address",
+        "100",
     ]);
     let mut clients: Vec<TcpStream> = (0..66).map(|_| common::client(addr)).collect();
     let last = clients.last_mut().unwrap();
