@@ -12,6 +12,8 @@ const MAX_LINE: usize = 64;
 enum Framed {
     Request,
     Complaint(std::net::SocketAddr),
+    Offer,
+    Name(Vec<u8>),
     Other(Vec<u8>),
 }
 
@@ -24,6 +26,11 @@ fn frame<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Framed>, bool, Opti
             out.push(match line {
                 Line::NeedsPeerList => Framed::Request,
                 Line::CannotReach(peer) => Framed::Complaint(peer),
+                Line::CanRelay => Framed::Offer,
+                Line::Name(name) => {
+                    assert!(name.len() <= MAX_LINE && !name.contains(&b'\n'), "{name:?}");
+                    Framed::Name(name.to_vec())
+                }
                 Line::Other(text) => {
                     assert!(!text.is_empty() && text.len() <= MAX_LINE, "{text:?}");
                     assert!(!text.contains(&b'\n'), "{text:?}");
