@@ -1,7 +1,9 @@
-//! What goes over the wire: the peer document, the manager's request lines, and
-//! what the relay adds to both.
+//! What goes over the wire: the peer document and its versions (deltas), the
+//! manager's request lines, and what the relay adds to both.
 //! `docs/PROTOCOL.md` is the reference.
 
+pub mod delta;
+pub mod history;
 pub mod peerdoc;
 pub mod relay;
 pub mod request;

@@ -15,6 +15,9 @@
 //! `<me>` ([`super::relay`]); [`PeerDoc::set_relay`] re-renders that one entry in
 //! place. A document with no relayed servant is byte for byte the article's.
 //!
+//! Every change is a version ([`super::history`]): a servant that says which
+//! version it has is answered with what changed since ([`super::delta`]).
+//!
 //! Servants read it back with [`parse`], which checks every field.
 
 use std::net::IpAddr;
@@ -23,8 +26,9 @@ use std::rc::Rc;
 
 use crate::net::Shared;
 
+use super::history::History;
 use super::relay::{self, Relay};
-use crate::xml::{self, XmlError};
+use crate::xml::{self, Element, XmlError};
 
 const HEAD: &[u8] = b"<peers>";
 /// MSXML's `.xml` ends a document with CRLF; it also makes telnet output readable.
@@ -67,6 +71,8 @@ pub struct PeerDoc {
     entries: Vec<Entry>,
     /// offset -> index in `entries`, or NONE.
     position: Vec<u32>,
+    /// Its version and latest changes.
+    pub(super) history: History,
 }
 
 impl Default for PeerDoc {
@@ -81,6 +87,7 @@ impl PeerDoc {
             body: Rc::new([HEAD, TAIL, ME_TRUE].concat()),
             entries: Vec::new(),
             position: Vec::new(),
+            history: History::default(),
         }
     }
 
@@ -132,6 +139,7 @@ impl PeerDoc {
             len,
             me,
         });
+        self.history.joined(offset);
     }
 
     /// VB: `RemovePeerByOffset offset`. Returns whether there was such an entry.
@@ -147,6 +155,7 @@ impl PeerDoc {
             e.start -= gone.len;
             self.position[e.offset] = k as u32;
         }
+        self.history.left(offset);
         true
     }
 
@@ -155,15 +164,22 @@ impl PeerDoc {
     /// or the same element). Like every change, it copies the buffer only while a
     /// queued send still holds the old one.
     pub fn set_relay(&mut self, offset: usize, relay: Option<Relay>) -> bool {
+        let mut tail = Vec::with_capacity(64);
+        if let Some(relay) = relay {
+            relay::render(&mut tail, relay);
+        }
+        self.replace_after_me(offset, tail)
+    }
+
+    /// Re-renders what follows `</me>` in `offset`'s entry as `after_me` and
+    /// `</peer>`. Every re-render goes through here, so each is a versioned change
+    /// that deltas carry.
+    fn replace_after_me(&mut self, offset: usize, mut tail: Vec<u8>) -> bool {
         let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
             return false;
         };
         let p = p as usize;
         let e = self.entries[p];
-        let mut tail = Vec::with_capacity(64);
-        if let Some(relay) = relay {
-            relay::render(&mut tail, relay);
-        }
         tail.extend_from_slice(PEER_END);
         let from = e.start + e.me + ME_FALSE.len() + ME_END.len();
         let to = e.start + e.len;
@@ -176,6 +192,7 @@ impl PeerDoc {
         for later in &mut self.entries[p + 1..] {
             later.start = later.start + new_len - e.len;
         }
+        self.history.changed(offset);
         true
     }
 
@@ -274,17 +291,23 @@ impl Peer {
 /// Reads a peer document, checking every field; errors name the line and field.
 pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
     let root = xml::parse(doc)?;
+    if root.name != "peers" {
+        return Err(XmlError {
+            line: root.line,
+            column: 1,
+            reason: format!("expected <peers>, found <{}>", root.name),
+        });
+    }
+    read_peers(&root)
+}
+
+/// Reads the `<peer>` children of a document (or of a delta's element).
+pub(super) fn read_peers(root: &Element) -> Result<Vec<Peer>, XmlError> {
     let bad = |line: usize, reason: String| XmlError {
         line,
         column: 1,
         reason,
     };
-    if root.name != "peers" {
-        return Err(bad(
-            root.line,
-            format!("expected <peers>, found <{}>", root.name),
-        ));
-    }
     let mut peers = Vec::with_capacity(root.children.len());
     for p in root.children_named("peer") {
         let field = |name: &str| {
