@@ -3,7 +3,8 @@
 //! backoff when it goes away.
 //!
 //! VB connected once at form load and assumed one `GetData` per document; here
-//! documents are framed by `</peers>`, one read may hold part of one or several,
+//! answers are framed (documents by `</peers>`, deltas by `</delta>`), one read
+//! may hold part of one or several, the list is kept by versions (`peerlist.rs`),
 //! and an outage keeps the last list while the link is retried.
 
 use std::time::Duration;
@@ -12,10 +13,8 @@ use log::{debug, info, warn};
 
 use super::{Servant, Slot, POLL, RECONNECT};
 use crate::reactor::{Index, Reactor, State};
-use crate::wire::peerdoc::{self, Peer};
-
-/// What the manager is asked, every poll interval.
-const NEEDS_PEER_LIST: &[u8] = b"needs peer list\n";
+use crate::wire::delta;
+use crate::wire::peerdoc::Peer;
 /// Reconnect delays to the manager: doubling from the first to the last.
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -31,11 +30,12 @@ impl Servant {
         self.link_dropped = false;
         self.fresh_link = true;
         self.link_buf.clear();
+        self.version = None; // a new link is a new entry: the whole list, to find it
         match r.connect(self.manager, self.bind_for(self.manager), Slot::Manager) {
             Ok(i) => {
                 debug!("connecting to the connection manager at {}", self.manager);
                 self.link = Some(i);
-                r.send(i, NEEDS_PEER_LIST);
+                r.send(i, &self.list_request());
                 r.set_timer(POLL, r.now() + self.config.poll_interval);
             }
             Err(e) => {
@@ -87,7 +87,7 @@ impl Servant {
             if r.socket(i)
                 .is_some_and(|s| s.state() == State::Connected && s.unsent() == 0)
             {
-                r.send(i, NEEDS_PEER_LIST);
+                r.send(i, &self.list_request());
             }
             r.set_timer(POLL, r.now() + self.config.poll_interval);
         }
@@ -122,7 +122,7 @@ impl Servant {
                 used += start + nl + 1;
                 continue;
             }
-            let Some(end) = peerdoc::document_end(rest) else {
+            let Some(end) = delta::answer_end(&rest[start..]).map(|e| start + e) else {
                 break;
             };
             self.apply_document(r, &rest[..end]);
@@ -147,14 +147,8 @@ impl Servant {
     /// and `servants1(0)` listening on `me`'s port (re-listened only if it changed).
     /// Lines typed while there was no list go out now.
     fn apply_document(&mut self, r: &mut Reactor<Slot>, doc: &[u8]) {
-        let text = String::from_utf8_lossy(doc);
-        let peers = match peerdoc::parse(&text) {
-            Ok(p) => p,
-            Err(e) => {
-                return warn!(
-                    "ignoring a malformed peer list from the connection manager ({e}); keeping the last one"
-                )
-            }
+        let Some(peers) = self.read_answer(r, doc) else {
+            return;
         };
         // Taken first: `changed || take(..)` would leave it set after a changed list,
         // and the next, unchanged, list would be logged again.
