@@ -31,8 +31,6 @@ const CACHED_DELTAS: usize = 16;
 pub(super) struct Answers {
     version: u64,
     unchanged: Option<Shared>,
-    /// `<peers version="N">`.
-    head: Option<Shared>,
     /// From-version -> the delta to `version`, or None for the whole document.
     deltas: Vec<(u64, Option<Shared>)>,
 }
@@ -108,16 +106,10 @@ impl Manager {
             send_all(r, index, &bytes);
             return bytes.len();
         }
-        // The whole document: its version in a head of its own, then the article's
-        // bytes after `<peers>`, personalised as for a bare request.
-        let head = a
-            .head
-            .get_or_insert_with(|| Rc::new(delta::versioned_head(version)));
-        send_all(r, index, head);
-        let mut ranges = self.doc.personalised(index);
-        ranges[0].start = b"<peers>".len();
+        // The whole document, personalised, opening with its version.
+        let ranges = self.doc.personalised_versioned(index);
         r.send_shared(index, self.doc.shared(), &ranges);
-        head.len() + self.doc.byte_len() - ranges[0].start
+        ranges.iter().map(ExactSizeIterator::len).sum()
     }
 }
 

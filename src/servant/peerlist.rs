@@ -136,11 +136,7 @@ mod tests {
             match doc.since(from) {
                 Since::Unchanged => delta::unchanged(doc.version()),
                 Since::Delta(d) => d,
-                Since::Whole => {
-                    let mut out = delta::versioned_head(doc.version());
-                    out.extend_from_slice(&doc.render_for(self.me)[b"<peers>".len()..]);
-                    out
-                }
+                Since::Whole => doc.render_versioned_for(self.me),
             }
         }
 

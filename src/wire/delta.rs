@@ -28,11 +28,16 @@ const CLOSE: &[u8] = b"</delta>\r\n";
 
 /// `<peers version="N">`: the whole document opens so for a servant that asked
 /// with `since`; the rest is the article's document from its `<peers>` on.
-pub fn versioned_head(version: u64) -> Vec<u8> {
-    let mut out = b"<peers version=\"".to_vec();
-    push_number(&mut out, version as usize);
-    out.extend_from_slice(b"\">");
+pub(super) fn versioned_head(version: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    push_versioned_head(&mut out, version);
     out
+}
+
+pub(super) fn push_versioned_head(out: &mut Vec<u8>, version: u64) {
+    out.extend_from_slice(b"<peers version=\"");
+    push_number(out, version as usize);
+    out.extend_from_slice(b"\">");
 }
 
 /// `<unchanged version="N"/>\r\n`.
@@ -317,8 +322,7 @@ mod tests {
     fn a_whole_document_reads_with_and_without_its_version() {
         let mut d = PeerDoc::new();
         d.add("127.0.0.1".parse().unwrap(), 2224, 1);
-        let mut versioned = versioned_head(d.version());
-        versioned.extend_from_slice(&d.render_for(1)[b"<peers>".len()..]);
+        let versioned = d.render_versioned_for(1);
         let Answer::Whole { version, peers } = parse(text(&versioned)).unwrap() else {
             panic!()
         };

@@ -176,15 +176,17 @@ impl PeerDoc {
     /// use p2pchat::wire::peerdoc::PeerDoc;
     ///
     /// let mut doc = PeerDoc::new();
-    /// doc.add("127.0.0.1".parse().unwrap(), 2224, 1); // version 1
-    /// doc.add("127.0.0.2".parse().unwrap(), 2225, 2); // version 2
-    /// doc.remove(1); // version 3
-    /// assert_eq!(doc.since(3), Since::Unchanged);
-    /// let Since::Delta(delta) = doc.since(1) else { panic!() };
+    /// for offset in 1..=3 {
+    ///     let ip = format!("127.0.0.{offset}").parse().unwrap();
+    ///     doc.add(ip, 2223 + offset as u16, offset); // versions 1, 2, 3
+    /// }
+    /// doc.remove(1); // version 4
+    /// assert_eq!(doc.since(4), Since::Unchanged);
+    /// let Since::Delta(delta) = doc.since(2) else { panic!() };
     /// assert_eq!(
     ///     String::from_utf8(delta).unwrap(),
-    ///     "<delta from=\"1\" to=\"3\"><left>1</left><peer><ip>127.0.0.2</ip>\
-    ///      <port>2225</port><offset>2</offset><me>FALSE</me></peer></delta>\r\n"
+    ///     "<delta from=\"2\" to=\"4\"><left>1</left><peer><ip>127.0.0.3</ip>\
+    ///      <port>2226</port><offset>3</offset><me>FALSE</me></peer></delta>\r\n"
     /// );
     /// assert_eq!(doc.since(0), Since::Whole);
     /// ```
@@ -287,5 +289,25 @@ mod tests {
         d.add(ip, 2227, 1); // version 7
         assert_eq!(d.since(3), Since::Whole, "4 changes for a document of 1");
         assert!(matches!(d.since(6), Since::Delta(_)));
+    }
+
+    #[test]
+    fn the_versioned_document_is_the_articles_with_a_version() {
+        let mut d = PeerDoc::new();
+        d.add("127.0.0.1".parse().unwrap(), 2224, 1);
+        d.add("127.0.0.2".parse().unwrap(), 2225, 2);
+        d.add("::1".parse().unwrap(), 2226, 3);
+        for asker in [2, 9] {
+            let bare = d.render_for(asker);
+            let versioned = d.render_versioned_for(asker);
+            assert_eq!(versioned[..19], *b"<peers version=\"3\">");
+            assert_eq!(versioned[19..], bare[7..]);
+        }
+        d.set_relay(1, Some(crate::wire::relay::Relay::Nobody));
+        d.remove(3);
+        let text = String::from_utf8(d.render_versioned_for(2)).unwrap();
+        assert!(text.starts_with("<peers version=\"5\"><peer>"), "{text}");
+        assert!(text.ends_with("<me>TRUE</me></peer></peers>\r\n"), "{text}");
+        assert_eq!(d.byte_len(), d.render_for(9).len());
     }
 }

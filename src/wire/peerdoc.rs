@@ -5,7 +5,8 @@
 //! who leaves in a churn storm). The bytes are a [`Shared`] buffer laid out as
 //! `<peers>` entries `</peers>\r\n` `TRUE`, so personalising it for an asker costs
 //! nothing: the answer is three ranges, `..me`, the trailing `TRUE`, `me + 5..`
-//! through the tail, handed to `writev`, and whatever a socket does not take stays
+//! through the tail, handed to `writev` (after `TRUE` the buffer also keeps
+//! `<peers version="N">`, for an asker that said which version it has), and whatever a socket does not take stays
 //! queued as ranges of the same buffer. A change copies the buffer only while
 //! some socket still holds a range of the old one (`Rc::make_mut`). The article
 //! instead re-parsed `pDoc.xml` into a new DOM per request and located the asker
@@ -26,6 +27,7 @@ use std::rc::Rc;
 
 use crate::net::Shared;
 
+use super::delta;
 use super::history::History;
 use super::relay::{self, Relay};
 use crate::xml::{self, Element, XmlError};
@@ -66,8 +68,10 @@ struct Entry {
 /// ```
 #[derive(Debug)]
 pub struct PeerDoc {
-    /// `<peers>` entries `</peers>\r\n` `TRUE`.
+    /// `<peers>` entries `</peers>\r\n` `TRUE` `<peers version="N">`.
     body: Shared,
+    /// Bytes of the version head at the end of `body`.
+    head: usize,
     entries: Vec<Entry>,
     /// offset -> index in `entries`, or NONE.
     position: Vec<u32>,
@@ -84,7 +88,8 @@ impl Default for PeerDoc {
 impl PeerDoc {
     pub fn new() -> Self {
         PeerDoc {
-            body: Rc::new([HEAD, TAIL, ME_TRUE].concat()),
+            body: Rc::new([HEAD, TAIL, ME_TRUE, &delta::versioned_head(0)].concat()),
+            head: delta::versioned_head(0).len(),
             entries: Vec::new(),
             position: Vec::new(),
             history: History::default(),
@@ -101,12 +106,21 @@ impl PeerDoc {
 
     /// Bytes in the whole document.
     pub fn byte_len(&self) -> usize {
-        self.body.len() - ME_TRUE.len()
+        self.body.len() - ME_TRUE.len() - self.head
     }
 
     /// Where the entries end and `</peers>` starts.
     fn entries_end(&self) -> usize {
-        self.body.len() - TAIL.len() - ME_TRUE.len()
+        self.byte_len() - TAIL.len()
+    }
+
+    /// After every change: the version head at the end of the buffer is the new one.
+    fn stamp_version(&mut self) {
+        let body = Rc::make_mut(&mut self.body);
+        body.truncate(body.len() - self.head);
+        let before = body.len();
+        delta::push_versioned_head(body, self.history.version());
+        self.head = body.len() - before;
     }
 
     /// VB: `AddPeer ip, port, offset`. Replaces any entry already at `offset`.
@@ -129,6 +143,7 @@ impl PeerDoc {
         let len = body.len() - start;
         body.extend_from_slice(TAIL);
         body.extend_from_slice(ME_TRUE);
+        self.head = 0; // cut off with the tail
         if self.position.len() <= offset {
             self.position.resize(offset + 1, NONE);
         }
@@ -140,6 +155,7 @@ impl PeerDoc {
             me,
         });
         self.history.joined(offset);
+        self.stamp_version();
     }
 
     /// VB: `RemovePeerByOffset offset`. Returns whether there was such an entry.
@@ -156,6 +172,7 @@ impl PeerDoc {
             self.position[e.offset] = k as u32;
         }
         self.history.left(offset);
+        self.stamp_version();
         true
     }
 
@@ -193,6 +210,7 @@ impl PeerDoc {
             later.start = later.start + new_len - e.len;
         }
         self.history.changed(offset);
+        self.stamp_version();
         true
     }
 
@@ -211,15 +229,32 @@ impl PeerDoc {
             Some(&p) => {
                 let e = self.entries[p as usize];
                 let at = e.start + e.me;
-                [0..at, end..self.body.len(), at + ME_FALSE.len()..end]
+                [0..at, end..end + ME_TRUE.len(), at + ME_FALSE.len()..end]
             }
             None => [0..end, 0..0, 0..0],
         }
     }
 
+    /// As [`PeerDoc::personalised`], opening with `<peers version="N">`: the whole
+    /// document for an asker that said which version it has, in one `writev`.
+    pub fn personalised_versioned(&self, offset: usize) -> [Range<usize>; 4] {
+        let [first, me, rest] = self.personalised(offset);
+        let head = self.body.len() - self.head..self.body.len();
+        [head, HEAD.len()..first.end, me, rest]
+    }
+
     /// The buffer [`PeerDoc::personalised`]'s ranges index.
     pub fn shared(&self) -> &Shared {
         &self.body
+    }
+
+    /// The versioned personalised document in one buffer (tests, benchmarks).
+    pub fn render_versioned_for(&self, offset: usize) -> Vec<u8> {
+        self.personalised_versioned(offset)
+            .iter()
+            .flat_map(|r| &self.body[r.clone()])
+            .copied()
+            .collect()
     }
 
     /// The personalised document in one buffer (tests, benchmarks, logs).

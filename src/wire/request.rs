@@ -50,6 +50,7 @@ pub struct TooLong(pub usize);
 ///     reader
 ///         .feed(chunk, 4096, |line| seen.push(match line {
 ///             Line::NeedsPeerList => "request".to_string(),
+///             Line::NeedsPeerListSince(v) => format!("request since {v}"),
 ///             Line::CannotReach(peer) => format!("complaint about {peer}"),
 ///             Line::Other(text) => String::from_utf8_lossy(text).into_owned(),
 ///         }))
