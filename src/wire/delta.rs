@@ -77,6 +77,41 @@ pub fn answer_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// An answer's kind and versions, as its opening tag says them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// A whole document, with its version if it has one.
+    Whole(Option<u64>),
+    Unchanged(u64),
+    Delta {
+        from: u64,
+        to: u64,
+    },
+}
+
+/// Reads an answer's opening tag only, for a reader that follows versions without
+/// reading the lists (churn, at ten thousand servants). None: not an answer.
+pub fn read_head(answer: &[u8]) -> Option<Head> {
+    let answer = answer.trim_ascii_start();
+    let tag = &answer[..memchr::memchr(b'>', answer)?];
+    let number = |name: &[u8]| {
+        let at = memchr::memmem::find(tag, name)? + name.len();
+        let digits = &tag[at..];
+        let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
+    };
+    if tag.starts_with(b"<peers") {
+        Some(Head::Whole(number(b" version=\"")))
+    } else if tag.starts_with(b"<unchanged") {
+        number(b" version=\"").map(Head::Unchanged)
+    } else if tag.starts_with(b"<delta") {
+        let (from, to) = (number(b" from=\"")?, number(b" to=\"")?);
+        Some(Head::Delta { from, to })
+    } else {
+        None
+    }
+}
+
 /// One change in a delta.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -316,6 +351,20 @@ mod tests {
         let doc = b"<peers version=\"3\"></peers>\r\n";
         assert_eq!(answer_end(doc), Some(doc.len() - 2));
         assert_eq!(answer_end(b"<peers/>"), Some(8));
+    }
+
+    #[test]
+    fn heads_read_without_the_rest() {
+        assert_eq!(read_head(b"<peers><peer>"), Some(Head::Whole(None)));
+        assert_eq!(
+            read_head(b"\r\n<peers version=\"12\"><peer>"),
+            Some(Head::Whole(Some(12)))
+        );
+        assert_eq!(read_head(&unchanged(7)), Some(Head::Unchanged(7)));
+        let delta = b"<delta from=\"3\" to=\"9\"><left>1</left></delta>";
+        assert_eq!(read_head(delta), Some(Head::Delta { from: 3, to: 9 }));
+        assert_eq!(read_head(b"<delta to=\"9\">"), None);
+        assert_eq!(read_head(b"max number of servants reached"), None);
     }
 
     #[test]

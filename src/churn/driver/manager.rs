@@ -43,6 +43,12 @@ pub(super) struct Ask {
     pub connected: bool,
     pub answered: bool,
     pub failure: Option<(Failure, String)>,
+    /// The version of the list this connection follows (0: none yet).
+    pub version: u64,
+    /// A churner's offset, from its own document (`--stay`).
+    pub offset: Option<usize>,
+    /// When a churner that stays leaves.
+    pub leave_at: Option<Instant>,
 }
 
 impl Ask {
@@ -58,6 +64,9 @@ impl Ask {
             connected: false,
             answered: false,
             failure: None,
+            version: 0,
+            offset: None,
+            leave_at: None,
         }
     }
 }
@@ -94,9 +103,10 @@ impl Churn {
                 match role {
                     Role::Steady(k) => self.steady[k] = Some(i),
                     Role::Churner | Role::Fanout(_) => {
-                        let request = std::mem::take(&mut self.request);
-                        r.send(i, &request);
-                        self.request = request;
+                        if role == Role::Churner {
+                            self.churner_connecting(source);
+                        }
+                        r.send(i, &self.request_for(0));
                     }
                     Role::Flooder | Role::KeepAlive => {}
                 }
@@ -155,7 +165,8 @@ impl Churn {
             };
             if ask.asked.is_none() && ask.connected {
                 ask.asked = Some(Instant::now());
-                r.send(i, &self.request);
+                let version = ask.version;
+                r.send(i, &self.request_for(version));
             }
         }
     }
@@ -297,7 +308,10 @@ pub(super) fn classify(buf: &[u8]) -> (Failure, String) {
         (Failure::RefusedNoPort, NO_PORT.into())
     } else if buf.is_empty() {
         (Failure::ClosedEarly, "closed before any answer".into())
-    } else if shown.starts_with(b"<peers") {
+    } else if [&b"<peers"[..], b"<delta", b"<unchanged"]
+        .iter()
+        .any(|root| shown.starts_with(root))
+    {
         (
             Failure::ClosedEarly,
             format!("closed after {} bytes of a document", buf.len()),

@@ -10,6 +10,7 @@
 
 mod answer;
 mod fanout;
+mod lists;
 mod manager;
 mod open_loop;
 mod phases;
@@ -106,6 +107,8 @@ struct Churn {
     stats: Stats,
     fatal: Option<String>,
     end_tag: memmem::Finder<'static>,
+    /// Churners' joins and leaves, for timing the steady servants' lists.
+    changes: lists::Changes,
 }
 
 /// Sets up the reactor, runs the phases, and assembles the report.
@@ -156,6 +159,7 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         stats: Stats::new(&cfg, now),
         fatal: None,
         end_tag: memmem::Finder::new(manager::END),
+        changes: lists::Changes::default(),
         cfg,
     };
     match c.cfg.mode {
