@@ -88,7 +88,8 @@ LOAD:
                             connection says the version it has (`needs peer list
                             since N`) and follows the manager's deltas
     --stay MS               churners stay this long after their answer before they
-                            leave, so each makes a join and a leave that steady
+                            leave (from half to one and a half times it, at
+                            random), so each makes a join and a leave that steady
                             servants see; in steady mode their lists are timed
                             until they show each change (give churners their own
                             source addresses with --bind) [default: 0]

@@ -34,6 +34,8 @@ pub(super) struct Changes {
     left: HashMap<usize, Instant>,
     /// Churners staying until a time: (when, slot).
     leaving: BinaryHeap<Reverse<(Instant, Index)>>,
+    /// For each stay's length (xorshift64).
+    rng: u64,
 }
 
 impl Churn {
@@ -117,11 +119,19 @@ impl Churn {
     }
 
     /// A churner has its answer: with `--stay` it stays, then leaves; else now.
+    /// Each stays between half and one and a half times `--stay`, at random, so
+    /// churners that started together do not join and leave in step.
     pub(super) fn churner_done(&mut self, r: &mut Reactor<Conn>, i: Index) {
         if self.cfg.stay.is_zero() {
             return r.close(i);
         }
-        let at = Instant::now() + self.cfg.stay;
+        let x = &mut self.changes.rng;
+        *x = if *x == 0 { 0x9e37_79b9_7f4a_7c15 } else { *x };
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        let share = 0.5 + (*x >> 11) as f64 / (1u64 << 53) as f64;
+        let at = Instant::now() + self.cfg.stay.mul_f64(share);
         if let Some(Conn::Manager(ask)) = r.data_mut(i) {
             ask.leave_at = Some(at);
         }
