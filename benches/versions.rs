@@ -301,7 +301,8 @@ fn lag(p: &Plan) {
     );
     let cpu = core(&j);
     println!(
-        "  connmgr {cpu:.0}% of a core; {:.0} pushes/s; steady answers p99 {:.2} ms (churners in the same process delay them); targets: all within 500 ms: {}, under one core: {}",
+        "  connmgr {cpu:.0}% of a core (churn {:.0}%); {:.0} pushes/s; steady answers p99 {:.2} ms (churners in the same process delay them); targets: all within 500 ms: {}, under one core: {}",
+        100.0 * get(&j, "client_cpu_s") / get(&j, "elapsed_s"),
         get(&j, "pushes") / get(&j, "elapsed_s"),
         get(&j, "steady_latency_p99_us") / 1e3,
         verdict(late == 0.0 && get(&j, "list_lag_count") > 0.0),

@@ -13,8 +13,11 @@ use log::debug;
 use super::{Manager, Slot, PUSH};
 use crate::reactor::{Index, Reactor};
 
-/// Pushed bytes per second the manager allows itself: a few percent of what one
-/// core copies to loopback sockets, so pushes never crowd out answers.
+/// Whole documents pushed per second, in bytes, the manager allows itself: a few
+/// percent of what one core copies to loopback sockets, so pushes never crowd out
+/// answers. Deltas are not paced by it: a round of them is one small write per
+/// servant, and pacing them by their bytes would let changes pile up into bigger
+/// deltas and longer waits.
 const PUSH_BYTES_PER_SEC: u64 = 128 * 1024 * 1024;
 /// Pushed bytes per loop turn; the rest of a round waits for the next turn.
 const PUSH_TURN_BYTES: usize = 512 * 1024;
@@ -44,29 +47,46 @@ impl Pushes {
 }
 
 /// Where a push round has got to.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Round {
+    started: Instant,
     /// The next slot to consider.
     next: Index,
     sent: usize,
     bytes: usize,
+    /// Bytes of whole documents among `bytes`.
+    whole: usize,
+}
+
+/// What one send queued, in bytes: a whole document, or a delta or unchanged.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Sent {
+    Whole(usize),
+    Short(usize),
+}
+
+impl Sent {
+    fn bytes(self) -> usize {
+        match self {
+            Sent::Whole(n) | Sent::Short(n) => n,
+        }
+    }
 }
 
 impl Manager {
-    /// Sends `index` its personalised document (VB: the `needs peer list` branch);
-    /// returns the bytes queued.
-    pub(super) fn send_list(&self, r: &mut Reactor<Slot>, index: Index) -> usize {
+    /// Sends `index` its personalised document (VB: the `needs peer list` branch).
+    pub(super) fn send_list(&self, r: &mut Reactor<Slot>, index: Index) -> Sent {
         if let Some(Slot::Servant(s)) = r.data_mut(index) {
             s.push_owed = false; // it is getting the current list now
             s.seen = self.doc.version();
         }
         r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
-        self.doc.byte_len()
+        Sent::Whole(self.doc.byte_len())
     }
 
     /// Brings `index` up to the current version: what it asked for last time, a
-    /// delta or the whole document. Returns the bytes queued.
-    pub(super) fn send_update(&mut self, r: &mut Reactor<Slot>, index: Index) -> usize {
+    /// delta or the whole document.
+    pub(super) fn send_update(&mut self, r: &mut Reactor<Slot>, index: Index) -> Sent {
         match r.data(index) {
             Some(Slot::Servant(s)) if s.versioned => {
                 let seen = s.seen;
@@ -99,7 +119,13 @@ impl Manager {
     /// the list instead and gets it when it drains.
     pub(super) fn push(&mut self, r: &mut Reactor<Slot>) {
         let version = self.doc.version();
-        let mut round = self.pushes.round.take().unwrap_or_default();
+        let mut round = self.pushes.round.take().unwrap_or(Round {
+            started: r.now(),
+            next: 0,
+            sent: 0,
+            bytes: 0,
+            whole: 0,
+        });
         let (mut turn_bytes, mut turn_sends) = (0, 0);
         while round.next < r.slots().capacity() {
             let i = round.next;
@@ -115,10 +141,13 @@ impl Manager {
                 s.push_owed = true;
                 continue;
             }
-            let bytes = self.send_update(r, i);
+            let sent = self.send_update(r, i);
             round.sent += 1;
-            round.bytes += bytes;
-            turn_bytes += bytes;
+            round.bytes += sent.bytes();
+            turn_bytes += sent.bytes();
+            if let Sent::Whole(n) = sent {
+                round.whole += n;
+            }
             turn_sends += 1;
             if turn_bytes >= PUSH_TURN_BYTES || turn_sends >= PUSH_TURN_SENDS {
                 self.pushes.round = Some(round);
@@ -128,9 +157,10 @@ impl Manager {
         }
         // Pushing N documents of N entries is O(N^2) bytes: past PUSH_BYTES_PER_SEC,
         // the next round waits longer than the window and servants rely on polling.
-        // Deltas are small, so version-aware servants are pushed every window.
-        let paced = Duration::from_secs_f64(round.bytes as f64 / PUSH_BYTES_PER_SEC as f64);
-        self.pushes.next = r.now() + self.config.push_interval.max(paced);
+        // Windows count from each round's start, so a round of ten thousand writes
+        // does not stretch the wait of the changes behind it.
+        let paced = Duration::from_secs_f64(round.whole as f64 / PUSH_BYTES_PER_SEC as f64);
+        self.pushes.next = (round.started + self.config.push_interval).max(r.now() + paced);
         if std::mem::take(&mut self.pushes.changed_mid_round) {
             r.set_timer(PUSH, self.pushes.next);
         }

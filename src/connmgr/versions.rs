@@ -16,6 +16,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::push::Sent;
 use super::{Manager, Slot};
 use crate::net::Shared;
 use crate::reactor::{Index, Reactor};
@@ -62,13 +63,13 @@ impl Manager {
     }
 
     /// Sends `index`, whose list is at version `from`, what brings it to the
-    /// current one. Returns the bytes queued.
+    /// current one.
     pub(super) fn send_versioned(
         &mut self,
         r: &mut Reactor<Slot>,
         index: Index,
         from: u64,
-    ) -> usize {
+    ) -> Sent {
         let version = self.doc.version();
         if let Some(Slot::Servant(s)) = r.data_mut(index) {
             s.push_owed = false;
@@ -86,7 +87,7 @@ impl Manager {
                 .unchanged
                 .get_or_insert_with(|| Rc::new(delta::unchanged(version)));
             send_all(r, index, bytes);
-            return bytes.len();
+            return Sent::Short(bytes.len());
         }
         let cached = match a.deltas.iter().find(|(f, _)| *f == from) {
             Some((_, d)) => d.clone(),
@@ -104,12 +105,12 @@ impl Manager {
         };
         if let Some(bytes) = cached {
             send_all(r, index, &bytes);
-            return bytes.len();
+            return Sent::Short(bytes.len());
         }
         // The whole document, personalised, opening with its version.
         let ranges = self.doc.personalised_versioned(index);
         r.send_shared(index, self.doc.shared(), &ranges);
-        ranges.iter().map(ExactSizeIterator::len).sum()
+        Sent::Whole(ranges.iter().map(ExactSizeIterator::len).sum())
     }
 }
 
