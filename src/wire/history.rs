@@ -13,9 +13,12 @@ use std::collections::VecDeque;
 use super::delta::{self, CHANGED, CHANGED_END, LEFT, LEFT_END};
 use super::peerdoc::{push_number, PeerDoc};
 
-/// Changes the log remembers. A servant further behind than this gets the whole
-/// document; at 200 changes a second (100 joins and 100 leaves) that is 20 s.
-pub const LOG_CHANGES: usize = 4096;
+/// Changes the log remembers (16 bytes each, 1 MiB in all). A servant further
+/// behind than this gets the whole document: at 200 changes a second (100 joins
+/// and 100 leaves) that is five minutes, and ten thousand servants joining at
+/// once stay inside it while their first whole lists drain (with 4096, a servant
+/// whose own whole list took two seconds to send was owed another one).
+pub const LOG_CHANGES: usize = 65_536;
 
 /// What one change did to the entry at its offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

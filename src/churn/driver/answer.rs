@@ -141,6 +141,7 @@ impl Churn {
             Role::Churner | Role::KeepAlive => {
                 self.answered(r, i, role, asked, intended, counted, now);
             }
+            Role::Steady(_) if first && !self.cfg.bare => self.steady_joined(r),
             Role::Steady(_) => {
                 if self.measuring() {
                     self.stats.steady_answer(took);

@@ -73,9 +73,11 @@ impl Ask {
 
 impl Churn {
     /// Opens a connection to the target for `role` and queues the request, except
-    /// for steady servants, which only join and ask on their schedule (asking as
-    /// each joins would cost the manager quadratic bytes: at 10,000 servants, 4 GB),
-    /// kept connections, which ask once connected, and flooders, which only wait
+    /// for bare steady servants, which only join and ask on their schedule (every
+    /// answer is the whole list: asking as each joins would cost the manager
+    /// quadratic bytes, at 10,000 servants 4 GB, on top of the polls; a
+    /// version-aware one asks at once, as the servant does, and then polls for
+    /// changes), kept connections, which ask once connected, and flooders, which only wait
     /// to be refused (a request the manager has not read when it closes would turn
     /// its close into a reset). `open_loop` is the start's due time and whether it
     /// counts.
@@ -85,7 +87,11 @@ impl Churn {
         role: Role,
         open_loop: Option<(Instant, bool)>,
     ) -> bool {
-        let asks_now = matches!(role, Role::Churner | Role::Flooder | Role::Fanout(_));
+        let asks_now = match role {
+            Role::Churner | Role::Flooder | Role::Fanout(_) => true,
+            Role::Steady(_) => !self.cfg.bare,
+            Role::KeepAlive => false,
+        };
         let mut ask = Ask::new(role, asks_now.then(Instant::now));
         if let Some((at, counted)) = open_loop {
             ask.intended = Some(at);
@@ -101,7 +107,12 @@ impl Churn {
         match r.connect(self.cfg.target, source, Conn::Manager(ask)) {
             Ok(i) => {
                 match role {
-                    Role::Steady(k) => self.steady[k] = Some(i),
+                    Role::Steady(k) => {
+                        self.steady[k] = Some(i);
+                        if asks_now {
+                            r.send(i, &self.request_for(0));
+                        }
+                    }
                     Role::Churner | Role::Fanout(_) => {
                         if role == Role::Churner {
                             self.churner_connecting(source);

@@ -198,6 +198,16 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
 }
 
 impl Churn {
+    /// A steady servant has joined; setup ends when they all have.
+    fn steady_joined(&mut self, r: &mut Reactor<Conn>) {
+        self.registering -= 1;
+        self.steady_ready += 1;
+        self.ramp(r);
+        if self.phase == Phase::Setup && self.steady_ready == self.steady.len() {
+            self.setup_done(r);
+        }
+    }
+
     fn abort(&mut self, r: &mut Reactor<Conn>, why: String) {
         if self.fatal.is_none() {
             self.fatal = Some(why);
@@ -281,14 +291,10 @@ impl Handler for Churn {
         if ask.role == Role::KeepAlive {
             return self.kept_idle(r, i);
         }
-        if matches!(ask.role, Role::Steady(_)) && std::mem::replace(&mut ask.first, false) {
-            // A steady servant has joined; setup ends when they all have.
-            self.registering -= 1;
-            self.steady_ready += 1;
-            self.ramp(r);
-            if self.phase == Phase::Setup && self.steady_ready == self.steady.len() {
-                self.setup_done(r);
-            }
+        // A bare steady servant has joined; a version-aware one has joined once
+        // its first answer, the whole list, is in (`steady_joined`).
+        if matches!(ask.role, Role::Steady(_)) && self.cfg.bare && std::mem::take(&mut ask.first) {
+            self.steady_joined(r);
         }
     }
 
