@@ -131,7 +131,6 @@ fn core(j: &str) -> f64 {
 type Step = fn(&Plan);
 
 struct Plan {
-    quick: bool,
     /// Servants polling (poll, lag).
     servants: usize,
     /// Servants per churn process in the capacity step.
@@ -150,7 +149,6 @@ fn main() {
         || std::env::args().any(|a| a == "--quick");
     let p = if quick {
         Plan {
-            quick,
             servants: 300,
             per_process: 200,
             churners: "10",
@@ -162,7 +160,6 @@ fn main() {
         }
     } else {
         Plan {
-            quick,
             servants: 10_000,
             per_process: 9_950,
             churners: "100",
@@ -201,8 +198,10 @@ fn main() {
 fn poll(p: &Plan) {
     let n = p.servants.to_string();
     let max = (p.servants + 100).to_string();
-    let m = connmgr(&["--max-servants", &max]);
+    // A manager each: the first run's servants leaving would be pushed to the
+    // second's.
     let run = |bare: &[&str]| {
+        let m = connmgr(&["--max-servants", &max]);
         let mut args = vec![
             "steady",
             "--steady",
@@ -309,59 +308,67 @@ fn lag(p: &Plan) {
 }
 
 /// As many registered servants as one manager's descriptors allow, from two churns.
+///
+/// The first churn process's servants join, fetch their lists and poll; once it
+/// logs its first measured second, the second joins and is measured, so that its
+/// window sees all of them polling and nobody joining. The first is then stopped.
 fn capacity(p: &Plan) {
     let per = p.per_process;
     let total = 2 * per;
     let max = (total + 50).to_string();
     let m = connmgr(&["--max-servants", &max, "--idle-timeout", "0"]);
-    let idle = procfs::rss_bytes(m.process.pid()).unwrap_or(0) as f64;
+    let pid = m.process.pid();
+    let idle = procfs::rss_bytes(pid).unwrap_or(0) as f64;
     let n = per.to_string();
-    // Each window opens this long after its process's servants all have their
-    // lists, so that neither measures while the other is still fetching them. The
-    // second process runs on past the first's window: the figures are the
-    // first's, taken while all are registered and polling (the second's last
-    // seconds see the first's servants all leave at once).
-    let warmup = if p.quick { "1" } else { "20" };
-    let longer = format!("{}", p.secs.parse::<f64>().unwrap() + 10.0);
-    let runs: Vec<(Vec<&str>, Child)> = [
-        ("127.5.0.1-127.5.0.100", p.secs),
-        ("127.6.0.1-127.6.0.100", longer.as_str()),
-    ]
-    .into_iter()
-    .map(|(bind, secs)| {
-        let args = vec![
-            "steady",
-            "--steady",
-            &n,
-            "-c",
-            "0",
-            "--interval",
-            "2000",
+    let first = Spawn::new(CHURN)
+        .args(["steady", "--steady", &n, "-c", "0", "--interval", "2000"])
+        .args([
             "-d",
-            secs,
-            "--warmup",
-            warmup,
+            "600",
             "--timeout",
             "60000",
             "--bind",
-            bind,
-        ];
-        let child = spawn_churn(&m, &args);
-        (args, child)
-    })
-    .collect();
-    let js: Vec<String> = runs.into_iter().map(|(a, c)| finish(c, &a)).collect();
-    let rss = get(&js[0], "server_rss_bytes");
+            "127.5.0.1-127.5.0.100",
+        ])
+        .args(["-t", &m.addr.to_string()])
+        .keep(100)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    first
+        .wait_for("1 s]", Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let args = [
+        "steady",
+        "--steady",
+        &n,
+        "-c",
+        "0",
+        "--interval",
+        "2000",
+        "-d",
+        p.secs,
+        "--warmup",
+        p.warmup,
+        "--timeout",
+        "60000",
+        "--bind",
+        "127.6.0.1-127.6.0.100",
+    ];
+    let j = churn(&m, &args);
+    let _ = first.signal(libc::SIGINT);
+    let rss = get(&j, "server_rss_bytes");
+    let peak = peak_rss(pid);
     let per_servant = (rss - idle) / total as f64;
     println!("capacity: {total} version-aware servants registered (two churn processes of {per}), asking every 2 s:");
     println!(
-        "  connmgr RSS {:.1} MiB ({:.1} idle), {per_servant:.0} bytes per servant; {:.1}% of a core; answer p50 {:.2} ms, p99 {:.2} ms ({:.0} answers/s); whole list {:.2} MB",
+        "  connmgr RSS {:.1} MiB ({:.1} idle, peak {:.0} MiB while whole lists went out to the second process's servants joining), {per_servant:.0} bytes per servant; {:.1}% of a core; answer p50 {:.2} ms, p99 {:.2} ms ({:.0} answers/s); whole list {:.2} MB",
         rss / 1048576.0,
         idle / 1048576.0,
-        core(&js[0]),
-        get(&js[0], "steady_latency_p50_us") / 1e3,
-        get(&js[0], "steady_latency_p99_us") / 1e3,
-        get(&js[0], "steady_answers_per_s"),
+        peak / 1048576.0,
+        core(&j),
+        get(&j, "steady_latency_p50_us") / 1e3,
+        get(&j, "steady_latency_p99_us") / 1e3,
+        get(&j, "steady_answers_per_s"),
         total as f64 * 85.0 / 1e6,
     );
     println!(
@@ -369,6 +376,16 @@ fn capacity(p: &Plan) {
         (idle + 100_000.0 * per_servant) / 1048576.0,
         100_000.0 * 85.0 / 1e6
     );
+}
+
+/// The most memory `pid` has held (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(f64::NAN) * 1024.0
 }
 
 /// connmgr CPU per join-leave cycle: version-aware churners against bare ones.

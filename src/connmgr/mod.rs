@@ -319,6 +319,7 @@ fn log_line(index: Index, count: u32, text: &[u8]) {
 
 /// Runs the manager until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {
+    versions::return_document_copies();
     let fd_limit = crate::cli::raise_fd_limit();
     if config.max_servants as u64 + 16 > fd_limit {
         warn!(
