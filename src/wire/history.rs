@@ -198,8 +198,14 @@ impl PeerDoc {
         if since == version {
             return Since::Unchanged;
         }
+        // No list, or so many changes behind that netting them costs more than
+        // sending the whole document would.
+        let behind = version.saturating_sub(since);
+        if since == 0 || behind > 4 * self.len() as u64 + 64 {
+            return Since::Whole;
+        }
         let net = match self.history.since(since) {
-            Some(net) if since > 0 && net.len() <= self.len() => net,
+            Some(net) if net.len() <= self.len() => net,
             _ => return Since::Whole,
         };
         let entries: usize = (net.changed.iter().chain(&net.joined))
