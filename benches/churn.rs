@@ -271,6 +271,8 @@ fn peer_list(p: &Plan) {
     // Each servant asks once per interval: about 200 answers/s whatever n is.
     let interval = (n as u64 * 1000 / 200).to_string();
     let ns = n.to_string();
+    // Bare: each answer is the whole document (version-aware servants would be
+    // told `<unchanged/>`; benches/versions.rs has those).
     let args = [
         "steady",
         "--steady",
@@ -281,6 +283,7 @@ fn peer_list(p: &Plan) {
         &interval,
         "-d",
         p.secs,
+        "--bare",
     ];
     let m = connmgr(&[
         "--push-interval",

@@ -81,8 +81,18 @@ LOAD:
                             by the OS]
     --timeout TIME          per cycle, answer, line or refusal; later counts as an
                             error [default: 5s]
-    --verify                parse every document; check it names the asker exactly
-                            once (costs client CPU)
+    --verify                parse every whole document; check it names the asker
+                            exactly once (costs client CPU)
+    --bare                  play the article's servants: ask `needs peer list` and
+                            get the whole document every time. By default each
+                            connection says the version it has (`needs peer list
+                            since N`) and follows the manager's deltas
+    --stay TIME             churners stay this long after their answer before they
+                            leave (from half to one and a half times it, at
+                            random), so each makes a join and a leave that steady
+                            servants see; in steady mode their lists are timed
+                            until they show each change (give churners their own
+                            source addresses with --bind) [default: 0]
     --server-pid PID        report this process's CPU per operation and % of a core
                             (each second too) and its memory, read from /proc
     --sender servant|self   fanout: who sends the lines [default: servant if one is
@@ -253,6 +263,10 @@ fn parse(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Output)
     };
     c.keep_alive = cli::switch(args, "--keep-alive")?;
     c.verify = cli::switch(args, "--verify")?;
+    c.bare = cli::switch(args, "--bare")?;
+    if let Some(stay) = cli::opt_duration(args, "--stay", Unit::Millis)? {
+        c.stay = stay;
+    }
     c.server_pid = cli::opt_flag(args, "--server-pid", "a process id")?;
     let sender: Option<String> = cli::opt_flag(args, "--sender", "servant or self")?;
     let servant: Option<PathBuf> =

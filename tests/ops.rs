@@ -367,11 +367,7 @@ fn flags_take_equals_units_and_refuse_repeats() {
             &["--headless", "--headless"][..],
             "--headless: given twice",
         ),
-        (
-            SERVANT,
-            &["--poll-interval", "50ms"][..],
-            "at least 100 ms",
-        ),
+        (SERVANT, &["--poll-interval", "50ms"][..], "at least 100 ms"),
     ] {
         let out = Command::new(bin).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -311,9 +311,11 @@ fn split_and_malformed_documents_and_a_garbage_peer_do_not_crash_it() {
     let mut s = servant(fake.local_addr().unwrap(), "127.0.35.1", "r", &cfg, 200);
     let (mut link, _) = fake.accept().unwrap();
     link.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut ask = [0u8; 26];
+    // A new link offers to relay, then asks for the whole list by version (0: it
+    // has none).
+    let mut ask = [0u8; 34];
     link.read_exact(&mut ask).unwrap();
-    assert_eq!(&ask, b"can relay\nneeds peer list\n");
+    assert_eq!(&ask, b"can relay\nneeds peer list since 0\n");
 
     let me = free_port("127.0.35.1");
     let other = TcpListener::bind("127.0.35.2:0").unwrap();

@@ -139,6 +139,13 @@ pub struct Config {
     pub timeout: Duration,
     /// Parse every document and check it names the asker exactly once.
     pub verify: bool,
+    /// Play the article's servants: `needs peer list`, whole documents every
+    /// time. Otherwise each connection says the version it has
+    /// (`needs peer list since N`) and follows deltas (`driver/lists.rs`).
+    pub bare: bool,
+    /// Churners (join-leave, steady -c) stay this long after their answer before
+    /// leaving, so that their join and their leave are two changes others see.
+    pub stay: Duration,
     /// Read this process's CPU and memory from /proc over the measured window.
     pub server_pid: Option<u32>,
     pub sender: Sender,
@@ -178,6 +185,8 @@ impl Config {
             sources: Vec::new(),
             timeout: Duration::from_secs(5),
             verify: false,
+            bare: false,
+            stay: Duration::ZERO,
             server_pid: None,
             sender: Sender::Itself,
             progress: Progress::Off,
@@ -219,6 +228,16 @@ impl Config {
                     "needs --expect: without it an answer ends when the server closes",
                 );
             }
+        }
+        if generic && self.bare {
+            return fail("--bare", "is for the manager's protocol, not --request");
+        }
+        let churners = matches!(self.mode, Mode::JoinLeave | Mode::Steady);
+        if !self.stay.is_zero() && (!churners || self.keep_alive || self.rate.is_some()) {
+            return fail(
+                "--stay",
+                "is for closed-loop churners (join-leave or steady -c, without --keep-alive or --rate)",
+            );
         }
         if generic && self.verify {
             return fail("--verify", "checks peer documents, not --request answers");

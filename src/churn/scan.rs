@@ -21,8 +21,7 @@ pub struct Scanned {
 /// Checks `doc` (through `</peers>`) and reads it; errors say what is wrong.
 pub fn scan(doc: &[u8]) -> Result<Scanned, String> {
     let text = std::str::from_utf8(doc).map_err(|_| "the document is not UTF-8".to_string())?;
-    let body = text
-        .strip_prefix("<peers>")
+    let body = strip_head(text)
         .and_then(|t| t.strip_suffix("</peers>"))
         .ok_or_else(|| format!("not <peers>...</peers>: {:?}", clip(text)))?;
     let mut peers = Vec::new();
@@ -76,6 +75,16 @@ pub fn scan(doc: &[u8]) -> Result<Scanned, String> {
 }
 
 /// `<name>value</name>` at the start of `s`: the value and what follows.
+/// The document after its opening tag: `<peers>`, or `<peers version="N">` for an
+/// asker that said which version it has.
+fn strip_head(text: &str) -> Option<&str> {
+    if let Some(rest) = text.strip_prefix("<peers>") {
+        return Some(rest);
+    }
+    let (digits, rest) = text.strip_prefix("<peers version=\"")?.split_once("\">")?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(rest)
+}
+
 fn field<'a>(s: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
     let s = s.strip_prefix('<')?.strip_prefix(name)?.strip_prefix('>')?;
     let end = s.find("</")?;

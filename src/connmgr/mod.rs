@@ -5,8 +5,8 @@
 //! document at its slot's offset, and, on `needs peer list`, the document with
 //! `me` = TRUE on its own entry. When a servant's socket closes (or it goes silent
 //! past the idle timeout) it leaves the document, and everyone who has asked for
-//! the list gets the new one pushed, coalesced so that churn costs bounded work,
-//! and skipped for whoever was already sent that version (a newcomer's answer).
+//! the list gets the news pushed (`push.rs`). Every change is a version: a servant
+//! that says which one it has is answered with what changed since (`versions.rs`).
 //!
 //! Where it differs from the article, and why:
 //! - Requests are framed ([`crate::wire::request`]); VB needed exactly one
@@ -23,13 +23,14 @@
 mod admit;
 pub mod config;
 mod names;
+mod push;
 mod relay;
 mod reload;
 mod verdict;
+mod versions;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
@@ -47,11 +48,6 @@ const PUSH: usize = 0;
 const RELAY: usize = 1;
 /// Request lines other than `needs peer list` logged at info per connection; the rest at debug.
 const LOGGED_LINES: u32 = 5;
-/// Pushed bytes per second the manager allows itself: a few percent of what one
-/// core copies to loopback sockets, so pushes never crowd out answers.
-const PUSH_BYTES_PER_SEC: u64 = 128 * 1024 * 1024;
-/// Pushed bytes per loop turn; the rest of a round waits for the next turn.
-const PUSH_TURN_BYTES: usize = 512 * 1024;
 
 /// What each slot of the manager's control array (`p2p(i)`) holds.
 #[derive(Debug)]
@@ -78,8 +74,10 @@ struct Member {
     reach: verdict::Reach,
     /// It has sent `needs peer list` at least once, so it gets pushes.
     subscribed: bool,
-    /// The [`Manager::version`] of the last list it was sent, answered or pushed:
-    /// a push round skips it while that is still the current one.
+    /// Its last request said which version it has: it is sent deltas.
+    versioned: bool,
+    /// The document version it was last sent, answered or pushed: a push round
+    /// skips it while that is still the current one.
     seen: u64,
     /// A push was skipped because its previous output was still unsent.
     push_owed: bool,
@@ -90,9 +88,8 @@ struct Member {
 /// The manager's state: the peer document, the port counter and the counts.
 struct Manager {
     config: Config,
+    /// The peer document, its version and its latest changes.
     doc: PeerDoc,
-    /// Bumped on every join and leave: the version of `doc`'s membership.
-    version: u64,
     /// VB's `iPortMax`: the last port handed out.
     port_max: u32,
     held: PortSet,
@@ -103,20 +100,10 @@ struct Manager {
     /// Port -> offset + 1 (0 = none): complaints name servants by address.
     by_port: Vec<u32>,
     verdicts: verdict::Verdicts,
-    /// The earliest time the next push round may go out.
-    next_push: Instant,
-    /// The push round in progress, if one is spread over several loop turns.
-    round: Option<Round>,
-    /// Membership changed after the current round started.
-    changed_mid_round: bool,
+    pushes: push::Pushes,
+    /// Versioned answers rendered for the current version.
+    answers: versions::Answers,
     refusals: Refusals,
-}
-
-/// Where a push round has got to.
-struct Round {
-    /// The next slot to consider.
-    next: Index,
-    sent: usize,
 }
 
 impl Manager {
@@ -125,7 +112,6 @@ impl Manager {
             port_max: u32::from(config.first_port) - 1,
             config,
             doc: PeerDoc::new(),
-            version: 0,
             held: PortSet::new(),
             servants: 0,
             per_address: PerAddress::default(),
@@ -133,9 +119,8 @@ impl Manager {
             // Zeroed, so pages are only touched for ports in use.
             by_port: vec![0; 65536],
             verdicts: verdict::Verdicts::default(),
-            next_push: Instant::now(),
-            round: None,
-            changed_mid_round: false,
+            pushes: push::Pushes::new(),
+            answers: versions::Answers::default(),
             refusals: Refusals::default(),
         }
     }
@@ -156,79 +141,6 @@ impl Manager {
             }
         }
         None
-    }
-
-    /// Sends `index` its personalised document (VB: the `needs peer list` branch).
-    fn send_list(&self, r: &mut Reactor<Slot>, index: Index) {
-        if let Some(Slot::Servant(s)) = r.data_mut(index) {
-            s.push_owed = false; // it is getting the current list now
-            s.seen = self.version;
-        }
-        r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
-    }
-
-    /// Someone joined or left: a new version of the list, and a push scheduled, at
-    /// most one round per push window.
-    fn membership_changed(&mut self, r: &mut Reactor<Slot>) {
-        self.version += 1;
-        if self.config.push_interval.is_zero() {
-            return;
-        }
-        if self.round.is_some() {
-            // Servants already pushed this round have not seen this change.
-            if !std::mem::replace(&mut self.changed_mid_round, true) {
-                debug!("the list changed mid-round; another round follows");
-            }
-        } else if r.timer_due(PUSH).is_none() {
-            r.set_timer(PUSH, self.next_push.max(r.now()));
-        } // else one is already coming and will carry this change
-    }
-
-    /// Pushes the current list to subscribed servants that have not been sent this
-    /// version of it (a servant that just asked already has it), [`PUSH_TURN_BYTES`]
-    /// per loop turn so that answers to requests are not queued behind a whole
-    /// round. One whose last output is still unsent is owed the list instead and
-    /// gets it when it drains.
-    fn push(&mut self, r: &mut Reactor<Slot>) {
-        let round = self.round.get_or_insert(Round { next: 0, sent: 0 });
-        let mut turn_bytes = 0;
-        while round.next < r.slots().capacity() {
-            let i = round.next;
-            round.next += 1;
-            let backlogged = r.socket(i).is_some_and(|s| s.unsent() > 0);
-            let Some(Slot::Servant(s)) = r.data_mut(i) else {
-                continue;
-            };
-            if !s.subscribed || s.seen == self.version {
-                continue;
-            }
-            if backlogged {
-                s.push_owed = true;
-                continue;
-            }
-            s.seen = self.version;
-            r.send_shared(i, self.doc.shared(), &self.doc.personalised(i));
-            round.sent += 1;
-            turn_bytes += self.doc.byte_len();
-            if turn_bytes >= PUSH_TURN_BYTES {
-                r.set_timer(PUSH, r.now()); // the rest next turn, after other events
-                return;
-            }
-        }
-        let sent = round.sent;
-        self.round = None;
-        // Pushing N documents of N entries is O(N^2) bytes: past PUSH_BYTES_PER_SEC,
-        // the next round waits longer than the window and servants rely on polling.
-        let bytes = (sent * self.doc.byte_len()) as u64;
-        let paced = Duration::from_secs_f64(bytes as f64 / PUSH_BYTES_PER_SEC as f64);
-        self.next_push = r.now() + self.config.push_interval.max(paced);
-        if std::mem::take(&mut self.changed_mid_round) {
-            r.set_timer(PUSH, self.next_push);
-        }
-        debug!(
-            "pushed the list of {} to {sent} servants ({bytes} bytes)",
-            self.doc.len()
-        );
     }
 }
 
@@ -261,6 +173,7 @@ impl Handler for Manager {
             serial: self.joined,
             reach: verdict::Reach::default(),
             subscribed: false,
+            versioned: false,
             seen: 0,
             push_owed: false,
             requests: RequestReader::default(),
@@ -302,10 +215,12 @@ impl Handler for Manager {
             Line::NeedsPeerList => {
                 subscribe = true;
                 r.touch(index); // only whole requests keep a servant, not any byte
-                if let Some(Slot::Servant(s)) = r.data_mut(index) {
-                    s.reach.heard = Some(now); // the article's heartbeat
-                }
-                self.send_list(r, index);
+                self.needs_peer_list(r, index, now, None);
+            }
+            Line::NeedsPeerListSince(since) => {
+                subscribe = true;
+                r.touch(index);
+                self.needs_peer_list(r, index, now, Some(since));
             }
             Line::CannotReach(peer) => {
                 r.touch(index);
@@ -398,7 +313,7 @@ impl Handler for Manager {
             return;
         };
         if std::mem::take(&mut s.push_owed) {
-            self.send_list(r, index);
+            self.send_update(r, index);
         }
     }
 
@@ -439,6 +354,7 @@ fn log_line(index: Index, count: u32, text: &[u8]) {
 
 /// Runs the manager until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), StartError> {
+    versions::return_document_copies();
     let fd_limit = crate::cli::raise_fd_limit();
     if config.max_servants as u64 + 16 > fd_limit {
         warn!(

@@ -54,6 +54,11 @@ impl Events {
 }
 
 impl Servant {
+    /// The names of the listed peers as last shown, by address.
+    pub(super) fn known_names(&self) -> impl Iterator<Item = (SocketAddr, Option<String>)> + '_ {
+        (self.events.names.iter()).map(|(a, n)| (*a, Some(n.clone())))
+    }
+
     /// A new list replaced `old` (`names` beside the new list's peers): say who
     /// joined, who left and who changed name, or, for the first list, who is here.
     pub(super) fn list_changed(&mut self, old: &[Peer], names: Vec<Option<String>>, now: Instant) {

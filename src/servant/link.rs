@@ -3,7 +3,8 @@
 //! backoff when it goes away.
 //!
 //! VB connected once at form load and assumed one `GetData` per document; here
-//! documents are framed by `</peers>`, one read may hold part of one or several,
+//! answers are framed (documents by `</peers>`, deltas by `</delta>`), one read
+//! may hold part of one or several, the list is kept by versions (`deltas.rs`),
 //! and an outage keeps the last list while the link is retried.
 
 use std::time::Duration;
@@ -12,10 +13,8 @@ use log::{debug, info, warn};
 
 use super::{Servant, Slot, POLL, RECONNECT};
 use crate::reactor::{Index, Reactor, State};
+use crate::wire::delta;
 use crate::wire::peerdoc::{self, Peer};
-
-/// What the manager is asked, every poll interval.
-const NEEDS_PEER_LIST: &[u8] = b"needs peer list\n";
 /// Reconnect delays to the manager: doubling from the first to the last.
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -31,6 +30,7 @@ impl Servant {
         self.link_dropped = false;
         self.fresh_link = true;
         self.link_buf.clear();
+        self.version = None; // a new link is a new entry: the whole list, to find it
         match r.connect(self.manager, self.bind_for(self.manager), Slot::Manager) {
             Ok(i) => {
                 debug!("connecting to the connection manager at {}", self.manager);
@@ -39,10 +39,10 @@ impl Servant {
                 // forwards to pullers, so the manager may choose it as a relay.
                 let mut hello = crate::wire::relay::CAN_RELAY.to_vec();
                 hello.push(b'\n');
-                hello.extend_from_slice(NEEDS_PEER_LIST);
+                hello.extend_from_slice(&self.list_request());
                 r.send(i, &hello);
-                // After the article's request, which a manager that knows no
-                // names still answers first; the lists that follow carry the name.
+                // After the first request, which a manager that knows no names
+                // still answers first; the lists that follow carry the name.
                 if let Some(name) = &self.config.name {
                     r.send(i, &crate::wire::name::request(name));
                 }
@@ -93,7 +93,7 @@ impl Servant {
             if r.socket(i)
                 .is_some_and(|s| s.state() == State::Connected && s.unsent() == 0)
             {
-                r.send(i, NEEDS_PEER_LIST);
+                r.send(i, &self.list_request());
             }
             r.set_timer(POLL, r.now() + self.config.poll_interval);
         }
@@ -125,7 +125,15 @@ impl Servant {
                 used += start + nl + 1;
                 continue;
             }
-            let Some(end) = document_end_past(rest, searched.saturating_sub(used)) else {
+            let answer = &rest[start..];
+            // A whole document is searched only past what earlier reads searched, so
+            // a manager dripping a huge one costs one pass, not one per read.
+            let found = if answer.starts_with(b"<peers") {
+                document_end_past(answer, searched.saturating_sub(used + start))
+            } else {
+                delta::answer_end(answer)
+            };
+            let Some(end) = found.map(|e| start + e) else {
                 break;
             };
             self.apply_document(r, &rest[..end]);
@@ -150,7 +158,7 @@ impl Servant {
     /// and `servants1(0)` listening on `me`'s port (re-listened only if it changed).
     /// Lines typed while there was no list go out now.
     fn apply_document(&mut self, r: &mut Reactor<Slot>, doc: &[u8]) {
-        let Some((peers, names)) = self.checked_list(r, doc) else {
+        let Some((peers, names)) = self.read_answer(r, doc) else {
             return;
         };
         // Taken first: `changed || take(..)` would leave it set after a changed list,

@@ -5,7 +5,7 @@
 //! | VB6 servant                                  | here                                |
 //! |----------------------------------------------|-------------------------------------|
 //! | `Winsock1`, the link to the manager          | `link.rs`, `Slot::Manager`          |
-//! | `pDoc1`, `userList1`                         | `Servant::peers`, shown by `/peers` |
+//! | `pDoc1`, `userList1`                         | `Servant::peers` (`deltas.rs`), shown by `/peers` |
 //! | `servants1(0)`, the listener                 | `incoming.rs`, `Slot::Listener`     |
 //! | `servants1(i)`, peers sending to us          | `incoming.rs`, `Slot::Incoming`     |
 //! | `send1`, one control reused per peer         | `send.rs`, `Slot::Outgoing` each    |
@@ -37,6 +37,7 @@ pub mod bans;
 pub mod chat;
 pub mod config;
 pub mod console;
+mod deltas;
 mod events;
 mod incoming;
 mod leave;
@@ -155,6 +156,8 @@ struct Servant {
     backoff: Duration,
     /// `pDoc1` as parsed: the list every line is sent to.
     peers: Vec<Peer>,
+    /// The manager's version of `peers`, if it said one (`deltas.rs`).
+    version: Option<u64>,
     /// The listener's slot and port.
     listener: Option<(Index, u16)>,
     /// No document has arrived on this link yet: the first one is logged even if the
@@ -212,6 +215,7 @@ impl Servant {
             outage_logged: false,
             backoff: link::BACKOFF_FIRST,
             peers: Vec::new(),
+            version: None,
             listener: None,
             fresh_link: true,
             no_me_logged: false,

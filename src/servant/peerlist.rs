@@ -33,7 +33,7 @@ use super::incoming::RateLimited;
 use super::link::BACKOFF_MAX;
 use super::{Servant, Slot};
 use crate::reactor::{Index, Reactor};
-use crate::wire::peerdoc::{self, Peer};
+use crate::wire::peerdoc::Peer;
 
 /// The checks on the manager's lists, and the settling after a reconnect.
 #[derive(Debug, Default)]
@@ -114,32 +114,29 @@ fn entries(doc: &[u8]) -> usize {
 impl Servant {
     /// A framed document from the manager as the list to use: parsed and checked,
     /// or `None` (said why) to keep the last one.
-    /// The list in `doc`, checked, with each entry's `<name>` beside it.
+    /// Whether a whole document in `doc` lists more peers than allowed, counted
+    /// before parsing: a lying manager's 200,000 entries would cost some 100 MB as
+    /// a tree before they could be refused. Said (rate-limited) when it does.
+    pub(super) fn too_long(&mut self, r: &Reactor<Slot>, doc: &[u8]) -> bool {
+        let listed = entries(doc);
+        if listed <= self.config.max_peers {
+            return false;
+        }
+        self.refuse_list(r, &too_many(listed, self.config.max_peers));
+        true
+    }
+
+    /// A list as the manager's answers make it, checked: duplicates of an address
+    /// collapse to one, and a list past `--max-peers` is refused (`None`: the last
+    /// one stays). Each entry's name stays beside it.
     pub(super) fn checked_list(
         &mut self,
         r: &Reactor<Slot>,
-        doc: &[u8],
+        peers: Vec<Peer>,
+        names: Vec<Option<String>>,
     ) -> Option<(Vec<Peer>, Vec<Option<String>>)> {
-        let max = self.config.max_peers;
-        // Counted before parsing: a lying manager's 200,000 entries would cost
-        // some 100 MB as a tree before they could be refused.
-        let listed = entries(doc);
-        let (parsed, checked) = if listed > max {
-            (listed, Err(too_many(listed, max)))
-        } else {
-            let text = String::from_utf8_lossy(doc);
-            match peerdoc::parse_named(&text) {
-                Ok((peers, names)) => (peers.len(), check_named(peers, names, max)),
-                Err(e) => {
-                    warn!(
-                        "ignoring a malformed peer list from the connection manager ({}); keeping the last one",
-                        crate::text::escape(&e.to_string())
-                    );
-                    return None;
-                }
-            }
-        };
-        match checked {
+        let parsed = peers.len();
+        match check_named(peers, names, self.config.max_peers) {
             Ok((peers, names)) => {
                 if peers.len() < parsed {
                     if let Some(n) = self.lists.duplicated.due(r.now()) {
@@ -152,14 +149,18 @@ impl Servant {
                 Some((peers, names))
             }
             Err(why) => {
-                if let Some(n) = self.lists.too_long.due(r.now()) {
-                    warn!(
-                        "refusing a peer list from the connection manager: {why}; keeping the last one of {} ({n} refused since the last warning)",
-                        self.peers.len()
-                    );
-                }
+                self.refuse_list(r, &why);
                 None
             }
+        }
+    }
+
+    fn refuse_list(&mut self, r: &Reactor<Slot>, why: &str) {
+        if let Some(n) = self.lists.too_long.due(r.now()) {
+            warn!(
+                "refusing a peer list from the connection manager: {why}; keeping the last one of {} ({n} refused since the last warning)",
+                self.peers.len()
+            );
         }
     }
 

@@ -5,7 +5,8 @@
 //! who leaves in a churn storm). The bytes are a [`Shared`] buffer laid out as
 //! `<peers>` entries `</peers>\r\n` `TRUE`, so personalising it for an asker costs
 //! nothing: the answer is three ranges, `..me`, the trailing `TRUE`, `me + 5..`
-//! through the tail, handed to `writev`, and whatever a socket does not take stays
+//! through the tail, handed to `writev` (after `TRUE` the buffer also keeps
+//! `<peers version="N">`, for an asker that said which version it has), and whatever a socket does not take stays
 //! queued as ranges of the same buffer. A change copies the buffer only while
 //! some socket still holds a range of the old one (`Rc::make_mut`). The article
 //! instead re-parsed `pDoc.xml` into a new DOM per request and located the asker
@@ -17,6 +18,9 @@
 //! re-render that one entry in place. A document with no relayed or named servant
 //! is byte for byte the article's.
 //!
+//! Every change is a version ([`super::history`]): a servant that says which
+//! version it has is answered with what changed since ([`super::delta`]).
+//!
 //! Servants read it back with [`parse`], which checks every field.
 
 use std::net::IpAddr;
@@ -25,9 +29,11 @@ use std::rc::Rc;
 
 use crate::net::Shared;
 
+use super::delta;
+use super::history::History;
 use super::name;
 use super::relay::{self, Relay};
-use crate::xml::{self, XmlError};
+use crate::xml::{self, Element, XmlError};
 
 const HEAD: &[u8] = b"<peers>";
 /// MSXML's `.xml` ends a document with CRLF; it also makes telnet output readable.
@@ -72,11 +78,15 @@ struct Entry {
 /// ```
 #[derive(Debug)]
 pub struct PeerDoc {
-    /// `<peers>` entries `</peers>\r\n` `TRUE`.
+    /// `<peers>` entries `</peers>\r\n` `TRUE` `<peers version="N">`.
     body: Shared,
+    /// Bytes of the version head at the end of `body`.
+    head: usize,
     entries: Vec<Entry>,
     /// offset -> index in `entries`, or NONE.
     position: Vec<u32>,
+    /// Its version and latest changes.
+    pub(super) history: History,
 }
 
 impl Default for PeerDoc {
@@ -88,9 +98,11 @@ impl Default for PeerDoc {
 impl PeerDoc {
     pub fn new() -> Self {
         PeerDoc {
-            body: Rc::new([HEAD, TAIL, ME_TRUE].concat()),
+            body: Rc::new([HEAD, TAIL, ME_TRUE, &delta::versioned_head(0)].concat()),
+            head: delta::versioned_head(0).len(),
             entries: Vec::new(),
             position: Vec::new(),
+            history: History::default(),
         }
     }
 
@@ -104,12 +116,21 @@ impl PeerDoc {
 
     /// Bytes in the whole document.
     pub fn byte_len(&self) -> usize {
-        self.body.len() - ME_TRUE.len()
+        self.body.len() - ME_TRUE.len() - self.head
     }
 
     /// Where the entries end and `</peers>` starts.
     fn entries_end(&self) -> usize {
-        self.body.len() - TAIL.len() - ME_TRUE.len()
+        self.byte_len() - TAIL.len()
+    }
+
+    /// After every change: the version head at the end of the buffer is the new one.
+    fn stamp_version(&mut self) {
+        let body = Rc::make_mut(&mut self.body);
+        body.truncate(body.len() - self.head);
+        let before = body.len();
+        delta::push_versioned_head(body, self.history.version());
+        self.head = body.len() - before;
     }
 
     /// VB: `AddPeer ip, port, offset`. Replaces any entry already at `offset`.
@@ -132,6 +153,7 @@ impl PeerDoc {
         let len = body.len() - start;
         body.extend_from_slice(TAIL);
         body.extend_from_slice(ME_TRUE);
+        self.head = 0; // cut off with the tail
         if self.position.len() <= offset {
             self.position.resize(offset + 1, NONE);
         }
@@ -142,6 +164,8 @@ impl PeerDoc {
             len,
             me,
         });
+        self.history.joined(offset);
+        self.stamp_version();
     }
 
     /// VB: `RemovePeerByOffset offset`. Returns whether there was such an entry.
@@ -157,6 +181,8 @@ impl PeerDoc {
             e.start -= gone.len;
             self.position[e.offset] = k as u32;
         }
+        self.history.left(offset);
+        self.stamp_version();
         true
     }
 
@@ -188,26 +214,42 @@ impl PeerDoc {
         let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
             return false;
         };
-        let p = p as usize;
-        let e = self.entries[p];
+        let e = self.entries[p as usize];
         let extras = e.start + e.me + ME_FALSE.len() + ME_END.len();
         let end = e.start + e.len - PEER_END.len();
         // A name is escaped, so `<name>` starts the name element and nothing else.
         let split =
             memchr::memmem::find(&self.body[extras..end], b"<name>").map_or(end, |k| extras + k);
-        let (from, to) = match which {
-            Extra::Relay => (extras, split),
-            Extra::Name => (split, end),
+        let tail = match which {
+            Extra::Relay => [element, &self.body[split..end]].concat(),
+            Extra::Name => [&self.body[extras..split], element].concat(),
         };
-        if self.body[from..to] == *element {
+        self.replace_after_me(offset, tail)
+    }
+
+    /// Re-renders what follows `</me>` in `offset`'s entry as `after_me` and
+    /// `</peer>`. Every re-render goes through here, so each is a versioned change
+    /// that deltas carry.
+    fn replace_after_me(&mut self, offset: usize, mut tail: Vec<u8>) -> bool {
+        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+            return false;
+        };
+        let p = p as usize;
+        let e = self.entries[p];
+        tail.extend_from_slice(PEER_END);
+        let from = e.start + e.me + ME_FALSE.len() + ME_END.len();
+        let to = e.start + e.len;
+        if self.body[from..to] == tail[..] {
             return false; // unchanged: keep the buffer, and any queued sends sharing it
         }
-        let new_len = e.len - (to - from) + element.len();
-        Rc::make_mut(&mut self.body).splice(from..to, element.iter().copied());
+        let new_len = from - e.start + tail.len();
+        Rc::make_mut(&mut self.body).splice(from..to, tail);
         self.entries[p].len = new_len;
         for later in &mut self.entries[p + 1..] {
             later.start = later.start + new_len - e.len;
         }
+        self.history.changed(offset);
+        self.stamp_version();
         true
     }
 
@@ -226,15 +268,32 @@ impl PeerDoc {
             Some(&p) => {
                 let e = self.entries[p as usize];
                 let at = e.start + e.me;
-                [0..at, end..self.body.len(), at + ME_FALSE.len()..end]
+                [0..at, end..end + ME_TRUE.len(), at + ME_FALSE.len()..end]
             }
             None => [0..end, 0..0, 0..0],
         }
     }
 
+    /// As [`PeerDoc::personalised`], opening with `<peers version="N">`: the whole
+    /// document for an asker that said which version it has, in one `writev`.
+    pub fn personalised_versioned(&self, offset: usize) -> [Range<usize>; 4] {
+        let [first, me, rest] = self.personalised(offset);
+        let head = self.body.len() - self.head..self.body.len();
+        [head, HEAD.len()..first.end, me, rest]
+    }
+
     /// The buffer [`PeerDoc::personalised`]'s ranges index.
     pub fn shared(&self) -> &Shared {
         &self.body
+    }
+
+    /// The versioned personalised document in one buffer (tests, benchmarks).
+    pub fn render_versioned_for(&self, offset: usize) -> Vec<u8> {
+        self.personalised_versioned(offset)
+            .iter()
+            .flat_map(|r| &self.body[r.clone()])
+            .copied()
+            .collect()
     }
 
     /// The personalised document in one buffer (tests, benchmarks, logs).
@@ -310,19 +369,26 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
 
 /// Like [`parse`], with each peer's `<name>` beside it (`None` when it has none, or
 /// one that fails [`name::check`]: a bad name costs the name, not the list).
-pub fn parse_named(doc: &str) -> Result<(Vec<Peer>, Vec<Option<String>>), XmlError> {
+pub fn parse_named(doc: &str) -> NamedPeers {
     let root = xml::parse(doc)?;
+    if root.name != "peers" {
+        return Err(XmlError {
+            line: root.line,
+            column: 1,
+            reason: format!("expected <peers>, found <{}>", root.name),
+        });
+    }
+    read_peers(&root)
+}
+
+/// Reads the `<peer>` children of a document (or of a delta's element), with each
+/// one's `<name>` beside it.
+pub(super) fn read_peers(root: &Element) -> NamedPeers {
     let bad = |line: usize, reason: String| XmlError {
         line,
         column: 1,
         reason,
     };
-    if root.name != "peers" {
-        return Err(bad(
-            root.line,
-            format!("expected <peers>, found <{}>", root.name),
-        ));
-    }
     let mut peers = Vec::with_capacity(root.children.len());
     let mut names = Vec::with_capacity(root.children.len());
     for p in root.children_named("peer") {
@@ -379,6 +445,9 @@ pub fn parse_named(doc: &str) -> Result<(Vec<Peer>, Vec<Option<String>>), XmlErr
     }
     Ok((peers, names))
 }
+
+/// Peers and, beside each, its `<name>` if it has a good one.
+pub type NamedPeers = Result<(Vec<Peer>, Vec<Option<String>>), XmlError>;
 
 /// Where the first complete document in `buf` ends (just past `</peers>`), if any.
 /// Documents are not length-prefixed on the wire; the closing tag frames them.

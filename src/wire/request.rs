@@ -1,6 +1,7 @@
 //! What servants say to the manager: `needs peer list`, framed the way every
-//! client in the wild sends it, `cannot reach IP:PORT` (a complaint about a
-//! peer, for the relay: [`super::relay`]) and `name NAME` ([`super::name`]).
+//! client in the wild sends it, `needs peer list since N` (the version the asker
+//! has: [`super::delta`]), `cannot reach IP:PORT` (a complaint about a peer, for
+//! the relay: [`super::relay`]) and `name NAME` ([`super::name`]).
 //!
 //! The article's manager compared a whole `GetData` buffer with the request, so it
 //! only worked when TCP delivered exactly the 15 bytes, once. Here the same request
@@ -10,11 +11,23 @@
 
 /// The one request the manager answers.
 const NEEDS_PEER_LIST: &[u8] = b"needs peer list";
+/// What follows it when the asker says which version it has.
+const SINCE: &[u8] = b" since ";
+/// Digits in a version, at most (`u64::MAX` has 20).
+const MAX_DIGITS: usize = 20;
+
+/// `needs peer list since N\n`: what a version-aware servant asks; 0 when it has
+/// no list yet (versions start at 1), which gets the whole document.
+pub fn needs_peer_list_since(version: u64) -> Vec<u8> {
+    format!("needs peer list since {version}\n").into_bytes()
+}
 
 /// One framed item.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
     NeedsPeerList,
+    /// `needs peer list since N`, ended by a line ending.
+    NeedsPeerListSince(u64),
     /// `cannot reach IP:PORT`: the sender could not deliver to that peer.
     CannotReach(std::net::SocketAddr),
     /// `can relay`: the sender forwards lines to pullers, so it may be chosen as a
@@ -42,6 +55,7 @@ pub struct TooLong(pub usize);
 ///     reader
 ///         .feed(chunk, 4096, |line| seen.push(match line {
 ///             Line::NeedsPeerList => "request".to_string(),
+///             Line::NeedsPeerListSince(v) => format!("request since {v}"),
 ///             Line::CannotReach(peer) => format!("complaint about {peer}"),
 ///             Line::CanRelay => "offer".to_string(),
 ///             Line::Name(name) => format!("name {}", String::from_utf8_lossy(name)),
@@ -100,8 +114,16 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
             return Ok(at);
         }
         if rest.starts_with(NEEDS_PEER_LIST) {
-            f(Line::NeedsPeerList);
             at += NEEDS_PEER_LIST.len();
+            match since(&rest[NEEDS_PEER_LIST.len()..]) {
+                Since::Version(v, used) => {
+                    f(Line::NeedsPeerListSince(v));
+                    at += used;
+                }
+                Since::Partial => return Ok(at - NEEDS_PEER_LIST.len()),
+                // Bare: answered now, since the VB servant sends nothing after it.
+                Since::No => f(Line::NeedsPeerList),
+            }
             continue;
         }
         if NEEDS_PEER_LIST.starts_with(rest) {
@@ -129,6 +151,38 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
     }
 }
 
+/// What follows `needs peer list`.
+enum Since {
+    /// ` since N` and a line ending: the version and the bytes before the ending.
+    Version(u64, usize),
+    /// The start of ` since N` without its line ending yet.
+    Partial,
+    /// Anything else, the end of the buffer included: a bare request.
+    No,
+}
+
+fn since(rest: &[u8]) -> Since {
+    if rest.is_empty() {
+        return Since::No;
+    }
+    let Some(digits) = rest.strip_prefix(SINCE) else {
+        return match SINCE.starts_with(rest) {
+            true => Since::Partial,
+            false => Since::No,
+        };
+    };
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    match digits.get(n) {
+        _ if n > MAX_DIGITS => Since::No,
+        None => Since::Partial,
+        Some(b'\r' | b'\n') if n > 0 => std::str::from_utf8(&digits[..n])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .map_or(Since::No, |v| Since::Version(v, SINCE.len() + n)),
+        Some(_) => Since::No,
+    }
+}
+
 fn trim_line_end(line: &[u8]) -> &[u8] {
     let mut end = line.len();
     while end > 0 && matches!(line[end - 1], b'\r' | b'\n') {
@@ -150,6 +204,7 @@ mod tests {
             result = r.feed(c, 64, |l| {
                 out.push(match l {
                     Line::NeedsPeerList => "LIST".to_string(),
+                    Line::NeedsPeerListSince(v) => format!("SINCE {v}"),
                     Line::CannotReach(peer) => format!("COMPLAINT {peer}"),
                     Line::CanRelay => "OFFER".to_string(),
                     Line::Name(n) => format!("NAME {}", String::from_utf8_lossy(n)),
@@ -239,6 +294,32 @@ namesake
             .0,
             ["NAME alice", "LIST", "NAME ", "namesake"]
         );
+    }
+
+    #[test]
+    fn versions_are_read_whole_even_when_split() {
+        assert_eq!(
+            frame_all(&[b"needs peer list since 1234\r\nneeds peer list since 0\n"]).0,
+            ["SINCE 1234", "SINCE 0"]
+        );
+        assert_eq!(
+            frame_all(&[b"needs peer list si", b"nce 12", b"34", b"\n"]),
+            (vec!["SINCE 1234".into()], Ok(()), 0)
+        );
+        // Not a version: today's request, and the rest of the line as text.
+        assert_eq!(
+            frame_all(&[b"needs peer list since x\nneeds peer list soon\n"]).0,
+            ["LIST", " since x", "LIST", " soon"]
+        );
+        assert_eq!(
+            frame_all(&[b"needs peer list since 99999999999999999999999\n"]).0,
+            ["LIST", " since 99999999999999999999999"]
+        );
+        assert_eq!(
+            frame_all(&[b"needs peer list since 5needs peer list\n"]).0[0],
+            "LIST"
+        );
+        assert_eq!(needs_peer_list_since(7), b"needs peer list since 7\n");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Framing what comes back: peer documents from the manager (ending in
-//! `</peers>`, pushes told apart from answers), and, from any other server, an
+//! Framing what comes back: the manager's answers (documents ending in
+//! `</peers>`, deltas in `</delta>`, unchanged in `/>`; pushes told apart from
+//! answers, versions followed in [`super::lists`]), and, from any other server, an
 //! answer ending with `--expect` or at the server's close. A finished answer ends
 //! a cycle, a steady poll, or a fanout servant's registration.
 
@@ -11,6 +12,7 @@ use super::super::scan;
 use super::manager::{classify, END, MAX_DOC};
 use super::{Churn, Conn, Role};
 use crate::reactor::{Index, Reactor};
+use memchr::memmem;
 
 /// A read buffer that grew past this is freed once empty.
 const KEEP_CAPACITY: usize = 64 * 1024;
@@ -71,10 +73,17 @@ impl Churn {
                 used += 1;
             }
             from = from.max(used);
-            let Some(at) = self.end_tag.find(&bytes[from..]) else {
+            // The root names the end: a document, a delta, or an unchanged.
+            let found = match bytes.get(used + 1) {
+                None => None,
+                Some(b'd') => memmem::find(&bytes[from..], b"</delta>").map(|at| at + 8),
+                Some(b'u') => memmem::find(&bytes[from..], b"/>").map(|at| at + 2),
+                Some(_) => self.end_tag.find(&bytes[from..]).map(|at| at + END.len()),
+            };
+            let Some(at) = found else {
                 return used;
             };
-            let end = from + at + END.len();
+            let end = from + at;
             let mut next = end;
             while next < bytes.len() && matches!(bytes[next], b'\r' | b'\n') {
                 next += 1;
@@ -97,6 +106,7 @@ impl Churn {
     ) {
         self.stats.documents += 1;
         self.stats.doc_bytes += wire_len as u64;
+        self.follow(r, i, doc, now);
         let Some(Conn::Manager(ask)) = r.data_mut(i) else {
             return;
         };
@@ -107,7 +117,8 @@ impl Churn {
         };
         let first = std::mem::replace(&mut ask.first, false);
         ask.answered = true;
-        let must_parse = self.cfg.verify || (matches!(role, Role::Fanout(_)) && first);
+        let whole = doc.trim_ascii_start().starts_with(b"<peers");
+        let must_parse = whole && (self.cfg.verify || matches!(role, Role::Fanout(_)) && first);
         let me = if must_parse {
             match self.check(doc) {
                 Ok(me) => Some(me),
@@ -130,6 +141,7 @@ impl Churn {
             Role::Churner | Role::KeepAlive => {
                 self.answered(r, i, role, asked, intended, counted, now);
             }
+            Role::Steady(_) if first && !self.cfg.bare => self.steady_joined(r),
             Role::Steady(_) => {
                 if self.measuring() {
                     self.stats.steady_answer(took);
@@ -213,7 +225,7 @@ impl Churn {
             self.kept_idle(r, i);
             self.check_drained(r);
         } else {
-            r.close(i);
+            self.churner_done(r, i);
         }
     }
 }

@@ -43,6 +43,12 @@ pub(super) struct Ask {
     pub connected: bool,
     pub answered: bool,
     pub failure: Option<(Failure, String)>,
+    /// The version of the list this connection follows (0: none yet).
+    pub version: u64,
+    /// A churner's offset, from its own document (`--stay`).
+    pub offset: Option<usize>,
+    /// When a churner that stays leaves.
+    pub leave_at: Option<Instant>,
 }
 
 impl Ask {
@@ -58,15 +64,20 @@ impl Ask {
             connected: false,
             answered: false,
             failure: None,
+            version: 0,
+            offset: None,
+            leave_at: None,
         }
     }
 }
 
 impl Churn {
     /// Opens a connection to the target for `role` and queues the request, except
-    /// for steady servants, which only join and ask on their schedule (asking as
-    /// each joins would cost the manager quadratic bytes: at 10,000 servants, 4 GB),
-    /// kept connections, which ask once connected, and flooders, which only wait
+    /// for bare steady servants, which only join and ask on their schedule (every
+    /// answer is the whole list: asking as each joins would cost the manager
+    /// quadratic bytes, at 10,000 servants 4 GB, on top of the polls; a
+    /// version-aware one asks at once, as the servant does, and then polls for
+    /// changes), kept connections, which ask once connected, and flooders, which only wait
     /// to be refused (a request the manager has not read when it closes would turn
     /// its close into a reset). `open_loop` is the start's due time and whether it
     /// counts.
@@ -76,7 +87,11 @@ impl Churn {
         role: Role,
         open_loop: Option<(Instant, bool)>,
     ) -> bool {
-        let asks_now = matches!(role, Role::Churner | Role::Flooder | Role::Fanout(_));
+        let asks_now = match role {
+            Role::Churner | Role::Flooder | Role::Fanout(_) => true,
+            Role::Steady(_) => !self.cfg.bare,
+            Role::KeepAlive => false,
+        };
         let mut ask = Ask::new(role, asks_now.then(Instant::now));
         if let Some((at, counted)) = open_loop {
             ask.intended = Some(at);
@@ -92,11 +107,17 @@ impl Churn {
         match r.connect(self.cfg.target, source, Conn::Manager(ask)) {
             Ok(i) => {
                 match role {
-                    Role::Steady(k) => self.steady[k] = Some(i),
+                    Role::Steady(k) => {
+                        self.steady[k] = Some(i);
+                        if asks_now {
+                            r.send(i, &self.request_for(0));
+                        }
+                    }
                     Role::Churner | Role::Fanout(_) => {
-                        let request = std::mem::take(&mut self.request);
-                        r.send(i, &request);
-                        self.request = request;
+                        if role == Role::Churner {
+                            self.churner_connecting(source);
+                        }
+                        r.send(i, &self.request_for(0));
                     }
                     Role::Flooder | Role::KeepAlive => {}
                 }
@@ -155,7 +176,8 @@ impl Churn {
             };
             if ask.asked.is_none() && ask.connected {
                 ask.asked = Some(Instant::now());
-                r.send(i, &self.request);
+                let version = ask.version;
+                r.send(i, &self.request_for(version));
             }
         }
     }
@@ -297,7 +319,10 @@ pub(super) fn classify(buf: &[u8]) -> (Failure, String) {
         (Failure::RefusedNoPort, NO_PORT.into())
     } else if buf.is_empty() {
         (Failure::ClosedEarly, "closed before any answer".into())
-    } else if shown.starts_with(b"<peers") {
+    } else if [&b"<peers"[..], b"<delta", b"<unchanged"]
+        .iter()
+        .any(|root| shown.starts_with(root))
+    {
         (
             Failure::ClosedEarly,
             format!("closed after {} bytes of a document", buf.len()),

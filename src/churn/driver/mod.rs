@@ -10,6 +10,7 @@
 
 mod answer;
 mod fanout;
+mod lists;
 mod manager;
 mod open_loop;
 mod phases;
@@ -106,6 +107,8 @@ struct Churn {
     stats: Stats,
     fatal: Option<String>,
     end_tag: memmem::Finder<'static>,
+    /// Churners' joins and leaves, for timing the steady servants' lists.
+    changes: lists::Changes,
 }
 
 /// Sets up the reactor, runs the phases, and assembles the report.
@@ -156,6 +159,7 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         stats: Stats::new(&cfg, now),
         fatal: None,
         end_tag: memmem::Finder::new(manager::END),
+        changes: lists::Changes::default(),
         cfg,
     };
     match c.cfg.mode {
@@ -194,6 +198,16 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
 }
 
 impl Churn {
+    /// A steady servant has joined; setup ends when they all have.
+    fn steady_joined(&mut self, r: &mut Reactor<Conn>) {
+        self.registering -= 1;
+        self.steady_ready += 1;
+        self.ramp(r);
+        if self.phase == Phase::Setup && self.steady_ready == self.steady.len() {
+            self.setup_done(r);
+        }
+    }
+
     fn abort(&mut self, r: &mut Reactor<Conn>, why: String) {
         if self.fatal.is_none() {
             self.fatal = Some(why);
@@ -277,14 +291,10 @@ impl Handler for Churn {
         if ask.role == Role::KeepAlive {
             return self.kept_idle(r, i);
         }
-        if matches!(ask.role, Role::Steady(_)) && std::mem::replace(&mut ask.first, false) {
-            // A steady servant has joined; setup ends when they all have.
-            self.registering -= 1;
-            self.steady_ready += 1;
-            self.ramp(r);
-            if self.phase == Phase::Setup && self.steady_ready == self.steady.len() {
-                self.setup_done(r);
-            }
+        // A bare steady servant has joined; a version-aware one has joined once
+        // its first answer, the whole list, is in (`steady_joined`).
+        if matches!(ask.role, Role::Steady(_)) && self.cfg.bare && std::mem::take(&mut ask.first) {
+            self.steady_joined(r);
         }
     }
 

@@ -195,9 +195,8 @@ impl Churn {
         ask.asked = Some(Instant::now());
         ask.intended = intended;
         ask.counted = counted;
-        let request = std::mem::take(&mut self.request);
-        r.send(i, &request);
-        self.request = request;
+        let version = ask.version;
+        r.send(i, &self.request_for(version));
     }
 }
 

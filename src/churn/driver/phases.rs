@@ -180,6 +180,7 @@ impl Churn {
                 self.send_line(r);
             }
         }
+        self.leave_due(r, now);
         // Starts that waited for a connection too long time out even if none frees.
         self.dispatch(r);
         if now >= self.next_sweep {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::super::histogram::Histogram;
 use super::super::procfs::{self, CpuMark, CpuSource};
-use super::super::report::{self, Failures, ProcessUse, Report, Second};
+use super::super::report::{self, Failures, Lists, ProcessUse, Report, Second};
 use super::super::{Config, Mode, Progress};
 use super::{Churn, Phase};
 
@@ -42,6 +42,7 @@ pub(super) struct Stats {
     pub peers_min: Option<usize>,
     pub peers_max: Option<usize>,
     pub failures: Failures,
+    pub lists: Lists,
     /// Whether the steady answers, not `ops`, are the run's main operation.
     steady_main: bool,
     server_pid: Option<u32>,
@@ -82,6 +83,7 @@ impl Stats {
             peers_min: None,
             peers_max: None,
             failures: Failures::default(),
+            lists: Lists::default(),
             steady_main: cfg.mode == Mode::Steady && cfg.steady > 0,
             server_pid: cfg.server_pid,
             server_mark: None,
@@ -135,6 +137,8 @@ impl Stats {
         self.start_lag.clear();
         self.steady_answers = 0;
         self.steady_latency.clear();
+        self.lists.lag.clear();
+        self.lists.late = 0;
         self.server_mark = self.server_pid.and_then(|p| CpuMark::take(p).ok());
         self.client_mark = CpuMark::take(std::process::id()).ok();
         self.next_second(now);
@@ -203,6 +207,7 @@ impl Stats {
 
     pub fn report(self, cfg: Config, elapsed: Duration, waited: u64) -> Report {
         let open_loop = cfg.rate.is_some();
+        let versioned = !cfg.bare && !cfg.generic();
         Report {
             config: cfg,
             started: self.started,
@@ -222,6 +227,7 @@ impl Stats {
             peers_min: self.peers_min,
             peers_max: self.peers_max,
             failures: self.failures,
+            lists: versioned.then_some(self.lists),
             server: self.server,
             client: self.client,
             series: self.series,

@@ -8,6 +8,7 @@ pub mod compare;
 mod failure;
 mod formats;
 pub mod json;
+mod lists;
 mod svg;
 mod text;
 
@@ -19,6 +20,7 @@ use super::{Config, Mode, Protocol};
 pub use failure::{Failure, Failures};
 pub use json::json_number;
 use json::{Obj, Value};
+pub use lists::{Lists, LAG_TARGET_MS};
 
 /// The percentiles every summary shows, with their names.
 pub const LADDER: [(&str, f64); 6] = [
@@ -109,6 +111,8 @@ pub struct Report {
     pub peers_min: Option<usize>,
     pub peers_max: Option<usize>,
     pub failures: Failures,
+    /// Version-aware servants (not `--bare`): answers by kind, and list lag.
+    pub lists: Option<Lists>,
     pub server: Option<ProcessUse>,
     pub client: Option<ProcessUse>,
     /// The measured window second by second.
@@ -233,6 +237,10 @@ impl Report {
             j.num("documents", self.documents as f64);
             j.num("doc_bytes_mean", self.mean_doc_bytes());
             j.num("pushes", self.pushes as f64);
+            j.val("bare", Value::Bool(c.bare));
+        }
+        if let Some(lists) = &self.lists {
+            lists.json(&mut j);
         }
         if let (Some(lo), Some(hi)) = (self.peers_min, self.peers_max) {
             j.num("peers_min", lo as f64);
@@ -405,6 +413,7 @@ pub(crate) mod tests {
             peers_min: None,
             peers_max: None,
             failures: Failures::default(),
+            lists: None,
             server: None,
             client: None,
             series,

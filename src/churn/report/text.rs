@@ -14,7 +14,8 @@ impl Report {
     pub(super) fn target_text(&self) -> String {
         let c = &self.config;
         match &c.protocol {
-            Protocol::Manager => format!("manager {}", c.target),
+            Protocol::Manager if c.bare => format!("manager {}, bare requests", c.target),
+            Protocol::Manager => format!("manager {}, versioned requests", c.target),
             Protocol::Generic { request, expect } => format!(
                 "{}, request \"{}\", answer {}",
                 c.target,
@@ -85,6 +86,9 @@ impl Report {
         } else {
             writeln!(s, ", {} pushed", self.pushes)
         };
+        if let Some(lists) = &self.lists {
+            lists.text(&mut s);
+        }
         if let (Some(lo), Some(hi)) = (self.peers_min, self.peers_max) {
             let _ = writeln!(
                 s,

@@ -1,0 +1,135 @@
+//! Versioned answers: `needs peer list since N` is answered with `<unchanged/>`
+//! when nothing changed, a delta when the document's log still reaches back to N,
+//! and otherwise the whole document with its version (`docs/PROTOCOL.md`,
+//! [`crate::wire::delta`]). Every servant at the same version is sent the same
+//! bytes, rendered once per version and queued as shared ranges, so ten thousand
+//! servants polling an unchanged list cost ten thousand small writes, not ten
+//! thousand documents.
+//!
+//! What a servant is sent follows from what was sent on its connection before:
+//! every answer and push moves its [`Member::seen`](super::Member) to the current
+//! version, and the next one starts there. A request that names an older version
+//! than that (it crossed a push on the wire) is answered from `seen` too: TCP
+//! delivers the push first, so the servant has that version by the time it reads
+//! the answer.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::push::Sent;
+use super::{Manager, Slot};
+use crate::net::Shared;
+use crate::reactor::{Index, Reactor};
+use crate::wire::delta;
+use crate::wire::history::Since;
+
+/// Deltas kept rendered for the current version, by the version they start from.
+/// Servants are mostly at one or two versions; past this, the oldest is dropped.
+const CACHED_DELTAS: usize = 16;
+
+/// Answers rendered for one version of the document.
+#[derive(Debug, Default)]
+pub(super) struct Answers {
+    version: u64,
+    unchanged: Option<Shared>,
+    /// From-version -> the delta to `version`, or None for the whole document.
+    deltas: Vec<(u64, Option<Shared>)>,
+}
+
+impl Manager {
+    /// VB: the `needs peer list` branch of `p2p_DataArrival`. `since`: the
+    /// asker said which version it has (`needs peer list since N`; 0, none).
+    pub(super) fn needs_peer_list(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        index: Index,
+        now: Instant,
+        since: Option<u64>,
+    ) {
+        let Some(Slot::Servant(s)) = r.data_mut(index) else {
+            return;
+        };
+        s.reach.heard = Some(now); // the article's heartbeat
+        s.versioned = since.is_some();
+        match since {
+            None => {
+                self.send_list(r, index);
+            }
+            Some(since) => {
+                let from = if since == 0 { 0 } else { since.max(s.seen) };
+                self.send_versioned(r, index, from);
+            }
+        }
+    }
+
+    /// Sends `index`, whose list is at version `from`, what brings it to the
+    /// current one.
+    pub(super) fn send_versioned(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        index: Index,
+        from: u64,
+    ) -> Sent {
+        let version = self.doc.version();
+        if let Some(Slot::Servant(s)) = r.data_mut(index) {
+            s.push_owed = false;
+            s.seen = version;
+        }
+        let a = &mut self.answers;
+        if a.version != version {
+            *a = Answers {
+                version,
+                ..Answers::default()
+            };
+        }
+        if from == version {
+            let bytes = a
+                .unchanged
+                .get_or_insert_with(|| Rc::new(delta::unchanged(version)));
+            send_all(r, index, bytes);
+            return Sent::Short(bytes.len());
+        }
+        let cached = match a.deltas.iter().find(|(f, _)| *f == from) {
+            Some((_, d)) => d.clone(),
+            None => {
+                let d = match self.doc.since(from) {
+                    Since::Delta(bytes) => Some(Rc::new(bytes)),
+                    Since::Unchanged | Since::Whole => None,
+                };
+                if a.deltas.len() == CACHED_DELTAS {
+                    a.deltas.remove(0);
+                }
+                a.deltas.push((from, d.clone()));
+                d
+            }
+        };
+        if let Some(bytes) = cached {
+            send_all(r, index, &bytes);
+            return Sent::Short(bytes.len());
+        }
+        // The whole document, personalised, opening with its version.
+        let ranges = self.doc.personalised_versioned(index);
+        r.send_shared(index, self.doc.shared(), &ranges);
+        Sent::Whole(ranges.iter().map(ExactSizeIterator::len).sum())
+    }
+}
+
+/// Hands freed copies of the document back to the system. A change while sends
+/// still hold the old document copies it (copy on write): in a join storm with
+/// whole lists in flight, hundreds of copies of a megabyte or two, freed soon
+/// after. glibc raises its mmap threshold past the first large buffer freed, so
+/// later copies come from the heap, and the heap kept 184 MiB after a storm of
+/// 20,000 joins. A fixed threshold keeps every buffer past 128 KiB in its own
+/// mapping, returned when freed.
+pub(super) fn return_document_copies() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Queues all of `bytes`, shared.
+fn send_all(r: &mut Reactor<Slot>, index: Index, bytes: &Shared) {
+    r.send_shared(index, bytes, std::slice::from_ref(&(0..bytes.len())));
+}

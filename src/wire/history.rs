@@ -1,0 +1,322 @@
+//! The peer document's versions: every change to it (a join, a leave, an entry
+//! re-rendered in place, as a `<relay>` change does) is one version, and a bounded
+//! log of the latest changes lets the manager answer "what changed since version
+//! N" with a delta (`<delta from="N" to="M">`, [`super::delta`]) instead of the
+//! whole document. The log keeps offsets and kinds only, never bytes: a delta
+//! copies each entry's current bytes out of the document when it is rendered.
+//!
+//! The article's manager had no versions: every poll got the whole `pDoc.xml`, so
+//! N servants polling a list of N cost N squared bytes.
+
+use std::collections::VecDeque;
+
+use super::delta::{self, CHANGED, CHANGED_END, LEFT, LEFT_END};
+use super::peerdoc::{push_number, PeerDoc};
+
+/// Changes the log remembers (16 bytes each, 1 MiB in all). A servant further
+/// behind than this gets the whole document: at 200 changes a second (100 joins
+/// and 100 leaves) that is five minutes, and ten thousand servants joining at
+/// once stay inside it while their first whole lists drain (with 4096, a servant
+/// whose own whole list took two seconds to send was owed another one).
+pub const LOG_CHANGES: usize = 65_536;
+
+/// What one change did to the entry at its offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Joined,
+    /// The entry that left had joined at this version.
+    Left {
+        joined: u64,
+    },
+    /// Re-rendered in place (its `<relay>`, or any element after `<me>`).
+    Changed,
+}
+
+/// One logged change; its version is implied by its place in the log.
+#[derive(Clone, Copy, Debug)]
+struct Change {
+    offset: u32,
+    kind: Kind,
+}
+
+/// When the entry now at an offset joined and was last re-rendered (0: no entry).
+#[derive(Clone, Copy, Debug, Default)]
+struct Stamp {
+    joined: u64,
+    changed: u64,
+}
+
+/// The document's version and the log of its latest changes.
+#[derive(Debug, Default)]
+pub struct History {
+    /// The version of the newest change; 0 before any.
+    version: u64,
+    /// The last changes, oldest first; the last one made `version`.
+    log: VecDeque<Change>,
+    /// By offset.
+    stamps: Vec<Stamp>,
+}
+
+/// What changed since a version, netted per offset: an entry that joined and left
+/// in between is in none of the lists, one re-rendered twice is in `changed` once.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Net {
+    /// Offsets whose entry (there at the old version) is gone.
+    pub left: Vec<usize>,
+    /// Offsets whose entry was there at the old version and has been re-rendered.
+    pub changed: Vec<usize>,
+    /// Offsets of entries that joined since, in document (join) order.
+    pub joined: Vec<usize>,
+}
+
+impl Net {
+    pub fn len(&self) -> usize {
+        self.left.len() + self.changed.len() + self.joined.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl History {
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub(super) fn joined(&mut self, offset: usize) {
+        self.record(offset, Kind::Joined);
+        let v = self.version;
+        if self.stamps.len() <= offset {
+            self.stamps.resize(offset + 1, Stamp::default());
+        }
+        self.stamps[offset] = Stamp {
+            joined: v,
+            changed: v,
+        };
+    }
+
+    pub(super) fn left(&mut self, offset: usize) {
+        let joined = std::mem::take(&mut self.stamps[offset]).joined;
+        self.record(offset, Kind::Left { joined });
+    }
+
+    pub(super) fn changed(&mut self, offset: usize) {
+        self.record(offset, Kind::Changed);
+        self.stamps[offset].changed = self.version;
+    }
+
+    fn record(&mut self, offset: usize, kind: Kind) {
+        self.version += 1;
+        if self.log.len() == LOG_CHANGES {
+            self.log.pop_front();
+        }
+        self.log.push_back(Change {
+            offset: offset as u32,
+            kind,
+        });
+    }
+
+    /// What changed after version `since`, if the log still holds all of it.
+    pub fn since(&self, since: u64) -> Option<Net> {
+        let back = usize::try_from(self.version.checked_sub(since)?).ok()?;
+        if back > self.log.len() {
+            return None;
+        }
+        // (offset, whether an entry there at `since` left), one per change.
+        let mut touched: Vec<(u32, bool)> = (self.log.range(self.log.len() - back..))
+            .map(|c| {
+                let old_left = matches!(c.kind, Kind::Left { joined } if joined <= since);
+                (c.offset, old_left)
+            })
+            .collect();
+        // Sorted, an offset's `true` (if any) comes last among its changes.
+        touched.sort_unstable();
+        let mut net = Net::default();
+        let mut joined = Vec::new();
+        for (k, &(offset, old_left)) in touched.iter().enumerate() {
+            if touched.get(k + 1).is_some_and(|next| next.0 == offset) {
+                continue;
+            }
+            let offset = offset as usize;
+            if old_left {
+                net.left.push(offset);
+            }
+            match self.stamps.get(offset) {
+                Some(s) if s.joined > since => joined.push((s.joined, offset)),
+                Some(s) if s.joined != 0 && s.changed > since => net.changed.push(offset),
+                _ => {}
+            }
+        }
+        joined.sort_unstable();
+        net.joined = joined.into_iter().map(|(_, offset)| offset).collect();
+        Some(net)
+    }
+}
+
+/// What a servant that has version `since` is sent, as the manager decides it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Since {
+    /// Nothing changed: `<unchanged version="N"/>`.
+    Unchanged,
+    /// `<delta from="since" to="N">...</delta>\r\n`, rendered.
+    Delta(Vec<u8>),
+    /// The log no longer reaches back that far, or the delta would be longer than
+    /// the document: send the whole one, with its version.
+    Whole,
+}
+
+impl PeerDoc {
+    /// The document's version: bumped by every join, leave and re-rendered entry.
+    pub fn version(&self) -> u64 {
+        self.history.version()
+    }
+
+    /// What to send a servant whose list is at version `since` (0: it has none).
+    ///
+    /// ```
+    /// use p2pchat::wire::history::Since;
+    /// use p2pchat::wire::peerdoc::PeerDoc;
+    ///
+    /// let mut doc = PeerDoc::new();
+    /// for offset in 1..=3 {
+    ///     let ip = format!("127.0.0.{offset}").parse().unwrap();
+    ///     doc.add(ip, 2223 + offset as u16, offset); // versions 1, 2, 3
+    /// }
+    /// doc.remove(1); // version 4
+    /// assert_eq!(doc.since(4), Since::Unchanged);
+    /// let Since::Delta(delta) = doc.since(2) else { panic!() };
+    /// assert_eq!(
+    ///     String::from_utf8(delta).unwrap(),
+    ///     "<delta from=\"2\" to=\"4\"><left>1</left><peer><ip>127.0.0.3</ip>\
+    ///      <port>2226</port><offset>3</offset><me>FALSE</me></peer></delta>\r\n"
+    /// );
+    /// assert_eq!(doc.since(0), Since::Whole);
+    /// ```
+    pub fn since(&self, since: u64) -> Since {
+        let version = self.version();
+        if since == version {
+            return Since::Unchanged;
+        }
+        // No list, or so many changes behind that netting them costs more than
+        // sending the whole document would.
+        let behind = version.saturating_sub(since);
+        if since == 0 || behind > 4 * self.len() as u64 + 64 {
+            return Since::Whole;
+        }
+        let net = match self.history.since(since) {
+            Some(net) if net.len() <= self.len() => net,
+            _ => return Since::Whole,
+        };
+        let entries: usize = (net.changed.iter().chain(&net.joined))
+            .filter_map(|&o| self.entry(o))
+            .map(<[u8]>::len)
+            .sum();
+        let mut out =
+            Vec::with_capacity(64 + net.left.len() * 20 + net.changed.len() * 19 + entries);
+        delta::open(&mut out, since, version);
+        for &offset in &net.left {
+            out.extend_from_slice(LEFT);
+            push_number(&mut out, offset);
+            out.extend_from_slice(LEFT_END);
+        }
+        for &offset in &net.changed {
+            out.extend_from_slice(CHANGED);
+            out.extend_from_slice(self.entry(offset).unwrap_or_default());
+            out.extend_from_slice(CHANGED_END);
+        }
+        for &offset in &net.joined {
+            out.extend_from_slice(self.entry(offset).unwrap_or_default());
+        }
+        delta::close(&mut out);
+        Since::Delta(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(left: &[usize], changed: &[usize], joined: &[usize]) -> Net {
+        Net {
+            left: left.to_vec(),
+            changed: changed.to_vec(),
+            joined: joined.to_vec(),
+        }
+    }
+
+    #[test]
+    fn changes_net_out_per_offset() {
+        let mut h = History::default();
+        h.joined(1); // 1
+        h.joined(2); // 2
+        h.changed(1); // 3
+        h.left(2); // 4
+        h.joined(2); // 5: a newcomer in the reused slot
+        h.joined(3); // 6
+        h.left(3); // 7: came and went
+        assert_eq!(h.since(7), Some(Net::default()));
+        assert_eq!(h.since(2), Some(net(&[2], &[1], &[2])));
+        assert_eq!(h.since(3), Some(net(&[2], &[], &[2])));
+        assert_eq!(h.since(4), Some(net(&[], &[], &[2])));
+        assert_eq!(h.since(0), Some(net(&[], &[], &[1, 2])));
+        assert_eq!(h.since(8), None, "a version from the future");
+    }
+
+    #[test]
+    fn joins_come_in_join_order_whatever_their_offsets() {
+        let mut h = History::default();
+        h.joined(5);
+        h.joined(2);
+        h.joined(9);
+        assert_eq!(h.since(0).unwrap().joined, [5, 2, 9]);
+    }
+
+    #[test]
+    fn the_log_is_bounded_and_says_when_it_no_longer_reaches() {
+        let mut h = History::default();
+        for _ in 0..LOG_CHANGES + 10 {
+            h.joined(1);
+            h.left(1);
+        }
+        let v = h.version();
+        assert_eq!(h.log.len(), LOG_CHANGES);
+        assert!(h.since(v - LOG_CHANGES as u64).is_some());
+        assert!(h.since(v - LOG_CHANGES as u64 - 1).is_none());
+    }
+
+    #[test]
+    fn a_delta_longer_than_the_document_is_the_whole_document() {
+        let mut d = PeerDoc::new();
+        let ip = "127.0.0.1".parse().unwrap();
+        for offset in 1..=3 {
+            d.add(ip, 2223 + offset as u16, offset);
+        }
+        for offset in 1..=3 {
+            d.remove(offset);
+        }
+        d.add(ip, 2227, 1); // version 7
+        assert_eq!(d.since(3), Since::Whole, "4 changes for a document of 1");
+        assert!(matches!(d.since(6), Since::Delta(_)));
+    }
+
+    #[test]
+    fn the_versioned_document_is_the_articles_with_a_version() {
+        let mut d = PeerDoc::new();
+        d.add("127.0.0.1".parse().unwrap(), 2224, 1);
+        d.add("127.0.0.2".parse().unwrap(), 2225, 2);
+        d.add("::1".parse().unwrap(), 2226, 3);
+        for asker in [2, 9] {
+            let bare = d.render_for(asker);
+            let versioned = d.render_versioned_for(asker);
+            assert_eq!(versioned[..19], *b"<peers version=\"3\">");
+            assert_eq!(versioned[19..], bare[7..]);
+        }
+        d.set_relay(1, Some(crate::wire::relay::Relay::Nobody));
+        d.remove(3);
+        let text = String::from_utf8(d.render_versioned_for(2)).unwrap();
+        assert!(text.starts_with("<peers version=\"5\"><peer>"), "{text}");
+        assert!(text.ends_with("<me>TRUE</me></peer></peers>\r\n"), "{text}");
+        assert_eq!(d.byte_len(), d.render_for(9).len());
+    }
+}
