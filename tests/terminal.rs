@@ -320,9 +320,9 @@ impl FakeManager {
     fn accept(&mut self) {
         let (mut link, _) = self.listener.accept().unwrap();
         link.set_read_timeout(Some(DEADLINE)).unwrap();
-        let mut ask = [0u8; 26];
+        let mut ask = [0u8; 34];
         link.read_exact(&mut ask).unwrap();
-        assert_eq!(&ask, b"can relay\nneeds peer list\n");
+        assert_eq!(&ask, b"can relay\nneeds peer list since 0\n");
         self.link = Some(link);
     }
 
