@@ -1,13 +1,27 @@
 //! The peer document as a servant reads it ([`p2pchat::wire::peerdoc`]): framing by
-//! `document_end`, then `parse`, then the servant's own sanity check. Nothing
-//! panics; a document that parses renders back to the same peers.
+//! `document_end`, then `parse`, then the servant's own sanity check; and the same
+//! bytes as a versioned answer ([`p2pchat::wire::delta`]): framed, parsed, named and
+//! applied to a list. Nothing panics; a document that parses renders back to the
+//! same peers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use p2pchat::servant::peerlist;
+use p2pchat::wire::delta;
 use p2pchat::wire::peerdoc::{document_end, parse, PeerDoc};
 
 fuzz_target!(|data: &[u8]| {
+    if data.first() == Some(&b'<') {
+        if let Some(end) = delta::answer_end(data) {
+            assert!(end <= data.len());
+        }
+    }
+    let answer_text = String::from_utf8_lossy(data);
+    let _ = delta::names(&answer_text);
+    if let Ok(answer) = delta::parse(&answer_text) {
+        let mut list = Vec::new();
+        let _ = delta::update(&mut list, Some(1), answer);
+    }
     if let Some(end) = document_end(data) {
         assert!(end <= data.len());
         assert!(data[..end].ends_with(b"</peers>") || data[..end].ends_with(b"<peers/>"));

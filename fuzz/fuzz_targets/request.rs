@@ -11,6 +11,7 @@ const MAX_LINE: usize = 64;
 #[derive(Debug, PartialEq)]
 enum Framed {
     Request,
+    RequestSince(u64),
     Complaint(std::net::SocketAddr),
     Offer,
     Name(Vec<u8>),
@@ -25,6 +26,7 @@ fn frame<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Framed>, bool, Opti
         let fed = reader.feed(chunk, MAX_LINE, |line| {
             out.push(match line {
                 Line::NeedsPeerList => Framed::Request,
+                Line::NeedsPeerListSince(v) => Framed::RequestSince(v),
                 Line::CannotReach(peer) => Framed::Complaint(peer),
                 Line::CanRelay => Framed::Offer,
                 Line::Name(name) => {
