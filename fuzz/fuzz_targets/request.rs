@@ -56,7 +56,14 @@ fuzz_target!(|data: &[u8]| {
     let whole = frame(std::iter::once(stream));
     let size = usize::from(split % 32) + 1;
     let pieces = frame(stream.chunks(size));
-    if !whole.1 && !pieces.1 {
+    // A read that ends just after `needs peer list` is a bare request, answered at
+    // once: the VB servant sends nothing after it, so the framer cannot wait to
+    // see whether ` since N` follows (see `wire::request`). Other splits must not
+    // change the framing.
+    let ambiguous = (size..stream.len())
+        .step_by(size)
+        .any(|k| stream[..k].ends_with(b"needs peer list"));
+    if !whole.1 && !pieces.1 && !ambiguous {
         assert_eq!(
             whole, pieces,
             "the split into reads of {size} changed the framing"

@@ -157,7 +157,12 @@ enum Since {
     Version(u64, usize),
     /// The start of ` since N` without its line ending yet.
     Partial,
-    /// Anything else, the end of the buffer included: a bare request.
+    /// Anything else, the end of the buffer included: a bare request. So a
+    /// versioned request split by TCP right after `needs peer list` is taken as a
+    /// bare one (the VB servant's request has no ending to wait for): that asker
+    /// gets the whole document without a version, its ` since N` is logged as a
+    /// stray line, and its next poll asks `since 0` again. A servant writes the
+    /// whole line at once, so in practice it arrives whole.
     No,
 }
 
