@@ -86,11 +86,13 @@ fn server(spawn: Spawn) -> Server {
 }
 
 /// Starts connmgr on 127.0.0.1 as an operator would: the default log level (a
-/// line per join and per leave), stderr to a pipe that is read.
+/// line per join and per leave), stderr to a pipe that is read. Every virtual
+/// servant comes from one address, so the per-address cap is lifted.
 fn connmgr(extra: &[&str]) -> Server {
     server(
         Spawn::new(CONNMGR)
             .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(["--max-per-address", "1000000"])
             .args(extra),
     )
 }
@@ -442,4 +444,23 @@ fn sizes() {
         );
     }
     println!("{line}; target < 1 MiB each");
+    // `cargo build-static` output, when it has been built.
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/x86_64-unknown-linux-gnu/static"
+    );
+    let mut line = String::from("static binaries (cargo build-static):");
+    for name in ["connmgr", "servant"] {
+        match std::fs::metadata(format!("{dir}/{name}")) {
+            Ok(m) => {
+                line += &format!(
+                    " {name} {} bytes ({})",
+                    m.len(),
+                    verdict(m.len() <= 1 << 20)
+                )
+            }
+            Err(_) => return println!("static binaries: not built (run `cargo build-static`)"),
+        }
+    }
+    println!("{line}; target <= 1 MiB each");
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use p2pchat::churn::baseline::{self, Baseline};
 use p2pchat::churn::report::compare;
 use p2pchat::churn::{self, args, Config, Mode, Progress, Protocol, Sender};
-use p2pchat::cli;
-use p2pchat::config::{parse_value, ConfigError};
+use p2pchat::cli::{self, Unit};
+use p2pchat::config::ConfigError;
 
 const HELP: &str = "\
 churn - a connection-churn load generator for the p2pchat connection manager,
@@ -70,24 +70,24 @@ LOAD:
                             client starts again when done]
     -n, --count N           stop after N measured cycles (join-leave), steady
                             answers (steady), lines (fanout) or refusals (flood)
-    -d, --duration SECS     stop after measuring this long [default: 10, unless -n]
-    --warmup SECS           run this long before measuring [default: 0]
-    --interval MS           steady: time between one servant's requests [default: 1000];
+    -d, --duration TIME     stop after measuring this long [default: 10s, unless -n]
+    --warmup TIME           run this long before measuring [default: 0]
+    --interval TIME         steady: time between one servant's requests [default: 1s];
                             fanout: pause between lines [default: 0]
     --steady N              steady: servants that stay connected [default: 100]
     --bind ADDRS            source addresses, used in turn, one per connection: an
                             address, a list or a range, e.g. 127.0.0.2-127.0.0.40,
                             so that ephemeral ports do not run out [default: chosen
                             by the OS]
-    --timeout MS            per cycle, answer, line or refusal; later counts as an
-                            error [default: 5000]
+    --timeout TIME          per cycle, answer, line or refusal; later counts as an
+                            error [default: 5s]
     --verify                parse every whole document; check it names the asker
                             exactly once (costs client CPU)
     --bare                  play the article's servants: ask `needs peer list` and
                             get the whole document every time. By default each
                             connection says the version it has (`needs peer list
                             since N`) and follows the manager's deltas
-    --stay MS               churners stay this long after their answer before they
+    --stay TIME             churners stay this long after their answer before they
                             leave (from half to one and a half times it, at
                             random), so each makes a join and a leave that steady
                             servants see; in steady mode their lists are timed
@@ -117,6 +117,10 @@ OUTPUT:
     --log-level LEVEL       off, error, warn, info, debug or trace [default: warn]
     -h, --help              print this help
     -V, --version           print the version
+
+TIME is a number and a unit: 10s, 500ms, 2m. A bare number keeps the flag's old
+unit: seconds for -d and --warmup, milliseconds for --interval and --timeout.
+Flags take `--flag VALUE` or `--flag=VALUE`, once each.
 
 Every failed operation is counted by kind (connect_refused, connect_failed,
 reset, timeout, closed_early, malformed, refused_full, ...) and shown with its
@@ -230,8 +234,8 @@ fn parse(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Output)
     if let Some(w) = secs(args, Flag("--warmup", None))? {
         c.warmup = w;
     }
-    if let Some(ms) = cli::opt_flag::<u64>(args, "--interval", "a number of milliseconds")? {
-        c.interval = Duration::from_millis(ms);
+    if let Some(every) = cli::opt_duration(args, "--interval", Unit::Millis)? {
+        c.interval = every;
     }
     if let Some(n) = cli::opt_flag(args, "--steady", "a whole number")? {
         c.steady = n;
@@ -241,11 +245,11 @@ fn parse(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Output)
     {
         c.sources = args::sources(&list).map_err(|e| ConfigError::new("--bind", e))?;
     }
-    if let Some(ms) = cli::opt_flag::<u64>(args, "--timeout", "a number of milliseconds")? {
-        if ms == 0 {
+    if let Some(limit) = cli::opt_duration(args, "--timeout", Unit::Millis)? {
+        if limit.is_zero() {
             return Err(ConfigError::new("--timeout", "must be more than 0"));
         }
-        c.timeout = Duration::from_millis(ms);
+        c.timeout = limit;
     }
     c.rate = cli::opt_flag(args, "--rate", "a number of starts per second")?;
     let request = bytes(args, "--request")?;
@@ -257,24 +261,24 @@ fn parse(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Output)
         }
         (None, None) => Protocol::Manager,
     };
-    c.keep_alive = args.contains("--keep-alive");
-    c.verify = args.contains("--verify");
-    c.bare = args.contains("--bare");
-    if let Some(ms) = cli::opt_flag::<u64>(args, "--stay", "a number of milliseconds")? {
-        c.stay = Duration::from_millis(ms);
+    c.keep_alive = cli::switch(args, "--keep-alive")?;
+    c.verify = cli::switch(args, "--verify")?;
+    c.bare = cli::switch(args, "--bare")?;
+    if let Some(stay) = cli::opt_duration(args, "--stay", Unit::Millis)? {
+        c.stay = stay;
     }
     c.server_pid = cli::opt_flag(args, "--server-pid", "a process id")?;
     let sender: Option<String> = cli::opt_flag(args, "--sender", "servant or self")?;
     let servant: Option<PathBuf> =
         cli::opt_flag(args, "--servant", "a path to the servant binary")?;
     let out = Output {
-        json: args.contains("--json"),
-        csv: args.contains("--csv"),
+        json: cli::switch(args, "--json")?,
+        csv: cli::switch(args, "--csv")?,
         hdr: cli::opt_flag(args, "--hdr", "a file to write")?,
         svg: cli::opt_flag(args, "--svg", "a file to write")?,
         log_level: cli::opt_flag(args, "--log-level", "a log level")?,
     };
-    let quiet = args.contains("--quiet");
+    let quiet = cli::switch(args, "--quiet")?;
     cli::no_more_args(args)?;
     if out.json && out.csv {
         return Err(ConfigError::new(
@@ -328,42 +332,25 @@ fn sender_choice(sender: Option<&str>, servant: Option<PathBuf>) -> Result<Sende
 #[derive(Clone, Copy)]
 struct Flag(&'static str, Option<&'static str>);
 
-impl Flag {
-    fn take(self, args: &mut pico_args::Arguments) -> Result<Option<String>, pico_args::Error> {
-        match self.1 {
-            Some(short) => args.opt_value_from_str([short, self.0]),
-            None => args.opt_value_from_str(self.0),
-        }
-    }
-}
-
-/// A flag's value, parsed; errors name the flag and what it needs.
+/// A flag's value, parsed (`-c 5`, `--concurrency 5`, `--concurrency=5`; once);
+/// errors name the flag and what it needs.
 fn opt<T: std::str::FromStr>(
     args: &mut pico_args::Arguments,
     flag: Flag,
     expected: &str,
 ) -> Result<Option<T>, ConfigError> {
-    match flag.take(args) {
-        Ok(Some(text)) => parse_value(&text, expected)
-            .map(Some)
-            .map_err(|reason| ConfigError::new(flag.0, reason)),
-        Ok(None) => Ok(None),
-        Err(pico_args::Error::OptionWithoutAValue(_)) => Err(ConfigError::new(
-            flag.0,
-            format!("needs a value: {expected}"),
-        )),
-        Err(e) => Err(ConfigError::new(flag.0, e.to_string())),
+    match flag.1 {
+        Some(short) => cli::opt_flag_keys(args, [short, flag.0], flag.0, expected),
+        None => cli::opt_flag(args, flag.0, expected),
     }
 }
 
-/// Seconds, fractions allowed.
+/// A duration: `10s`, `500ms`, `2m`; a bare number is seconds, as it always was.
 fn secs(args: &mut pico_args::Arguments, flag: Flag) -> Result<Option<Duration>, ConfigError> {
-    let Some(s) = opt::<f64>(args, flag, "a number of seconds such as 10 or 0.5")? else {
-        return Ok(None);
-    };
-    Duration::try_from_secs_f64(s)
-        .map(Some)
-        .map_err(|_| ConfigError::new(flag.0, format!("must be a number of seconds, not {s}")))
+    match flag.1 {
+        Some(short) => cli::opt_duration_keys(args, [short, flag.0], flag.0, Unit::Secs),
+        None => cli::opt_duration(args, flag.0, Unit::Secs),
+    }
 }
 
 /// Bytes written with escapes (`PING\r\n`).

@@ -1,8 +1,7 @@
 //! `connmgr`: the connection manager daemon. Parses flags, starts logging, runs.
+#![cfg_attr(target_feature = "crt-static", no_main)]
 
-use std::process::ExitCode;
-
-use p2pchat::cli;
+use p2pchat::cli::{self, Unit};
 use p2pchat::config::ConfigError;
 use p2pchat::connmgr::{self, Overrides};
 
@@ -24,31 +23,51 @@ OPTIONS:
     --port N               port to listen on; 0 lets the OS choose [default: 85]
     --first-port N         port given to the first servant, counting up [default: 2224]
     --max-servants N       refuse connections beyond this many [default: 10000]
-    --idle-timeout SECS    drop a servant silent this long; 0 = never [default: 30]
-    --push-interval MS     at most one pushed list per servant per MS; 0 = no pushes [default: 100]
+    --max-per-address N    refuse connections from one address beyond this many, so one
+                           host cannot fill --max-servants [default: 64]
+    --idle-timeout TIME    drop a servant silent this long (no whole request); 0 = never
+                           [default: 30s]
+    --push-interval TIME   at most one pushed list per servant per TIME; 0 = no pushes
+                           [default: 100ms]
+    --max-line BYTES       a longer request line closes that connection [default: 4096]
     --relay-threshold N    complaints (`cannot reach`) each peer must make about a servant
                            before it is dialed back; 0 = never relay [default: 2]
     --relay-share PCT      more than PCT percent of the other servants must complain;
                            0 = any one [default: 50, i.e. most]
-    --relay-window SECS    complaints older than this are forgotten; a servant must have
-                           asked for the list this recently to be judged [default: 60]
-    --relay-recheck SECS   dial relayed servants back this often; release those that
-                           answer [default: 60]
-    --relay-dial-timeout MS  a dial-back not connected by then failed [default: 3000]
+    --relay-window TIME    complaints older than this are forgotten; a servant must have
+                           asked for the list this recently to be judged [default: 60s]
+    --relay-recheck TIME   dial relayed servants back this often; release those that
+                           answer [default: 60s]
+    --relay-dial-timeout TIME  a dial-back not connected by then failed [default: 3s]
     --relay-pullers N      servants one relay pulls for at most [default: 16]
-    --log-level LEVEL      off, error, warn, info, debug or trace [default: $RUST_LOG or info]
+    --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
+                           such as info,p2pchat::connmgr=debug
+                           [default: $RUST_LOG, else the file's <loglevel>, else info]
     -h, --help             print this help
     -V, --version          print the version
 
-When ready it logs `listening on ADDR:PORT` to stderr. SIGINT or SIGTERM stop it.
+TIME is a number and a unit: 30s, 100ms, 2m, 1h. A bare number keeps the unit the
+flag always had: seconds for --idle-timeout, --relay-window and --relay-recheck,
+milliseconds for --push-interval and --relay-dial-timeout.
+Flags take `--flag VALUE` or `--flag=VALUE`, once each.
+
+When ready it logs `listening on ADDR:PORT` to stderr (at every level but off) and,
+under systemd (Type=notify), sends READY=1. SIGINT or SIGTERM stop it. SIGHUP reads
+--config again and applies max servants, idle timeout, push interval, max line,
+the relay settings and log level; the address and ports need a restart. A bad
+file keeps the old settings.
 Port 85 needs root or CAP_NET_BIND_SERVICE; try `connmgr --port 8585`.
 
 EXIT STATUS: 0 after a clean shutdown, 1 if it could not start, 2 for bad options or config.
 ";
 
-fn main() -> ExitCode {
-    cli::daemon_main("connmgr", HELP, parse, connmgr::Config::load, connmgr::run)
-}
+p2pchat::entry!(cli::daemon_main(
+    "connmgr",
+    HELP,
+    parse,
+    connmgr::Config::load,
+    connmgr::run
+));
 
 fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>), ConfigError> {
     let o = Overrides {
@@ -57,17 +76,15 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         port: cli::opt_flag(args, "--port", "a port number from 0 to 65535")?,
         first_port: cli::opt_flag(args, "--first-port", "a port number from 1 to 65535")?,
         max_servants: cli::opt_flag(args, "--max-servants", "a whole number")?,
-        idle_timeout: cli::opt_flag(args, "--idle-timeout", "a number of seconds")?,
-        push_interval: cli::opt_flag(args, "--push-interval", "a number of milliseconds")?,
+        max_per_address: cli::opt_flag(args, "--max-per-address", "a whole number")?,
+        idle_timeout: cli::opt_duration(args, "--idle-timeout", Unit::Secs)?,
+        push_interval: cli::opt_duration(args, "--push-interval", Unit::Millis)?,
+        max_line: cli::opt_flag(args, "--max-line", "a number of bytes")?,
         relay_threshold: cli::opt_flag(args, "--relay-threshold", "a number of complaints")?,
         relay_share: cli::opt_flag(args, "--relay-share", "a percentage")?,
-        relay_window: cli::opt_flag(args, "--relay-window", "a number of seconds")?,
-        relay_recheck: cli::opt_flag(args, "--relay-recheck", "a number of seconds")?,
-        relay_dial_timeout: cli::opt_flag(
-            args,
-            "--relay-dial-timeout",
-            "a number of milliseconds",
-        )?,
+        relay_window: cli::opt_duration(args, "--relay-window", Unit::Secs)?,
+        relay_recheck: cli::opt_duration(args, "--relay-recheck", Unit::Secs)?,
+        relay_dial_timeout: cli::opt_duration(args, "--relay-dial-timeout", Unit::Millis)?,
         relay_pullers: cli::opt_flag(args, "--relay-pullers", "a number of servants")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;

@@ -1,4 +1,4 @@
-//! `demo`: a manager and three servants on loopback chatting. Parses the (absent)
+//! `p2pchat-demo`: a manager and three servants on loopback chatting. Parses the (absent)
 //! arguments and runs [`p2pchat::demo`].
 
 use std::process::ExitCode;
@@ -9,12 +9,12 @@ use p2pchat::demo::{self, Role};
 use p2pchat::{connmgr, servant};
 
 const HELP: &str = "\
-demo - a p2pchat network on loopback, for a first look
+p2pchat-demo - a p2pchat network on loopback, for a first look
 
 Starts a connection manager on 127.0.0.1 and three servants, alice, bob and carol,
 on 127.0.0.2, 127.0.0.3 and 127.0.0.4; has each say a line; prints every servant's
 window (the lines it showed, in order) and its user list; then shuts them all down.
-Uses the connmgr and servant binaries next to demo when they are at least as new
+Uses the connmgr and servant binaries next to p2pchat-demo when they are at least as new
 (else it plays their parts itself).
 
 With --nat (root only, needs `ip` and `nft`), builds a small internet out of
@@ -23,7 +23,7 @@ behind a NAT router that drops inbound connections. Nobody can reach carol, so t
 manager has her pull from a relay; then all three chat. Everything is removed after.
 
 USAGE:
-    demo [--nat]
+    p2pchat-demo [--nat]
 
 OPTIONS:
     --nat            the servant-behind-a-router demo (root)
@@ -36,7 +36,7 @@ which), 2 for arguments.
 
 fn main() -> ExitCode {
     let mut args = pico_args::Arguments::from_env();
-    if let Some(done) = cli::help_or_version(&mut args, "demo", HELP) {
+    if let Some(done) = cli::help_or_version(&mut args, "p2pchat-demo", HELP) {
         return done;
     }
     match args.opt_value_from_str::<_, String>(demo::ROLE) {
@@ -54,27 +54,31 @@ fn main() -> ExitCode {
     match if nat { demo::run_nat() } else { demo::run() } {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("demo failed: {e}");
+            eprintln!("p2pchat-demo failed: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-/// `demo --demo-role connmgr|servant FLAGS`: the flags [`demo::run`] passes.
+/// `p2pchat-demo --demo-role connmgr|servant FLAGS`: the flags [`demo::run`] passes.
 fn play(role: &str, args: &mut pico_args::Arguments) -> ExitCode {
     let parsed = (|| {
         let role = match role {
             "connmgr" => Role::Connmgr(connmgr::Overrides {
                 bind: cli::opt_flag(args, "--bind", "an IP address")?,
                 port: cli::opt_flag(args, "--port", "a port number")?,
-                relay_dial_timeout: cli::opt_flag(args, "--relay-dial-timeout", "milliseconds")?,
+                relay_dial_timeout: cli::opt_duration(
+                    args,
+                    "--relay-dial-timeout",
+                    cli::Unit::Millis,
+                )?,
                 ..connmgr::Overrides::default()
             }),
             "servant" => Role::Servant(servant::Overrides {
                 connmgr: cli::opt_flag(args, "--connmgr", "HOST:PORT")?,
                 bind: cli::opt_flag(args, "--bind", "an IP address")?,
                 name: cli::opt_flag(args, "--name", "a name")?,
-                poll_interval: cli::opt_flag(args, "--poll-interval", "milliseconds")?,
+                poll_interval: cli::opt_duration(args, "--poll-interval", cli::Unit::Millis)?,
                 ..servant::Overrides::default()
             }),
             other => return Err(ConfigError::new(demo::ROLE, format!("no part {other:?}"))),
@@ -97,6 +101,6 @@ fn play(role: &str, args: &mut pico_args::Arguments) -> ExitCode {
 }
 
 fn usage_error(e: &ConfigError) -> ExitCode {
-    eprintln!("demo: {e}");
+    eprintln!("p2pchat-demo: {e}");
     ExitCode::from(2)
 }

@@ -1,8 +1,7 @@
 //! `servant`: a chat peer. Parses flags, starts logging, runs.
+#![cfg_attr(target_feature = "crt-static", no_main)]
 
-use std::process::ExitCode;
-
-use p2pchat::cli;
+use p2pchat::cli::{self, Unit};
 use p2pchat::config::ConfigError;
 use p2pchat::servant::{self, Overrides};
 
@@ -12,7 +11,9 @@ servant - a p2pchat peer
 Asks the connection manager for the peer list (at start, then every poll interval,
 and takes the lists it pushes), listens on the port the manager assigns, and sends
 each line typed on stdin to every peer, itself included. What peers send is printed
-on stdout, one message per line; logs go to stderr.
+on stdout, one message per line; logs go to stderr. On a terminal it is a chat
+window instead: a prompt kept below the transcript, joins, leaves and warnings shown
+as dim lines, and routine log lines only when --log-level asks for them.
 
 USAGE:
     servant [OPTIONS]
@@ -27,43 +28,69 @@ OPTIONS:
     --bind ADDR            local address for the listener and all outgoing connections,
                            so servants on one host can stand for 127.0.0.2, 127.0.0.3, ...
                            [default: listen on every interface, :: or 0.0.0.0]
-    --name NAME            prefix outgoing lines with `NAME: `; overrides <name>
-    --poll-interval MS     ask for the peer list every MS milliseconds [default: 2000]
+    --name NAME            prefix outgoing lines with `NAME: ` and be listed by that
+                           name (at most 32 characters); overrides <name>
+    --poll-interval TIME   ask for the peer list this often, at least 100ms: 2s, 500ms,
+                           1m; a bare number is milliseconds [default: 2s]
+    --max-peers N          refuse a peer list longer than this, keeping the last good
+                           one; each entry costs a connection per line [default: 10000]
+    --ban TARGET           refuse connections from this IP address or host name, as
+                           a <ban> in config.xml; may be given more than once
     --headless             do not read stdin; run until SIGINT or SIGTERM
-    --log-level LEVEL      off, error, warn, info, debug or trace [default: $RUST_LOG or info]
+    --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
+                           such as info,p2pchat::servant=debug
+                           [default: $RUST_LOG, else config.xml's <loglevel>, else info;
+                           on a terminal, only warnings and errors are shown unless asked]
+    --log-file PATH        append log lines to PATH instead of stderr
     -h, --help             print this help
     -V, --version          print the version
 
 INPUT:
-    A line is chat. /peers prints the user list (* marks this servant, then port and
-    address), /help the commands, /quit leaves. //text sends /text. An unknown
-    /command is an error on stderr, not chat.
-    On a terminal there is a `> ` prompt; Ctrl-D leaves.
+    A line is chat. /peers (or /names) prints the user list (* marks this servant;
+    name, address, port), /help the commands, /me ACTION an action, /nick NAME a new
+    name, /clear clears the screen, /quit leaves. //text sends /text. An unknown
+    /command is an error, not chat.
+    On a terminal there is a `> ` prompt with line editing (arrows, Home, End,
+    Ctrl-A/E/K/U/W/Y/L, Up and Down for this session's history); Ctrl-D leaves.
     From a pipe or file, end of input leaves once every line has been delivered
     (at most 5 s later). Lines typed before the first peer list are held and
     sent when it arrives. With stdin at /dev/null, or --headless, it runs until
     SIGINT or SIGTERM.
 
-When it listens it logs `listening on ADDR:PORT`, and `peers: N (...)` whenever the
-list changes. If the manager goes away it keeps chatting with the peers it knows and
-reconnects with backoff (0.1 s doubling to 5 s).
+Flags take `--flag VALUE` or `--flag=VALUE`, each once (but --ban).
+
+When it listens it logs `listening on ADDR:PORT` (at every level but off), and
+`peers: N (...)` whenever the list changes. If the manager goes away it keeps
+chatting with the peers it knows and reconnects with backoff (0.1 s doubling to 5 s).
+Under systemd (Type=notify) it sends READY=1 once started. SIGHUP reads config.xml
+again and applies bans, name, poll interval and log level (a bad file changes
+nothing); the manager's address and --bind need a restart.
 
 EXIT STATUS: 0 after leaving cleanly, 1 if it could not start, 2 for bad options or config.
 ";
 
-fn main() -> ExitCode {
-    cli::daemon_main("servant", HELP, parse, servant::Config::load, servant::run)
-}
+p2pchat::entry!(cli::daemon_main(
+    "servant",
+    HELP,
+    parse,
+    servant::Config::load,
+    servant::run
+));
 
 fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>), ConfigError> {
     let o = Overrides {
-        headless: args.contains("--headless"),
+        headless: cli::switch(args, "--headless")?,
         config: cli::opt_flag(args, "--config", "a file name")?,
         connmgr: cli::opt_flag(args, "--connmgr", "HOST or HOST:PORT")?,
         port: cli::opt_flag(args, "--port", "a port number from 1 to 65535")?,
         bind: cli::opt_flag(args, "--bind", "an IP address such as 127.0.0.2")?,
         name: cli::opt_flag(args, "--name", "a name")?,
-        poll_interval: cli::opt_flag(args, "--poll-interval", "a number of milliseconds")?,
+        poll_interval: cli::opt_duration(args, "--poll-interval", Unit::Millis)?,
+        max_peers: cli::opt_flag(args, "--max-peers", "a number of peers")?,
+        bans: args
+            .values_from_str("--ban")
+            .map_err(|e| ConfigError::new("--ban", e.to_string()))?,
+        log_file: cli::opt_flag(args, "--log-file", "a file name")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;

@@ -46,7 +46,15 @@ impl ConfigFile {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(&shown, format!("cannot read it: {e}")))?;
-        let doc = xml::parse(&text).map_err(|e| {
+        Self::parse(&text, path, root)
+    }
+
+    /// Parses `text` as if read from `path` (which errors name); the root element
+    /// must be called `root`. What [`ConfigFile::load`] does after reading the file,
+    /// and what the fuzz targets call.
+    pub fn parse(text: &str, path: &Path, root: &str) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let doc = xml::parse(text).map_err(|e| {
             ConfigError::new(
                 format!("{shown}:{}", e.line),
                 format!("column {}: {}", e.column, e.reason),
@@ -88,6 +96,23 @@ impl ConfigFile {
             )),
             None => Ok(()),
         }
+    }
+
+    /// The value of `<name>` under the root, parsed and checked by `check` (which
+    /// says what is wrong), if present; errors name the file and line.
+    pub fn checked<T: FromStr>(
+        &self,
+        name: &str,
+        expected: &str,
+        check: impl Fn(&T) -> Result<(), String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(el) = self.root.child(name) else {
+            return Ok(None);
+        };
+        parse_value(el.value(), expected)
+            .and_then(|v| check(&v).map(|()| v))
+            .map(Some)
+            .map_err(|reason| ConfigError::new(self.place(el), format!("<{name}> {reason}")))
     }
 
     /// The value of `<name>` under the root, parsed, if present.

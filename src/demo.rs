@@ -1,14 +1,14 @@
-//! `demo`: a manager and three servants on loopback chatting, for a first look.
+//! `p2pchat-demo`: a manager and three servants on loopback chatting, for a first look.
 //!
 //! [`run`] starts `connmgr` and three `servant`s (alice, bob and carol on
 //! 127.0.0.2, .3 and .4) as child processes, waits for each to say it is ready,
 //! has each send a line, then prints every servant's transcript and user list and
 //! shuts everything down. It uses the `connmgr` and `servant` binaries built next
 //! to the running executable; when they are missing or older than it (`cargo run
-//! --bin demo` builds only the demo), it runs itself with [`ROLE`] to play those
+//! --bin p2pchat-demo` builds only the demo), it runs itself with [`ROLE`] to play those
 //! parts through the same library functions ([`play`]).
 //!
-//! [`run_nat`] (`demo --nat`, root only) instead builds network namespaces with a
+//! [`run_nat`] (`p2pchat-demo --nat`, root only) instead builds network namespaces with a
 //! servant behind a port-blocking router and shows it chatting through a relay.
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! A small internet out of Linux network namespaces, for the relay's tests, its
-//! benchmark and `demo --nat`: real routing, a real NAT, real dropped packets.
+//! benchmark and `p2pchat-demo --nat`: real routing, a real NAT, real dropped packets.
 //!
 //! ```text
 //!   public (203.0.113.0/24)                  router                    home (198.51.100.0/24)

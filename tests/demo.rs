@@ -1,8 +1,8 @@
-//! The `demo` binary end to end: its help, and a whole conversation.
+//! The `p2pchat-demo` binary end to end: its help, and a whole conversation.
 
 use std::process::Command;
 
-const DEMO: &str = env!("CARGO_BIN_EXE_demo");
+const DEMO: &str = env!("CARGO_BIN_EXE_p2pchat-demo");
 
 #[test]
 fn help_exits_0_with_the_usage() {

@@ -84,13 +84,20 @@ fn count(doc: &str) -> (usize, usize) {
 
 #[test]
 fn a_change_mid_round_still_reaches_everyone() {
-    // 300 subscribers x 25 KB documents is 7.5 MB a round, spread over about 15
+    // 500 subscribers x 42 KB documents is 21 MB a round, spread over about 40
     // loop turns, so a join made as soon as the first subscriber's push starts to
     // arrive usually lands mid-round. If it does not, the test tries again; the
     // manager's debug line says when one did.
-    const SUBSCRIBERS: usize = 300;
-    const TRIES: usize = 5;
-    let (m, addr) = connmgr(&["--push-interval", "20", "--log-level", "debug"]);
+    const SUBSCRIBERS: usize = 500;
+    const TRIES: usize = 12;
+    let (m, addr) = connmgr(&[
+        "--push-interval",
+        "20",
+        "--log-level",
+        "debug",
+        "--max-per-address",
+        "1000",
+    ]);
     let mut subs: Vec<TcpStream> = (0..SUBSCRIBERS).map(|_| client(addr)).collect();
     m.wait_for(&format!("({SUBSCRIBERS} servants)"));
     for s in &mut subs {

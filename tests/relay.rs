@@ -427,6 +427,62 @@ fn a_relayed_servant_whose_router_opens_its_port_is_released() {
     w.wait(p, "stopped relaying for", DEADLINE);
 }
 
+#[test]
+fn a_line_typed_while_the_pull_link_is_down_reaches_the_relay_once_it_is_back() {
+    let Some(mut w) = World::new("held", &[]) else {
+        return;
+    };
+    let (p1, p2) = (w.public(0, "pat"), w.public(1, "quinn"));
+    let n = w.home(0, "nora");
+    for &k in &[p1, p2, n] {
+        w.wait(k, "peers: 3 (", DEADLINE);
+    }
+    w.servants[n].type_line("hello?").unwrap();
+    let relay = w.relayed(n, VERDICT);
+    let r = w.by_addr(&relay);
+    w.wait(r, "relaying for", DEADLINE);
+    for k in [p1, p2, n] {
+        drain(&w.servants[k]);
+    }
+    // Cut the pull link under nora's feet, as a router reboot would.
+    let (ip, port) = relay.rsplit_once(':').unwrap();
+    let out = w
+        .net
+        .exec(&w.net.home, "ss")
+        .args(["-K", "dst", ip, "dport", "=", port])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ss -K: {out:?}");
+    w.wait(n, "lost the relay at", DEADLINE);
+    let others: Vec<usize> = [p1, p2].into_iter().filter(|&k| k != r).collect();
+    let mut who = vec![n, r];
+    who.extend(others);
+    // Typed before the link is back: held for the relay, not dropped.
+    w.servants[n].type_line("while the link was down").unwrap();
+    for &k in &who {
+        let s = &w.servants[k];
+        let mut got = 0;
+        let end = Instant::now() + VERDICT;
+        while got == 0 {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = (s.stdout_line(left)).unwrap_or_else(|_| {
+                panic!(
+                    "{} never showed nora's line; log:\n{}",
+                    s.name(),
+                    s.log_text()
+                )
+            });
+            got += usize::from(line == "nora: while the link was down");
+        }
+        let again = s.stdout_lines_within(SETTLE);
+        assert!(
+            !again.iter().any(|l| l == "nora: while the link was down"),
+            "{} showed it twice",
+            s.name()
+        );
+    }
+}
+
 /// The address servant `k` listens on, from its `listening on` line.
 fn listen_addr(w: &World, k: usize) -> String {
     let line = w.wait(k, "listening on ", DEADLINE);
@@ -457,7 +513,7 @@ fn the_nat_demo_shows_a_relayed_servant_chatting() {
         return;
     };
     drop(net);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_p2pchat-demo"))
         .arg("--nat")
         .env_remove("RUST_LOG")
         .output()
@@ -493,7 +549,7 @@ fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
     a.write_all(b"needs peer list\n").unwrap();
     let a_port = common::entries(&common::read_doc(&mut a))[0].0;
     let mut b = common::client(addr);
-    b.write_all(b"needs peer list\n").unwrap();
+    b.write_all(b"can relay\nneeds peer list\n").unwrap();
     let doc = common::read_doc(&mut b);
     assert!(
         !doc.contains("<relay>") && doc.ends_with("<me>TRUE</me></peer></peers>\r\n"),
@@ -520,4 +576,94 @@ fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
         "{line}"
     );
     manager.wait_for("relay: offset 1 (127.0.0.1:");
+}
+
+#[test]
+fn on_loopback_old_complaints_age_out_so_a_long_lived_servant_is_still_heard() {
+    let (manager, addr) = common::connmgr(&[
+        "--log-level",
+        "debug",
+        "--relay-threshold",
+        "100",
+        "--relay-window",
+        "1",
+        "--push-interval",
+        "0",
+        "--max-per-address",
+        "100",
+    ]);
+    let mut clients: Vec<TcpStream> = (0..66).map(|_| common::client(addr)).collect();
+    let last = clients.last_mut().unwrap();
+    last.write_all(b"needs peer list\n").unwrap();
+    let ports: Vec<u16> = common::entries(&common::read_doc(last))
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(ports.len(), 66);
+    let complain = |c: &mut TcpStream, port: u16| {
+        c.write_all(format!("cannot reach 127.0.0.1:{port}\n").as_bytes())
+            .unwrap();
+    };
+    // Offset 1 complains about 64 peers: as many as one servant may have pending.
+    for &port in &ports[1..65] {
+        complain(&mut clients[0], port);
+    }
+    manager.wait_for("offset 1 cannot reach offset 65");
+    // The 65th is refused until the first 64 are older than the window (1 s).
+    let end = Instant::now() + DEADLINE;
+    while manager.count("offset 1 cannot reach offset 66") == 0 {
+        assert!(
+            Instant::now() < end,
+            "a servant with 64 old complaints is never heard again:\n{}",
+            manager.log_text()
+        );
+        complain(&mut clients[0], ports[65]);
+        let _ = manager.wait_for_within(
+            "offset 1 cannot reach offset 66",
+            Duration::from_millis(200),
+        );
+    }
+    assert!(
+        manager.count("not recorded: too many") > 0,
+        "the cap was reached first"
+    );
+}
+
+#[test]
+fn on_loopback_a_client_that_never_offered_to_relay_is_never_chosen() {
+    let (manager, addr) = common::connmgr(&[
+        "--relay-threshold",
+        "1",
+        "--relay-share",
+        "0",
+        "--relay-dial-timeout",
+        "2000",
+        // Its own ports: the other loopback test binds its b's port in parallel.
+        "--first-port",
+        "31224",
+    ]);
+    let mut a = common::client(addr);
+    a.write_all(b"needs peer list\n").unwrap();
+    let a_port = common::entries(&common::read_doc(&mut a))[0].0;
+    // b is a VB-style client: reachable, asking, complaining, but it never said
+    // `can relay`, so it would show a `pull` line as chat and forward nothing.
+    let mut b = common::client(addr);
+    b.write_all(b"needs peer list\n").unwrap();
+    let b_port = common::entries(&common::read_doc(&mut b))[1].0;
+    let _listening = std::net::TcpListener::bind(("127.0.0.1", b_port)).unwrap();
+    b.write_all(format!("cannot reach 127.0.0.1:{a_port}\n").as_bytes())
+        .unwrap();
+    manager.wait_for("verdict: offset 1");
+    let told = loop {
+        let doc = common::read_doc(&mut b);
+        if doc.contains("<relay>") {
+            break doc;
+        }
+    };
+    assert!(
+        told.contains(&format!(
+            "<port>{a_port}</port><offset>1</offset><me>FALSE</me><relay>none</relay>"
+        )),
+        "{told}"
+    );
 }

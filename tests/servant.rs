@@ -114,15 +114,37 @@ fn every_servant_shows_every_line_once_including_its_own() {
         assert_eq!(sorted(&transcript(d, 3)), want);
     }
 
-    // /peers: one line per peer, `*` on this servant's own, then port and address.
-    s[0].type_line("/peers");
-    let peers = transcript(&s[0], 3);
+    // /peers: one line per peer in aligned columns: `*` on this servant's own, then
+    // name, address and port.
+    // Names reach the list a push after the join: ask until they are all there.
+    let deadline = Instant::now() + DEADLINE;
+    let peers = loop {
+        s[0].type_line("/peers");
+        let peers = transcript(&s[0], 3);
+        if !peers.iter().any(|l| l.contains(" - ")) || Instant::now() > deadline {
+            break peers;
+        }
+    };
     assert_eq!(peers.len(), 3, "{peers:?}");
     let own: Vec<&String> = peers.iter().filter(|l| l.starts_with('*')).collect();
     assert_eq!(own.len(), 1, "{peers:?}");
-    assert!(own[0].ends_with(" 127.0.31.1"), "{peers:?}");
-    let ips: BTreeSet<&str> = peers.iter().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert!(own[0].starts_with("* alice  127.0.31.1  "), "{peers:?}");
+    let ips: BTreeSet<&str> = (peers.iter())
+        .filter_map(|l| l.split_whitespace().rev().nth(1))
+        .collect();
     assert_eq!(ips.len(), 3, "{peers:?}");
+    let names: BTreeSet<&str> = (peers.iter())
+        .filter_map(|l| l.trim_start_matches('*').split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["alice", "bob", "carol"]),
+        "{peers:?}"
+    );
+    assert!(
+        peers.iter().all(|l| l.len() == peers[0].len()),
+        "columns line up: {peers:?}"
+    );
 
     // An unknown command is an error, never chat.
     s[1].type_line("/frobnicate");
@@ -289,10 +311,11 @@ fn split_and_malformed_documents_and_a_garbage_peer_do_not_crash_it() {
     let mut s = servant(fake.local_addr().unwrap(), "127.0.35.1", "r", &cfg, 200);
     let (mut link, _) = fake.accept().unwrap();
     link.set_read_timeout(Some(DEADLINE)).unwrap();
-    // A new link asks for the whole list, by version (0: it has none).
-    let mut ask = [0u8; 24];
+    // A new link offers to relay, then asks for the whole list by version (0: it
+    // has none).
+    let mut ask = [0u8; 34];
     link.read_exact(&mut ask).unwrap();
-    assert_eq!(&ask, b"needs peer list since 0\n");
+    assert_eq!(&ask, b"can relay\nneeds peer list since 0\n");
 
     let me = free_port("127.0.35.1");
     let other = TcpListener::bind("127.0.35.2:0").unwrap();

@@ -109,7 +109,14 @@ fn account_for(lines: &Receiver<String>, shown: impl Fn(&str) -> bool, total: u6
 #[test]
 fn a_half_close_after_eight_requests_gets_all_eight_documents_of_10000_servants() {
     raise_fd_limit();
-    let (_m, addr) = connmgr(&["--max-servants", "20000", "--push-interval", "0"]);
+    let (_m, addr) = connmgr(&[
+        "--max-servants",
+        "20000",
+        "--max-per-address",
+        "20000",
+        "--push-interval",
+        "0",
+    ]);
     let _servants: Vec<TcpStream> = (0..10_000)
         .map(|k| TcpStream::connect(addr).unwrap_or_else(|e| panic!("servant {k}: {e}")))
         .collect();
@@ -225,6 +232,22 @@ fn logged(log: &Receiver<String>, pattern: &str) -> String {
     }
 }
 
+/// Waits for a log line containing `a` and one containing `b`, in either order.
+fn logged_both(log: &Receiver<String>, a: &str, b: &str) -> (String, String) {
+    let (mut first, mut second) = (None, None);
+    let end = Instant::now() + DEADLINE;
+    while first.is_none() || second.is_none() {
+        let left = end.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if first.is_none() && line.contains(a) => first = Some(line),
+            Ok(line) if second.is_none() && line.contains(b) => second = Some(line),
+            Ok(_) => {}
+            Err(_) => panic!("never logged {a:?} and {b:?}"),
+        }
+    }
+    (first.unwrap(), second.unwrap())
+}
+
 /// A servant showing its chat on a followed stdout.
 fn servant(manager: SocketAddr, bind: &str, name: &str) -> Daemon {
     let manager = manager.to_string();
@@ -251,14 +274,14 @@ fn a_chat_stdout_nobody_reads_costs_lines_counted_when_it_drains_never_the_serva
     let (mut alice, stdout, alice_log) = servant_with_unread_stdout(manager, "127.0.91.2");
     let bob = servant(manager, "127.0.91.3", "bob");
     bob.listening_addr();
-    let chat_port = logged(&alice_log, "listening on 127.0.91.2:");
+    // Whichever comes first: bob may have joined before alice's first list.
+    let (chat_port, _) = logged_both(&alice_log, "listening on 127.0.91.2:", "peers: 2 ");
     let chat: SocketAddr = chat_port
         .rsplit("listening on ")
         .next()
         .unwrap()
         .parse()
         .unwrap();
-    logged(&alice_log, "peers: 2 ");
 
     // A peer sends alice 20 MB of chat, which her stdout cannot take.
     const LINES: u64 = 200_000;

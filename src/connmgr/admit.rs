@@ -1,6 +1,13 @@
-//! Who gets in: the ports held by live servants, and refusals (`--max-servants`,
-//! no free port) told to the client and logged at a bounded rate.
+//! Who gets in: the ports held by live servants, the servants per address, and
+//! refusals (`--max-servants`, `--max-per-address`, no free port) told to the
+//! client and logged at a bounded rate.
+//!
+//! VB accepted every connection. Here one host cannot fill `--max-servants` and
+//! lock everyone else out: past `--max-per-address` servants from one address,
+//! its next connection is refused.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use log::warn;
@@ -11,6 +18,7 @@ use crate::reactor::{Reactor, Request};
 /// What a servant refused for lack of room is told.
 const FULL: &[u8] = b"max number of servants reached\r\n";
 const NO_PORT: &[u8] = b"no free servant port\r\n";
+const PER_ADDRESS: &[u8] = b"max servants per address reached\r\n";
 
 /// A set of ports, one bit each.
 pub(super) struct PortSet(Vec<u64>);
@@ -30,12 +38,35 @@ impl PortSet {
     }
 }
 
+/// Servants connected from each address.
+#[derive(Default)]
+pub(super) struct PerAddress(HashMap<IpAddr, u32>);
+
+impl PerAddress {
+    pub(super) fn count(&self, ip: IpAddr) -> usize {
+        self.0.get(&ip).map_or(0, |&n| n as usize)
+    }
+    pub(super) fn joined(&mut self, ip: IpAddr) {
+        *self.0.entry(ip).or_default() += 1;
+    }
+    pub(super) fn left(&mut self, ip: IpAddr) {
+        if let Some(n) = self.0.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(&ip);
+            }
+        }
+    }
+}
+
 /// Why a connection is refused: the log line says it; [`Refusal::reply`] tells
 /// the servant.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Refusal {
     /// `--max-servants`, reached.
     Full(usize),
+    /// `--max-per-address`, reached by the connection's address.
+    PerAddress(usize),
     /// Every port from the first servant port up is held.
     NoPort,
 }
@@ -44,7 +75,18 @@ impl Refusal {
     pub(super) fn reply(self) -> &'static [u8] {
         match self {
             Refusal::Full(_) => FULL,
+            Refusal::PerAddress(_) => PER_ADDRESS,
             Refusal::NoPort => NO_PORT,
+        }
+    }
+
+    /// Each kind is counted and rate-limited on its own, so that a flood of one
+    /// does not hide the other.
+    fn kind(self) -> usize {
+        match self {
+            Refusal::Full(_) => 0,
+            Refusal::PerAddress(_) => 1,
+            Refusal::NoPort => 2,
         }
     }
 }
@@ -53,14 +95,24 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::Full(max) => write!(f, "max number of servants ({max}) reached"),
+            Refusal::PerAddress(max) => {
+                write!(
+                    f,
+                    "max servants per address ({max}) reached from that address"
+                )
+            }
             Refusal::NoPort => f.write_str("every servant port is taken"),
         }
     }
 }
 
-/// Refused connections not yet mentioned in the log.
+/// Refused connections not yet mentioned in the log, per kind of refusal.
 #[derive(Default)]
-pub(super) struct Refusals {
+pub(super) struct Refusals([Refused; 3]);
+
+/// One kind of refusal: when it was last logged, and how many since.
+#[derive(Default)]
+struct Refused {
     logged: Option<Instant>,
     unlogged: u64,
 }
@@ -71,19 +123,19 @@ impl Manager {
     /// formatted for a refusal that is only counted.
     pub(super) fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: Refusal) {
         let now = r.now();
-        if self
-            .refusals
+        let count = &mut self.refusals.0[why.kind()];
+        if count
             .logged
             .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
         {
             let from = request.remote();
-            match std::mem::take(&mut self.refusals.unlogged) {
+            match std::mem::take(&mut count.unlogged) {
                 0 => warn!("refusing {from}: {why}"),
                 n => warn!("refusing {from}: {why} ({n} more refused since the last line)"),
             }
-            self.refusals.logged = Some(now);
+            count.logged = Some(now);
         } else {
-            self.refusals.unlogged += 1;
+            count.unlogged += 1;
         }
         r.refuse(request, why.reply());
     }
@@ -102,5 +154,20 @@ mod tests {
         assert_eq!(Refusal::NoPort.to_string(), "every servant port is taken");
         assert_eq!(Refusal::Full(3).reply(), FULL);
         assert_eq!(Refusal::NoPort.reply(), NO_PORT);
+        assert_eq!(
+            Refusal::PerAddress(64).reply(),
+            b"max servants per address reached\r\n"
+        );
+        let mut counts = PerAddress::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        counts.joined(ip);
+        counts.joined(ip);
+        counts.left(ip);
+        assert_eq!(counts.count(ip), 1);
+        counts.left(ip);
+        assert!(
+            counts.0.is_empty(),
+            "an address with nobody left is forgotten"
+        );
     }
 }

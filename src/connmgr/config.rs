@@ -2,10 +2,12 @@
 //! `--config FILE`, then command-line flags, each overriding the one before.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::cli::{parse_duration, Unit};
 use crate::config::{ConfigError, ConfigFile};
+use crate::logfilter::Filter;
 
 /// Everything the manager can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +20,9 @@ pub struct Config {
     pub first_port: u16,
     /// Connections beyond this are refused with a line saying so.
     pub max_servants: usize,
+    /// Servants from one address beyond this are refused, so that one host cannot
+    /// fill `max_servants` and lock everyone else out.
+    pub max_per_address: usize,
     /// Drop a servant that sends nothing for this long; zero turns it off.
     pub idle_timeout: Duration,
     /// At most one pushed list per servant per this window; zero turns pushing off.
@@ -26,6 +31,11 @@ pub struct Config {
     pub max_line: usize,
     /// When a servant is found behind a port-blocking router, and who relays for it.
     pub relay: RelayConfig,
+    /// `<loglevel>` from the file, if any (`--log-level` and `RUST_LOG` beat it).
+    pub log_level: Option<Filter>,
+    /// What the command line said, kept so that a reload (SIGHUP) reads the file
+    /// again and puts the flags back over it.
+    pub overrides: Overrides,
 }
 
 /// The verdict and the relay (`docs/RELAY.md`): when complaints make the manager
@@ -71,33 +81,35 @@ impl Default for Config {
             port: 85,
             first_port: 2224,
             max_servants: 10_000,
+            max_per_address: 64,
             idle_timeout: Duration::from_secs(30),
             push_interval: Duration::from_millis(100),
             max_line: 4096,
             relay: RelayConfig::default(),
+            log_level: None,
+            overrides: Overrides::default(),
         }
     }
 }
 
 /// Values given on the command line; `None` leaves the file's or the default.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub bind: Option<IpAddr>,
     pub port: Option<u16>,
     pub first_port: Option<u16>,
     pub max_servants: Option<usize>,
-    pub idle_timeout: Option<u64>,
-    pub push_interval: Option<u64>,
+    pub max_per_address: Option<usize>,
+    pub idle_timeout: Option<Duration>,
+    pub push_interval: Option<Duration>,
+    pub max_line: Option<usize>,
     pub relay_threshold: Option<u32>,
     /// Percent.
     pub relay_share: Option<u32>,
-    /// Seconds.
-    pub relay_window: Option<u64>,
-    /// Seconds.
-    pub relay_recheck: Option<u64>,
-    /// Milliseconds.
-    pub relay_dial_timeout: Option<u64>,
+    pub relay_window: Option<Duration>,
+    pub relay_recheck: Option<Duration>,
+    pub relay_dial_timeout: Option<Duration>,
     pub relay_pullers: Option<u32>,
 }
 
@@ -107,6 +119,7 @@ const KNOWN: &[&str] = &[
     "port",
     "firstport",
     "maxservants",
+    "maxperaddress",
     "idletimeout",
     "pushinterval",
     "maxline",
@@ -116,37 +129,60 @@ const KNOWN: &[&str] = &[
     "relayrecheck",
     "relaydialtimeout",
     "relaypullers",
+    "loglevel",
 ];
 
 impl Config {
-    /// Defaults, then the config file if one is named, then the flags.
+    /// Defaults, then the config file if one is named, then the flags. A value
+    /// that makes no sense is refused naming where it came from: the flag, or the
+    /// file and line.
     pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let file = match &o.config {
+            Some(path) => Some(ConfigFile::load(path, "connmgr")?),
+            None => None,
+        };
         let mut c = Config::default();
-        if let Some(path) = &o.config {
-            c.apply_file(&ConfigFile::load(path, "connmgr")?)?;
+        if let Some(f) = &file {
+            c.apply_file(f)?;
         }
         c.bind = o.bind.or(c.bind);
         c.port = o.port.unwrap_or(c.port);
         c.first_port = o.first_port.unwrap_or(c.first_port);
         c.max_servants = o.max_servants.unwrap_or(c.max_servants);
-        c.idle_timeout = o.idle_timeout.map_or(c.idle_timeout, Duration::from_secs);
-        c.push_interval = o
-            .push_interval
-            .map_or(c.push_interval, Duration::from_millis);
+        c.max_per_address = o.max_per_address.unwrap_or(c.max_per_address);
+        c.idle_timeout = o.idle_timeout.unwrap_or(c.idle_timeout);
+        c.push_interval = o.push_interval.unwrap_or(c.push_interval);
+        c.max_line = o.max_line.unwrap_or(c.max_line);
         let r = &mut c.relay;
         r.threshold = o.relay_threshold.unwrap_or(r.threshold);
         r.share = o.relay_share.unwrap_or(r.share);
-        r.window = o.relay_window.map_or(r.window, Duration::from_secs);
-        r.recheck = o.relay_recheck.map_or(r.recheck, Duration::from_secs);
-        r.dial_timeout = o
-            .relay_dial_timeout
-            .map_or(r.dial_timeout, Duration::from_millis);
+        r.window = o.relay_window.unwrap_or(r.window);
+        r.recheck = o.relay_recheck.unwrap_or(r.recheck);
+        r.dial_timeout = o.relay_dial_timeout.unwrap_or(r.dial_timeout);
         r.pullers = o.relay_pullers.unwrap_or(r.pullers);
-        c.check_relay("relay settings")?;
-        c.check(if o.first_port.is_some() {
-            "--first-port"
-        } else {
-            "first port"
+        c.overrides = o.clone();
+        c.check(&|element, flag| {
+            if o.given(flag) {
+                flag.to_string()
+            } else {
+                file.as_ref()
+                    .and_then(|f| f.root.child(element).map(|el| f.place(el)))
+                    .unwrap_or_else(|| format!("<{element}>"))
+            }
+        })?;
+        Ok(c)
+    }
+
+    /// The settings in a config file's text, as if read from `path`: the file part
+    /// of [`Config::load`], with the same checks (the fuzz target's entry).
+    pub fn from_xml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let f = ConfigFile::parse(text, path, "connmgr")?;
+        let mut c = Config::default();
+        c.apply_file(&f)?;
+        c.check(&|element, _| {
+            f.root
+                .child(element)
+                .map_or_else(|| format!("<{element}>"), |el| f.place(el))
         })?;
         Ok(c)
     }
@@ -165,22 +201,24 @@ impl Config {
         if let Some(v) = f.value("maxservants", "a whole number")? {
             self.max_servants = v;
         }
-        if let Some(v) = f.value::<u64>("idletimeout", "a number of seconds (0 = never)")? {
-            self.idle_timeout = Duration::from_secs(v);
+        if let Some(v) = f.value("maxperaddress", "a whole number")? {
+            self.max_per_address = v;
         }
-        if let Some(v) =
-            f.value::<u64>("pushinterval", "a number of milliseconds (0 = no pushes)")?
-        {
-            self.push_interval = Duration::from_millis(v);
+        if let Some(v) = duration(f, "idletimeout", Unit::Secs)? {
+            self.idle_timeout = v;
+        }
+        if let Some(v) = duration(f, "pushinterval", Unit::Millis)? {
+            self.push_interval = v;
         }
         if let Some(v) = f.value("maxline", "a number of bytes")? {
             self.max_line = v;
         }
-        self.apply_relay(f)?;
-        if let Some(el) = f.root.child("firstport") {
-            self.check(&f.place(el))?;
+        if let Some(el) = f.root.child("loglevel") {
+            let filter = Filter::parse(el.value())
+                .map_err(|r| ConfigError::new(f.place(el), format!("<loglevel> {r}")))?;
+            self.log_level = Some(filter);
         }
-        Ok(())
+        self.apply_relay(f)
     }
 
     fn apply_relay(&mut self, f: &ConfigFile) -> Result<(), ConfigError> {
@@ -191,60 +229,125 @@ impl Config {
         if let Some(v) = f.value("relayshare", "a percentage from 0 to 99")? {
             r.share = v;
         }
-        if let Some(v) = f.value::<u64>("relaywindow", "a number of seconds")? {
-            r.window = Duration::from_secs(v);
+        if let Some(v) = duration(f, "relaywindow", Unit::Secs)? {
+            r.window = v;
         }
-        if let Some(v) = f.value::<u64>("relayrecheck", "a number of seconds")? {
-            r.recheck = Duration::from_secs(v);
+        if let Some(v) = duration(f, "relayrecheck", Unit::Secs)? {
+            r.recheck = v;
         }
-        if let Some(v) = f.value::<u64>("relaydialtimeout", "a number of milliseconds")? {
-            r.dial_timeout = Duration::from_millis(v);
+        if let Some(v) = duration(f, "relaydialtimeout", Unit::Millis)? {
+            r.dial_timeout = v;
         }
         if let Some(v) = f.value("relaypullers", "a number of servants")? {
             r.pullers = v;
         }
-        if let Some(el) = f.root.child("relayshare") {
-            self.check_relay(&f.place(el))?;
-        }
         Ok(())
     }
 
-    /// Settings that would make the relay misbehave rather than merely be slow.
-    fn check_relay(&self, place: &str) -> Result<(), ConfigError> {
+    /// Values that would make the manager misbehave rather than merely be slow.
+    /// `place(element, flag)` says where a setting came from.
+    fn check(&self, place: &dyn Fn(&str, &str) -> String) -> Result<(), ConfigError> {
+        let bad = |element: &str, flag: &str, reason: String| {
+            Err(ConfigError::new(place(element, flag), reason))
+        };
+        if self.first_port == 0 {
+            return bad(
+                "firstport",
+                "--first-port",
+                "the first servant port must be from 1 to 65535, not 0".into(),
+            );
+        }
+        if self.max_servants == 0 {
+            return bad(
+                "maxservants",
+                "--max-servants",
+                "must be at least 1: with 0 every servant would be refused".into(),
+            );
+        }
+        if self.max_per_address == 0 {
+            return bad(
+                "maxperaddress",
+                "--max-per-address",
+                "must be at least 1: with 0 every servant would be refused".into(),
+            );
+        }
+        if self.max_line == 0 {
+            return bad("maxline", "--max-line", "must be at least 1 byte".into());
+        }
         let r = &self.relay;
         if r.share > 99 {
-            return Err(ConfigError::new(
-                place,
+            return bad(
+                "relayshare",
+                "--relay-share",
                 format!(
                     "the share of complaining servants is a percentage below 100, not {}",
                     r.share
                 ),
-            ));
+            );
         }
-        for (what, d) in [
-            ("window", r.window),
-            ("recheck", r.recheck),
-            ("dial timeout", r.dial_timeout),
+        for (what, element, flag, d) in [
+            ("window", "relaywindow", "--relay-window", r.window),
+            ("recheck", "relayrecheck", "--relay-recheck", r.recheck),
+            (
+                "dial timeout",
+                "relaydialtimeout",
+                "--relay-dial-timeout",
+                r.dial_timeout,
+            ),
         ] {
             if r.threshold > 0 && d.is_zero() {
-                return Err(ConfigError::new(
-                    place,
+                return bad(
+                    element,
+                    flag,
                     format!("the relay {what} must be more than 0 while verdicts are on (relay threshold {})", r.threshold),
-                ));
+                );
             }
         }
         Ok(())
     }
 
-    fn check(&self, place: &str) -> Result<(), ConfigError> {
-        if self.first_port == 0 {
-            return Err(ConfigError::new(
-                place,
-                "the first servant port must be from 1 to 65535, not 0",
-            ));
+    /// The settings a running manager cannot take without a restart, by name,
+    /// where `self` and `other` differ.
+    pub fn restart_needed(&self, other: &Config) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.bind != other.bind {
+            names.push("bind address");
         }
-        Ok(())
+        if self.port != other.port {
+            names.push("port");
+        }
+        if self.first_port != other.first_port {
+            names.push("first servant port");
+        }
+        names
     }
+}
+
+impl Overrides {
+    /// Whether `flag` was given on the command line.
+    fn given(&self, flag: &str) -> bool {
+        match flag {
+            "--first-port" => self.first_port.is_some(),
+            "--max-servants" => self.max_servants.is_some(),
+            "--max-per-address" => self.max_per_address.is_some(),
+            "--max-line" => self.max_line.is_some(),
+            "--relay-share" => self.relay_share.is_some(),
+            "--relay-window" => self.relay_window.is_some(),
+            "--relay-recheck" => self.relay_recheck.is_some(),
+            "--relay-dial-timeout" => self.relay_dial_timeout.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// `<name>` as a duration (`30s`, `100ms`, `2m`), a bare number in `bare` units.
+fn duration(f: &ConfigFile, name: &str, bare: Unit) -> Result<Option<Duration>, ConfigError> {
+    let Some(el) = f.root.child(name) else {
+        return Ok(None);
+    };
+    parse_duration(el.value(), bare)
+        .map(Some)
+        .map_err(|r| ConfigError::new(f.place(el), format!("<{name}> {r}")))
 }
 
 #[cfg(test)]
@@ -290,7 +393,7 @@ mod tests {
         .unwrap();
         let o = Overrides {
             config: Some(path.clone()),
-            relay_dial_timeout: Some(250),
+            relay_dial_timeout: Some(Duration::from_millis(250)),
             ..Overrides::default()
         };
         let c = Config::load(&o).unwrap();
@@ -306,10 +409,49 @@ mod tests {
         assert!(e.to_string().contains(":3: the share"), "{e}");
         let _ = std::fs::remove_file(path);
         let o = Overrides {
-            relay_window: Some(0),
+            relay_window: Some(Duration::ZERO),
             ..Overrides::default()
         };
         assert!(Config::load(&o).unwrap_err().to_string().contains("window"));
+    }
+
+    #[test]
+    fn durations_take_units_and_every_element_is_read() {
+        let path =
+            std::env::temp_dir().join(format!("p2pchat-connmgr-units-{}.xml", std::process::id()));
+        std::fs::write(&path, "<connmgr><idletimeout>2m</idletimeout><relaywindow>90s</relaywindow><pushinterval>1s</pushinterval>\n<maxline>100</maxline><loglevel>warn,p2pchat::connmgr=debug</loglevel></connmgr>").unwrap();
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.push_interval, Duration::from_secs(1));
+        assert_eq!(c.max_line, 100);
+        assert_eq!(c.relay.window, Duration::from_secs(90));
+        assert_eq!(
+            c.log_level.as_ref().map(ToString::to_string).as_deref(),
+            Some("warn,p2pchat::connmgr=debug")
+        );
+        assert_eq!(c.overrides, o);
+        o.max_line = Some(50);
+        o.idle_timeout = Some(Duration::from_millis(1500));
+        let c = Config::load(&o).unwrap();
+        assert_eq!(
+            (c.max_line, c.idle_timeout),
+            (50, Duration::from_millis(1500))
+        );
+        std::fs::write(
+            &path,
+            "<connmgr>\n<idletimeout>soon</idletimeout></connmgr>",
+        )
+        .unwrap();
+        let e = Config::load(&o).unwrap_err().to_string();
+        assert!(e.contains(":2: <idletimeout> must be a duration"), "{e}");
+        std::fs::write(&path, "<connmgr>\n<loglevel>loud=x</loglevel></connmgr>").unwrap();
+        let e = Config::load(&o).unwrap_err().to_string();
+        assert!(e.contains(":2: <loglevel>"), "{e}");
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]
@@ -319,5 +461,45 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(Config::load(&o).unwrap_err().place, "--first-port");
+    }
+
+    #[test]
+    fn nonsense_values_are_refused_naming_the_flag_or_the_file_and_line() {
+        for (flags, place, reason) in [
+            (
+                Overrides {
+                    max_servants: Some(0),
+                    ..Overrides::default()
+                },
+                "--max-servants",
+                "at least 1",
+            ),
+            (
+                Overrides {
+                    max_per_address: Some(0),
+                    ..Overrides::default()
+                },
+                "--max-per-address",
+                "at least 1",
+            ),
+        ] {
+            let e = Config::load(&flags).unwrap_err();
+            assert_eq!(e.place, place);
+            assert!(e.reason.contains(reason), "{e}");
+        }
+        let path = Path::new("conf/connmgr.xml");
+        for (text, line, reason) in [
+            ("<connmgr>\n<maxservants>0</maxservants></connmgr>", 2, "at least 1"),
+            ("<connmgr>\n\n<maxperaddress>0</maxperaddress></connmgr>", 3, "at least 1"),
+            ("<connmgr>\n<maxline>0</maxline></connmgr>", 2, "at least 1 byte"),
+            ("<connmgr><relaythreshold>1</relaythreshold>\n<relaywindow>0</relaywindow></connmgr>", 2, "window"),
+            ("<connmgr>\n<maxperaddress>-1</maxperaddress></connmgr>", 2, "whole number"),
+        ] {
+            let e = Config::from_xml(text, path).unwrap_err();
+            assert_eq!(e.place, format!("conf/connmgr.xml:{line}"), "{e}");
+            assert!(e.reason.contains(reason), "{e}");
+        }
+        let c = Config::from_xml("<connmgr><maxperaddress>3</maxperaddress></connmgr>", path);
+        assert_eq!(c.unwrap().max_per_address, 3);
     }
 }

@@ -22,8 +22,10 @@
 
 mod admit;
 pub mod config;
+mod names;
 mod push;
 mod relay;
+mod reload;
 mod verdict;
 mod versions;
 
@@ -38,7 +40,7 @@ use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use crate::wire::peerdoc::PeerDoc;
 use crate::wire::request::{Line, RequestReader, TooLong};
 use crate::StartError;
-use admit::{PortSet, Refusal, Refusals};
+use admit::{PerAddress, PortSet, Refusal, Refusals};
 
 /// Timer id for the coalesced push of the peer list.
 const PUSH: usize = 0;
@@ -92,6 +94,7 @@ struct Manager {
     port_max: u32,
     held: PortSet,
     servants: usize,
+    per_address: PerAddress,
     /// Servants that have joined, for [`Member::serial`].
     joined: u64,
     /// Port -> offset + 1 (0 = none): complaints name servants by address.
@@ -111,6 +114,7 @@ impl Manager {
             doc: PeerDoc::new(),
             held: PortSet::new(),
             servants: 0,
+            per_address: PerAddress::default(),
             joined: 0,
             // Zeroed, so pages are only touched for ports in use.
             by_port: vec![0; 65536],
@@ -154,10 +158,14 @@ impl Handler for Manager {
         if self.servants >= self.config.max_servants {
             return self.refuse(r, request, Refusal::Full(self.config.max_servants));
         }
+        let ip = request.remote().ip();
+        if self.per_address.count(ip) >= self.config.max_per_address {
+            let max = self.config.max_per_address;
+            return self.refuse(r, request, Refusal::PerAddress(max));
+        }
         let Some(port) = self.next_port() else {
             return self.refuse(r, request, Refusal::NoPort);
         };
-        let ip = request.remote().ip();
         self.joined += 1;
         let member = Member {
             ip,
@@ -178,20 +186,21 @@ impl Handler for Manager {
         self.held.insert(port);
         self.by_port[port as usize] = index as u32 + 1;
         self.servants += 1;
+        self.per_address.joined(ip);
         self.doc.add(ip, port, index);
         if log::log_enabled!(log::Level::Info) {
             let entry = self.doc.entry(index).unwrap_or_default();
             info!(
-                "joined: {} ({} servants)",
+                "joined: {} ({})",
                 String::from_utf8_lossy(entry),
-                self.servants
+                count(self.servants)
             );
         }
         self.membership_changed(r);
     }
 
     /// VB: `p2p_DataArrival(Index, bytesTotal)`: answer `needs peer list`, count
-    /// `cannot reach` complaints, log the rest.
+    /// `cannot reach` complaints, list names, log the rest.
     fn data_arrival(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: &[u8]) {
         let now = r.now();
         let Some(Slot::Servant(s)) = r.data_mut(index) else {
@@ -205,13 +214,28 @@ impl Handler for Manager {
         let outcome = requests.feed(data, self.config.max_line, |line| match line {
             Line::NeedsPeerList => {
                 subscribe = true;
+                r.touch(index); // only whole requests keep a servant, not any byte
                 self.needs_peer_list(r, index, now, None);
             }
             Line::NeedsPeerListSince(since) => {
                 subscribe = true;
+                r.touch(index);
                 self.needs_peer_list(r, index, now, Some(since));
             }
-            Line::CannotReach(peer) => self.cannot_reach(r, index, peer),
+            Line::CannotReach(peer) => {
+                r.touch(index);
+                self.cannot_reach(r, index, peer)
+            }
+            Line::CanRelay => {
+                r.touch(index);
+                if let Some(Slot::Servant(s)) = r.data_mut(index) {
+                    s.reach.can_relay = true;
+                }
+            }
+            Line::Name(name) => {
+                r.touch(index);
+                self.name_request(r, index, name)
+            }
             Line::Other(text) => {
                 lines += 1;
                 log_line(index, lines, text);
@@ -258,9 +282,11 @@ impl Handler for Manager {
         self.held.remove(s.port);
         self.by_port[s.port as usize] = 0;
         self.servants -= 1;
+        self.per_address.left(s.ip);
         info!(
-            "left: offset {index}, port {} ({} servants)",
-            s.port, self.servants
+            "left: offset {index}, port {} ({})",
+            s.port,
+            count(self.servants)
         );
         self.membership_changed(r);
         self.forget_reach(r, index, &mut s);
@@ -298,22 +324,31 @@ impl Handler for Manager {
             _ => {}
         }
     }
+
+    /// SIGHUP: read the config file again (`reload.rs`).
+    fn reload(&mut self, r: &mut Reactor<Self::Data>) {
+        self.reload_config(r);
+    }
 }
 
-/// VB: `MsgBox Index & " sent: " & a & " to the connection manager"`.
+/// `1 servant`, `2 servants`.
+fn count(servants: usize) -> String {
+    match servants {
+        1 => "1 servant".to_string(),
+        n => format!("{n} servants"),
+    }
+}
+
+/// VB: `MsgBox Index & " sent: " & a & " to the connection manager"`. The text is
+/// a client's: escaped ([`crate::text`]) so that it cannot drive a terminal.
 fn log_line(index: Index, count: u32, text: &[u8]) {
     let text = String::from_utf8_lossy(text);
     let shown = crate::xml::clip(&text, 200);
+    let shown = crate::text::escape(&shown);
     if count <= LOGGED_LINES {
-        info!(
-            "{index} sent: {} to the connection manager",
-            shown.escape_debug()
-        );
+        info!("{index} sent: {shown} to the connection manager");
     } else {
-        debug!(
-            "{index} sent: {} to the connection manager",
-            shown.escape_debug()
-        );
+        debug!("{index} sent: {shown} to the connection manager");
     }
 }
 
@@ -329,6 +364,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let options = Options {
         idle_timeout: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),
+        // A servant is alive while it asks (the article's heartbeat); a byte now
+        // and then is not a request, and must not keep a slot forever.
+        touch_only: true,
         ..Options::default()
     };
     let mut r = Reactor::new(options)
@@ -339,11 +377,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
         .map_err(|e| StartError(e.to_string()))?;
     r.catch_signals()
         .map_err(|e| StartError(format!("cannot catch signals: {e}")))?;
-    info!("listening on {addr}");
+    // The file's <loglevel>, unless --log-level or RUST_LOG said otherwise.
+    let _ = crate::logfilter::set_from_file(config.log_level.as_ref());
+    crate::announce!("listening on {addr}");
+    crate::notify::ready();
     let mut manager = Manager::new(config);
-    r.run(&mut manager)
-        .map_err(|e| StartError(format!("event loop failed: {e}")))?;
-    info!("shut down with {} servants connected", manager.servants);
+    let outcome = r.run(&mut manager);
+    crate::notify::stopping();
+    outcome.map_err(|e| StartError(format!("event loop failed: {e}")))?;
+    info!("shut down with {} connected", count(manager.servants));
     Ok(())
 }
 
@@ -355,13 +397,15 @@ fn listen(r: &mut Reactor<Slot>, config: &Config) -> Result<Index, StartError> {
 }
 
 fn bind_error(addr: SocketAddr, e: &io::Error) -> StartError {
-    let hint = match e.kind() {
-        io::ErrorKind::PermissionDenied => format!(
-            "ports below 1024 need root or CAP_NET_BIND_SERVICE; use --port {} (or --port 0 for any free port) \
-             and put the same port in the servants' config.xml",
-            8000 + addr.port()
-        ),
-        io::ErrorKind::AddrInUse => "another program is using that port: stop it, or choose another with --port".into(),
+    let hint: String = match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE; use --port 8585 \
+             (or --port 0 for any free port) and put the same port in the servants' config.xml"
+                .into()
+        }
+        io::ErrorKind::AddrInUse => {
+            "another program is using that port: stop it, or choose another with --port".into()
+        }
         io::ErrorKind::AddrNotAvailable => "that address is not on this host: check --bind".into(),
         _ => "check --bind and --port".into(),
     };

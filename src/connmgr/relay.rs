@@ -142,6 +142,7 @@ impl Manager {
                 continue;
             };
             if Some(i) == except
+                || !m.reach.can_relay
                 || m.reach.relay != RelayState::Direct
                 || m.reach.pullers >= cfg.pullers
                 || !m.reach.heard.is_some_and(fresh)

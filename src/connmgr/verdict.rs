@@ -45,8 +45,11 @@ pub(super) struct Reach {
     pub(super) dialing: bool,
     /// When the last dial-back to it finished.
     pub(super) dialed: Option<Instant>,
-    /// The last dial-back connected: it can relay.
+    /// The last dial-back connected: it can be reached to relay.
     pub(super) confirmed: bool,
+    /// It said `can relay`: it forwards lines to pullers. A VB servant would show
+    /// a `pull` line as chat and forward nothing, black-holing its pullers.
+    pub(super) can_relay: bool,
     pub(super) relay: RelayState,
     /// Servants assigned to pull from it.
     pub(super) pullers: u32,
@@ -112,6 +115,8 @@ pub(super) struct Verdicts {
     pub(super) seeking: usize,
     /// When marked servants are next dialed again.
     next_recheck: Option<Instant>,
+    /// When complaints past the window were last forgotten everywhere.
+    pruned: Option<Instant>,
 }
 
 impl Manager {
@@ -133,8 +138,15 @@ impl Manager {
             return self.judge(r, target, Some(Purpose::Puller));
         }
         let now = r.now();
-        let full = member(r, from).map_or(true, |m| m.reach.complained >= MAX_COMPLAINED);
         let window = self.config.relay.window;
+        let crowded = |r: &Reactor<Slot>| {
+            member(r, from).map_or(true, |m| m.reach.complained >= MAX_COMPLAINED)
+                || member(r, target).is_some_and(|m| m.reach.complaints.len() >= MAX_COMPLAINERS)
+        };
+        if crowded(r) {
+            self.forget_stale(r);
+        }
+        let full = member(r, from).map_or(true, |m| m.reach.complained >= MAX_COMPLAINED);
         let Some(m) = member_mut(r, target) else {
             return;
         };
@@ -192,7 +204,9 @@ impl Manager {
                 let complainers = (m.reach.complaints.iter())
                     .filter(|c| c.count >= cfg.threshold && fresh(c.last))
                     .count();
-                if complainers == 0 || complainers * 100 <= cfg.share as usize * others {
+                // Past MAX_COMPLAINERS records, the share is of what can be counted.
+                let counted = others.min(MAX_COMPLAINERS);
+                if complainers == 0 || complainers * 100 <= cfg.share as usize * counted {
                     return;
                 }
                 Purpose::Complaints {
@@ -367,6 +381,36 @@ impl Manager {
 
     /// Drops the complaints about `target` (it answered); returns how many servants
     /// had complained.
+    /// Forgets complaints older than the window, about everyone, at most once a
+    /// window. Without it an honest servant that stays for days would reach
+    /// [`MAX_COMPLAINED`] with complaints about peers that are still there but long
+    /// since reachable, and never be heard again; and a crowded list would keep
+    /// complainers that have long stopped complaining.
+    fn forget_stale(&mut self, r: &mut Reactor<Slot>) {
+        let (now, window) = (r.now(), self.config.relay.window);
+        if (self.verdicts.pruned).is_some_and(|t| now.duration_since(t) < window) {
+            return;
+        }
+        self.verdicts.pruned = Some(now);
+        let mut freed = Vec::new();
+        for i in 0..r.slots().capacity() {
+            if let Some(m) = member_mut(r, i) {
+                m.reach.complaints.retain(|c| {
+                    let fresh = now.duration_since(c.last) < window;
+                    if !fresh {
+                        freed.push(c.from);
+                    }
+                    fresh
+                });
+            }
+        }
+        for from in freed {
+            if let Some(m) = member_mut(r, from) {
+                m.reach.complained = m.reach.complained.saturating_sub(1);
+            }
+        }
+    }
+
     fn forget_complaints(&mut self, r: &mut Reactor<Slot>, target: Index) -> usize {
         let Some(m) = member_mut(r, target) else {
             return 0;

@@ -1,4 +1,4 @@
-//! `demo --nat`: a servant behind a port-blocking router chatting through a relay.
+//! `p2pchat-demo --nat`: a servant behind a port-blocking router chatting through a relay.
 //!
 //! Builds the namespaces of [`crate::netns`]: a manager and alice and bob on the
 //! public segment, carol at home behind a NAT router that drops inbound

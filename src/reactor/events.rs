@@ -126,6 +126,7 @@ impl<T> Reactor<T> {
     /// Reads up to [`READ_BUDGET`] chunks from slot `i`, then lets the others have
     /// their turn.
     fn read<H: Handler<Data = T>>(&mut self, h: &mut H, i: Index, buf: &mut [u8]) {
+        let active = !self.options.touch_only;
         for _ in 0..READ_BUDGET {
             let now = self.now;
             let Some(s) = self.slots.get_mut(i) else {
@@ -141,7 +142,9 @@ impl<T> Reactor<T> {
             match stream.read(buf) {
                 Ok(0) => return self.peer_closed(i),
                 Ok(n) => {
-                    s.last_active = now;
+                    if active {
+                        s.last_active = now;
+                    }
                     h.data_arrival(self, i, &buf[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -186,6 +189,7 @@ impl<T> Reactor<T> {
     /// Writes what is queued on slot `i` until the socket would block.
     pub(super) fn flush(&mut self, i: Index) {
         let now = self.now;
+        let active = !self.options.touch_only;
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
@@ -198,7 +202,9 @@ impl<T> Reactor<T> {
         match s.out.write_to(stream) {
             Ok(0) => {}
             Ok(_) => {
-                s.last_active = now;
+                if active {
+                    s.last_active = now;
+                }
                 if s.out.is_empty() {
                     self.sent_all(i);
                 }

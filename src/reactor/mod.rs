@@ -42,7 +42,7 @@ mod events;
 mod outq;
 mod policy;
 mod poll_loop;
-mod signals;
+pub mod signals;
 mod sink;
 pub mod slots;
 mod sockets;
@@ -128,5 +128,11 @@ pub trait Handler {
     /// SIGINT or SIGTERM arrived. The default stops the loop.
     fn shutdown(&mut self, r: &mut Reactor<Self::Data>) {
         r.stop();
+    }
+
+    /// SIGHUP arrived: read the settings again and apply what can change live.
+    /// The default has nothing to reload.
+    fn reload(&mut self, _r: &mut Reactor<Self::Data>) {
+        log::info!("SIGHUP: nothing to reload");
     }
 }

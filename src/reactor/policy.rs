@@ -30,6 +30,10 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
     /// Close a connection whose unsent output grows past this (a peer that never reads).
     pub max_backlog: usize,
+    /// Only [`Reactor::touch`] counts as activity for the idle sweep, not every read
+    /// and write: the daemon decides. The manager touches a servant for each whole
+    /// request, so one dripping a byte every second is still reaped.
+    pub touch_only: bool,
 }
 
 impl Default for Options {
@@ -37,6 +41,7 @@ impl Default for Options {
         Options {
             idle_timeout: None,
             max_backlog: 16 * 1024 * 1024,
+            touch_only: false,
         }
     }
 }
@@ -89,6 +94,15 @@ impl<T> Reactor<T> {
         }
     }
 
+    /// Slot `i` did something that counts as activity: its idle timer starts again.
+    /// Only needed with [`Options::touch_only`]; otherwise reads and writes count.
+    pub fn touch(&mut self, i: Index) {
+        let now = self.now;
+        if let Some(s) = self.slots.get_mut(i) {
+            s.last_active = now;
+        }
+    }
+
     /// Closes every connected stream silent for [`Options::idle_timeout`].
     pub(super) fn sweep_idle(&mut self) {
         let Some(limit) = self.options.idle_timeout else {
@@ -111,10 +125,8 @@ impl<T> Reactor<T> {
             } else {
                 String::new()
             };
-            info!(
-                "slot {i} ({addr}): silent for {} s{dropped}, closing",
-                limit.as_secs_f64()
-            );
+            // Debug prints `30s` or `1.5s`, without pulling in float formatting.
+            info!("slot {i} ({addr}): silent for {limit:?}{dropped}, closing");
             self.transition(i, State::Closing);
         }
     }

@@ -80,9 +80,16 @@ impl<T> Reactor<T> {
         })
     }
 
-    /// Turns SIGINT and SIGTERM into [`Handler::shutdown`] calls (a second one exits at once).
+    /// Turns SIGINT and SIGTERM into [`Handler::shutdown`] calls (a second one exits at
+    /// once) and SIGHUP into [`Handler::reload`].
     pub fn catch_signals(&self) -> io::Result<()> {
         signals::install(self.waker.clone())
+    }
+
+    /// Changes the idle timeout (on a reload); the sweeps follow the new period.
+    pub fn set_idle_timeout(&mut self, limit: Option<Duration>) {
+        self.options.idle_timeout = limit;
+        self.next_idle_sweep = limit.map(|t| self.now + sweep_period(t));
     }
 
     /// A handle other threads use to wake the loop ([`Handler::wake`]).
@@ -276,6 +283,9 @@ impl<T> Reactor<T> {
                     if signals::take() {
                         info!("signal received, shutting down");
                         h.shutdown(self);
+                    }
+                    if signals::take_reload() {
+                        h.reload(self);
                     }
                     h.wake(self);
                 }

@@ -88,19 +88,19 @@ impl Stream {
     }
 
     /// Queues `bytes`, one or more whole lines, or drops and counts them when the
-    /// queue is full. Never blocks.
-    pub fn write(&self, bytes: &[u8]) {
+    /// queue is full; says which. Never blocks.
+    pub fn write(&self, bytes: &[u8]) -> bool {
         let was_empty = {
             let mut q = self.lock();
             q.open(self.fd);
             let was_empty = q.pending() == 0;
             if !q.push(bytes) {
-                return;
+                return false;
             }
             was_empty
         };
         if LOOP_THREAD.try_with(Cell::get).unwrap_or(false) {
-            return; // written at the end of this turn
+            return true; // written at the end of this turn
         }
         let owner = lock(&OWNER).clone();
         match owner {
@@ -109,6 +109,27 @@ impl Stream {
             }
             Some(_) => {} // goes out with what was queued before it
             None => self.lock().write_out(self),
+        }
+        true
+    }
+
+    /// Bytes queued and not yet written: how far the reader is behind. The servant
+    /// reads it to keep one flooding peer from filling the queue for everyone.
+    pub fn queued(&self) -> usize {
+        self.lock().pending()
+    }
+
+    /// Reports `lines` lines the caller dropped before they reached the queue (the
+    /// servant rationing a flood, so that the queue keeps room for other peers'
+    /// lines), with a `[N lines lost: WHY]` note where they are missing. A note that
+    /// does not fit is counted with the queue's own losses, so every line is still
+    /// accounted for. Called on the loop's thread: the note goes out with the turn.
+    pub fn lost(&self, lines: u64, why: &str) {
+        let note = format!("[{lines} lines lost: {why}]\n");
+        let mut q = self.lock();
+        q.open(self.fd);
+        if !q.push(note.as_bytes()) {
+            q.lost += lines.saturating_sub(1); // the note itself was counted as one
         }
     }
 
@@ -167,7 +188,11 @@ impl Queue {
         if matches!(self.sink, Sink::Gone) {
             return false;
         }
-        if self.lost > 0 || self.pending() + bytes.len() > QUEUE_LIMIT {
+        // An empty queue takes even an outsized write (a long `/peers` reply): it is
+        // already in memory, and a loss counted with nothing queued would never be
+        // reported, since the note goes out when the queue drains.
+        let full = self.pending() > 0 && self.pending() + bytes.len() > QUEUE_LIMIT;
+        if self.lost > 0 || full {
             self.lost += lines(bytes);
             return false;
         }
@@ -424,6 +449,23 @@ mod tests {
         stream.lock().push(b"after\n");
         stream.lock().write_out(&stream);
         assert_eq!(read_now(&mut reader), "after\n");
+    }
+
+    #[test]
+    fn an_outsized_write_to_an_empty_queue_goes_out_and_later_lines_follow() {
+        let (stream, mut reader) = piped();
+        let big = vec![b'y'; QUEUE_LIMIT + 1];
+        assert!(stream.lock().push(&big), "an empty queue takes it");
+        let mut got = 0;
+        while stream.lock().pending() > 0 {
+            stream.lock().write_out(&stream);
+            got += read_now(&mut reader).len();
+        }
+        assert_eq!(got, big.len());
+        stream.lock().push(b"after\n");
+        stream.lock().write_out(&stream);
+        assert_eq!(read_now(&mut reader), "after\n");
+        assert_eq!(stream.lock().lost, 0);
     }
 
     #[test]

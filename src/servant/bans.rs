@@ -4,10 +4,12 @@
 //! peer's reverse-resolved host name, pasting the address into XPath and resolving
 //! on the UI thread. Here targets that are addresses are compared exactly (as
 //! parsed addresses, so `::ffff:1.2.3.4` and `1.2.3.4` match); targets that are
-//! names are resolved *forward* to their address sets: once before the event loop
-//! starts (so a name ban holds from the first connection), then again every
-//! [`REFRESH`] on a helper thread, which hands the results to the loop through a
-//! channel and the reactor's waker. The loop itself never resolves anything.
+//! names are resolved *forward* to their address sets on a helper thread, at once
+//! and then every [`REFRESH`], which hands the results to the loop through a
+//! channel and the reactor's waker. The loop itself never resolves anything, so a
+//! dead resolver (30 s for three names) delays neither listening nor the manager;
+//! until the first results arrive the servant refuses peers' connections, so a
+//! name ban still holds from the first connection.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, ToSocketAddrs};
@@ -57,6 +59,11 @@ impl Bans {
         &self.names
     }
 
+    /// The addresses the names stand for now.
+    pub fn resolved(&self) -> &HashSet<IpAddr> {
+        &self.resolved
+    }
+
     /// Replaces the addresses the names stand for; says so when they change.
     pub fn set_resolved(&mut self, addrs: HashSet<IpAddr>) {
         if addrs != self.resolved {
@@ -83,37 +90,39 @@ pub fn resolve(names: &[String], last: &mut HashMap<String, HashSet<IpAddr>>) ->
         match (name.as_str(), 0).to_socket_addrs() {
             Ok(addrs) => {
                 let set: HashSet<IpAddr> = addrs.map(|a| canonical_ip(a.ip())).collect();
-                debug!("ban {name}: {}", show(&set));
+                debug!("ban {}: {}", crate::text::escape(name), show(&set));
                 last.insert(name.clone(), set);
             }
-            Err(e) if last.contains_key(name) => {
-                debug!("ban {name}: cannot resolve it now ({e}); keeping its last addresses")
-            }
-            Err(e) => {
-                warn!("ban {name}: cannot resolve it ({e}); it bans nobody until it resolves")
-            }
+            Err(e) if last.contains_key(name) => debug!(
+                "ban {}: cannot resolve it now ({e}); keeping its last addresses",
+                crate::text::escape(name)
+            ),
+            Err(e) => warn!(
+                "ban {}: cannot resolve it ({e}); it bans nobody until it resolves",
+                crate::text::escape(name)
+            ),
         }
     }
     last.values().flatten().copied().collect()
 }
 
-/// Starts the thread that re-resolves `names` every `period` and sends each result,
-/// waking the loop. It ends when the loop drops the receiving end.
+/// Starts the thread that resolves `names` at once and then every `period`, and
+/// sends each result, waking the loop. It ends when the loop drops the receiving end.
 pub fn spawn_refresher(
     names: Vec<String>,
-    mut last: HashMap<String, HashSet<IpAddr>>,
     period: Duration,
     tx: Sender<HashSet<IpAddr>>,
     waker: Arc<mio::Waker>,
 ) -> std::io::Result<()> {
+    let mut last = HashMap::new();
     std::thread::Builder::new()
         .name("ban-resolver".into())
         .spawn(move || loop {
-            std::thread::sleep(period);
             let addrs = resolve(&names, &mut last);
             if tx.send(addrs).is_err() || waker.wake().is_err() {
                 return;
             }
+            std::thread::sleep(period);
         })
         .map(|_| ())
 }

@@ -6,10 +6,15 @@
 //! close is a message too, because the article's VB sender wrote bare text with no
 //! line ending at all. A message is capped at `MAX_MESSAGE` bytes: the first
 //! 64 KiB are shown, marked truncated, and the rest of that line is discarded, so
-//! a peer that never sends a newline costs bounded memory.
+//! a peer that never sends a newline costs bounded memory: at most [`MAX_MESSAGE`]
+//! bytes of buffer, reported by [`ChatReader::buffered`] so that the servant can
+//! bound the sum over all its connections too.
 
 /// The longest message kept; longer ones are cut here and marked truncated.
-const MAX_MESSAGE: usize = 64 * 1024;
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// A buffer larger than this is given back once its line is done, so that a
+/// connection that sent one long line does not keep its memory while idle.
+const KEEP: usize = 4 * 1024;
 
 /// Per-connection framing state: the unfinished message so far.
 #[derive(Debug, Default)]
@@ -23,7 +28,7 @@ impl ChatReader {
     /// Frames `data`, calling `emit(message, truncated)` for each complete line,
     /// without its line ending. A line that arrives whole in one read is never copied.
     pub fn feed(&mut self, mut data: &[u8], mut emit: impl FnMut(&[u8], bool)) {
-        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', data) {
             let head = &data[..nl];
             if self.line.is_empty() && !self.truncated {
                 let cut = head.len().min(MAX_MESSAGE);
@@ -32,6 +37,9 @@ impl ChatReader {
                 self.push(head);
                 emit(strip_cr(&self.line), self.truncated);
                 self.line.clear();
+                if self.line.capacity() > KEEP {
+                    self.line = Vec::new();
+                }
                 self.truncated = false;
             }
             data = &data[nl + 1..];
@@ -48,14 +56,30 @@ impl ChatReader {
         self.truncated = false;
     }
 
+    /// Bytes of memory held for the unfinished line: never more than [`MAX_MESSAGE`].
+    pub fn buffered(&self) -> usize {
+        self.line.capacity()
+    }
+
+    /// Drops the unfinished line and its memory: the connection is being closed
+    /// for holding too much, and its tail is not shown.
+    pub fn discard(&mut self) {
+        self.line = Vec::new();
+        self.truncated = false;
+    }
+
     fn push(&mut self, bytes: &[u8]) {
         let room = MAX_MESSAGE - self.line.len();
-        if bytes.len() > room {
-            self.line.extend_from_slice(&bytes[..room]);
-            self.truncated = true;
-        } else {
-            self.line.extend_from_slice(bytes);
+        let take = bytes.len().min(room);
+        let need = self.line.len() + take;
+        if need > self.line.capacity() {
+            // Grow by doubling as usual, but never past the cap: `extend` alone may
+            // reserve up to twice MAX_MESSAGE for the last piece of a long line.
+            let want = (self.line.capacity() * 2).clamp(need, MAX_MESSAGE);
+            self.line.reserve_exact(want - self.line.len());
         }
+        self.line.extend_from_slice(&bytes[..take]);
+        self.truncated |= take < bytes.len();
     }
 }
 
@@ -120,6 +144,27 @@ mod tests {
         let out = frame(&pieces);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].0.len(), out[0].1), (MAX_MESSAGE, true));
+    }
+
+    #[test]
+    fn the_buffer_never_grows_past_the_cap_and_is_given_back() {
+        let mut r = ChatReader::default();
+        for piece in [40_000, 25_000, 30_000] {
+            r.feed(&vec![b'z'; piece], |_, _| {});
+            assert!(r.buffered() <= MAX_MESSAGE, "{}", r.buffered());
+        }
+        r.feed(b"\n", |_, _| {});
+        assert_eq!(
+            r.buffered(),
+            0,
+            "a long line's buffer is freed once it ends"
+        );
+        r.feed(b"short", |_, _| {});
+        r.discard();
+        assert_eq!(r.buffered(), 0);
+        let mut shown = 0;
+        r.finish(|_, _| shown += 1);
+        assert_eq!(shown, 0, "a discarded tail is not shown");
     }
 
     #[test]

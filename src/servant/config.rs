@@ -7,10 +7,15 @@
 //!   <connectionmgr>127.0.0.1</connectionmgr>  <!-- HOST or HOST:PORT -->
 //!   <port>85</port>
 //!   <name>alice</name>                        <!-- optional: lines go out as "alice: ..." -->
-//!   <pollinterval>2000</pollinterval>         <!-- optional, milliseconds -->
+//!   <pollinterval>2s</pollinterval>           <!-- optional; a bare number is milliseconds -->
+//!   <maxpeers>10000</maxpeers>                <!-- optional: longer peer lists are refused -->
+//!   <loglevel>info</loglevel>                 <!-- optional; RUST_LOG's syntax -->
 //!   <bans><ban><target>1.1.1.1</target></ban></bans>
 //! </config>
 //! ```
+//!
+//! SIGHUP reads the file again (`reload.rs`): bans, name, poll interval and log
+//! level change at once; the manager's address, the port and `--bind` need a restart.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -18,10 +23,15 @@ use std::time::Duration;
 
 use log::info;
 
+use crate::cli::{parse_duration, Unit};
 use crate::config::{ConfigError, ConfigFile};
+use crate::logfilter::Filter;
 
 /// The config file read when `--config` is not given.
 const DEFAULT_FILE: &str = "config.xml";
+/// The shortest poll interval accepted: asking more often only loads the manager
+/// (it pushes every change within its push interval, 100 ms by default).
+const MIN_POLL: Duration = Duration::from_millis(100);
 
 /// Everything the servant can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,10 +46,22 @@ pub struct Config {
     pub name: Option<String>,
     /// How often the peer list is asked for.
     pub poll_interval: Duration,
+    /// A peer list longer than this is refused and the last good one kept: every
+    /// entry costs a connection per line typed.
+    pub max_peers: usize,
     /// `<ban><target>` values, addresses or host names, in file order.
     pub bans: Vec<String>,
     /// Do not read stdin at all (`--headless`).
     pub headless: bool,
+    /// `<loglevel>` from the file, if any (`--log-level` and `RUST_LOG` beat it).
+    pub log_level: Option<Filter>,
+    /// What the command line said, kept so that a reload (SIGHUP) reads the file
+    /// again and puts the flags back over it.
+    pub overrides: Overrides,
+    /// `--log-file`: log lines go there instead of stderr.
+    pub log_file: Option<PathBuf>,
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -50,14 +72,19 @@ impl Default for Config {
             bind: None,
             name: None,
             poll_interval: Duration::from_secs(2),
+            max_peers: 10_000,
             bans: Vec::new(),
             headless: false,
+            log_level: None,
+            overrides: Overrides::default(),
+            log_file: None,
+            file: None,
         }
     }
 }
 
 /// Values given on the command line; `None` leaves the file's or the default.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
     /// `HOST[:PORT]`.
@@ -65,24 +92,40 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub bind: Option<IpAddr>,
     pub name: Option<String>,
-    /// Milliseconds.
-    pub poll_interval: Option<u64>,
+    pub poll_interval: Option<Duration>,
+    pub max_peers: Option<usize>,
+    /// `--ban TARGET`, any number of times: added to the file's bans.
+    pub bans: Vec<String>,
     pub headless: bool,
+    pub log_file: Option<PathBuf>,
 }
 
-const KNOWN: &[&str] = &["connectionmgr", "port", "name", "pollinterval", "bans"];
+const KNOWN: &[&str] = &[
+    "connectionmgr",
+    "port",
+    "name",
+    "pollinterval",
+    "maxpeers",
+    "bans",
+    "loglevel",
+];
 
 impl Config {
     /// Defaults, then the config file (`--config`, else `./config.xml` if it exists),
     /// then the flags.
     pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
-        let mut c = Config::default();
-        match &o.config {
-            Some(path) => c.apply_file(&ConfigFile::load(path, "config")?)?,
-            None if Path::new(DEFAULT_FILE).exists() => {
-                c.apply_file(&ConfigFile::load(Path::new(DEFAULT_FILE), "config")?)?
-            }
-            None => info!("no ./{DEFAULT_FILE}; using the article's defaults (no bans) where flags say nothing"),
+        let file = match &o.config {
+            Some(path) => Some(path.clone()),
+            None => Path::new(DEFAULT_FILE)
+                .exists()
+                .then(|| DEFAULT_FILE.into()),
+        };
+        let mut c = Config {
+            file,
+            ..Config::default()
+        };
+        if let Some(path) = &c.file {
+            c.apply_file(&ConfigFile::load(path, "config")?)?;
         }
         if let Some(text) = &o.connmgr {
             let (host, port) =
@@ -95,11 +138,21 @@ impl Config {
         if let Some(name) = &o.name {
             c.name = Some(check_name(name).map_err(|r| ConfigError::new("--name", r))?);
         }
-        if let Some(ms) = o.poll_interval {
+        if let Some(every) = o.poll_interval {
             c.poll_interval =
-                poll_interval(ms).map_err(|r| ConfigError::new("--poll-interval", r))?;
+                poll_interval(every).map_err(|r| ConfigError::new("--poll-interval", r))?;
+        }
+        if let Some(n) = o.max_peers {
+            max_peers(&n).map_err(|r| ConfigError::new("--max-peers", r))?;
+            c.max_peers = n;
+        }
+        for target in &o.bans {
+            c.bans
+                .push(check_ban(target).map_err(|r| ConfigError::new("--ban", r))?);
         }
         c.headless |= o.headless;
+        c.overrides = o.clone();
+        c.log_file = o.log_file.clone();
         if c.connmgr_port == 0 {
             let place = if o.port.is_some() {
                 "--port"
@@ -108,6 +161,23 @@ impl Config {
             };
             return Err(ConfigError::new(place, "must be from 1 to 65535, not 0"));
         }
+        Ok(c)
+    }
+
+    /// Says where the settings came from when no file was read. Logged once the
+    /// servant runs, not while loading: on a terminal the console decides by then
+    /// which log lines the chat window shows.
+    pub fn log_source(&self) {
+        if self.file.is_none() {
+            info!("no ./{DEFAULT_FILE}; using the article's defaults (no bans) where flags say nothing");
+        }
+    }
+
+    /// The settings in a config file's text, as if read from `path`: the file part
+    /// of [`Config::load`] (the fuzz target's entry).
+    pub fn from_xml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        c.apply_file(&ConfigFile::parse(text, path, "config")?)?;
         Ok(c)
     }
 
@@ -121,7 +191,12 @@ impl Config {
                 self.connmgr_port = p;
             }
         }
-        if let Some(p) = f.value("port", "a port number from 1 to 65535")? {
+        let port = f.checked("port", "a port number from 1 to 65535", |&p: &u16| {
+            (p != 0)
+                .then_some(())
+                .ok_or("must be from 1 to 65535, not 0".into())
+        })?;
+        if let Some(p) = port {
             self.connmgr_port = p;
         }
         if let Some(el) = f.root.child("name") {
@@ -131,10 +206,18 @@ impl Config {
             );
         }
         if let Some(el) = f.root.child("pollinterval") {
-            let ms = crate::config::parse_value::<u64>(el.value(), "a number of milliseconds")
+            let every = parse_duration(el.value(), Unit::Millis)
                 .and_then(poll_interval)
                 .map_err(|r| ConfigError::new(f.place(el), format!("<pollinterval> {r}")))?;
-            self.poll_interval = ms;
+            self.poll_interval = every;
+        }
+        if let Some(n) = f.checked("maxpeers", "a number of peers", max_peers)? {
+            self.max_peers = n;
+        }
+        if let Some(el) = f.root.child("loglevel") {
+            let filter = Filter::parse(el.value())
+                .map_err(|r| ConfigError::new(f.place(el), format!("<loglevel> {r}")))?;
+            self.log_level = Some(filter);
         }
         for bans in f.root.children_named("bans") {
             for ban in &bans.children {
@@ -151,13 +234,9 @@ impl Config {
                         "<ban> needs a <target> with an IP address or a host name",
                     ));
                 }
-                if target.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(ConfigError::new(
-                        f.place(ban),
-                        format!("<target> {target:?} is neither an IP address nor a host name"),
-                    ));
-                }
-                self.bans.push(target.to_string());
+                let target = check_ban(target)
+                    .map_err(|r| ConfigError::new(f.place(ban), format!("<target> {r}")))?;
+                self.bans.push(target);
             }
         }
         Ok(())
@@ -197,25 +276,51 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
+/// The name is also told to the manager and listed: the wire's rules hold.
 fn check_name(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("is empty".into());
-    }
-    if name.chars().any(char::is_control) {
-        return Err("must be one line without control characters".into());
-    }
-    if name.len() > 64 {
-        return Err(format!("is {} bytes long; the limit is 64", name.len()));
-    }
-    Ok(name.to_string())
+    crate::wire::name::check(name).map(str::to_string)
 }
 
-fn poll_interval(ms: u64) -> Result<Duration, String> {
-    if ms == 0 {
-        return Err("must be at least 1 millisecond".into());
+impl Config {
+    /// The settings a running servant cannot take without a restart, by name, where
+    /// `self` and `other` differ.
+    pub fn restart_needed(&self, other: &Config) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if (&self.connmgr_host, self.connmgr_port) != (&other.connmgr_host, other.connmgr_port) {
+            names.push("connection manager");
+        }
+        if self.bind != other.bind {
+            names.push("bind address");
+        }
+        names
     }
-    Ok(Duration::from_millis(ms))
+}
+
+fn check_ban(target: &str) -> Result<String, String> {
+    let target = target.trim();
+    if target.is_empty() || target.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{target:?} is neither an IP address nor a host name"
+        ));
+    }
+    Ok(target.to_string())
+}
+
+fn poll_interval(every: Duration) -> Result<Duration, String> {
+    if every < MIN_POLL {
+        return Err(format!(
+            "must be at least {} ms, not {every:?}: the manager pushes every change anyway, and asking more often only loads it",
+            MIN_POLL.as_millis()
+        ));
+    }
+    Ok(every)
+}
+
+fn max_peers(n: &usize) -> Result<(), String> {
+    match n {
+        0 => Err("must be at least 1: a servant is on its own list".into()),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -265,7 +370,8 @@ mod tests {
         o.connmgr = Some("localhost:7000".into());
         o.port = Some(7001);
         o.name = Some("flag".into());
-        o.poll_interval = Some(200);
+        o.poll_interval = Some(Duration::from_millis(200));
+        o.bans = vec!["10.9.9.9".into()];
         let c = Config::load(&o).unwrap();
         assert_eq!(
             (c.connmgr_host.as_str(), c.connmgr_port),
@@ -273,6 +379,20 @@ mod tests {
         );
         assert_eq!(c.name.as_deref(), Some("flag"));
         assert_eq!(c.poll_interval, Duration::from_millis(200));
+        assert_eq!(c.bans, ["10.9.9.9"]);
+        assert_eq!(c.overrides, o);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn poll_intervals_take_units_and_the_log_level_is_read() {
+        let p = temp(
+            "units.xml",
+            "<config><pollinterval>1.5s</pollinterval><loglevel>p2pchat=debug</loglevel></config>",
+        );
+        let c = Config::load(&with_file(&p)).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_millis(1500));
+        assert_eq!(c.log_level, Some(Filter::parse("p2pchat=debug").unwrap()));
         let _ = std::fs::remove_file(p);
     }
 
@@ -306,6 +426,17 @@ mod tests {
             ),
             (
                 "<config>\n<pollinterval>0</pollinterval></config>",
+                ":2",
+                "at least 100",
+            ),
+            (
+                "<config>\n\n<pollinterval>99</pollinterval></config>",
+                ":3",
+                "at least 100",
+            ),
+            ("<config>\n<port>0</port></config>", ":2", "not 0"),
+            (
+                "<config>\n<maxpeers>0</maxpeers></config>",
                 ":2",
                 "at least 1",
             ),

@@ -4,7 +4,7 @@
 //!
 //! VB connected once at form load and assumed one `GetData` per document; here
 //! answers are framed (documents by `</peers>`, deltas by `</delta>`), one read
-//! may hold part of one or several, the list is kept by versions (`peerlist.rs`),
+//! may hold part of one or several, the list is kept by versions (`deltas.rs`),
 //! and an outage keeps the last list while the link is retried.
 
 use std::time::Duration;
@@ -14,10 +14,10 @@ use log::{debug, info, warn};
 use super::{Servant, Slot, POLL, RECONNECT};
 use crate::reactor::{Index, Reactor, State};
 use crate::wire::delta;
-use crate::wire::peerdoc::Peer;
+use crate::wire::peerdoc::{self, Peer};
 /// Reconnect delays to the manager: doubling from the first to the last.
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Bytes from the manager without a complete document before the link is dropped.
 const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
 /// Peers named in the `peers:` log line before it says "...".
@@ -35,7 +35,17 @@ impl Servant {
             Ok(i) => {
                 debug!("connecting to the connection manager at {}", self.manager);
                 self.link = Some(i);
-                r.send(i, &self.list_request());
+                // Offered once per link, before the first request: this servant
+                // forwards to pullers, so the manager may choose it as a relay.
+                let mut hello = crate::wire::relay::CAN_RELAY.to_vec();
+                hello.push(b'\n');
+                hello.extend_from_slice(&self.list_request());
+                r.send(i, &hello);
+                // After the first request, which a manager that knows no names
+                // still answers first; the lists that follow carry the name.
+                if let Some(name) = &self.config.name {
+                    r.send(i, &crate::wire::name::request(name));
+                }
                 r.set_timer(POLL, r.now() + self.config.poll_interval);
             }
             Err(e) => {
@@ -59,11 +69,7 @@ impl Servant {
             );
         } else if !self.outage_logged {
             self.outage_logged = true;
-            warn!(
-                "connection manager at {}: {why}; keeping the last list of {} peers and retrying",
-                self.manager,
-                self.peers.len()
-            );
+            self.manager_lost_event(why);
         } else {
             debug!("connection manager at {}: {why}", self.manager);
         }
@@ -74,7 +80,7 @@ impl Servant {
     /// VB: `Winsock1_Connect`.
     pub(super) fn winsock1_connect(&mut self) {
         if std::mem::take(&mut self.outage_logged) {
-            info!("connection manager at {} is back", self.manager);
+            self.manager_back_event();
         } else {
             debug!("connected to the connection manager at {}", self.manager);
         }
@@ -99,6 +105,7 @@ impl Servant {
     pub(super) fn winsock1_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
         // The buffer leaves `self` while documents are applied, which needs `&mut self`.
         let mut buf = std::mem::take(&mut self.link_buf);
+        let searched = searched(&buf);
         buf.extend_from_slice(data);
         let mut used = 0;
         loop {
@@ -114,15 +121,19 @@ impl Servant {
                 let Some(nl) = rest[start..].iter().position(|&b| b == b'\n') else {
                     break;
                 };
-                let line = String::from_utf8_lossy(&rest[start..start + nl]);
-                warn!(
-                    "connection manager says: {}",
-                    crate::xml::clip(line.trim(), 200)
-                );
+                manager_says(&rest[start..start + nl]);
                 used += start + nl + 1;
                 continue;
             }
-            let Some(end) = delta::answer_end(&rest[start..]).map(|e| start + e) else {
+            let answer = &rest[start..];
+            // A whole document is searched only past what earlier reads searched, so
+            // a manager dripping a huge one costs one pass, not one per read.
+            let found = if answer.starts_with(b"<peers") {
+                document_end_past(answer, searched.saturating_sub(used + start))
+            } else {
+                delta::answer_end(answer)
+            };
+            let Some(end) = found.map(|e| start + e) else {
                 break;
             };
             self.apply_document(r, &rest[..end]);
@@ -147,17 +158,19 @@ impl Servant {
     /// and `servants1(0)` listening on `me`'s port (re-listened only if it changed).
     /// Lines typed while there was no list go out now.
     fn apply_document(&mut self, r: &mut Reactor<Slot>, doc: &[u8]) {
-        let Some(peers) = self.read_answer(r, doc) else {
+        let Some((peers, names)) = self.read_answer(r, doc) else {
             return;
         };
         // Taken first: `changed || take(..)` would leave it set after a changed list,
         // and the next, unchanged, list would be logged again.
         let fresh = std::mem::take(&mut self.fresh_link);
         let changed = peers != self.peers;
-        self.peers = peers;
+        self.settle_list(r.now(), fresh, changed);
+        let old = std::mem::replace(&mut self.peers, peers);
         if changed || fresh {
             info!("peers: {}", describe(&self.peers));
         }
+        self.list_changed(&old, names, r.now());
         self.relay_document(r);
         let Some(port) = self.peers.iter().find(|p| p.me).map(|p| p.port) else {
             if !self.no_me_logged {
@@ -185,6 +198,28 @@ impl Servant {
             }
         }
     }
+}
+
+/// How much of what was kept from earlier reads is known to hold no document end:
+/// all of it but the last bytes, which new ones may complete. Searching only past
+/// it keeps a large document, read 64 KiB at a time, from costing a search of
+/// everything so far on every read (quadratic in its size).
+fn searched(kept: &[u8]) -> usize {
+    kept.len().saturating_sub(b"</peers>".len() - 1)
+}
+
+/// [`peerdoc::document_end`] of `rest`, knowing its first `skip` bytes hold none.
+fn document_end_past(rest: &[u8], skip: usize) -> Option<usize> {
+    let skip = skip.min(rest.len());
+    peerdoc::document_end(&rest[skip..]).map(|end| end + skip)
+}
+
+/// A line the manager said instead of a document, logged as text that cannot drive
+/// a terminal: a manager is somebody else's program.
+fn manager_says(line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    let shown = crate::xml::clip(line.trim(), 200);
+    warn!("connection manager says: {}", crate::text::escape(&shown));
 }
 
 /// `3 (2224*, 2225, 2226)`.
@@ -221,6 +256,18 @@ mod tests {
             me,
             relay: None,
         }
+    }
+
+    #[test]
+    fn a_document_end_split_across_reads_is_found_searching_only_new_bytes() {
+        let doc = b"<peers><peer/></peers>\r\n";
+        let end = doc.len() - 2;
+        // Whatever was kept from earlier reads held no complete end.
+        for cut in 0..end {
+            let skip = searched(&doc[..cut]);
+            assert_eq!(document_end_past(doc, skip), Some(end), "cut at {cut}");
+        }
+        assert_eq!(document_end_past(b"<peers/>", 99), None);
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //! | VB6 servant                                  | here                                |
 //! |----------------------------------------------|-------------------------------------|
 //! | `Winsock1`, the link to the manager          | `link.rs`, `Slot::Manager`          |
-//! | `pDoc1`, `userList1`                         | `Servant::peers` (`peerlist.rs`), shown by `/peers` |
+//! | `pDoc1`, `userList1`                         | `Servant::peers` (`deltas.rs`), shown by `/peers` |
 //! | `servants1(0)`, the listener                 | `incoming.rs`, `Slot::Listener`     |
 //! | `servants1(i)`, peers sending to us          | `incoming.rs`, `Slot::Incoming`     |
 //! | `send1`, one control reused per peer         | `send.rs`, `Slot::Outgoing` each    |
 //! | `txtSend1_KeyPress`                          | `typed.rs`, stdin on the same loop  |
 //! | closing the form                             | `leave.rs`: `/quit`, end of input   |
 //! | `txtChat1`                                   | stdout ([`console`])                |
+//! | (joins, leaves, outages said in `txtChat1`)  | `events.rs`                         |
 //! | `pConfig` (`config.xml`)                     | [`config`], [`bans`]                |
 //! | (the article's last section: relays)         | `relay.rs`, `Slot::Pull`            |
 //!
@@ -26,22 +27,31 @@
 //! backoff while the last list stays in use (`link.rs`); bans compare parsed
 //! addresses and resolve names off the loop ([`bans`]). Behind a port-blocking
 //! router, a servant pulls from a relay the manager names (`relay.rs`).
+//!
+//! Nothing a peer or the manager sends can grow it without bound: incoming
+//! connections are capped in total and per address, the unfinished lines they hold
+//! are capped together (`incoming.rs`); a peer list is checked, deduplicated and
+//! capped, and sends in flight are capped and queued (`send.rs`, [`peerlist`]).
 
 pub mod bans;
 pub mod chat;
 pub mod config;
 pub mod console;
+mod deltas;
+mod events;
 mod incoming;
 mod leave;
 mod link;
-mod peerlist;
+pub mod peerlist;
 mod relay;
+mod reload;
 mod send;
 mod typed;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -55,7 +65,8 @@ use crate::StartError;
 use bans::Bans;
 use chat::ChatReader;
 use console::Console;
-use send::Failures;
+use incoming::Admission;
+use send::{Failures, Queued};
 
 /// Timer ids.
 const POLL: usize = 0;
@@ -79,6 +90,11 @@ enum Slot {
         reader: ChatReader,
         /// A batch, or a servant pulling from us.
         role: relay::Role,
+        /// When it was accepted or last sent something: the most idle one makes
+        /// room when the incoming connections are at their cap.
+        heard: Instant,
+        /// What it has shown in the current loop turn.
+        share: incoming::Share,
     },
     /// Our pull link to the relay the manager named for us.
     Pull {
@@ -102,6 +118,13 @@ enum Slot {
         error: Option<String>,
         /// When the connect began, for [`relay::CONNECT_TIMEOUT`].
         started: Instant,
+        /// What is being sent, kept to send it again to `fallback`.
+        batch: Rc<[u8]>,
+        /// While the list settles after a manager restart, where this peer listened
+        /// before ([`peerlist`]): tried if it cannot be reached at `to`.
+        fallback: Option<SocketAddr>,
+        /// The connection came up: a failure now may have delivered part of it.
+        connected: bool,
     },
 }
 
@@ -133,7 +156,7 @@ struct Servant {
     backoff: Duration,
     /// `pDoc1` as parsed: the list every line is sent to.
     peers: Vec<Peer>,
-    /// The manager's version of `peers`, if it said one (`peerlist.rs`).
+    /// The manager's version of `peers`, if it said one (`deltas.rs`).
     version: Option<u64>,
     /// The listener's slot and port.
     listener: Option<(Index, u16)>,
@@ -144,8 +167,17 @@ struct Servant {
     no_me_logged: bool,
     bans: Bans,
     resolved: Option<Receiver<HashSet<IpAddr>>>,
+    /// Banned host names have not been resolved yet: every connection is refused.
+    bans_pending: bool,
     refused_logged: HashSet<IpAddr>,
-    failures: HashMap<SocketAddr, Failures>,
+    /// Incoming connections and what they hold, against their caps.
+    admission: Admission,
+    failures: Failures,
+    /// Sends waiting for a slot, past the cap on sends in flight.
+    queued: VecDeque<Queued>,
+    /// The manager's lists checked, and the old one kept beside the new one after
+    /// reconnecting to it.
+    lists: peerlist::Lists,
     input: Input,
     typed: ChatReader,
     /// Chat lines typed in this stdin chunk, sent as one batch.
@@ -154,17 +186,25 @@ struct Servant {
     /// own copy); sent when the first one arrives, so `echo hi | servant` works.
     held: Vec<u8>,
     console: Console,
-    /// Outgoing slots still open.
+    /// Outgoing slots still open, at most `admission.limits.sending`.
     outgoing: usize,
     /// Local addresses of our sends to ourselves that connected but whose incoming
     /// side has not closed yet: leaving waits for them so our own transcript is whole.
     self_pending: Vec<SocketAddr>,
     quitting: bool,
     relay: relay::Relaying,
+    /// Names, and what was said of joins, leaves and unreachable peers.
+    events: events::Events,
 }
 
 impl Servant {
-    fn new(config: Config, manager: SocketAddr, bans: Bans, input: Input) -> Self {
+    fn new(
+        config: Config,
+        manager: SocketAddr,
+        bans: Bans,
+        input: Input,
+        admission: Admission,
+    ) -> Self {
         Servant {
             config,
             manager,
@@ -179,10 +219,14 @@ impl Servant {
             listener: None,
             fresh_link: true,
             no_me_logged: false,
+            bans_pending: !bans.names().is_empty(),
             bans,
             resolved: None,
             refused_logged: HashSet::new(),
-            failures: HashMap::new(),
+            admission,
+            failures: Failures::default(),
+            queued: VecDeque::new(),
+            lists: peerlist::Lists::default(),
             input,
             typed: ChatReader::default(),
             batch: Vec::new(),
@@ -192,6 +236,7 @@ impl Servant {
             self_pending: Vec::new(),
             quitting: false,
             relay: relay::Relaying::default(),
+            events: events::Events::default(),
         }
     }
 
@@ -210,6 +255,7 @@ impl Handler for Servant {
     /// VB: `servants1_ConnectionRequest(Index, requestID)`.
     fn connection_request(&mut self, r: &mut Reactor<Slot>, _listener: Index, request: Request) {
         self.servants1_connection_request(r, request);
+        self.console.settle();
     }
 
     /// VB: `Winsock1_DataArrival(bytesTotal)` for the manager link,
@@ -222,6 +268,9 @@ impl Handler for Servant {
             Some(Slot::Pull { .. }) => self.pull_data_arrival(r, i, data),
             _ => {}
         }
+        // What this read showed is drawn now: a flooding peer's lines go out as they
+        // are read, in the loop turn's one write.
+        self.console.settle();
     }
 
     /// VB: `Winsock1_Close`, `servants1_Close(Index)`, `send1_Close`.
@@ -243,16 +292,16 @@ impl Handler for Servant {
                     self.listener = None;
                 }
             }
-            Slot::Incoming { from, reader, role } => self.servants1_close(r, i, from, reader, role),
+            incoming @ Slot::Incoming { .. } => self.servants1_close(r, i, incoming),
             Slot::Pull { to, error, up, .. } => self.pull_closed(r, i, to, up, error),
-            Slot::Outgoing {
-                to,
-                local,
-                delivered,
-                error,
-                ..
-            } => self.send1_close(r, to, local, delivered, error),
+            outgoing @ Slot::Outgoing { .. } => {
+                if let Slot::Outgoing { to, delivered, .. } = &outgoing {
+                    self.delivery_event(*to, *delivered);
+                }
+                self.send1_close(r, outgoing)
+            }
         }
+        self.console.settle();
     }
 
     /// VB: `Winsock1_Connect`, `send1_Connect`.
@@ -263,6 +312,7 @@ impl Handler for Servant {
             Some(Slot::Pull { .. }) => self.pull_connect(r, i),
             _ => {}
         }
+        self.console.settle();
     }
 
     /// VB: `send1_SendComplete`.
@@ -290,9 +340,14 @@ impl Handler for Servant {
             POLL => self.poll(r),
             RECONNECT if !self.quitting || !self.held.is_empty() => self.connect_manager(r),
             QUIT_DEADLINE => self.quit_deadline(r),
-            TICK => self.tick(r),
+            TICK => {
+                self.tick(r);
+                self.unnamed_joins(r.now());
+                self.settle_tick(r);
+            }
             _ => {}
         }
+        self.console.settle();
     }
 
     /// VB: `txtSend1_KeyPress(KeyAscii)`: stdin has input. The console reads it; on a
@@ -306,18 +361,31 @@ impl Handler for Servant {
         if edited.eof {
             self.txt_send1_key_press(r, &[]);
         }
+        self.console.settle();
     }
 
-    /// New addresses for the banned host names, from the resolver thread.
+    /// The terminal's signals (a resize, Ctrl-Z, `fg`), and new addresses for the
+    /// banned host names from the resolver thread.
     fn wake(&mut self, _r: &mut Reactor<Slot>) {
-        let Some(rx) = &self.resolved else { return };
-        let mut latest = None;
-        while let Ok(addrs) = rx.try_recv() {
-            latest = Some(addrs);
+        self.console.terminal_signals();
+        if let Some(rx) = &self.resolved {
+            let mut latest = None;
+            while let Ok(addrs) = rx.try_recv() {
+                latest = Some(addrs);
+            }
+            if let Some(addrs) = latest {
+                self.bans.set_resolved(addrs);
+                if std::mem::take(&mut self.bans_pending) {
+                    info!("banned host names looked up; accepting connections");
+                }
+            }
         }
-        if let Some(addrs) = latest {
-            self.bans.set_resolved(addrs);
-        }
+        self.console.settle();
+    }
+
+    /// SIGHUP: read config.xml again (`reload.rs`).
+    fn reload(&mut self, r: &mut Reactor<Slot>) {
+        self.reload_config(r);
     }
 
     /// SIGINT or SIGTERM: leave at once; the manager sees the link close.
@@ -355,15 +423,10 @@ fn resolve_manager(config: &Config) -> Result<SocketAddr, StartError> {
 
 /// Runs the servant until `/quit`, end of input (from a pipe or file), or a signal.
 pub fn run(config: Config) -> Result<(), StartError> {
+    // The file's <loglevel>, unless --log-level or RUST_LOG said otherwise.
+    let _ = crate::logfilter::set_from_file(config.log_level.as_ref());
     let manager = resolve_manager(&config)?;
-    let mut bans = Bans::new(&config.bans);
-    // Names are resolved once now, before any peer can connect, so a name ban holds
-    // from the first connection; the refresher thread keeps them current after that.
-    let mut last = HashMap::new();
-    if !bans.names().is_empty() {
-        let names = bans.names().to_vec();
-        bans.set_resolved(bans::resolve(&names, &mut last));
-    }
+    let bans = Bans::new(&config.bans);
     let input = if config.headless || console::stdin_is_null() {
         Input::Headless
     } else if console::is_tty(0) {
@@ -371,8 +434,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     } else {
         Input::Pipe
     };
-    // One outgoing slot per peer per line: a large network needs many descriptors.
-    crate::cli::raise_fd_limit();
+    // As many descriptors as the caps on connections need, and no more; with fewer
+    // available, the caps shrink to fit (`incoming.rs`).
+    let admission = Admission::new(crate::cli::raise_fd_limit_to(incoming::FDS_WANTED));
     // The idle sweep covers the manager link too, which hears something at least
     // once per poll: never time it out between polls.
     let options = Options {
@@ -392,11 +456,24 @@ pub fn run(config: Config) -> Result<(), StartError> {
             config.poll_interval.as_millis()
         );
     }
-    let mut servant = Servant::new(config, manager, bans, input);
+    if let Some(path) = &config.log_file {
+        crate::logging::log_to_file(path)
+            .map_err(|e| StartError(format!("cannot open the log file {}: {e}", path.display())))?;
+    }
+    let mut servant = Servant::new(config, manager, bans, input, admission);
+    servant.console.start();
+    servant.config.log_source();
     if !servant.bans.names().is_empty() {
+        // Resolved off the loop from the start: a slow resolver delays nothing but
+        // the peers' connections, which are refused until the names are known, so
+        // that a name ban holds from the first connection.
         let (tx, rx) = mpsc::channel();
         let names = servant.bans.names().to_vec();
-        bans::spawn_refresher(names, last, bans::REFRESH, tx, r.waker())
+        info!(
+            "resolving banned host names ({}); refusing peers' connections until done",
+            crate::text::escape(&names.join(", "))
+        );
+        bans::spawn_refresher(names, bans::REFRESH, tx, r.waker())
             .map_err(|e| StartError(format!("cannot start the ban resolver thread: {e}")))?;
         servant.resolved = Some(rx);
     }
@@ -414,22 +491,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
             Input::Terminal => "",
         }
     );
-    if input == Input::Terminal {
-        servant
-            .console
-            .reply("Type a line to chat, /help for commands.\n");
-        servant.console.prompt();
-    }
     servant.connect_manager(&mut r);
+    servant.console.settle();
     r.set_timer(TICK, r.now());
-    r.run(&mut servant)
-        .map_err(|e| StartError(format!("event loop failed: {e}")))?;
-    let failed: u64 = servant.failures.values().map(|f| f.count).sum();
-    if failed > 0 {
-        info!(
-            "{failed} delivery failure(s) to {} peer address(es)",
-            servant.failures.len()
-        );
-    }
+    crate::notify::ready();
+    let outcome = r.run(&mut servant);
+    crate::notify::stopping();
+    outcome.map_err(|e| StartError(format!("event loop failed: {e}")))?;
+    servant.failures.summary();
     Ok(())
 }

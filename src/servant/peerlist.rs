@@ -1,265 +1,285 @@
-//! The servant's list kept by versions: it asks `needs peer list since N` with
-//! the version it has (0 on a new link: a new link is a new slot, so it must be
-//! told which entry is its own), and the manager answers with the whole document,
-//! `<unchanged/>` or a delta ([`crate::wire::delta`]). A delta that does not
-//! follow from this version, or does not fit the list (an offset it does not
-//! hold), is not applied: the servant asks for the whole document again.
+//! The list a servant delivers to: what the manager sends, checked, and across a
+//! manager restart, kept whole until the new manager's list has settled.
 //!
-//! The VB servant re-read the whole `pDoc1` on every answer; against a manager
-//! that knows no versions this one still does, since a document without a
-//! version leaves it asking for the whole one.
+//! VB loaded whatever `pDoc1` the manager sent and looped over it. A manager can be
+//! wrong or lie, and every entry costs a connection per line typed, so here a
+//! document with more than `--max-peers` entries is refused before it is parsed
+//! (the last good list stays), and an address listed more than once is sent to
+//! once ([`check`]).
+//!
+//! **After a manager restart.** The new manager starts with an empty list, which
+//! fills as servants reconnect (each within the 5 s reconnect backoff). Taken at
+//! its word, the first list a servant gets would stop it delivering to everyone
+//! not yet back, and the new manager numbers ports afresh, so peers still holding
+//! the old list would deliver to ports nobody listens on. So for a while after
+//! reconnecting ([`Settling`]), until the backoff has run out and the list has not
+//! changed for two poll intervals:
+//! - a peer of the old list whose address (IP) is on no entry of the new one is
+//!   still delivered to at its old port;
+//! - a peer that cannot be reached at its new port (it has not been told it yet) is
+//!   tried at its old one;
+//! - this servant keeps listening on its old port as well as its new one.
+//!
+//! Peers are matched by IP: two servants behind one address look alike, so for
+//! them the rule does less (a line may miss the one not yet back).
 
-use log::{debug, warn};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
+use log::{debug, info, warn};
+
+use super::incoming::RateLimited;
+use super::link::BACKOFF_MAX;
 use super::{Servant, Slot};
-use crate::reactor::Reactor;
-use crate::wire::delta::{self, Answer};
+use crate::reactor::{Index, Reactor};
 use crate::wire::peerdoc::Peer;
-use crate::wire::request::needs_peer_list_since;
+
+/// The checks on the manager's lists, and the settling after a reconnect.
+#[derive(Debug, Default)]
+pub(super) struct Lists {
+    pub(super) settling: Option<Settling>,
+    /// Lists refused for their length, and lists naming an address twice.
+    too_long: RateLimited,
+    duplicated: RateLimited,
+}
+
+/// The old list kept beside the new one after reconnecting to the manager.
+#[derive(Debug)]
+pub(super) struct Settling {
+    /// The old list's entries, other than this servant's own.
+    old: Vec<Peer>,
+    /// Listeners (slot, port) on the ports this servant had before, kept open for
+    /// peers that still deliver there.
+    pub(super) listeners: Vec<(Index, u16)>,
+    /// The first list on the new link.
+    since: Instant,
+    /// The list last changed.
+    changed: Instant,
+}
+
+/// `peers` with every address once (the first entry for it, marked `me` if any
+/// of them was), or why the list is refused: more than `max` entries.
+pub fn check(peers: Vec<Peer>, max: usize) -> Result<Vec<Peer>, String> {
+    if peers.len() > max {
+        return Err(too_many(peers.len(), max));
+    }
+    let mut seen: HashSet<SocketAddr> = HashSet::with_capacity(peers.len());
+    let mut kept: Vec<Peer> = Vec::with_capacity(peers.len());
+    for p in peers {
+        if seen.insert(p.addr()) {
+            kept.push(p);
+        } else if p.me {
+            if let Some(first) = kept.iter_mut().find(|k| k.addr() == p.addr()) {
+                first.me = true;
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// [`check`], keeping each kept entry's name beside it (the first listed for its
+/// address).
+fn check_named(
+    peers: Vec<Peer>,
+    names: Vec<Option<String>>,
+    max: usize,
+) -> Result<(Vec<Peer>, Vec<Option<String>>), String> {
+    let mut named: HashMap<SocketAddr, Option<String>> = HashMap::with_capacity(peers.len());
+    for (p, n) in peers.iter().zip(names) {
+        named.entry(p.addr()).or_insert(n);
+    }
+    let kept = check(peers, max)?;
+    let names = kept
+        .iter()
+        .map(|p| named.get(&p.addr()).cloned().flatten())
+        .collect();
+    Ok((kept, names))
+}
+
+fn too_many(n: usize, max: usize) -> String {
+    format!("{n} entries, more than the {max} allowed (--max-peers)")
+}
+
+/// `<peer>` elements in a document, counted without parsing it (an upper bound).
+fn entries(doc: &[u8]) -> usize {
+    memchr::memmem::find_iter(doc, b"<peer")
+        .filter(|&at| {
+            let next = doc.get(at + 5).copied().unwrap_or(b'>');
+            next == b'>' || next == b'/' || next.is_ascii_whitespace()
+        })
+        .count()
+}
 
 impl Servant {
-    /// What the manager is asked: the version of the list this servant has.
-    pub(super) fn list_request(&self) -> Vec<u8> {
-        needs_peer_list_since(self.version.unwrap_or(0))
+    /// A framed document from the manager as the list to use: parsed and checked,
+    /// or `None` (said why) to keep the last one.
+    /// Whether a whole document in `doc` lists more peers than allowed, counted
+    /// before parsing: a lying manager's 200,000 entries would cost some 100 MB as
+    /// a tree before they could be refused. Said (rate-limited) when it does.
+    pub(super) fn too_long(&mut self, r: &Reactor<Slot>, doc: &[u8]) -> bool {
+        let listed = entries(doc);
+        if listed <= self.config.max_peers {
+            return false;
+        }
+        self.refuse_list(r, &too_many(listed, self.config.max_peers));
+        true
     }
 
-    /// Reads one framed answer and returns the whole list it makes, or None when
-    /// there is nothing to act on: a malformed answer (the last list is kept) or
-    /// one that does not apply (the whole document is asked for).
-    pub(super) fn read_answer(&mut self, r: &mut Reactor<Slot>, bytes: &[u8]) -> Option<Vec<Peer>> {
-        let text = String::from_utf8_lossy(bytes);
-        let answer = match delta::parse(&text) {
-            Ok(a) => a,
-            Err(e) => {
-                warn!("ignoring a malformed peer list from the connection manager ({e}); keeping the last one");
-                return None;
-            }
-        };
-        let mut peers = match &answer {
-            Answer::Whole { .. } => Vec::new(),
-            _ => self.peers.clone(),
-        };
-        match delta::update(&mut peers, self.version, answer) {
-            Ok(version) => {
-                self.version = version;
-                Some(peers)
+    /// A list as the manager's answers make it, checked: duplicates of an address
+    /// collapse to one, and a list past `--max-peers` is refused (`None`: the last
+    /// one stays). Each entry's name stays beside it.
+    pub(super) fn checked_list(
+        &mut self,
+        r: &Reactor<Slot>,
+        peers: Vec<Peer>,
+        names: Vec<Option<String>>,
+    ) -> Option<(Vec<Peer>, Vec<Option<String>>)> {
+        let parsed = peers.len();
+        match check_named(peers, names, self.config.max_peers) {
+            Ok((peers, names)) => {
+                if peers.len() < parsed {
+                    if let Some(n) = self.lists.duplicated.due(r.now()) {
+                        warn!(
+                            "the connection manager lists some addresses more than once ({parsed} entries, {} addresses); each gets a line once ({n} such list(s) since the last warning)",
+                            peers.len()
+                        );
+                    }
+                }
+                Some((peers, names))
             }
             Err(why) => {
-                debug!("the connection manager's answer does not apply ({why}); asking for the whole list");
-                self.version = None;
-                if let Some(link) = self.link {
-                    r.send(link, &self.list_request());
-                }
+                self.refuse_list(r, &why);
                 None
             }
+        }
+    }
+
+    fn refuse_list(&mut self, r: &Reactor<Slot>, why: &str) {
+        if let Some(n) = self.lists.too_long.due(r.now()) {
+            warn!(
+                "refusing a peer list from the connection manager: {why}; keeping the last one of {} ({n} refused since the last warning)",
+                self.peers.len()
+            );
+        }
+    }
+
+    /// A new list arrived. The first on a new link, when there was a list before,
+    /// starts the settling: the old list stays in use beside it.
+    pub(super) fn settle_list(&mut self, now: Instant, fresh: bool, changed: bool) {
+        if fresh && !self.peers.is_empty() {
+            let settling = self.lists.settling.get_or_insert_with(|| Settling {
+                old: Vec::new(),
+                listeners: Vec::new(),
+                since: now,
+                changed: now,
+            });
+            let known: HashSet<SocketAddr> = settling.old.iter().map(Peer::addr).collect();
+            let old = self
+                .peers
+                .iter()
+                .filter(|p| !p.me && !known.contains(&p.addr()));
+            settling.old.extend(old.cloned());
+            settling.since = now;
+            settling.changed = now;
+            debug!(
+                "back with the connection manager: the last list ({} peers) is kept in use until the new one settles",
+                self.peers.len()
+            );
+        } else if let Some(settling) = self.lists.settling.as_mut().filter(|_| changed) {
+            settling.changed = now;
+        }
+    }
+
+    /// The settling is over once every servant has had time to reconnect and the
+    /// list has not changed for two poll intervals: the old ports stop listening.
+    pub(super) fn settle_tick(&mut self, r: &mut Reactor<Slot>) {
+        let Some(settling) = &self.lists.settling else {
+            return;
+        };
+        let now = r.now();
+        let quiet = self.config.poll_interval * 2;
+        if now.duration_since(settling.since) < BACKOFF_MAX + quiet
+            || now.duration_since(settling.changed) < quiet
+        {
+            return;
+        }
+        let Some(settling) = self.lists.settling.take() else {
+            return;
+        };
+        for (l, _) in settling.listeners {
+            r.close(l);
+        }
+        info!(
+            "peer list settled after reconnecting: {} peers",
+            self.peers.len()
+        );
+    }
+
+    /// Peers of the old list to deliver to as well: those whose address is on no
+    /// entry of the new list.
+    pub(super) fn settling_extras(&self) -> Vec<Peer> {
+        let Some(settling) = &self.lists.settling else {
+            return Vec::new();
+        };
+        let now: HashSet<IpAddr> = self.peers.iter().map(|p| p.ip).collect();
+        (settling.old.iter())
+            .filter(|p| !now.contains(&p.ip))
+            .cloned()
+            .collect()
+    }
+
+    /// Where the peer now listed at `to` listened before, while settling: tried
+    /// when it cannot be reached at `to` yet. `None` when that is unknown or
+    /// ambiguous (two old entries from that address).
+    pub(super) fn fallback_for(&self, to: SocketAddr) -> Option<SocketAddr> {
+        let settling = self.lists.settling.as_ref()?;
+        let mut same_ip = settling.old.iter().filter(|p| p.ip == to.ip());
+        match (same_ip.next(), same_ip.next()) {
+            (Some(p), None) if p.addr() != to => Some(p.addr()),
+            _ => None,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::wire::delta::{self, Answer, Op};
-    use crate::wire::history::Since;
-    use crate::wire::peerdoc::{self, PeerDoc};
-    use crate::wire::relay::Relay;
+    use super::*;
 
-    /// A deterministic pseudo-random sequence (xorshift64*): the same seed, the
-    /// same run, so a failure can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
-    /// The manager's slot and port rules around a [`PeerDoc`]: the lowest free
-    /// offset from 1, ports counting up from `first` and wrapping past 65535,
-    /// skipping ports still held.
-    struct Model {
-        doc: PeerDoc,
-        ports: Vec<Option<u16>>,
-        last_port: u16,
-        first: u16,
-    }
-
-    impl Model {
-        fn join(&mut self, rng: &mut Rng) {
-            let offset = (1..)
-                .find(|&o| self.ports.get(o).map_or(true, Option::is_none))
-                .unwrap();
-            let held: Vec<u16> = self.ports.iter().flatten().copied().collect();
-            let mut port = self.last_port;
-            loop {
-                port = if port == 65535 { self.first } else { port + 1 };
-                if !held.contains(&port) {
-                    break;
-                }
-            }
-            self.last_port = port;
-            if self.ports.len() <= offset {
-                self.ports.resize(offset + 1, None);
-            }
-            self.ports[offset] = Some(port);
-            let ip = format!("127.0.{}.{}", rng.below(4), 1 + rng.below(250));
-            self.doc.add(ip.parse().unwrap(), port, offset);
-        }
-
-        fn live(&self) -> Vec<usize> {
-            (0..self.ports.len())
-                .filter(|&o| self.ports[o].is_some())
-                .collect()
-        }
-    }
-
-    /// A servant's side: its list, its version, its offset, kept only by what the
-    /// manager sends it; and the manager's record of what it sent (`seen`).
-    struct Follower {
-        me: usize,
-        peers: Vec<peerdoc::Peer>,
-        version: Option<u64>,
-        seen: u64,
-        deltas: u32,
-    }
-
-    impl Follower {
-        /// What the manager sends a servant whose list is at `from`, as
-        /// `Manager::send_versioned` does.
-        fn send(&mut self, doc: &PeerDoc, from: u64) -> Vec<u8> {
-            self.seen = doc.version();
-            match doc.since(from) {
-                Since::Unchanged => delta::unchanged(doc.version()),
-                Since::Delta(d) => d,
-                Since::Whole => doc.render_versioned_for(self.me),
-            }
-        }
-
-        /// A push, from what the manager last sent; `lost`, it never arrives.
-        fn push(&mut self, doc: &PeerDoc, lost: bool) {
-            let bytes = self.send(doc, self.seen);
-            if !lost {
-                self.receive(doc, &bytes);
-            }
-        }
-
-        /// `needs peer list since N`, answered as the manager answers it.
-        fn poll(&mut self, doc: &PeerDoc) {
-            let from = self.version.map_or(0, |v| v.max(self.seen));
-            let bytes = self.send(doc, from);
-            self.receive(doc, &bytes);
-        }
-
-        /// Applies an answer as the servant does: one that does not apply is
-        /// dropped and the whole document asked for.
-        fn receive(&mut self, doc: &PeerDoc, bytes: &[u8]) {
-            let answer = delta::parse(std::str::from_utf8(bytes).unwrap()).unwrap();
-            self.deltas += u32::from(matches!(answer, Answer::Delta(_)));
-            let mut peers = match answer {
-                Answer::Whole { .. } => Vec::new(),
-                _ => self.peers.clone(),
-            };
-            match delta::update(&mut peers, self.version, answer) {
-                Ok(v) => (self.peers, self.version) = (peers, v),
-                Err(_) => {
-                    self.version = None;
-                    self.poll(doc);
-                }
-            }
+    fn peer(ip: &str, port: u16, me: bool) -> Peer {
+        Peer {
+            ip: ip.parse().unwrap(),
+            port,
+            offset: port as usize,
+            me,
+            relay: None,
         }
     }
 
     #[test]
-    fn a_list_kept_by_deltas_is_the_managers_document() {
-        for seed in 1..=40u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-            let first = 65535 - 40 - rng.below(40) as u16; // wraps; room for 30
-            let mut m = Model {
-                doc: PeerDoc::new(),
-                ports: vec![None],
-                last_port: first - 1,
-                first,
-            };
-            for _ in 0..5 {
-                m.join(&mut rng);
-            }
-            let me = m.live()[rng.below(5) as usize];
-            let mut f = Follower {
-                me,
-                peers: Vec::new(),
-                version: None,
-                seen: 0,
-                deltas: 0,
-            };
-            f.poll(&m.doc);
-            for step in 0..400 {
-                let live = m.live();
-                let others: Vec<usize> = live.iter().copied().filter(|&o| o != me).collect();
-                match rng.below(10) {
-                    0..=3 if live.len() < 30 => m.join(&mut rng),
-                    0..=5 if !others.is_empty() => {
-                        let o = others[rng.below(others.len() as u64) as usize];
-                        m.ports[o] = None;
-                        m.doc.remove(o);
-                    }
-                    6 | 7 => {
-                        let o = live[rng.below(live.len() as u64) as usize];
-                        let relay = match rng.below(3) {
-                            0 => None,
-                            1 => Some(Relay::Nobody),
-                            _ => Some(Relay::Via(
-                                format!("127.0.0.9:{}", 2224 + rng.below(3))
-                                    .parse()
-                                    .unwrap(),
-                            )),
-                        };
-                        m.doc.set_relay(o, relay);
-                    }
-                    _ => {}
-                }
-                // Several changes may go by between pushes (they are coalesced);
-                // a few pushes are lost; now and then the servant polls.
-                match rng.below(8) {
-                    0..=2 => continue,
-                    3 => f.push(&m.doc, true),
-                    4 => f.poll(&m.doc),
-                    _ => f.push(&m.doc, false),
-                }
-                if f.seen == m.doc.version() && f.version == Some(f.seen) {
-                    let want = m.doc.render_for(me);
-                    let want = peerdoc::parse(std::str::from_utf8(&want).unwrap()).unwrap();
-                    assert_eq!(f.peers, want, "seed {seed}, step {step}");
-                }
-            }
-            f.poll(&m.doc);
-            let want = peerdoc::parse(std::str::from_utf8(&m.doc.render_for(me)).unwrap());
-            assert_eq!(f.peers, want.unwrap(), "seed {seed}, at the end");
-            assert!(f.deltas > 100, "seed {seed}: only {} deltas", f.deltas);
-        }
+    fn duplicates_collapse_and_me_is_kept() {
+        let list = vec![
+            peer("127.0.0.2", 9, false),
+            peer("127.0.0.3", 9, false),
+            peer("127.0.0.2", 9, true),
+            peer("127.0.0.2", 9, false),
+        ];
+        let kept = check(list, 10).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert!(kept[0].me && kept[0].port == 9 && !kept[1].me);
     }
 
     #[test]
-    fn a_lost_delta_is_a_gap_and_the_whole_document_mends_it() {
-        let mut doc = PeerDoc::new();
-        for o in 1..=4 {
-            doc.add("127.0.0.1".parse().unwrap(), 2223 + o as u16, o);
-        }
-        let v = doc.version();
-        let mut peers = peerdoc::parse(std::str::from_utf8(&doc.render_for(1)).unwrap()).unwrap();
-        doc.remove(2);
-        let lost = doc.version();
-        doc.remove(3);
-        let Since::Delta(next) = doc.since(lost) else {
-            panic!()
-        };
-        let answer = delta::parse(std::str::from_utf8(&next).unwrap()).unwrap();
-        assert!(matches!(&answer, Answer::Delta(d) if d.ops == [Op::Left(3)]));
-        let gap = delta::update(&mut peers, Some(v), answer);
-        assert!(gap.unwrap_err().contains(&format!("from version {lost}")));
+    fn a_list_past_the_cap_is_refused() {
+        let list: Vec<Peer> = (1..=5).map(|p| peer("10.0.0.1", p, false)).collect();
+        assert!(check(list.clone(), 5).is_ok());
+        assert!(check(list, 4).unwrap_err().contains("5 entries"));
+    }
+
+    #[test]
+    fn entries_are_counted_without_parsing() {
+        let doc = b"<peers><peer><ip>1.2.3.4</ip></peer><peer ><peer/><peerx></peers>";
+        assert_eq!(entries(doc), 3);
+        assert_eq!(entries(b"<peers></peers>"), 0);
     }
 }

@@ -48,9 +48,8 @@ pub(super) const LINE_BURST: f64 = 100.0;
 /// An outgoing connection (a send, or the pull) not up by then has failed.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often both ends of a pull link say something when there is nothing to
-/// say, so that neither's idle sweep (30 s at least) closes it. Rarely: without
-/// TCP_NODELAY a keepalive still unacknowledged holds back the next line (Nagle)
-/// until the peer's delayed ACK, up to 40 ms.
+/// say, so that neither's idle sweep (30 s at least) closes it. Both ends set
+/// TCP_NODELAY on the pull link, so a keepalive never holds back a line (Nagle).
 const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Peers whose last complaint is remembered, before old ones are forgotten.
 const REMEMBERED: usize = 4096;
@@ -67,6 +66,9 @@ pub(super) struct Relaying {
     pub(super) pull: Option<Index>,
     /// The pull link's loss has been logged; said again after it came back.
     pull_lost_logged: bool,
+    /// Our own lines typed while the pull link was down or still connecting, for
+    /// the relay once it is up ([`MAX_BACKLOG`] at most).
+    held: Vec<u8>,
     /// Pull connections from the servants we relay for.
     pullers: Vec<Index>,
     /// When each peer was last complained about.
@@ -167,8 +169,37 @@ impl Servant {
                 self.drop_pull(r);
                 self.open_pull(r, to);
             }
-            _ => self.drop_pull(r),
+            _ => {
+                self.drop_pull(r);
+                if !self.relay.held.is_empty() {
+                    debug!(
+                        "no longer pulling: {} bytes held for the relay are dropped",
+                        self.relay.held.len()
+                    );
+                    self.relay.held = Vec::new();
+                }
+            }
         }
+    }
+
+    /// Our own lines for the relay, which skips them from direct delivery: down the
+    /// pull link once it is up, else held until it is. Not sent to the relay's
+    /// listener instead: it would forward them back to us like any peer's lines.
+    pub(super) fn send_to_relay(&mut self, r: &mut Reactor<Slot>, batch: &[u8]) {
+        let up = self
+            .relay
+            .pull
+            .filter(|&p| matches!(r.data(p), Some(Slot::Pull { up: true, .. })));
+        if let Some(p) = up {
+            return r.send(p, batch);
+        }
+        if self.relay.held.len() + batch.len() > MAX_BACKLOG {
+            return warn!(
+                "the relay link is down and {} KiB are already waiting for it; these lines reach direct peers only",
+                MAX_BACKLOG / 1024
+            );
+        }
+        self.relay.held.extend_from_slice(batch);
     }
 
     fn drop_pull(&mut self, r: &mut Reactor<Slot>) {
@@ -202,8 +233,13 @@ impl Servant {
             return;
         };
         *up = true;
+        let to = *to;
+        r.set_nodelay(i);
         self.relay.pull_lost_logged = false;
-        info!("pulling from the relay at {}", *to);
+        info!("pulling from the relay at {to}");
+        if !self.relay.held.is_empty() {
+            r.send(i, &std::mem::take(&mut self.relay.held));
+        }
     }
 
     /// What the relay forwards: every peer's lines, shown as they come.
@@ -302,6 +338,7 @@ impl Servant {
             r.close(old);
         }
         self.relay.pullers.push(i);
+        r.set_nodelay(i);
         info!(
             "relaying for {listed} ({} puller(s))",
             self.relay.pullers.len()

@@ -1,41 +1,97 @@
 //! `send1`, sending: every batch of typed lines goes to every peer on the list,
-//! this servant included, one outgoing connection each, all at once; failures are
-//! counted per peer address and warned about at a bounded rate.
+//! this servant included, one outgoing connection each; failures are counted and
+//! warned about in one summary line at a bounded rate.
 //!
 //! The article looped over the peers through one control, waiting out each
 //! connect with `While send1.State = 6: DoEvents: Wend`, so one unreachable peer
 //! stalled the rest; here an unreachable peer costs a failed connect, nothing more,
-//! and a complaint to the manager ([`super::relay`]). A peer the document shows as
-//! relayed is not sent to directly: its relay forwards what it gets. A relayed
-//! servant shows its own lines itself and sends them to its relay over the pull
-//! link instead of to the relay's listener.
+//! and a complaint to the manager ([`super::relay`]). At most
+//! [`super::incoming::MAX_SENDING`] sends are in flight (fewer when descriptors are
+//! short); the rest wait in a queue, in order, each sharing its batch's bytes. A
+//! peer the document shows as relayed is not sent to directly: its relay forwards
+//! what it gets. A relayed servant shows its own lines itself and sends them to its
+//! relay over the pull link instead of to the relay's listener.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::rc::Rc;
+use std::time::Instant;
 
-use log::{info, warn};
+use log::{debug, info, warn};
 
+use super::incoming::RateLimited;
 use super::{Servant, Slot};
 use crate::reactor::{Index, Reactor};
+use crate::wire::peerdoc::Peer;
 use crate::wire::relay::Relay;
 
-/// A peer that stays unreachable is warned about at most once per this window.
-const FAILURE_WARN_EVERY: Duration = Duration::from_secs(10);
 /// Lines typed before the first peer list are held up to this many bytes.
 const MAX_HELD: usize = 1024 * 1024;
+/// Sends waiting for a slot, at most: ten lines to the largest list allowed.
+const MAX_QUEUED: usize = 100_000;
+/// Peer addresses whose failures are counted one by one; past that, together.
+const REMEMBERED: usize = 4096;
 
-/// Delivery failures to one peer address, and when they were last warned about.
-#[derive(Debug, Default, Clone)]
+/// One batch waiting to go to one peer.
+#[derive(Debug)]
+pub(super) struct Queued {
+    to: SocketAddr,
+    to_self: bool,
+    batch: Rc<[u8]>,
+    fallback: Option<SocketAddr>,
+}
+
+/// Delivery failures: counted per peer address, warned about in one line at most
+/// every 10 s whatever the number of addresses, summed up when the servant leaves.
+#[derive(Debug, Default)]
 pub(super) struct Failures {
-    pub(super) count: u64,
-    last_warned: Option<Instant>,
-    /// Failures since the last warning.
-    unwarned: u64,
+    by_address: HashMap<SocketAddr, u64>,
+    /// Failures to addresses past the first [`REMEMBERED`].
+    others: u64,
+    total: u64,
+    warning: RateLimited,
+}
+
+impl Failures {
+    /// Counts one; `Some(n)` when the warning is due, with the failures it stands for.
+    fn failed(&mut self, to: SocketAddr, now: Instant) -> Option<u64> {
+        self.total += 1;
+        let room = self.by_address.len() < REMEMBERED;
+        match self.by_address.get_mut(&to) {
+            Some(n) => *n += 1,
+            None if room => {
+                self.by_address.insert(to, 1);
+            }
+            None => self.others += 1,
+        }
+        self.warning.due(now)
+    }
+
+    fn addresses(&self) -> String {
+        let n = self.by_address.len();
+        if self.others > 0 {
+            format!("{n}+")
+        } else {
+            n.to_string()
+        }
+    }
+
+    /// The line logged on the way out, if anything failed.
+    pub(super) fn summary(&self) {
+        if self.total > 0 {
+            info!(
+                "{} delivery failure(s) to {} peer address(es)",
+                self.total,
+                self.addresses()
+            );
+        }
+    }
 }
 
 impl Servant {
     /// VB: the loop in `txtSend1_KeyPress` over `./peers/peer`: `send1.Connect ip, port`
-    /// and, in `send1_Connect`, `SendData`. Here each peer gets its own slot at once.
+    /// and, in `send1_Connect`, `SendData`. Here each peer gets its own slot, as
+    /// many at once as the cap allows.
     pub(super) fn send1_broadcast(&mut self, r: &mut Reactor<Slot>) {
         if self.batch.is_empty() {
             return;
@@ -62,48 +118,89 @@ impl Servant {
             Some(Relay::Via(to)) => Some(to),
             _ => None,
         };
-        for k in 0..self.peers.len() {
-            let peer = &self.peers[k];
-            let to = SocketAddr::new(peer.ip, peer.port);
-            let skip = if peer.me {
+        let skip = |peer: &Peer| {
+            if peer.me {
                 relayed.is_some() // we cannot reach ourselves at our public address
             } else {
-                peer.relay.is_some() || via == Some(to)
-            };
-            if skip {
-                continue;
+                peer.relay.is_some() || via == Some(peer.addr())
             }
-            let slot = Slot::Outgoing {
+        };
+        let extras = self.settling_extras();
+        let targets: Vec<&Peer> = self
+            .peers
+            .iter()
+            .chain(&extras)
+            .filter(|p| !skip(p))
+            .collect();
+        if self.queued.len() + targets.len() > MAX_QUEUED {
+            self.console.complain(&format!(
+                "not sent: {} deliveries of earlier lines are still waiting",
+                self.queued.len()
+            ));
+            self.batch.clear();
+            return;
+        }
+        let batch: Rc<[u8]> = Rc::from(&self.batch[..]);
+        for peer in targets {
+            let to = peer.addr();
+            self.queued.push_back(Queued {
                 to,
                 to_self: peer.me,
-                local: None,
-                delivered: false,
-                error: None,
-                started: r.now(),
-            };
-            match r.connect(to, self.bind_for(to), slot) {
-                Ok(i) => {
-                    r.send(i, &self.batch);
-                    self.outgoing += 1;
-                }
-                Err(e) => self.peer_failed(r, to, &e.to_string()),
-            }
+                batch: batch.clone(),
+                fallback: if peer.me { None } else { self.fallback_for(to) },
+            });
         }
+        self.start_sends(r);
         if relayed.is_some() {
             for line in self.batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 self.console.message(line, false);
             }
-            if let Some(pull) = self.relay.pull {
-                r.send(pull, &self.batch);
+            if via.is_some() {
+                let batch = std::mem::take(&mut self.batch);
+                self.send_to_relay(r, &batch);
             }
         }
         self.batch.clear();
     }
 
+    /// Starts queued sends while fewer than the cap are in flight.
+    fn start_sends(&mut self, r: &mut Reactor<Slot>) {
+        while self.outgoing < self.admission.limits.sending {
+            let Some(q) = self.queued.pop_front() else {
+                return;
+            };
+            let slot = Slot::Outgoing {
+                to: q.to,
+                to_self: q.to_self,
+                local: None,
+                delivered: false,
+                error: None,
+                started: r.now(),
+                batch: q.batch.clone(),
+                fallback: q.fallback,
+                connected: false,
+            };
+            match r.connect(q.to, self.bind_for(q.to), slot) {
+                Ok(i) => {
+                    r.send(i, &q.batch);
+                    self.outgoing += 1;
+                }
+                Err(e) => self.peer_failed(r, q.to, &e.to_string()),
+            }
+        }
+    }
+
     /// VB: `send1_Connect`. A send to ourselves is remembered by its local address
     /// so leaving can wait until our own listener has shown it.
     pub(super) fn send1_connect(&mut self, r: &mut Reactor<Slot>, i: Index) {
-        if !matches!(r.data(i), Some(Slot::Outgoing { to_self: true, .. })) {
+        let Some(Slot::Outgoing {
+            to_self, connected, ..
+        }) = r.data_mut(i)
+        else {
+            return;
+        };
+        *connected = true;
+        if !*to_self {
             return;
         }
         let Ok(local) = r.local_addr(i) else { return };
@@ -126,42 +223,82 @@ impl Servant {
         r.close(i);
     }
 
-    /// VB: `send1_Close` / `send1_Error`: count a peer we could not deliver to.
-    pub(super) fn send1_close(
-        &mut self,
-        r: &mut Reactor<Slot>,
-        to: SocketAddr,
-        local: Option<SocketAddr>,
-        delivered: bool,
-        error: Option<String>,
-    ) {
+    /// VB: `send1_Close` / `send1_Error`: count a peer we could not deliver to, or
+    /// while the list settles, try it where it listened before. The next queued
+    /// send takes the slot.
+    pub(super) fn send1_close(&mut self, r: &mut Reactor<Slot>, slot: Slot) {
+        let Slot::Outgoing {
+            to,
+            local,
+            delivered,
+            error,
+            batch,
+            fallback,
+            connected,
+            ..
+        } = slot
+        else {
+            return;
+        };
         self.outgoing = self.outgoing.saturating_sub(1);
         if !delivered {
             // Our own listener will never show this one; do not wait for it.
             if let Some(k) = local.and_then(|l| self.self_pending.iter().position(|&a| a == l)) {
                 self.self_pending.swap_remove(k);
             }
-            let why = error.unwrap_or_else(|| "closed before the message was sent".into());
-            self.peer_failed(r, to, &why);
+            match fallback.filter(|_| !connected) {
+                // Nothing reached it: it has not moved to its new port yet.
+                Some(old) => {
+                    debug!("cannot reach {to} yet; delivering where it listened before, {old}");
+                    self.queued.push_front(Queued {
+                        to: old,
+                        to_self: false,
+                        batch,
+                        fallback: None,
+                    });
+                }
+                None => {
+                    let why = error.unwrap_or_else(|| "closed before the message was sent".into());
+                    self.peer_failed(r, to, &why);
+                }
+            }
         }
+        self.start_sends(r);
         self.maybe_leave(r);
     }
 
     fn peer_failed(&mut self, r: &mut Reactor<Slot>, to: SocketAddr, why: &str) {
         self.complain(r, to);
-        let now = r.now();
-        let f = self.failures.entry(to).or_default();
-        f.count += 1;
-        f.unwarned += 1;
-        if f.last_warned
-            .map_or(true, |t| now.duration_since(t) >= FAILURE_WARN_EVERY)
-        {
+        if let Some(n) = self.failures.failed(to, r.now()) {
             warn!(
-                "cannot deliver to {to}: {why} ({} failure(s) since the last warning, {} in all)",
-                f.unwarned, f.count
+                "cannot deliver to {to}: {why} ({n} failure(s) since the last warning, {} in all, to {} peer address(es))",
+                self.failures.total,
+                self.failures.addresses()
             );
-            f.last_warned = Some(now);
-            f.unwarned = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_to_many_addresses_make_one_warning_and_bounded_memory() {
+        let mut f = Failures::default();
+        let t0 = Instant::now();
+        let warned = (0..10_000u16)
+            .filter(|&p| {
+                f.failed(SocketAddr::from(([127, 0, 0, 1], p)), t0)
+                    .is_some()
+            })
+            .count();
+        assert_eq!(warned, 1, "one warning for the lot");
+        assert_eq!(f.by_address.len(), REMEMBERED);
+        assert_eq!((f.total, f.others), (10_000, 10_000 - REMEMBERED as u64));
+        assert_eq!(f.addresses(), format!("{REMEMBERED}+"));
+        let later = t0 + std::time::Duration::from_secs(10);
+        let n = f.failed(SocketAddr::from(([127, 0, 0, 1], 1)), later);
+        assert_eq!(n, Some(10_000), "the next warning counts what was not said");
     }
 }

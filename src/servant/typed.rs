@@ -1,13 +1,16 @@
 //! `txtSend1`, what the user types: each line from stdin is chat for every peer
-//! or a `/command` (`/peers`, `/help`, `/quit`).
+//! or a `/command`.
 //!
 //! VB sent on each Enter in a text box; here stdin arrives in chunks, from a
-//! terminal (through [`super::console`]'s line editor), a pipe or a file.
+//! terminal (through [`super::console`]'s line editor), a pipe or a file. The
+//! article had no commands; those here are the ones a chat user reaches for that
+//! the protocol allows: the user list, an action, a new name, a clean screen.
 
 use log::{debug, info};
 
 use super::{Input, Servant, Slot};
 use crate::reactor::Reactor;
+use crate::wire::peerdoc::Peer;
 
 impl Servant {
     /// VB: `txtSend1_KeyPress(KeyAscii)`: Enter sends the line. Here stdin arrives in
@@ -39,9 +42,9 @@ impl Servant {
                 Input::Pipe => info!("end of input; leaving once sends have drained"),
                 _ => debug!("end of input"),
             }
-            return self.quit(r);
+            self.console.close_input();
+            self.quit(r);
         }
-        self.console.prompt();
     }
 
     /// One typed line: a command, or chat added to the batch with `--name`'s prefix.
@@ -71,33 +74,132 @@ impl Servant {
         self.batch.push(b'\n');
     }
 
-    /// A `/command`; an unknown one is an error on stderr, never chat.
+    /// A `/command`; an unknown one is an error, never chat.
     fn command(&mut self, r: &mut Reactor<Slot>, cmd: &str) {
-        match cmd {
-            "peers" => {
-                let mut out = String::new();
-                for p in &self.peers {
-                    out.push_str(&super::relay::describe_peer(p));
-                }
-                if self.peers.is_empty() {
-                    self.console.complain("no peer list yet");
-                } else {
-                    self.console.reply(&out);
-                }
+        let (word, rest) = cmd.split_once(' ').unwrap_or((cmd, ""));
+        let rest = rest.trim();
+        match word {
+            "peers" | "names" if self.peers.is_empty() => self.console.complain("no peer list yet"),
+            "peers" | "names" => {
+                let table = self.peer_table();
+                self.console.reply(&table);
             }
             "help" => self.console.reply(COMMANDS),
-            "quit" => self.quit(r),
+            "me" if rest.is_empty() => self.console.complain("/me needs an action: /me waves"),
+            "me" => {
+                // An action is an ordinary line to peers: `* alice waves`.
+                let line = match &self.config.name {
+                    Some(name) => format!("* {name} {rest}\n"),
+                    None => format!("* {rest}\n"),
+                };
+                self.batch.extend_from_slice(line.as_bytes());
+                self.send1_broadcast(r);
+            }
+            "nick" => self.rename(r, rest),
+            "clear" => self.console.clear(),
+            "quit" | "exit" => {
+                self.console.close_input();
+                self.quit(r);
+            }
             other => self.console.complain(&format!(
-                "unknown command /{other} (not sent); try /help, or start the line with // to send a /"
+                "unknown command /{} (not sent); try /help, or start the line with // to send a /",
+                crate::text::escape(other)
             )),
         }
     }
+
+    /// `/nick NAME`: a new prefix for our lines, and a new name in everyone's list.
+    fn rename(&mut self, r: &mut Reactor<Slot>, wanted: &str) {
+        let name = match crate::wire::name::check(wanted) {
+            Ok(n) => n.to_string(),
+            Err(why) => return self.console.complain(&format!("/nick: the name {why}")),
+        };
+        if let Some(link) = self.link {
+            r.send(link, &crate::wire::name::request(&name));
+        } // else it goes out when the link comes back (`connect_manager`)
+        info!("now called {name:?}");
+        self.config.name = Some(name);
+        self.console.set_names(
+            self.config.name.as_deref(),
+            self.events.names.values().map(String::as_str),
+        );
+    }
+
+    /// The user list in aligned columns: `*` on this servant, name, address, port,
+    /// and how a peer behind a port-blocking router is reached.
+    fn peer_table(&self) -> String {
+        let names: Vec<String> = (self.peers.iter())
+            .map(|p| match self.events.names.get(&p.addr()) {
+                Some(n) => crate::text::escape(n).into_owned(),
+                None => "-".into(),
+            })
+            .collect();
+        let addrs: Vec<String> = self.peers.iter().map(|p| p.ip.to_string()).collect();
+        let name_cols = names.iter().map(|n| super::console::str_width(n)).max();
+        let addr_cols = addrs.iter().map(String::len).max();
+        let (name_cols, addr_cols) = (name_cols.unwrap_or(0), addr_cols.unwrap_or(0));
+        let mut out = String::new();
+        for ((p, name), addr) in self.peers.iter().zip(&names).zip(&addrs) {
+            let mark = if p.me { '*' } else { ' ' };
+            let pad = name_cols - super::console::str_width(name);
+            out.push_str(&format!(
+                "{mark} {name}{:pad$}  {addr:<addr_cols$}  {:>5}",
+                "", p.port
+            ));
+            let note = relay_note(p);
+            if !note.is_empty() {
+                out.push_str("  ");
+                out.push_str(&note);
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The relay's words for a peer behind a port-blocking router (`relayed via
+/// 203.0.113.10:2224`), as [`super::relay::describe_peer`] has them after the
+/// address; empty for a peer reached directly.
+fn relay_note(p: &Peer) -> String {
+    let line = super::relay::describe_peer(p);
+    let head = format!("{}{} {}", if p.me { "*" } else { "" }, p.port, p.ip);
+    (line.trim_end().strip_prefix(&head))
+        .map_or_else(String::new, |rest| rest.trim_start().to_string())
 }
 
 const COMMANDS: &str = "\
 Type a line and press Enter to send it to every peer (yourself included).
-  /peers   the user list: * marks you, then port and address (and relay)
-  /help    this text
-  /quit    leave (also Ctrl-D, SIGINT, SIGTERM)
-  //text   sends /text
+  /peers, /names   who is here: * marks you, then name, address and port
+  /me ACTION       an action: /me waves sends \"* NAME waves\"
+  /nick NAME       a new name, in your lines and in everyone's list
+  /clear           clear the screen
+  /help            this text
+  /quit, /exit     leave (also Ctrl-D, Ctrl-C)
+  //text           sends /text
+Keys: Left/Right, Home/End, Ctrl-A/E, Alt-B/F or Ctrl-Left/Right by words,
+Ctrl-K/U/W cut, Ctrl-Y puts back, Up/Down this session's lines, Ctrl-L redraws.
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_note_is_what_follows_the_address() {
+        let mut p = Peer {
+            ip: "203.0.113.1".parse().unwrap(),
+            port: 2226,
+            offset: 3,
+            me: true,
+            relay: None,
+        };
+        assert_eq!(relay_note(&p), "");
+        p.relay = Some(crate::wire::relay::Relay::Via(
+            "203.0.113.10:2224".parse().unwrap(),
+        ));
+        assert_eq!(relay_note(&p), "relayed via 203.0.113.10:2224");
+        p.me = false;
+        p.relay = Some(crate::wire::relay::Relay::Nobody);
+        assert_eq!(relay_note(&p), "relayed, but no peer can relay for it");
+    }
+}

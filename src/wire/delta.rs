@@ -144,6 +144,23 @@ pub enum Answer {
     Unchanged(u64),
 }
 
+/// The names an answer carries, by address: every `<peer>` of a whole document,
+/// and of a delta's joins and changes (`None`: that entry has no name now).
+/// Malformed answers carry none; [`parse`] says why.
+pub fn names(text: &str) -> Vec<(std::net::SocketAddr, Option<String>)> {
+    let Ok(root) = xml::parse(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let parents = std::iter::once(&root).chain(root.children_named("changed"));
+    for parent in parents {
+        if let Ok((peers, names)) = peerdoc::read_peers(parent) {
+            out.extend(peers.iter().map(Peer::addr).zip(names));
+        }
+    }
+    out
+}
+
 /// Reads one framed answer, checking every field.
 pub fn parse(text: &str) -> Result<Answer, XmlError> {
     let root = xml::parse(text)?;
@@ -168,7 +185,7 @@ pub fn parse(text: &str) -> Result<Answer, XmlError> {
     match root.name.as_str() {
         "peers" => Ok(Answer::Whole {
             version: attr("version").ok(),
-            peers: peerdoc::read_peers(&root)?,
+            peers: peerdoc::read_peers(&root)?.0,
         }),
         "unchanged" => Ok(Answer::Unchanged(attr("version")?)),
         "delta" => {
@@ -195,7 +212,7 @@ pub fn parse(text: &str) -> Result<Answer, XmlError> {
 
 fn read_op(el: &Element) -> Result<Op, String> {
     let one_peer = |parent: &Element| -> Result<Peer, String> {
-        let mut peers = peerdoc::read_peers(parent).map_err(|e| e.reason)?;
+        let mut peers = peerdoc::read_peers(parent).map_err(|e| e.reason)?.0;
         match (peers.pop(), peers.is_empty()) {
             (Some(p), true) => Ok(p),
             _ => Err(format!("<{}> must hold one <peer>", parent.name)),

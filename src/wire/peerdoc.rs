@@ -13,8 +13,10 @@
 //! with an XPath string.
 //!
 //! A servant behind a port-blocking router carries a `<relay>` element after
-//! `<me>` ([`super::relay`]); [`PeerDoc::set_relay`] re-renders that one entry in
-//! place. A document with no relayed servant is byte for byte the article's.
+//! `<me>` ([`super::relay`]), and a servant that said its name a `<name>` element
+//! after that ([`super::name`]); [`PeerDoc::set_relay`] and [`PeerDoc::set_name`]
+//! re-render that one entry in place. A document with no relayed or named servant
+//! is byte for byte the article's.
 //!
 //! Every change is a version ([`super::history`]): a servant that says which
 //! version it has is answered with what changed since ([`super::delta`]).
@@ -29,6 +31,7 @@ use crate::net::Shared;
 
 use super::delta;
 use super::history::History;
+use super::name;
 use super::relay::{self, Relay};
 use crate::xml::{self, Element, XmlError};
 
@@ -40,6 +43,13 @@ const ME_TRUE: &[u8] = b"TRUE";
 const ME_END: &[u8] = b"</me>";
 const PEER_END: &[u8] = b"</peer>";
 const NONE: u32 = u32::MAX;
+
+/// The optional elements an entry may carry after `<me>`, in this order.
+#[derive(Clone, Copy)]
+enum Extra {
+    Relay,
+    Name,
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -181,10 +191,39 @@ impl PeerDoc {
     /// or the same element). Like every change, it copies the buffer only while a
     /// queued send still holds the old one.
     pub fn set_relay(&mut self, offset: usize, relay: Option<Relay>) -> bool {
-        let mut tail = Vec::with_capacity(64);
+        let mut element = Vec::with_capacity(64);
         if let Some(relay) = relay {
-            relay::render(&mut tail, relay);
+            relay::render(&mut element, relay);
         }
+        self.set_extra(offset, Extra::Relay, &element)
+    }
+
+    /// Sets or clears the `<name>` element of `offset`'s entry (a name that passed
+    /// [`name::check`]), as [`PeerDoc::set_relay`] does the `<relay>` element.
+    pub fn set_name(&mut self, offset: usize, name: Option<&str>) -> bool {
+        let mut element = Vec::with_capacity(64);
+        if let Some(n) = name {
+            name::render(&mut element, n);
+        }
+        self.set_extra(offset, Extra::Name, &element)
+    }
+
+    /// Replaces one of the optional elements after `<me>` (`<relay>`, then `<name>`)
+    /// in `offset`'s entry with `element`, keeping the other.
+    fn set_extra(&mut self, offset: usize, which: Extra, element: &[u8]) -> bool {
+        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+            return false;
+        };
+        let e = self.entries[p as usize];
+        let extras = e.start + e.me + ME_FALSE.len() + ME_END.len();
+        let end = e.start + e.len - PEER_END.len();
+        // A name is escaped, so `<name>` starts the name element and nothing else.
+        let split =
+            memchr::memmem::find(&self.body[extras..end], b"<name>").map_or(end, |k| extras + k);
+        let tail = match which {
+            Extra::Relay => [element, &self.body[split..end]].concat(),
+            Extra::Name => [&self.body[extras..split], element].concat(),
+        };
         self.replace_after_me(offset, tail)
     }
 
@@ -325,6 +364,12 @@ impl Peer {
 
 /// Reads a peer document, checking every field; errors name the line and field.
 pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
+    parse_named(doc).map(|(peers, _)| peers)
+}
+
+/// Like [`parse`], with each peer's `<name>` beside it (`None` when it has none, or
+/// one that fails [`name::check`]: a bad name costs the name, not the list).
+pub fn parse_named(doc: &str) -> NamedPeers {
     let root = xml::parse(doc)?;
     if root.name != "peers" {
         return Err(XmlError {
@@ -336,14 +381,16 @@ pub fn parse(doc: &str) -> Result<Vec<Peer>, XmlError> {
     read_peers(&root)
 }
 
-/// Reads the `<peer>` children of a document (or of a delta's element).
-pub(super) fn read_peers(root: &Element) -> Result<Vec<Peer>, XmlError> {
+/// Reads the `<peer>` children of a document (or of a delta's element), with each
+/// one's `<name>` beside it.
+pub(super) fn read_peers(root: &Element) -> NamedPeers {
     let bad = |line: usize, reason: String| XmlError {
         line,
         column: 1,
         reason,
     };
     let mut peers = Vec::with_capacity(root.children.len());
+    let mut names = Vec::with_capacity(root.children.len());
     for p in root.children_named("peer") {
         let field = |name: &str| {
             p.child(name)
@@ -394,9 +441,13 @@ pub(super) fn read_peers(root: &Element) -> Result<Vec<Peer>, XmlError> {
             me,
             relay,
         });
+        names.push(name::read(p));
     }
-    Ok(peers)
+    Ok((peers, names))
 }
+
+/// Peers and, beside each, its `<name>` if it has a good one.
+pub type NamedPeers = Result<(Vec<Peer>, Vec<Option<String>>), XmlError>;
 
 /// Where the first complete document in `buf` ends (just past `</peers>`), if any.
 /// Documents are not length-prefixed on the wire; the closing tag frames them.

@@ -22,6 +22,8 @@ use crate::xml::Element;
 
 /// A complaint starts with this; the rest of the line is the peer's `IP:PORT`.
 pub const CANNOT_REACH: &[u8] = b"cannot reach ";
+/// What a servant that forwards to pullers tells the manager once per link.
+pub const CAN_RELAY: &[u8] = b"can relay";
 /// A pull connection's first line starts with this; the rest is the puller's own
 /// `IP:PORT` as the peer document lists it.
 const PULL: &[u8] = b"pull ";

@@ -1,7 +1,7 @@
 //! What servants say to the manager: `needs peer list`, framed the way every
 //! client in the wild sends it, `needs peer list since N` (the version the asker
-//! has: [`super::delta`]), and `cannot reach IP:PORT` (a complaint about a peer,
-//! for the relay: [`super::relay`]).
+//! has: [`super::delta`]), `cannot reach IP:PORT` (a complaint about a peer, for
+//! the relay: [`super::relay`]) and `name NAME` ([`super::name`]).
 //!
 //! The article's manager compared a whole `GetData` buffer with the request, so it
 //! only worked when TCP delivered exactly the 15 bytes, once. Here the same request
@@ -30,6 +30,11 @@ pub enum Line<'a> {
     NeedsPeerListSince(u64),
     /// `cannot reach IP:PORT`: the sender could not deliver to that peer.
     CannotReach(std::net::SocketAddr),
+    /// `can relay`: the sender forwards lines to pullers, so it may be chosen as a
+    /// relay. A client that never says it (the VB servant, telnet) never is.
+    CanRelay,
+    /// `name NAME`: the name the sender wants listed, unchecked; empty to forget it.
+    Name(&'a [u8]),
     /// Any other non-empty line, without its line ending.
     Other(&'a [u8]),
 }
@@ -52,6 +57,8 @@ pub struct TooLong(pub usize);
 ///             Line::NeedsPeerList => "request".to_string(),
 ///             Line::NeedsPeerListSince(v) => format!("request since {v}"),
 ///             Line::CannotReach(peer) => format!("complaint about {peer}"),
+///             Line::CanRelay => "offer".to_string(),
+///             Line::Name(name) => format!("name {}", String::from_utf8_lossy(name)),
 ///             Line::Other(text) => String::from_utf8_lossy(text).into_owned(),
 ///         }))
 ///         .unwrap();
@@ -126,10 +133,15 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
             Some(nl) if nl > max_line => return Err(TooLong(nl)),
             Some(nl) => {
                 let line = trim_line_end(&rest[..nl]);
-                match super::relay::parse_cannot_reach(line) {
-                    Some(peer) => f(Line::CannotReach(peer)),
-                    None if !line.is_empty() => f(Line::Other(line)),
-                    None => {}
+                if let Some(name) = super::name::parse_request(line) {
+                    f(Line::Name(name));
+                } else {
+                    match super::relay::parse_cannot_reach(line) {
+                        Some(peer) => f(Line::CannotReach(peer)),
+                        None if line == super::relay::CAN_RELAY => f(Line::CanRelay),
+                        None if !line.is_empty() => f(Line::Other(line)),
+                        None => {}
+                    }
                 }
                 at += nl + 1;
             }
@@ -194,6 +206,8 @@ mod tests {
                     Line::NeedsPeerList => "LIST".to_string(),
                     Line::NeedsPeerListSince(v) => format!("SINCE {v}"),
                     Line::CannotReach(peer) => format!("COMPLAINT {peer}"),
+                    Line::CanRelay => "OFFER".to_string(),
+                    Line::Name(n) => format!("NAME {}", String::from_utf8_lossy(n)),
                     Line::Other(t) => String::from_utf8_lossy(t).into_owned(),
                 })
             });
@@ -262,10 +276,23 @@ mod tests {
     fn complaints_are_recognised_and_malformed_ones_passed_on() {
         assert_eq!(
             frame_all(&[
-                b"needs peer list\ncannot reach 203.0.113.1:2226\r\ncannot reach nowhere\n"
+                b"needs peer list\ncannot reach 203.0.113.1:2226\r\ncannot reach nowhere\ncan relay\n"
             ])
             .0,
-            ["LIST", "COMPLAINT 203.0.113.1:2226", "cannot reach nowhere"]
+            ["LIST", "COMPLAINT 203.0.113.1:2226", "cannot reach nowhere", "OFFER"]
+        );
+    }
+
+    #[test]
+    fn name_requests_are_recognised() {
+        assert_eq!(
+            frame_all(&[b"name alice
+needs peer list
+name
+namesake
+"])
+            .0,
+            ["NAME alice", "LIST", "NAME ", "namesake"]
         );
     }
 

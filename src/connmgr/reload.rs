@@ -1,0 +1,164 @@
+//! SIGHUP: the manager reads its config file again, puts the command line's flags
+//! back over it, and applies what can change while servants stay connected: the
+//! servant limit, the idle timeout, the push interval, the line limit, the relay
+//! settings (from the next verdict, dial or recheck) and the log level. The address and ports would mean a new listener and new port numbering,
+//! so a change there is reported and waits for a restart. A file that cannot be
+//! read or parsed changes nothing: the error is logged and the old settings stay.
+//!
+//! VB had no counterpart: its settings were constants in the form.
+
+use std::time::Duration;
+
+use log::{info, warn};
+
+use super::config::RelayConfig;
+use super::{Config, Manager, Slot};
+use crate::logfilter;
+use crate::notify;
+use crate::reactor::Reactor;
+
+impl Manager {
+    /// Re-reads the config, applies what it can, and logs what changed.
+    pub(super) fn reload_config(&mut self, r: &mut Reactor<Slot>) {
+        notify::reloading();
+        let file = self.config.overrides.config.clone();
+        let Some(path) = file else {
+            info!("SIGHUP: no --config file to read again; nothing changed");
+            notify::ready();
+            return;
+        };
+        let new = match Config::load(&self.config.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("SIGHUP: {e}; keeping the current settings");
+                notify::ready();
+                return;
+            }
+        };
+        let mut changes = Vec::new();
+        if new.max_servants != self.config.max_servants {
+            changes.push(format!(
+                "max servants {} -> {}",
+                self.config.max_servants, new.max_servants
+            ));
+            if self.servants > new.max_servants {
+                info!(
+                    "{} servants are connected, above the new limit: they stay; newcomers are refused",
+                    self.servants
+                );
+            }
+        }
+        if new.idle_timeout != self.config.idle_timeout {
+            changes.push(format!(
+                "idle timeout {} -> {}",
+                show(self.config.idle_timeout, "never"),
+                show(new.idle_timeout, "never")
+            ));
+            r.set_idle_timeout((!new.idle_timeout.is_zero()).then_some(new.idle_timeout));
+        }
+        if new.push_interval != self.config.push_interval {
+            changes.push(format!(
+                "push interval {} -> {}",
+                show(self.config.push_interval, "no pushes"),
+                show(new.push_interval, "no pushes")
+            ));
+        }
+        if new.max_line != self.config.max_line {
+            changes.push(format!(
+                "max line {} -> {} bytes",
+                self.config.max_line, new.max_line
+            ));
+        }
+        changes.extend(relay_changes(&self.config.relay, &new.relay));
+        changes.extend(logfilter::reload(
+            self.config.log_level.as_ref(),
+            new.log_level.as_ref(),
+        ));
+        let held = self.config.restart_needed(&new);
+        if !held.is_empty() {
+            warn!(
+                "SIGHUP: {} changed in {}; that takes a restart, so the old value stays until then",
+                held.join(", "),
+                path.display()
+            );
+        }
+        // What needs a restart keeps its running value, so the next reload compares
+        // against what is really in force.
+        self.config = Config {
+            bind: self.config.bind,
+            port: self.config.port,
+            first_port: self.config.first_port,
+            ..new
+        };
+        if changes.is_empty() {
+            info!("SIGHUP: read {} again; nothing changed", path.display());
+        } else {
+            info!(
+                "SIGHUP: read {} again: {}",
+                path.display(),
+                changes.join(", ")
+            );
+        }
+        notify::ready();
+    }
+}
+
+/// What differs between two relay settings, one `name old -> new` each.
+fn relay_changes(old: &RelayConfig, new: &RelayConfig) -> Vec<String> {
+    let mut changes = Vec::new();
+    let mut count = |name: &str, a: u32, b: u32| {
+        if a != b {
+            changes.push(format!("relay {name} {a} -> {b}"));
+        }
+    };
+    count("threshold", old.threshold, new.threshold);
+    count("share", old.share, new.share);
+    count("pullers", old.pullers, new.pullers);
+    for (name, a, b) in [
+        ("window", old.window, new.window),
+        ("recheck", old.recheck, new.recheck),
+        ("dial timeout", old.dial_timeout, new.dial_timeout),
+    ] {
+        if a != b {
+            changes.push(format!("relay {name} {a:?} -> {b:?}"));
+        }
+    }
+    changes
+}
+
+/// `30s`, `100ms`, `1.5s`, or `zero` when zero turns the feature off.
+fn show(d: Duration, zero: &str) -> String {
+    if d.is_zero() {
+        zero.to_string()
+    } else {
+        format!("{d:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_changes_name_each_setting() {
+        let old = RelayConfig::default();
+        let new = RelayConfig {
+            threshold: 3,
+            window: Duration::from_secs(90),
+            ..RelayConfig::default()
+        };
+        assert_eq!(
+            relay_changes(&old, &new),
+            ["relay threshold 2 -> 3", "relay window 60s -> 90s"]
+        );
+        assert!(relay_changes(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn durations_are_shown_with_their_unit() {
+        assert_eq!(show(Duration::from_secs(30), "never"), "30s");
+        assert_eq!(show(Duration::from_millis(100), "never"), "100ms");
+        assert_eq!(show(Duration::from_millis(1500), "never"), "1.5s");
+        assert_eq!(show(Duration::ZERO, "no pushes"), "no pushes");
+    }
+}

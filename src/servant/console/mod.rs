@@ -1,0 +1,448 @@
+//! The article's chat window on a terminal: `txtChat1` (the transcript),
+//! `txtSend1` (the line being typed) and the events a user wants to see, all on
+//! stdout; and stdin, read on the loop.
+//!
+//! **On a terminal** (stdin and stdout both) the console owns the screen. The
+//! prompt and the half-typed line stay at the bottom, however long the line and
+//! whatever the width; everything shown (chat, joins and leaves, warnings, the
+//! answers to commands) goes above it. Each handler's output is gathered and drawn
+//! once when the handler returns ([`Console::settle`]): erase the input, write the
+//! lines, draw the input again ([`screen`]). The console edits the line itself
+//! ([`editor`], [`keys`]) in raw mode ([`term`]); a resize redraws, Ctrl-Z gives the
+//! terminal back before stopping and `fg` takes it again, and every way out
+//! restores it. Log records do not go to stderr there, which would write through
+//! the prompt: warnings and errors are shown as dim lines, routine records only
+//! when asked for ([`crate::logging::route_to_console`]).
+//!
+//! **On pipes and files** stdout carries one line per chat message and nothing
+//! else, as it always did, so scripts and tests can read it; logs go to stderr.
+//!
+//! In both, peer text is escaped ([`crate::text::escape_bytes`]) before it is
+//! written: a peer cannot drive the user's terminal, or fake a line in a log a
+//! terminal will show later. Everything goes through the loop's bounded stdout
+//! queue ([`crate::reactor::stdio`]), written once per loop turn: a terminal or
+//! pipe that stops taking output costs chat lines (counted, and said once it
+//! drains), never the servant's loop.
+//!
+//! stdin is read on the loop too ([`Console::read_stdin`]) but, unlike stdout,
+//! without a non-blocking description of its own: the terminal's settings are
+//! changed through it and its reads are whole keystrokes, so it is read only after
+//! a zero-timeout `poll` says a read will not block. It is never set O_NONBLOCK:
+//! on a terminal, fds 0, 1 and 2 share one open file description with the shell,
+//! whose writes would then fail with EAGAIN whenever the terminal is slow.
+
+mod editor;
+mod keys;
+mod screen;
+mod style;
+mod term;
+mod width;
+
+use std::io;
+
+use log::{warn, Level};
+
+pub use term::{is_tty, stdin_is_null};
+pub use width::str_width;
+
+use crate::logging::ConsoleRecord;
+use crate::reactor::signals;
+use crate::reactor::stdio::{STDERR, STDOUT};
+use crate::reactor::{Reactor, READ_BUDGET, READ_CHUNK};
+use editor::{Editor, Effect};
+use keys::KeyReader;
+use style::Style;
+use term::Modes;
+
+/// The id stdin is watched under ([`crate::reactor::Handler::fd_ready`]).
+const STDIN: usize = 0;
+const PROMPT: &[u8] = b"> ";
+const PROMPT_COLS: usize = 2;
+/// Events are shown as event lines, so their log records are not shown again.
+const EVENTS: &str = "p2pchat::servant::events";
+/// Its warnings say a peer cannot be reached, every 10 s; the event says it once.
+const SEND: &str = "p2pchat::servant::send";
+
+/// Has the loop report stdin to [`crate::reactor::Handler::fd_ready`].
+pub fn watch_stdin<T>(r: &mut Reactor<T>) -> io::Result<()> {
+    r.watch_fd(0, STDIN)
+}
+
+/// Where chat, events and answers go, and where what the user types comes from.
+pub struct Console {
+    style: Style,
+    /// On a terminal: the screen the console owns.
+    screen: Option<Screen>,
+    /// Reused for each message (pipes) or each redraw (terminal).
+    scratch: Vec<u8>,
+    /// Reused for reading stdin; allocated on the first read.
+    input: Vec<u8>,
+}
+
+/// The terminal's state as the console drew it, and the line being typed.
+struct Screen {
+    modes: Modes,
+    editor: Editor,
+    keys: KeyReader,
+    cols: usize,
+    /// The input is on screen, the cursor this many rows below the prompt's row.
+    drawn: Option<usize>,
+    /// Lines to show above the input at the next [`Console::settle`], each ending
+    /// in `\r\n`.
+    above: Vec<u8>,
+    /// The input changed since it was drawn.
+    dirty: bool,
+    /// Ctrl-L or `/clear`: clear the screen first.
+    clear: bool,
+    bell: bool,
+    /// Leaving: the input is not drawn again.
+    closed: bool,
+    /// We stopped ourselves (Ctrl-Z): after `fg` the cursor is on a fresh line.
+    suspended: bool,
+    records: Vec<ConsoleRecord>,
+}
+
+impl Screen {
+    /// The terminal is `cols` wide now and has rewrapped the input: the cursor's
+    /// row is the one at the new width.
+    fn resized(&mut self, cols: usize) {
+        self.cols = cols;
+        if self.drawn.is_some() {
+            let placed = screen::place(PROMPT_COLS, self.editor.text(), self.editor.cursor(), cols);
+            self.drawn = Some(placed.cursor.0);
+        }
+    }
+}
+
+/// What keystrokes, or one turn's reads of stdin, amount to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Edited {
+    /// On a terminal, complete lines, each ending in `\n`; from a pipe or file,
+    /// what was read, which may end mid-line.
+    pub lines: Vec<u8>,
+    /// Ctrl-D on an empty line, or the end of a pipe or file.
+    pub eof: bool,
+}
+
+impl Console {
+    /// A console that owns the terminal when `terminal` (stdin and stdout are
+    /// terminals) and raw mode can be had; a plain one otherwise.
+    pub fn new(terminal: bool) -> Self {
+        let screen = terminal.then(Modes::enter).flatten().map(|modes| Screen {
+            modes,
+            editor: Editor::default(),
+            keys: KeyReader::default(),
+            cols: term::columns(),
+            drawn: None,
+            above: Vec::new(),
+            dirty: true,
+            clear: false,
+            bell: false,
+            closed: false,
+            suspended: false,
+            records: Vec::new(),
+        });
+        Console {
+            style: Style::for_stdout(is_tty(1)),
+            screen,
+            scratch: Vec::new(),
+            input: Vec::new(),
+        }
+    }
+
+    /// Takes over the terminal, once the loop can be woken: its signals, and the
+    /// log records that would otherwise go to stderr.
+    pub fn start(&mut self) {
+        if self.screen.is_none() {
+            return;
+        }
+        crate::logging::route_to_console(true);
+        if let Err(e) = signals::catch_terminal_signals() {
+            warn!("cannot catch the terminal's signals ({e}): resizes and Ctrl-Z are not handled");
+        }
+        self.event("Type a line to chat, /help for commands.");
+    }
+
+    /// On a terminal, not in plain mode.
+    pub fn is_screen(&self) -> bool {
+        self.screen.is_some()
+    }
+
+    /// Reads what stdin has for this turn, at most [`READ_BUDGET`] chunks, each
+    /// only after `poll` says it will not block; on a terminal, through the line
+    /// editor. At the end of input stdin is no longer watched.
+    pub fn read_stdin<T>(&mut self, r: &mut Reactor<T>) -> Edited {
+        let mut typed = Edited::default();
+        self.input.resize(READ_CHUNK, 0);
+        for _ in 0..READ_BUDGET {
+            let mut pfd = libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid pollfd, zero timeout.
+            if unsafe { libc::poll(&mut pfd, 1, 0) } == 0 {
+                return typed; // nothing waiting: a read would block
+            }
+            // SAFETY: reads into a valid, writable buffer of the given length.
+            let n = unsafe { libc::read(0, self.input.as_mut_ptr().cast(), self.input.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => return typed,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => warn!("stdin: {e}; no more input"),
+                }
+            }
+            if n <= 0 {
+                typed.eof = true;
+            } else if self.screen.is_some() {
+                let keys = std::mem::take(&mut self.input);
+                self.edit(&keys[..n as usize], &mut typed);
+                self.input = keys;
+            } else {
+                typed.lines.extend_from_slice(&self.input[..n as usize]);
+            }
+            if typed.eof {
+                r.unwatch_fd(STDIN);
+                return typed;
+            }
+        }
+        // Budget spent with input perhaps still waiting: no new event will say so.
+        r.fd_again(STDIN);
+        typed
+    }
+
+    /// Applies keystrokes to the line being typed; lines finished with Enter and
+    /// Ctrl-D on an empty line go into `typed`.
+    fn edit(&mut self, bytes: &[u8], typed: &mut Edited) {
+        let Some(s) = &mut self.screen else { return };
+        let Screen {
+            editor,
+            keys,
+            dirty,
+            clear,
+            bell,
+            ..
+        } = s;
+        keys.feed(bytes, |key| {
+            if typed.eof {
+                return; // what follows Ctrl-D is not read
+            }
+            match editor.key(key) {
+                Effect::None => {}
+                Effect::Redraw => *dirty = true,
+                Effect::Line(line) => {
+                    // The line leaves the input; it is shown once, when our own
+                    // copy comes back from the network like everyone else's.
+                    typed.lines.extend_from_slice(line.as_bytes());
+                    typed.lines.push(b'\n');
+                    *dirty = true;
+                }
+                Effect::Eof => typed.eof = true,
+                Effect::ClearScreen => *clear = true,
+                Effect::Bell => *bell = true,
+            }
+        });
+    }
+
+    /// Shows one chat message, escaped, marked when it was cut at the size limit.
+    pub fn message(&mut self, bytes: &[u8], truncated: bool) {
+        self.take_log();
+        let text = crate::text::escape_bytes(bytes);
+        let (out, eol): (_, &[u8]) = match &mut self.screen {
+            Some(s) => (&mut s.above, b"\r\n"),
+            None => {
+                self.scratch.clear();
+                (&mut self.scratch, b"\n")
+            }
+        };
+        self.style.chat_line(out, &text);
+        if truncated {
+            out.extend_from_slice(b" [truncated]");
+        }
+        out.extend_from_slice(eol);
+        if self.screen.is_none() {
+            emit(&self.scratch);
+        }
+    }
+
+    /// Shows an event (`-- bob (127.0.0.3:2225) joined`) on a terminal. Elsewhere
+    /// events are only logged, and stdout stays one line per message.
+    pub fn event(&mut self, text: &str) {
+        self.take_log();
+        if let Some(s) = &mut self.screen {
+            let line = format!("-- {}", crate::text::escape(text));
+            self.style.dim_line(&mut s.above, &line, b"\r\n");
+        }
+    }
+
+    /// Shows lines the user asked for (`/peers`, `/help`), each ending in `\n`.
+    pub fn reply(&mut self, text: &str) {
+        self.take_log();
+        match &mut self.screen {
+            Some(s) => {
+                for line in text.lines() {
+                    s.above.extend_from_slice(line.as_bytes());
+                    s.above.extend_from_slice(b"\r\n");
+                }
+            }
+            None => {
+                emit(text.as_bytes());
+            }
+        }
+    }
+
+    /// Says something to the user: a dim line on a terminal, a line on stderr
+    /// elsewhere (stdout is for chat only).
+    pub fn complain(&mut self, text: &str) {
+        match &mut self.screen {
+            Some(_) => self.event(text),
+            None => {
+                STDERR.write(format!("{text}\n").as_bytes());
+            }
+        }
+    }
+
+    /// `/clear`: an empty screen with the input at the top.
+    pub fn clear(&mut self) {
+        if let Some(s) = &mut self.screen {
+            s.clear = true;
+        }
+    }
+
+    /// The names to colour in chat lines: ours and those on the peer list.
+    pub fn set_names<'a>(&mut self, own: Option<&str>, others: impl Iterator<Item = &'a str>) {
+        self.style.set_names(own, others);
+    }
+
+    /// Moves the log records kept for the console above the input, as dim lines,
+    /// so that they stand in order among the events and messages shown around them.
+    fn take_log(&mut self) {
+        let Some(s) = &mut self.screen else { return };
+        let dropped = crate::logging::take_for_console(&mut s.records);
+        for rec in s.records.drain(..) {
+            let target = rec.target.as_str();
+            if target == EVENTS || (target == SEND && rec.level == Level::Warn) {
+                continue;
+            }
+            let label = match rec.level {
+                Level::Error => "error: ",
+                Level::Warn => "warning: ",
+                Level::Info => "",
+                Level::Debug => "debug: ",
+                Level::Trace => "trace: ",
+            };
+            let line = format!("-- {label}{}", crate::text::escape(&rec.text));
+            self.style.dim_line(&mut s.above, &line, b"\r\n");
+        }
+        if dropped > 0 {
+            let line = format!("-- {dropped} log lines were not shown (too many at once)");
+            self.style.dim_line(&mut s.above, &line, b"\r\n");
+        }
+    }
+
+    /// Draws what this handler gathered: the lines above the input, then the input
+    /// again. Nothing is written when nothing changed.
+    pub fn settle(&mut self) {
+        self.take_log();
+        let Some(s) = &mut self.screen else { return };
+        if s.above.is_empty() && !s.dirty && !s.clear && !s.bell {
+            return;
+        }
+        // Asked each time: SIGWINCH may still be on its way when a message arrives,
+        // and a draw at the old width would leave rows of the input behind.
+        if let Some(cols) = s.modes.columns().filter(|&c| c != s.cols) {
+            s.resized(cols);
+        }
+        let out = &mut self.scratch;
+        out.clear();
+        if let Some(row) = s.drawn.take() {
+            screen::erase(out, row);
+        }
+        if std::mem::take(&mut s.clear) {
+            out.extend_from_slice(b"\x1b[H\x1b[2J");
+        }
+        out.append(&mut s.above);
+        if std::mem::take(&mut s.bell) {
+            out.push(0x07);
+        }
+        s.dirty = false;
+        if !s.closed && s.modes.raw {
+            let text = s.editor.text();
+            let row = screen::draw(out, PROMPT, PROMPT_COLS, text, s.editor.cursor(), s.cols);
+            s.drawn = Some(row);
+        }
+        if !emit(out) {
+            // Dropped: the terminal is not taking output. It shows what it last
+            // took, then the line the queue writes about the loss; the next draw
+            // starts below that, on a fresh line.
+            s.drawn = None;
+            s.dirty = true;
+        }
+    }
+
+    /// The terminal's signals, taken from the loop's wake-up: a resize redraws at
+    /// the new width; Ctrl-Z gives the terminal back and stops; `fg` takes it again.
+    pub fn terminal_signals(&mut self) {
+        let bits = signals::take_terminal_signals();
+        let Some(s) = &mut self.screen else { return };
+        if bits & signals::SUSPEND != 0 {
+            // The input stays where it is; the shell writes below it.
+            s.modes.restore();
+            s.drawn = None;
+            s.suspended = true;
+            term::stop();
+        }
+        if bits & signals::CONTINUED != 0 {
+            s.modes.raw();
+            if s.modes.raw {
+                if std::mem::take(&mut s.suspended) {
+                    s.drawn = None; // `fg` left the cursor on a line of its own
+                }
+                s.dirty = true;
+            }
+        }
+        if bits & signals::RESIZED != 0 {
+            s.dirty = true; // `settle` finds the new width
+        }
+    }
+
+    /// Leaving: the input is erased at the next [`Console::settle`] and not drawn again.
+    pub fn close_input(&mut self) {
+        if let Some(s) = &mut self.screen {
+            s.closed = true;
+            s.dirty = true;
+        }
+    }
+
+    /// Leaves the terminal as it was: what is left to show above, no input, the
+    /// settings we found.
+    pub fn finish(&mut self) {
+        self.close_input();
+        self.settle();
+        if let Some(s) = &mut self.screen {
+            s.modes.restore();
+            crate::logging::route_to_console(false);
+        }
+    }
+}
+
+/// However the servant ends, log records go to stderr again (and [`Modes`] gives
+/// the terminal back), so an error after the loop is seen.
+impl Drop for Console {
+    fn drop(&mut self) {
+        if self.screen.is_some() {
+            crate::logging::route_to_console(false);
+        }
+    }
+}
+
+/// Queues `bytes` for stdout; false if the queue is full and dropped them. Unit
+/// tests read what would have been written from [`Console::scratch`] instead.
+fn emit(bytes: &[u8]) -> bool {
+    cfg!(test) || STDOUT.write(bytes)
+}
+
+#[cfg(test)]
+mod tests;

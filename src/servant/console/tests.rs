@@ -1,0 +1,127 @@
+//! What the console draws, played on a small terminal ([`super::screen::vt`]).
+
+use super::screen::vt::Vt;
+use super::*;
+
+fn plain() -> Console {
+    Console {
+        style: Style::default(),
+        screen: None,
+        scratch: Vec::new(),
+        input: Vec::new(),
+    }
+}
+
+/// A console on a pretend terminal `cols` wide, and that terminal.
+fn on_screen(cols: usize) -> (Console, Vt) {
+    let mut c = plain();
+    c.screen = Some(Screen {
+        modes: Modes::pretend(),
+        editor: Editor::default(),
+        keys: KeyReader::default(),
+        cols,
+        drawn: None,
+        above: Vec::new(),
+        dirty: true,
+        clear: false,
+        bell: false,
+        closed: false,
+        suspended: false,
+        records: Vec::new(),
+    });
+    (c, Vt::new(10, cols))
+}
+
+/// Settles and plays what was written on `vt`.
+fn settle(c: &mut Console, vt: &mut Vt) {
+    c.scratch.clear();
+    c.settle();
+    vt.feed(&c.scratch);
+}
+
+/// Types `keys`, settles; returns the lines entered.
+fn typed(c: &mut Console, vt: &mut Vt, keys: &[u8]) -> String {
+    let mut e = Edited::default();
+    c.edit(keys, &mut e);
+    settle(c, vt);
+    String::from_utf8(e.lines).unwrap()
+}
+
+#[test]
+fn peer_text_is_escaped_in_plain_mode_too() {
+    let mut c = plain();
+    c.message(b"bob: \x1b]52;c;aGk=\x07 hi\rX", false);
+    assert_eq!(c.scratch, b"bob: \\x1b]52;c;aGk=\\x07 hi\\rX\n");
+    c.message(b"long", true);
+    assert_eq!(c.scratch, b"long [truncated]\n");
+}
+
+#[test]
+fn a_message_goes_above_a_half_typed_line() {
+    let (mut c, mut vt) = on_screen(30);
+    settle(&mut c, &mut vt);
+    typed(&mut c, &mut vt, b"half a line");
+    c.message(b"bob: \x1b[2Jhello", false);
+    settle(&mut c, &mut vt);
+    assert_eq!(vt.lines(), ["bob: \\x1b[2Jhello", "> half a line"]);
+    assert_eq!((vt.row, vt.col), (1, 13));
+}
+
+#[test]
+fn a_wrapped_line_is_edited_in_place_and_survives_messages() {
+    let (mut c, mut vt) = on_screen(30);
+    settle(&mut c, &mut vt);
+    let long = "the quick brown fox jumps over the lazy dog again and again";
+    typed(&mut c, &mut vt, long.as_bytes());
+    for _ in 0..6 {
+        typed(&mut c, &mut vt, b"\x7f"); // Backspace across the wrap: no copies
+    }
+    c.event("bob (127.0.0.3:2225) joined");
+    c.message(b"bob: hi", false);
+    settle(&mut c, &mut vt);
+    typed(&mut c, &mut vt, b"\x1b[H!"); // Home, then insert at the start
+    assert_eq!(
+        vt.lines(),
+        [
+            "-- bob (127.0.0.3:2225) joined",
+            "bob: hi",
+            "> !the quick brown fox jumps o",
+            "ver the lazy dog again and",
+        ]
+    );
+    assert_eq!((vt.row, vt.col), (2, 3), "the cursor after the inserted !");
+}
+
+#[test]
+fn enter_takes_the_line_out_of_the_input() {
+    let (mut c, mut vt) = on_screen(40);
+    settle(&mut c, &mut vt);
+    assert_eq!(typed(&mut c, &mut vt, b"hello\r"), "hello\n");
+    assert_eq!(vt.lines(), [">"], "shown once, when our copy comes back");
+    c.message(b"alice: hello", false);
+    settle(&mut c, &mut vt);
+    assert_eq!(vt.lines(), ["alice: hello", ">"]);
+}
+
+#[test]
+fn leaving_erases_the_input_and_draws_it_no_more() {
+    let (mut c, mut vt) = on_screen(40);
+    typed(&mut c, &mut vt, b"never sent");
+    c.reply("*alice\n bob\n");
+    c.close_input();
+    settle(&mut c, &mut vt);
+    assert_eq!(vt.lines(), ["*alice", " bob"]);
+    c.message(b"late", false);
+    settle(&mut c, &mut vt);
+    assert_eq!(vt.lines(), ["*alice", " bob", "late"]);
+}
+
+#[test]
+fn nothing_is_written_when_nothing_changed() {
+    let (mut c, mut vt) = on_screen(40);
+    settle(&mut c, &mut vt);
+    typed(&mut c, &mut vt, b"\x1b[D"); // Left at the start: nothing to do
+    assert!(c.scratch.is_empty());
+    typed(&mut c, &mut vt, b"\x0c"); // Ctrl-L
+    assert!(c.scratch.starts_with(b"\r\x1b[J\x1b[H\x1b[2J"));
+}

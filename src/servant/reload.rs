@@ -1,0 +1,143 @@
+//! SIGHUP: the servant reads config.xml again (the article's `pConfig`, which it
+//! loaded once), puts the command line's flags back over it, and applies the
+//! bans, the name, the poll interval and the log level at once. The manager's
+//! address and `--bind` would mean a new link and listener, so a change there is
+//! reported and waits for a restart. A file that cannot be read changes nothing.
+//!
+//! Banned host names are resolved off the loop, as at start ([`super::bans`]): a
+//! name that is new in the file bans from the moment it resolves, a moment later.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+
+use log::{info, warn};
+
+use super::bans::{self, Bans};
+use super::{Config, Servant, Slot, IDLE_TIMEOUT, POLL};
+use crate::logfilter;
+use crate::notify;
+use crate::reactor::Reactor;
+
+impl Servant {
+    /// Re-reads the config, applies what it can, and logs what changed.
+    pub(super) fn reload_config(&mut self, r: &mut Reactor<Slot>) {
+        notify::reloading();
+        let new = match Config::load(&self.config.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("SIGHUP: {e}; keeping the current settings");
+                notify::ready();
+                return;
+            }
+        };
+        let old = &self.config;
+        let mut changes = Vec::new();
+        if new.bans != old.bans {
+            changes.push(format!(
+                "bans [{}] -> [{}]",
+                old.bans.join(", "),
+                new.bans.join(", ")
+            ));
+        }
+        if new.name != old.name {
+            let shown = |n: &Option<String>| n.clone().unwrap_or_else(|| "(none)".into());
+            changes.push(format!("name {} -> {}", shown(&old.name), shown(&new.name)));
+        }
+        if new.poll_interval != old.poll_interval {
+            changes.push(format!(
+                "poll interval {} ms -> {} ms",
+                old.poll_interval.as_millis(),
+                new.poll_interval.as_millis()
+            ));
+        }
+        changes.extend(logfilter::reload(
+            old.log_level.as_ref(),
+            new.log_level.as_ref(),
+        ));
+        let held = old.restart_needed(&new);
+        if !held.is_empty() {
+            warn!(
+                "SIGHUP: {} changed; that takes a restart, so the old value stays until then",
+                held.join(", ")
+            );
+        }
+        let (bans_changed, poll_changed) =
+            (new.bans != old.bans, new.poll_interval != old.poll_interval);
+        self.config = Config {
+            connmgr_host: old.connmgr_host.clone(),
+            connmgr_port: old.connmgr_port,
+            bind: old.bind,
+            headless: old.headless,
+            ..new
+        };
+        if bans_changed {
+            let targets = self.config.bans.clone();
+            self.replace_bans(&targets, r);
+        }
+        let new = &self.config;
+        if poll_changed {
+            // The next poll comes no later than the new interval from now.
+            if let Some(at) = r.timer_due(POLL) {
+                r.set_timer(POLL, at.min(r.now() + new.poll_interval));
+            }
+            r.set_idle_timeout(Some(IDLE_TIMEOUT.max(new.poll_interval * 3)));
+        }
+        let from = self
+            .config
+            .overrides
+            .config
+            .as_ref()
+            .map_or_else(|| "./config.xml".to_string(), |p| p.display().to_string());
+        if changes.is_empty() {
+            info!("SIGHUP: read {from} again; nothing changed");
+        } else {
+            info!("SIGHUP: read {from} again: {}", changes.join(", "));
+        }
+        notify::ready();
+    }
+
+    /// Puts the new ban list in force: addresses at once; names keep what they
+    /// resolved to if the names are the same, else a new resolver thread starts.
+    fn replace_bans(&mut self, targets: &[String], r: &Reactor<Slot>) {
+        let mut bans = Bans::new(targets);
+        if bans.names() == self.bans.names() {
+            bans.set_resolved(self.bans.resolved().clone());
+        } else if bans.names().is_empty() {
+            self.resolved = None; // the old resolver ends at its next send
+        } else {
+            match spawn_resolver(bans.names().to_vec(), r.waker()) {
+                Ok(rx) => self.resolved = Some(rx),
+                Err(e) => {
+                    warn!("cannot start the ban resolver thread: {e}; banned names ban nobody")
+                }
+            }
+        }
+        self.bans = bans;
+        // A newly banned peer's first refusal is logged, like anyone's.
+        self.refused_logged.clear();
+    }
+}
+
+/// Resolves `names` now, then every [`bans::REFRESH`], handing each result to the
+/// loop. Ends when the loop drops the receiver (a later reload, or leaving).
+fn spawn_resolver(
+    names: Vec<String>,
+    waker: Arc<mio::Waker>,
+) -> std::io::Result<Receiver<HashSet<IpAddr>>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("ban-resolver".into())
+        .spawn(move || {
+            let mut last = HashMap::new();
+            loop {
+                let addrs = bans::resolve(&names, &mut last);
+                if tx.send(addrs).is_err() || waker.wake().is_err() {
+                    return;
+                }
+                std::thread::sleep(bans::REFRESH);
+            }
+        })?;
+    Ok(rx)
+}
