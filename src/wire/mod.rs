@@ -6,5 +6,6 @@ pub mod delta;
 pub mod history;
 pub mod name;
 pub mod peerdoc;
+pub mod peers;
 pub mod relay;
 pub mod request;
