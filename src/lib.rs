@@ -16,6 +16,7 @@
 //! | (none: a router that blocks ports, for the relay)  | [`netns`]                  |
 //! | `Debug.Print`, never blocking the loop           | [`logging`]                |
 //! | (shared by the wire and the reactor)           | [`net`]                    |
+//! | (none: VB's text box showed text; a terminal interprets it) | [`text`]      |
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 
