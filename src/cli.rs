@@ -15,7 +15,7 @@ pub type ParseFlags<O> = fn(&mut pico_args::Arguments) -> Result<(O, Option<Stri
 /// start logging, `load` the config and `run`. Returns the exit status: 2 for bad
 /// flags or config (the place named), 1 for a failure to start, 0 after a clean
 /// shutdown. A status, not an `ExitCode`, so the static build's C `main` can return
-/// it ([`crate::entry`]).
+/// it ([`mod@crate::entry`]).
 pub fn daemon_main<O, C>(
     name: &str,
     help: &str,

@@ -180,7 +180,7 @@ impl<T> Reactor<T> {
     }
 
     /// Starts an outgoing connection (VB: `.Connect ip, port`) from `bind` if given,
-    /// without blocking. [`Handler::connect`] fires when it is up; anything sent
+    /// without blocking. [`super::Handler::connect`] fires when it is up; anything sent
     /// before then is queued.
     pub fn connect(&mut self, to: SocketAddr, bind: Option<IpAddr>, data: T) -> io::Result<Index> {
         let domain = socket2::Domain::for_address(to);
@@ -301,7 +301,7 @@ impl<T> Reactor<T> {
     }
 
     /// Closes slot `i` once its queued output is flushed (VB: `.Close`). The slot is
-    /// reaped after the current event batch, and [`Handler::close`] runs then.
+    /// reaped after the current event batch, and [`super::Handler::close`] runs then.
     pub fn close(&mut self, i: Index) {
         let Some(s) = self.slots.get_mut(i) else {
             return;

@@ -12,7 +12,7 @@
 //! its word, the first list a servant gets would stop it delivering to everyone
 //! not yet back, and the new manager numbers ports afresh, so peers still holding
 //! the old list would deliver to ports nobody listens on. So for a while after
-//! reconnecting ([`Settling`]), until the backoff has run out and the list has not
+//! reconnecting (`Settling`), until the backoff has run out and the list has not
 //! changed for two poll intervals:
 //! - a peer of the old list whose address (IP) is on no entry of the new one is
 //!   still delivered to at its old port;

@@ -1,7 +1,7 @@
 //! What a run counted, and the final summary: a table for people (in the manner of
 //! redis-benchmark and memtier), one JSON object for machines ([`json`]), a CSV
 //! row like redis-benchmark's and HdrHistogram's percentile distribution
-//! ([`formats`]), an SVG picture of the run over time ([`svg`]), and two JSON
+//! (`formats.rs`), an SVG picture of the run over time (`svg.rs`), and two JSON
 //! summaries side by side ([`compare`]).
 
 pub mod compare;

@@ -7,8 +7,8 @@
 //! whatever the width; everything shown (chat, joins and leaves, warnings, the
 //! answers to commands) goes above it. Each handler's output is gathered and drawn
 //! once when the handler returns ([`Console::settle`]): erase the input, write the
-//! lines, draw the input again ([`screen`]). The console edits the line itself
-//! ([`editor`], [`keys`]) in raw mode ([`term`]); a resize redraws, Ctrl-Z gives the
+//! lines, draw the input again (`screen.rs`). The console edits the line itself
+//! (`editor.rs`, `keys.rs`) in raw mode (`term.rs`); a resize redraws, Ctrl-Z gives the
 //! terminal back before stopping and `fg` takes it again, and every way out
 //! restores it. Log records do not go to stderr there, which would write through
 //! the prompt: warnings and errors are shown as dim lines, routine records only
@@ -428,7 +428,7 @@ impl Console {
     }
 }
 
-/// However the servant ends, log records go to stderr again (and [`Modes`] gives
+/// However the servant ends, log records go to stderr again (and `Modes` gives
 /// the terminal back), so an error after the loop is seen.
 impl Drop for Console {
     fn drop(&mut self) {
