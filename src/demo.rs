@@ -144,16 +144,22 @@ pub fn run() -> Result<(), String> {
     }
 
     println!("\nShutting down: closing the servants' input, then stopping the manager.");
-    for s in &mut servants {
-        s.stdin = None;
-    }
-    for s in &mut servants {
-        exited(s)?;
-    }
-    manager.signal(libc::SIGTERM).map_err(err)?;
-    exited(&mut manager)?;
+    shut_down(&mut servants, &mut manager)?;
     println!("Done.");
     Ok(())
+}
+
+/// Ends the servants by closing their input (they leave once their lines are
+/// delivered), then the manager by SIGTERM; each must exit cleanly.
+fn shut_down(servants: &mut [Process], manager: &mut Process) -> Result<(), String> {
+    for s in servants.iter_mut() {
+        s.stdin = None;
+    }
+    for s in servants.iter_mut() {
+        exited(s)?;
+    }
+    manager.signal(libc::SIGTERM).map_err(|e| e.to_string())?;
+    exited(manager)
 }
 
 /// Waits for `p` to exit, and to exit cleanly.

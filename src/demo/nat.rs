@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::{exited, program, Program, STEP};
+use super::{program, shut_down, Program, STEP};
 use crate::harness::{Process, Spawn, LISTENING};
 use crate::netns::{Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
 
@@ -171,15 +171,8 @@ pub fn run() -> Result<(), String> {
     }
     println!("\ncarol pulls from {relay_name} ({relay}); every window shows every line once.");
     println!("\nShutting down, then removing the namespaces.");
-    for s in &mut servants {
-        s.stdin = None;
-    }
-    for s in &mut servants {
-        exited(s)?;
-    }
     let mut manager = manager;
-    manager.signal(libc::SIGTERM).map_err(err)?;
-    exited(&mut manager)?;
+    shut_down(&mut servants, &mut manager)?;
     drop(net);
     println!("Done.");
     Ok(())
