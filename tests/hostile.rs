@@ -446,6 +446,8 @@ fn no_line_between_live_peers_is_lost_across_a_manager_restart() {
         .collect();
     let mut manager = m;
     for _ in 0..2 {
+        // The scenario's timeline, not readiness waits: chat flows for 0.5 s, the
+        // manager is down for 3 s (as the failure was reported), chat flows again.
         std::thread::sleep(Duration::from_millis(500));
         manager.signal(libc::SIGKILL);
         for d in &s {
