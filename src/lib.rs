@@ -34,6 +34,7 @@ pub mod netns;
 pub mod notify;
 pub mod reactor;
 pub mod servant;
+pub mod static_libc;
 pub mod text;
 pub mod wire;
 pub mod xml;

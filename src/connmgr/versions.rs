@@ -122,7 +122,11 @@ impl Manager {
 /// 20,000 joins. A fixed threshold keeps every buffer past 128 KiB in its own
 /// mapping, returned when freed.
 pub(super) fn return_document_copies() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[cfg(all(
+        target_os = "linux",
+        target_env = "gnu",
+        not(target_feature = "crt-static")
+    ))]
     // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
