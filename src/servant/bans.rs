@@ -4,22 +4,23 @@
 //! peer's reverse-resolved host name, pasting the address into XPath and resolving
 //! on the UI thread. Here targets that are addresses are compared exactly (as
 //! parsed addresses, so `::ffff:1.2.3.4` and `1.2.3.4` match); targets that are
-//! names are resolved *forward* to their address sets on a helper thread, at once
-//! and then every [`REFRESH`], which hands the results to the loop through a
-//! channel and the reactor's waker. The loop itself never resolves anything, so a
-//! dead resolver (30 s for three names) delays neither listening nor the manager;
-//! until the first results arrive the servant refuses peers' connections, so a
-//! name ban still holds from the first connection.
+//! names are resolved *forward* to their address sets, at once and then every
+//! [`REFRESH`], by [`crate::resolve`] on the loop itself: the questions go out
+//! and the answers come back as events, so a dead DNS server (30 s for three
+//! names) delays neither listening nor the manager. Until the first results
+//! arrive the servant refuses peers' connections, so a name ban holds from the
+//! first connection.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, ToSocketAddrs};
-use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use log::{debug, info, warn};
 
+use super::{Servant, Slot};
 use crate::net::canonical_ip;
+use crate::reactor::Reactor;
+use crate::resolve;
 
 /// How often banned host names are resolved again.
 pub const REFRESH: Duration = Duration::from_secs(60);
@@ -83,48 +84,117 @@ fn show(addrs: &HashSet<IpAddr>) -> String {
     v.join(", ")
 }
 
-/// Resolves each name, keeping a name's previous addresses in `last` when it fails
-/// this time (a DNS hiccup should not lift a ban). Blocks: never call it in the loop.
-pub fn resolve(names: &[String], last: &mut HashMap<String, HashSet<IpAddr>>) -> HashSet<IpAddr> {
-    for name in names {
-        match (name.as_str(), 0).to_socket_addrs() {
-            Ok(addrs) => {
-                let set: HashSet<IpAddr> = addrs.map(|a| canonical_ip(a.ip())).collect();
+/// The addresses the names stand for after a round of lookups, keeping a name's
+/// previous addresses in `last` when its lookup failed this time (a DNS hiccup
+/// should not lift a ban). Names no longer looked up are forgotten.
+pub fn merge<'a>(
+    outcomes: impl Iterator<Item = (&'a str, Option<&'a resolve::Found>)>,
+    last: &mut HashMap<String, HashSet<IpAddr>>,
+) -> HashSet<IpAddr> {
+    let mut asked = HashSet::new();
+    for (name, outcome) in outcomes {
+        asked.insert(name.to_string());
+        match outcome {
+            Some(Ok(addrs)) => {
+                let set: HashSet<IpAddr> = addrs.iter().map(|a| canonical_ip(*a)).collect();
                 debug!("ban {}: {}", crate::text::escape(name), show(&set));
-                last.insert(name.clone(), set);
+                last.insert(name.to_string(), set);
             }
-            Err(e) if last.contains_key(name) => debug!(
-                "ban {}: cannot resolve it now ({e}); keeping its last addresses",
-                crate::text::escape(name)
+            Some(Err(_)) | None if last.contains_key(name) => debug!(
+                "ban {}: cannot resolve it now ({}); keeping its last addresses",
+                crate::text::escape(name),
+                why(outcome)
             ),
-            Err(e) => warn!(
-                "ban {}: cannot resolve it ({e}); it bans nobody until it resolves",
-                crate::text::escape(name)
+            _ => warn!(
+                "ban {}: cannot resolve it ({}); it bans nobody until it resolves",
+                crate::text::escape(name),
+                why(outcome)
             ),
         }
     }
+    last.retain(|name, _| asked.contains(name));
     last.values().flatten().copied().collect()
 }
 
-/// Starts the thread that resolves `names` at once and then every `period`, and
-/// sends each result, waking the loop. It ends when the loop drops the receiving end.
-pub fn spawn_refresher(
-    names: Vec<String>,
-    period: Duration,
-    tx: Sender<HashSet<IpAddr>>,
-    waker: Arc<mio::Waker>,
-) -> std::io::Result<()> {
-    let mut last = HashMap::new();
-    std::thread::Builder::new()
-        .name("ban-resolver".into())
-        .spawn(move || loop {
-            let addrs = resolve(&names, &mut last);
-            if tx.send(addrs).is_err() || waker.wake().is_err() {
-                return;
+fn why(outcome: Option<&resolve::Found>) -> String {
+    match outcome {
+        Some(Err(e)) => crate::text::escape(e).into_owned(),
+        _ => "no answer".into(),
+    }
+}
+
+/// Timer id ([`Servant::timer`]): a ban lookup's question timed out, or the next
+/// refresh is due.
+pub(super) const BAN_LOOKUP: usize = 4;
+/// Descriptor id ([`Servant::fd_ready`]): the ban lookups' socket.
+pub(super) const BAN_SOCKET: usize = 1;
+
+impl Servant {
+    /// Looks the banned host names up (again), on the loop: at start, after a
+    /// reload that changed them, and every [`REFRESH`].
+    pub(super) fn look_up_bans(&mut self, r: &mut Reactor<Slot>) {
+        self.stop_ban_lookup(r);
+        let names = self.bans.names().to_vec();
+        if names.is_empty() {
+            return;
+        }
+        match resolve::Batch::start(&resolve::Settings::system(), &names, r.now()) {
+            Ok(batch) => {
+                if let Some(fd) = batch.fd() {
+                    if let Err(e) = r.watch_fd(fd, BAN_SOCKET) {
+                        warn!("cannot watch the ban lookups' socket: {e}; trying again later");
+                        r.set_timer(BAN_LOOKUP, r.now() + REFRESH);
+                        return;
+                    }
+                }
+                self.ban_lookup = Some(batch);
+                self.ban_lookup_moved(r);
             }
-            std::thread::sleep(period);
-        })
-        .map(|_| ())
+            Err(e) => {
+                warn!("cannot look up banned host names: {e}; trying again later");
+                r.set_timer(BAN_LOOKUP, r.now() + REFRESH);
+            }
+        }
+    }
+
+    pub(super) fn stop_ban_lookup(&mut self, r: &mut Reactor<Slot>) {
+        if let Some(batch) = self.ban_lookup.take() {
+            r.unwatch_fd(BAN_SOCKET);
+            drop(batch); // its socket closes only after the loop stopped watching it
+        }
+        r.cancel_timer(BAN_LOOKUP);
+    }
+
+    /// The lookups' socket is readable, or a question timed out.
+    pub(super) fn ban_lookup_event(&mut self, r: &mut Reactor<Slot>, readable: bool) {
+        match &mut self.ban_lookup {
+            Some(batch) if readable => batch.readable(r.now()),
+            Some(batch) => batch.expire(r.now()),
+            None if !readable => return self.look_up_bans(r), // the refresh is due
+            None => return,
+        }
+        self.ban_lookup_moved(r);
+    }
+
+    /// Applies a finished round, or waits for the next deadline.
+    fn ban_lookup_moved(&mut self, r: &mut Reactor<Slot>) {
+        let Some(batch) = &self.ban_lookup else {
+            return;
+        };
+        if !batch.is_done() {
+            if let Some(at) = batch.deadline() {
+                r.set_timer(BAN_LOOKUP, at);
+            }
+            return;
+        }
+        let addrs = merge(batch.outcomes(), &mut self.ban_last);
+        self.stop_ban_lookup(r);
+        self.bans.set_resolved(addrs);
+        if std::mem::take(&mut self.bans_pending) {
+            info!("banned host names looked up; accepting connections");
+        }
+        r.set_timer(BAN_LOOKUP, r.now() + REFRESH);
+    }
 }
 
 #[cfg(test)]
@@ -157,16 +227,28 @@ mod tests {
         let mut b = Bans::new(&["localhost"]);
         assert!(!b.is_banned(ip("127.0.0.1")));
         let mut last = HashMap::new();
-        b.set_resolved(resolve(b.names().to_vec().as_slice(), &mut last));
+        let found: resolve::Found = Ok(vec![ip("::ffff:127.0.0.1")]);
+        b.set_resolved(merge([("localhost", Some(&found))].into_iter(), &mut last));
         assert!(b.is_banned(ip("127.0.0.1")));
         assert!(!b.is_banned(ip("127.0.0.2")));
     }
 
     #[test]
-    fn a_failed_lookup_keeps_the_last_addresses() {
-        let names = vec!["no-such-host.invalid".to_string()];
+    fn a_failed_lookup_keeps_the_last_addresses_and_dropped_names_are_forgotten() {
         let mut last = HashMap::new();
-        last.insert(names[0].clone(), HashSet::from([ip("10.0.0.9")]));
-        assert!(resolve(&names, &mut last).contains(&ip("10.0.0.9")));
+        last.insert(
+            "flaky.example".to_string(),
+            HashSet::from([ip("192.0.2.9")]),
+        );
+        last.insert(
+            "dropped.example".to_string(),
+            HashSet::from([ip("192.0.2.8")]),
+        );
+        let failed: resolve::Found = Err("no reply from 127.0.0.1".into());
+        let now = merge([("flaky.example", Some(&failed))].into_iter(), &mut last);
+        assert_eq!(now, HashSet::from([ip("192.0.2.9")]));
+        assert!(!last.contains_key("dropped.example"));
+        let never = merge([("new.example", Some(&failed))].into_iter(), &mut last);
+        assert!(never.is_empty());
     }
 }

@@ -48,11 +48,10 @@ mod reload;
 mod send;
 mod typed;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -166,7 +165,10 @@ struct Servant {
     /// A list without a `me` entry was reported.
     no_me_logged: bool,
     bans: Bans,
-    resolved: Option<Receiver<HashSet<IpAddr>>>,
+    /// The banned host names' lookups in flight ([`bans`]).
+    ban_lookup: Option<crate::resolve::Batch>,
+    /// What each banned name stood for when it last resolved.
+    ban_last: HashMap<String, HashSet<IpAddr>>,
     /// Banned host names have not been resolved yet: every connection is refused.
     bans_pending: bool,
     refused_logged: HashSet<IpAddr>,
@@ -221,7 +223,8 @@ impl Servant {
             no_me_logged: false,
             bans_pending: !bans.names().is_empty(),
             bans,
-            resolved: None,
+            ban_lookup: None,
+            ban_last: HashMap::new(),
             refused_logged: HashSet::new(),
             admission,
             failures: Failures::default(),
@@ -345,6 +348,7 @@ impl Handler for Servant {
                 self.unnamed_joins(r.now());
                 self.settle_tick(r);
             }
+            bans::BAN_LOOKUP => self.ban_lookup_event(r, false),
             _ => {}
         }
         self.console.settle();
@@ -353,7 +357,10 @@ impl Handler for Servant {
     /// VB: `txtSend1_KeyPress(KeyAscii)`: stdin has input. The console reads it; on a
     /// terminal it edits the line (so a message arriving mid-line can redraw it) and
     /// hands over whole lines.
-    fn fd_ready(&mut self, r: &mut Reactor<Slot>, _stdin: usize) {
+    fn fd_ready(&mut self, r: &mut Reactor<Slot>, id: usize) {
+        if id == bans::BAN_SOCKET {
+            return self.ban_lookup_event(r, true);
+        }
         let edited = self.console.read_stdin(r);
         if !edited.lines.is_empty() {
             self.txt_send1_key_press(r, &edited.lines);
@@ -364,22 +371,9 @@ impl Handler for Servant {
         self.console.settle();
     }
 
-    /// The terminal's signals (a resize, Ctrl-Z, `fg`), and new addresses for the
-    /// banned host names from the resolver thread.
+    /// The terminal's signals (a resize, Ctrl-Z, `fg`).
     fn wake(&mut self, _r: &mut Reactor<Slot>) {
         self.console.terminal_signals();
-        if let Some(rx) = &self.resolved {
-            let mut latest = None;
-            while let Ok(addrs) = rx.try_recv() {
-                latest = Some(addrs);
-            }
-            if let Some(addrs) = latest {
-                self.bans.set_resolved(addrs);
-                if std::mem::take(&mut self.bans_pending) {
-                    info!("banned host names looked up; accepting connections");
-                }
-            }
-        }
         self.console.settle();
     }
 
@@ -400,14 +394,17 @@ impl Handler for Servant {
 /// preferring an address of `--bind`'s family.
 fn resolve_manager(config: &Config) -> Result<SocketAddr, StartError> {
     let host = config.connmgr_host.as_str();
-    let addrs: Vec<SocketAddr> = (host, config.connmgr_port)
-        .to_socket_addrs()
-        .map_err(|e| {
-            StartError(format!(
-                "cannot resolve the connection manager's host {host:?}: {e}; check <connectionmgr> or --connmgr"
-            ))
-        })?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        crate::resolve::lookup_blocking(&crate::resolve::Settings::system(), host)
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot resolve the connection manager's host {host:?}: {}; check <connectionmgr> or --connmgr",
+                    crate::text::escape(&e)
+                ))
+            })?
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, config.connmgr_port))
+            .collect();
     let family = config.bind.filter(|b| !b.is_unspecified());
     addrs
         .iter()
@@ -464,18 +461,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
     servant.console.start();
     servant.config.log_source();
     if !servant.bans.names().is_empty() {
-        // Resolved off the loop from the start: a slow resolver delays nothing but
-        // the peers' connections, which are refused until the names are known, so
-        // that a name ban holds from the first connection.
-        let (tx, rx) = mpsc::channel();
-        let names = servant.bans.names().to_vec();
+        // Looked up on the loop from the start: a slow DNS server delays nothing
+        // but the peers' connections, which are refused until the names are
+        // known, so that a name ban holds from the first connection.
         info!(
             "resolving banned host names ({}); refusing peers' connections until done",
-            crate::text::escape(&names.join(", "))
+            crate::text::escape(&servant.bans.names().join(", "))
         );
-        bans::spawn_refresher(names, bans::REFRESH, tx, r.waker())
-            .map_err(|e| StartError(format!("cannot start the ban resolver thread: {e}")))?;
-        servant.resolved = Some(rx);
+        servant.look_up_bans(&mut r);
     }
     info!(
         "servant{} asking the connection manager at {manager} every {} ms{}",

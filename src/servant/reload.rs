@@ -4,17 +4,12 @@
 //! address and `--bind` would mean a new link and listener, so a change there is
 //! reported and waits for a restart. A file that cannot be read changes nothing.
 //!
-//! Banned host names are resolved off the loop, as at start ([`super::bans`]): a
+//! Banned host names are looked up on the loop, as at start ([`super::bans`]): a
 //! name that is new in the file bans from the moment it resolves, a moment later.
-
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
-use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
 
 use log::{info, warn};
 
-use super::bans::{self, Bans};
+use super::bans::Bans;
 use super::{Config, Servant, Slot, IDLE_TIMEOUT, POLL};
 use crate::logfilter;
 use crate::notify;
@@ -98,46 +93,23 @@ impl Servant {
         notify::ready();
     }
 
-    /// Puts the new ban list in force: addresses at once; names keep what they
-    /// resolved to if the names are the same, else a new resolver thread starts.
-    fn replace_bans(&mut self, targets: &[String], r: &Reactor<Slot>) {
+    /// Puts the new ban list in force: addresses at once; names that stay keep
+    /// what they resolved to until the new round of lookups (started here when
+    /// the names changed) says otherwise.
+    fn replace_bans(&mut self, targets: &[String], r: &mut Reactor<Slot>) {
         let mut bans = Bans::new(targets);
-        if bans.names() == self.bans.names() {
+        let same_names = bans.names() == self.bans.names();
+        if same_names {
             bans.set_resolved(self.bans.resolved().clone());
-        } else if bans.names().is_empty() {
-            self.resolved = None; // the old resolver ends at its next send
         } else {
-            match spawn_resolver(bans.names().to_vec(), r.waker()) {
-                Ok(rx) => self.resolved = Some(rx),
-                Err(e) => {
-                    warn!("cannot start the ban resolver thread: {e}; banned names ban nobody")
-                }
-            }
+            self.ban_last.retain(|name, _| bans.names().contains(name));
+            bans.set_resolved(self.ban_last.values().flatten().copied().collect());
         }
         self.bans = bans;
+        if !same_names {
+            self.look_up_bans(r);
+        }
         // A newly banned peer's first refusal is logged, like anyone's.
         self.refused_logged.clear();
     }
-}
-
-/// Resolves `names` now, then every [`bans::REFRESH`], handing each result to the
-/// loop. Ends when the loop drops the receiver (a later reload, or leaving).
-fn spawn_resolver(
-    names: Vec<String>,
-    waker: Arc<mio::Waker>,
-) -> std::io::Result<Receiver<HashSet<IpAddr>>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("ban-resolver".into())
-        .spawn(move || {
-            let mut last = HashMap::new();
-            loop {
-                let addrs = bans::resolve(&names, &mut last);
-                if tx.send(addrs).is_err() || waker.wake().is_err() {
-                    return;
-                }
-                std::thread::sleep(bans::REFRESH);
-            }
-        })?;
-    Ok(rx)
 }

@@ -1,0 +1,234 @@
+//! The resolver against DNS servers played by threads on loopback sockets.
+
+use super::*;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+/// How one pretend server answers a question: by name and type, the reply's
+/// rcode and addresses; `None` leaves it unanswered.
+type Script = fn(&str, u16) -> Option<(u8, Vec<IpAddr>)>;
+
+/// A pretend DNS server answering `questions` questions by `script`, from
+/// `reply_from` if given (a liar on another port), else from its own socket.
+fn server(script: Script, questions: usize) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        for _ in 0..questions {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                return;
+            };
+            let question = parse_question(&buf[..n]);
+            if let Some((rcode, addrs)) = script(&question.qname, question.qtype) {
+                socket
+                    .send_to(&reply(&buf[..n], rcode, &addrs), from)
+                    .unwrap();
+            }
+        }
+    });
+    addr
+}
+
+/// A question read back with the reply parser (queries and replies differ only
+/// in the QR bit).
+fn parse_question(query: &[u8]) -> dns::Reply {
+    let mut q = query.to_vec();
+    q[2] |= 0x80;
+    dns::parse_reply(&q).unwrap()
+}
+
+/// The reply to `query`: its question echoed, then one record per address, each
+/// naming the question by a compression pointer.
+fn reply(query: &[u8], rcode: u8, addrs: &[IpAddr]) -> Vec<u8> {
+    let mut r = query.to_vec();
+    r[2] = 0x81; // QR, RD
+    r[3] = 0x80 | rcode; // RA
+    r[6..8].copy_from_slice(&(addrs.len() as u16).to_be_bytes());
+    for ip in addrs {
+        r.extend_from_slice(&[0xC0, 12]);
+        let (qtype, data) = match ip {
+            IpAddr::V4(v4) => (dns::A, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (dns::AAAA, v6.octets().to_vec()),
+        };
+        r.extend_from_slice(&qtype.to_be_bytes());
+        r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+        r.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        r.extend_from_slice(&data);
+    }
+    r
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn settings(servers: &[SocketAddr], search: &[&str]) -> Settings {
+    Settings {
+        hosts: Hosts::parse("192.0.2.7 listed.example listed\n"),
+        conf: ResolvConf {
+            nameservers: servers.to_vec(),
+            search: search.iter().map(|s| s.to_string()).collect(),
+            ndots: 1,
+            timeout: Duration::from_millis(300),
+            attempts: 1,
+        },
+    }
+}
+
+/// Scripts: who answers what.
+fn knows_manager(name: &str, qtype: u16) -> Option<(u8, Vec<IpAddr>)> {
+    match (name, qtype) {
+        ("manager.example", dns::A) => Some((0, vec![ip("192.0.2.1")])),
+        ("manager.example", dns::AAAA) => Some((0, vec![ip("2001:db8::1")])),
+        _ => Some((3, vec![])),
+    }
+}
+
+fn fails(_: &str, _: u16) -> Option<(u8, Vec<IpAddr>)> {
+    Some((2, vec![]))
+}
+
+fn silent(_: &str, _: u16) -> Option<(u8, Vec<IpAddr>)> {
+    None
+}
+
+#[test]
+fn literals_hosts_and_localhost_need_no_server() {
+    let s = settings(&[], &[]);
+    let names = ["192.0.2.9", "[2001:db8::9]", "LISTED", "localhost"].map(String::from);
+    let batch = Batch::start(&s, &names, Instant::now()).unwrap();
+    assert!(batch.is_done());
+    assert_eq!(batch.fd(), None, "no socket was opened");
+    let got: Vec<Found> = batch.outcomes().map(|(_, f)| f.unwrap().clone()).collect();
+    assert_eq!(
+        got,
+        [
+            Ok(vec![ip("192.0.2.9")]),
+            Ok(vec![ip("2001:db8::9")]),
+            Ok(vec![ip("192.0.2.7")]),
+            Ok(vec![ip("127.0.0.1"), ip("::1")]),
+        ]
+    );
+}
+
+#[test]
+fn a_name_gets_its_a_and_aaaa_records() {
+    let s = settings(&[server(knows_manager, 2)], &[]);
+    let found = lookup_blocking(&s, "Manager.Example");
+    assert_eq!(found, Ok(vec![ip("192.0.2.1"), ip("2001:db8::1")]));
+}
+
+#[test]
+fn search_domains_are_tried_until_one_exists() {
+    let s = settings(&[server(knows_manager, 4)], &["nope.example", "example"]);
+    assert_eq!(
+        lookup_blocking(&s, "manager"),
+        Ok(vec![ip("192.0.2.1"), ip("2001:db8::1")])
+    );
+}
+
+#[test]
+fn a_silent_or_failing_server_passes_the_question_on() {
+    let s = settings(
+        &[
+            server(silent, 2),
+            server(fails, 2),
+            server(knows_manager, 2),
+        ],
+        &[],
+    );
+    let start = Instant::now();
+    let found = lookup_blocking(&s, "manager.example");
+    assert_eq!(found, Ok(vec![ip("192.0.2.1"), ip("2001:db8::1")]));
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "waited for the silent one"
+    );
+}
+
+#[test]
+fn a_missing_name_says_so_and_a_dead_resolver_says_why() {
+    let s = settings(&[server(knows_manager, 2)], &[]);
+    assert_eq!(
+        lookup_blocking(&s, "nobody.example"),
+        Err("no such host".into())
+    );
+    let s = settings(&[server(fails, 2)], &[]);
+    let why = lookup_blocking(&s, "manager.example").unwrap_err();
+    assert!(why.contains("SERVFAIL"), "{why}");
+    let s = settings(&[server(silent, 2)], &[]);
+    let why = lookup_blocking(&s, "manager.example").unwrap_err();
+    assert!(why.starts_with("no reply from 127.0.0.1"), "{why}");
+}
+
+#[test]
+fn replies_from_elsewhere_or_for_other_questions_are_ignored() {
+    // The real server answers late; a liar on another port answers at once with
+    // the right ids (it sees the questions), and is not believed.
+    let real = UdpSocket::bind("127.0.0.1:0").unwrap();
+    real.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let at = real.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let liar = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buf = [0u8; 512];
+        let mut asked = Vec::new();
+        for _ in 0..2 {
+            let (n, from) = real.recv_from(&mut buf).unwrap();
+            liar.send_to(&reply(&buf[..n], 0, &[ip("203.0.113.66")]), from)
+                .unwrap();
+            asked.push((buf[..n].to_vec(), from));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for (query, from) in asked {
+            let truth = if parse_question(&query).qtype == dns::A {
+                "192.0.2.1"
+            } else {
+                "2001:db8::1"
+            };
+            real.send_to(&reply(&query, 0, &[ip(truth)]), from).unwrap();
+        }
+    });
+    let s = settings(&[at], &[]);
+    let found = lookup_blocking(&s, "manager.example").unwrap();
+    assert_eq!(found, [ip("192.0.2.1"), ip("2001:db8::1")]);
+}
+
+#[test]
+fn a_batch_runs_many_names_over_one_socket_without_blocking() {
+    let s = settings(&[server(knows_manager, 4)], &[]);
+    let names = ["manager.example", "nobody.example", "listed"].map(String::from);
+    let mut batch = Batch::start(&s, &names, Instant::now()).unwrap();
+    let fd = batch.fd().expect("a socket for the two DNS names");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !batch.is_done() && Instant::now() < deadline {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, valid for the call.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        batch.readable(Instant::now());
+        batch.expire(Instant::now());
+    }
+    let got: Vec<(&str, Found)> = batch
+        .outcomes()
+        .map(|(n, f)| (n, f.unwrap().clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "manager.example",
+                Ok(vec![ip("192.0.2.1"), ip("2001:db8::1")])
+            ),
+            ("nobody.example", Err("no such host".into())),
+            ("listed", Ok(vec![ip("192.0.2.7")])),
+        ]
+    );
+}
