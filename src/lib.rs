@@ -33,6 +33,7 @@ pub mod net;
 pub mod netns;
 pub mod notify;
 pub mod reactor;
+pub mod resolve;
 pub mod servant;
 pub mod static_libc;
 pub mod text;
