@@ -10,7 +10,11 @@
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
+use crate::text::escape;
+
+/// The record type of an IPv4 address.
 pub const A: u16 = 1;
+/// The record type of an IPv6 address.
 pub const AAAA: u16 = 28;
 const CNAME: u16 = 5;
 const CLASS_IN: u16 = 1;
@@ -34,16 +38,12 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// Encodes a standard recursive query (RD=1, one question, class IN) for `name` of `qtype` with `id`.
-/// `name` is dotted text, an optional trailing dot allowed; each label 1..=63 bytes, whole name <= 253 bytes
-/// (without the trailing dot); bytes allowed in labels: ASCII letters, digits, '-', '_' (anything else -> NameError).
+/// Encodes a standard recursive query (RD=1, one question, class IN) for `name` of
+/// `qtype` with `id`. `name` is dotted text, a trailing dot allowed; each label 1..=63
+/// bytes, the whole name at most 253 bytes without the dot; labels hold ASCII letters,
+/// digits, `-` and `_` only. Anything else is a [`NameError`] naming the name.
 pub fn query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, NameError> {
-    let bad = |why: &str| {
-        NameError(format!(
-            "cannot look up \"{}\": {why}",
-            crate::text::escape(name)
-        ))
-    };
+    let bad = |why: &str| NameError(format!("cannot look up \"{}\": {why}", escape(name)));
     let dotless = name.strip_suffix('.').unwrap_or(name);
     if dotless.len() > 253 {
         return Err(bad("longer than 253 bytes"));
@@ -102,11 +102,16 @@ impl fmt::Display for ReplyError {
 
 impl std::error::Error for ReplyError {}
 
-/// Parses a reply. Requires QR=1, opcode 0, QDCOUNT == 1, class IN in the question. Walks all answer records
-/// (ANCOUNT; authority/additional sections are ignored). Starting from qname, follows CNAME records of class IN
-/// whose owner matches the current name, in any order, at most 16 hops (a loop stops the walk), and collects
-/// every A (qtype A) or AAAA (qtype AAAA) record of class IN whose owner is on that chain; other records are
-/// skipped. Truncated input is a [`ReplyError`] naming the field, never a panic.
+fn err(at: usize, what: &'static str) -> ReplyError {
+    ReplyError { at, what }
+}
+
+/// Parses a reply to one question (QR=1, opcode 0, QDCOUNT 1, class IN) and the
+/// addresses in its answer section; the authority and additional sections are not read.
+/// From the question's name it follows CNAMEs of class IN whose owner is the current
+/// name, in any order, at most 16 hops, stopping at a loop; then it collects every A
+/// (for qtype A) or AAAA (for AAAA) record of class IN owned by a name on that chain.
+/// Other records are skipped. Any malformed or cut field is a [`ReplyError`].
 ///
 /// With TC set the answer section is not read: a server may cut it anywhere, and
 /// the caller asks again over TCP or gives up, so `addrs` is then empty.
@@ -117,20 +122,19 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
     let qdcount = r.u16("truncated header")?;
     let ancount = r.u16("truncated header")?;
     r.take(4, "truncated header")?; // authority and additional counts: not read
-    let refuse = |at, what| Err(ReplyError { at, what });
     if flags & 0x8000 == 0 {
-        return refuse(2, "not a reply (QR is 0)");
+        return Err(err(2, "not a reply (QR is 0)"));
     }
     if (flags >> 11) & 0xf != 0 {
-        return refuse(2, "opcode is not QUERY");
+        return Err(err(2, "opcode is not QUERY"));
     }
     if qdcount != 1 {
-        return refuse(4, "question count is not 1");
+        return Err(err(4, "question count is not 1"));
     }
     let qname = r.name()?;
     let qtype = r.u16("truncated question type")?;
     if r.u16("truncated question class")? != CLASS_IN {
-        return refuse(r.at - 2, "question class is not IN");
+        return Err(err(r.at - 2, "question class is not IN"));
     }
     let truncated = flags & 0x0200 != 0;
     let mut reply = Reply {
@@ -154,15 +158,12 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, ReplyError> {
         let len = r.u16("truncated record length")?;
         let start = r.at;
         let data = r.take(usize::from(len), "truncated record data")?;
-        let wrong_length = ReplyError {
-            at: start - 2,
-            what: "address record of the wrong length",
-        };
+        let wrong_length = err(start - 2, "address record of the wrong length");
         match (class, rtype) {
             (CLASS_IN, CNAME) => {
                 let (target, end) = name(bytes, start)?;
                 if end != r.at {
-                    return refuse(start, "CNAME target does not fill its record");
+                    return Err(err(start, "CNAME target does not fill its record"));
                 }
                 cnames.push((owner, target));
             }
@@ -212,7 +213,7 @@ impl<'a> Reader<'a> {
         let bytes = self
             .msg
             .get(self.at..self.at + n)
-            .ok_or(ReplyError { at: self.at, what })?;
+            .ok_or(err(self.at, what))?;
         self.at += n;
         Ok(bytes)
     }
@@ -236,24 +237,15 @@ fn name(msg: &[u8], start: usize) -> Result<(String, usize), ReplyError> {
     let (mut at, mut since, mut wire_len, mut pointers) = (start, start, 1, 0);
     let mut end = None;
     loop {
-        let len = *msg.get(at).ok_or(ReplyError {
-            at,
-            what: "truncated name",
-        })?;
+        let len = *msg.get(at).ok_or(err(at, "truncated name"))?;
         match len >> 6 {
             0 if len == 0 => return Ok((text, end.unwrap_or(at + 1))),
             0 => {
                 let label = msg.get(at + 1..at + 1 + usize::from(len));
-                let label = label.ok_or(ReplyError {
-                    at,
-                    what: "truncated label",
-                })?;
+                let label = label.ok_or(err(at, "truncated label"))?;
                 wire_len += 1 + label.len();
                 if wire_len > 255 {
-                    return Err(ReplyError {
-                        at,
-                        what: "name longer than 255 bytes",
-                    });
+                    return Err(err(at, "name longer than 255 bytes"));
                 }
                 if !text.is_empty() {
                     text.push('.');
@@ -267,27 +259,16 @@ fn name(msg: &[u8], start: usize) -> Result<(String, usize), ReplyError> {
                 at += 1 + label.len();
             }
             3 => {
-                let low = *msg.get(at + 1).ok_or(ReplyError {
-                    at,
-                    what: "truncated pointer",
-                })?;
+                let low = *msg.get(at + 1).ok_or(err(at, "truncated pointer"))?;
                 let target = usize::from(len & 0x3f) << 8 | usize::from(low);
                 pointers += 1;
                 if target >= since || pointers > MAX_POINTERS {
-                    return Err(ReplyError {
-                        at,
-                        what: "compression pointer not backwards",
-                    });
+                    return Err(err(at, "compression pointer not backwards"));
                 }
                 end.get_or_insert(at + 2);
                 (at, since) = (target, target);
             }
-            _ => {
-                return Err(ReplyError {
-                    at,
-                    what: "unknown label type",
-                })
-            }
+            _ => return Err(err(at, "unknown label type")),
         }
     }
 }
@@ -462,25 +443,20 @@ mod tests {
 
     #[test]
     fn pointer_loops_and_forward_pointers_are_errors() {
-        let err =
-            |owner: &[u8]| parse_reply(&reply(OK, &wire("a.example"), A, &[rr(owner, A, &[1; 4])]));
+        let what = |owner: &[u8]| {
+            let answer = rr(owner, A, &[1; 4]);
+            parse_reply(&reply(OK, &wire("a.example"), A, &[answer]))
+                .unwrap_err()
+                .what
+        };
         let at = 12 + wire("a.example").len() + 4; // the first record's owner
         let to = |p: usize| [0xc0 | (p >> 8) as u8, p as u8];
-        assert_eq!(
-            err(&to(at)).unwrap_err().what,
-            "compression pointer not backwards"
-        );
-        assert_eq!(
-            err(&to(at + 2)).unwrap_err().what,
-            "compression pointer not backwards"
-        );
-        // A label, then a pointer back to that label: a loop that only a backwards rule catches.
-        let looped = [&[1, b'x'][..], &to(at)].concat();
-        assert_eq!(
-            err(&looped).unwrap_err().what,
-            "compression pointer not backwards"
-        );
-        assert_eq!(err(&[0x40]).unwrap_err().what, "unknown label type");
+        let backwards = "compression pointer not backwards";
+        assert_eq!(what(&to(at)), backwards); // to itself
+        assert_eq!(what(&to(at + 2)), backwards); // forwards
+        assert_eq!(what(&[&[1, b'x'][..], &to(at)].concat()), backwards); // a loop through a label
+        assert_eq!(what(&[0x40]), "unknown label type");
+        assert_eq!(what(&[0x80]), "unknown label type");
     }
 
     #[test]
