@@ -22,7 +22,7 @@
 //! - a failed glibc-internal assertion is reported, then the process aborts.
 //!
 //! The pieces are ordinary functions, tested in every build; only the static build
-//! exports them under glibc's names ([`exports`]).
+//! exports them under glibc's names (the `exports` module).
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_void, CStr};

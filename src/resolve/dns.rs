@@ -22,6 +22,11 @@ const CLASS_IN: u16 = 1;
 const RECURSION_DESIRED: u16 = 0x0100;
 /// CNAMEs followed from the question's name, at most.
 const MAX_CNAME_HOPS: usize = 16;
+/// The UDP payload our queries say we accept (EDNS0, RFC 6891): the size the DNS
+/// flag day of 2020 settled on, under any path's MTU. Without it a server must
+/// cut any answer over 512 bytes, and a name with many addresses would be cut.
+const UDP_PAYLOAD: u16 = 1232;
+const OPT: u16 = 41;
 /// Compression pointers in one name, at most: more than any real name needs, and
 /// it bounds the work a chain of pointers to pointers can cost.
 const MAX_POINTERS: usize = 128;
@@ -38,8 +43,8 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// Encodes a standard recursive query (RD=1, one question, class IN) for `name` of
-/// `qtype` with `id`. `name` is dotted text, a trailing dot allowed; each label 1..=63
+/// Encodes a standard recursive query (RD=1, one question, class IN, and an EDNS0
+/// record offering 1232 bytes) for `name` of `qtype` with `id`. `name` is dotted text, a trailing dot allowed; each label 1..=63
 /// bytes, the whole name at most 253 bytes without the dot; labels hold ASCII letters,
 /// digits, `-` and `_` only. Anything else is a [`NameError`] naming the name.
 pub fn query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, NameError> {
@@ -49,7 +54,7 @@ pub fn query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, NameError> {
         return Err(bad("longer than 253 bytes"));
     }
     let mut packet = Vec::with_capacity(12 + dotless.len() + 6);
-    for field in [id, RECURSION_DESIRED, 1, 0, 0, 0] {
+    for field in [id, RECURSION_DESIRED, 1, 0, 0, 1] {
         packet.extend_from_slice(&field.to_be_bytes());
     }
     for label in dotless.split('.') {
@@ -68,7 +73,48 @@ pub fn query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, NameError> {
     packet.push(0);
     packet.extend_from_slice(&qtype.to_be_bytes());
     packet.extend_from_slice(&CLASS_IN.to_be_bytes());
+    // OPT: the root name, its type, the payload size as its class, no flags or data.
+    packet.push(0);
+    for field in [OPT, UDP_PAYLOAD, 0, 0, 0] {
+        packet.extend_from_slice(&field.to_be_bytes());
+    }
     Ok(packet)
+}
+
+/// A query read back: its question, as [`parse_reply`] reads a reply's (the two
+/// differ in the QR bit). None if it is not one.
+pub fn question(query: &[u8]) -> Option<Reply> {
+    let mut q = query.to_vec();
+    *q.get_mut(2)? |= 0x80;
+    parse_reply(&q).ok()
+}
+
+/// A server's reply to `query` with `rcode` and one record per address, each
+/// naming the question by a compression pointer: what the tests' pretend DNS
+/// servers send. None if `query` is not a query.
+pub fn answer(query: &[u8], rcode: u8, addrs: &[IpAddr]) -> Option<Vec<u8>> {
+    question(query)?;
+    let mut r = Reader { msg: query, at: 12 };
+    r.name().ok()?;
+    let question_end = r.at + 4;
+    let flags = 0x8080 | u16::from_be_bytes([query[2], query[3]]) & RECURSION_DESIRED;
+    let mut out = query[..2].to_vec();
+    for field in [flags | u16::from(rcode & 0xf), 1, addrs.len() as u16, 0, 0] {
+        out.extend_from_slice(&field.to_be_bytes());
+    }
+    out.extend_from_slice(&query[12..question_end]);
+    for ip in addrs {
+        let (rtype, data) = match ip {
+            IpAddr::V4(v4) => (A, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (AAAA, v6.octets().to_vec()),
+        };
+        out.extend_from_slice(&[0xc0, 12]);
+        for field in [rtype, CLASS_IN, 0, 60, data.len() as u16] {
+            out.extend_from_slice(&field.to_be_bytes());
+        }
+        out.extend_from_slice(&data);
+    }
+    Some(out)
 }
 
 /// What a reply says about the one question it answers: the header fields a
@@ -323,10 +369,23 @@ mod tests {
 
     #[test]
     fn query_is_encoded_byte_for_byte() {
-        let expected = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
-                         \x07Example\x03com\x00\x00\x1c\x00\x01";
+        let expected = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01\
+                         \x07Example\x03com\x00\x00\x1c\x00\x01\
+                         \x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00";
         assert_eq!(query(0x1234, "Example.com.", AAAA).unwrap(), expected);
         assert_eq!(query(0x1234, "Example.com", AAAA).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_pretend_server_answers_what_was_asked() {
+        let q = query(0x1234, "Host.Example", A).unwrap();
+        assert_eq!(question(&q).unwrap().qname, "host.example");
+        let a = answer(&q, 0, &ips(&["192.0.2.1", "192.0.2.2"])).unwrap();
+        let got = parse_reply(&a).unwrap();
+        assert_eq!((got.id, got.rcode, got.qtype), (0x1234, 0, A));
+        assert_eq!(got.addrs, ips(&["192.0.2.1", "192.0.2.2"]));
+        assert_eq!(parse_reply(&answer(&q, 3, &[]).unwrap()).unwrap().rcode, 3);
+        assert_eq!(answer(&a[..5], 0, &[]), None);
     }
 
     #[test]

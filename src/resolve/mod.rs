@@ -6,8 +6,9 @@
 //! names), and in a static binary it drags in glibc's NSS, `dlopen` and stdio,
 //! about 400 KB, while it still wants glibc's shared NSS modules at run time for
 //! anything beyond files and DNS. What is given up: `nsswitch.conf` sources
-//! other than files and DNS (mDNS, LDAP, systemd's `resolve`), TCP retries of
-//! truncated replies (the addresses a truncated reply carries are used), and
+//! other than files and DNS (mDNS, LDAP, systemd's `resolve`), retrying over
+//! TCP when a reply is truncated (queries offer 1232 bytes by EDNS0, room for
+//! about 70 addresses; a truncated reply counts as that server failing), and
 //! glibc's default search domain taken from the host name.
 //!
 //! The shape: a [`Batch`] is a set of names looked up together over one UDP
@@ -177,6 +178,13 @@ impl Batch {
                 let slot = usize::from(reply.qtype == dns::AAAA);
                 let l = &mut self.lookups[k];
                 l.pending[slot] = None;
+                if reply.truncated {
+                    // More than fits in the payload offered (1232 bytes); TCP is
+                    // not tried, so this server cannot answer this name.
+                    l.trouble = Some(format!("{} sent a truncated reply", l.server.ip()));
+                    self.retry(k, now);
+                    continue;
+                }
                 l.answered[slot] = Some((reply.rcode, reply.addrs));
                 self.settle(k, now);
             }

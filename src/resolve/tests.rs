@@ -8,8 +8,7 @@ use std::time::Duration;
 /// rcode and addresses; `None` leaves it unanswered.
 type Script = fn(&str, u16) -> Option<(u8, Vec<IpAddr>)>;
 
-/// A pretend DNS server answering `questions` questions by `script`, from
-/// `reply_from` if given (a liar on another port), else from its own socket.
+/// A pretend DNS server answering `questions` questions by `script`.
 fn server(script: Script, questions: usize) -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -22,44 +21,14 @@ fn server(script: Script, questions: usize) -> SocketAddr {
             let Ok((n, from)) = socket.recv_from(&mut buf) else {
                 return;
             };
-            let question = parse_question(&buf[..n]);
+            let question = dns::question(&buf[..n]).unwrap();
             if let Some((rcode, addrs)) = script(&question.qname, question.qtype) {
-                socket
-                    .send_to(&reply(&buf[..n], rcode, &addrs), from)
-                    .unwrap();
+                let reply = dns::answer(&buf[..n], rcode, &addrs).unwrap();
+                socket.send_to(&reply, from).unwrap();
             }
         }
     });
     addr
-}
-
-/// A question read back with the reply parser (queries and replies differ only
-/// in the QR bit).
-fn parse_question(query: &[u8]) -> dns::Reply {
-    let mut q = query.to_vec();
-    q[2] |= 0x80;
-    dns::parse_reply(&q).unwrap()
-}
-
-/// The reply to `query`: its question echoed, then one record per address, each
-/// naming the question by a compression pointer.
-fn reply(query: &[u8], rcode: u8, addrs: &[IpAddr]) -> Vec<u8> {
-    let mut r = query.to_vec();
-    r[2] = 0x81; // QR, RD
-    r[3] = 0x80 | rcode; // RA
-    r[6..8].copy_from_slice(&(addrs.len() as u16).to_be_bytes());
-    for ip in addrs {
-        r.extend_from_slice(&[0xC0, 12]);
-        let (qtype, data) = match ip {
-            IpAddr::V4(v4) => (dns::A, v4.octets().to_vec()),
-            IpAddr::V6(v6) => (dns::AAAA, v6.octets().to_vec()),
-        };
-        r.extend_from_slice(&qtype.to_be_bytes());
-        r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
-        r.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        r.extend_from_slice(&data);
-    }
-    r
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -179,18 +148,18 @@ fn replies_from_elsewhere_or_for_other_questions_are_ignored() {
         let mut asked = Vec::new();
         for _ in 0..2 {
             let (n, from) = real.recv_from(&mut buf).unwrap();
-            liar.send_to(&reply(&buf[..n], 0, &[ip("203.0.113.66")]), from)
-                .unwrap();
+            let lie = dns::answer(&buf[..n], 0, &[ip("203.0.113.66")]).unwrap();
+            liar.send_to(&lie, from).unwrap();
             asked.push((buf[..n].to_vec(), from));
         }
         std::thread::sleep(Duration::from_millis(50));
         for (query, from) in asked {
-            let truth = if parse_question(&query).qtype == dns::A {
-                "192.0.2.1"
-            } else {
-                "2001:db8::1"
+            let truth = match dns::question(&query).unwrap().qtype {
+                dns::A => ip("192.0.2.1"),
+                _ => ip("2001:db8::1"),
             };
-            real.send_to(&reply(&query, 0, &[ip(truth)]), from).unwrap();
+            real.send_to(&dns::answer(&query, 0, &[truth]).unwrap(), from)
+                .unwrap();
         }
     });
     let s = settings(&[at], &[]);
@@ -230,5 +199,28 @@ fn a_batch_runs_many_names_over_one_socket_without_blocking() {
             ("nobody.example", Err("no such host".into())),
             ("listed", Ok(vec![ip("192.0.2.7")])),
         ]
+    );
+}
+
+#[test]
+fn a_truncated_reply_passes_the_question_to_the_next_server() {
+    let cutter = UdpSocket::bind("127.0.0.1:0").unwrap();
+    cutter
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let at = cutter.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        for _ in 0..2 {
+            let (n, from) = cutter.recv_from(&mut buf).unwrap();
+            let mut cut = dns::answer(&buf[..n], 0, &[]).unwrap();
+            cut[2] |= 0x02; // TC
+            cutter.send_to(&cut, from).unwrap();
+        }
+    });
+    let s = settings(&[at, server(knows_manager, 2)], &[]);
+    assert_eq!(
+        lookup_blocking(&s, "manager.example"),
+        Ok(vec![ip("192.0.2.1"), ip("2001:db8::1")])
     );
 }
