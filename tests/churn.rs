@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client, connmgr, Daemon, DEADLINE};
+use common::{bin, client, connmgr, Daemon, DEADLINE};
 use p2pchat::churn::report::json::Value;
 use p2pchat::churn::report::json_number;
 
@@ -328,7 +328,7 @@ fn fanout_from_churn_itself_reaches_every_listener() {
 fn fanout_through_a_real_servant() {
     let (m, addr) = connmgr(&["--first-port", &first_port(1)]);
     let target = addr.to_string();
-    let servant = env!("CARGO_BIN_EXE_servant");
+    let servant = bin("servant");
     let args = [
         "fanout",
         "-t",
@@ -340,7 +340,7 @@ fn fanout_through_a_real_servant() {
         "--sender",
         "servant",
         "--servant",
-        servant,
+        &servant,
     ];
     let (code, json, err) = churn(&args);
     assert_eq!(code, 0, "{err}");

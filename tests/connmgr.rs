@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{client, connmgr, entries, read_doc, Daemon, DEADLINE};
+use common::{bin, client, connmgr, entries, read_doc, Daemon, DEADLINE};
 
 /// Joins, asks for the list, and returns the stream with its `(port, offset)`.
 fn join(addr: std::net::SocketAddr) -> (TcpStream, u16, usize) {
@@ -259,10 +259,7 @@ fn ipv6_and_mapped_ipv4_addresses() {
         eprintln!("skipped: this host has no IPv6 loopback");
         return;
     }
-    let m = Daemon::spawn(
-        env!("CARGO_BIN_EXE_connmgr"),
-        &["--bind", "::", "--port", "0"],
-    );
+    let m = Daemon::spawn(&bin("connmgr"), &["--bind", "::", "--port", "0"]);
     let port = m.listening_addr().port();
     let mut v6 = client(format!("[::1]:{port}").parse().unwrap());
     v6.write_all(b"needs peer list\n").unwrap();
@@ -295,7 +292,7 @@ fn a_bad_config_file_is_rejected_with_file_line_and_reason() {
         "<connmgr>\n  <port>85</port>\n  <maxservants>lots</maxservants>\n</connmgr>\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_connmgr"))
+    let out = Command::new(bin("connmgr"))
         .args(["--config", path.to_str().unwrap()])
         .output()
         .unwrap();
@@ -325,10 +322,7 @@ fn bad_flags_say_which_and_exit_2() {
             "--first-port: the first servant port",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_connmgr"))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = Command::new(bin("connmgr")).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
@@ -339,7 +333,7 @@ fn bad_flags_say_which_and_exit_2() {
 fn a_port_in_use_is_explained() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_connmgr"))
+    let out = Command::new(bin("connmgr"))
         .args(["--bind", "127.0.0.1", "--port", &port])
         .output()
         .unwrap();
@@ -353,10 +347,7 @@ fn a_port_in_use_is_explained() {
 
 #[test]
 fn help_documents_every_option() {
-    let out = Command::new(env!("CARGO_BIN_EXE_connmgr"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(bin("connmgr")).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--config",
@@ -411,7 +402,7 @@ fn a_push_round_too_big_for_one_turn_reaches_every_subscriber() {
 #[test]
 fn running_out_of_file_descriptors_pauses_accepting_instead_of_spinning() {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_connmgr"));
+    let mut cmd = Command::new(bin("connmgr"));
     cmd.args(["--bind", "127.0.0.1", "--port", "0", "--push-interval", "0"]);
     // SAFETY: setrlimit is async-signal-safe; this runs in the child before exec.
     unsafe {
@@ -497,7 +488,7 @@ fn an_oversized_line_closes_at_once_even_with_answers_still_queued() {
 fn a_closed_log_pipe_does_not_take_it_down() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_connmgr"))
+    let mut child = Command::new(bin("connmgr"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--push-interval", "0"])
         .stderr(Stdio::piped())
         .spawn()

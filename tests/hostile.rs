@@ -19,11 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{client, connmgr, read_doc, Daemon, DEADLINE};
+use common::{bin, client, connmgr, read_doc, Daemon, DEADLINE};
 use p2pchat::harness::Spawn;
-
-const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
-const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
 
 /// A config file with `body` inside `<config>`, named for the test.
 fn config_file(test: &str, body: &str) -> PathBuf {
@@ -50,7 +47,7 @@ fn servant(test: &str, manager: SocketAddr, bind: &str, name: &str, extra: &[&st
         "200",
     ];
     args.extend_from_slice(extra);
-    Daemon::spawn(SERVANT, &args)
+    Daemon::spawn(&bin("servant"), &args)
 }
 
 /// A connection to `to` from the loopback address `from`, with read timeouts.
@@ -454,7 +451,7 @@ fn no_line_between_live_peers_is_lost_across_a_manager_restart() {
             d.wait_for("connection manager at");
         }
         std::thread::sleep(Duration::from_secs(3));
-        manager = Daemon::spawn(CONNMGR, &["--bind", "127.0.0.1", "--port", &port]);
+        manager = Daemon::spawn(&bin("connmgr"), &["--bind", "127.0.0.1", "--port", &port]);
         manager.listening_addr();
         for d in &s {
             d.wait_for("is back");
@@ -500,7 +497,7 @@ fn no_line_between_live_peers_is_lost_across_a_manager_restart() {
 fn a_flood_of_tiny_messages_leaves_room_for_everyone_else() {
     let (_m, manager) = connmgr(&["--push-interval", "0"]);
     let config = config_file("flood", "");
-    let mut cmd = Command::new(SERVANT);
+    let mut cmd = Command::new(bin("servant"));
     cmd.args(["--config", config.to_str().unwrap(), "--headless"]);
     cmd.args(["--connmgr", &manager.to_string(), "--bind", "127.0.86.2"]);
     // Every line is kept, however fast they come: the probes must not be let go.
@@ -583,7 +580,7 @@ fn banned_names_behind_a_dead_resolver_do_not_delay_listening() {
         "-c",
         "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"",
     ]);
-    cmd.arg(&resolv).arg(SERVANT);
+    cmd.arg(&resolv).arg(bin("servant"));
     cmd.args(["--config", config.to_str().unwrap(), "--headless"]);
     cmd.args(["--connmgr", &manager.to_string(), "--bind", "127.0.87.2"]);
     let s = Daemon::spawn_command(cmd);
@@ -610,8 +607,9 @@ fn banned_names_behind_a_dead_resolver_do_not_delay_listening() {
 /// Class 8: settings that make no sense are refused with the place and a reason.
 #[test]
 fn nonsense_settings_are_refused_with_the_place() {
-    let run = |bin: &str, args: &[&str]| {
-        let out = Command::new(bin).args(args).output().unwrap();
+    let (connmgr, servant) = (bin("connmgr"), bin("servant"));
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -621,35 +619,35 @@ fn nonsense_settings_are_refused_with_the_place() {
         "port0",
         "<connectionmgr>127.0.0.1</connectionmgr>\n<port>0</port>\n",
     );
-    let (code, err) = run(SERVANT, &["--config", port0.to_str().unwrap()]);
+    let (code, err) = run(&servant, &["--config", port0.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!("{}:3: <port>", port0.display())),
         "{err}"
     );
-    for (bin, args, says) in [
+    for (program, args, says) in [
         (
-            CONNMGR,
+            &connmgr,
             &["--max-servants", "0"][..],
             "--max-servants: must be at least 1",
         ),
         (
-            CONNMGR,
+            &connmgr,
             &["--max-per-address", "0"],
             "--max-per-address: must be at least 1",
         ),
         (
-            SERVANT,
+            &servant,
             &["--poll-interval", "1"],
             "--poll-interval: must be at least 100",
         ),
         (
-            SERVANT,
+            &servant,
             &["--max-peers", "0"],
             "--max-peers: must be at least 1",
         ),
     ] {
-        let (code, err) = run(bin, args);
+        let (code, err) = run(program, args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
@@ -663,7 +661,7 @@ fn with_few_descriptors_idle_peers_do_not_lock_real_ones_out() {
     raise_fd_limit();
     let (_m, manager) = connmgr(&["--push-interval", "0"]);
     let config = config_file("fds", "");
-    let mut cmd = Command::new(SERVANT);
+    let mut cmd = Command::new(bin("servant"));
     cmd.args(["--config", config.to_str().unwrap(), "--headless"]);
     cmd.args(["--connmgr", &manager.to_string(), "--bind", "127.0.88.2"]);
     // SAFETY: setrlimit only, between fork and exec.

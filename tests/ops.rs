@@ -11,10 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client, Daemon, DEADLINE};
-
-const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
-const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
+use common::{bin, client, Daemon, DEADLINE};
 
 /// A file or socket in the temp directory, removed when dropped.
 struct Temp(PathBuf);
@@ -51,9 +48,10 @@ fn cannot_run(reason: &str) {
     eprintln!("skipped: {reason}");
 }
 
-/// Where `cargo build-static` puts its binaries, beside this build's target/debug.
+/// Where `cargo build-static` puts its binaries, beside this build's target/debug
+/// (found from Cargo's connmgr, not `bin`'s, which may already be the static one).
 fn static_dir() -> PathBuf {
-    Path::new(CONNMGR)
+    Path::new(env!("CARGO_BIN_EXE_connmgr"))
         .parent()
         .and_then(Path::parent)
         .expect("binaries live in target/PROFILE")
@@ -156,7 +154,7 @@ fn connmgr_tells_systemd_ready_reloading_and_stopping() {
     let sock = Temp::new("notify.sock");
     let systemd = UnixDatagram::bind(&sock.0).unwrap();
     systemd.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut cmd = Command::new(CONNMGR);
+    let mut cmd = Command::new(bin("connmgr"));
     cmd.args(["--bind", "127.0.0.1", "--port", "0"])
         .env("NOTIFY_SOCKET", &sock.0);
     let mut m = Daemon::spawn_command(cmd);
@@ -184,7 +182,7 @@ fn a_servant_notifies_an_abstract_socket() {
     let systemd = UnixDatagram::bind_addr(&addr).unwrap();
     systemd.set_read_timeout(Some(DEADLINE)).unwrap();
     let (_m, at) = common::connmgr(&[]);
-    let mut cmd = Command::new(SERVANT);
+    let mut cmd = Command::new(bin("servant"));
     cmd.args(["--headless", "--connmgr", &at.to_string()])
         .args(["--bind", "127.0.0.2"])
         .env("NOTIFY_SOCKET", format!("@{name}"));
@@ -214,7 +212,7 @@ fn sighup_applies_connmgr_limits_and_log_level_and_a_bad_file_changes_nothing() 
     file.write(
         "<connmgr><bind>127.0.0.1</bind><port>0</port><maxservants>5</maxservants></connmgr>",
     );
-    let m = Daemon::spawn(CONNMGR, &["--config", file.path()]);
+    let m = Daemon::spawn(&bin("connmgr"), &["--config", file.path()]);
     let addr = m.listening_addr();
     let _first = client(addr);
     m.wait_for("joined:");
@@ -265,7 +263,7 @@ fn sighup_makes_a_servant_apply_new_bans() {
         let mut args = vec!["--connmgr", &at, "--bind", bind, "--name", name];
         args.extend_from_slice(&["--poll-interval", "100ms"]);
         args.extend_from_slice(extra);
-        Daemon::spawn(SERVANT, &args)
+        Daemon::spawn(&bin("servant"), &args)
     };
     let alice = servant("127.0.0.2", "alice", &["--config", file.path()]);
     alice.wait_for("listening on");
@@ -300,7 +298,7 @@ fn under_journald_lines_carry_a_priority_and_no_timestamp() {
     let log = Temp::new("journal.log");
     let file = std::fs::File::create(&log.0).unwrap();
     let meta = file.metadata().unwrap();
-    let mut child = Command::new(CONNMGR)
+    let mut child = Command::new(bin("connmgr"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--log-level", "warn"])
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
         .stdin(Stdio::null())
@@ -328,7 +326,7 @@ fn under_journald_lines_carry_a_priority_and_no_timestamp() {
 #[test]
 fn flags_take_equals_units_and_refuse_repeats() {
     let d = Daemon::spawn(
-        CONNMGR,
+        &bin("connmgr"),
         &[
             "--bind=127.0.0.1",
             "--port=0",
@@ -345,31 +343,36 @@ fn flags_take_equals_units_and_refuse_repeats() {
     assert_eq!(read_until(&mut c, "never"), "", "closed for the long line");
     d.wait_for("exceeds the limit of 64");
 
-    for (bin, args, says) in [
+    let (connmgr, servant) = (bin("connmgr"), bin("servant"));
+    for (program, args, says) in [
         (
-            CONNMGR,
+            &connmgr,
             &["--port", "1", "--port", "2"][..],
             "--port: given twice",
         ),
         (
-            CONNMGR,
+            &connmgr,
             &["--port=1", "--port", "2"][..],
             "--port: given twice",
         ),
         (
-            CONNMGR,
+            &connmgr,
             &["--idle-timeout", "soon"][..],
             "a duration such as 30s",
         ),
-        (CONNMGR, &["--max-line", "0"][..], "at least 1 byte"),
+        (&connmgr, &["--max-line", "0"][..], "at least 1 byte"),
         (
-            SERVANT,
+            &servant,
             &["--headless", "--headless"][..],
             "--headless: given twice",
         ),
-        (SERVANT, &["--poll-interval", "50ms"][..], "at least 100 ms"),
+        (
+            &servant,
+            &["--poll-interval", "50ms"][..],
+            "at least 100 ms",
+        ),
     ] {
-        let out = Command::new(bin).args(args).output().unwrap();
+        let out = Command::new(program).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
@@ -385,16 +388,13 @@ fn rust_log_takes_env_loggers_syntax() {
         "info,p2pchat::connmgr=trace",
     ] {
         let mut cmd = Command::new("env");
-        cmd.arg(format!("RUST_LOG={spec}")).arg(CONNMGR).args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ]);
+        cmd.arg(format!("RUST_LOG={spec}"))
+            .arg(bin("connmgr"))
+            .args(["--bind", "127.0.0.1", "--port", "0"]);
         let d = Daemon::spawn_command(cmd);
         d.listening_addr();
     }
-    let out = Command::new(CONNMGR)
+    let out = Command::new(bin("connmgr"))
         .env("RUST_LOG", "info,p2pchat=loud")
         .output()
         .unwrap();
@@ -404,17 +404,11 @@ fn rust_log_takes_env_loggers_syntax() {
 
 #[test]
 fn every_binary_answers_help_and_version_with_status_0() {
-    let bins = [
-        CONNMGR,
-        SERVANT,
-        env!("CARGO_BIN_EXE_churn"),
-        env!("CARGO_BIN_EXE_p2pchat-demo"),
-    ];
-    for bin in bins {
+    for program in ["connmgr", "servant", "churn", "p2pchat-demo"].map(bin) {
         for flag in ["--help", "-h", "--version", "-V"] {
-            let out = Command::new(bin).arg(flag).output().unwrap();
-            assert_eq!(out.status.code(), Some(0), "{bin} {flag}");
-            assert!(!out.stdout.is_empty(), "{bin} {flag} printed nothing");
+            let out = Command::new(&program).arg(flag).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{program} {flag}");
+            assert!(!out.stdout.is_empty(), "{program} {flag} printed nothing");
         }
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::DEADLINE;
+use common::{bin, DEADLINE};
 use p2pchat::harness::{Process, Spawn};
 use p2pchat::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
 
@@ -44,7 +44,7 @@ impl World {
     /// namespaces cannot be built and are not required.
     fn new(test: &str, flags: &[&str]) -> Option<World> {
         let net = internet(test)?;
-        let mut cmd = net.exec(&net.public, env!("CARGO_BIN_EXE_connmgr"));
+        let mut cmd = net.exec(&net.public, bin("connmgr"));
         cmd.args(["--bind", MANAGER_IP, "--port", "0", "--log-level", "debug"]);
         cmd.args(["--relay-dial-timeout", "500"]).args(flags);
         let manager = start(cmd, "connmgr");
@@ -68,7 +68,7 @@ impl World {
         } else {
             &self.net.public
         };
-        let mut cmd = self.net.exec(ns, env!("CARGO_BIN_EXE_servant"));
+        let mut cmd = self.net.exec(ns, bin("servant"));
         let addr = self.addr.to_string();
         cmd.args(["--connmgr", &addr, "--bind", ip, "--name", name]);
         cmd.args([

@@ -12,9 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{connmgr, Daemon, DEADLINE};
-
-const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
+use common::{bin, connmgr, Daemon, DEADLINE};
 
 /// A config.xml in the article's shape with these ban targets, in a temp file.
 fn config_file(test: &str, bans: &[&str]) -> PathBuf {
@@ -49,7 +47,7 @@ fn servant(manager: SocketAddr, bind: &str, name: &str, config: &Path, poll_ms: 
         "--poll-interval",
         &poll,
     ];
-    Daemon::spawn(SERVANT, &args)
+    Daemon::spawn(&bin("servant"), &args)
 }
 
 /// Waits for a stderr line containing `pattern`, including lines already consumed
@@ -264,10 +262,7 @@ fn the_network_forms_again_when_the_manager_restarts() {
         assert_eq!(transcript(d, 1), ["a: manager is down"]);
     }
     let port = addr.port().to_string();
-    let _m2 = Daemon::spawn(
-        env!("CARGO_BIN_EXE_connmgr"),
-        &["--bind", "127.0.0.1", "--port", &port],
-    );
+    let _m2 = Daemon::spawn(&bin("connmgr"), &["--bind", "127.0.0.1", "--port", &port]);
     for d in [&a, &b] {
         d.wait_for("is back");
         d.wait_for("peers: 2 (");
@@ -385,7 +380,7 @@ fn split_and_malformed_documents_and_a_garbage_peer_do_not_crash_it() {
 #[test]
 fn bad_options_and_config_exit_2_with_the_place() {
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(SERVANT)
+        let out = std::process::Command::new(bin("servant"))
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
@@ -465,16 +460,13 @@ fn a_servant_that_reaches_its_manager_over_ipv6_gets_chat() {
         eprintln!("skipped: this host has no IPv6 loopback");
         return;
     }
-    let m = Daemon::spawn(
-        env!("CARGO_BIN_EXE_connmgr"),
-        &["--bind", "::1", "--port", "0"],
-    );
+    let m = Daemon::spawn(&bin("connmgr"), &["--bind", "::1", "--port", "0"]);
     let manager = m.listening_addr();
     let config = config_file("ipv6", &[]);
     // No --bind: the manager sees ::1 and advertises it, so the listener must take IPv6.
     let connmgr = manager.to_string();
     let mut s = Daemon::spawn(
-        SERVANT,
+        &bin("servant"),
         &[
             "--config",
             config.to_str().unwrap(),

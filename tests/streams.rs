@@ -10,10 +10,8 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{client, connmgr, entries, read_doc, Daemon, DEADLINE};
+use common::{bin, client, connmgr, entries, read_doc, Daemon, DEADLINE};
 
-const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
-const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
 const END: &[u8] = b"</peers>\r\n";
 
 /// Raises this process's soft open-file limit to the hard one (20,000 here).
@@ -152,7 +150,7 @@ fn a_half_close_after_eight_requests_gets_all_eight_documents_of_10000_servants(
 /// connmgr at its default log level, its stderr a pipe read only up to the
 /// readiness line; returns it, its address and the unread pipe.
 fn connmgr_with_unread_log() -> (Killed, SocketAddr, ChildStderr) {
-    let mut child = Command::new(CONNMGR)
+    let mut child = Command::new(bin("connmgr"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--push-interval", "0"])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -205,7 +203,7 @@ fn servant_with_unread_stdout(
     bind: &str,
 ) -> (Killed, ChildStdout, Receiver<String>) {
     let manager = manager.to_string();
-    let mut child = Command::new(SERVANT)
+    let mut child = Command::new(bin("servant"))
         .args(["--connmgr", &manager, "--bind", bind, "--name", "alice"])
         .args(["--poll-interval", "100"])
         .env_remove("RUST_LOG")
@@ -252,7 +250,10 @@ fn logged_both(log: &Receiver<String>, a: &str, b: &str) -> (String, String) {
 fn servant(manager: SocketAddr, bind: &str, name: &str) -> Daemon {
     let manager = manager.to_string();
     let args = ["--connmgr", &manager, "--bind", bind, "--name", name];
-    Daemon::spawn(SERVANT, &[&args[..], &["--poll-interval", "100"]].concat())
+    Daemon::spawn(
+        &bin("servant"),
+        &[&args[..], &["--poll-interval", "100"]].concat(),
+    )
 }
 
 /// Waits for `d` to show `line` on stdout.

@@ -16,9 +16,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{connmgr, Daemon, DEADLINE};
+use common::{bin, connmgr, Daemon, DEADLINE};
 
-const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
 /// Screens are read under load on 2 shared cores: waits get longer than elsewhere.
 const SCREEN_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -108,8 +107,9 @@ impl Tmux {
     /// Starts the servant under test in the pane.
     fn servant(&self, manager: SocketAddr, bind: &str, extra: &str) {
         let config = self.dir.join("config.xml");
+        let servant = bin("servant");
         self.run(&format!(
-            "env -u RUST_LOG -u NO_COLOR {SERVANT} --config {} --connmgr {manager} --bind {bind} --poll-interval 200 {extra}",
+            "env -u RUST_LOG -u NO_COLOR {servant} --config {} --connmgr {manager} --bind {bind} --poll-interval 200 {extra}",
             config.display()
         ));
     }
@@ -237,7 +237,7 @@ fn peer(
         "--poll-interval",
         "200",
     ];
-    let d = Daemon::spawn(SERVANT, &args);
+    let d = Daemon::spawn(&bin("servant"), &args);
     let at = d.listening_addr();
     (d, at)
 }
@@ -277,10 +277,7 @@ fn the_half_typed_line_survives_joins_messages_leaves_and_the_manager_going() {
     t.wait_input(half);
     drop(m);
     let port = addr.port().to_string();
-    let back = Daemon::spawn(
-        env!("CARGO_BIN_EXE_connmgr"),
-        &["--bind", "127.0.0.1", "--port", &port],
-    );
+    let back = Daemon::spawn(&bin("connmgr"), &["--bind", "127.0.0.1", "--port", &port]);
     back.listening_addr();
     t.wait_for("is back");
     let s = t.wait_input(half);

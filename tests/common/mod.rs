@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::ops::{Deref, DerefMut};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,6 +14,30 @@ use p2pchat::harness::{Process, Spawn};
 
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The path of the project's binary `name` to run: `$P2PCHAT_BIN_DIR/name` when
+/// that variable is set and the file is there, so the same tests can check other
+/// builds of it (`P2PCHAT_BIN_DIR=target/x86_64-unknown-linux-gnu/static` for
+/// `cargo build-static`'s); otherwise the one Cargo built for these tests.
+pub fn bin(name: &str) -> String {
+    if let Some(dir) = std::env::var_os("P2PCHAT_BIN_DIR") {
+        let other = Path::new(&dir).join(name);
+        if other.is_file() {
+            // Absolute, so a test that gives its child another working directory
+            // still finds it.
+            let other = std::path::absolute(&other).expect("the working directory");
+            return other.into_os_string().into_string().expect("a UTF-8 path");
+        }
+    }
+    match name {
+        "connmgr" => env!("CARGO_BIN_EXE_connmgr"),
+        "servant" => env!("CARGO_BIN_EXE_servant"),
+        "churn" => env!("CARGO_BIN_EXE_churn"),
+        "p2pchat-demo" => env!("CARGO_BIN_EXE_p2pchat-demo"),
+        _ => panic!("{name} is not one of the project's binaries"),
+    }
+    .to_string()
+}
 
 /// A running binary whose stderr (and stdout) lines are collected as they come.
 /// Derefs to the [`Process`], so `child` and `stdin` are its fields.
@@ -99,7 +124,7 @@ impl Daemon {
 pub fn connmgr(extra: &[&str]) -> (Daemon, SocketAddr) {
     let mut args = vec!["--bind", "127.0.0.1", "--port", "0"];
     args.extend_from_slice(extra);
-    let d = Daemon::spawn(env!("CARGO_BIN_EXE_connmgr"), &args);
+    let d = Daemon::spawn(&bin("connmgr"), &args);
     let addr = d.listening_addr();
     (d, addr)
 }
