@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{bin, client, connmgr, read_doc, Daemon, DEADLINE};
+use common::{bin, client, connect_from, connmgr, read_doc, Daemon, DEADLINE};
 use p2pchat::harness::Spawn;
 
 /// A config file with `body` inside `<config>`, named for the test.
@@ -48,18 +48,6 @@ fn servant(test: &str, manager: SocketAddr, bind: &str, name: &str, extra: &[&st
     ];
     args.extend_from_slice(extra);
     Daemon::spawn(&bin("servant"), &args)
-}
-
-/// A connection to `to` from the loopback address `from`, with read timeouts.
-fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let ip: IpAddr = from.parse().unwrap();
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::new(ip, 0).into()).unwrap();
-    s.connect_timeout(&to.into(), DEADLINE)
-        .unwrap_or_else(|e| panic!("connect {to} from {from}: {e}"));
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s
 }
 
 /// A port nothing listens on at `ip` just now.

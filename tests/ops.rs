@@ -4,14 +4,16 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, client, Daemon, DEADLINE};
+use common::{bin, client, connect_from, Daemon, DEADLINE};
+use p2pchat::resolve::dns;
 
 /// A file or socket in the temp directory, removed when dropped.
 struct Temp(PathBuf);
@@ -138,6 +140,90 @@ fn static_binaries_chat_in_an_empty_root() {
         .collect();
     inside.sort();
     assert_eq!(inside, ["connmgr", "servant"]);
+}
+
+/// A pretend DNS server on `addr` port 53 (root only) that knows one name, for
+/// the servant in an empty root to look up. Answers until the test process ends.
+fn pretend_dns(addr: &str, name: &'static str, ip: IpAddr) {
+    let socket = std::net::UdpSocket::bind((addr, 53)).expect("port 53 (needs root)");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let Some(question) = dns::question(&buf[..n]) else {
+                continue;
+            };
+            let (rcode, addrs) = match (question.qname == name, question.qtype) {
+                (true, dns::A) => (0, vec![ip]),
+                (true, _) => (0, vec![]),
+                (false, _) => (3, vec![]), // NXDOMAIN
+            };
+            if let Some(reply) = dns::answer(&buf[..n], rcode, &addrs) {
+                let _ = socket.send_to(&reply, from);
+            }
+        }
+    });
+}
+
+#[test]
+fn a_static_servant_looks_names_up_in_an_empty_root() {
+    let dir = static_dir();
+    let (m, s) = (dir.join("connmgr"), dir.join("servant"));
+    if !m.is_file() || !s.is_file() {
+        return cannot_run(&format!(
+            "no static build in {} (run `cargo build-static`)",
+            dir.display()
+        ));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return cannot_run("an empty root and a DNS server on port 53 need root");
+    }
+    // The root holds the binaries and the two files a resolver reads: the
+    // manager's name in /etc/hosts, a DNS server for everything else.
+    let root = Temp::new("named-root");
+    std::fs::create_dir_all(root.0.join("etc")).unwrap();
+    for bin in [&m, &s] {
+        std::fs::copy(bin, root.0.join(bin.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(root.0.join("etc/hosts"), "127.0.0.1 chatmgr.test\n").unwrap();
+    std::fs::write(
+        root.0.join("etc/resolv.conf"),
+        "nameserver 127.0.89.53\noptions timeout:2 attempts:1\n",
+    )
+    .unwrap();
+    pretend_dns("127.0.89.53", "mallory.test", "127.0.89.7".parse().unwrap());
+    let inside = |program: &str, args: &[&str]| {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--root", root.path(), program])
+            .args(args);
+        Daemon::spawn_command(cmd)
+    };
+    let manager = inside("/connmgr", &["--bind", "127.0.0.1", "--port", "0"]);
+    let port = manager.listening_addr().port().to_string();
+    let at = format!("chatmgr.test:{port}");
+    let alice = inside(
+        "/servant",
+        &[
+            "--connmgr",
+            &at,
+            "--bind",
+            "127.0.89.2",
+            "--ban",
+            "mallory.test",
+            "--headless",
+        ],
+    );
+    alice.wait_for("banned host names now stand for 1 address(es): 127.0.89.7");
+    alice.wait_for("peers: 1");
+    let chat = alice.listening_addr();
+    // Mallory, at the address the name stands for, is refused; Bob is heard.
+    let mut mallory = connect_from("127.0.89.7", chat);
+    let _ = mallory.write_all(b"let me in\n");
+    alice.wait_for("refusing 127.0.89.7: banned");
+    let mut bob = connect_from("127.0.89.3", chat);
+    bob.write_all(b"bob: hello\n").unwrap();
+    drop(bob);
+    assert_eq!(alice.stdout_line().as_deref(), Some("bob: hello"));
 }
 
 /// Receives one datagram from `socket` as text, within the deadline.

@@ -174,3 +174,15 @@ pub fn entries(doc: &str) -> Vec<(u16, usize, bool)> {
         .map(|p| (p.port, p.offset, p.me))
         .collect()
 }
+
+/// A connection to `to` from the loopback address `from`, with read timeouts.
+pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let ip: std::net::IpAddr = from.parse().unwrap();
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+    s.connect_timeout(&to.into(), DEADLINE)
+        .unwrap_or_else(|e| panic!("connect {to} from {from}: {e}"));
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s
+}
