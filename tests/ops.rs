@@ -74,20 +74,39 @@ fn has_interpreter(elf: &[u8]) -> bool {
     (0..phnum).any(|i| word(phoff + i * phentsize, 4) == 3) // PT_INTERP
 }
 
-#[test]
-fn static_binaries_chat_in_an_empty_root() {
+/// The static connmgr and servant, if they are built and this test may enter an
+/// empty root (root only); else says why not and gives None.
+fn static_binaries() -> Option<(PathBuf, PathBuf)> {
     let dir = static_dir();
     let (m, s) = (dir.join("connmgr"), dir.join("servant"));
     if !m.is_file() || !s.is_file() {
-        return cannot_run(&format!(
+        cannot_run(&format!(
             "no static build in {} (run `cargo build-static`)",
             dir.display()
         ));
+        return None;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return cannot_run("entering an empty root (unshare --root) needs root");
+        cannot_run("an empty root (unshare --root) and port 53 need root");
+        return None;
     }
+    Some((m, s))
+}
+
+/// Runs `program` with `root` as its root directory, nothing else mounted.
+fn in_root(root: &Temp, program: &str, args: &[&str]) -> Daemon {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--root", root.path(), program])
+        .args(args);
+    Daemon::spawn_command(cmd)
+}
+
+#[test]
+fn static_binaries_chat_in_an_empty_root() {
+    let Some((m, s)) = static_binaries() else {
+        return;
+    };
     let root = Temp::new("root");
     std::fs::create_dir(&root.0).unwrap();
     for bin in [&m, &s] {
@@ -98,12 +117,7 @@ fn static_binaries_chat_in_an_empty_root() {
     }
     // Their sizes against the 1 MiB target are a benchmark figure (`cargo bench
     // --bench churn -- sizes`, docs/BENCHMARKS.md), not a pass or fail here.
-    let inside = |program: &str, args: &[&str]| {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--root", root.path(), program])
-            .args(args);
-        Daemon::spawn_command(cmd)
-    };
+    let inside = |program: &str, args: &[&str]| in_root(&root, program, args);
     let manager = inside("/connmgr", &["--bind", "127.0.0.1", "--port", "0"]);
     let at = manager.listening_addr().to_string();
     let servant = |bind: &str, name: &str| {
@@ -166,18 +180,9 @@ fn pretend_dns(addr: &str, name: &'static str, ip: IpAddr) {
 
 #[test]
 fn a_static_servant_looks_names_up_in_an_empty_root() {
-    let dir = static_dir();
-    let (m, s) = (dir.join("connmgr"), dir.join("servant"));
-    if !m.is_file() || !s.is_file() {
-        return cannot_run(&format!(
-            "no static build in {} (run `cargo build-static`)",
-            dir.display()
-        ));
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return cannot_run("an empty root and a DNS server on port 53 need root");
-    }
+    let Some((m, s)) = static_binaries() else {
+        return;
+    };
     // The root holds the binaries and the two files a resolver reads: the
     // manager's name in /etc/hosts, a DNS server for everything else.
     let root = Temp::new("named-root");
@@ -192,12 +197,7 @@ fn a_static_servant_looks_names_up_in_an_empty_root() {
     )
     .unwrap();
     pretend_dns("127.0.89.53", "mallory.test", "127.0.89.7".parse().unwrap());
-    let inside = |program: &str, args: &[&str]| {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--root", root.path(), program])
-            .args(args);
-        Daemon::spawn_command(cmd)
-    };
+    let inside = |program: &str, args: &[&str]| in_root(&root, program, args);
     let manager = inside("/connmgr", &["--bind", "127.0.0.1", "--port", "0"]);
     let port = manager.listening_addr().port().to_string();
     let at = format!("chatmgr.test:{port}");

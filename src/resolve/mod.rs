@@ -72,6 +72,17 @@ struct Lookup {
     outcome: Option<Found>,
 }
 
+impl Lookup {
+    /// The addresses the replies so far carry, A before AAAA.
+    fn addresses(&self) -> Vec<IpAddr> {
+        self.answered
+            .iter()
+            .flatten()
+            .flat_map(|a| a.1.clone())
+            .collect()
+    }
+}
+
 /// Names being looked up together; see the module's documentation.
 #[derive(Debug)]
 pub struct Batch {
@@ -199,12 +210,7 @@ impl Batch {
             if l.outcome.is_some() || l.deadline > now {
                 continue;
             }
-            let got: Vec<IpAddr> = l
-                .answered
-                .iter()
-                .flatten()
-                .flat_map(|a| a.1.clone())
-                .collect();
+            let got = l.addresses();
             if !got.is_empty() {
                 l.outcome = Some(Ok(got));
                 continue;
@@ -226,12 +232,7 @@ impl Batch {
         if l.answered.iter().any(Option::is_none) && !nxdomain {
             return; // the other type's reply is still to come
         }
-        let got: Vec<IpAddr> = l
-            .answered
-            .iter()
-            .flatten()
-            .flat_map(|a| a.1.clone())
-            .collect();
+        let got = l.addresses();
         if !got.is_empty() {
             l.outcome = Some(Ok(got));
             return;
