@@ -13,8 +13,10 @@
 //! still needs the glibc object, so a replacement can never be half in effect.
 //!
 //! What replaces them:
-//! - the heap is [dlmalloc] (Doug Lea's allocator, the one glibc's descends from,
-//!   as Rust's own standard library uses it on WebAssembly), behind one lock;
+//! - the heap ([`Heap`]) is dlmalloc (Doug Lea's allocator, the one glibc's
+//!   descends from, which Rust's own standard library uses on WebAssembly) behind
+//!   one lock, with each block of 128 KiB or more in a mapping of its own, as
+//!   glibc does;
 //! - error texts come from glibc's own table (`strerrordesc_np`), untranslated, as
 //!   the daemons' logs are English anyway;
 //! - `realpath` asks the kernel, as musl does: open the path, read
@@ -24,93 +26,10 @@
 //! The pieces are ordinary functions, tested in every build; only the static build
 //! exports them under glibc's names (the `exports` module).
 
-use std::cell::UnsafeCell;
-use std::ffi::{c_char, c_int, c_void, CStr};
-use std::ptr::null_mut;
+use std::ffi::{c_char, c_int, CStr};
 
-/// The process's heap: dlmalloc, serialised by a mutex (the servant's ban resolver
-/// is a second thread; std allocates on both).
-pub struct Heap {
-    lock: UnsafeCell<libc::pthread_mutex_t>,
-    heap: UnsafeCell<dlmalloc::Dlmalloc>,
-}
-
-// SAFETY: every access to `heap` happens with `lock` held (see `with`).
-unsafe impl Sync for Heap {}
-
-impl Heap {
-    pub const fn new() -> Self {
-        Heap {
-            lock: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER),
-            heap: UnsafeCell::new(dlmalloc::Dlmalloc::new()),
-        }
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut dlmalloc::Dlmalloc) -> T) -> T {
-        // SAFETY: the mutex is statically initialised and never moved (it lives in
-        // a static or, in tests, in a value that outlives every call); while it is
-        // held, this is the only reference to the allocator.
-        unsafe {
-            libc::pthread_mutex_lock(self.lock.get());
-            let out = f(&mut *self.heap.get());
-            libc::pthread_mutex_unlock(self.lock.get());
-            out
-        }
-    }
-
-    /// `malloc`: at least 16-byte aligned, or null.
-    pub fn malloc(&self, size: usize) -> *mut c_void {
-        // SAFETY: c_malloc accepts any size.
-        self.with(|h| unsafe { h.c_malloc(size) }).cast()
-    }
-
-    /// `calloc`: zeroed, or null if `n * size` overflows or memory is out.
-    pub fn calloc(&self, n: usize, size: usize) -> *mut c_void {
-        let Some(bytes) = n.checked_mul(size) else {
-            return null_mut();
-        };
-        let p = self.malloc(bytes);
-        if !p.is_null() {
-            // SAFETY: p is a fresh allocation of `bytes` bytes.
-            unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0, bytes) };
-        }
-        p
-    }
-
-    /// `realloc`; null `p` allocates. On failure `p` is untouched.
-    ///
-    /// # Safety
-    /// `p` is null or came from this heap and was not freed.
-    pub unsafe fn realloc(&self, p: *mut c_void, size: usize) -> *mut c_void {
-        // SAFETY: the caller's promise is c_realloc's precondition.
-        self.with(|h| unsafe { h.c_realloc(p.cast(), size) }).cast()
-    }
-
-    /// `free`; null is ignored.
-    ///
-    /// # Safety
-    /// `p` is null or came from this heap and was not freed.
-    pub unsafe fn free(&self, p: *mut c_void) {
-        // SAFETY: the caller's promise is c_free's precondition.
-        self.with(|h| unsafe { h.c_free(p.cast()) })
-    }
-
-    /// `memalign`: `align` must be a power of two, else null (EINVAL for callers
-    /// that report it).
-    pub fn memalign(&self, align: usize, size: usize) -> *mut c_void {
-        if !align.is_power_of_two() {
-            return null_mut();
-        }
-        // SAFETY: align is a power of two, c_memalign's only precondition.
-        self.with(|h| unsafe { h.c_memalign(align, size) }).cast()
-    }
-}
-
-impl Default for Heap {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+mod heap;
+pub use heap::Heap;
 
 extern "C" {
     /// glibc 2.32+: the description of an error number, untranslated; null if
@@ -203,6 +122,8 @@ pub fn real_path(path: &CStr) -> std::io::Result<Vec<u8>> {
 #[cfg(target_feature = "crt-static")]
 mod exports {
     use super::*;
+    use std::ffi::c_void;
+    use std::ptr::null_mut;
 
     static HEAP: Heap = Heap::new();
 
@@ -365,73 +286,6 @@ mod exports {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_heap_allocates_aligns_zeroes_grows_and_frees() {
-        let heap = Heap::new();
-        let p = heap.malloc(100).cast::<u8>();
-        assert!(!p.is_null());
-        assert_eq!(p as usize % 16, 0);
-        // SAFETY: p has 100 bytes.
-        unsafe { std::ptr::write_bytes(p, 0xAB, 100) };
-        // SAFETY: p came from this heap.
-        let q = unsafe { heap.realloc(p.cast(), 1 << 20) }.cast::<u8>();
-        assert!(!q.is_null());
-        // SAFETY: q has at least the first 100 bytes, kept by realloc.
-        assert!((0..100).all(|i| unsafe { *q.add(i) } == 0xAB));
-        // SAFETY: q came from this heap and is freed once.
-        unsafe { heap.free(q.cast()) };
-
-        let z = heap.calloc(1000, 8).cast::<u64>();
-        // SAFETY: z has 1000 u64s.
-        assert!((0..1000).all(|i| unsafe { *z.add(i) } == 0));
-        // SAFETY: z came from this heap.
-        unsafe { heap.free(z.cast()) };
-
-        assert!(heap.calloc(usize::MAX, 2).is_null(), "n * size overflows");
-        for align in [32, 64, 4096] {
-            let a = heap.memalign(align, 10);
-            assert_eq!(a as usize % align, 0);
-            // SAFETY: a came from this heap.
-            unsafe { heap.free(a) };
-        }
-        assert!(heap.memalign(24, 10).is_null(), "not a power of two");
-        // SAFETY: null is ignored.
-        unsafe { heap.free(null_mut()) };
-    }
-
-    #[test]
-    fn the_heap_is_shared_safely_between_threads() {
-        static SHARED: Heap = Heap::new();
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                std::thread::spawn(move || {
-                    let mut live = Vec::new();
-                    for i in 0..5_000usize {
-                        let n = 1 + (i * 7919 + t) % 3000;
-                        let p = SHARED.malloc(n).cast::<u8>();
-                        // SAFETY: p has n bytes.
-                        unsafe { std::ptr::write_bytes(p, t as u8, n) };
-                        live.push((p, n));
-                        if i % 3 == 0 {
-                            let (p, n) = live.swap_remove(i % live.len());
-                            // SAFETY: p has n bytes, all written by this thread.
-                            assert!((0..n).all(|k| unsafe { *p.add(k) } == t as u8));
-                            // SAFETY: p came from SHARED and is freed once.
-                            unsafe { SHARED.free(p.cast()) };
-                        }
-                    }
-                    for (p, _) in live {
-                        // SAFETY: as above.
-                        unsafe { SHARED.free(p.cast()) };
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-    }
 
     #[test]
     fn error_texts_match_what_std_prints() {
