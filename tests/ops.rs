@@ -94,6 +94,15 @@ fn static_binaries() -> Option<(PathBuf, PathBuf)> {
     Some((m, s))
 }
 
+/// Copies `bin` into `root` with `cp`, not `std::fs::copy`: a copy made here
+/// holds the new file open for writing, and a child that another test thread
+/// forks meanwhile inherits that descriptor until it execs; executing the copy
+/// then fails with "Text file busy". `cp`'s descriptor is never ours to leak.
+fn copy_in(bin: &Path, root: &Temp) {
+    let status = Command::new("cp").arg(bin).arg(&root.0).status().unwrap();
+    assert!(status.success(), "cp {} {}", bin.display(), root.path());
+}
+
 /// Runs `program` with `root` as its root directory, nothing else mounted.
 fn in_root(root: &Temp, program: &str, args: &[&str]) -> Daemon {
     let mut cmd = Command::new("unshare");
@@ -113,7 +122,7 @@ fn static_binaries_chat_in_an_empty_root() {
         let bytes = std::fs::read(bin).unwrap();
         assert!(!has_interpreter(&bytes), "{} is not static", bin.display());
         eprintln!("{}: {} bytes", bin.display(), bytes.len());
-        std::fs::copy(bin, root.0.join(bin.file_name().unwrap())).unwrap();
+        copy_in(bin, &root);
     }
     // Their sizes against the 1 MiB target are a benchmark figure (`cargo bench
     // --bench churn -- sizes`, docs/BENCHMARKS.md), not a pass or fail here.
@@ -188,7 +197,7 @@ fn a_static_servant_looks_names_up_in_an_empty_root() {
     let root = Temp::new("named-root");
     std::fs::create_dir_all(root.0.join("etc")).unwrap();
     for bin in [&m, &s] {
-        std::fs::copy(bin, root.0.join(bin.file_name().unwrap())).unwrap();
+        copy_in(bin, &root);
     }
     std::fs::write(root.0.join("etc/hosts"), "127.0.0.1 chatmgr.test\n").unwrap();
     std::fs::write(
