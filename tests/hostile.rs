@@ -537,7 +537,7 @@ fn a_flood_of_tiny_messages_leaves_room_for_everyone_else() {
 
 /// Class 7: three banned names behind a resolver that never answers. The servant
 /// listens and reaches its manager at once, says once that names are pending, and
-/// refuses peers until they are resolved. Needs root, for a private resolv.conf
+/// refuses peers until they are resolved, or until a reload drops the names. Needs root, for a private resolv.conf
 /// in a mount namespace.
 #[test]
 fn banned_names_behind_a_dead_resolver_do_not_delay_listening() {
@@ -589,6 +589,14 @@ fn banned_names_behind_a_dead_resolver_do_not_delay_listening() {
     );
     assert_eq!(s.count("resolving banned host names"), 1);
     assert!(s.stdout_lines_within(Duration::from_millis(300)).is_empty());
+    // A reload that drops the names while they are still pending lets peers in.
+    std::fs::write(&config, "<config>\n</config>\n").unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_for("no banned host names left to look up; accepting connections");
+    let mut peer = connect_from("127.0.87.9", chat);
+    peer.write_all(b"in at last\n").unwrap();
+    drop(peer);
+    assert_eq!(s.stdout_line().as_deref(), Some("in at last"));
     let _ = std::fs::remove_file(resolv);
 }
 

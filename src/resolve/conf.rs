@@ -5,6 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::net::canonical_ip;
+
 /// `/etc/hosts`: addresses by name, in file order.
 #[derive(Debug, Default, Clone)]
 pub struct Hosts {
@@ -96,7 +98,8 @@ impl ResolvConf {
                 Some("nameserver") => {
                     let ip = fields.next().and_then(|a| a.parse::<IpAddr>().ok());
                     if let Some(ip) = ip.filter(|_| conf.nameservers.len() < MAX_SERVERS) {
-                        conf.nameservers.push(SocketAddr::new(ip, 53));
+                        // As replies' senders are compared: ::ffff:a.b.c.d is a.b.c.d.
+                        conf.nameservers.push(SocketAddr::new(canonical_ip(ip), 53));
                     }
                 }
                 Some("domain" | "search") => {
@@ -186,7 +189,7 @@ mod tests {
              nameserver 192.0.2.53\n\
              nameserver 2001:db8::53 # v6\n\
              nameserver bogus\n\
-             nameserver 198.51.100.53\n\
+             nameserver ::ffff:198.51.100.53\n\
              nameserver 203.0.113.53\n\
              options ndots:2 timeout:99 attempts:0 rotate\n",
         );
@@ -195,7 +198,7 @@ mod tests {
             [
                 "192.0.2.53:53".parse().unwrap(),
                 "[2001:db8::53]:53".parse().unwrap(),
-                "198.51.100.53:53".parse().unwrap(),
+                "198.51.100.53:53".parse().unwrap(), // as replies come from it
             ]
         );
         assert_eq!(conf.search, ["corp.example", "lab.example"]);

@@ -192,8 +192,8 @@ impl Batch {
                 if reply.truncated {
                     // More than fits in the payload offered (1232 bytes); TCP is
                     // not tried, so this server cannot answer this name.
-                    l.trouble = Some(format!("{} sent a truncated reply", l.server.ip()));
-                    self.retry(k, now);
+                    let why = format!("{} sent a truncated reply", l.server.ip());
+                    self.fail(k, now, why, true);
                     continue;
                 }
                 l.answered[slot] = Some((reply.rcode, reply.addrs));
@@ -210,13 +210,8 @@ impl Batch {
             if l.outcome.is_some() || l.deadline > now {
                 continue;
             }
-            let got = l.addresses();
-            if !got.is_empty() {
-                l.outcome = Some(Ok(got));
-                continue;
-            }
-            l.trouble = Some(format!("no reply from {}", l.server.ip()));
-            self.retry(k, now);
+            let why = format!("no reply from {}", l.server.ip());
+            self.fail(k, now, why, false);
         }
     }
 
@@ -225,8 +220,8 @@ impl Batch {
         let l = &mut self.lookups[k];
         let rcodes = l.answered.iter().flatten().map(|a| a.0);
         if let Some(bad) = rcodes.clone().find(|&r| r != 0 && r != RCODE_NXDOMAIN) {
-            l.trouble = Some(format!("{} answered {}", l.server.ip(), rcode_text(bad)));
-            return self.retry(k, now);
+            let why = format!("{} answered {}", l.server.ip(), rcode_text(bad));
+            return self.fail(k, now, why, true);
         }
         let nxdomain = rcodes.clone().any(|r| r == RCODE_NXDOMAIN);
         if l.answered.iter().any(Option::is_none) && !nxdomain {
@@ -251,15 +246,27 @@ impl Batch {
         }
     }
 
-    /// The next server, or the next round; past the last attempt, failure.
-    fn retry(&mut self, k: usize, now: Instant) {
+    /// A question went unanswered (`answered` false: silence, or no way to send
+    /// it) or was answered badly (a failure rcode, a truncated reply). What one
+    /// type's reply already found is kept; otherwise the next server is asked,
+    /// then the next round. When all have been tried, a name that servers
+    /// answered badly gives way to the next search-list candidate, as glibc does;
+    /// silence ends the lookup.
+    fn fail(&mut self, k: usize, now: Instant, why: String, answered: bool) {
         let servers = self.conf.nameservers.len();
         let l = &mut self.lookups[k];
-        if l.tries >= servers * self.conf.attempts as usize {
-            let why = l.trouble.take().unwrap_or_else(|| "no reply".into());
-            l.outcome = Some(Err(why));
-        } else {
+        l.trouble = Some(why);
+        let got = l.addresses();
+        if !got.is_empty() {
+            l.outcome = Some(Ok(got));
+        } else if l.tries < servers * self.conf.attempts as usize {
             self.ask(k, now);
+        } else if answered && l.candidate + 1 < l.candidates.len() {
+            l.candidate += 1;
+            l.tries = 0;
+            self.ask(k, now);
+        } else {
+            l.outcome = Some(Err(l.trouble.take().unwrap_or_default()));
         }
     }
 
@@ -272,6 +279,7 @@ impl Batch {
         l.deadline = now + self.conf.timeout;
         l.answered = [None, None];
         let name = &l.candidates[l.candidate];
+        let mut unsent = None;
         for (slot, qtype) in TYPES.into_iter().enumerate() {
             let id = random_id();
             let query = match dns::query(id, name, qtype) {
@@ -289,9 +297,12 @@ impl Batch {
                 (_, to) => to,
             };
             if let Some(Err(e)) = self.socket.as_ref().map(|s| s.send_to(&query, to)) {
-                // A server we cannot send to counts as one that did not answer.
-                l.trouble = Some(format!("cannot ask {}: {e}", l.server.ip()));
+                unsent = Some(format!("cannot ask {}: {e}", l.server.ip()));
             }
+        }
+        if let Some(why) = unsent {
+            // No reply can come: on to the next server now, not at the deadline.
+            self.fail(k, now, why, false);
         }
     }
 }
@@ -323,10 +334,61 @@ fn answer_locally(hosts: &Hosts, name: &str) -> Option<Found> {
     None
 }
 
-/// One socket for both families where the host has IPv6, else an IPv4 one.
+/// An IPv6 address with a zone, `fe80::1%eth0` or `fe80::1%2` (brackets
+/// allowed), as a socket address on `port`; None for anything else, or a zone
+/// that names no interface. Link-local addresses need the zone, and a plain
+/// [`IpAddr`] cannot carry it, so this is asked before any lookup.
+pub fn scoped_literal(host: &str, port: u16) -> Option<SocketAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let (ip, zone) = bare.split_once('%')?;
+    let ip: Ipv6Addr = ip.parse().ok()?;
+    let scope = match zone.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => interface_index(zone)?,
+    };
+    (scope != 0).then(|| std::net::SocketAddrV6::new(ip, port, 0, scope).into())
+}
+
+/// The index of the network interface `name`, asked of the kernel directly:
+/// glibc's `if_nametoindex` would bring its locale code into the static build.
+fn interface_index(name: &str) -> Option<u32> {
+    if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return None;
+    }
+    // SAFETY: an all-zero ifreq is a valid, empty request.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *to = from as libc::c_char;
+    }
+    // SAFETY: a socket only to ask about interfaces, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFINDEX reads the name and writes the index into `request`.
+    let found = unsafe { libc::ioctl(fd, libc::SIOCGIFINDEX, &mut request) } == 0;
+    // SAFETY: fd is ours and not used again.
+    unsafe { libc::close(fd) };
+    if !found {
+        return None;
+    }
+    // SAFETY: on success the kernel filled in the index member of the union.
+    Some(unsafe { request.ifr_ifru.ifru_ifindex } as u32)
+}
+
+/// One socket for both families where the host has IPv6 (dual-stack even where
+/// `net.ipv6.bindv6only` makes sockets IPv6-only by default), else an IPv4 one.
 fn open_socket() -> io::Result<UdpSocket> {
-    let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
-        .or_else(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
+    let dual = || -> io::Result<UdpSocket> {
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None)?;
+        s.set_only_v6(false)?;
+        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
+        Ok(s.into())
+    };
+    let socket = dual().or_else(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
     socket.set_nonblocking(true)?;
     Ok(socket)
 }

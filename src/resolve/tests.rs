@@ -224,3 +224,66 @@ fn a_truncated_reply_passes_the_question_to_the_next_server() {
         Ok(vec![ip("192.0.2.1"), ip("2001:db8::1")])
     );
 }
+
+fn a_only_then_servfail(name: &str, qtype: u16) -> Option<(u8, Vec<IpAddr>)> {
+    match (name, qtype) {
+        ("manager.example", dns::A) => Some((0, vec![ip("192.0.2.1")])),
+        ("manager.example", _) => Some((2, vec![])),
+        _ => Some((3, vec![])),
+    }
+}
+
+fn broken_domain(name: &str, qtype: u16) -> Option<(u8, Vec<IpAddr>)> {
+    match name {
+        "manager.broken" => Some((2, vec![])),
+        _ => knows_manager(name, qtype),
+    }
+}
+
+#[test]
+fn what_one_type_found_survives_the_other_failing() {
+    let s = settings(&[server(a_only_then_servfail, 2)], &[]);
+    assert_eq!(
+        lookup_blocking(&s, "manager.example"),
+        Ok(vec![ip("192.0.2.1")])
+    );
+}
+
+#[test]
+fn a_search_domain_whose_server_fails_gives_way_to_the_next() {
+    let s = settings(&[server(broken_domain, 4)], &["broken", "example"]);
+    assert_eq!(
+        lookup_blocking(&s, "manager"),
+        Ok(vec![ip("192.0.2.1"), ip("2001:db8::1")])
+    );
+}
+
+#[test]
+fn a_server_that_cannot_be_sent_to_is_skipped_at_once() {
+    // Sending to the broadcast address without SO_BROADCAST fails (EACCES).
+    let broadcast: SocketAddr = "255.255.255.255:53".parse().unwrap();
+    let mut s = settings(&[broadcast], &[]);
+    s.conf.timeout = Duration::from_secs(30);
+    let start = Instant::now();
+    let why = lookup_blocking(&s, "manager.example").unwrap_err();
+    assert!(why.starts_with("cannot ask 255.255.255.255"), "{why}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "not after the timeout"
+    );
+}
+
+#[test]
+fn zoned_ipv6_literals_keep_their_zone() {
+    let lo = scoped_literal("fe80::1%lo", 85).expect("the loopback interface");
+    assert!(matches!(lo, SocketAddr::V6(v6) if v6.scope_id() > 0 && v6.port() == 85));
+    let numbered = scoped_literal("[fe80::1%7]", 85).unwrap();
+    assert!(matches!(numbered, SocketAddr::V6(v6) if v6.scope_id() == 7));
+    assert_eq!(scoped_literal("fe80::1%no-such-interface", 85), None);
+    assert_eq!(scoped_literal("192.0.2.1", 85), None);
+    assert_eq!(
+        scoped_literal("fe80::1", 85),
+        None,
+        "no zone: an ordinary lookup"
+    );
+}

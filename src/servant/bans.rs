@@ -136,6 +136,10 @@ impl Servant {
         self.stop_ban_lookup(r);
         let names = self.bans.names().to_vec();
         if names.is_empty() {
+            // A reload took the names away before they were first looked up.
+            if std::mem::take(&mut self.bans_pending) {
+                info!("no banned host names left to look up; accepting connections");
+            }
             return;
         }
         match resolve::Batch::start(&resolve::Settings::system(), &names, r.now()) {

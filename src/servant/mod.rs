@@ -394,6 +394,9 @@ impl Handler for Servant {
 /// preferring an address of `--bind`'s family.
 fn resolve_manager(config: &Config) -> Result<SocketAddr, StartError> {
     let host = config.connmgr_host.as_str();
+    if let Some(addr) = crate::resolve::scoped_literal(host, config.connmgr_port) {
+        return Ok(addr);
+    }
     let addrs: Vec<SocketAddr> =
         crate::resolve::lookup_blocking(&crate::resolve::Settings::system(), host)
             .map_err(|e| {

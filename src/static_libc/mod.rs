@@ -221,6 +221,10 @@ mod exports {
 
     #[no_mangle]
     unsafe extern "C" fn realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char {
+        if path.is_null() {
+            set_errno(libc::EINVAL);
+            return null_mut();
+        }
         // SAFETY: C passes a NUL-terminated path.
         let found = match real_path(unsafe { CStr::from_ptr(path) }) {
             Ok(found) => found,
