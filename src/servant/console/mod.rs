@@ -7,7 +7,8 @@
 //! whatever the width; everything shown (chat, joins and leaves, warnings, the
 //! answers to commands) goes above it. Each handler's output is gathered and drawn
 //! once when the handler returns ([`Console::settle`]): erase the input, write the
-//! lines, draw the input again (`screen.rs`). The console edits the line itself
+//! lines, draw the input again (`screen.rs`); of an input taller than the screen,
+//! the rows around the cursor. The console edits the line itself
 //! (`editor.rs`, `keys.rs`) in raw mode (`term.rs`); a resize redraws, Ctrl-Z gives the
 //! terminal back before stopping and `fg` takes it again, and every way out
 //! restores it. Log records do not go to stderr there, which would write through
@@ -36,6 +37,8 @@ mod keys;
 mod screen;
 mod style;
 mod term;
+#[cfg(test)]
+mod vt;
 mod width;
 
 use std::io;
@@ -84,9 +87,15 @@ struct Screen {
     modes: Modes,
     editor: Editor,
     keys: KeyReader,
+    /// The terminal's size when last asked.
     cols: usize,
-    /// The input is on screen, the cursor this many rows below the prompt's row.
+    rows: usize,
+    /// The input is on screen, the cursor this many rows below its first row drawn.
     drawn: Option<usize>,
+    /// Which rows of the input are drawn, and what they hold; and the same before
+    /// this turn's drawing, for when stdout drops that.
+    view: screen::View,
+    view_before: screen::View,
     /// Lines to show above the input at the next [`Console::settle`], each ending
     /// in `\r\n`.
     above: Vec<u8>,
@@ -103,13 +112,32 @@ struct Screen {
 }
 
 impl Screen {
+    fn new(modes: Modes, (cols, rows): (usize, usize)) -> Screen {
+        Screen {
+            modes,
+            editor: Editor::default(),
+            keys: KeyReader::default(),
+            cols,
+            rows,
+            drawn: None,
+            view: screen::View::default(),
+            view_before: screen::View::default(),
+            above: Vec::new(),
+            dirty: true,
+            clear: false,
+            bell: false,
+            closed: false,
+            suspended: false,
+            records: Vec::new(),
+        }
+    }
+
     /// The terminal is `cols` wide now and has rewrapped the input: the cursor's
     /// row is the one at the new width.
     fn resized(&mut self, cols: usize) {
         self.cols = cols;
         if self.drawn.is_some() {
-            let placed = screen::place(PROMPT_COLS, self.editor.text(), self.editor.cursor(), cols);
-            self.drawn = Some(placed.cursor.0);
+            self.drawn = Some(self.view.cursor_row(cols));
         }
     }
 }
@@ -128,20 +156,7 @@ impl Console {
     /// A console that owns the terminal when `terminal` (stdin and stdout are
     /// terminals) and raw mode can be had; a plain one otherwise.
     pub fn new(terminal: bool) -> Self {
-        let screen = terminal.then(Modes::enter).flatten().map(|modes| Screen {
-            modes,
-            editor: Editor::default(),
-            keys: KeyReader::default(),
-            cols: term::columns(),
-            drawn: None,
-            above: Vec::new(),
-            dirty: true,
-            clear: false,
-            bell: false,
-            closed: false,
-            suspended: false,
-            records: Vec::new(),
-        });
+        let screen = (terminal.then(Modes::enter).flatten()).map(|m| Screen::new(m, term::size()));
         Console {
             style: Style::for_stdout(is_tty(1)),
             screen,
@@ -352,12 +367,16 @@ impl Console {
         }
         // Asked each time: SIGWINCH may still be on its way when a message arrives,
         // and a draw at the old width would leave rows of the input behind.
-        if let Some(cols) = s.modes.columns().filter(|&c| c != s.cols) {
-            s.resized(cols);
+        if let Some((cols, rows)) = s.modes.size() {
+            if cols != s.cols {
+                s.resized(cols);
+            }
+            s.rows = rows;
         }
         let out = &mut self.scratch;
         out.clear();
-        if let Some(row) = s.drawn.take() {
+        let was = s.drawn.take();
+        if let Some(row) = was {
             screen::erase(out, row);
         }
         if std::mem::take(&mut s.clear) {
@@ -368,9 +387,14 @@ impl Console {
             out.push(0x07);
         }
         s.dirty = false;
+        let mut redraw = None;
         if !s.closed && s.modes.raw {
-            let text = s.editor.text();
-            let row = screen::draw(out, PROMPT, PROMPT_COLS, text, s.editor.cursor(), s.cols);
+            redraw = Some(out.len());
+            s.view_before.clone_from(&s.view);
+            // A row is left for the transcript, however tall the input.
+            let size = (s.cols, s.rows.saturating_sub(1));
+            let input = (s.editor.text(), s.editor.cursor());
+            let row = screen::draw(out, PROMPT, PROMPT_COLS, input, size, &mut s.view);
             s.drawn = Some(row);
         }
         if !emit(out) {
@@ -378,6 +402,9 @@ impl Console {
             // took, then the line the queue writes about the loss; the next draw
             // starts below that, on a fresh line.
             s.drawn = None;
+            if redraw.is_some() {
+                std::mem::swap(&mut s.view, &mut s.view_before);
+            }
             s.dirty = true;
         }
     }
@@ -438,7 +465,7 @@ impl Drop for Console {
     }
 }
 
-/// Queues `bytes` for stdout; false if the queue is full and dropped them. Unit
+/// Queues lines for stdout; false if the queue is full and dropped them. Unit
 /// tests read what would have been written from [`Console::scratch`] instead.
 fn emit(bytes: &[u8]) -> bool {
     cfg!(test) || STDOUT.write(bytes)

@@ -75,9 +75,9 @@ impl Drop for Modes {
 }
 
 impl Modes {
-    /// The terminal's width now; `None` for modes that touch no terminal.
-    pub fn columns(&self) -> Option<usize> {
-        self.saved.map(|_| columns())
+    /// The terminal's columns and rows now; `None` for modes that touch no terminal.
+    pub fn size(&self) -> Option<(usize, usize)> {
+        self.saved.map(|_| size())
     }
 }
 
@@ -87,22 +87,18 @@ fn foreground() -> bool {
     unsafe { libc::tcgetpgrp(0) == libc::getpgrp() }
 }
 
-/// The terminal's width in columns (80 if it will not say).
-pub fn columns() -> usize {
+/// The terminal's size in columns and rows (80 x 24 where it will not say).
+pub fn size() -> (usize, usize) {
     // SAFETY: TIOCGWINSZ fills a zeroed winsize we own.
-    let cols = unsafe {
+    let ws = unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 {
-            ws.ws_col
-        } else {
-            0
+        if libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) != 0 {
+            ws = std::mem::zeroed();
         }
+        ws
     };
-    if cols == 0 {
-        80
-    } else {
-        usize::from(cols)
-    }
+    let or = |n: u16, default| if n == 0 { default } else { usize::from(n) };
+    (or(ws.ws_col, 80), or(ws.ws_row, 24))
 }
 
 /// Stops this process as Ctrl-Z would have, once the caller gave the terminal back.

@@ -1,6 +1,6 @@
-//! What the console draws, played on a small terminal ([`super::screen::vt`]).
+//! What the console draws, played on a small terminal ([`super::vt`]).
 
-use super::screen::vt::Vt;
+use super::vt::Vt;
 use super::*;
 
 fn plain() -> Console {
@@ -12,23 +12,10 @@ fn plain() -> Console {
     }
 }
 
-/// A console on a pretend terminal `cols` wide, and that terminal.
+/// A console on a pretend terminal `cols` wide and 10 rows high, and that terminal.
 fn on_screen(cols: usize) -> (Console, Vt) {
     let mut c = plain();
-    c.screen = Some(Screen {
-        modes: Modes::pretend(),
-        editor: Editor::default(),
-        keys: KeyReader::default(),
-        cols,
-        drawn: None,
-        above: Vec::new(),
-        dirty: true,
-        clear: false,
-        bell: false,
-        closed: false,
-        suspended: false,
-        records: Vec::new(),
-    });
+    c.screen = Some(Screen::new(Modes::pretend(), (cols, 10)));
     (c, Vt::new(10, cols))
 }
 
@@ -124,4 +111,25 @@ fn nothing_is_written_when_nothing_changed() {
     assert!(c.scratch.is_empty());
     typed(&mut c, &mut vt, b"\x0c"); // Ctrl-L
     assert!(c.scratch.starts_with(b"\r\x1b[J\x1b[H\x1b[2J"));
+}
+
+#[test]
+fn an_input_taller_than_the_screen_leaves_a_row_for_the_transcript() {
+    let (mut c, mut vt) = on_screen(20);
+    c.message(b"bob: hi", false);
+    settle(&mut c, &mut vt);
+    let long: String = (0..60).map(|k| format!("{k:02} ")).collect();
+    typed(&mut c, &mut vt, long.as_bytes());
+    // 182 columns: 10 rows, of which the last 9, below bob's line.
+    assert_eq!(vt.lines()[0], "bob: hi");
+    assert_eq!(vt.lines()[1], "06 07 08 09 10 11 12");
+    assert!(vt.scrolled.is_empty(), "{:?}", vt.scrolled);
+    assert_eq!((vt.row, vt.col), (9, 2));
+    typed(&mut c, &mut vt, b"\x01"); // Ctrl-A: the first rows
+    assert_eq!(
+        vt.lines()[..3],
+        ["bob: hi", "> 00 01 02 03 04 05", "06 07 08 09 10 11 12"]
+    );
+    assert_eq!((vt.row, vt.col), (1, 2));
+    assert!(vt.scrolled.is_empty(), "{:?}", vt.scrolled);
 }
