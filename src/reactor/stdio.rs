@@ -8,7 +8,10 @@
 //! `write`, and when the stream would block the loop waits for it to become
 //! writable, as it does for sockets. A line that finds its queue full
 //! is dropped and counted; once the stream has drained, one line says how many
-//! were lost, in the place where they are missing.
+//! were lost, in the place where they are missing. A program that draws on the
+//! terminal behind stdout (the servant's console) says how that line must be
+//! framed there ([`Stream::frame_notes`]): the note lands wherever that program
+//! left the cursor, which is only a fresh line when nothing else is drawn.
 //!
 //! How each stream is written without blocking, and without making the shell's
 //! terminal non-blocking, is `sink.rs`'s business.
@@ -70,6 +73,17 @@ struct Queue {
     lost: u64,
     /// The last write would have blocked: wait for a writability event.
     blocked: bool,
+    /// How the loss note is framed on a terminal someone draws on.
+    frame: Frame,
+}
+
+/// Bytes to write before and after the text of stdout's loss note, while `on`:
+/// what erases the screen's owner's drawing and draws it again around the note.
+/// Otherwise the note is a line of its own, `[N lines lost: ...]`.
+struct Frame {
+    on: bool,
+    before: Vec<u8>,
+    after: Vec<u8>,
 }
 
 impl Stream {
@@ -83,6 +97,11 @@ impl Stream {
                 sent: 0,
                 lost: 0,
                 blocked: false,
+                frame: Frame {
+                    on: false,
+                    before: Vec::new(),
+                    after: Vec::new(),
+                },
             }),
         }
     }
@@ -90,11 +109,18 @@ impl Stream {
     /// Queues `bytes`, one or more whole lines, or drops and counts them when the
     /// queue is full; says which. Never blocks.
     pub fn write(&self, bytes: &[u8]) -> bool {
+        self.write_lines(bytes, lines(bytes))
+    }
+
+    /// [`Stream::write`] for bytes that the caller counts as `lines` lines when
+    /// they are dropped: a drawing on a terminal is none, and a note of the
+    /// caller's own about lines it dropped stands for those lines.
+    pub fn write_lines(&self, bytes: &[u8], lines: u64) -> bool {
         let was_empty = {
             let mut q = self.lock();
             q.open(self.fd);
             let was_empty = q.pending() == 0;
-            if !q.push(bytes) {
+            if !q.push_lines(bytes, lines) {
                 return false;
             }
             was_empty
@@ -128,8 +154,23 @@ impl Stream {
         let note = format!("[{lines} lines lost: {why}]\n");
         let mut q = self.lock();
         q.open(self.fd);
-        if !q.push(note.as_bytes()) {
-            q.lost += lines.saturating_sub(1); // the note itself was counted as one
+        q.push_lines(note.as_bytes(), lines);
+    }
+
+    /// How the loss note this stream writes once it drains is framed: `before` and
+    /// `after` its text (`N lines lost: WHY`), or, with `None`, as a line of its
+    /// own, `[N lines lost: WHY]\n`. A program that draws on the terminal behind
+    /// the stream sets it after each drawing it queues, to erase that drawing
+    /// before the note and draw it again after: the note goes out after the last
+    /// bytes queued before the loss, so that is what the terminal shows then.
+    pub fn frame_notes(&self, frame: Option<(&[u8], &[u8])>) {
+        let f = &mut self.lock().frame;
+        f.on = frame.is_some();
+        f.before.clear();
+        f.after.clear();
+        if let Some((before, after)) = frame {
+            f.before.extend_from_slice(before);
+            f.after.extend_from_slice(after);
         }
     }
 
@@ -183,8 +224,17 @@ impl Queue {
         }
     }
 
-    /// Appends `bytes`, or counts them as lost; returns whether they were queued.
+    /// Appends `bytes`, or counts their lines as lost; returns whether they were
+    /// queued. The unit tests' shorthand.
+    #[cfg(test)]
     fn push(&mut self, bytes: &[u8]) -> bool {
+        self.push_lines(bytes, lines(bytes))
+    }
+
+    /// Appends `bytes`, or counts them as `lines` lost lines; returns whether they
+    /// were queued. Bytes that are no line (a redraw) are dropped uncounted, and
+    /// what follows them may still be queued: they leave no gap to report.
+    fn push_lines(&mut self, bytes: &[u8], lines: u64) -> bool {
         if matches!(self.sink, Sink::Gone) {
             return false;
         }
@@ -193,7 +243,7 @@ impl Queue {
         // reported, since the note goes out when the queue drains.
         let full = self.pending() > 0 && self.pending() + bytes.len() > QUEUE_LIMIT;
         if self.lost > 0 || full {
-            self.lost += lines(bytes);
+            self.lost += lines;
             return false;
         }
         if self.sent > 0 && self.buf.len() + bytes.len() > self.buf.capacity() {
@@ -220,8 +270,8 @@ impl Queue {
                 self.buf.clear();
                 self.sent = 0;
                 if self.lost > 0 {
-                    let note = loss_note(stream.name, std::mem::take(&mut self.lost));
-                    self.buf.extend_from_slice(note.as_bytes());
+                    let lost = std::mem::take(&mut self.lost);
+                    loss_note(&mut self.buf, stream.name, lost, &self.frame);
                 }
             }
         }
@@ -344,16 +394,20 @@ extern "C" fn at_exit() {
     }
 }
 
-/// The line that stands for `lost` dropped lines: a log line on stderr, a
-/// bracketed one among the chat on stdout.
-fn loss_note(name: &str, lost: u64) -> String {
+/// Appends the line that stands for `lost` dropped lines: a log line on stderr,
+/// a bracketed one among the chat on stdout, or there the text in `frame`.
+fn loss_note(buf: &mut Vec<u8>, name: &str, lost: u64, frame: &Frame) {
     let what = format!("{lost} lines lost: {name} was not read fast enough");
     if name == STDERR.name {
         let mut line = String::new();
         crate::logging::push_utc_timestamp(&mut line, std::time::SystemTime::now());
-        format!("{line} WARN  [{}] {what}\n", module_path!())
+        buf.extend_from_slice(format!("{line} WARN  [{}] {what}\n", module_path!()).as_bytes());
+    } else if frame.on {
+        buf.extend_from_slice(&frame.before);
+        buf.extend_from_slice(what.as_bytes());
+        buf.extend_from_slice(&frame.after);
     } else {
-        format!("[{what}]\n")
+        buf.extend_from_slice(format!("[{what}]\n").as_bytes());
     }
 }
 
@@ -449,6 +503,51 @@ mod tests {
         stream.lock().push(b"after\n");
         stream.lock().write_out(&stream);
         assert_eq!(read_now(&mut reader), "after\n");
+    }
+
+    /// Fills the pipe and the queue with lines until one is dropped; returns the
+    /// lines queued and dropped.
+    fn overflow(stream: &Stream) -> (u64, u64) {
+        let line = format!("{}\n", "x".repeat(99));
+        let mut queued = 0;
+        while stream.lock().lost == 0 {
+            let mut q = stream.lock();
+            queued += u64::from(q.push(line.as_bytes()));
+            q.write_out(stream);
+        }
+        (queued, stream.lock().lost)
+    }
+
+    #[test]
+    fn a_framed_note_goes_out_between_its_frame_and_counts_what_it_stands_for() {
+        let (stream, mut reader) = piped();
+        stream.frame_notes(Some((b"<erase>", b"<redraw>")));
+        let (queued, lost) = overflow(&stream);
+        assert!(!stream.write_lines(b"a note\n", 42), "dropped too");
+        assert!(!stream.write_lines(b"a redraw", 0), "dropped uncounted");
+        let mut got = String::new();
+        while stream.lock().pending() > 0 {
+            got += &read_now(&mut reader);
+            stream.lock().write_out(&stream);
+        }
+        got += &read_now(&mut reader);
+        let shown = got.lines().filter(|l| l.starts_with('x')).count() as u64;
+        assert_eq!(shown, queued);
+        let note = format!(
+            "<erase>{} lines lost: chat was not read fast enough<redraw>",
+            lost + 42
+        );
+        assert!(got.ends_with(&note), "{:?}", &got[got.len() - 80..]);
+        // Unframed again: the plain line.
+        stream.frame_notes(None);
+        overflow(&stream);
+        got.clear();
+        while stream.lock().pending() > 0 {
+            got += &read_now(&mut reader);
+            stream.lock().write_out(&stream);
+        }
+        got += &read_now(&mut reader);
+        assert!(got.ends_with("chat was not read fast enough]\n"), "{got:?}");
     }
 
     #[test]
