@@ -22,9 +22,10 @@
 //! bounded too: while stdout is behind by more than [`BACKED_UP`], one connection
 //! shows at most [`SHARE`] a turn and the rest of its lines are dropped, so that
 //! the queue in front of stdout, which drops every line once it is full, keeps
-//! room for the other peers' lines. Where they are missing, stdout says how many
-//! (`[N lines lost: ADDR sent them faster than stdout takes them]`), as it does
-//! for lines it drops itself.
+//! room for the other peers' lines. Where they are missing, the console says how
+//! many ([`Console::lost`]: `[N lines lost: ADDR sent them faster than stdout
+//! takes them]` on a pipe, an event line on a terminal), as stdout does for lines
+//! it drops itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -372,7 +373,7 @@ impl Servant {
             share.bytes = shown;
         }
         if dropped > 0 {
-            STDOUT.lost(
+            self.console.lost(
                 dropped,
                 &format!("{from} sent them faster than stdout takes them"),
             );

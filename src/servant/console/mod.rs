@@ -23,7 +23,9 @@
 //! terminal will show later. Everything goes through the loop's bounded stdout
 //! queue ([`crate::reactor::stdio`]), written once per loop turn: a terminal or
 //! pipe that stops taking output costs chat lines (counted, and said once it
-//! drains), never the servant's loop.
+//! drains), never the servant's loop. On a terminal the notes that say so are
+//! event lines above the input like any other, the queue's own included: the
+//! console tells the queue how to frame it (`Screen::frame_notes`).
 //!
 //! stdin is read on the loop too ([`Console::read_stdin`]) but, unlike stdout,
 //! without a non-blocking description of its own: the terminal's settings are
@@ -104,11 +106,18 @@ struct Screen {
     /// Ctrl-L or `/clear`: clear the screen first.
     clear: bool,
     bell: bool,
+    /// Lines dropped before they reached the queue that the notes in `above` stand
+    /// for besides their own lines ([`Console::lost`]).
+    stands_for: u64,
     /// Leaving: the input is not drawn again.
     closed: bool,
     /// We stopped ourselves (Ctrl-Z): after `fg` the cursor is on a fresh line.
     suspended: bool,
     records: Vec<ConsoleRecord>,
+    /// How stdout's own loss note is framed now ([`Screen::frame_notes`]), kept
+    /// here too for the unit tests.
+    note_before: Vec<u8>,
+    note_after: Vec<u8>,
 }
 
 impl Screen {
@@ -126,9 +135,12 @@ impl Screen {
             dirty: true,
             clear: false,
             bell: false,
+            stands_for: 0,
             closed: false,
             suspended: false,
             records: Vec::new(),
+            note_before: Vec::new(),
+            note_after: Vec::new(),
         }
     }
 
@@ -138,6 +150,31 @@ impl Screen {
         self.cols = cols;
         if self.drawn.is_some() {
             self.drawn = Some(self.view.cursor_row(cols));
+        }
+    }
+
+    /// Tells stdout's queue how to frame the note it writes when it drains after
+    /// dropping lines. The note goes out right after the last bytes the queue took
+    /// before the loss, so it finds the screen as they leave it: the input drawn
+    /// with the cursor `drawn` rows below its first row (or a fresh line, `None`),
+    /// whose drawing `redraw` repeats. So the note erases that input, stands as a
+    /// dim event line, and draws the input again: the screen is then just as the
+    /// console believes it to be.
+    fn frame_notes(&mut self, style: &Style, drawn: Option<usize>, redraw: &[u8]) {
+        let (dim, reset) = style.dim_parts();
+        let (before, after) = (&mut self.note_before, &mut self.note_after);
+        before.clear();
+        after.clear();
+        if let Some(row) = drawn {
+            screen::erase(before, row);
+        }
+        before.extend_from_slice(dim);
+        before.extend_from_slice(b"-- ");
+        after.extend_from_slice(reset);
+        after.extend_from_slice(b"\r\n");
+        after.extend_from_slice(redraw);
+        if !cfg!(test) {
+            STDOUT.frame_notes(Some((before, after)));
         }
     }
 }
@@ -292,6 +329,19 @@ impl Console {
         }
     }
 
+    /// Says that `lines` lines were dropped before they reached stdout, and why (a
+    /// flooding peer rationed): an event on a terminal; elsewhere the
+    /// `[N lines lost: WHY]` line stdout's queue writes for its own losses.
+    pub fn lost(&mut self, lines: u64, why: &str) {
+        if self.screen.is_none() {
+            return STDOUT.lost(lines, why);
+        }
+        self.event(&format!("{lines} lines lost: {why}"));
+        if let Some(s) = &mut self.screen {
+            s.stands_for += lines.saturating_sub(1);
+        }
+    }
+
     /// Shows lines the user asked for (`/peers`, `/help`), each ending in `\n`.
     pub fn reply(&mut self, text: &str) {
         self.take_log();
@@ -397,15 +447,21 @@ impl Console {
             let row = screen::draw(out, PROMPT, PROMPT_COLS, input, size, &mut s.view);
             s.drawn = Some(row);
         }
-        if !emit(out) {
-            // Dropped: the terminal is not taking output. It shows what it last
-            // took, then the line the queue writes about the loss; the next draw
-            // starts below that, on a fresh line.
-            s.drawn = None;
+        if emit_drawn(out, std::mem::take(&mut s.stands_for)) {
+            let redraw = redraw.map_or(&[][..], |k| &out[k..]);
+            s.frame_notes(&self.style, s.drawn, redraw);
+        } else {
+            // Dropped, and counted: the terminal is not taking output. It shows
+            // what it last took, then the queue's note, framed to leave the input
+            // as that drew it; the next draw starts from there.
+            s.drawn = was;
             if redraw.is_some() {
                 std::mem::swap(&mut s.view, &mut s.view_before);
             }
             s.dirty = true;
+            if s.closed {
+                s.frame_notes(&self.style, was, b""); // and not drawn again
+            }
         }
     }
 
@@ -415,9 +471,11 @@ impl Console {
         let bits = signals::take_terminal_signals();
         let Some(s) = &mut self.screen else { return };
         if bits & signals::SUSPEND != 0 {
-            // The input stays where it is; the shell writes below it.
+            // The input stays where it is; the shell writes below it. After `fg`
+            // the cursor is on a fresh line, where a note about lost lines may go.
             s.modes.restore();
             s.drawn = None;
+            s.frame_notes(&self.style, None, b"");
             s.suspended = true;
             term::stop();
         }
@@ -469,6 +527,14 @@ impl Drop for Console {
 /// tests read what would have been written from [`Console::scratch`] instead.
 fn emit(bytes: &[u8]) -> bool {
     cfg!(test) || STDOUT.write(bytes)
+}
+
+/// Queues what [`Console::settle`] drew; false if the queue is full and dropped
+/// it, counting its lines (each ends in `\n`, which escaped text never holds; the
+/// input's drawing holds none) and the `more` lines its notes stand for.
+fn emit_drawn(bytes: &[u8], more: u64) -> bool {
+    let lines = memchr::memchr_iter(b'\n', bytes).count() as u64;
+    cfg!(test) || STDOUT.write_lines(bytes, lines + more)
 }
 
 #[cfg(test)]

@@ -51,6 +51,15 @@ impl Style {
         out.extend_from_slice(eol);
     }
 
+    /// What starts and ends a dim stretch: nothing when colour is off.
+    pub fn dim_parts(&self) -> (&'static [u8], &'static [u8]) {
+        if self.on {
+            (DIM, RESET)
+        } else {
+            (b"", b"")
+        }
+    }
+
     /// Appends a chat line (already escaped) with its sender's name coloured when it
     /// is a known name: `alice: text`, or `* alice text` from `/me`.
     pub fn chat_line(&self, out: &mut Vec<u8>, line: &str) {

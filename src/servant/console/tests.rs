@@ -113,6 +113,84 @@ fn nothing_is_written_when_nothing_changed() {
     assert!(c.scratch.starts_with(b"\r\x1b[J\x1b[H\x1b[2J"));
 }
 
+/// Plays the note stdout's queue writes after dropping lines, framed as the
+/// console last told it.
+fn queue_note(c: &Console, vt: &mut Vt, lost: u64) {
+    let s = c.screen.as_ref().unwrap();
+    let mut note = s.note_before.clone();
+    note.extend_from_slice(
+        format!("{lost} lines lost: stdout was not read fast enough").as_bytes(),
+    );
+    note.extend_from_slice(&s.note_after);
+    vt.feed(&note);
+}
+
+#[test]
+fn the_queues_note_is_an_event_line_and_the_input_is_left_as_it_was() {
+    let (mut c, mut vt) = on_screen(20);
+    c.style.on = true;
+    c.message(b"bob: before the gap", false);
+    settle(&mut c, &mut vt);
+    // A wrapped input with the cursor on its first row: the note must erase
+    // from there, not from the last row.
+    typed(
+        &mut c,
+        &mut vt,
+        b"a half typed line that wraps\x01\x1b[C\x1b[C",
+    );
+    let (row, col) = (vt.row, vt.col);
+    queue_note(&c, &mut vt, 120);
+    let lines = [
+        "bob: before the gap",
+        "-- 120 lines lost: s",
+        "tdout was not read f",
+        "ast enough",
+        "> a half typed line",
+        "that wraps",
+    ];
+    assert_eq!(vt.lines(), lines);
+    assert_eq!((vt.row, vt.col), (row + 3, col), "the cursor where it was");
+    // What the console draws next starts from the input the note left.
+    c.message(b"bob: after it", false);
+    settle(&mut c, &mut vt);
+    assert_eq!(vt.lines()[..4], lines[..4]);
+    assert_eq!(
+        vt.lines()[4..],
+        ["bob: after it", "> a half typed line", "that wraps"]
+    );
+}
+
+#[test]
+fn a_rationed_flood_is_said_as_an_event_standing_for_its_lines() {
+    let (mut c, mut vt) = on_screen(80);
+    settle(&mut c, &mut vt);
+    typed(&mut c, &mut vt, b"typing");
+    c.lost(40, "127.0.0.2:5000 sent them faster than stdout takes them");
+    assert_eq!(c.screen.as_ref().unwrap().stands_for, 39);
+    settle(&mut c, &mut vt);
+    assert_eq!(
+        vt.lines(),
+        [
+            "-- 40 lines lost: 127.0.0.2:5000 sent them faster than stdout takes them",
+            "> typing"
+        ]
+    );
+    assert_eq!(c.screen.as_ref().unwrap().stands_for, 0, "queued with them");
+}
+
+#[test]
+fn after_leaving_the_note_erases_the_input_and_does_not_draw_it_again() {
+    let (mut c, mut vt) = on_screen(80);
+    typed(&mut c, &mut vt, b"never sent");
+    c.close_input();
+    settle(&mut c, &mut vt);
+    queue_note(&c, &mut vt, 7);
+    assert_eq!(
+        vt.lines(),
+        ["-- 7 lines lost: stdout was not read fast enough"]
+    );
+}
+
 #[test]
 fn an_input_taller_than_the_screen_leaves_a_row_for_the_transcript() {
     let (mut c, mut vt) = on_screen(20);
