@@ -9,238 +9,15 @@
 //! `P2PCHAT_REQUIRE_NETNS=1` (CI), which makes that a failure.
 
 mod common;
+mod tmux;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{bin, connmgr, Daemon, DEADLINE};
-
-/// Screens are read under load on 2 shared cores: waits get longer than elsewhere.
-const SCREEN_DEADLINE: Duration = Duration::from_secs(20);
-
-/// A private tmux server with one pane running bash, and a temp directory.
-struct Tmux {
-    socket: String,
-    dir: PathBuf,
-}
-
-impl Tmux {
-    /// A `cols` x `rows` pane, or `None` (and a printed reason) without tmux or bash.
-    fn start(test: &str, cols: u16, rows: u16) -> Option<Tmux> {
-        for (tool, arg) in [("tmux", "-V"), ("bash", "--version")] {
-            let found = Command::new(tool)
-                .arg(arg)
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !found {
-                let why = format!("{tool} is not installed; the terminal tests need it");
-                if std::env::var("P2PCHAT_REQUIRE_NETNS").is_ok_and(|v| v == "1") {
-                    panic!("{why}");
-                }
-                // Past the output capture, so a skip is seen.
-                let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
-                return None;
-            }
-        }
-        let dir = std::env::temp_dir().join(format!("p2pchat-term-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("config.xml"), "<config/>\n").unwrap();
-        let t = Tmux {
-            socket: format!("p2pchat-test-{}-{test}", std::process::id()),
-            dir,
-        };
-        let (cols, rows) = (cols.to_string(), rows.to_string());
-        let shell = "env PS1='$ ' bash --norc --noprofile";
-        t.tmux(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-x",
-            &cols,
-            "-y",
-            &rows,
-            shell,
-        ]);
-        t.tmux(&["set-option", "-g", "status", "off"]);
-        t.wait("the shell's prompt", |s| {
-            s.iter().any(|l| l.starts_with('$'))
-        });
-        Some(t)
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("tmux {args:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// Keys by tmux's names (`Enter`, `C-z`, `BSpace`, `Left`).
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "0"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-
-    /// Text typed as it is.
-    fn text(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "0", "-l", text]);
-    }
-
-    /// A command line for the shell.
-    fn run(&self, line: &str) {
-        self.text(line);
-        self.keys(&["Enter"]);
-    }
-
-    /// Starts the servant under test in the pane.
-    fn servant(&self, manager: SocketAddr, bind: &str, extra: &str) {
-        let config = self.dir.join("config.xml");
-        let servant = bin("servant");
-        self.run(&format!(
-            "env -u RUST_LOG -u NO_COLOR {servant} --config {} --connmgr {manager} --bind {bind} --poll-interval 200 {extra}",
-            config.display()
-        ));
-    }
-
-    /// The screen's lines, rows the terminal wrapped joined (`-J`), trailing
-    /// spaces trimmed.
-    fn screen(&self) -> Vec<String> {
-        let out = self.tmux(&["capture-pane", "-p", "-J", "-t", "0"]);
-        let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim_end().to_string())
-            .collect();
-        while rows.last().is_some_and(String::is_empty) {
-            rows.pop();
-        }
-        rows
-    }
-
-    /// Polls the screen until `ok` holds; panics with the screen at the deadline.
-    fn wait(&self, what: &str, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let end = Instant::now() + SCREEN_DEADLINE;
-        loop {
-            let s = self.screen();
-            if ok(&s) {
-                return s;
-            }
-            if Instant::now() > end {
-                panic!("the screen never showed {what}:\n{}", s.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until a row contains `text`.
-    fn wait_for(&self, text: &str) -> Vec<String> {
-        self.wait(&format!("{text:?}"), |s| s.iter().any(|l| l.contains(text)))
-    }
-
-    /// Waits until the input, at the bottom, is `> ` and `typed`, whole and once.
-    fn wait_input(&self, typed: &str) -> Vec<String> {
-        self.wait(&format!("the input {typed:?} at the bottom"), |s| {
-            input_is(s, typed)
-        })
-    }
-
-    /// Resizes the window, and waits until the pane's terminal says so too: tmux
-    /// rewraps its screen at once but tells the terminal (which sends SIGWINCH)
-    /// a moment later, and a program drawing in between draws at the old width.
-    fn resize(&self, cols: u16) {
-        self.tmux(&["resize-window", "-t", "0", "-x", &cols.to_string()]);
-        let out = self.tmux(&["display-message", "-p", "-t", "0", "#{pane_tty}"]);
-        let tty = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let pty = std::os::unix::fs::OpenOptionsExt::custom_flags(
-            std::fs::OpenOptions::new().read(true),
-            libc::O_NOCTTY,
-        )
-        .open(&tty)
-        .unwrap_or_else(|e| panic!("{tty}: {e}"));
-        let end = Instant::now() + SCREEN_DEADLINE;
-        loop {
-            let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-            // SAFETY: TIOCGWINSZ fills the winsize we own, on a descriptor we opened.
-            let rc = unsafe {
-                libc::ioctl(
-                    std::os::fd::AsRawFd::as_raw_fd(&pty),
-                    libc::TIOCGWINSZ,
-                    &mut ws,
-                )
-            };
-            if rc == 0 && ws.ws_col == cols {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "{tty} never became {cols} columns wide"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Whether the screen ends with the prompt and `typed` (however many rows it wraps
-/// to: [`Tmux::screen`] joins them), and shows the prompt nowhere else since the
-/// shell's last command line (what was on screen before Ctrl-Z stays there).
-fn input_is(screen: &[String], typed: &str) -> bool {
-    let want = format!("> {typed}");
-    let since = screen
-        .iter()
-        .rposition(|l| l.starts_with("$ "))
-        .map_or(0, |k| k + 1);
-    let prompts = screen[since..]
-        .iter()
-        .filter(|l| l.starts_with('>'))
-        .count();
-    screen.last().is_some_and(|l| *l == want.trim_end()) && prompts == 1
-}
-
-/// A peer in pipe mode, named `name` on `bind`, and the address it listens on.
-fn peer(
-    manager: SocketAddr,
-    bind: &str,
-    name: &str,
-    dir: &std::path::Path,
-) -> (Daemon, SocketAddr) {
-    let config = dir.join("config.xml");
-    let manager = manager.to_string();
-    let args = [
-        "--config",
-        config.to_str().unwrap(),
-        "--connmgr",
-        &manager,
-        "--bind",
-        bind,
-        "--name",
-        name,
-        "--poll-interval",
-        "200",
-    ];
-    let d = Daemon::spawn(&bin("servant"), &args);
-    let at = d.listening_addr();
-    (d, at)
-}
+use tmux::{input_is, peer, Tmux, SCREEN_DEADLINE};
 
 #[test]
 fn the_half_typed_line_survives_joins_messages_leaves_and_the_manager_going() {
@@ -604,4 +381,172 @@ fn peer_text_reaches_a_pipe_escaped_one_message_a_line() {
         Some(r"mallory: \x1b]52;c;aGk=\x07\u{9b}31m \u{202e}evil\rbob: lies")
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The count in a `-- N lines lost: ...` event line.
+fn lost_in(line: &str) -> Option<u64> {
+    let count = line.strip_prefix("-- ")?.split(" lines lost: ").next()?;
+    count.parse().ok()
+}
+
+#[test]
+fn lost_lines_are_said_above_the_input_like_any_event_and_every_line_is_counted() {
+    let Some(t) = Tmux::start("lost", 120, 30) else {
+        return;
+    };
+    let (_m, addr) = connmgr(&[]);
+    t.servant(addr, "127.0.78.1", "--name alice");
+    let s = t.wait_for("-- you are alice (127.0.78.1:");
+    let me: SocketAddr = (s.iter())
+        .find_map(|l| {
+            l.strip_prefix("-- you are alice (")?
+                .split(')')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    let half = "half a line typed by b";
+    t.text(half);
+    t.wait_input(half);
+
+    // The terminal stops taking output while a peer sends 20 MB: the servant
+    // rations the flood (a note per read, through the console), then its stdout
+    // queue fills and drops every line until the terminal drains it (its own note).
+    const LINES: u64 = 200_000;
+    t.stop();
+    let flooding = Instant::now();
+    let mut flood = TcpStream::connect(me).unwrap();
+    flood.set_write_timeout(Some(DEADLINE)).unwrap();
+    flood.set_read_timeout(Some(DEADLINE)).unwrap();
+    let batch: String = (0..1000)
+        .map(|k| format!("flood {k:03} {}\n", "f".repeat(94)))
+        .collect();
+    for _ in 0..LINES / 1000 {
+        flood.write_all(batch.as_bytes()).unwrap();
+    }
+    flood.shutdown(Shutdown::Write).unwrap();
+    // The servant closes its side once it has read everything.
+    assert_eq!(flood.read(&mut [0; 16]).unwrap(), 0);
+    let secs = flooding.elapsed().as_secs();
+    t.resume();
+
+    t.wait_for("lines lost: stdout was not read fast enough");
+    t.wait_input(half);
+    t.wait_rows("the cursor after the half-typed line", |rows, (x, y)| {
+        rows.get(y).is_some_and(|r| *r == format!("> {half}")) && x == 2 + half.len()
+    });
+    let all = t.history();
+    assert!(input_is(&all, half), "the prompt once, at the bottom");
+    let notes: Vec<&String> = all.iter().filter(|l| l.contains("lines lost")).collect();
+    for note in &notes {
+        let whole = note.ends_with(" sent them faster than stdout takes them")
+            || note.ends_with(" lines lost: stdout was not read fast enough");
+        assert!(
+            lost_in(note).is_some() && whole,
+            "a note of its own: {note:?}"
+        );
+    }
+    let last = notes.last().unwrap();
+    assert!(last.ends_with("stdout was not read fast enough"), "{last}");
+    assert!(notes.len() > 1, "the rationing's notes too");
+    // Each line is shown or counted. Besides them, only a repeated warning that
+    // lines are dropped (every 10 s; the first is shown, before the queue fills)
+    // may have been lost, and counted; redraws are not lines.
+    let shown = all.iter().filter(|l| l.starts_with("flood ")).count() as u64;
+    let lost: u64 = notes.iter().filter_map(|l| lost_in(l)).sum();
+    let (low, high) = (LINES, LINES + secs / 10);
+    assert!(
+        (low..=high).contains(&(shown + lost)),
+        "{shown} shown + {lost} lost, of {LINES}"
+    );
+
+    t.text("ob");
+    t.keys(&["Enter"]);
+    t.wait_for("alice: half a line typed by bob");
+    t.wait_input("");
+}
+
+/// The rows the prompt and `text` take on a terminal `cols` wide: a character
+/// that does not fit (non-ASCII ones here are two columns wide) starts the next
+/// row, and a text that ends at the edge leaves the cursor on a row of its own.
+fn wrapped(text: &str, cols: usize) -> Vec<String> {
+    let mut rows = vec![String::new()];
+    let mut col = 0;
+    for c in format!("> {text}").chars() {
+        let w = if c.is_ascii() { 1 } else { 2 };
+        if col + w > cols {
+            rows.push(String::new());
+            col = 0;
+        }
+        rows.last_mut().unwrap().push(c);
+        col += w;
+    }
+    if col == cols {
+        rows.push(String::new());
+    }
+    rows.iter().map(|r| r.trim_end().to_string()).collect()
+}
+
+/// Columns `row` takes, as [`wrapped`] counts them.
+fn cols_of(row: &str) -> usize {
+    row.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum()
+}
+
+#[test]
+fn an_input_taller_than_the_window_shows_the_rows_around_the_cursor() {
+    let Some(t) = Tmux::start("tall", 20, 5) else {
+        return;
+    };
+    let (_m, addr) = connmgr(&[]);
+    t.servant(addr, "127.0.79.1", "--name alice");
+    t.wait_for("-- you are alice");
+    let long: String = (0..36)
+        .map(|k| match k % 5 {
+            4 => "日本語".to_string(),
+            _ => format!("w{k:02}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let rows = wrapped(&long, 20);
+    assert!(rows.len() > 8, "{rows:#?}");
+    let is_input = |row: &String| !row.is_empty() && rows.contains(row);
+    t.text(&long);
+    // The cursor at the end: the input's last four rows, below a row of the
+    // transcript.
+    let want = &rows[rows.len() - 4..];
+    let x = cols_of(want.last().unwrap());
+    t.wait_rows("the input's last rows", |now, cursor| {
+        now.len() == 5 && now[1..] == *want && !is_input(&now[0]) && cursor == (x, 4)
+    });
+    // None of the input went up into the transcript's history on the way.
+    let scrolled = t.scrolled_off();
+    assert!(!scrolled.iter().any(is_input), "{scrolled:#?}");
+    // Home: its first rows, the cursor after the prompt; and typed there.
+    t.keys(&["Home"]);
+    t.wait_rows("the input's first rows", |now, cursor| {
+        now.len() == 5 && now[1..] == rows[..4] && cursor == (2, 1)
+    });
+    t.text("X");
+    let with_x = wrapped(&format!("X{long}"), 20);
+    t.wait_rows("the X typed at the start", |now, cursor| {
+        now.len() == 5 && now[1..] == with_x[..4] && cursor == (3, 1)
+    });
+    t.keys(&["End"]);
+    let want = &with_x[with_x.len() - 4..];
+    let x = cols_of(want.last().unwrap());
+    t.wait_rows("the input's last rows again", |now, cursor| {
+        now[1..] == *want && cursor == (x, 4)
+    });
+    // Sent, it comes back whole; the prompt is back, alone.
+    t.keys(&["Enter"]);
+    t.wait_input("");
+    let all = t.history();
+    let line = format!("alice: X{long}");
+    assert_eq!(all.iter().filter(|l| **l == line).count(), 1, "{all:#?}");
+    // Still none of the input's rows above: the message's are laid out after
+    // `alice: `, not after the prompt.
+    let scrolled = t.scrolled_off();
+    let was_input = |row: &&String| !row.is_empty() && with_x.contains(row);
+    assert!(!scrolled.iter().any(|r| was_input(&r)), "{scrolled:#?}");
 }
