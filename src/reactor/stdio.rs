@@ -18,8 +18,9 @@
 //!
 //! Lines written outside the loop go through the same queues: before the loop
 //! starts and after it ends they are written at once, as far as the stream takes
-//! them; from another thread (the ban resolver) they wake the loop, which writes
-//! them; whatever is still queued when the process exits gets a last, bounded
+//! them; from another thread (the daemons start none, but a library may) they
+//! wake the loop, which writes them; whatever is still queued when the process
+//! exits gets a last, bounded
 //! chance (`EXIT_GRACE`).
 
 use std::cell::Cell;

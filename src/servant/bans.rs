@@ -123,10 +123,10 @@ fn why(outcome: Option<&resolve::Found>) -> String {
     }
 }
 
-/// Timer id ([`Servant::timer`]): a ban lookup's question timed out, or the next
-/// refresh is due.
+/// Timer id (the servant's `timer` handler): a ban lookup's question timed out,
+/// or the next refresh is due.
 pub(super) const BAN_LOOKUP: usize = 4;
-/// Descriptor id ([`Servant::fd_ready`]): the ban lookups' socket.
+/// Descriptor id (its `fd_ready` handler): the ban lookups' socket.
 pub(super) const BAN_SOCKET: usize = 1;
 
 impl Servant {
