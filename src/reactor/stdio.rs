@@ -20,8 +20,7 @@
 //! starts and after it ends they are written at once, as far as the stream takes
 //! them; from another thread (the daemons start none, but a library may) they
 //! wake the loop, which writes them; whatever is still queued when the process
-//! exits gets a last, bounded
-//! chance (`EXIT_GRACE`).
+//! exits gets a last, bounded chance (`EXIT_GRACE`).
 
 use std::cell::Cell;
 use std::io;
