@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{bin, client, connect_from, connmgr, read_doc, Daemon, DEADLINE};
+use common::{bin, client, connect_from, connmgr, named_servant, read_doc, Daemon, DEADLINE};
 use p2pchat::harness::Spawn;
 
 /// A config file with `body` inside `<config>`, named for the test.
@@ -33,21 +33,7 @@ fn config_file(test: &str, body: &str) -> PathBuf {
 /// A servant on `bind` asking `manager` every 200 ms, with `extra` flags.
 fn servant(test: &str, manager: SocketAddr, bind: &str, name: &str, extra: &[&str]) -> Daemon {
     let config = config_file(&format!("{test}-{name}"), "");
-    let manager = manager.to_string();
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "--connmgr",
-        &manager,
-        "--bind",
-        bind,
-        "--name",
-        name,
-        "--poll-interval",
-        "200",
-    ];
-    args.extend_from_slice(extra);
-    Daemon::spawn(&bin("servant"), &args)
+    named_servant(&config, manager, bind, name, extra)
 }
 
 /// A port nothing listens on at `ip` just now.

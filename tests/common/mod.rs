@@ -186,3 +186,29 @@ pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     s
 }
+
+/// A servant reading `config`, asking `manager` every 200 ms from `bind` as
+/// `name`, with `extra` flags.
+pub fn named_servant(
+    config: &Path,
+    manager: SocketAddr,
+    bind: &str,
+    name: &str,
+    extra: &[&str],
+) -> Daemon {
+    let manager = manager.to_string();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--connmgr",
+        &manager,
+        "--bind",
+        bind,
+        "--name",
+        name,
+        "--poll-interval",
+        "200",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::spawn(&bin("servant"), &args)
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, Daemon};
+use crate::common::{bin, named_servant, Daemon};
 
 /// Screens are read under load on 2 shared cores: waits get longer than elsewhere.
 pub const SCREEN_DEADLINE: Duration = Duration::from_secs(20);
@@ -299,21 +299,7 @@ pub fn peer(
     name: &str,
     dir: &std::path::Path,
 ) -> (Daemon, SocketAddr) {
-    let config = dir.join("config.xml");
-    let manager = manager.to_string();
-    let args = [
-        "--config",
-        config.to_str().unwrap(),
-        "--connmgr",
-        &manager,
-        "--bind",
-        bind,
-        "--name",
-        name,
-        "--poll-interval",
-        "200",
-    ];
-    let d = Daemon::spawn(&bin("servant"), &args);
+    let d = named_servant(&dir.join("config.xml"), manager, bind, name, &[]);
     let at = d.listening_addr();
     (d, at)
 }
