@@ -96,10 +96,14 @@ impl ResolvConf {
             let mut fields = line.split_ascii_whitespace();
             match fields.next() {
                 Some("nameserver") => {
-                    let ip = fields.next().and_then(|a| a.parse::<IpAddr>().ok());
-                    if let Some(ip) = ip.filter(|_| conf.nameservers.len() < MAX_SERVERS) {
-                        // As replies' senders are compared: ::ffff:a.b.c.d is a.b.c.d.
-                        conf.nameservers.push(SocketAddr::new(canonical_ip(ip), 53));
+                    // As replies' senders are compared: ::ffff:a.b.c.d is a.b.c.d,
+                    // and a link-local server keeps its zone (fe80::1%eth0).
+                    let server = fields.next().and_then(|a| match a.parse::<IpAddr>() {
+                        Ok(ip) => Some(SocketAddr::new(canonical_ip(ip), 53)),
+                        Err(_) => super::scoped_literal(a, 53),
+                    });
+                    if let Some(server) = server.filter(|_| conf.nameservers.len() < MAX_SERVERS) {
+                        conf.nameservers.push(server);
                     }
                 }
                 Some("domain" | "search") => {
@@ -189,6 +193,7 @@ mod tests {
              nameserver 192.0.2.53\n\
              nameserver 2001:db8::53 # v6\n\
              nameserver bogus\n\
+             nameserver fe80::53%no-such-interface\n\
              nameserver ::ffff:198.51.100.53\n\
              nameserver 203.0.113.53\n\
              options ndots:2 timeout:99 attempts:0 rotate\n",
@@ -205,6 +210,15 @@ mod tests {
         assert_eq!(conf.ndots, 2);
         assert_eq!(conf.timeout, Duration::from_secs(30));
         assert_eq!(conf.attempts, 1);
+    }
+
+    #[test]
+    fn a_link_local_nameserver_keeps_its_zone() {
+        let conf = ResolvConf::parse("nameserver fe80::53%lo\n");
+        let [SocketAddr::V6(server)] = conf.nameservers[..] else {
+            panic!("{:?}", conf.nameservers)
+        };
+        assert!(server.scope_id() > 0 && server.port() == 53, "{server}");
     }
 
     #[test]
