@@ -334,6 +334,33 @@ fn ctrl_z_and_fg_keep_raw_mode_and_quit_leaves_the_terminal_as_it_was() {
     assert_eq!(read(&before), read(&after), "stty -a after Ctrl-C twice");
 }
 
+/// After Ctrl-L the input is on the top row, where a plain erase-below reads to
+/// tmux as clearing the screen and would copy the input into the history at
+/// every keystroke.
+#[test]
+fn typing_on_the_top_row_leaves_no_copies_in_the_history() {
+    let Some(t) = Tmux::start("toprow", 60, 10) else {
+        return;
+    };
+    let (_m, addr) = connmgr(&[]);
+    t.servant(addr, "127.0.75.3", "--name carol");
+    t.wait_for("-- you are carol");
+    t.keys(&["C-l"]);
+    t.wait("the input alone on the top row", |s| {
+        s.len() == 1 && s[0] == ">"
+    });
+    let mut typed = String::new();
+    for c in ["h", "e", "l", "l", "o"] {
+        t.text(c); // one key at a time: one redraw each
+        typed.push_str(c);
+        t.wait_input(&typed);
+    }
+    let copies: Vec<String> = (t.scrolled_off().into_iter())
+        .filter(|row| row.starts_with("> h"))
+        .collect();
+    assert!(copies.is_empty(), "the history holds {copies:?}");
+}
+
 #[test]
 fn routine_log_lines_go_to_the_log_file_not_the_screen() {
     let Some(t) = Tmux::start("logfile", 80, 24) else {

@@ -178,6 +178,14 @@ impl Stream {
         lock(&self.queue)
     }
 
+    /// Writes out what is queued, waiting at most `limit` for the stream to take
+    /// it; says whether all of it went. For a moment when the process is about to
+    /// stop (Ctrl-Z) and what it drew must reach the terminal first.
+    pub fn flush_within(&self, limit: Duration) -> bool {
+        self.drain_until(Instant::now() + limit);
+        self.lock().pending() == 0
+    }
+
     /// Writes what it can now, then waits for writability until `deadline`.
     fn drain_until(&self, deadline: Instant) {
         // At exit another thread may hold the lock mid-write; leave its lines then.

@@ -61,6 +61,8 @@ use term::Modes;
 
 /// The id stdin is watched under ([`crate::reactor::Handler::fd_ready`]).
 const STDIN: usize = 0;
+/// How long Ctrl-Z waits for what was drawn to reach a terminal that is slow.
+const SUSPEND_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 const PROMPT: &[u8] = b"> ";
 const PROMPT_COLS: usize = 2;
 /// Events are shown as event lines, so their log records are not shown again.
@@ -471,6 +473,10 @@ impl Console {
         let bits = signals::take_terminal_signals();
         let Some(s) = &mut self.screen else { return };
         if bits & signals::SUSPEND != 0 {
+            // What this turn drew goes out before the shell writes, or it would
+            // land after `fg` wherever the shell left the cursor. A terminal that
+            // takes nothing (Ctrl-S) is given a moment only.
+            STDOUT.flush_within(SUSPEND_FLUSH);
             // The input stays where it is; the shell writes below it. After `fg`
             // the cursor is on a fresh line, where a note about lost lines may go.
             s.modes.restore();

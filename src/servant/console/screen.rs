@@ -79,13 +79,16 @@ pub fn place(prompt: usize, text: &[char], cursor: usize, cols: usize) -> Placed
 
 /// Moves from the input's cursor row to the start of the prompt's row and clears
 /// from there to the end of the screen: the input is gone, the transcript above
-/// it untouched.
+/// it untouched. The row is cleared on its own and the rest from its second
+/// column: an erase-below sent from the top-left corner is what tmux
+/// (`scroll-on-clear`) takes for clearing the screen, and it would copy the
+/// screen into its history at every keystroke once the input is on the top row.
 pub fn erase(out: &mut Vec<u8>, cursor_row: usize) {
     out.push(b'\r');
     if cursor_row > 0 {
         let _ = write!(out, "\x1b[{cursor_row}A");
     }
-    out.extend_from_slice(b"\x1b[J");
+    out.extend_from_slice(b"\x1b[2K\x1b[C\x1b[J\r");
 }
 
 /// The rows of the input on screen, and what they hold.

@@ -110,7 +110,9 @@ fn nothing_is_written_when_nothing_changed() {
     typed(&mut c, &mut vt, b"\x1b[D"); // Left at the start: nothing to do
     assert!(c.scratch.is_empty());
     typed(&mut c, &mut vt, b"\x0c"); // Ctrl-L
-    assert!(c.scratch.starts_with(b"\r\x1b[J\x1b[H\x1b[2J"));
+    assert!(c
+        .scratch
+        .starts_with(b"\r\x1b[2K\x1b[C\x1b[J\r\x1b[H\x1b[2J"));
 }
 
 /// Plays the note stdout's queue writes after dropping lines, framed as the

@@ -77,6 +77,7 @@ impl Vt {
                     match fin {
                         'A' => self.row = self.row.saturating_sub(arg),
                         'C' => self.col = (self.col + arg).min(self.cols - 1),
+                        'K' if n == "2" => self.cells[self.row].fill(' '),
                         'K' => self.cells[self.row][self.col..].fill(' '),
                         'J' => {
                             self.cells[self.row][self.col..].fill(' ');
