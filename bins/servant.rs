@@ -22,8 +22,8 @@ OPTIONS:
     --config FILE          the article's config.xml (see conf/config.xml)
                            [default: ./config.xml; if it is missing, the article's
                            defaults: manager 127.0.0.1:85, no bans]
-    --connmgr HOST[:PORT]  the connection manager (address or host name); overrides
-                           <connectionmgr>
+    --connmgr HOST[:PORT]  the connection manager (address, or host name looked up in
+                           /etc/hosts, then DNS); overrides <connectionmgr>
     --port N               the connection manager's port; overrides both [default: 85]
     --bind ADDR            local address for the listener and all outgoing connections,
                            so servants on one host can stand for 127.0.0.2, 127.0.0.3, ...
