@@ -146,6 +146,26 @@ fn main() {
     run_steps(&p, &steps);
 }
 
+/// Churn's flags for `n` servants polling every 2 s and nobody churning, measured
+/// for the plan's time after its warm-up, each answer allowed `timeout_ms`.
+fn polling<'a>(n: &'a str, p: &Plan, timeout_ms: &'a str) -> [&'a str; 13] {
+    [
+        "steady",
+        "--steady",
+        n,
+        "-c",
+        "0",
+        "--interval",
+        "2000",
+        "-d",
+        p.secs,
+        "--warmup",
+        p.warmup,
+        "--timeout",
+        timeout_ms,
+    ]
+}
+
 /// Steady servants asking every 2 s, version-aware and bare.
 fn poll(p: &Plan) {
     let n = p.servants.to_string();
@@ -154,23 +174,7 @@ fn poll(p: &Plan) {
     // second's.
     let run = |bare: &[&str]| {
         let m = connmgr(&["--max-servants", &max]);
-        let mut args = vec![
-            "steady",
-            "--steady",
-            &n,
-            "-c",
-            "0",
-            "--interval",
-            "2000",
-            "-d",
-            p.secs,
-            "--warmup",
-            p.warmup,
-            "--timeout",
-            "30000",
-        ];
-        args.extend(bare);
-        churn(&m, &args)
+        churn(&m, &[&polling(&n, p, "30000")[..], bare].concat())
     };
     let v = run(&[]);
     let b = run(&["--bare"]);
@@ -289,24 +293,8 @@ fn capacity(p: &Plan) {
     first
         .wait_for("1 s]", Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("{e}"));
-    let args = [
-        "steady",
-        "--steady",
-        &n,
-        "-c",
-        "0",
-        "--interval",
-        "2000",
-        "-d",
-        p.secs,
-        "--warmup",
-        p.warmup,
-        "--timeout",
-        "60000",
-        "--bind",
-        "127.6.0.1-127.6.0.100",
-    ];
-    let j = churn(&m, &args);
+    let bind = ["--bind", "127.6.0.1-127.6.0.100"];
+    let j = churn(&m, &[&polling(&n, p, "60000")[..], &bind].concat());
     let _ = first.signal(libc::SIGINT);
     let rss = get(&j, "server_rss_bytes");
     let peak = peak_rss(pid);
