@@ -24,12 +24,13 @@
 //! `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) runs every step small and short, for
 //! CI, and asserts nothing about timings.
 
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use p2pchat::churn::{procfs, report::json_number};
-use p2pchat::harness::{Process, Spawn};
+use p2pchat::harness::Spawn;
+
+mod common;
+use common::{get, median, quick, run_steps, summary, verdict, Server, Step};
 
 // In benches/churn/, where Cargo does not take them for benches of their own.
 #[path = "churn/flood.rs"]
@@ -46,27 +47,6 @@ const CHURN: &str = env!("CARGO_BIN_EXE_churn");
 const READY: Duration = Duration::from_secs(10);
 /// Log lines of a server kept in the bench's memory; the rest are read and let go.
 const KEEP_LOG: usize = 1000;
-
-fn quick() -> bool {
-    std::env::var_os("P2PCHAT_BENCH_QUICK").is_some_and(|v| v != "0")
-        || std::env::args().any(|a| a == "--quick")
-}
-
-/// A server process, killed when dropped.
-struct Server {
-    process: Process,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
-    fn rss(&self) -> u64 {
-        procfs::rss_bytes(self.pid()).unwrap_or(0)
-    }
-}
 
 /// Starts `program` and waits for its `listening on` line. Its stderr goes to a
 /// pipe that a thread here reads to the end, keeping the last lines: what a log
@@ -116,41 +96,8 @@ fn churn(server: &Server, args: &[&str]) -> String {
         .env_remove("RUST_LOG")
         .output()
         .expect("churn runs");
-    let json = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let errors = json_number(&json, "errors").unwrap_or(-1.0);
-    if json.is_empty() || errors != 0.0 {
-        eprintln!(
-            "churn {args:?}: exit {:?}, {errors} errors\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    json
+    summary(&out, args)
 }
-
-fn get(json: &str, key: &str) -> f64 {
-    json_number(json, key).unwrap_or(f64::NAN)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
-/// One step of the bench, by name.
-type Step = fn(&Plan);
 
 struct Plan {
     reps: usize,
@@ -200,7 +147,7 @@ fn main() {
     if quick {
         println!("  (quick mode: small and short runs, figures are not meaningful)");
     }
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step<Plan>); 7] = [
         ("join-leave", join_leave),
         ("peer-list", peer_list),
         ("steady", steady),
@@ -209,16 +156,7 @@ fn main() {
         ("peers", peers::peers),
         ("sizes", |_| sizes()),
     ];
-    // `cargo bench --bench churn -- flood steady` runs only the steps named.
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    for (name, step) in steps {
-        if chosen.is_empty() || chosen.iter().any(|c| c == name) {
-            step(&p);
-        }
-    }
+    run_steps(&p, &steps);
 }
 
 /// connmgr CPU per join-leave cycle against the baseline's, same load and reply size.

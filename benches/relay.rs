@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use p2pchat::churn::procfs;
-use p2pchat::harness::{Process, Spawn, LISTENING};
+use p2pchat::harness::{servant_args, Process, Spawn, LISTENING};
 use p2pchat::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
 
 const STEP: Duration = Duration::from_secs(20);
@@ -73,18 +73,7 @@ fn main() {
     );
     let addr = manager.listening_addr(STEP).unwrap().to_string();
     let servant = |ns: &str, ip: &str, name: &str| {
-        let args = [
-            "--connmgr",
-            &addr,
-            "--bind",
-            ip,
-            "--name",
-            name,
-            "--poll-interval",
-            "500",
-            "--config",
-            cfg,
-        ];
+        let args = [&servant_args(&addr, ip, name)[..], &["--config", cfg]].concat();
         let p = start(&net, ns, env!("CARGO_BIN_EXE_servant"), name, &args);
         p.wait_for(LISTENING, STEP).unwrap();
         p

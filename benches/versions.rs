@@ -20,21 +20,17 @@
 //! asserts nothing about timings.
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use p2pchat::churn::{procfs, report::json_number};
-use p2pchat::harness::{Process, Spawn};
+use p2pchat::harness::Spawn;
+
+mod common;
+use common::{get, median, quick, run_steps, summary, verdict, Server, Step};
 
 const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
 const CHURN: &str = env!("CARGO_BIN_EXE_churn");
 const READY: Duration = Duration::from_secs(10);
-
-/// A connmgr process, killed when dropped.
-struct Server {
-    process: Process,
-    addr: SocketAddr,
-}
 
 /// Starts connmgr at `--log-level warn`, which logs no `listening on` line: it is
 /// given a port the OS just handed out, and is ready when that port takes a
@@ -74,63 +70,26 @@ fn connmgr(extra: &[&str]) -> Server {
     Server { process, addr }
 }
 
-/// Starts churn against `m` with `args`, its JSON summary on a pipe.
-fn spawn_churn(m: &Server, args: &[&str]) -> Child {
-    Command::new(CHURN)
+/// Runs churn against `m` with `args`; returns its JSON summary.
+fn churn(m: &Server, args: &[&str]) -> String {
+    let out = Command::new(CHURN)
         .args(args)
         .args(["-t", &m.addr.to_string(), "--json", "--quiet"])
-        .args(["--server-pid", &m.process.pid().to_string()])
+        .args(["--server-pid", &m.pid().to_string()])
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("churn starts")
-}
-
-/// Waits for a churn run; returns its JSON summary, showing its summary if it
-/// counted errors.
-fn finish(child: Child, args: &[&str]) -> String {
-    let out = child.wait_with_output().expect("churn ends");
-    let json = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let errors = json_number(&json, "errors").unwrap_or(-1.0);
-    if json.is_empty() || errors != 0.0 {
-        eprintln!(
-            "churn {args:?}: exit {:?}, {errors} errors\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    json
-}
-
-fn churn(m: &Server, args: &[&str]) -> String {
-    finish(spawn_churn(m, args), args)
-}
-
-fn get(json: &str, key: &str) -> f64 {
-    json_number(json, key).unwrap_or(f64::NAN)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
+        .wait_with_output()
+        .expect("churn ends");
+    summary(&out, args)
 }
 
 /// Share of a core the server used over a run's window, in percent.
 fn core(j: &str) -> f64 {
     100.0 * get(j, "server_cpu_s") / get(j, "elapsed_s")
 }
-
-/// One step of the bench, by name.
-type Step = fn(&Plan);
 
 struct Plan {
     /// Servants polling (poll, lag).
@@ -147,8 +106,7 @@ struct Plan {
 }
 
 fn main() {
-    let quick = std::env::var_os("P2PCHAT_BENCH_QUICK").is_some_and(|v| v != "0")
-        || std::env::args().any(|a| a == "--quick");
+    let quick = quick();
     let p = if quick {
         Plan {
             servants: 300,
@@ -179,21 +137,33 @@ fn main() {
     if quick {
         println!("  (quick mode: small and short runs, figures are not meaningful)");
     }
-    let steps: [(&str, Step); 4] = [
+    let steps: [(&str, Step<Plan>); 4] = [
         ("poll", poll),
         ("lag", lag),
         ("capacity", capacity),
         ("join-leave", join_leave),
     ];
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    for (name, step) in steps {
-        if chosen.is_empty() || chosen.iter().any(|c| c == name) {
-            step(&p);
-        }
-    }
+    run_steps(&p, &steps);
+}
+
+/// Churn's flags for `n` servants polling every 2 s and nobody churning, measured
+/// for the plan's time after its warm-up, each answer allowed `timeout_ms`.
+fn polling<'a>(n: &'a str, p: &Plan, timeout_ms: &'a str) -> [&'a str; 13] {
+    [
+        "steady",
+        "--steady",
+        n,
+        "-c",
+        "0",
+        "--interval",
+        "2000",
+        "-d",
+        p.secs,
+        "--warmup",
+        p.warmup,
+        "--timeout",
+        timeout_ms,
+    ]
 }
 
 /// Steady servants asking every 2 s, version-aware and bare.
@@ -204,23 +174,7 @@ fn poll(p: &Plan) {
     // second's.
     let run = |bare: &[&str]| {
         let m = connmgr(&["--max-servants", &max]);
-        let mut args = vec![
-            "steady",
-            "--steady",
-            &n,
-            "-c",
-            "0",
-            "--interval",
-            "2000",
-            "-d",
-            p.secs,
-            "--warmup",
-            p.warmup,
-            "--timeout",
-            "30000",
-        ];
-        args.extend(bare);
-        churn(&m, &args)
+        churn(&m, &[&polling(&n, p, "30000")[..], bare].concat())
     };
     let v = run(&[]);
     let b = run(&["--bare"]);
@@ -319,8 +273,8 @@ fn capacity(p: &Plan) {
     let total = 2 * per;
     let max = (total + 50).to_string();
     let m = connmgr(&["--max-servants", &max, "--idle-timeout", "0"]);
-    let pid = m.process.pid();
-    let idle = procfs::rss_bytes(pid).unwrap_or(0) as f64;
+    let pid = m.pid();
+    let idle = m.rss() as f64;
     let n = per.to_string();
     let first = Spawn::new(CHURN)
         .args(["steady", "--steady", &n, "-c", "0", "--interval", "2000"])
@@ -339,24 +293,8 @@ fn capacity(p: &Plan) {
     first
         .wait_for("1 s]", Duration::from_secs(300))
         .unwrap_or_else(|e| panic!("{e}"));
-    let args = [
-        "steady",
-        "--steady",
-        &n,
-        "-c",
-        "0",
-        "--interval",
-        "2000",
-        "-d",
-        p.secs,
-        "--warmup",
-        p.warmup,
-        "--timeout",
-        "60000",
-        "--bind",
-        "127.6.0.1-127.6.0.100",
-    ];
-    let j = churn(&m, &args);
+    let bind = ["--bind", "127.6.0.1-127.6.0.100"];
+    let j = churn(&m, &[&polling(&n, p, "60000")[..], &bind].concat());
     let _ = first.signal(libc::SIGINT);
     let rss = get(&j, "server_rss_bytes");
     let peak = peak_rss(pid);

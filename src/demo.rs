@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::harness::{Process, Spawn, LISTENING};
+use crate::harness::{servant_args, Process, Spawn, LISTENING};
 use crate::{connmgr, servant};
 
 mod nat;
@@ -86,16 +86,7 @@ pub fn run() -> Result<(), String> {
     let mut servants = Vec::new();
     for (name, ip) in WHO {
         println!("Starting servant {name} on {ip} ...");
-        let args = [
-            "--connmgr",
-            &addr,
-            "--bind",
-            ip,
-            "--name",
-            name,
-            "--poll-interval",
-            "500",
-        ];
+        let args = servant_args(&addr, ip, name);
         servants.push(start(name, &servant, &args)?);
     }
     for s in &servants {

@@ -30,6 +30,22 @@ use std::time::{Duration, Instant};
 /// What every daemon logs once it can take connections.
 pub const LISTENING: &str = "listening on ";
 
+/// The flags a servant started by the demo or a benchmark gets: the manager at
+/// `connmgr`, the address it binds and stands for, its name, and a half-second
+/// poll so that everyone has the peer list soon.
+pub fn servant_args<'a>(connmgr: &'a str, bind: &'a str, name: &'a str) -> [&'a str; 8] {
+    [
+        "--connmgr",
+        connmgr,
+        "--bind",
+        bind,
+        "--name",
+        name,
+        "--poll-interval",
+        "500",
+    ]
+}
+
 /// Lines kept per stream unless [`Spawn::keep`] says otherwise: every line of a
 /// test's daemon, a bounded amount of a benchmark's.
 const KEEP: usize = 100_000;

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::{program, shut_down, Program, STEP};
-use crate::harness::{Process, Spawn, LISTENING};
+use crate::harness::{servant_args, Process, Spawn, LISTENING};
 use crate::netns::{Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
 
 /// How long the verdict and the relay may take.
@@ -75,16 +75,7 @@ pub fn run() -> Result<(), String> {
     ];
     let mut servants = Vec::new();
     for (name, ns, ip) in who {
-        let args = [
-            "--connmgr",
-            &addr,
-            "--bind",
-            ip,
-            "--name",
-            name,
-            "--poll-interval",
-            "500",
-        ];
+        let args = servant_args(&addr, ip, name);
         servants.push(start(&net, ns, name, &servant, &args)?);
     }
     for s in &servants {

@@ -10,11 +10,23 @@ use mio::Events;
 use super::policy::{sweep_period, ACCEPT_BUDGET};
 use super::*;
 
-/// Answers any input with `reply_len` bytes, then closes (after the flush) unless
-/// the peer closes first.
+/// Answers any input with `reply_len` bytes; then, if `hangs_up`, closes the
+/// slot itself (after the flush) unless the peer closes first, else leaves the
+/// peer's close to end the slot.
 struct Blaster {
     reply_len: usize,
+    hangs_up: bool,
     closes: usize,
+}
+
+impl Blaster {
+    fn new(reply_len: usize, hangs_up: bool) -> Blaster {
+        Blaster {
+            reply_len,
+            hangs_up,
+            closes: 0,
+        }
+    }
 }
 
 impl Handler for Blaster {
@@ -25,7 +37,9 @@ impl Handler for Blaster {
     fn data_arrival(&mut self, r: &mut Reactor<()>, i: Index, _data: &[u8]) {
         let reply: Vec<u8> = (0..self.reply_len).map(|n| (n % 251) as u8).collect();
         r.send(i, &reply);
-        r.close(i);
+        if self.hangs_up {
+            r.close(i);
+        }
     }
     fn close(&mut self, r: &mut Reactor<()>, _i: Index, _data: ()) {
         self.closes += 1;
@@ -64,11 +78,7 @@ fn expect_pattern(c: &mut StdStream, from: usize, len: usize) {
 #[test]
 fn a_reply_bigger_than_the_socket_buffer_arrives_whole_before_the_close() {
     let len = 8 * 1024 * 1024;
-    let blaster = Blaster {
-        reply_len: len,
-        closes: 0,
-    };
-    let (addr, t) = serve(Options::default(), blaster);
+    let (addr, t) = serve(Options::default(), Blaster::new(len, true));
     let mut c = StdStream::connect(addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(b"go").unwrap();
@@ -84,13 +94,7 @@ fn a_half_close_still_gets_everything_queued_before_the_slot_closes() {
     let len = 8 * 1024 * 1024;
     // A peer that half-closes right after its request, as `nc -N` does: its FIN
     // arrives with the request, while most of the reply is still queued.
-    let (addr, t) = serve(
-        Options::default(),
-        Echoless {
-            reply_len: len,
-            closes: 0,
-        },
-    );
+    let (addr, t) = serve(Options::default(), Blaster::new(len, false));
     let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     c.set_recv_buffer_size(16 * 1024).unwrap();
     c.connect(&addr.into()).unwrap();
@@ -102,38 +106,13 @@ fn a_half_close_still_gets_everything_queued_before_the_slot_closes() {
     assert_eq!(t.join().unwrap().closes, 1);
 }
 
-/// Like [`Blaster`], but never closes: only the peer's close ends the slot.
-struct Echoless {
-    reply_len: usize,
-    closes: usize,
-}
-
-impl Handler for Echoless {
-    type Data = ();
-    fn connection_request(&mut self, r: &mut Reactor<()>, _l: Index, req: Request) {
-        r.accept(req, ()).unwrap();
-    }
-    fn data_arrival(&mut self, r: &mut Reactor<()>, i: Index, _data: &[u8]) {
-        let reply: Vec<u8> = (0..self.reply_len).map(|n| (n % 251) as u8).collect();
-        r.send(i, &reply);
-    }
-    fn close(&mut self, r: &mut Reactor<()>, _i: Index, _data: ()) {
-        self.closes += 1;
-        r.stop();
-    }
-}
-
 #[test]
 fn a_client_that_never_reads_is_dropped_at_the_backlog_limit() {
     let options = Options {
         max_backlog: 64 * 1024,
         ..Options::default()
     };
-    let blaster = Blaster {
-        reply_len: 16 * 1024 * 1024,
-        closes: 0,
-    };
-    let (addr, t) = serve(options, blaster);
+    let (addr, t) = serve(options, Blaster::new(16 * 1024 * 1024, true));
     let mut c = StdStream::connect(addr).unwrap();
     c.write_all(b"go").unwrap();
     // The server gives up on us without our reading a byte, and its loop goes on.
