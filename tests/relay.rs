@@ -540,22 +540,40 @@ fn the_nat_demo_shows_a_relayed_servant_chatting() {
     assert!(text.ends_with("Done.\n"), "{text}");
 }
 
+/// A manager on loopback that acts on a single complaint, relays for anyone
+/// and gives a dial-back 2 s, with `extra` flags.
+fn loopback_manager(extra: &[&str]) -> (common::Daemon, SocketAddr) {
+    let flags = ["--relay-threshold", "1", "--relay-share", "0"];
+    let dial = ["--relay-dial-timeout", "2000"];
+    common::connmgr(&[&flags[..], &dial, extra].concat())
+}
+
+/// A raw client that asks once and never listens on its port: the one to be
+/// marked. Returns it and that port (it is offset 1).
+fn first_client(addr: SocketAddr) -> (TcpStream, u16) {
+    let mut a = common::client(addr);
+    a.write_all(b"needs peer list\n").unwrap();
+    let port = common::entries(&common::read_doc(&mut a))[0].0;
+    (a, port)
+}
+
+/// Reads documents from `s` until one names a relay (or `none`), and returns it.
+fn first_doc_with_a_relay(s: &mut TcpStream) -> String {
+    loop {
+        let doc = common::read_doc(s);
+        if doc.contains("<relay>") {
+            return doc;
+        }
+    }
+}
+
 /// No namespaces needed: on loopback a raw client that does not listen on its port
 /// is marked, and one that does is checked and named as its relay; the document
 /// is the article's until then.
 #[test]
 fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
-    let (manager, addr) = common::connmgr(&[
-        "--relay-threshold",
-        "1",
-        "--relay-share",
-        "0",
-        "--relay-dial-timeout",
-        "2000",
-    ]);
-    let mut a = common::client(addr);
-    a.write_all(b"needs peer list\n").unwrap();
-    let a_port = common::entries(&common::read_doc(&mut a))[0].0;
+    let (manager, addr) = loopback_manager(&[]);
+    let (_a, a_port) = first_client(addr);
     let mut b = common::client(addr);
     b.write_all(b"can relay\nneeds peer list\n").unwrap();
     let doc = common::read_doc(&mut b);
@@ -568,12 +586,7 @@ fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
     let _listening = std::net::TcpListener::bind(("127.0.0.1", b_port)).unwrap();
     b.write_all(format!("cannot reach 127.0.0.1:{a_port}\n").as_bytes())
         .unwrap();
-    let relayed = loop {
-        let doc = common::read_doc(&mut b);
-        if doc.contains("<relay>") {
-            break doc;
-        }
-    };
+    let relayed = first_doc_with_a_relay(&mut b);
     let want = format!(
         "<port>{a_port}</port><offset>1</offset><me>FALSE</me><relay><ip>127.0.0.1</ip><port>{b_port}</port></relay></peer>"
     );
@@ -639,20 +652,9 @@ fn on_loopback_old_complaints_age_out_so_a_long_lived_servant_is_still_heard() {
 
 #[test]
 fn on_loopback_a_client_that_never_offered_to_relay_is_never_chosen() {
-    let (manager, addr) = common::connmgr(&[
-        "--relay-threshold",
-        "1",
-        "--relay-share",
-        "0",
-        "--relay-dial-timeout",
-        "2000",
-        // Its own ports: the other loopback test binds its b's port in parallel.
-        "--first-port",
-        "31224",
-    ]);
-    let mut a = common::client(addr);
-    a.write_all(b"needs peer list\n").unwrap();
-    let a_port = common::entries(&common::read_doc(&mut a))[0].0;
+    // Its own ports: the other loopback test binds its b's port in parallel.
+    let (manager, addr) = loopback_manager(&["--first-port", "31224"]);
+    let (_a, a_port) = first_client(addr);
     // b is a VB-style client: reachable, asking, complaining, but it never said
     // `can relay`, so it would show a `pull` line as chat and forward nothing.
     let mut b = common::client(addr);
@@ -662,12 +664,7 @@ fn on_loopback_a_client_that_never_offered_to_relay_is_never_chosen() {
     b.write_all(format!("cannot reach 127.0.0.1:{a_port}\n").as_bytes())
         .unwrap();
     manager.wait_for("verdict: offset 1");
-    let told = loop {
-        let doc = common::read_doc(&mut b);
-        if doc.contains("<relay>") {
-            break doc;
-        }
-    };
+    let told = first_doc_with_a_relay(&mut b);
     assert!(
         told.contains(&format!(
             "<port>{a_port}</port><offset>1</offset><me>FALSE</me><relay>none</relay>"
