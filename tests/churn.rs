@@ -33,11 +33,33 @@ fn run(args: &[&str]) -> (i32, String, String) {
     (status.code().unwrap_or(-1), stdout, stderr)
 }
 
+/// Runs churn with `args`, which must succeed; returns its stdout and stderr.
+fn run_ok(args: &[&str]) -> (String, String) {
+    let (code, out, err) = run(args);
+    assert_eq!(code, 0, "{err}");
+    (out, err)
+}
+
 /// Runs churn with `args` plus `--json`; returns its exit code, JSON line and stderr.
 fn churn(args: &[&str]) -> (i32, String, String) {
-    let mut all = args.to_vec();
-    all.push("--json");
-    run(&all)
+    run(&[args, &["--json"]].concat())
+}
+
+/// Runs churn with `args` plus `--json`, which must succeed; returns its JSON
+/// line and stderr.
+fn churn_ok(args: &[&str]) -> (String, String) {
+    run_ok(&[args, &["--json"]].concat())
+}
+
+/// Arguments written as one command line: split at spaces, so only for words
+/// that hold none (a path or an HTTP request line is passed on its own).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// A JSON summary parsed, or the test fails showing it.
+fn summary(json: &str) -> Value {
+    Value::parse(json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
 /// A file in the temp directory for this test, removed when dropped.
@@ -97,8 +119,22 @@ impl Tiny {
         }
     }
 
+    /// A server that answers every line with `ok` at once.
+    fn ok() -> Tiny {
+        Tiny::start(b"\n", b"ok\n", Duration::ZERO, false)
+    }
+
     fn target(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// The command line of a `join-leave` run against this server that sends
+    /// `x` and expects `ok` (as [`Tiny::ok`] answers), then `flags`.
+    fn join_leave(&self, flags: &str) -> String {
+        format!(
+            "join-leave -t {} --request x\\n --expect ok\\n {flags}",
+            self.addr
+        )
     }
 }
 
@@ -161,6 +197,13 @@ fn wait_count(m: &Daemon, pattern: &str, n: usize) {
     }
 }
 
+/// Waits until the manager has logged a leave for each of `connections`, and
+/// checks that it logged as many joins, no more.
+fn joined_and_left(m: &Daemon, connections: u64) {
+    wait_count(m, "left:", connections as usize);
+    assert_eq!(m.count("joined:"), connections as usize);
+}
+
 /// What a process is doing, for a failure message: its state, the kernel function
 /// it sleeps in (`pipe_write` would mean its log pipe was full), and how many
 /// sockets it holds. A stuck manager and a slow one read differently.
@@ -178,20 +221,8 @@ fn process_state(pid: u32) -> String {
 #[test]
 fn join_leave_cycles_match_the_managers_joins_and_leaves() {
     let (m, addr) = connmgr(&[]);
-    let target = addr.to_string();
-    let (code, json, err) = churn(&[
-        "join-leave",
-        "-t",
-        &target,
-        "-c",
-        "8",
-        "-n",
-        "300",
-        "-d",
-        "10",
-        "--verify",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let line = format!("join-leave -t {addr} -c 8 -n 300 -d 10 --verify");
+    let (json, err) = churn_ok(&words(&line));
     assert_eq!(num(&json, "ops"), 300, "{json}");
     assert_eq!(num(&json, "latency_count"), 300);
     assert_eq!(num(&json, "errors"), 0);
@@ -201,8 +232,7 @@ fn join_leave_cycles_match_the_managers_joins_and_leaves() {
     assert!(connections >= 300);
     // --verify: every document parsed and named the asker exactly once.
     assert!(num(&json, "peers_min") >= 1, "{json}");
-    wait_count(&m, "left:", connections as usize);
-    assert_eq!(m.count("joined:"), connections as usize);
+    joined_and_left(&m, connections);
     assert!(
         err.contains("====== join-leave ======"),
         "the human summary goes to stderr with --json"
@@ -212,23 +242,8 @@ fn join_leave_cycles_match_the_managers_joins_and_leaves() {
 #[test]
 fn steady_servants_are_measured_apart_from_churners() {
     let (m, addr) = connmgr(&["--push-interval", "0"]);
-    let target = addr.to_string();
-    let args = [
-        "steady",
-        "-t",
-        &target,
-        "--steady",
-        "20",
-        "-c",
-        "4",
-        "--interval",
-        "50",
-        "-d",
-        "1",
-        "--verify",
-    ];
-    let (code, json, err) = churn(&args);
-    assert_eq!(code, 0, "{err}");
+    let line = format!("steady -t {addr} --steady 20 -c 4 --interval 50 -d 1 --verify");
+    let (json, _) = churn_ok(&words(&line));
     assert_eq!(num(&json, "steady"), 20);
     // 20 servants asking every 50 ms for 1 s: about 400 answers.
     let answers = num(&json, "steady_answers");
@@ -243,29 +258,14 @@ fn steady_servants_are_measured_apart_from_churners() {
     );
     let connections = num(&json, "connections");
     assert_eq!(connections, num(&json, "cycles_total") + 20);
-    wait_count(&m, "left:", connections as usize);
-    assert_eq!(m.count("joined:"), connections as usize);
+    joined_and_left(&m, connections);
 }
 
 #[test]
 fn pushed_documents_are_counted_as_pushes_not_answers() {
     let (_m, addr) = connmgr(&["--push-interval", "20"]);
-    let target = addr.to_string();
-    let args = [
-        "steady",
-        "-t",
-        &target,
-        "--steady",
-        "10",
-        "-c",
-        "2",
-        "--interval",
-        "100",
-        "-d",
-        "0.5",
-    ];
-    let (code, json, err) = churn(&args);
-    assert_eq!(code, 0, "{err}");
+    let line = format!("steady -t {addr} --steady 10 -c 2 --interval 100 -d 0.5");
+    let (json, err) = churn_ok(&words(&line));
     assert!(
         num(&json, "pushes") > 0,
         "churners joining make pushes: {json}"
@@ -283,20 +283,8 @@ fn pushed_documents_are_counted_as_pushes_not_answers() {
 #[test]
 fn steady_churns_nothing_unless_asked() {
     let (_m, addr) = connmgr(&["--push-interval", "0"]);
-    let target = addr.to_string();
-    let args = [
-        "steady",
-        "-t",
-        &target,
-        "--steady",
-        "5",
-        "--interval",
-        "50",
-        "-d",
-        "0.3",
-    ];
-    let (code, json, err) = churn(&args);
-    assert_eq!(code, 0, "{err}");
+    let line = format!("steady -t {addr} --steady 5 --interval 50 -d 0.3");
+    let (json, err) = churn_ok(&words(&line));
     assert_eq!(num(&json, "concurrency"), 0, "{json}");
     assert!(
         json_number(&json, "ops").is_none(),
@@ -309,11 +297,8 @@ fn steady_churns_nothing_unless_asked() {
 #[test]
 fn fanout_from_churn_itself_reaches_every_listener() {
     let (m, addr) = connmgr(&["--first-port", &first_port(0)]);
-    let target = addr.to_string();
-    let (code, json, err) = churn(&[
-        "fanout", "-t", &target, "-c", "10", "-n", "30", "--sender", "self",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let line = format!("fanout -t {addr} -c 10 -n 30 --sender self");
+    let (json, _) = churn_ok(&words(&line));
     assert_eq!(num(&json, "ops"), 30, "{json}");
     assert_eq!(num(&json, "listeners"), 10);
     assert_eq!(num(&json, "concurrency"), 10, "-c as given: {json}");
@@ -327,23 +312,9 @@ fn fanout_from_churn_itself_reaches_every_listener() {
 #[test]
 fn fanout_through_a_real_servant() {
     let (m, addr) = connmgr(&["--first-port", &first_port(1)]);
-    let target = addr.to_string();
-    let servant = bin("servant");
-    let args = [
-        "fanout",
-        "-t",
-        &target,
-        "-c",
-        "10",
-        "-n",
-        "20",
-        "--sender",
-        "servant",
-        "--servant",
-        &servant,
-    ];
-    let (code, json, err) = churn(&args);
-    assert_eq!(code, 0, "{err}");
+    let line = format!("fanout -t {addr} -c 10 -n 20 --sender servant");
+    let servant = bin("servant"); // a path: a word of its own
+    let (json, _) = churn_ok(&[&words(&line)[..], &["--servant", &servant]].concat());
     assert_eq!(num(&json, "ops"), 20, "{json}");
     assert_eq!(num(&json, "errors"), 0);
     // Ten virtual servants and the real one.
@@ -364,7 +335,7 @@ fn refusals_are_counted_and_change_the_exit_status() {
     );
     assert!(num(&json, "ops") > 0, "two at a time still cycle: {json}");
     // The summary keeps the first message of each kind, and says what ran.
-    let v = Value::parse(&json).unwrap();
+    let v = summary(&json);
     let first = v.get("first_errors").unwrap().get("refused_full").unwrap();
     assert!(first
         .str()
@@ -382,19 +353,8 @@ fn refusals_are_counted_and_change_the_exit_status() {
         .iter()
         .filter_map(Value::str)
         .collect();
-    assert_eq!(
-        args,
-        [
-            "join-leave",
-            "-t",
-            &target,
-            "-c",
-            "6",
-            "-d",
-            "0.3",
-            "--json"
-        ]
-    );
+    let given = format!("join-leave -t {target} -c 6 -d 0.3 --json");
+    assert_eq!(args, words(&given));
     assert!(
         v.get("start").unwrap().str().unwrap().ends_with('Z'),
         "{json}"
@@ -409,9 +369,7 @@ fn a_flood_at_a_full_manager_counts_refusals_not_errors() {
     let (m, addr) = connmgr(&["--max-servants", "2"]);
     let _held = [client(addr), client(addr)];
     wait_count(&m, "joined:", 2);
-    let target = addr.to_string();
-    let (code, json, err) = churn(&["flood", "-t", &target, "-c", "40", "-n", "500"]);
-    assert_eq!(code, 0, "{err}");
+    let (json, err) = churn_ok(&words(&format!("flood -t {addr} -c 40 -n 500")));
     assert_eq!(num(&json, "ops"), 500, "{json}");
     assert_eq!(num(&json, "errors"), 0, "{json}");
     assert_eq!(num(&json, "documents"), 0, "{json}");
@@ -429,19 +387,8 @@ fn a_flood_at_a_full_manager_counts_refusals_not_errors() {
 #[test]
 fn a_flood_at_a_manager_with_room_says_so() {
     let (_m, addr) = connmgr(&["--max-servants", "100"]);
-    let target = addr.to_string();
-    let args = [
-        "flood",
-        "-t",
-        &target,
-        "-c",
-        "3",
-        "-d",
-        "0.2",
-        "--timeout",
-        "100",
-    ];
-    let (code, json, err) = churn(&args);
+    let line = format!("flood -t {addr} -c 3 -d 0.2 --timeout 100");
+    let (code, json, err) = churn(&words(&line));
     assert_eq!(code, 3, "{err}");
     assert!(num(&json, "error_timeout") >= 3, "{json}");
     assert!(err.contains("the manager has room"), "{err}");
@@ -471,9 +418,8 @@ fn baseline_server_answers_the_bytes_it_is_told() {
         env!("CARGO_BIN_EXE_churn"),
         &["baseline-server", "--reply-bytes", "5000"],
     );
-    let addr = b.listening_addr().to_string();
-    let (code, json, err) = churn(&["join-leave", "-t", &addr, "-c", "4", "-n", "200"]);
-    assert_eq!(code, 0, "{err}");
+    let addr = b.listening_addr();
+    let (json, _) = churn_ok(&words(&format!("join-leave -t {addr} -c 4 -n 200")));
     assert_eq!(num(&json, "ops"), 200);
     assert_eq!(num(&json, "doc_bytes_mean"), 5000, "{json}");
 }
@@ -518,15 +464,7 @@ fn bad_options_name_the_flag() {
 #[test]
 fn a_target_without_a_port_gets_the_managers() {
     // Whether or not something listens on 127.0.0.1:85, the port was 85.
-    let (code, json, err) = churn(&[
-        "join-leave",
-        "-t",
-        "127.0.0.1",
-        "-n",
-        "1",
-        "--timeout",
-        "300",
-    ]);
+    let (code, json, err) = churn(&words("join-leave -t 127.0.0.1 -n 1 --timeout 300"));
     if code == 1 {
         assert!(err.contains("127.0.0.1:85"), "{err}");
     } else {
@@ -537,17 +475,14 @@ fn a_target_without_a_port_gets_the_managers() {
 #[test]
 fn any_server_with_request_and_expect() {
     let redis_like = Tiny::start(b"\n", b"+PONG\r\n", Duration::ZERO, false);
-    let target = redis_like.target();
-    let ping = [
-        "-t",
-        &target,
-        "--request",
-        "PING\\r\\n",
-        "--expect",
-        "+PONG\\r\\n",
-    ];
-    let (code, json, err) = churn(&[&["join-leave", "-c", "4", "-n", "200"][..], &ping].concat());
-    assert_eq!(code, 0, "{err}");
+    let ping = |flags: &str| {
+        let line = format!(
+            "join-leave {flags} -t {} --request PING\\r\\n --expect +PONG\\r\\n",
+            redis_like.addr
+        );
+        churn_ok(&words(&line))
+    };
+    let (json, err) = ping("-c 4 -n 200");
     assert_eq!(num(&json, "ops"), 200, "{json}");
     assert_eq!(num(&json, "errors"), 0, "{json}");
     assert_eq!(num(&json, "answer_bytes_mean"), 7, "{json}");
@@ -571,14 +506,7 @@ fn any_server_with_request_and_expect() {
     );
 
     // Kept connections: many requests, two connections.
-    let (code, json, err) = churn(
-        &[
-            &["join-leave", "-c", "2", "-n", "300", "--keep-alive"][..],
-            &ping,
-        ]
-        .concat(),
-    );
-    assert_eq!(code, 0, "{err}");
+    let (json, err) = ping("-c 2 -n 300 --keep-alive");
     assert_eq!(num(&json, "ops"), 300, "{json}");
     assert_eq!(num(&json, "connections"), 2, "{json}");
     assert!(err.contains("requests on kept connections"), "{err}");
@@ -594,7 +522,7 @@ fn without_expect_an_answer_ends_when_the_server_closes() {
     );
     let target = http_like.target();
     let get = "GET / HTTP/1.0\\r\\n\\r\\n";
-    let (code, json, err) = churn(&[
+    let (json, _) = churn_ok(&[
         "join-leave",
         "-t",
         &target,
@@ -605,7 +533,6 @@ fn without_expect_an_answer_ends_when_the_server_closes() {
         "-n",
         "100",
     ]);
-    assert_eq!(code, 0, "{err}");
     assert_eq!(num(&json, "ops"), 100, "{json}");
     assert_eq!(num(&json, "answer_bytes_mean"), 21, "{json}");
     assert!(json.contains(r#""expect":null"#), "{json}");
@@ -614,21 +541,11 @@ fn without_expect_an_answer_ends_when_the_server_closes() {
 #[test]
 fn a_wrong_answer_is_an_error_quoted_safely() {
     let wrong = Tiny::start(b"\n", b"-ERR \x1b[2J\r\n", Duration::ZERO, true);
-    let target = wrong.target();
-    let args = [
-        "join-leave",
-        "-t",
-        &target,
-        "--request",
-        "PING\\r\\n",
-        "--expect",
-        "+PONG\\r\\n",
-        "-c",
-        "2",
-        "-d",
-        "0.3",
-    ];
-    let (code, json, err) = churn(&args);
+    let line = format!(
+        "join-leave -t {} --request PING\\r\\n --expect +PONG\\r\\n -c 2 -d 0.3",
+        wrong.addr
+    );
+    let (code, json, err) = churn(&words(&line));
     assert_eq!(code, 3, "{err}");
     assert!(num(&json, "error_closed_early") > 0, "{json}");
     assert_eq!(num(&json, "ops"), 0, "{json}");
@@ -642,25 +559,9 @@ fn a_wrong_answer_is_an_error_quoted_safely() {
 
 #[test]
 fn connections_come_from_each_source_address_in_turn() {
-    let tiny = Tiny::start(b"\n", b"ok\n", Duration::ZERO, false);
-    let target = tiny.target();
-    let args = [
-        "join-leave",
-        "-t",
-        &target,
-        "--request",
-        "hi\\n",
-        "--expect",
-        "ok\\n",
-        "--bind",
-        "127.0.0.2-127.0.0.4",
-        "-c",
-        "3",
-        "-n",
-        "90",
-    ];
-    let (code, json, err) = churn(&args);
-    assert_eq!(code, 0, "{err}");
+    let tiny = Tiny::ok();
+    let line = tiny.join_leave("--bind 127.0.0.2-127.0.0.4 -c 3 -n 90");
+    let (json, _) = churn_ok(&words(&line));
     let connections = num(&json, "connections") as usize;
     let seen = tiny.clients.lock().unwrap().clone();
     assert_eq!(seen.len(), connections, "{json}");
@@ -681,24 +582,7 @@ fn an_open_loop_times_from_the_intended_start() {
     // second are due: start k waits for the k before it, and the open loop
     // counts that wait, which a closed loop would never see.
     let slow = Tiny::start(b"\n", b"ok\n", Duration::from_millis(40), false);
-    let target = slow.target();
-    let args = [
-        "join-leave",
-        "-t",
-        &target,
-        "--request",
-        "x\\n",
-        "--expect",
-        "ok\\n",
-        "--rate",
-        "50",
-        "-c",
-        "1",
-        "-d",
-        "1",
-    ];
-    let (code, json, err) = churn(&args);
-    assert_eq!(code, 0, "{err}");
+    let (json, err) = churn_ok(&words(&slow.join_leave("--rate 50 -c 1 -d 1")));
     // Every start due in the 1 s window is made and counted, late or not.
     let ops = num(&json, "ops");
     assert!((49..=52).contains(&ops), "{json}");
@@ -719,23 +603,8 @@ fn an_open_loop_times_from_the_intended_start() {
 
 #[test]
 fn a_line_per_second_when_stderr_is_not_a_terminal() {
-    let tiny = Tiny::start(b"\n", b"ok\n", Duration::ZERO, false);
-    let target = tiny.target();
-    let base = [
-        "join-leave",
-        "-t",
-        &target,
-        "--request",
-        "x\\n",
-        "--expect",
-        "ok\\n",
-        "-c",
-        "2",
-        "-d",
-        "2.5",
-    ];
-    let (code, json, err) = churn(&base);
-    assert_eq!(code, 0, "{err}");
+    let tiny = Tiny::ok();
+    let (json, err) = churn_ok(&words(&tiny.join_leave("-c 2 -d 2.5")));
     let lines: Vec<&str> = err
         .lines()
         .filter(|l| l.starts_with("join-leave ["))
@@ -745,7 +614,7 @@ fn a_line_per_second_when_stderr_is_not_a_terminal() {
         lines[0].contains("cycles/s") && lines[0].contains("p99"),
         "{err}"
     );
-    let v = Value::parse(&json).unwrap();
+    let v = summary(&json);
     let series = v.get("series").unwrap().arr().unwrap();
     assert_eq!(
         series.len(),
@@ -756,27 +625,15 @@ fn a_line_per_second_when_stderr_is_not_a_terminal() {
         series[0].get("ops_per_s").unwrap().num().unwrap() > 0.0,
         "{json}"
     );
-    let (_, _, quiet) = churn(&[&base[..8], &["-n", "10", "--quiet"]].concat());
+    // Long enough for a line a second, were it not --quiet.
+    let (_, quiet) = churn_ok(&words(&tiny.join_leave("-c 2 -d 1.1 --quiet")));
     assert!(!quiet.contains("join-leave ["), "{quiet}");
 }
 
 #[test]
 fn csv_hdr_and_svg_outputs() {
-    let tiny = Tiny::start(b"\n", b"ok\n", Duration::ZERO, false);
-    let target = tiny.target();
-    let base = [
-        "join-leave",
-        "-t",
-        &target,
-        "--request",
-        "x\\n",
-        "--expect",
-        "ok\\n",
-        "-c",
-        "2",
-    ];
-    let (code, csv, err) = run(&[&base[..], &["-n", "300", "--csv"]].concat());
-    assert_eq!(code, 0, "{err}");
+    let tiny = Tiny::ok();
+    let (csv, err) = run_ok(&words(&tiny.join_leave("-c 2 -n 300 --csv")));
     let mut rows = csv.lines();
     assert_eq!(
         rows.next(),
@@ -802,21 +659,11 @@ fn csv_hdr_and_svg_outputs() {
     );
 
     let (hdr, svg) = (TempFile::new("run.hdr"), TempFile::new("run.svg"));
-    let args = [
-        &base[..],
-        &["-d", "1.5", "--hdr", hdr.path(), "--svg", svg.path()],
-    ]
-    .concat();
-    let (code, json, err) = churn(&args);
-    assert_eq!(code, 0, "{err}");
+    let line = tiny.join_leave("-c 2 -d 1.5");
+    let files = ["--hdr", hdr.path(), "--svg", svg.path()]; // paths: words of their own
+    let (json, _) = churn_ok(&[&words(&line)[..], &files].concat());
     check_hdr(&hdr.read(), num(&json, "ops"));
-    let series = Value::parse(&json)
-        .unwrap()
-        .get("series")
-        .unwrap()
-        .arr()
-        .unwrap()
-        .len();
+    let series = summary(&json).get("series").unwrap().arr().unwrap().len();
     check_svg(&svg.read(), series);
 }
 
@@ -896,27 +743,13 @@ fn check_svg(text: &str, seconds: usize) {
 
 #[test]
 fn compare_puts_two_runs_side_by_side() {
-    let tiny = Tiny::start(b"\n", b"ok\n", Duration::ZERO, false);
-    let target = tiny.target();
-    let base = [
-        "join-leave",
-        "-t",
-        &target,
-        "--request",
-        "x\\n",
-        "--expect",
-        "ok\\n",
-        "-n",
-        "200",
-    ];
+    let tiny = Tiny::ok();
     let (a, b) = (TempFile::new("a.json"), TempFile::new("b.json"));
     for (file, c) in [(&a, "1"), (&b, "4")] {
-        let (code, json, err) = churn(&[&base[..], &["-c", c]].concat());
-        assert_eq!(code, 0, "{err}");
+        let (json, _) = churn_ok(&words(&tiny.join_leave(&format!("-n 200 -c {c}"))));
         std::fs::write(&file.0, json).unwrap();
     }
-    let (code, out, err) = run(&["compare", a.path(), b.path()]);
-    assert_eq!(code, 0, "{err}");
+    let (out, _) = run_ok(&["compare", a.path(), b.path()]);
     let row = |label: &str| {
         out.lines()
             .find(|l| l.starts_with(label))
@@ -940,20 +773,8 @@ fn compare_puts_two_runs_side_by_side() {
 
 #[test]
 fn the_human_summary_ends_its_last_line() {
-    let tiny = Tiny::start(b"\n", b"ok\n", Duration::ZERO, false);
-    let target = tiny.target();
-    let (code, out, err) = run(&[
-        "join-leave",
-        "-t",
-        &target,
-        "--request",
-        "x\\n",
-        "--expect",
-        "ok\\n",
-        "-n",
-        "5",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let tiny = Tiny::ok();
+    let (out, _) = run_ok(&words(&tiny.join_leave("-n 5")));
     assert!(
         out.starts_with("====== join-leave") && out.ends_with("errors: none\n"),
         "{out:?}"

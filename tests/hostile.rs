@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{bin, client, connect_from, connmgr, named_servant, read_doc, Daemon, DEADLINE};
+use common::{
+    bin, client, connect_from, connmgr, named_servant, raise_fd_limit, read_doc, Daemon, DEADLINE,
+};
 use p2pchat::harness::Spawn;
 
 /// A config file with `body` inside `<config>`, named for the test.
@@ -43,20 +45,6 @@ fn free_port(ip: &str) -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Lets this process open as many descriptors as the hard limit allows.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
 }
 
 /// Resident memory of process `pid`, in bytes.

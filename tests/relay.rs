@@ -91,6 +91,31 @@ impl World {
         self.servant(true, HOME_IPS[k], name)
     }
 
+    /// pat and quinn on the public segment and nora at home, once each lists
+    /// all three; returns their indices in that order.
+    fn pat_quinn_and_nora(&mut self) -> (usize, usize, usize) {
+        let (p1, p2) = (self.public(0, "pat"), self.public(1, "quinn"));
+        let n = self.home(0, "nora");
+        for &k in &[p1, p2, n] {
+            self.wait(k, "peers: 3 (", DEADLINE);
+        }
+        (p1, p2, n)
+    }
+
+    /// Servant `k`, behind the router, types a line: sending it fails, so it asks
+    /// to be checked. Returns the address of the relay it then pulls from.
+    fn type_until_relayed(&mut self, k: usize) -> String {
+        self.servants[k].type_line("hello?").unwrap();
+        self.relayed(k, VERDICT)
+    }
+
+    /// The index of the servant at `relay`, once it says it relays.
+    fn relaying(&self, relay: &str) -> usize {
+        let r = self.by_addr(relay);
+        self.wait(r, "relaying for", DEADLINE);
+        r
+    }
+
     /// Waits until servant `k` logs `pattern`, for up to `within`.
     /// Servant `k`'s first log line with `pattern`, waiting up to `within` for it.
     /// Lines already passed by other waits count too.
@@ -207,11 +232,7 @@ fn complaints_get_a_natted_servant_relayed_and_every_line_arrives_once_everywher
     let Some(mut w) = World::new("lines", &[]) else {
         return;
     };
-    let (p1, p2) = (w.public(0, "pat"), w.public(1, "quinn"));
-    let n = w.home(0, "nora");
-    for &k in &[p1, p2, n] {
-        w.wait(k, "peers: 3 (", DEADLINE);
-    }
+    let (p1, p2, n) = w.pat_quinn_and_nora();
     // The public servants' lines cannot reach nora; each complains, twice.
     for round in 0..2 {
         for k in [p1, p2] {
@@ -237,7 +258,7 @@ fn complaints_get_a_natted_servant_relayed_and_every_line_arrives_once_everywher
         relay.starts_with("203.0.113.1"),
         "a public servant relays: {relay}"
     );
-    w.wait(w.by_addr(&relay), "relaying for", DEADLINE);
+    w.relaying(&relay);
     for &k in &[p1, p2] {
         for _ in 0..4 {
             w.servants[k]
@@ -331,7 +352,7 @@ fn two_natted_servants_get_two_relays_when_each_relays_for_one() {
     let (r1, r2) = (w.relayed(n1, VERDICT), w.relayed(n2, VERDICT));
     assert_ne!(r1, r2, "one puller per relay");
     for r in [&r1, &r2] {
-        w.wait(w.by_addr(r), "relaying for", DEADLINE);
+        w.relaying(r);
     }
     w.manager_logged("it cannot reach itself", 2, DEADLINE);
     for &k in &[p1, p2] {
@@ -352,16 +373,10 @@ fn when_the_relay_dies_another_takes_over_and_lines_flow_again() {
     let Some(mut w) = World::new("failover", &[]) else {
         return;
     };
-    let (p1, p2) = (w.public(0, "pat"), w.public(1, "quinn"));
-    let n = w.home(0, "nora");
-    for &k in &[p1, p2, n] {
-        w.wait(k, "peers: 3 (", DEADLINE);
-    }
-    w.servants[n].type_line("hello?").unwrap();
-    let first = w.relayed(n, VERDICT);
-    let dead = w.by_addr(&first);
+    let (p1, p2, n) = w.pat_quinn_and_nora();
+    let first = w.type_until_relayed(n);
+    let dead = w.relaying(&first);
     let alive = if dead == p1 { p2 } else { p1 };
-    w.wait(dead, "relaying for", DEADLINE);
     // The spare: both public servants checked before the relay goes.
     w.manager_logged("): Vet", 2, DEADLINE);
     w.servants[dead].signal(libc::SIGKILL).unwrap();
@@ -419,8 +434,7 @@ fn a_relayed_servant_whose_router_opens_its_port_is_released() {
         mine.trim().trim_end_matches('*').parse().unwrap()
     };
     w.wait(p, "peers: 2 (", DEADLINE);
-    w.servants[n].type_line("hello?").unwrap();
-    w.relayed(n, VERDICT);
+    w.type_until_relayed(n);
     w.net.forward_port(port, HOME_IPS[0]).unwrap();
     w.wait_manager("answers dial-backs again: no longer relayed", VERDICT);
     w.wait(n, "no longer relayed", DEADLINE);
@@ -432,15 +446,9 @@ fn a_line_typed_while_the_pull_link_is_down_reaches_the_relay_once_it_is_back() 
     let Some(mut w) = World::new("held", &[]) else {
         return;
     };
-    let (p1, p2) = (w.public(0, "pat"), w.public(1, "quinn"));
-    let n = w.home(0, "nora");
-    for &k in &[p1, p2, n] {
-        w.wait(k, "peers: 3 (", DEADLINE);
-    }
-    w.servants[n].type_line("hello?").unwrap();
-    let relay = w.relayed(n, VERDICT);
-    let r = w.by_addr(&relay);
-    w.wait(r, "relaying for", DEADLINE);
+    let (p1, p2, n) = w.pat_quinn_and_nora();
+    let relay = w.type_until_relayed(n);
+    let r = w.relaying(&relay);
     for k in [p1, p2, n] {
         drain(&w.servants[k]);
     }
@@ -532,22 +540,40 @@ fn the_nat_demo_shows_a_relayed_servant_chatting() {
     assert!(text.ends_with("Done.\n"), "{text}");
 }
 
+/// A manager on loopback that acts on a single complaint, relays for anyone
+/// and gives a dial-back 2 s, with `extra` flags.
+fn loopback_manager(extra: &[&str]) -> (common::Daemon, SocketAddr) {
+    let flags = ["--relay-threshold", "1", "--relay-share", "0"];
+    let dial = ["--relay-dial-timeout", "2000"];
+    common::connmgr(&[&flags[..], &dial, extra].concat())
+}
+
+/// A raw client that asks once and never listens on its port: the one to be
+/// marked. Returns it and that port (it is offset 1).
+fn first_client(addr: SocketAddr) -> (TcpStream, u16) {
+    let mut a = common::client(addr);
+    a.write_all(b"needs peer list\n").unwrap();
+    let port = common::entries(&common::read_doc(&mut a))[0].0;
+    (a, port)
+}
+
+/// Reads documents from `s` until one names a relay (or `none`), and returns it.
+fn first_doc_with_a_relay(s: &mut TcpStream) -> String {
+    loop {
+        let doc = common::read_doc(s);
+        if doc.contains("<relay>") {
+            return doc;
+        }
+    }
+}
+
 /// No namespaces needed: on loopback a raw client that does not listen on its port
 /// is marked, and one that does is checked and named as its relay; the document
 /// is the article's until then.
 #[test]
 fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
-    let (manager, addr) = common::connmgr(&[
-        "--relay-threshold",
-        "1",
-        "--relay-share",
-        "0",
-        "--relay-dial-timeout",
-        "2000",
-    ]);
-    let mut a = common::client(addr);
-    a.write_all(b"needs peer list\n").unwrap();
-    let a_port = common::entries(&common::read_doc(&mut a))[0].0;
+    let (manager, addr) = loopback_manager(&[]);
+    let (_a, a_port) = first_client(addr);
     let mut b = common::client(addr);
     b.write_all(b"can relay\nneeds peer list\n").unwrap();
     let doc = common::read_doc(&mut b);
@@ -560,12 +586,7 @@ fn on_loopback_a_client_that_does_not_answer_is_given_one_that_does() {
     let _listening = std::net::TcpListener::bind(("127.0.0.1", b_port)).unwrap();
     b.write_all(format!("cannot reach 127.0.0.1:{a_port}\n").as_bytes())
         .unwrap();
-    let relayed = loop {
-        let doc = common::read_doc(&mut b);
-        if doc.contains("<relay>") {
-            break doc;
-        }
-    };
+    let relayed = first_doc_with_a_relay(&mut b);
     let want = format!(
         "<port>{a_port}</port><offset>1</offset><me>FALSE</me><relay><ip>127.0.0.1</ip><port>{b_port}</port></relay></peer>"
     );
@@ -631,20 +652,9 @@ fn on_loopback_old_complaints_age_out_so_a_long_lived_servant_is_still_heard() {
 
 #[test]
 fn on_loopback_a_client_that_never_offered_to_relay_is_never_chosen() {
-    let (manager, addr) = common::connmgr(&[
-        "--relay-threshold",
-        "1",
-        "--relay-share",
-        "0",
-        "--relay-dial-timeout",
-        "2000",
-        // Its own ports: the other loopback test binds its b's port in parallel.
-        "--first-port",
-        "31224",
-    ]);
-    let mut a = common::client(addr);
-    a.write_all(b"needs peer list\n").unwrap();
-    let a_port = common::entries(&common::read_doc(&mut a))[0].0;
+    // Its own ports: the other loopback test binds its b's port in parallel.
+    let (manager, addr) = loopback_manager(&["--first-port", "31224"]);
+    let (_a, a_port) = first_client(addr);
     // b is a VB-style client: reachable, asking, complaining, but it never said
     // `can relay`, so it would show a `pull` line as chat and forward nothing.
     let mut b = common::client(addr);
@@ -654,12 +664,7 @@ fn on_loopback_a_client_that_never_offered_to_relay_is_never_chosen() {
     b.write_all(format!("cannot reach 127.0.0.1:{a_port}\n").as_bytes())
         .unwrap();
     manager.wait_for("verdict: offset 1");
-    let told = loop {
-        let doc = common::read_doc(&mut b);
-        if doc.contains("<relay>") {
-            break doc;
-        }
-    };
+    let told = first_doc_with_a_relay(&mut b);
     assert!(
         told.contains(&format!(
             "<port>{a_port}</port><offset>1</offset><me>FALSE</me><relay>none</relay>"

@@ -10,23 +10,9 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{bin, client, connmgr, entries, read_doc, Daemon, DEADLINE};
+use common::{bin, client, connmgr, entries, raise_fd_limit, read_doc, Daemon, DEADLINE};
 
 const END: &[u8] = b"</peers>\r\n";
-
-/// Raises this process's soft open-file limit to the hard one (20,000 here).
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
-}
 
 /// A child that is killed and reaped when this drops.
 struct Killed(Child);

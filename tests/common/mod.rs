@@ -187,6 +187,21 @@ pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     s
 }
 
+/// Raises this process's soft open-file limit to the hard one (20,000 here), so
+/// a test can hold thousands of connections; fails the test if it cannot.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
 /// A servant reading `config`, asking `manager` every 200 ms from `bind` as
 /// `name`, with `extra` flags.
 pub fn named_servant(
