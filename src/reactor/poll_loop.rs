@@ -195,29 +195,23 @@ impl<T> Reactor<T> {
     /// Every change of a slot's state goes through here. It is logged at debug
     /// (`slot 3 (127.0.0.1:40000): state=sckConnected=>sckClosing`); a slot entering
     /// `sckClosing` or `sckError` is doomed, queued for the reap after this event
-    /// batch, and stays doomed whatever else happens to it before then; a slot
-    /// entering `sckClosed` is offered for reuse.
+    /// batch, and stays doomed whatever else happens to it before then. A slot
+    /// without a socket is free and stays in `sckClosed`: closing, aborting or
+    /// failing it again (a daemon's late timer, a stale error) changes nothing.
     pub(super) fn transition(&mut self, i: Index, to: State) {
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
         let from = s.state;
         let doomed = matches!(from, State::Closing | State::Error);
-        if from == to || (doomed && to != State::Closed) {
+        // Doomed stays doomed and free stays free, until the reap closes the slot.
+        if from == to || (to != State::Closed && (doomed || !s.has_socket())) {
             return;
         }
         debug!("slot {i} ({}): state={from}=>{to}", s.addr);
         s.state = to;
         if matches!(to, State::Closing | State::Error) {
             self.doomed.push(i);
-        }
-        // VB reuses a control whose state is 0 or 8 (`is_reusable`). One in
-        // sckClosing here still has its socket, and this batch may still hold
-        // events for that socket under the slot's token: a connection put in the
-        // slot now would get them (VB's stale-event bug). So the slot is offered
-        // only once the reap has closed its socket, in sckClosed; close late.
-        if to.is_reusable() && !s.has_socket() {
-            self.slots.release(i);
         }
     }
 
@@ -368,16 +362,19 @@ impl<T> Reactor<T> {
     /// Closes every doomed slot's socket, puts the slot back in `sckClosed` and
     /// tells the handler. A close may doom others or complete sends; the caller
     /// loops until both queues are empty.
+    ///
+    /// VB reuses a control whose state is 0 or 8 (`is_reusable`). One in
+    /// sckClosing still has its socket, and the batch may still hold events for
+    /// that socket under the slot's token: a connection put in the slot then would
+    /// get them (VB's stale-event bug). So only here, after the batch and once its
+    /// socket is closed, is a slot offered for reuse. Close late.
     pub(super) fn reap<H: Handler<Data = T>>(&mut self, h: &mut H) {
         while let Some(i) = self.doomed.pop() {
-            let Some(s) = self.slots.get_mut(i) else {
-                continue;
-            };
             // Dropping the socket closes the fd, which also takes it out of the epoll
             // set: no deregister syscall on the churn path.
-            drop(s.io.take());
-            s.out = Default::default();
-            let data = s.data.take();
+            let Some(data) = self.slots.vacate(i) else {
+                continue;
+            };
             self.transition(i, State::Closed);
             if let Some(data) = data {
                 h.close(self, i, data);

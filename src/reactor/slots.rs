@@ -11,6 +11,12 @@
 //! manager's slot index is visible on the wire (`<offset>`) and the article reuses
 //! the *lowest* free index. A min-heap of the reusable indices keeps that order at
 //! O(log n) per connection instead of the article's O(n) scan.
+//!
+//! A slot's socket is what lets its index go back on the heap: [`SlotTable::vacate`]
+//! offers an index only when it takes the slot's socket out, and only
+//! [`SlotTable::take`], which the caller then fills with a new socket, takes the
+//! index off again. So an index is offered once per connection, however often a
+//! daemon closes, aborts or fails a slot that is already in `sckClosed`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,9 +28,9 @@ use super::{Index, State};
 /// Every slot ever loaded, in use or in `sckClosed`.
 pub struct SlotTable<T> {
     slots: Vec<Socket<T>>,
-    /// The reusable slots, lowest index on top: exactly those whose state
-    /// [`State::is_reusable`] and whose socket is gone, which the reactor's one
-    /// state transition decides and offers here with [`SlotTable::release`].
+    /// The reusable slots, lowest index on top: exactly those without a socket,
+    /// each once. Only [`SlotTable::vacate`] adds to it, and only [`SlotTable::take`]
+    /// takes from it.
     reusable: BinaryHeap<Reverse<Index>>,
 }
 
@@ -63,9 +69,17 @@ impl<T> SlotTable<T> {
         (i, s)
     }
 
-    /// Offers slot `i`, just back in `sckClosed`, for reuse.
-    pub(super) fn release(&mut self, i: Index) {
+    /// Empties slot `i` for reuse: drops its socket (which closes the fd and so
+    /// takes it out of the epoll set) and queued output, offers the index, and
+    /// returns the daemon's data. `None`, and nothing offered, when the slot has no
+    /// socket: it is already free, or never existed. The caller moves the slot to
+    /// `sckClosed`.
+    pub(super) fn vacate(&mut self, i: Index) -> Option<Option<T>> {
+        let s = self.slots.get_mut(i)?;
+        drop(s.io.take()?);
+        s.out = Default::default();
         self.reusable.push(Reverse(i));
+        Some(s.data.take())
     }
 
     /// Slot `i`, in use or in `sckClosed`; `None` past the last one loaded.
@@ -88,5 +102,14 @@ impl<T> SlotTable<T> {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.state != State::Closed)
+    }
+
+    /// The free list, lowest first, duplicates kept, for the tests that hold its
+    /// invariant.
+    #[cfg(test)]
+    pub(super) fn reusable(&self) -> Vec<Index> {
+        let mut free: Vec<Index> = self.reusable.iter().map(|&Reverse(i)| i).collect();
+        free.sort_unstable();
+        free
     }
 }

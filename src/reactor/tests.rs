@@ -137,6 +137,7 @@ struct Recorder {
     accept: bool,
     requests: usize,
     closed: Vec<Index>,
+    arrived: Vec<(Index, Vec<u8>)>,
 }
 
 impl Handler for Recorder {
@@ -149,7 +150,9 @@ impl Handler for Recorder {
             r.refuse(req, b"full\r\n");
         }
     }
-    fn data_arrival(&mut self, _r: &mut Reactor<u32>, _i: Index, _data: &[u8]) {}
+    fn data_arrival(&mut self, _r: &mut Reactor<u32>, i: Index, data: &[u8]) {
+        self.arrived.push((i, data.to_vec()));
+    }
     fn close(&mut self, _r: &mut Reactor<u32>, i: Index, _data: u32) {
         self.closed.push(i);
     }
@@ -244,4 +247,130 @@ fn a_connection_flood_is_accepted_a_budget_per_turn() {
     turn(&mut r, &mut h);
     assert_eq!(h.requests, waiting);
     assert!(r.again.is_empty(), "drained to WouldBlock");
+}
+
+/// Runs turns of at most 50 ms each until `done`, failing after five seconds.
+fn turn_until(
+    r: &mut Reactor<u32>,
+    h: &mut Recorder,
+    done: impl Fn(&Reactor<u32>, &Recorder) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !done(r, h) {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        // A timer bounds the wait when no event comes.
+        r.set_timer(
+            usize::MAX,
+            std::time::Instant::now() + Duration::from_millis(50),
+        );
+        turn(r, h);
+    }
+}
+
+/// The free list holds each slot without a socket exactly once, and nothing else.
+fn assert_free_list_exact(r: &Reactor<u32>) {
+    let free = r.slots.reusable();
+    let expected: Vec<Index> = (0..r.slots().capacity())
+        .filter(|&i| !r.socket(i).unwrap().has_socket())
+        .collect();
+    assert_eq!(
+        free, expected,
+        "the free list against the slots without a socket"
+    );
+}
+
+#[test]
+fn closing_or_aborting_a_closed_slot_twice_offers_its_index_once() {
+    let (mut r, addr) = listening();
+    let mut h = Recorder::default();
+    let conns: Vec<Index> = (0..3).map(|_| r.connect(addr, None, 0).unwrap()).collect();
+    assert_eq!(conns, [1, 2, 3]);
+    r.abort(2);
+    r.reap(&mut h);
+    assert_eq!((r.state(2), r.slots.reusable()), (State::Closed, vec![2]));
+    for _ in 0..2 {
+        r.close(2);
+        r.abort(2);
+    }
+    assert_eq!(r.state(2), State::Closed, "a free slot stays in sckClosed");
+    assert!(r.doomed.is_empty(), "nothing to reap");
+    r.reap(&mut h);
+    assert_eq!(r.slots.reusable(), vec![2]);
+    assert_eq!(h.closed, vec![2], "close fired once, for the connection");
+    assert_eq!(r.connect(addr, None, 0).unwrap(), 2);
+    assert_eq!(r.connect(addr, None, 0).unwrap(), 4, "2 is taken");
+    assert_free_list_exact(&r);
+}
+
+#[test]
+fn a_stale_event_for_a_reaped_slot_cannot_put_two_connections_in_it() {
+    let (mut r, addr) = listening();
+    let mut h = Recorder {
+        accept: true,
+        ..Recorder::default()
+    };
+    let client = || {
+        let c = StdStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c
+    };
+    let _old = client();
+    turn_until(&mut r, &mut h, |r, _| r.state(1) == State::Connected);
+    r.abort(1);
+    turn_until(&mut r, &mut h, |r, _| r.state(1) == State::Closed);
+    assert_eq!(h.closed, vec![1]);
+    // What a read error on the old socket, or the daemon's own late close, would
+    // do to the index now that it is free.
+    r.fail(1, io::ErrorKind::ConnectionReset.into());
+    r.close(1);
+    turn_until(&mut r, &mut h, |r, _| r.doomed.is_empty());
+    // The index goes to one newcomer; the next gets a slot of its own.
+    let mut b = client();
+    turn_until(&mut r, &mut h, |_, h| h.requests == 2);
+    let mut c = client();
+    turn_until(&mut r, &mut h, |_, h| h.requests == 3);
+    let in_use: Vec<Index> = r.slots().iter().map(|(i, _)| i).collect();
+    assert_eq!(in_use, [0, 1, 2]);
+    b.write_all(b"to b").unwrap();
+    c.write_all(b"to c").unwrap();
+    turn_until(&mut r, &mut h, |_, h| h.arrived.len() == 2);
+    h.arrived.sort();
+    assert_eq!(h.arrived, [(1, b"to b".to_vec()), (2, b"to c".to_vec())]);
+    assert_eq!(h.closed, vec![1], "nobody else was closed");
+    assert_free_list_exact(&r);
+}
+
+#[test]
+fn the_free_list_never_holds_an_index_twice() {
+    let (mut r, addr) = listening();
+    let mut h = Recorder::default();
+    // A fixed pseudo-random run of opens, closes, aborts and failures on any
+    // index, free, doomed, in use or never loaded, with reaps in between.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n) as usize
+    };
+    for _ in 0..400 {
+        let i = 1 + next(12);
+        match next(6) {
+            0 | 1 => {
+                let lowest = r.slots.reusable().first().copied();
+                let capacity = r.slots().capacity();
+                let got = r.connect(addr, None, 0).unwrap();
+                assert_eq!(got, lowest.unwrap_or(capacity), "the lowest free index");
+            }
+            2 => r.close(i),
+            3 => r.abort(i),
+            4 => r.fail(i, io::ErrorKind::BrokenPipe.into()),
+            _ => r.reap(&mut h),
+        }
+        let free = r.slots.reusable();
+        assert!(free.windows(2).all(|w| w[0] < w[1]), "twice in {free:?}");
+        if r.doomed.is_empty() {
+            assert_free_list_exact(&r);
+        }
+    }
 }
