@@ -17,7 +17,8 @@
 
 use quick_xml::events::Event;
 
-use super::peerdoc::{self, push_number, Peer};
+use super::peers::{document_end, read_peers, Peer};
+use super::render::push_number;
 use crate::xml::{self, Element, XmlError};
 
 pub(super) const LEFT: &[u8] = b"<left>";
@@ -25,20 +26,6 @@ pub(super) const LEFT_END: &[u8] = b"</left>";
 pub(super) const CHANGED: &[u8] = b"<changed>";
 pub(super) const CHANGED_END: &[u8] = b"</changed>";
 const CLOSE: &[u8] = b"</delta>\r\n";
-
-/// `<peers version="N">`: the whole document opens so for a servant that asked
-/// with `since`; the rest is the article's document from its `<peers>` on.
-pub(super) fn versioned_head(version: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32);
-    push_versioned_head(&mut out, version);
-    out
-}
-
-pub(super) fn push_versioned_head(out: &mut Vec<u8>, version: u64) {
-    out.extend_from_slice(b"<peers version=\"");
-    push_number(out, version as usize);
-    out.extend_from_slice(b"\">");
-}
 
 /// `<unchanged version="N"/>\r\n`.
 pub fn unchanged(version: u64) -> Vec<u8> {
@@ -73,7 +60,7 @@ pub fn answer_end(buf: &[u8]) -> Option<usize> {
             at if buf[at - 2] == b'/' => Some(at),
             _ => memchr::memmem::find(buf, b"</delta>").map(|p| p + 8),
         },
-        _ => peerdoc::document_end(buf),
+        _ => document_end(buf),
     }
 }
 
@@ -154,7 +141,7 @@ pub fn names(text: &str) -> Vec<(std::net::SocketAddr, Option<String>)> {
     let mut out = Vec::new();
     let parents = std::iter::once(&root).chain(root.children_named("changed"));
     for parent in parents {
-        if let Ok((peers, names)) = peerdoc::read_peers(parent) {
+        if let Ok((peers, names)) = read_peers(parent) {
             out.extend(peers.iter().map(Peer::addr).zip(names));
         }
     }
@@ -185,7 +172,7 @@ pub fn parse(text: &str) -> Result<Answer, XmlError> {
     match root.name.as_str() {
         "peers" => Ok(Answer::Whole {
             version: attr("version").ok(),
-            peers: peerdoc::read_peers(&root)?.0,
+            peers: read_peers(&root)?.0,
         }),
         "unchanged" => Ok(Answer::Unchanged(attr("version")?)),
         "delta" => {
@@ -212,7 +199,7 @@ pub fn parse(text: &str) -> Result<Answer, XmlError> {
 
 fn read_op(el: &Element) -> Result<Op, String> {
     let one_peer = |parent: &Element| -> Result<Peer, String> {
-        let mut peers = peerdoc::read_peers(parent).map_err(|e| e.reason)?.0;
+        let mut peers = read_peers(parent).map_err(|e| e.reason)?.0;
         match (peers.pop(), peers.is_empty()) {
             (Some(p), true) => Ok(p),
             _ => Err(format!("<{}> must hold one <peer>", parent.name)),
@@ -349,7 +336,7 @@ pub(crate) fn peer(ip: &str, port: u16, offset: usize) -> Peer {
 mod tests {
     use super::*;
     use crate::wire::history::Since;
-    use crate::wire::peerdoc::PeerDoc;
+    use crate::wire::peerdoc::{self, PeerDoc};
     use crate::wire::relay::Relay;
 
     fn text(bytes: &[u8]) -> &str {

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use super::delta::{self, CHANGED, CHANGED_END, LEFT, LEFT_END};
-use super::peerdoc::{push_number, PeerDoc};
+use super::render::push_number;
 
 /// Changes the log remembers (16 bytes each, 1 MiB in all). A servant further
 /// behind than this gets the whole document: at 200 changes a second (100 joins
@@ -166,50 +166,31 @@ pub enum Since {
     Whole,
 }
 
-impl PeerDoc {
-    /// The document's version: bumped by every join, leave and re-rendered entry.
-    pub fn version(&self) -> u64 {
-        self.history.version()
-    }
-
-    /// What to send a servant whose list is at version `since` (0: it has none).
-    ///
-    /// ```
-    /// use p2pchat::wire::history::Since;
-    /// use p2pchat::wire::peerdoc::PeerDoc;
-    ///
-    /// let mut doc = PeerDoc::new();
-    /// for offset in 1..=3 {
-    ///     let ip = format!("127.0.0.{offset}").parse().unwrap();
-    ///     doc.add(ip, 2223 + offset as u16, offset); // versions 1, 2, 3
-    /// }
-    /// doc.remove(1); // version 4
-    /// assert_eq!(doc.since(4), Since::Unchanged);
-    /// let Since::Delta(delta) = doc.since(2) else { panic!() };
-    /// assert_eq!(
-    ///     String::from_utf8(delta).unwrap(),
-    ///     "<delta from=\"2\" to=\"4\"><left>1</left><peer><ip>127.0.0.3</ip>\
-    ///      <port>2226</port><offset>3</offset><me>FALSE</me></peer></delta>\r\n"
-    /// );
-    /// assert_eq!(doc.since(0), Since::Whole);
-    /// ```
-    pub fn since(&self, since: u64) -> Since {
-        let version = self.version();
+impl History {
+    /// What to send a servant whose list is at version `since` (0: it has none),
+    /// for a document of `len` entries whose bytes `entry` gives by offset.
+    pub(super) fn answer<'a>(
+        &self,
+        since: u64,
+        len: usize,
+        entry: impl Fn(usize) -> Option<&'a [u8]>,
+    ) -> Since {
+        let version = self.version;
         if since == version {
             return Since::Unchanged;
         }
         // No list, or so many changes behind that netting them costs more than
         // sending the whole document would.
         let behind = version.saturating_sub(since);
-        if since == 0 || behind > 4 * self.len() as u64 + 64 {
+        if since == 0 || behind > 4 * len as u64 + 64 {
             return Since::Whole;
         }
-        let net = match self.history.since(since) {
-            Some(net) if net.len() <= self.len() => net,
+        let net = match self.since(since) {
+            Some(net) if net.len() <= len => net,
             _ => return Since::Whole,
         };
         let entries: usize = (net.changed.iter().chain(&net.joined))
-            .filter_map(|&o| self.entry(o))
+            .filter_map(|&o| entry(o))
             .map(<[u8]>::len)
             .sum();
         let mut out =
@@ -222,11 +203,11 @@ impl PeerDoc {
         }
         for &offset in &net.changed {
             out.extend_from_slice(CHANGED);
-            out.extend_from_slice(self.entry(offset).unwrap_or_default());
+            out.extend_from_slice(entry(offset).unwrap_or_default());
             out.extend_from_slice(CHANGED_END);
         }
         for &offset in &net.joined {
-            out.extend_from_slice(self.entry(offset).unwrap_or_default());
+            out.extend_from_slice(entry(offset).unwrap_or_default());
         }
         delta::close(&mut out);
         Since::Delta(out)
@@ -283,40 +264,5 @@ mod tests {
         assert_eq!(h.log.len(), LOG_CHANGES);
         assert!(h.since(v - LOG_CHANGES as u64).is_some());
         assert!(h.since(v - LOG_CHANGES as u64 - 1).is_none());
-    }
-
-    #[test]
-    fn a_delta_longer_than_the_document_is_the_whole_document() {
-        let mut d = PeerDoc::new();
-        let ip = "127.0.0.1".parse().unwrap();
-        for offset in 1..=3 {
-            d.add(ip, 2223 + offset as u16, offset);
-        }
-        for offset in 1..=3 {
-            d.remove(offset);
-        }
-        d.add(ip, 2227, 1); // version 7
-        assert_eq!(d.since(3), Since::Whole, "4 changes for a document of 1");
-        assert!(matches!(d.since(6), Since::Delta(_)));
-    }
-
-    #[test]
-    fn the_versioned_document_is_the_articles_with_a_version() {
-        let mut d = PeerDoc::new();
-        d.add("127.0.0.1".parse().unwrap(), 2224, 1);
-        d.add("127.0.0.2".parse().unwrap(), 2225, 2);
-        d.add("::1".parse().unwrap(), 2226, 3);
-        for asker in [2, 9] {
-            let bare = d.render_for(asker);
-            let versioned = d.render_versioned_for(asker);
-            assert_eq!(versioned[..19], *b"<peers version=\"3\">");
-            assert_eq!(versioned[19..], bare[7..]);
-        }
-        d.set_relay(1, Some(crate::wire::relay::Relay::Nobody));
-        d.remove(3);
-        let text = String::from_utf8(d.render_versioned_for(2)).unwrap();
-        assert!(text.starts_with("<peers version=\"5\"><peer>"), "{text}");
-        assert!(text.ends_with("<me>TRUE</me></peer></peers>\r\n"), "{text}");
-        assert_eq!(d.byte_len(), d.render_for(9).len());
     }
 }

@@ -8,4 +8,5 @@ pub mod name;
 pub mod peerdoc;
 pub mod peers;
 pub mod relay;
+mod render;
 pub mod request;

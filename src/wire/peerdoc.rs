@@ -29,12 +29,11 @@ use std::rc::Rc;
 
 use crate::net::Shared;
 
-use super::delta;
-use super::history::History;
+use super::history::{History, Since};
 use super::name;
-pub(super) use super::peers::read_peers;
 pub use super::peers::{document_end, parse, parse_named, NamedPeers, Peer};
 use super::relay::{self, Relay};
+use super::render::{push_ip, push_number};
 
 const HEAD: &[u8] = b"<peers>";
 /// MSXML's `.xml` ends a document with CRLF; it also makes telnet output readable.
@@ -87,7 +86,7 @@ pub struct PeerDoc {
     /// offset -> index in `entries`, or NONE.
     position: Vec<u32>,
     /// Its version and latest changes.
-    pub(super) history: History,
+    history: History,
 }
 
 impl Default for PeerDoc {
@@ -99,8 +98,8 @@ impl Default for PeerDoc {
 impl PeerDoc {
     pub fn new() -> Self {
         PeerDoc {
-            body: Rc::new([HEAD, TAIL, ME_TRUE, &delta::versioned_head(0)].concat()),
-            head: delta::versioned_head(0).len(),
+            body: Rc::new([HEAD, TAIL, ME_TRUE, &versioned_head(0)].concat()),
+            head: versioned_head(0).len(),
             entries: Vec::new(),
             position: Vec::new(),
             history: History::default(),
@@ -130,7 +129,7 @@ impl PeerDoc {
         let body = Rc::make_mut(&mut self.body);
         body.truncate(body.len() - self.head);
         let before = body.len();
-        delta::push_versioned_head(body, self.history.version());
+        push_versioned_head(body, self.history.version());
         self.head = body.len() - before;
     }
 
@@ -305,44 +304,51 @@ impl PeerDoc {
             .copied()
             .collect()
     }
-}
 
-/// Writes an address as text without `core::fmt` (a sixth of a join's instructions
-/// went to formatting the address). IPv6 is rare enough to go through `Display`,
-/// into a stack buffer; addresses never hold markup, so nothing needs escaping.
-pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (k, octet) in v4.octets().into_iter().enumerate() {
-                if k > 0 {
-                    out.push(b'.');
-                }
-                push_number(out, octet as usize);
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::io::Write;
-            let mut text = [0u8; 64];
-            let mut cursor = std::io::Cursor::new(&mut text[..]);
-            let _ = write!(cursor, "{v6}");
-            let n = cursor.position() as usize;
-            out.extend_from_slice(&text[..n]);
-        }
+    /// The document's version: bumped by every join, leave and re-rendered entry.
+    pub fn version(&self) -> u64 {
+        self.history.version()
+    }
+
+    /// What to send a servant whose list is at version `since` (0: it has none).
+    ///
+    /// ```
+    /// use p2pchat::wire::history::Since;
+    /// use p2pchat::wire::peerdoc::PeerDoc;
+    ///
+    /// let mut doc = PeerDoc::new();
+    /// for offset in 1..=3 {
+    ///     let ip = format!("127.0.0.{offset}").parse().unwrap();
+    ///     doc.add(ip, 2223 + offset as u16, offset); // versions 1, 2, 3
+    /// }
+    /// doc.remove(1); // version 4
+    /// assert_eq!(doc.since(4), Since::Unchanged);
+    /// let Since::Delta(delta) = doc.since(2) else { panic!() };
+    /// assert_eq!(
+    ///     String::from_utf8(delta).unwrap(),
+    ///     "<delta from=\"2\" to=\"4\"><left>1</left><peer><ip>127.0.0.3</ip>\
+    ///      <port>2226</port><offset>3</offset><me>FALSE</me></peer></delta>\r\n"
+    /// );
+    /// assert_eq!(doc.since(0), Since::Whole);
+    /// ```
+    pub fn since(&self, since: u64) -> Since {
+        self.history
+            .answer(since, self.len(), |offset| self.entry(offset))
     }
 }
 
-pub(crate) fn push_number(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+/// `<peers version="N">`: the whole document opens so for a servant that asked
+/// with `since`; the rest is the article's document from its `<peers>` on.
+fn versioned_head(version: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    push_versioned_head(&mut out, version);
+    out
+}
+
+fn push_versioned_head(out: &mut Vec<u8>, version: u64) {
+    out.extend_from_slice(b"<peers version=\"");
+    push_number(out, version as usize);
+    out.extend_from_slice(b"\">");
 }
 
 #[cfg(test)]
@@ -466,28 +472,37 @@ mod tests {
     }
 
     #[test]
-    fn addresses_render_as_display_does() {
-        for text in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "255.10.0.99",
-            "::1",
-            "fe80::1:2",
-            "2001:db8::ff00:42:8329",
-        ] {
-            let mut out = Vec::new();
-            push_ip(&mut out, ip(text));
-            assert_eq!(out, ip(text).to_string().as_bytes());
+    fn a_delta_longer_than_the_document_is_the_whole_document() {
+        let mut d = PeerDoc::new();
+        let ip = "127.0.0.1".parse().unwrap();
+        for offset in 1..=3 {
+            d.add(ip, 2223 + offset as u16, offset);
         }
+        for offset in 1..=3 {
+            d.remove(offset);
+        }
+        d.add(ip, 2227, 1); // version 7
+        assert_eq!(d.since(3), Since::Whole, "4 changes for a document of 1");
+        assert!(matches!(d.since(6), Since::Delta(_)));
     }
 
     #[test]
-    fn numbers_render_without_allocating_strings() {
-        let mut out = Vec::new();
-        for n in [0usize, 7, 10, 65535, usize::MAX] {
-            out.clear();
-            push_number(&mut out, n);
-            assert_eq!(out, n.to_string().as_bytes());
+    fn the_versioned_document_is_the_articles_with_a_version() {
+        let mut d = PeerDoc::new();
+        d.add("127.0.0.1".parse().unwrap(), 2224, 1);
+        d.add("127.0.0.2".parse().unwrap(), 2225, 2);
+        d.add("::1".parse().unwrap(), 2226, 3);
+        for asker in [2, 9] {
+            let bare = d.render_for(asker);
+            let versioned = d.render_versioned_for(asker);
+            assert_eq!(versioned[..19], *b"<peers version=\"3\">");
+            assert_eq!(versioned[19..], bare[7..]);
         }
+        d.set_relay(1, Some(crate::wire::relay::Relay::Nobody));
+        d.remove(3);
+        let text = String::from_utf8(d.render_versioned_for(2)).unwrap();
+        assert!(text.starts_with("<peers version=\"5\"><peer>"), "{text}");
+        assert!(text.ends_with("<me>TRUE</me></peer></peers>\r\n"), "{text}");
+        assert_eq!(d.byte_len(), d.render_for(9).len());
     }
 }

@@ -17,7 +17,7 @@
 
 use std::net::SocketAddr;
 
-use super::peerdoc::{push_ip, push_number};
+use super::render::{push_ip, push_number};
 use crate::xml::Element;
 
 /// A complaint starts with this; the rest of the line is the peer's `IP:PORT`.
@@ -97,7 +97,7 @@ pub(crate) fn read(peer: &Element) -> Result<Option<Relay>, String> {
             )
         })?;
     Ok(Some(Relay::Via(SocketAddr::new(
-        crate::reactor::canonical_ip(ip),
+        crate::net::canonical_ip(ip),
         port,
     ))))
 }
@@ -128,7 +128,7 @@ pub fn parse_pull(line: &[u8]) -> Option<SocketAddr> {
 fn parse_addr(text: &[u8]) -> Option<SocketAddr> {
     let addr: SocketAddr = std::str::from_utf8(text).ok()?.trim().parse().ok()?;
     Some(SocketAddr::new(
-        crate::reactor::canonical_ip(addr.ip()),
+        crate::net::canonical_ip(addr.ip()),
         addr.port(),
     ))
 }
