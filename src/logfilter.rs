@@ -6,14 +6,16 @@
 //!   `off`, so a daemon run at `warn` still says where it listens.
 //! - [`journal_priority`]: when stderr is the systemd journal, lines start with a
 //!   `<N>` priority and carry no timestamp (the journal stamps them itself).
+//! - [`push_utc_timestamp`]: otherwise every line starts with the time in UTC.
 //!
 //! The filter in force lives here, not in the logger, so a reload can change it and
 //! the logger only asks [`enabled`].
 
 use std::cell::Cell;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::str::FromStr;
 use std::sync::{OnceLock, RwLock};
+use std::time::SystemTime;
 
 use log::{Level, LevelFilter, Metadata};
 
@@ -287,6 +289,30 @@ fn stderr_is_journal() -> bool {
     stat.st_dev == dev && stat.st_ino == ino
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, as in Howard Hinnant's date algorithms).
+pub(crate) fn push_utc_timestamp(out: &mut String, t: SystemTime) {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +401,19 @@ mod tests {
         .map(priority)
         .collect();
         assert_eq!(got, [3, 4, 6, 7, 7]);
+    }
+
+    #[test]
+    fn timestamps_are_utc_iso_8601() {
+        let at = |secs: u64, millis: u64| {
+            let mut s = String::new();
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(secs * 1000 + millis);
+            push_utc_timestamp(&mut s, t);
+            s
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(at(1_795_318_904, 380), "2026-11-22T03:41:44.380Z");
+        assert_eq!(at(4_102_444_799, 999), "2099-12-31T23:59:59.999Z");
     }
 }

@@ -408,7 +408,7 @@ fn loss_note(buf: &mut Vec<u8>, name: &str, lost: u64, frame: &Frame) {
     let what = format!("{lost} lines lost: {name} was not read fast enough");
     if name == STDERR.name {
         let mut line = String::new();
-        crate::logging::push_utc_timestamp(&mut line, std::time::SystemTime::now());
+        crate::logfilter::push_utc_timestamp(&mut line, std::time::SystemTime::now());
         buf.extend_from_slice(format!("{line} WARN  [{}] {what}\n", module_path!()).as_bytes());
     } else if frame.on {
         buf.extend_from_slice(&frame.before);
