@@ -64,26 +64,11 @@ impl Servant {
 
 #[cfg(test)]
 mod tests {
+    use crate::servant::peers::tests::Rng;
     use crate::wire::delta::{self, Answer, Op};
     use crate::wire::history::Since;
     use crate::wire::peerdoc::{self, PeerDoc};
     use crate::wire::relay::Relay;
-
-    /// A deterministic pseudo-random sequence (xorshift64*): the same seed, the
-    /// same run, so a failure can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
 
     /// The manager's slot and port rules around a [`PeerDoc`]: the lowest free
     /// offset from 1, ports counting up from `first` and wrapping past 65535,

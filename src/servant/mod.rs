@@ -5,7 +5,7 @@
 //! | VB6 servant                                  | here                                |
 //! |----------------------------------------------|-------------------------------------|
 //! | `Winsock1`, the link to the manager          | `link.rs`, `Slot::Manager`          |
-//! | `pDoc1`, `userList1`                         | `Servant::peers` (`deltas.rs`), shown by `/peers` |
+//! | `pDoc1`, `userList1`                         | `peers.rs` (`Peers`), `deltas.rs`, shown by `/peers` |
 //! | `servants1(0)`, the listener                 | `incoming.rs`, `Slot::Listener`     |
 //! | `servants1(i)`, peers sending to us          | `incoming.rs`, `Slot::Incoming`     |
 //! | `send1`, one control reused per peer         | `send.rs`, `Slot::Outgoing` each    |
@@ -16,9 +16,13 @@
 //! | `pConfig` (`config.xml`)                     | [`config`], [`bans`]                |
 //! | (the article's last section: relays)         | `relay.rs`, `Slot::Pull`            |
 //!
-//! This file holds the servant's state and the reactor's handlers, each passing its
-//! event to the control it belongs to, whose method carries the VB name and
-//! signature (`servants1_data_arrival`, `send1_close`, ...).
+//! This file holds the servant, a struct of parts (each part's state and methods in
+//! its own file), and the reactor's handlers, the VB event handlers all in one
+//! place, each passing its event to the control it belongs to, whose method carries
+//! the VB name and signature (`servants1_data_arrival`, `send1_close`, ...). A
+//! peer's chat line goes from [`Handler::data_arrival`] here to
+//! `Servant::servants1_data_arrival` and `incoming_line` (`incoming.rs`) to
+//! [`console::Console::peer_message`].
 //!
 //! Where it differs from the article, each file says why. In short: every peer gets
 //! its own outgoing connection at once (`send.rs`); chat lines and peer documents

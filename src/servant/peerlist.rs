@@ -5,7 +5,7 @@
 //! wrong or lie, and every entry costs a connection per line typed, so here a
 //! document with more than `--max-peers` entries is refused before it is parsed
 //! (the last good list stays), and an address listed more than once is sent to
-//! once ([`super::peers::Peers`]).
+//! once (`Peers`, `peers.rs`).
 //!
 //! **After a manager restart.** The new manager starts with an empty list, which
 //! fills as servants reconnect (each within the 5 s reconnect backoff). Taken at

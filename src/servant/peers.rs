@@ -224,4 +224,4 @@ pub(super) fn too_many(n: usize, max: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
