@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use log::{debug, info, warn};
 
-use super::{Servant, Slot};
+use super::Slot;
 use crate::net::canonical_ip;
 use crate::reactor::Reactor;
 use crate::resolve;
@@ -129,15 +129,59 @@ pub(super) const BAN_LOOKUP: usize = 4;
 /// Descriptor id (its `fd_ready` handler): the ban lookups' socket.
 pub(super) const BAN_SOCKET: usize = 1;
 
-impl Servant {
+/// The servant's bans: the list in force, its names' lookups, and who was refused.
+#[derive(Debug)]
+pub(super) struct Banning {
+    pub(super) list: Bans,
+    /// The banned host names' lookups in flight.
+    pub(super) lookup: Option<resolve::Batch>,
+    /// What each banned name stood for when it last resolved.
+    pub(super) last: HashMap<String, HashSet<IpAddr>>,
+    /// Banned host names have not been resolved yet: every connection is refused.
+    pub(super) pending: bool,
+    /// Addresses whose refusal has been logged.
+    pub(super) refused_logged: HashSet<IpAddr>,
+}
+
+impl Banning {
+    pub(super) fn new(list: Bans) -> Banning {
+        Banning {
+            pending: !list.names().is_empty(),
+            list,
+            lookup: None,
+            last: HashMap::new(),
+            refused_logged: HashSet::new(),
+        }
+    }
+
+    /// Puts the new ban list in force: addresses at once; names that stay keep
+    /// what they resolved to until the new round of lookups (started here when
+    /// the names changed) says otherwise.
+    pub(super) fn replace(&mut self, targets: &[String], r: &mut Reactor<Slot>) {
+        let mut list = Bans::new(targets);
+        let same_names = list.names() == self.list.names();
+        if same_names {
+            list.set_resolved(self.list.resolved().clone());
+        } else {
+            self.last.retain(|name, _| list.names().contains(name));
+            list.set_resolved(self.last.values().flatten().copied().collect());
+        }
+        self.list = list;
+        if !same_names {
+            self.look_up(r);
+        }
+        // A newly banned peer's first refusal is logged, like anyone's.
+        self.refused_logged.clear();
+    }
+
     /// Looks the banned host names up (again), on the loop: at start, after a
     /// reload that changed them, and every [`REFRESH`].
-    pub(super) fn look_up_bans(&mut self, r: &mut Reactor<Slot>) {
-        self.stop_ban_lookup(r);
-        let names = self.bans.names().to_vec();
+    pub(super) fn look_up(&mut self, r: &mut Reactor<Slot>) {
+        self.stop_lookup(r);
+        let names = self.list.names().to_vec();
         if names.is_empty() {
             // A reload took the names away before they were first looked up.
-            if std::mem::take(&mut self.bans_pending) {
+            if std::mem::take(&mut self.pending) {
                 info!("no banned host names left to look up; accepting connections");
             }
             return;
@@ -151,8 +195,8 @@ impl Servant {
                         return;
                     }
                 }
-                self.ban_lookup = Some(batch);
-                self.ban_lookup_moved(r);
+                self.lookup = Some(batch);
+                self.lookup_moved(r);
             }
             Err(e) => {
                 warn!("cannot look up banned host names: {e}; trying again later");
@@ -161,8 +205,8 @@ impl Servant {
         }
     }
 
-    pub(super) fn stop_ban_lookup(&mut self, r: &mut Reactor<Slot>) {
-        if let Some(batch) = self.ban_lookup.take() {
+    pub(super) fn stop_lookup(&mut self, r: &mut Reactor<Slot>) {
+        if let Some(batch) = self.lookup.take() {
             r.unwatch_fd(BAN_SOCKET);
             drop(batch); // its socket closes only after the loop stopped watching it
         }
@@ -170,19 +214,19 @@ impl Servant {
     }
 
     /// The lookups' socket is readable, or a question timed out.
-    pub(super) fn ban_lookup_event(&mut self, r: &mut Reactor<Slot>, readable: bool) {
-        match &mut self.ban_lookup {
+    pub(super) fn lookup_event(&mut self, r: &mut Reactor<Slot>, readable: bool) {
+        match &mut self.lookup {
             Some(batch) if readable => batch.readable(r.now()),
             Some(batch) => batch.expire(r.now()),
-            None if !readable => return self.look_up_bans(r), // the refresh is due
+            None if !readable => return self.look_up(r), // the refresh is due
             None => return,
         }
-        self.ban_lookup_moved(r);
+        self.lookup_moved(r);
     }
 
     /// Applies a finished round, or waits for the next deadline.
-    fn ban_lookup_moved(&mut self, r: &mut Reactor<Slot>) {
-        let Some(batch) = &self.ban_lookup else {
+    fn lookup_moved(&mut self, r: &mut Reactor<Slot>) {
+        let Some(batch) = &self.lookup else {
             return;
         };
         if !batch.is_done() {
@@ -191,10 +235,10 @@ impl Servant {
             }
             return;
         }
-        let addrs = merge(batch.outcomes(), &mut self.ban_last);
-        self.stop_ban_lookup(r);
-        self.bans.set_resolved(addrs);
-        if std::mem::take(&mut self.bans_pending) {
+        let addrs = merge(batch.outcomes(), &mut self.last);
+        self.stop_lookup(r);
+        self.list.set_resolved(addrs);
+        if std::mem::take(&mut self.pending) {
             info!("banned host names looked up; accepting connections");
         }
         r.set_timer(BAN_LOOKUP, r.now() + REFRESH);

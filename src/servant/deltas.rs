@@ -9,32 +9,25 @@
 //! that knows no versions this one still does, since a document without a
 //! version leaves it asking for the whole one.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-
 use log::{debug, warn};
 
+use super::peers::{Applied, Refused};
 use super::{Servant, Slot};
 use crate::reactor::Reactor;
-use crate::wire::delta::{self, Answer};
-use crate::wire::peerdoc::Peer;
+use crate::wire::delta;
 use crate::wire::request::needs_peer_list_since;
 
 impl Servant {
     /// What the manager is asked: the version of the list this servant has.
     pub(super) fn list_request(&self) -> Vec<u8> {
-        needs_peer_list_since(self.version.unwrap_or(0))
+        needs_peer_list_since(self.peers.version().unwrap_or(0))
     }
 
-    /// Reads one framed answer and returns the whole list it makes, checked
-    /// ([`Servant::checked_list`]), with each peer's name beside it; or None when
-    /// there is nothing to act on: a malformed or refused answer (the last list is
-    /// kept) or one that does not apply (the whole document is asked for).
-    pub(super) fn read_answer(
-        &mut self,
-        r: &mut Reactor<Slot>,
-        bytes: &[u8],
-    ) -> Option<(Vec<Peer>, Vec<Option<String>>)> {
+    /// Reads one framed answer and applies it to the peers ([`super::peers::Peers::apply`]),
+    /// returning what it replaced; or None when there is nothing to act on: a
+    /// malformed or refused answer (the last list is kept) or one that does not
+    /// apply (the whole document is asked for).
+    pub(super) fn read_answer(&mut self, r: &mut Reactor<Slot>, bytes: &[u8]) -> Option<Applied> {
         if self.too_long(r, bytes) {
             return None;
         }
@@ -49,32 +42,18 @@ impl Servant {
                 return None;
             }
         };
-        let whole = matches!(answer, Answer::Whole { .. });
-        let mut peers = if whole {
-            Vec::new()
-        } else {
-            self.peers.clone()
-        };
-        match delta::update(&mut peers, self.version, answer) {
-            Ok(version) => {
-                // Names by address: those already known (a delta names only what
-                // changed), then those the answer carries.
-                let mut named: HashMap<SocketAddr, Option<String>> = HashMap::new();
-                if !whole {
-                    named.extend(self.known_names());
-                }
-                named.extend(delta::names(&text));
-                let names = (peers.iter())
-                    .map(|p| named.get(&p.addr()).cloned().flatten())
-                    .collect();
-                let checked = self.checked_list(r, peers, names)?;
-                self.version = version;
-                Some(checked)
+        match (self.peers).apply(answer, delta::names(&text), self.config.max_peers) {
+            Ok(applied) => {
+                self.duplicates(r, applied.listed);
+                Some(applied)
             }
-            Err(why) => {
+            Err(Refused::TooLong(why)) => {
+                self.refuse_list(r, &why);
+                None
+            }
+            Err(Refused::Gap(why)) => {
                 debug!("the connection manager's answer does not apply ({why}); asking for the whole list");
-                self.version = None;
-                if let Some(link) = self.link {
+                if let Some(link) = self.link.slot {
                     r.send(link, &self.list_request());
                 }
                 None
@@ -85,26 +64,11 @@ impl Servant {
 
 #[cfg(test)]
 mod tests {
+    use crate::servant::peers::tests::Rng;
     use crate::wire::delta::{self, Answer, Op};
     use crate::wire::history::Since;
     use crate::wire::peerdoc::{self, PeerDoc};
     use crate::wire::relay::Relay;
-
-    /// A deterministic pseudo-random sequence (xorshift64*): the same seed, the
-    /// same run, so a failure can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
 
     /// The manager's slot and port rules around a [`PeerDoc`]: the lowest free
     /// offset from 1, ports counting up from `first` and wrapping past 65535,

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use super::peers::{Applied, Peers};
 use super::Servant;
 use crate::wire::peerdoc::Peer;
 
@@ -30,8 +31,6 @@ const NAME_GRACE: Duration = Duration::from_secs(1);
 /// What the events remember between lists.
 #[derive(Debug, Default)]
 pub(super) struct Events {
-    /// Listed address -> name, for the peers on the current list that have one.
-    pub(super) names: HashMap<SocketAddr, String>,
     /// Peers we could not deliver to, said once until a delivery gets through.
     unreachable: HashSet<SocketAddr>,
     /// Newcomers not announced yet: they have no name so far, and since when.
@@ -43,56 +42,28 @@ pub(super) struct Events {
     greeting: Option<Instant>,
 }
 
-impl Events {
-    /// `bob (127.0.0.3:2225)`, or the address alone for a peer without a name.
-    pub(super) fn who(&self, addr: SocketAddr) -> String {
-        match self.names.get(&addr) {
-            Some(name) => format!("{name} ({addr})"),
-            None => addr.to_string(),
-        }
-    }
-}
-
 impl Servant {
-    /// The names of the listed peers as last shown, by address.
-    pub(super) fn known_names(&self) -> impl Iterator<Item = (SocketAddr, Option<String>)> + '_ {
-        (self.events.names.iter()).map(|(a, n)| (*a, Some(n.clone())))
-    }
-
-    /// A new list replaced `old` (`names` beside the new list's peers): say who
-    /// joined, who left and who changed name, or, for the first list, who is here.
-    pub(super) fn list_changed(&mut self, old: &[Peer], names: Vec<Option<String>>, now: Instant) {
-        let same_names = || {
-            let named = names.iter().flatten().count();
-            named == self.events.names.len()
-                && (self.peers.iter().zip(&names)).all(|(p, n)| {
-                    n.as_ref()
-                        .map_or(true, |n| self.events.names.get(&p.addr()) == Some(n))
-                })
-        };
-        if self.events.greeted && old == self.peers.as_slice() && same_names() {
+    /// A new list replaced `applied.old`: say who joined, who left and who changed
+    /// name, or, for the first list, who is here.
+    pub(super) fn list_changed(&mut self, applied: Applied, now: Instant) {
+        let Applied { old, old_names, .. } = applied;
+        let same = self.peers.same_as(&old, &old_names);
+        if self.events.greeted && same {
             return; // the answer to a poll, as most are: nothing new
         }
-        let old_names = std::mem::take(&mut self.events.names);
-        for (p, name) in self.peers.iter().zip(names) {
-            if let Some(name) = name {
-                self.events.names.insert(p.addr(), name);
-            }
+        self.console
+            .set_names(self.config.name.as_deref(), self.peers.names());
+        let peers = &self.peers;
+        let e = &mut self.events;
+        e.unreachable.retain(|a| peers.contains(*a));
+        e.unnamed.retain(|(a, _)| peers.contains(*a));
+        if !std::mem::replace(&mut e.greeted, true) {
+            e.greeting = Some(now);
         }
-        self.console.set_names(
-            self.config.name.as_deref(),
-            self.events.names.values().map(String::as_str),
-        );
-        let listed: HashSet<SocketAddr> = self.peers.iter().map(Peer::addr).collect();
-        self.events.unreachable.retain(|a| listed.contains(a));
-        self.events.unnamed.retain(|(a, _)| listed.contains(a));
-        if !std::mem::replace(&mut self.events.greeted, true) {
-            self.events.greeting = Some(now);
-        }
-        if self.events.greeting.is_some() {
+        if e.greeting.is_some() {
             return self.greet(now); // whoever came meanwhile is in the greeting
         }
-        let said = self.differences(old, &old_names, &listed, now);
+        let said = e.differences(peers, &old, &old_names, now);
         let more = said.len().saturating_sub(SHOWN);
         for line in said.iter().take(SHOWN) {
             debug!("{line}");
@@ -104,35 +75,35 @@ impl Servant {
             ));
         }
     }
+}
 
+impl Events {
     /// What changed from `old` to the current list, as event lines. A newcomer
     /// without a name waits in `unnamed` for one: a servant says its name right
     /// after connecting, but the manager may push the list with it before that.
     fn differences(
         &mut self,
+        peers: &Peers,
         old: &[Peer],
         old_names: &HashMap<SocketAddr, String>,
-        listed: &HashSet<SocketAddr>,
         now: Instant,
     ) -> Vec<String> {
-        let names = &self.events.names;
         // A peer that left and one that joined from the same address with the same
         // name (or both without one) are one peer the manager gave another port.
         type Key = (IpAddr, Option<String>);
-        let key =
-            |p: &Peer, from: &HashMap<SocketAddr, String>| (p.ip, from.get(&p.addr()).cloned());
+        let old_key = |p: &Peer| (p.ip, old_names.get(&p.addr()).cloned());
+        let new_key = |p: &Peer| (p.ip, peers.name(p.addr()).map(str::to_owned));
         let count = |keys: &mut HashMap<Key, usize>, k: Key| *keys.entry(k).or_default() += 1;
         let before: HashSet<SocketAddr> = old.iter().filter(|p| !p.me).map(Peer::addr).collect();
         let gone: Vec<&Peer> = (old.iter())
-            .filter(|p| !p.me && !listed.contains(&p.addr()))
+            .filter(|p| !p.me && !peers.contains(p.addr()))
             .collect();
-        let new: Vec<&Peer> = (self.peers.iter())
+        let new: Vec<&Peer> = (peers.iter())
             .filter(|p| !p.me && !before.contains(&p.addr()))
             .collect();
         let (mut gone_keys, mut new_keys) = (HashMap::new(), HashMap::new());
-        gone.iter()
-            .for_each(|p| count(&mut gone_keys, key(p, old_names)));
-        new.iter().for_each(|p| count(&mut new_keys, key(p, names)));
+        gone.iter().for_each(|p| count(&mut gone_keys, old_key(p)));
+        new.iter().for_each(|p| count(&mut new_keys, new_key(p)));
         let moved = |keys: &mut HashMap<Key, usize>, k: Key| match keys.get_mut(&k) {
             Some(n) if *n > 0 => {
                 *n -= 1;
@@ -142,16 +113,16 @@ impl Servant {
         };
         let mut said = Vec::new();
         for p in new {
-            if moved(&mut gone_keys, key(p, names)) {
+            if moved(&mut gone_keys, new_key(p)) {
                 continue;
             }
-            match names.get(&p.addr()) {
+            match peers.name(p.addr()) {
                 Some(n) => said.push(format!("{n} ({}) joined", p.addr())),
-                None => self.events.unnamed.push((p.addr(), now)),
+                None => self.unnamed.push((p.addr(), now)),
             }
         }
         for p in gone {
-            if moved(&mut new_keys, key(p, old_names)) {
+            if moved(&mut new_keys, old_key(p)) {
                 continue;
             }
             said.push(match old_names.get(&p.addr()) {
@@ -159,23 +130,31 @@ impl Servant {
                 None => format!("{} left", p.addr()),
             });
         }
-        for p in self.peers.iter().filter(|p| before.contains(&p.addr())) {
+        for p in peers.iter().filter(|p| before.contains(&p.addr())) {
             let a = p.addr();
-            let waiting = self.events.unnamed.iter().position(|&(u, _)| u == a);
-            said.push(match (old_names.get(&a), names.get(&a), waiting) {
-                (None, Some(n), Some(k)) => {
-                    self.events.unnamed.swap_remove(k);
-                    format!("{n} ({a}) joined")
-                }
-                (Some(w), Some(n), _) if w != n => format!("{w} ({a}) is now known as {n}"),
-                (None, Some(n), None) => format!("{a} is now known as {n}"),
-                (Some(w), None, _) => format!("{w} ({a}) has no name now"),
-                _ => continue,
-            });
+            let waiting = self.unnamed.iter().position(|&(u, _)| u == a);
+            said.push(
+                match (
+                    old_names.get(&a).map(String::as_str),
+                    peers.name(a),
+                    waiting,
+                ) {
+                    (None, Some(n), Some(k)) => {
+                        self.unnamed.swap_remove(k);
+                        format!("{n} ({a}) joined")
+                    }
+                    (Some(w), Some(n), _) if w != n => format!("{w} ({a}) is now known as {n}"),
+                    (None, Some(n), None) => format!("{a} is now known as {n}"),
+                    (Some(w), None, _) => format!("{w} ({a}) has no name now"),
+                    _ => continue,
+                },
+            );
         }
         said
     }
+}
 
+impl Servant {
     /// Newcomers still without a name after [`NAME_GRACE`] are announced by address.
     pub(super) fn unnamed_joins(&mut self, now: Instant) {
         if self.events.greeting.is_some() {
@@ -191,7 +170,7 @@ impl Servant {
 
     /// The first list: who is here, once all have names or [`NAME_GRACE`] passed.
     fn greet(&mut self, now: Instant) {
-        let named = |p: &Peer| p.me || self.events.names.contains_key(&p.addr());
+        let named = |p: &Peer| p.me || self.peers.name(p.addr()).is_some();
         let since = self.events.greeting.unwrap_or(now);
         if now.duration_since(since) < NAME_GRACE && !self.peers.iter().all(named) {
             return;
@@ -199,9 +178,9 @@ impl Servant {
         self.events.greeting = None;
         let others: Vec<String> = (self.peers.iter())
             .filter(|p| !p.me)
-            .map(|p| self.events.who(p.addr()))
+            .map(|p| self.peers.who(p.addr()))
             .collect();
-        let me = self.peers.iter().find(|p| p.me).map(Peer::addr);
+        let me = self.peers.me().map(Peer::addr);
         let you = match (me, &self.config.name) {
             (Some(a), Some(n)) => format!("you are {n} ({a})"),
             (Some(a), None) => format!("you are {a}"),
@@ -219,22 +198,22 @@ impl Servant {
     pub(super) fn manager_lost_event(&mut self, why: &str) {
         warn!(
             "connection manager at {}: {why}; keeping the last list of {} peers and retrying",
-            self.manager,
+            self.link.manager,
             self.peers.len()
         );
         let others = self.peers.iter().filter(|p| !p.me).count();
         self.console.event(&format!(
             "lost the connection manager at {} ({why}); still chatting with {others} peer(s), reconnecting",
-            self.manager
+            self.link.manager
         ));
     }
 
     /// The manager link is up again after an outage.
     pub(super) fn manager_back_event(&mut self) {
-        info!("connection manager at {} is back", self.manager);
+        info!("connection manager at {} is back", self.link.manager);
         self.console.event(&format!(
             "the connection manager at {} is back",
-            self.manager
+            self.link.manager
         ));
     }
 
@@ -249,7 +228,7 @@ impl Servant {
         if !newly || self.quitting {
             return;
         }
-        let who = self.events.who(to);
+        let who = self.peers.who(to);
         self.console.event(&if delivered {
             format!("{who} can be reached again")
         } else {
@@ -289,18 +268,18 @@ mod tests {
     /// Moves `s` to the list `peers` (with their names) and returns what it said.
     fn list(s: &mut Servant, peers: &[(&str, u16, Option<&str>)], at: Instant) -> Vec<String> {
         let mut next = vec![peer("127.0.0.2", 2224, true)];
-        let mut names = HashMap::new();
+        let mut said = Vec::new();
         for &(ip, port, name) in peers {
             let p = peer(ip, port, false);
-            if let Some(n) = name {
-                names.insert(p.addr(), n.to_string());
-            }
+            said.push((p.addr(), name.map(String::from)));
             next.push(p);
         }
-        let old = std::mem::replace(&mut s.peers, next);
-        let old_names = std::mem::replace(&mut s.events.names, names);
-        let listed = s.peers.iter().map(Peer::addr).collect();
-        s.differences(&old, &old_names, &listed, at)
+        let whole = crate::wire::delta::Answer::Whole {
+            version: None,
+            peers: next,
+        };
+        let applied = s.peers.apply(whole, said, usize::MAX).unwrap();
+        (s.events).differences(&s.peers, &applied.old, &applied.old_names, at)
     }
 
     #[test]

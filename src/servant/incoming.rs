@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::chat::ChatReader;
-use super::console::Console;
 use super::relay::Role;
 use super::{Servant, Slot};
 use crate::reactor::stdio::STDOUT;
@@ -219,10 +218,10 @@ impl Servant {
             Err((addr, e)) => {
                 warn!(
                     "cannot listen on {addr}: {e}; asking the connection manager for another port in {} ms",
-                    self.backoff.as_millis()
+                    self.link.backoff.as_millis()
                 );
-                if let Some(link) = self.link {
-                    self.link_dropped = true;
+                if let Some(link) = self.link.slot {
+                    self.link.dropped = true;
                     r.close(link);
                 }
             }
@@ -238,7 +237,7 @@ impl Servant {
     /// closed to make room.
     pub(super) fn servants1_connection_request(&mut self, r: &mut Reactor<Slot>, request: Request) {
         let from = request.remote();
-        if self.bans_pending {
+        if self.bans.pending {
             if !std::mem::replace(&mut self.admission.refused_pending, true) {
                 info!(
                     "refusing {}: banned host names are still being resolved (further refusals until then not logged)",
@@ -247,8 +246,8 @@ impl Servant {
             }
             return;
         }
-        if self.bans.is_banned(from.ip()) {
-            if self.refused_logged.insert(from.ip()) {
+        if self.bans.list.is_banned(from.ip()) {
+            if self.bans.refused_logged.insert(from.ip()) {
                 info!(
                     "refusing {}: banned (further refusals not logged)",
                     from.ip()
@@ -419,6 +418,23 @@ impl Servant {
         }
     }
 
+    /// One line on an incoming connection: for the relay (a pull request, a
+    /// puller's keepalive), or chat to show and to forward to our pullers.
+    fn incoming_line(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        i: Index,
+        from: SocketAddr,
+        role: &mut Role,
+        msg: &[u8],
+        truncated: bool,
+    ) {
+        if self.relay_line(r, i, from, role, msg) {
+            self.console.peer_message(from, msg, truncated);
+            self.relay.gather(msg);
+        }
+    }
+
     /// VB: `servants1_Close(Index)` (the article had none): the tail is a message.
     pub(super) fn servants1_close(&mut self, r: &mut Reactor<Slot>, i: Index, slot: Slot) {
         let Slot::Incoming {
@@ -435,22 +451,10 @@ impl Servant {
         let origin = matches!(role, Role::Puller { .. }).then_some(i);
         self.forward(r, origin);
         self.puller_closed(i, &role);
-        if let Some(k) = self.self_pending.iter().position(|&a| a == from) {
-            self.self_pending.swap_remove(k);
+        if self.sends.self_done(from) {
             self.maybe_leave(r);
         }
     }
-}
-
-/// One message on stdout; a cut one is also logged with its sender.
-pub(super) fn show(console: &mut Console, from: SocketAddr, msg: &[u8], truncated: bool) {
-    if msg.is_empty() && !truncated {
-        return;
-    }
-    if truncated {
-        warn!("{from} sent a message over 64 KiB; showing its first 64 KiB");
-    }
-    console.message(msg, truncated);
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ impl Servant {
         }
         self.quitting = true;
         // Lines still held need the list first: keep the link until they have gone.
-        if self.held.is_empty() {
+        if self.sends.held.is_empty() {
             self.leave_manager(r);
         }
         r.set_timer(QUIT_DEADLINE, r.now() + QUIT_GRACE);
@@ -34,8 +34,8 @@ impl Servant {
     fn leave_manager(&mut self, r: &mut Reactor<Slot>) {
         r.cancel_timer(POLL);
         r.cancel_timer(RECONNECT);
-        if let Some(link) = self.link.take() {
-            self.link_dropped = true;
+        if let Some(link) = self.link.slot.take() {
+            self.link.dropped = true;
             r.close(link);
         }
     }
@@ -43,11 +43,11 @@ impl Servant {
     /// Stops the loop if leaving and nothing is left to deliver: no held lines, no
     /// outgoing sends, no send to ourselves that our listener has not yet shown.
     pub(super) fn maybe_leave(&mut self, r: &mut Reactor<Slot>) {
-        if !self.quitting || !self.held.is_empty() {
+        if !self.quitting || !self.sends.held.is_empty() {
             return;
         }
         self.leave_manager(r);
-        if self.outgoing == 0 && self.self_pending.is_empty() {
+        if self.sends.drained() {
             info!("leaving");
             self.console.finish();
             r.stop();
@@ -58,9 +58,9 @@ impl Servant {
     pub(super) fn quit_deadline(&mut self, r: &mut Reactor<Slot>) {
         warn!(
             "leaving with {} send(s) unfinished after {} s{}",
-            self.outgoing + self.self_pending.len(),
+            self.sends.outgoing + self.sends.self_pending.len(),
             QUIT_GRACE.as_secs(),
-            if self.held.is_empty() {
+            if self.sends.held.is_empty() {
                 ""
             } else {
                 "; lines typed before any peer list arrived were never sent"

@@ -7,6 +7,7 @@
 //! may hold part of one or several, the list is kept by versions (`deltas.rs`),
 //! and an outage keeps the last list while the link is retried.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -23,18 +24,63 @@ const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
 /// Peers named in the `peers:` log line before it says "...".
 const LOGGED_PEERS: usize = 16;
 
+/// The link to the manager and what it is in the middle of.
+#[derive(Debug)]
+pub(super) struct Link {
+    pub(super) manager: SocketAddr,
+    /// The link's slot while it exists.
+    pub(super) slot: Option<Index>,
+    /// Bytes from the manager not yet framed into a document.
+    buf: Vec<u8>,
+    /// We closed the link on purpose (bind failure, leaving): not an outage.
+    pub(super) dropped: bool,
+    /// Why the link failed, from `error`, for the log line `close` writes.
+    pub(super) error: Option<String>,
+    /// The outage has been logged; said again only after the link came back.
+    outage_logged: bool,
+    pub(super) backoff: Duration,
+    /// No document has arrived on this link yet: the first one is logged even if the
+    /// membership is unchanged, so a reconnect shows the network formed again.
+    fresh: bool,
+    /// A list without a `me` entry was reported.
+    no_me_logged: bool,
+}
+
+impl Link {
+    pub(super) fn new(manager: SocketAddr) -> Link {
+        Link {
+            manager,
+            slot: None,
+            buf: Vec::new(),
+            dropped: false,
+            error: None,
+            outage_logged: false,
+            backoff: BACKOFF_FIRST,
+            fresh: true,
+            no_me_logged: false,
+        }
+    }
+}
+
 impl Servant {
     /// VB: `Winsock1.Connect connectionmgr, port` at form load; here also after
     /// every outage. The first request is queued at once and goes out on connect.
     pub(super) fn connect_manager(&mut self, r: &mut Reactor<Slot>) {
-        self.link_dropped = false;
-        self.fresh_link = true;
-        self.link_buf.clear();
-        self.version = None; // a new link is a new entry: the whole list, to find it
-        match r.connect(self.manager, self.bind_for(self.manager), Slot::Manager) {
+        self.link.dropped = false;
+        self.link.fresh = true;
+        self.link.buf.clear();
+        self.peers.forget_version(); // a new link is a new entry: the whole list, to find it
+        match r.connect(
+            self.link.manager,
+            self.bind_for(self.link.manager),
+            Slot::Manager,
+        ) {
             Ok(i) => {
-                debug!("connecting to the connection manager at {}", self.manager);
-                self.link = Some(i);
+                debug!(
+                    "connecting to the connection manager at {}",
+                    self.link.manager
+                );
+                self.link.slot = Some(i);
                 // Offered once per link, before the first request: this servant
                 // forwards to pullers, so the manager may choose it as a relay.
                 let mut hello = crate::wire::relay::CAN_RELAY.to_vec();
@@ -56,39 +102,42 @@ impl Servant {
 
     /// The link is gone (or never came up): keep the last list, retry with backoff.
     pub(super) fn manager_lost(&mut self, r: &mut Reactor<Slot>, why: &str) {
-        self.link = None;
-        self.link_buf.clear();
+        self.link.slot = None;
+        self.link.buf.clear();
         r.cancel_timer(POLL);
-        if self.quitting && self.held.is_empty() {
+        if self.quitting && self.sends.held.is_empty() {
             return;
         }
-        if self.link_dropped {
+        if self.link.dropped {
             debug!(
                 "manager link closed by us; reconnecting in {:?}",
-                self.backoff
+                self.link.backoff
             );
-        } else if !self.outage_logged {
-            self.outage_logged = true;
+        } else if !self.link.outage_logged {
+            self.link.outage_logged = true;
             self.manager_lost_event(why);
         } else {
-            debug!("connection manager at {}: {why}", self.manager);
+            debug!("connection manager at {}: {why}", self.link.manager);
         }
-        r.set_timer(RECONNECT, r.now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        r.set_timer(RECONNECT, r.now() + self.link.backoff);
+        self.link.backoff = (self.link.backoff * 2).min(BACKOFF_MAX);
     }
 
     /// VB: `Winsock1_Connect`.
     pub(super) fn winsock1_connect(&mut self) {
-        if std::mem::take(&mut self.outage_logged) {
+        if std::mem::take(&mut self.link.outage_logged) {
             self.manager_back_event();
         } else {
-            debug!("connected to the connection manager at {}", self.manager);
+            debug!(
+                "connected to the connection manager at {}",
+                self.link.manager
+            );
         }
     }
 
     /// The poll timer: ask again (VB had no timer; it asked once).
     pub(super) fn poll(&mut self, r: &mut Reactor<Slot>) {
-        if let Some(i) = self.link {
+        if let Some(i) = self.link.slot {
             // Do not pile requests on a link that is still connecting or backed up.
             if r.socket(i)
                 .is_some_and(|s| s.state() == State::Connected && s.unsent() == 0)
@@ -104,7 +153,7 @@ impl Servant {
     /// one, or several, and the manager also pushes new ones unasked.
     pub(super) fn winsock1_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
         // The buffer leaves `self` while documents are applied, which needs `&mut self`.
-        let mut buf = std::mem::take(&mut self.link_buf);
+        let mut buf = std::mem::take(&mut self.link.buf);
         let searched = searched(&buf);
         buf.extend_from_slice(data);
         let mut used = 0;
@@ -146,11 +195,11 @@ impl Servant {
                 buf.len()
             );
             buf.clear();
-            self.link_dropped = true;
+            self.link.dropped = true;
             r.close(i);
         }
-        if self.link == Some(i) {
-            self.link_buf = buf;
+        if self.link.slot == Some(i) {
+            self.link.buf = buf;
         }
     }
 
@@ -158,41 +207,40 @@ impl Servant {
     /// and `servants1(0)` listening on `me`'s port (re-listened only if it changed).
     /// Lines typed while there was no list go out now.
     fn apply_document(&mut self, r: &mut Reactor<Slot>, doc: &[u8]) {
-        let Some((peers, names)) = self.read_answer(r, doc) else {
+        let Some(applied) = self.read_answer(r, doc) else {
             return;
         };
         // Taken first: `changed || take(..)` would leave it set after a changed list,
         // and the next, unchanged, list would be logged again.
-        let fresh = std::mem::take(&mut self.fresh_link);
-        let changed = peers != self.peers;
-        self.settle_list(r.now(), fresh, changed);
-        let old = std::mem::replace(&mut self.peers, peers);
+        let fresh = std::mem::take(&mut self.link.fresh);
+        let changed = applied.old != self.peers.list();
+        self.settle_list(r.now(), fresh, changed, &applied.old);
         if changed || fresh {
-            info!("peers: {}", describe(&self.peers));
+            info!("peers: {}", describe(self.peers.list()));
         }
-        self.list_changed(&old, names, r.now());
+        self.list_changed(applied, r.now());
         self.relay_document(r);
-        let Some(port) = self.peers.iter().find(|p| p.me).map(|p| p.port) else {
-            if !self.no_me_logged {
-                self.no_me_logged = true;
+        let Some(port) = self.peers.me().map(|p| p.port) else {
+            if !self.link.no_me_logged {
+                self.link.no_me_logged = true;
                 warn!(
                     "the peer list has no entry marked <me>TRUE</me>; not listening until one does"
                 );
             }
             return;
         };
-        self.no_me_logged = false;
+        self.link.no_me_logged = false;
         if self.listener.map(|(_, p)| p) != Some(port) {
             self.servants1_listen(r, port);
         }
         if self.listener.is_some() {
-            self.backoff = BACKOFF_FIRST;
-            if !self.held.is_empty() {
+            self.link.backoff = BACKOFF_FIRST;
+            if !self.sends.held.is_empty() {
                 debug!(
                     "sending {} bytes held until the peer list came",
-                    self.held.len()
+                    self.sends.held.len()
                 );
-                self.batch = std::mem::take(&mut self.held);
+                self.sends.batch = std::mem::take(&mut self.sends.held);
                 self.send1_broadcast(r);
                 self.maybe_leave(r);
             }

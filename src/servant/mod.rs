@@ -5,7 +5,7 @@
 //! | VB6 servant                                  | here                                |
 //! |----------------------------------------------|-------------------------------------|
 //! | `Winsock1`, the link to the manager          | `link.rs`, `Slot::Manager`          |
-//! | `pDoc1`, `userList1`                         | `Servant::peers` (`deltas.rs`), shown by `/peers` |
+//! | `pDoc1`, `userList1`                         | `peers.rs` (`Peers`), `deltas.rs`, shown by `/peers` |
 //! | `servants1(0)`, the listener                 | `incoming.rs`, `Slot::Listener`     |
 //! | `servants1(i)`, peers sending to us          | `incoming.rs`, `Slot::Incoming`     |
 //! | `send1`, one control reused per peer         | `send.rs`, `Slot::Outgoing` each    |
@@ -16,9 +16,13 @@
 //! | `pConfig` (`config.xml`)                     | [`config`], [`bans`]                |
 //! | (the article's last section: relays)         | `relay.rs`, `Slot::Pull`            |
 //!
-//! This file holds the servant's state and the reactor's handlers, each passing its
-//! event to the control it belongs to, whose method carries the VB name and
-//! signature (`servants1_data_arrival`, `send1_close`, ...).
+//! This file holds the servant, a struct of parts (each part's state and methods in
+//! its own file), and the reactor's handlers, the VB event handlers all in one
+//! place, each passing its event to the control it belongs to, whose method carries
+//! the VB name and signature (`servants1_data_arrival`, `send1_close`, ...). A
+//! peer's chat line goes from [`Handler::data_arrival`] here to
+//! `Servant::servants1_data_arrival` and `incoming_line` (`incoming.rs`) to
+//! [`console::Console::peer_message`].
 //!
 //! Where it differs from the article, each file says why. In short: every peer gets
 //! its own outgoing connection at once (`send.rs`); chat lines and peer documents
@@ -43,12 +47,12 @@ mod incoming;
 mod leave;
 mod link;
 pub mod peerlist;
+mod peers;
 mod relay;
 mod reload;
 mod send;
 mod typed;
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -59,13 +63,12 @@ use log::{info, warn};
 pub use config::{Config, Overrides};
 
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
-use crate::wire::peerdoc::Peer;
 use crate::StartError;
 use bans::Bans;
 use chat::ChatReader;
 use console::Console;
 use incoming::Admission;
-use send::{Failures, Queued};
+use peers::Peers;
 
 /// Timer ids.
 const POLL: usize = 0;
@@ -138,65 +141,34 @@ enum Input {
     Terminal,
 }
 
-/// The servant's state: the manager link, the peer list, the bans, the counts.
+/// The servant: its parts, each in its own file, and the reactor's handlers below,
+/// which pass each event to the part it belongs to.
 struct Servant {
     config: Config,
-    manager: SocketAddr,
-    /// The manager link's slot while it exists.
-    link: Option<Index>,
-    /// Bytes from the manager not yet framed into a document.
-    link_buf: Vec<u8>,
-    /// We closed the link on purpose (bind failure, leaving): not an outage.
-    link_dropped: bool,
-    /// Why the link failed, from `error`, for the log line `close` writes.
-    link_error: Option<String>,
-    /// The outage has been logged; said again only after the link came back.
-    outage_logged: bool,
-    backoff: Duration,
-    /// `pDoc1` as parsed: the list every line is sent to.
-    peers: Vec<Peer>,
-    /// The manager's version of `peers`, if it said one (`deltas.rs`).
-    version: Option<u64>,
-    /// The listener's slot and port.
-    listener: Option<(Index, u16)>,
-    /// No document has arrived on this link yet: the first one is logged even if the
-    /// membership is unchanged, so a reconnect shows the network formed again.
-    fresh_link: bool,
-    /// A list without a `me` entry was reported.
-    no_me_logged: bool,
-    bans: Bans,
-    /// The banned host names' lookups in flight ([`bans`]).
-    ban_lookup: Option<crate::resolve::Batch>,
-    /// What each banned name stood for when it last resolved.
-    ban_last: HashMap<String, HashSet<IpAddr>>,
-    /// Banned host names have not been resolved yet: every connection is refused.
-    bans_pending: bool,
-    refused_logged: HashSet<IpAddr>,
-    /// Incoming connections and what they hold, against their caps.
-    admission: Admission,
-    failures: Failures,
-    /// Sends waiting for a slot, past the cap on sends in flight.
-    queued: VecDeque<Queued>,
-    /// The manager's lists checked, and the old one kept beside the new one after
-    /// reconnecting to it.
+    /// `Winsock1` ([`link`]).
+    link: link::Link,
+    /// `pDoc1` and `userList1` ([`peers`]): the list every line is sent to.
+    peers: Peers,
+    /// The checks on the manager's lists, and the old list kept beside the new
+    /// one after reconnecting to it ([`peerlist`]).
     lists: peerlist::Lists,
-    input: Input,
-    typed: ChatReader,
-    /// Chat lines typed in this stdin chunk, sent as one batch.
-    batch: Vec<u8>,
-    /// Lines typed before there was a list to send them to (or a listener for our
-    /// own copy); sent when the first one arrives, so `echo hi | servant` works.
-    held: Vec<u8>,
+    /// `servants1(0)`: the listener's slot and port.
+    listener: Option<(Index, u16)>,
+    /// The bans and their names' lookups ([`bans`]).
+    bans: bans::Banning,
+    /// Incoming connections and what they hold, against their caps ([`incoming`]).
+    admission: Admission,
+    /// `send1`: what is being sent, queued and held ([`send`]).
+    sends: send::Sends,
+    /// `txtSend1`: how stdin is read, and its unfinished line ([`typed`]).
+    typing: typed::Typing,
+    /// `txtChat1` ([`console`]).
     console: Console,
-    /// Outgoing slots still open, at most `admission.limits.sending`.
-    outgoing: usize,
-    /// Local addresses of our sends to ourselves that connected but whose incoming
-    /// side has not closed yet: leaving waits for them so our own transcript is whole.
-    self_pending: Vec<SocketAddr>,
-    quitting: bool,
+    /// The relay role: our pull link, the pullers we serve ([`relay`]).
     relay: relay::Relaying,
-    /// Names, and what was said of joins, leaves and unreachable peers.
+    /// What was said of joins, leaves and unreachable peers ([`events`]).
     events: events::Events,
+    quitting: bool,
 }
 
 impl Servant {
@@ -209,37 +181,18 @@ impl Servant {
     ) -> Self {
         Servant {
             config,
-            manager,
-            link: None,
-            link_buf: Vec::new(),
-            link_dropped: false,
-            link_error: None,
-            outage_logged: false,
-            backoff: link::BACKOFF_FIRST,
-            peers: Vec::new(),
-            version: None,
-            listener: None,
-            fresh_link: true,
-            no_me_logged: false,
-            bans_pending: !bans.names().is_empty(),
-            bans,
-            ban_lookup: None,
-            ban_last: HashMap::new(),
-            refused_logged: HashSet::new(),
-            admission,
-            failures: Failures::default(),
-            queued: VecDeque::new(),
+            link: link::Link::new(manager),
+            peers: Peers::default(),
             lists: peerlist::Lists::default(),
-            input,
-            typed: ChatReader::default(),
-            batch: Vec::new(),
-            held: Vec::new(),
+            listener: None,
+            bans: bans::Banning::new(bans),
+            admission,
+            sends: send::Sends::default(),
+            typing: typed::Typing::new(input),
             console: Console::new(input == Input::Terminal && console::is_tty(1)),
-            outgoing: 0,
-            self_pending: Vec::new(),
-            quitting: false,
             relay: relay::Relaying::default(),
             events: events::Events::default(),
+            quitting: false,
         }
     }
 
@@ -279,9 +232,10 @@ impl Handler for Servant {
     /// VB: `Winsock1_Close`, `servants1_Close(Index)`, `send1_Close`.
     fn close(&mut self, r: &mut Reactor<Slot>, i: Index, data: Slot) {
         match data {
-            Slot::Manager if self.link == Some(i) => {
+            Slot::Manager if self.link.slot == Some(i) => {
                 let why = self
-                    .link_error
+                    .link
+                    .error
                     .take()
                     .unwrap_or_else(|| "it closed the connection".into());
                 self.manager_lost(r, &why)
@@ -332,7 +286,7 @@ impl Handler for Servant {
             Some(Slot::Outgoing { error, .. } | Slot::Pull { error, .. }) => {
                 *error = Some(err.to_string())
             }
-            Some(Slot::Manager) => self.link_error = Some(err.to_string()),
+            Some(Slot::Manager) => self.link.error = Some(err.to_string()),
             _ => {}
         }
     }
@@ -341,14 +295,14 @@ impl Handler for Servant {
     fn timer(&mut self, r: &mut Reactor<Slot>, id: usize) {
         match id {
             POLL => self.poll(r),
-            RECONNECT if !self.quitting || !self.held.is_empty() => self.connect_manager(r),
+            RECONNECT if !self.quitting || !self.sends.held.is_empty() => self.connect_manager(r),
             QUIT_DEADLINE => self.quit_deadline(r),
             TICK => {
                 self.tick(r);
                 self.unnamed_joins(r.now());
                 self.settle_tick(r);
             }
-            bans::BAN_LOOKUP => self.ban_lookup_event(r, false),
+            bans::BAN_LOOKUP => self.bans.lookup_event(r, false),
             _ => {}
         }
         self.console.settle();
@@ -359,7 +313,7 @@ impl Handler for Servant {
     /// hands over whole lines.
     fn fd_ready(&mut self, r: &mut Reactor<Slot>, id: usize) {
         if id == bans::BAN_SOCKET {
-            return self.ban_lookup_event(r, true);
+            return self.bans.lookup_event(r, true);
         }
         let edited = self.console.read_stdin(r);
         if !edited.lines.is_empty() {
@@ -463,15 +417,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut servant = Servant::new(config, manager, bans, input, admission);
     servant.console.start();
     servant.config.log_source();
-    if !servant.bans.names().is_empty() {
+    if !servant.bans.list.names().is_empty() {
         // Looked up on the loop from the start: a slow DNS server delays nothing
         // but the peers' connections, which are refused until the names are
         // known, so that a name ban holds from the first connection.
         info!(
             "resolving banned host names ({}); refusing peers' connections until done",
-            crate::text::escape(&servant.bans.names().join(", "))
+            crate::text::escape(&servant.bans.list.names().join(", "))
         );
-        servant.look_up_bans(&mut r);
+        servant.bans.look_up(&mut r);
     }
     info!(
         "servant{} asking the connection manager at {manager} every {} ms{}",
@@ -494,6 +448,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let outcome = r.run(&mut servant);
     crate::notify::stopping();
     outcome.map_err(|e| StartError(format!("event loop failed: {e}")))?;
-    servant.failures.summary();
+    servant.sends.failures.summary();
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! wrong or lie, and every entry costs a connection per line typed, so here a
 //! document with more than `--max-peers` entries is refused before it is parsed
 //! (the last good list stays), and an address listed more than once is sent to
-//! once ([`check`]).
+//! once (`Peers`, `peers.rs`).
 //!
 //! **After a manager restart.** The new manager starts with an empty list, which
 //! fills as servants reconnect (each within the 5 s reconnect backoff). Taken at
@@ -23,7 +23,7 @@
 //! Peers are matched by IP: two servants behind one address look alike, so for
 //! them the rule does less (a line may miss the one not yet back).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -31,6 +31,7 @@ use log::{debug, info, warn};
 
 use super::incoming::RateLimited;
 use super::link::BACKOFF_MAX;
+use super::peers::too_many;
 use super::{Servant, Slot};
 use crate::reactor::{Index, Reactor};
 use crate::wire::peerdoc::Peer;
@@ -58,49 +59,6 @@ pub(super) struct Settling {
     changed: Instant,
 }
 
-/// `peers` with every address once (the first entry for it, marked `me` if any
-/// of them was), or why the list is refused: more than `max` entries.
-pub fn check(peers: Vec<Peer>, max: usize) -> Result<Vec<Peer>, String> {
-    if peers.len() > max {
-        return Err(too_many(peers.len(), max));
-    }
-    let mut seen: HashSet<SocketAddr> = HashSet::with_capacity(peers.len());
-    let mut kept: Vec<Peer> = Vec::with_capacity(peers.len());
-    for p in peers {
-        if seen.insert(p.addr()) {
-            kept.push(p);
-        } else if p.me {
-            if let Some(first) = kept.iter_mut().find(|k| k.addr() == p.addr()) {
-                first.me = true;
-            }
-        }
-    }
-    Ok(kept)
-}
-
-/// [`check`], keeping each kept entry's name beside it (the first listed for its
-/// address).
-fn check_named(
-    peers: Vec<Peer>,
-    names: Vec<Option<String>>,
-    max: usize,
-) -> Result<(Vec<Peer>, Vec<Option<String>>), String> {
-    let mut named: HashMap<SocketAddr, Option<String>> = HashMap::with_capacity(peers.len());
-    for (p, n) in peers.iter().zip(names) {
-        named.entry(p.addr()).or_insert(n);
-    }
-    let kept = check(peers, max)?;
-    let names = kept
-        .iter()
-        .map(|p| named.get(&p.addr()).cloned().flatten())
-        .collect();
-    Ok((kept, names))
-}
-
-fn too_many(n: usize, max: usize) -> String {
-    format!("{n} entries, more than the {max} allowed (--max-peers)")
-}
-
 /// `<peer>` elements in a document, counted without parsing it (an upper bound).
 fn entries(doc: &[u8]) -> usize {
     memchr::memmem::find_iter(doc, b"<peer")
@@ -126,36 +84,20 @@ impl Servant {
         true
     }
 
-    /// A list as the manager's answers make it, checked: duplicates of an address
-    /// collapse to one, and a list past `--max-peers` is refused (`None`: the last
-    /// one stays). Each entry's name stays beside it.
-    pub(super) fn checked_list(
-        &mut self,
-        r: &Reactor<Slot>,
-        peers: Vec<Peer>,
-        names: Vec<Option<String>>,
-    ) -> Option<(Vec<Peer>, Vec<Option<String>>)> {
-        let parsed = peers.len();
-        match check_named(peers, names, self.config.max_peers) {
-            Ok((peers, names)) => {
-                if peers.len() < parsed {
-                    if let Some(n) = self.lists.duplicated.due(r.now()) {
-                        warn!(
-                            "the connection manager lists some addresses more than once ({parsed} entries, {} addresses); each gets a line once ({n} such list(s) since the last warning)",
-                            peers.len()
-                        );
-                    }
-                }
-                Some((peers, names))
-            }
-            Err(why) => {
-                self.refuse_list(r, &why);
-                None
+    /// An applied list named some addresses more than once (`listed` entries
+    /// collapsed to fewer): said, rate-limited.
+    pub(super) fn duplicates(&mut self, r: &Reactor<Slot>, listed: usize) {
+        if self.peers.len() < listed {
+            if let Some(n) = self.lists.duplicated.due(r.now()) {
+                warn!(
+                    "the connection manager lists some addresses more than once ({listed} entries, {} addresses); each gets a line once ({n} such list(s) since the last warning)",
+                    self.peers.len()
+                );
             }
         }
     }
 
-    fn refuse_list(&mut self, r: &Reactor<Slot>, why: &str) {
+    pub(super) fn refuse_list(&mut self, r: &Reactor<Slot>, why: &str) {
         if let Some(n) = self.lists.too_long.due(r.now()) {
             warn!(
                 "refusing a peer list from the connection manager: {why}; keeping the last one of {} ({n} refused since the last warning)",
@@ -166,8 +108,8 @@ impl Servant {
 
     /// A new list arrived. The first on a new link, when there was a list before,
     /// starts the settling: the old list stays in use beside it.
-    pub(super) fn settle_list(&mut self, now: Instant, fresh: bool, changed: bool) {
-        if fresh && !self.peers.is_empty() {
+    pub(super) fn settle_list(&mut self, now: Instant, fresh: bool, changed: bool, old: &[Peer]) {
+        if fresh && !old.is_empty() {
             let settling = self.lists.settling.get_or_insert_with(|| Settling {
                 old: Vec::new(),
                 listeners: Vec::new(),
@@ -175,16 +117,13 @@ impl Servant {
                 changed: now,
             });
             let known: HashSet<SocketAddr> = settling.old.iter().map(Peer::addr).collect();
-            let old = self
-                .peers
-                .iter()
-                .filter(|p| !p.me && !known.contains(&p.addr()));
-            settling.old.extend(old.cloned());
+            let gone = old.iter().filter(|p| !p.me && !known.contains(&p.addr()));
+            settling.old.extend(gone.cloned());
             settling.since = now;
             settling.changed = now;
             debug!(
                 "back with the connection manager: the last list ({} peers) is kept in use until the new one settles",
-                self.peers.len()
+                old.len()
             );
         } else if let Some(settling) = self.lists.settling.as_mut().filter(|_| changed) {
             settling.changed = now;
@@ -245,36 +184,6 @@ impl Servant {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer(ip: &str, port: u16, me: bool) -> Peer {
-        Peer {
-            ip: ip.parse().unwrap(),
-            port,
-            offset: port as usize,
-            me,
-            relay: None,
-        }
-    }
-
-    #[test]
-    fn duplicates_collapse_and_me_is_kept() {
-        let list = vec![
-            peer("127.0.0.2", 9, false),
-            peer("127.0.0.3", 9, false),
-            peer("127.0.0.2", 9, true),
-            peer("127.0.0.2", 9, false),
-        ];
-        let kept = check(list, 10).unwrap();
-        assert_eq!(kept.len(), 2);
-        assert!(kept[0].me && kept[0].port == 9 && !kept[1].me);
-    }
-
-    #[test]
-    fn a_list_past_the_cap_is_refused() {
-        let list: Vec<Peer> = (1..=5).map(|p| peer("10.0.0.1", p, false)).collect();
-        assert!(check(list.clone(), 5).is_ok());
-        assert!(check(list, 4).unwrap_err().contains("5 entries"));
-    }
 
     #[test]
     fn entries_are_counted_without_parsing() {

@@ -122,10 +122,20 @@ impl Bucket {
     }
 }
 
+impl Relaying {
+    /// A line shown from a peer, gathered to forward to our pullers after the read.
+    pub(super) fn gather(&mut self, msg: &[u8]) {
+        if !self.pullers.is_empty() && !msg.is_empty() {
+            self.forward.extend_from_slice(msg);
+            self.forward.push(b'\n');
+        }
+    }
+}
+
 impl Servant {
     /// Tells the manager we could not deliver to `peer`, at most once per poll interval.
     pub(super) fn complain(&mut self, r: &mut Reactor<Slot>, peer: SocketAddr) {
-        let Some(link) = self.link.filter(|&l| r.state(l) == State::Connected) else {
+        let Some(link) = self.link.slot.filter(|&l| r.state(l) == State::Connected) else {
             return;
         };
         let (now, gap) = (r.now(), self.config.poll_interval);
@@ -143,7 +153,7 @@ impl Servant {
 
     /// A new document: our own entry says whether we are relayed, and through whom.
     pub(super) fn relay_document(&mut self, r: &mut Reactor<Slot>) {
-        let mine = self.peers.iter().find(|p| p.me);
+        let mine = self.peers.me();
         self.relay.me = mine.map(Peer::addr);
         let status = mine.and_then(|p| p.relay);
         if status != self.relay.status {
@@ -249,7 +259,7 @@ impl Servant {
         };
         let (to, console) = (*to, &mut self.console);
         reader.feed(data, |msg, truncated| {
-            super::incoming::show(console, to, msg, truncated)
+            console.peer_message(to, msg, truncated)
         });
     }
 
@@ -280,41 +290,36 @@ impl Servant {
         }
     }
 
-    /// One line on an incoming connection: the pull request, or chat to show and
-    /// forward to our pullers.
-    pub(super) fn incoming_line(
+    /// A line on incoming connection `i`, as the relay sees it: the first may be a
+    /// pull request, a puller's are keepalives or rate-limited chat. Whether it is
+    /// chat to show (and forward to our pullers).
+    pub(super) fn relay_line(
         &mut self,
         r: &mut Reactor<Slot>,
         i: Index,
         from: SocketAddr,
         role: &mut Role,
         msg: &[u8],
-        truncated: bool,
-    ) {
+    ) -> bool {
         match role {
             Role::First => {
                 *role = Role::Batch;
                 if let Some(listed) = wire::parse_pull(msg).filter(|a| a.ip() == from.ip()) {
                     *role = self.take_puller(r, i, from, listed);
-                    return;
+                    return false;
                 }
+                true
             }
-            Role::Batch => {}
+            Role::Batch => true,
+            Role::Puller { .. } if msg.is_empty() => false, // keepalive
             Role::Puller { bucket, .. } => {
-                if msg.is_empty() {
-                    return; // keepalive
-                }
-                if !bucket.take(r.now()) {
+                let allowed = bucket.take(r.now());
+                if !allowed {
                     self.relay.dropped += 1;
-                    return;
                 }
+                allowed
             }
-            Role::Refused => return,
-        }
-        super::incoming::show(&mut self.console, from, msg, truncated);
-        if !self.relay.pullers.is_empty() && !msg.is_empty() {
-            self.relay.forward.extend_from_slice(msg);
-            self.relay.forward.push(b'\n');
+            Role::Refused => false,
         }
     }
 

@@ -9,7 +9,6 @@
 
 use log::{info, warn};
 
-use super::bans::Bans;
 use super::{Config, Servant, Slot, IDLE_TIMEOUT, POLL};
 use crate::logfilter;
 use crate::notify;
@@ -69,7 +68,7 @@ impl Servant {
         };
         if bans_changed {
             let targets = self.config.bans.clone();
-            self.replace_bans(&targets, r);
+            self.bans.replace(&targets, r);
         }
         let new = &self.config;
         if poll_changed {
@@ -91,25 +90,5 @@ impl Servant {
             info!("SIGHUP: read {from} again: {}", changes.join(", "));
         }
         notify::ready();
-    }
-
-    /// Puts the new ban list in force: addresses at once; names that stay keep
-    /// what they resolved to until the new round of lookups (started here when
-    /// the names changed) says otherwise.
-    fn replace_bans(&mut self, targets: &[String], r: &mut Reactor<Slot>) {
-        let mut bans = Bans::new(targets);
-        let same_names = bans.names() == self.bans.names();
-        if same_names {
-            bans.set_resolved(self.bans.resolved().clone());
-        } else {
-            self.ban_last.retain(|name, _| bans.names().contains(name));
-            bans.set_resolved(self.ban_last.values().flatten().copied().collect());
-        }
-        self.bans = bans;
-        if !same_names {
-            self.look_up_bans(r);
-        }
-        // A newly banned peer's first refusal is logged, like anyone's.
-        self.refused_logged.clear();
     }
 }

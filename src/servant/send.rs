@@ -12,7 +12,7 @@
 //! what it gets. A relayed servant shows its own lines itself and sends them to its
 //! relay over the pull link instead of to the relay's listener.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -88,29 +88,67 @@ impl Failures {
     }
 }
 
+/// What is on its way to peers: the batch being gathered, lines held for want of
+/// a list, sends queued and in flight, and their failures.
+#[derive(Debug, Default)]
+pub(super) struct Sends {
+    /// Chat lines typed in this stdin chunk, sent as one batch.
+    pub(super) batch: Vec<u8>,
+    /// Lines typed before there was a list to send them to (or a listener for our
+    /// own copy); sent when the first one arrives, so `echo hi | servant` works.
+    pub(super) held: Vec<u8>,
+    /// Sends waiting for a slot, past the cap on sends in flight.
+    queued: VecDeque<Queued>,
+    /// Outgoing slots still open, at most `admission.limits.sending`.
+    pub(super) outgoing: usize,
+    /// Local addresses of our sends to ourselves that connected but whose incoming
+    /// side has not closed yet: leaving waits for them so our own transcript is whole.
+    pub(super) self_pending: Vec<SocketAddr>,
+    pub(super) failures: Failures,
+}
+
+impl Sends {
+    /// Our own send from `local` has been shown by our listener, or never will be:
+    /// leaving need not wait for it. Whether it was waited for.
+    pub(super) fn self_done(&mut self, local: SocketAddr) -> bool {
+        match self.self_pending.iter().position(|&a| a == local) {
+            Some(k) => {
+                self.self_pending.swap_remove(k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Nothing left in flight, to peers or to ourselves.
+    pub(super) fn drained(&self) -> bool {
+        self.outgoing == 0 && self.self_pending.is_empty()
+    }
+}
+
 impl Servant {
     /// VB: the loop in `txtSend1_KeyPress` over `./peers/peer`: `send1.Connect ip, port`
     /// and, in `send1_Connect`, `SendData`. Here each peer gets its own slot, as
     /// many at once as the cap allows.
     pub(super) fn send1_broadcast(&mut self, r: &mut Reactor<Slot>) {
-        if self.batch.is_empty() {
+        if self.sends.batch.is_empty() {
             return;
         }
         if self.peers.is_empty() || self.listener.is_none() {
-            if self.held.is_empty() {
+            if self.sends.held.is_empty() {
                 info!(
                     "no peer list yet: holding what is typed until the connection manager answers"
                 );
             }
-            if self.held.len() + self.batch.len() > MAX_HELD {
+            if self.sends.held.len() + self.sends.batch.len() > MAX_HELD {
                 self.console.complain(&format!(
                     "not sent: more than {} KiB typed while there is no peer list",
                     MAX_HELD / 1024
                 ));
             } else {
-                self.held.extend_from_slice(&self.batch);
+                self.sends.held.extend_from_slice(&self.sends.batch);
             }
-            self.batch.clear();
+            self.sends.batch.clear();
             return;
         }
         let relayed = self.relay.status;
@@ -132,18 +170,18 @@ impl Servant {
             .chain(&extras)
             .filter(|p| !skip(p))
             .collect();
-        if self.queued.len() + targets.len() > MAX_QUEUED {
+        if self.sends.queued.len() + targets.len() > MAX_QUEUED {
             self.console.complain(&format!(
                 "not sent: {} deliveries of earlier lines are still waiting",
-                self.queued.len()
+                self.sends.queued.len()
             ));
-            self.batch.clear();
+            self.sends.batch.clear();
             return;
         }
-        let batch: Rc<[u8]> = Rc::from(&self.batch[..]);
+        let batch: Rc<[u8]> = Rc::from(&self.sends.batch[..]);
         for peer in targets {
             let to = peer.addr();
-            self.queued.push_back(Queued {
+            self.sends.queued.push_back(Queued {
                 to,
                 to_self: peer.me,
                 batch: batch.clone(),
@@ -152,21 +190,26 @@ impl Servant {
         }
         self.start_sends(r);
         if relayed.is_some() {
-            for line in self.batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            for line in self
+                .sends
+                .batch
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+            {
                 self.console.message(line, false);
             }
             if via.is_some() {
-                let batch = std::mem::take(&mut self.batch);
+                let batch = std::mem::take(&mut self.sends.batch);
                 self.send_to_relay(r, &batch);
             }
         }
-        self.batch.clear();
+        self.sends.batch.clear();
     }
 
     /// Starts queued sends while fewer than the cap are in flight.
     fn start_sends(&mut self, r: &mut Reactor<Slot>) {
-        while self.outgoing < self.admission.limits.sending {
-            let Some(q) = self.queued.pop_front() else {
+        while self.sends.outgoing < self.admission.limits.sending {
+            let Some(q) = self.sends.queued.pop_front() else {
                 return;
             };
             let slot = Slot::Outgoing {
@@ -183,7 +226,7 @@ impl Servant {
             match r.connect(q.to, self.bind_for(q.to), slot) {
                 Ok(i) => {
                     r.send(i, &q.batch);
-                    self.outgoing += 1;
+                    self.sends.outgoing += 1;
                 }
                 Err(e) => self.peer_failed(r, q.to, &e.to_string()),
             }
@@ -206,13 +249,13 @@ impl Servant {
         let Ok(local) = r.local_addr(i) else { return };
         let local = SocketAddr::new(crate::reactor::canonical_ip(local.ip()), local.port());
         // Banning our own address hides our own lines too; nothing to wait for then.
-        if self.bans.is_banned(local.ip()) {
+        if self.bans.list.is_banned(local.ip()) {
             return;
         }
         if let Some(Slot::Outgoing { local: l, .. }) = r.data_mut(i) {
             *l = Some(local);
         }
-        self.self_pending.push(local);
+        self.sends.self_pending.push(local);
     }
 
     /// VB: `send1_SendComplete`: the batch is with the kernel; close.
@@ -240,17 +283,17 @@ impl Servant {
         else {
             return;
         };
-        self.outgoing = self.outgoing.saturating_sub(1);
+        self.sends.outgoing = self.sends.outgoing.saturating_sub(1);
         if !delivered {
             // Our own listener will never show this one; do not wait for it.
-            if let Some(k) = local.and_then(|l| self.self_pending.iter().position(|&a| a == l)) {
-                self.self_pending.swap_remove(k);
+            if let Some(l) = local {
+                self.sends.self_done(l);
             }
             match fallback.filter(|_| !connected) {
                 // Nothing reached it: it has not moved to its new port yet.
                 Some(old) => {
                     debug!("cannot reach {to} yet; delivering where it listened before, {old}");
-                    self.queued.push_front(Queued {
+                    self.sends.queued.push_front(Queued {
                         to: old,
                         to_self: false,
                         batch,
@@ -269,11 +312,11 @@ impl Servant {
 
     fn peer_failed(&mut self, r: &mut Reactor<Slot>, to: SocketAddr, why: &str) {
         self.complain(r, to);
-        if let Some(n) = self.failures.failed(to, r.now()) {
+        if let Some(n) = self.sends.failures.failed(to, r.now()) {
             warn!(
                 "cannot deliver to {to}: {why} ({n} failure(s) since the last warning, {} in all, to {} peer address(es))",
-                self.failures.total,
-                self.failures.addresses()
+                self.sends.failures.total,
+                self.sends.failures.addresses()
             );
         }
     }

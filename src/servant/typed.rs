@@ -8,9 +8,26 @@
 
 use log::{debug, info};
 
+use super::chat::ChatReader;
 use super::{Input, Servant, Slot};
 use crate::reactor::Reactor;
 use crate::wire::peerdoc::Peer;
+
+/// How stdin is read, and the line it has not finished.
+#[derive(Debug)]
+pub(super) struct Typing {
+    pub(super) input: Input,
+    pub(super) reader: ChatReader,
+}
+
+impl Typing {
+    pub(super) fn new(input: Input) -> Typing {
+        Typing {
+            input,
+            reader: ChatReader::default(),
+        }
+    }
+}
 
 impl Servant {
     /// VB: `txtSend1_KeyPress(KeyAscii)`: Enter sends the line. Here stdin arrives in
@@ -22,9 +39,13 @@ impl Servant {
         }
         let mut lines: Vec<(Vec<u8>, bool)> = Vec::new();
         if data.is_empty() {
-            self.typed.finish(|l, t| lines.push((l.to_vec(), t)));
+            self.typing
+                .reader
+                .finish(|l, t| lines.push((l.to_vec(), t)));
         } else {
-            self.typed.feed(data, |l, t| lines.push((l.to_vec(), t)));
+            self.typing
+                .reader
+                .feed(data, |l, t| lines.push((l.to_vec(), t)));
         }
         for (line, truncated) in lines {
             if truncated {
@@ -38,7 +59,7 @@ impl Servant {
         }
         self.send1_broadcast(r);
         if data.is_empty() {
-            match self.input {
+            match self.typing.input {
                 Input::Pipe => info!("end of input; leaving once sends have drained"),
                 _ => debug!("end of input"),
             }
@@ -67,11 +88,11 @@ impl Servant {
             .filter(|t| t.starts_with('/'))
             .unwrap_or(text);
         if let Some(name) = &self.config.name {
-            self.batch.extend_from_slice(name.as_bytes());
-            self.batch.extend_from_slice(b": ");
+            self.sends.batch.extend_from_slice(name.as_bytes());
+            self.sends.batch.extend_from_slice(b": ");
         }
-        self.batch.extend_from_slice(text.as_bytes());
-        self.batch.push(b'\n');
+        self.sends.batch.extend_from_slice(text.as_bytes());
+        self.sends.batch.push(b'\n');
     }
 
     /// A `/command`; an unknown one is an error, never chat.
@@ -92,7 +113,7 @@ impl Servant {
                     Some(name) => format!("* {name} {rest}\n"),
                     None => format!("* {rest}\n"),
                 };
-                self.batch.extend_from_slice(line.as_bytes());
+                self.sends.batch.extend_from_slice(line.as_bytes());
                 self.send1_broadcast(r);
             }
             "nick" => self.rename(r, rest),
@@ -114,22 +135,20 @@ impl Servant {
             Ok(n) => n.to_string(),
             Err(why) => return self.console.complain(&format!("/nick: the name {why}")),
         };
-        if let Some(link) = self.link {
+        if let Some(link) = self.link.slot {
             r.send(link, &crate::wire::name::request(&name));
         } // else it goes out when the link comes back (`connect_manager`)
         info!("now called {name:?}");
         self.config.name = Some(name);
-        self.console.set_names(
-            self.config.name.as_deref(),
-            self.events.names.values().map(String::as_str),
-        );
+        self.console
+            .set_names(self.config.name.as_deref(), self.peers.names());
     }
 
     /// The user list in aligned columns: `*` on this servant, name, address, port,
     /// and how a peer behind a port-blocking router is reached.
     fn peer_table(&self) -> String {
         let names: Vec<String> = (self.peers.iter())
-            .map(|p| match self.events.names.get(&p.addr()) {
+            .map(|p| match self.peers.name(p.addr()) {
                 Some(n) => crate::text::escape(n).into_owned(),
                 None => "-".into(),
             })

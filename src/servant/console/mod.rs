@@ -69,6 +69,8 @@ const PROMPT_COLS: usize = 2;
 const EVENTS: &str = "p2pchat::servant::events";
 /// Its warnings say a peer cannot be reached, every 10 s; the event says it once.
 const SEND: &str = "p2pchat::servant::send";
+/// Where a peer's cut message is logged, as it always was.
+const INCOMING: &str = "p2pchat::servant::incoming";
 
 /// Has the loop report stdin to [`crate::reactor::Handler::fd_ready`].
 pub fn watch_stdin<T>(r: &mut Reactor<T>) -> io::Result<()> {
@@ -298,6 +300,17 @@ impl Console {
                 Effect::Bell => *bell = true,
             }
         });
+    }
+
+    /// Shows one message a peer sent; a cut one is also logged with its sender.
+    pub fn peer_message(&mut self, from: std::net::SocketAddr, bytes: &[u8], truncated: bool) {
+        if bytes.is_empty() && !truncated {
+            return;
+        }
+        if truncated {
+            warn!(target: INCOMING, "{from} sent a message over 64 KiB; showing its first 64 KiB");
+        }
+        self.message(bytes, truncated);
     }
 
     /// Shows one chat message, escaped, marked when it was cut at the size limit.
