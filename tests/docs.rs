@@ -27,6 +27,8 @@ const DOCS: [&str; 7] = [
     "docs/RELAY.md",
     "docs/SERVANT.md",
 ];
+/// The systemd units, whose `ExecStart=` lines are commands too.
+const UNITS: [&str; 2] = ["conf/connmgr.service", "conf/servant@.service"];
 /// Flags every binary takes and no option block repeats.
 const UNIVERSAL: [&str; 2] = ["--help", "--version"];
 
@@ -402,8 +404,10 @@ fn churn_guide_names_every_flag_of_its_help() {
 
 /// The program and its flags in each command a doc shows: lines of code blocks,
 /// and inline code spans, that run one of [`BINS`] (after `$`, `sudo`, `VAR=value`
-/// and a directory), cut at pipes, `&&`, `;`, `&` and comments.
+/// and a directory), cut at pipes, `&&`, `;`, `&` and comments. In a systemd
+/// unit, the `ExecStart=` lines.
 fn commands(text: &str) -> Vec<(usize, String, Vec<String>)> {
+    let unit = text.contains("\n[Service]");
     let mut found = Vec::new();
     let mut in_block = false;
     for (n, line) in text.lines().enumerate() {
@@ -412,7 +416,9 @@ fn commands(text: &str) -> Vec<(usize, String, Vec<String>)> {
             continue;
         }
         let mut pieces: Vec<&str> = Vec::new();
-        if in_block {
+        if unit {
+            pieces.extend(line.strip_prefix("ExecStart="));
+        } else if in_block {
             pieces.push(line.split(" #").next().unwrap_or(line));
         } else {
             pieces.extend(line.split('`').skip(1).step_by(2));
@@ -451,7 +457,7 @@ fn commands_in_the_docs_use_real_flags() {
     }
     let mut errors = Vec::new();
     let mut checked = 0;
-    for path in DOCS {
+    for path in DOCS.iter().chain(&UNITS) {
         for (line, bin, flags) in commands(&doc(path)) {
             checked += 1;
             for f in flags.iter().filter(|f| !known[bin.as_str()].contains(*f)) {
