@@ -23,6 +23,7 @@
 
 pub mod args;
 pub mod baseline;
+pub mod cli;
 mod driver;
 pub mod histogram;
 pub mod procfs;
