@@ -10,6 +10,7 @@
 
 mod answer;
 mod fanout;
+mod fill;
 mod lists;
 mod manager;
 mod open_loop;
@@ -51,6 +52,8 @@ enum Role {
     Steady(usize),
     /// Fanout servant number k: registers, then listens on its port.
     Fanout(usize),
+    /// Flood filler number k: joins, and stays so that the manager is full.
+    Filler(usize),
 }
 
 /// What churn keeps in each reactor slot.
@@ -104,6 +107,7 @@ struct Churn {
     registering: usize,
     polls: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>,
     fanout: Fanout,
+    fill: fill::Fill,
     stats: Stats,
     fatal: Option<String>,
     end_tag: memmem::Finder<'static>,
@@ -156,6 +160,7 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         registering: 0,
         polls: Default::default(),
         fanout: Fanout::default(),
+        fill: fill::Fill::default(),
         stats: Stats::new(&cfg, now),
         fatal: None,
         end_tag: memmem::Finder::new(manager::END),
@@ -163,7 +168,8 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         cfg,
     };
     match c.cfg.mode {
-        Mode::JoinLeave | Mode::Flood => c.setup_done(&mut r),
+        Mode::JoinLeave => c.setup_done(&mut r),
+        Mode::Flood => c.fill_more(&mut r),
         Mode::Steady => {
             c.steady = vec![None; c.cfg.steady];
             c.to_register = (0..c.cfg.steady).rev().map(Role::Steady).collect();

@@ -24,6 +24,9 @@ pub enum Failure {
     RefusedFull,
     /// The manager answered `no free servant port`.
     RefusedNoPort,
+    /// The manager answered `max servants per address reached`: this source
+    /// address has its `--max-per-address` servants.
+    RefusedPerAddress,
     /// A fanout servant could not listen on the port the manager gave it.
     ListenFailed,
     /// A line could not be sent to a peer (fanout with `--sender self`).
@@ -35,7 +38,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 12] = [
+    pub const ALL: [Failure; 13] = [
         Failure::ConnectRefused,
         Failure::ConnectFailed,
         Failure::Reset,
@@ -44,6 +47,7 @@ impl Failure {
         Failure::Malformed,
         Failure::RefusedFull,
         Failure::RefusedNoPort,
+        Failure::RefusedPerAddress,
         Failure::ListenFailed,
         Failure::SendFailed,
         Failure::LineMissed,
@@ -60,6 +64,7 @@ impl Failure {
             Failure::Malformed => "malformed",
             Failure::RefusedFull => "refused_full",
             Failure::RefusedNoPort => "refused_no_port",
+            Failure::RefusedPerAddress => "refused_per_address",
             Failure::ListenFailed => "listen_failed",
             Failure::SendFailed => "send_failed",
             Failure::LineMissed => "line_missed",
@@ -71,7 +76,7 @@ impl Failure {
     /// any server: the JSON lists the kinds that can, zero or not, and no others.
     pub fn applies(self, mode: Mode, generic: bool) -> bool {
         match self {
-            Failure::RefusedFull | Failure::RefusedNoPort => !generic,
+            Failure::RefusedFull | Failure::RefusedNoPort | Failure::RefusedPerAddress => !generic,
             Failure::ListenFailed | Failure::SendFailed | Failure::LineMissed => {
                 mode == Mode::Fanout
             }
@@ -80,6 +85,14 @@ impl Failure {
     }
 
     /// The failure an I/O error on a connection to the manager stands for.
+    /// Whether this is one of the manager's refusals, a flood's operation.
+    pub const fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Failure::RefusedFull | Failure::RefusedNoPort | Failure::RefusedPerAddress
+        )
+    }
+
     pub fn from_io(e: &std::io::Error) -> Failure {
         use std::io::ErrorKind as K;
         match e.kind() {
