@@ -20,7 +20,6 @@ mod stats;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::warn;
 use memchr::memmem;
 
 use super::procfs;
@@ -121,7 +120,10 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
     let fd_limit = crate::cli::raise_fd_limit();
     let wanted = (cfg.concurrency + cfg.steady) as u64 + 64;
     if wanted > fd_limit {
-        warn!("{wanted} sockets wanted but the open-file limit is {fd_limit}; connects will fail");
+        eprintln!(
+            "churn: warning: {wanted} sockets wanted but the open-file limit is {fd_limit}; \
+             connects will fail (raise it with ulimit -n)"
+        );
     }
     if let Some(pid) = cfg.server_pid {
         procfs::cpu_ns(pid)
@@ -258,7 +260,7 @@ impl Handler for Churn {
             buf: Vec::new(),
         };
         if let Err(e) = r.accept(request, incoming) {
-            warn!("fanout servant {servant} cannot accept: {e}");
+            eprintln!("churn: fanout servant {servant} cannot accept: {e}");
         }
     }
 
