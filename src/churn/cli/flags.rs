@@ -67,7 +67,10 @@ pub fn writable(flag: &str, path: &Path) -> Result<(), ConfigError> {
         return Err(ConfigError::new(place, "is a directory, not a file"));
     }
     let result = if path.exists() {
-        std::fs::OpenOptions::new().append(true).open(path).map(drop)
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
     } else {
         std::fs::OpenOptions::new()
             .write(true)
@@ -155,7 +158,9 @@ mod tests {
     #[test]
     fn near_misses_are_suggested() {
         assert_eq!(distance("join-leav", "join-leave"), 1);
-        assert!(unknown_mode("join-leav").reason.contains("did you mean join-leave?"));
+        assert!(unknown_mode("join-leav")
+            .reason
+            .contains("did you mean join-leave?"));
         assert!(!unknown_mode("xyz").reason.contains("did you mean"));
         let e = no_more(&mut args(&["--duraton", "5"])).unwrap_err();
         assert_eq!(e.place, "--duraton");
@@ -175,7 +180,15 @@ mod tests {
 
     #[test]
     fn help_names_every_flag() {
-        for f in ["--json", "--hdr", "--bind", "-c", "-t", "--stay", "--reply-bytes"] {
+        for f in [
+            "--json",
+            "--hdr",
+            "--bind",
+            "-c",
+            "-t",
+            "--stay",
+            "--reply-bytes",
+        ] {
             assert!(known_flag(f), "{f}");
         }
         assert!(!known_flag("--bogus"));

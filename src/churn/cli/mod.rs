@@ -211,6 +211,14 @@ fn run_flags(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Out
         (false, false) => Progress::Lines,
     };
     c.check()?;
+    match super::sources::choose(&c) {
+        super::sources::Choice::Spread(list) => {
+            c.sources = list;
+            c.default_sources = true;
+        }
+        super::sources::Choice::Warn(why) => eprintln!("churn: note: {why}"),
+        super::sources::Choice::Os => {}
+    }
     for (flag, path) in [("--hdr", &out.hdr), ("--svg", &out.svg)] {
         if let Some(path) = path {
             flags::writable(flag, path)?;

@@ -90,7 +90,7 @@ impl Churn {
             .unwrap_or_else(|| super::manager::classify(&ask.buf));
         match failure.0 {
             f if f.is_refusal() => self.fill.refused = Some(f),
-            Failure::Reset | Failure::ClosedEarly if self.fill.held > 0 => {
+            Failure::Reset | Failure::ClosedEarly if ask.connected => {
                 self.fill.refused = Some(failure.0);
             }
             f => {

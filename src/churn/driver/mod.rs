@@ -224,7 +224,20 @@ impl Churn {
     }
 
     fn fail(&mut self, f: Failure, detail: impl FnOnce() -> String) {
-        self.stats.failures.count(f, detail);
+        if f != Failure::NoSourcePort {
+            return self.stats.failures.count(f, detail);
+        }
+        // Said once, with the first: the cure is more source addresses.
+        let sources = self.cfg.sources.len().max(1);
+        self.stats.failures.count(f, || {
+            format!(
+                "{}: the ephemeral ports of {sources} source address(es) towards this \
+                 target ran out; spread the connections with --bind over more addresses \
+                 (e.g. {})",
+                detail(),
+                super::sources::DEFAULT
+            )
+        });
     }
 
     /// Everything failing and nothing ever connecting means the target is wrong.
@@ -295,7 +308,10 @@ impl Handler for Churn {
             return;
         };
         ask.connected = true;
-        self.stats.connections += 1;
+        // A flood's fillers are its setup, not its load.
+        if !matches!(ask.role, Role::Filler(_)) {
+            self.stats.connections += 1;
+        }
         if ask.role == Role::KeepAlive {
             return self.kept_idle(r, i);
         }

@@ -8,9 +8,11 @@ use super::super::Mode;
 pub enum Failure {
     /// Nothing listens at the address (ECONNREFUSED).
     ConnectRefused,
-    /// Any other failure to start or finish a connect (EADDRNOTAVAIL when the
-    /// ephemeral ports run out, ETIMEDOUT, ...).
+    /// Any other failure to start or finish a connect (ETIMEDOUT, ...).
     ConnectFailed,
+    /// EADDRNOTAVAIL: the source address has no ephemeral port free towards the
+    /// target (`--bind` spreads connections over more addresses).
+    NoSourcePort,
     /// The peer reset the connection.
     Reset,
     /// No answer within `--timeout` (or, with `--rate`, not even started by then).
@@ -38,9 +40,10 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 13] = [
+    pub const ALL: [Failure; 14] = [
         Failure::ConnectRefused,
         Failure::ConnectFailed,
+        Failure::NoSourcePort,
         Failure::Reset,
         Failure::Timeout,
         Failure::ClosedEarly,
@@ -58,6 +61,7 @@ impl Failure {
         match self {
             Failure::ConnectRefused => "connect_refused",
             Failure::ConnectFailed => "connect_failed",
+            Failure::NoSourcePort => "no_source_port",
             Failure::Reset => "reset",
             Failure::Timeout => "timeout",
             Failure::ClosedEarly => "closed_early",
@@ -98,9 +102,8 @@ impl Failure {
         match e.kind() {
             K::ConnectionRefused => Failure::ConnectRefused,
             K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Failure::Reset,
-            K::TimedOut | K::AddrNotAvailable | K::AddrInUse | K::HostUnreachable => {
-                Failure::ConnectFailed
-            }
+            K::AddrNotAvailable => Failure::NoSourcePort,
+            K::TimedOut | K::AddrInUse | K::HostUnreachable => Failure::ConnectFailed,
             _ => Failure::Other,
         }
     }
