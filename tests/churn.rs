@@ -4,6 +4,8 @@
 //! addresses, the open loop and the output formats.
 
 mod common;
+#[path = "churn/guide.rs"]
+mod guide;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};

@@ -22,8 +22,9 @@ USAGE:
                                  manager gives them; a sender sends numbered lines to
                                  every peer, one at a time; reports the time until
                                  the last listener has each line.
-    churn flood [OPTIONS]        -c connections at a manager that is full (past its
-                                 --max-servants): each connects, sends nothing, reads
+    churn flood [OPTIONS]        first fills the manager (servants join from churn's
+                                 address until one is refused, and stay), then -c
+                                 connections: each connects, sends nothing, reads
                                  the refusal, closes, and connects again at once.
                                  Reports refusals/s and connect-to-refusal time.
     churn compare A.json B.json  two --json summaries side by side, ratios B/A
@@ -65,8 +66,9 @@ LOAD:
     --steady N              steady: servants that stay connected [default: 100]
     --bind ADDRS            source addresses, used in turn, one per connection: an
                             address, a list or a range, e.g. 127.0.0.2-127.0.0.40,
-                            so that ephemeral ports do not run out [default: chosen
-                            by the OS]
+                            so that ephemeral ports do not run out [default:
+                            join-leave against 127.x: 127.200.0.1-127.200.0.254;
+                            otherwise chosen by the OS]
     --timeout TIME          per cycle, answer, line or refusal; later counts as an
                             error [default: 5s]
     --verify                parse every whole document; check it names the asker
@@ -111,7 +113,8 @@ unit: seconds for -d and --warmup, milliseconds for --interval and --timeout.
 Flags take `--flag VALUE` or `--flag=VALUE`, once each.
 
 Every failed operation is counted by kind (connect_refused, connect_failed,
-reset, timeout, closed_early, malformed, refused_full, ...) and shown with its
+no_source_port, reset, timeout, closed_early, malformed, refused_full,
+refused_per_address, ...) and shown with its
 first message, server bytes escaped as --expect takes them. SIGINT stops the run
 and prints what was measured. Raise the manager's --max-servants for big runs,
 and run it with --push-interval 0 when pushes would be mistaken for answers.
