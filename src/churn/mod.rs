@@ -23,11 +23,13 @@
 
 pub mod args;
 pub mod baseline;
+pub mod cli;
 mod driver;
 pub mod histogram;
 pub mod procfs;
 pub mod report;
 pub mod scan;
+pub mod sources;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -135,6 +137,8 @@ pub struct Config {
     /// Source addresses, used in turn, one per connection; the first is the
     /// fanout sender's. Empty: the OS chooses.
     pub sources: Vec<IpAddr>,
+    /// `sources` are churn's own choice ([`sources::DEFAULT`]), not `--bind`'s.
+    pub default_sources: bool,
     /// Per operation: a cycle, an answer, a line reaching every listener.
     pub timeout: Duration,
     /// Parse every document and check it names the asker exactly once.
@@ -183,6 +187,7 @@ impl Config {
             },
             steady: 100,
             sources: Vec::new(),
+            default_sources: false,
             timeout: Duration::from_secs(5),
             verify: false,
             bare: false,

@@ -150,6 +150,8 @@ impl Churn {
                 self.check_drained(r);
             }
             Role::Fanout(k) => self.fanout_document(r, i, k, first, me, doc),
+            Role::Filler(k) if first => self.filler_joined(r, k),
+            Role::Filler(_) => self.check_drained(r),
         }
     }
 

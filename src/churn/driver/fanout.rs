@@ -11,7 +11,7 @@ use log::{debug, info};
 use super::super::report::Failure;
 use super::super::{Config, Sender};
 use super::manager;
-use super::{Churn, Conn, Phase};
+use super::{Churn, Conn, Phase, Role};
 use crate::harness::{Process, Spawn, LISTENING};
 use crate::reactor::{Index, Reactor};
 
@@ -36,7 +36,16 @@ pub(super) struct Fanout {
     /// The last line number each listener has seen.
     pub seen: Vec<u64>,
     pub next_at: Option<Instant>,
+    /// Servants that leave the manager to register again, for another port.
+    pub moving: Vec<usize>,
+    /// Ports given that were in use here, so far.
+    pub ports_in_use: usize,
 }
+
+/// Ports in use a fanout may be given before it gives up: a manager whose port
+/// counter has walked into the ephemeral range hands out a busy one now and
+/// then, not one after another.
+const MAX_PORTS_IN_USE: usize = 1000;
 
 /// Starts `servant` against the manager, stdin piped for the lines; its stderr
 /// reader wakes the loop when it logs that it listens, and when it exits.
@@ -88,6 +97,20 @@ impl Churn {
         self.ramp(r);
         match r.listen(Some(addr.ip()), addr.port(), Conn::Listener(k)) {
             Ok(_) => self.fanout.listening += 1,
+            Err((_, e))
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && self.fanout.ports_in_use < MAX_PORTS_IN_USE =>
+            {
+                // Something here holds that port (often churn's own connections,
+                // once the manager's counter reaches the ephemeral range): leave
+                // and join again, and the manager gives the next port.
+                debug!("fanout servant {k}: {addr} is in use here; registering again");
+                self.fanout.ports_in_use += 1;
+                self.fanout.moving.push(k);
+                self.to_register.push(Role::Fanout(k));
+                r.close(i);
+                return;
+            }
             Err((_, e)) => {
                 self.fail(Failure::ListenFailed, || format!("listen on {addr}: {e}"));
                 let why = format!(

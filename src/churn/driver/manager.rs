@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use super::super::args::show;
 use super::super::report::Failure;
+use super::super::Mode;
+use super::fill::FILL_POLL;
 use super::{Churn, Conn, Phase, Role, TICK_EVERY};
 use crate::reactor::{Index, Reactor};
 
@@ -88,7 +90,7 @@ impl Churn {
         open_loop: Option<(Instant, bool)>,
     ) -> bool {
         let asks_now = match role {
-            Role::Churner | Role::Flooder | Role::Fanout(_) => true,
+            Role::Churner | Role::Flooder | Role::Fanout(_) | Role::Filler(_) => true,
             Role::Steady(_) => !self.cfg.bare,
             Role::KeepAlive => false,
         };
@@ -107,7 +109,7 @@ impl Churn {
         match r.connect(self.cfg.target, source, Conn::Manager(ask)) {
             Ok(i) => {
                 match role {
-                    Role::Steady(k) => {
+                    Role::Steady(k) | Role::Filler(k) => {
                         self.steady[k] = Some(i);
                         if asks_now {
                             r.send(i, &self.request_for(0));
@@ -168,8 +170,11 @@ impl Churn {
                 break;
             }
             self.polls.pop();
-            self.polls
-                .push(Reverse((at + self.cfg.interval.max(TICK_EVERY), k)));
+            let every = match self.cfg.mode {
+                Mode::Flood => FILL_POLL,
+                _ => self.cfg.interval.max(TICK_EVERY),
+            };
+            self.polls.push(Reverse((at + every, k)));
             let Some(i) = self.steady[k] else { continue };
             let Some(Conn::Manager(ask)) = r.data_mut(i) else {
                 continue;
@@ -196,7 +201,7 @@ impl Churn {
             return;
         }
         let (kind, why) = classify(&ask.buf);
-        let refused = matches!(kind, Failure::RefusedFull | Failure::RefusedNoPort);
+        let refused = kind.is_refusal();
         // No `asked`: it timed out already, and was counted so.
         let asked = ask.asked.take();
         if refused {
@@ -238,6 +243,14 @@ impl Churn {
     /// A connection to the target has closed: count what it means, and start
     /// again where the role does.
     pub(super) fn manager_closed(&mut self, r: &mut Reactor<Conn>, i: Index, ask: Ask) {
+        match ask.role {
+            Role::Filler(k) => return self.filler_closed(r, k, ask),
+            Role::Fanout(k) if self.fanout.moving.contains(&k) => {
+                self.fanout.moving.retain(|&m| m != k);
+                return self.ramp(r);
+            }
+            _ => {}
+        }
         let mut ask = ask;
         let at_eof = self.expect.is_none() && self.cfg.generic();
         if at_eof && ask.failure.is_none() && !ask.buf.is_empty() {
@@ -294,6 +307,7 @@ impl Churn {
                 }
                 self.check_drained(r);
             }
+            Role::Filler(_) => {}
             Role::Fanout(k) => {
                 if !r.is_stopped() {
                     let why = format!(
@@ -312,11 +326,18 @@ impl Churn {
 pub(super) fn classify(buf: &[u8]) -> (Failure, String) {
     const FULL: &str = "max number of servants reached";
     const NO_PORT: &str = "no free servant port";
+    const PER_ADDRESS: &str = "max servants per address reached";
     let shown = buf.trim_ascii_start();
-    if shown.starts_with(FULL.as_bytes()) {
-        (Failure::RefusedFull, FULL.into())
-    } else if shown.starts_with(NO_PORT.as_bytes()) {
-        (Failure::RefusedNoPort, NO_PORT.into())
+    let refusals = [
+        (FULL, Failure::RefusedFull),
+        (NO_PORT, Failure::RefusedNoPort),
+        (PER_ADDRESS, Failure::RefusedPerAddress),
+    ];
+    if let Some((text, kind)) = refusals
+        .iter()
+        .find(|(text, _)| shown.starts_with(text.as_bytes()))
+    {
+        (*kind, (*text).into())
     } else if buf.is_empty() {
         (Failure::ClosedEarly, "closed before any answer".into())
     } else if [&b"<peers"[..], b"<delta", b"<unchanged"]
@@ -370,6 +391,10 @@ mod tests {
             Failure::RefusedFull
         );
         assert_eq!(kind(b"no free servant port\r\n"), Failure::RefusedNoPort);
+        assert_eq!(
+            kind(b"max servants per address reached\r\n"),
+            Failure::RefusedPerAddress
+        );
         assert_eq!(kind(b""), Failure::ClosedEarly);
         assert_eq!(kind(b"<peers><peer><ip>1.2"), Failure::ClosedEarly);
         let (f, why) = classify(b"HTTP/1.1 400 Bad Request\r\n");

@@ -10,6 +10,7 @@
 
 mod answer;
 mod fanout;
+mod fill;
 mod lists;
 mod manager;
 mod open_loop;
@@ -19,7 +20,6 @@ mod stats;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::warn;
 use memchr::memmem;
 
 use super::procfs;
@@ -51,6 +51,8 @@ enum Role {
     Steady(usize),
     /// Fanout servant number k: registers, then listens on its port.
     Fanout(usize),
+    /// Flood filler number k: joins, and stays so that the manager is full.
+    Filler(usize),
 }
 
 /// What churn keeps in each reactor slot.
@@ -104,6 +106,7 @@ struct Churn {
     registering: usize,
     polls: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>,
     fanout: Fanout,
+    fill: fill::Fill,
     stats: Stats,
     fatal: Option<String>,
     end_tag: memmem::Finder<'static>,
@@ -117,7 +120,10 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
     let fd_limit = crate::cli::raise_fd_limit();
     let wanted = (cfg.concurrency + cfg.steady) as u64 + 64;
     if wanted > fd_limit {
-        warn!("{wanted} sockets wanted but the open-file limit is {fd_limit}; connects will fail");
+        eprintln!(
+            "churn: warning: {wanted} sockets wanted but the open-file limit is {fd_limit}; \
+             connects will fail (raise it with ulimit -n)"
+        );
     }
     if let Some(pid) = cfg.server_pid {
         procfs::cpu_ns(pid)
@@ -156,6 +162,7 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         registering: 0,
         polls: Default::default(),
         fanout: Fanout::default(),
+        fill: fill::Fill::default(),
         stats: Stats::new(&cfg, now),
         fatal: None,
         end_tag: memmem::Finder::new(manager::END),
@@ -163,7 +170,8 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         cfg,
     };
     match c.cfg.mode {
-        Mode::JoinLeave | Mode::Flood => c.setup_done(&mut r),
+        Mode::JoinLeave => c.setup_done(&mut r),
+        Mode::Flood => c.fill_more(&mut r),
         Mode::Steady => {
             c.steady = vec![None; c.cfg.steady];
             c.to_register = (0..c.cfg.steady).rev().map(Role::Steady).collect();
@@ -216,7 +224,20 @@ impl Churn {
     }
 
     fn fail(&mut self, f: Failure, detail: impl FnOnce() -> String) {
-        self.stats.failures.count(f, detail);
+        if f != Failure::NoSourcePort {
+            return self.stats.failures.count(f, detail);
+        }
+        // Said once, with the first: the cure is more source addresses.
+        let sources = self.cfg.sources.len().max(1);
+        self.stats.failures.count(f, || {
+            format!(
+                "{}: the ephemeral ports of {sources} source address(es) towards this \
+                 target ran out; spread the connections with --bind over more addresses \
+                 (e.g. {})",
+                detail(),
+                super::sources::DEFAULT
+            )
+        });
     }
 
     /// Everything failing and nothing ever connecting means the target is wrong.
@@ -252,7 +273,7 @@ impl Handler for Churn {
             buf: Vec::new(),
         };
         if let Err(e) = r.accept(request, incoming) {
-            warn!("fanout servant {servant} cannot accept: {e}");
+            eprintln!("churn: fanout servant {servant} cannot accept: {e}");
         }
     }
 
@@ -287,7 +308,10 @@ impl Handler for Churn {
             return;
         };
         ask.connected = true;
-        self.stats.connections += 1;
+        // A flood's fillers are its setup, not its load.
+        if !matches!(ask.role, Role::Filler(_)) {
+            self.stats.connections += 1;
+        }
         if ask.role == Role::KeepAlive {
             return self.kept_idle(r, i);
         }

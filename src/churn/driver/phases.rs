@@ -175,6 +175,9 @@ impl Churn {
                 self.start_churner(r, role);
             }
             self.ramp(r);
+            if self.cfg.mode == Mode::Flood {
+                self.fill_more(r);
+            }
             self.poll_due(r, now);
             if self.fanout.next_at.is_some_and(|t| t <= now) {
                 self.send_line(r);
@@ -204,6 +207,10 @@ impl Churn {
                     self.cfg.concurrency,
                     self.fanout.ready,
                     self.sender_tail()
+                ),
+                Mode::Flood => format!(
+                    "setup did not finish: {} servants hold the manager, {} still joining",
+                    self.fill.held, self.fill.joining
                 ),
                 _ => format!(
                     "setup did not finish: {} of {} steady servants answered",
@@ -237,7 +244,9 @@ impl Churn {
                 Some(Conn::Manager(a)) => {
                     a.asked = None;
                     let why = match a.role {
-                        Role::Flooder => format!("not refused within {ms} ms: the manager has room (a flood needs -c above its --max-servants)"),
+                        Role::Flooder => {
+                            format!("not refused within {ms} ms: the manager has room again")
+                        }
                         _ if generic => format!("no whole answer within {ms} ms"),
                         _ => format!("no whole document within {ms} ms"),
                     };

@@ -8,9 +8,11 @@ use super::super::Mode;
 pub enum Failure {
     /// Nothing listens at the address (ECONNREFUSED).
     ConnectRefused,
-    /// Any other failure to start or finish a connect (EADDRNOTAVAIL when the
-    /// ephemeral ports run out, ETIMEDOUT, ...).
+    /// Any other failure to start or finish a connect (ETIMEDOUT, ...).
     ConnectFailed,
+    /// EADDRNOTAVAIL: the source address has no ephemeral port free towards the
+    /// target (`--bind` spreads connections over more addresses).
+    NoSourcePort,
     /// The peer reset the connection.
     Reset,
     /// No answer within `--timeout` (or, with `--rate`, not even started by then).
@@ -24,6 +26,9 @@ pub enum Failure {
     RefusedFull,
     /// The manager answered `no free servant port`.
     RefusedNoPort,
+    /// The manager answered `max servants per address reached`: this source
+    /// address has its `--max-per-address` servants.
+    RefusedPerAddress,
     /// A fanout servant could not listen on the port the manager gave it.
     ListenFailed,
     /// A line could not be sent to a peer (fanout with `--sender self`).
@@ -35,15 +40,17 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 12] = [
+    pub const ALL: [Failure; 14] = [
         Failure::ConnectRefused,
         Failure::ConnectFailed,
+        Failure::NoSourcePort,
         Failure::Reset,
         Failure::Timeout,
         Failure::ClosedEarly,
         Failure::Malformed,
         Failure::RefusedFull,
         Failure::RefusedNoPort,
+        Failure::RefusedPerAddress,
         Failure::ListenFailed,
         Failure::SendFailed,
         Failure::LineMissed,
@@ -54,12 +61,14 @@ impl Failure {
         match self {
             Failure::ConnectRefused => "connect_refused",
             Failure::ConnectFailed => "connect_failed",
+            Failure::NoSourcePort => "no_source_port",
             Failure::Reset => "reset",
             Failure::Timeout => "timeout",
             Failure::ClosedEarly => "closed_early",
             Failure::Malformed => "malformed",
             Failure::RefusedFull => "refused_full",
             Failure::RefusedNoPort => "refused_no_port",
+            Failure::RefusedPerAddress => "refused_per_address",
             Failure::ListenFailed => "listen_failed",
             Failure::SendFailed => "send_failed",
             Failure::LineMissed => "line_missed",
@@ -71,7 +80,7 @@ impl Failure {
     /// any server: the JSON lists the kinds that can, zero or not, and no others.
     pub fn applies(self, mode: Mode, generic: bool) -> bool {
         match self {
-            Failure::RefusedFull | Failure::RefusedNoPort => !generic,
+            Failure::RefusedFull | Failure::RefusedNoPort | Failure::RefusedPerAddress => !generic,
             Failure::ListenFailed | Failure::SendFailed | Failure::LineMissed => {
                 mode == Mode::Fanout
             }
@@ -80,14 +89,21 @@ impl Failure {
     }
 
     /// The failure an I/O error on a connection to the manager stands for.
+    /// Whether this is one of the manager's refusals, a flood's operation.
+    pub const fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Failure::RefusedFull | Failure::RefusedNoPort | Failure::RefusedPerAddress
+        )
+    }
+
     pub fn from_io(e: &std::io::Error) -> Failure {
         use std::io::ErrorKind as K;
         match e.kind() {
             K::ConnectionRefused => Failure::ConnectRefused,
             K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Failure::Reset,
-            K::TimedOut | K::AddrNotAvailable | K::AddrInUse | K::HostUnreachable => {
-                Failure::ConnectFailed
-            }
+            K::AddrNotAvailable => Failure::NoSourcePort,
+            K::TimedOut | K::AddrInUse | K::HostUnreachable => Failure::ConnectFailed,
             _ => Failure::Other,
         }
     }

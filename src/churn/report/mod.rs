@@ -195,6 +195,7 @@ impl Report {
             }
         }
         j.num("concurrency", c.concurrency as f64);
+        j.num("sources", c.sources.len() as f64);
         match c.mode {
             Mode::JoinLeave => j.val("keep_alive", Value::Bool(c.keep_alive)),
             Mode::Steady => {

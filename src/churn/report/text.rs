@@ -56,6 +56,13 @@ impl Report {
             self.elapsed.as_secs_f64(),
             c.warmup.as_secs_f64()
         );
+        if c.default_sources {
+            let _ = writeln!(
+                s,
+                "  from {} (churn's default source addresses on loopback; --bind chooses others)",
+                super::super::sources::DEFAULT
+            );
+        }
         if let Some(rate) = c.rate {
             let _ = writeln!(
                 s,
