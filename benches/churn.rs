@@ -27,7 +27,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use p2pchat::harness::Spawn;
+use p2pchat_harness::Spawn;
 
 mod common;
 use common::{get, median, quick, run_steps, summary, verdict, Server, Step};

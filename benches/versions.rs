@@ -23,7 +23,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use p2pchat::harness::Spawn;
+use p2pchat_harness::Spawn;
 
 mod common;
 use common::{get, median, quick, run_steps, summary, verdict, Server, Step};

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::{
     bin, client, connect_from, connmgr, named_servant, raise_fd_limit, read_doc, Daemon, DEADLINE,
 };
-use p2pchat::harness::Spawn;
+use p2pchat_harness::Spawn;
 
 /// A config file with `body` inside `<config>`, named for the test.
 fn config_file(test: &str, body: &str) -> PathBuf {
@@ -517,7 +517,10 @@ fn a_flood_of_tiny_messages_leaves_room_for_everyone_else() {
 fn banned_names_behind_a_dead_resolver_do_not_delay_listening() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || Command::new("unshare").arg("--help").output().is_err() {
-        assert!(!p2pchat::netns::required(), "needs root and unshare");
+        assert!(
+            !p2pchat_harness::netns::required(),
+            "needs root and unshare"
+        );
         eprintln!("skipped: needs root and unshare for a private resolv.conf");
         return;
     }

@@ -1,6 +1,6 @@
 //! Servants behind a port-blocking router, across a real network boundary: each
 //! test builds a public segment, a NAT router that drops new inbound connections
-//! and a home segment out of network namespaces ([`p2pchat::netns`]), runs the
+//! and a home segment out of network namespaces ([`p2pchat_harness::netns`]), runs the
 //! real binaries inside them, and removes everything when it ends.
 //!
 //! They need root, `ip` and `nft`. Where those are missing each test says why and
@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{bin, DEADLINE};
-use p2pchat::harness::{Process, Spawn};
-use p2pchat::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
+use p2pchat_harness::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
+use p2pchat_harness::{Process, Spawn};
 
 /// How long a verdict may take: a send to a servant behind the router fails only
 /// when its connect times out (3 s), and two complaints from each peer are needed.

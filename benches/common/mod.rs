@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Output;
 
 use p2pchat::churn::{procfs, report::json_number};
-use p2pchat::harness::Process;
+use p2pchat_harness::Process;
 
 /// Whether to run every step small and short: `P2PCHAT_BENCH_QUICK=1` or `-- --quick`.
 pub fn quick() -> bool {

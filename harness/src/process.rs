@@ -12,7 +12,7 @@
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use p2pchat::harness::Spawn;
+//! use p2pchat_harness::Spawn;
 //! let m = Spawn::new("target/release/connmgr").args(["--port", "0"]).start()?;
 //! let addr = m.listening_addr(Duration::from_secs(10))?;
 //! # Ok(()) }
@@ -415,7 +415,7 @@ impl Lines {
                 .iter()
                 .enumerate()
                 .skip(skip)
-                .find(|(_, l)| pattern.map_or(true, |p| l.contains(p)));
+                .find(|(_, l)| pattern.is_none_or(|p| l.contains(p)));
             if let Some((k, line)) = found {
                 seen.store(kept.dropped + k as u64 + 1, Ordering::Relaxed);
                 return Ok(line.clone());
