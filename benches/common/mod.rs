@@ -31,6 +31,21 @@ impl Server {
     }
 }
 
+/// The churn binary the benches drive.
+pub const CHURN: &str = env!("CARGO_BIN_EXE_churn");
+
+/// Runs churn against `server` with `args` to its end; returns its JSON summary.
+pub fn churn(server: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(CHURN)
+        .args(args)
+        .args(["-t", &server.addr.to_string(), "--json"])
+        .args(["--server-pid", &server.pid().to_string()])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("churn runs");
+    summary(&out, args)
+}
+
 /// The JSON summary of a churn run that ended with `out`; churn's stderr is shown
 /// when it printed no summary or counted errors, since its figures are then suspect.
 pub fn summary(out: &Output, args: &[&str]) -> String {

@@ -10,4 +10,4 @@ pub mod demo;
 pub mod netns;
 mod process;
 
-pub use process::{servant_args, Process, Spawn, LISTENING};
+pub use process::{read_line_until, servant_args, Process, Spawn, LISTENING};
