@@ -27,10 +27,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use p2pchat::harness::Spawn;
+use p2pchat_harness::Spawn;
 
 mod common;
-use common::{get, median, quick, run_steps, summary, verdict, Server, Step};
+use common::{churn, get, median, quick, run_steps, verdict, Server, Step, CHURN};
 
 // In benches/churn/, where Cargo does not take them for benches of their own.
 #[path = "churn/flood.rs"]
@@ -42,7 +42,6 @@ mod syscalls;
 
 const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
 const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
-const CHURN: &str = env!("CARGO_BIN_EXE_churn");
 /// How long a server may take to start listening.
 const READY: Duration = Duration::from_secs(10);
 /// Log lines of a server kept in the bench's memory; the rest are read and let go.
@@ -80,23 +79,6 @@ fn connmgr(extra: &[&str]) -> Server {
 /// Starts `churn baseline-server` answering `bytes` per request.
 fn baseline(bytes: u64) -> Server {
     server(Spawn::new(CHURN).args(["baseline-server", "--reply-bytes", &bytes.to_string()]))
-}
-
-/// Runs churn against `server` with `args`; returns its JSON summary.
-fn churn(server: &Server, args: &[&str]) -> String {
-    let out = Command::new(CHURN)
-        .args(args)
-        .args([
-            "-t",
-            &server.addr.to_string(),
-            "--server-pid",
-            &server.pid().to_string(),
-            "--json",
-        ])
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("churn runs");
-    summary(&out, args)
 }
 
 struct Plan {

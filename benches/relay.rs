@@ -1,4 +1,4 @@
-//! The relay's cost, across real network namespaces ([`p2pchat::netns`]):
+//! The relay's cost, across real network namespaces ([`p2pchat_harness::netns`]):
 //!
 //! - delivery latency, p50 and p99, from a public servant typing a line to it being
 //!   shown by a servant behind the NAT router (through its relay) and by a public
@@ -18,8 +18,8 @@
 use std::time::{Duration, Instant};
 
 use p2pchat::churn::procfs;
-use p2pchat::harness::{servant_args, Process, Spawn, LISTENING};
-use p2pchat::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
+use p2pchat_harness::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
+use p2pchat_harness::{servant_args, Process, Spawn, LISTENING};
 
 const STEP: Duration = Duration::from_secs(20);
 

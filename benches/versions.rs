@@ -20,16 +20,14 @@
 //! asserts nothing about timings.
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use p2pchat::harness::Spawn;
+use p2pchat_harness::Spawn;
 
 mod common;
-use common::{get, median, quick, run_steps, summary, verdict, Server, Step};
+use common::{get, median, quick, run_steps, verdict, Server, Step, CHURN};
 
 const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
-const CHURN: &str = env!("CARGO_BIN_EXE_churn");
 const READY: Duration = Duration::from_secs(10);
 
 /// Starts connmgr at `--log-level warn`, which logs no `listening on` line: it is
@@ -70,20 +68,9 @@ fn connmgr(extra: &[&str]) -> Server {
     Server { process, addr }
 }
 
-/// Runs churn against `m` with `args`; returns its JSON summary.
+/// Runs churn against `m` with `args`, quietly; returns its JSON summary.
 fn churn(m: &Server, args: &[&str]) -> String {
-    let out = Command::new(CHURN)
-        .args(args)
-        .args(["-t", &m.addr.to_string(), "--json", "--quiet"])
-        .args(["--server-pid", &m.pid().to_string()])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("churn starts")
-        .wait_with_output()
-        .expect("churn ends");
-    summary(&out, args)
+    common::churn(m, &[args, &["--quiet"]].concat())
 }
 
 /// Share of a core the server used over a run's window, in percent.

@@ -1,12 +1,12 @@
 //! `p2pchat-demo`: a manager and three servants on loopback chatting. Parses the (absent)
-//! arguments and runs [`p2pchat::demo`].
+//! arguments and runs [`p2pchat_harness::demo`]; with the hidden `--demo-role`, which
+//! that demo starts this executable with, plays a daemon ([`p2pchat::play`]).
 
 use std::process::ExitCode;
 
-use p2pchat::cli;
 use p2pchat::config::ConfigError;
-use p2pchat::demo::{self, Role};
-use p2pchat::{connmgr, servant};
+use p2pchat::{cli, play};
+use p2pchat_harness::demo;
 
 const HELP: &str = "\
 p2pchat-demo - a p2pchat network on loopback, for a first look
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         return done;
     }
     match args.opt_value_from_str::<_, String>(demo::ROLE) {
-        Ok(Some(role)) => return play(&role, &mut args),
+        Ok(Some(role)) => return play::play(demo::ROLE, &role, &mut args),
         Ok(None) => {}
         Err(e) => return usage_error(&ConfigError::new(demo::ROLE, e.to_string())),
     }
@@ -55,46 +55,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("p2pchat-demo failed: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// `p2pchat-demo --demo-role connmgr|servant FLAGS`: the flags [`demo::run`] passes.
-fn play(role: &str, args: &mut pico_args::Arguments) -> ExitCode {
-    let parsed = (|| {
-        let role = match role {
-            "connmgr" => Role::Connmgr(connmgr::Overrides {
-                bind: cli::opt_flag(args, "--bind", "an IP address")?,
-                port: cli::opt_flag(args, "--port", "a port number")?,
-                relay_dial_timeout: cli::opt_duration(
-                    args,
-                    "--relay-dial-timeout",
-                    cli::Unit::Millis,
-                )?,
-                ..connmgr::Overrides::default()
-            }),
-            "servant" => Role::Servant(servant::Overrides {
-                connmgr: cli::opt_flag(args, "--connmgr", "HOST:PORT")?,
-                bind: cli::opt_flag(args, "--bind", "an IP address")?,
-                name: cli::opt_flag(args, "--name", "a name")?,
-                poll_interval: cli::opt_duration(args, "--poll-interval", cli::Unit::Millis)?,
-                ..servant::Overrides::default()
-            }),
-            other => return Err(ConfigError::new(demo::ROLE, format!("no part {other:?}"))),
-        };
-        cli::no_more_args(args)?;
-        cli::init_logging(None)?;
-        Ok(role)
-    })();
-    let role = match parsed {
-        Ok(r) => r,
-        Err(e) => return usage_error(&e),
-    };
-    match demo::play(role) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
             ExitCode::from(1)
         }
     }

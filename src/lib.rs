@@ -12,11 +12,15 @@
 //! | `config.xml` read with file, line and reason    | [`config`]                 |
 //! | servant form (`Winsock1`, `servants1(i)`, `send1`, `txtSend1`) | [`servant`] |
 //! | (none: many servants at once, to measure the manager) | [`churn`]          |
-//! | (none: the tests' and demo's way to start the binaries) | [`harness`], [`demo`] |
-//! | (none: a router that blocks ports, for the relay)  | [`netns`]                  |
+//! | (none: `p2pchat-demo` playing a daemon in its own process) | [`play`]   |
 //! | `Debug.Print`, never blocking the loop           | [`logging`]                |
 //! | (shared by the wire and the reactor)           | [`net`]                    |
 //! | (none: VB's text box showed text; a terminal interprets it) | [`text`]      |
+//!
+//! The library holds what the binaries run. How the tests, the benchmarks, the
+//! demo and churn start the binaries and wait for them, the network namespaces
+//! the relay is tried in, and the demo's script are the `p2pchat-harness` crate
+//! (`harness/`), which the daemons never link.
 //!
 //! See `docs/PROTOCOL.md` for the wire protocol and `README.md` for running it.
 
@@ -24,14 +28,12 @@ pub mod churn;
 pub mod cli;
 pub mod config;
 pub mod connmgr;
-pub mod demo;
 pub mod entry;
-pub mod harness;
 pub mod logfilter;
 pub mod logging;
 pub mod net;
-pub mod netns;
 pub mod notify;
+pub mod play;
 pub mod reactor;
 pub mod resolve;
 pub mod servant;

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{bin, client, connmgr, entries, read_doc, Daemon, DEADLINE};
+use p2pchat_harness::{read_line_until, Spawn, LISTENING};
 
 /// Joins, asks for the list, and returns the stream with its `(port, offset)`.
 fn join(addr: std::net::SocketAddr) -> (TcpStream, u16, usize) {
@@ -486,24 +487,15 @@ fn an_oversized_line_closes_at_once_even_with_answers_still_queued() {
 
 #[test]
 fn a_closed_log_pipe_does_not_take_it_down() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let mut child = Command::new(bin("connmgr"))
+    let mut m = Spawn::new(bin("connmgr"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--push-interval", "0"])
-        .stderr(Stdio::piped())
-        .spawn()
+        .unread_stderr()
+        .start()
         .unwrap();
-    let guard = KillOnDrop(&mut child);
-    let mut lines = BufReader::new(guard.0.stderr.take().unwrap()).lines();
-    let ready = lines.next().unwrap().unwrap();
-    let addr: std::net::SocketAddr = ready
-        .rsplit("listening on ")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    drop(lines); // whoever read the log has gone: every log line now meets EPIPE
+    let mut log = m.child.stderr.take().unwrap();
+    let ready = read_line_until(&mut log, LISTENING, DEADLINE).unwrap();
+    let addr: std::net::SocketAddr = ready.rsplit(LISTENING).next().unwrap().parse().unwrap();
+    drop(log); // whoever read the log has gone: every log line now meets EPIPE
     for _ in 0..3 {
         let mut s = client(addr);
         s.write_all(b"needs peer list\n").unwrap();
@@ -511,14 +503,5 @@ fn a_closed_log_pipe_does_not_take_it_down() {
         let doc = entries(&read_doc(&mut s));
         assert_eq!(doc.iter().filter(|e| e.2).count(), 1, "{doc:?}");
     }
-    assert!(guard.0.try_wait().unwrap().is_none(), "connmgr exited");
-}
-
-struct KillOnDrop<'a>(&'a mut std::process::Child);
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    assert!(m.child.try_wait().unwrap().is_none(), "connmgr exited");
 }

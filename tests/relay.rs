@@ -1,11 +1,11 @@
 //! Servants behind a port-blocking router, across a real network boundary: each
 //! test builds a public segment, a NAT router that drops new inbound connections
-//! and a home segment out of network namespaces ([`p2pchat::netns`]), runs the
+//! and a home segment out of network namespaces ([`p2pchat_harness::netns`]), runs the
 //! real binaries inside them, and removes everything when it ends.
 //!
-//! They need root, `ip` and `nft`. Where those are missing each test says why and
-//! passes without running, unless `P2PCHAT_REQUIRE_NETNS=1`, which makes that a
-//! failure (CI sets it). The last test needs none of it: the manager's side on
+//! They need root, `ip` and `nft`. Where those are missing the build script marks
+//! them ignored, with that reason; run anyway, they fail saying what is missing.
+//! The tests named `on_loopback_...` need none of it: the manager's side on
 //! loopback, with raw clients.
 
 mod common;
@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{bin, DEADLINE};
-use p2pchat::harness::{Process, Spawn};
-use p2pchat::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
+use p2pchat_harness::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
+use p2pchat_harness::{Process, Spawn};
 
 /// How long a verdict may take: a send to a servant behind the router fails only
 /// when its connect times out (3 s), and two complaints from each peer are needed.
@@ -40,10 +40,9 @@ struct World {
 }
 
 impl World {
-    /// The namespaces and a manager on 203.0.113.10, or `None` (said why) where
-    /// namespaces cannot be built and are not required.
-    fn new(test: &str, flags: &[&str]) -> Option<World> {
-        let net = internet(test)?;
+    /// The namespaces and a manager on 203.0.113.10.
+    fn new(test: &str, flags: &[&str]) -> World {
+        let net = internet();
         let mut cmd = net.exec(&net.public, bin("connmgr"));
         cmd.args(["--bind", MANAGER_IP, "--port", "0", "--log-level", "debug"]);
         cmd.args(["--relay-dial-timeout", "500"]).args(flags);
@@ -52,13 +51,13 @@ impl World {
         let config =
             std::env::temp_dir().join(format!("p2pchat-relay-{test}-{}.xml", std::process::id()));
         std::fs::write(&config, "<config/>\n").unwrap();
-        Some(World {
+        World {
             servants: Vec::new(),
             manager,
             addr,
             config,
             net,
-        })
+        }
     }
 
     /// Starts a servant named `name` on `ip` in namespace `ns`; returns its index.
@@ -202,23 +201,9 @@ impl World {
     }
 }
 
-/// The namespaces, or `None` (said why) where they cannot be built and are not
-/// required.
-fn internet(test: &str) -> Option<Internet> {
-    match Internet::build() {
-        Ok(net) => Some(net),
-        Err(why) if netns::required() => {
-            panic!(
-                "{}=1, but the namespaces cannot be built: {why}",
-                netns::REQUIRE
-            )
-        }
-        Err(why) => {
-            // Straight to stderr, past the test harness's capture, so the skip shows.
-            let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
-            None
-        }
-    }
+/// The namespaces; a test that cannot build them fails saying why.
+fn internet() -> Internet {
+    Internet::build().unwrap_or_else(|why| panic!("the namespaces cannot be built: {why}"))
 }
 
 impl Drop for World {
@@ -228,10 +213,12 @@ impl Drop for World {
 }
 
 #[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
 fn complaints_get_a_natted_servant_relayed_and_every_line_arrives_once_everywhere() {
-    let Some(mut w) = World::new("lines", &[]) else {
-        return;
-    };
+    let mut w = World::new("lines", &[]);
     let (p1, p2, n) = w.pat_quinn_and_nora();
     // The public servants' lines cannot reach nora; each complains, twice.
     for round in 0..2 {
@@ -287,11 +274,12 @@ fn complaints_get_a_natted_servant_relayed_and_every_line_arrives_once_everywher
 }
 
 #[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
 fn a_lying_servant_cannot_get_a_reachable_peer_marked() {
-    let Some(mut w) = World::new("liar", &["--relay-recheck", "1", "--relay-threshold", "2"])
-    else {
-        return;
-    };
+    let mut w = World::new("liar", &["--relay-recheck", "1", "--relay-threshold", "2"]);
     let p = w.public(0, "pat");
     w.wait(p, "peers: 1 (", DEADLINE);
     // A raw client on the public segment that says it cannot reach pat, every poll.
@@ -337,10 +325,12 @@ fn a_lying_servant_cannot_get_a_reachable_peer_marked() {
 }
 
 #[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
 fn two_natted_servants_get_two_relays_when_each_relays_for_one() {
-    let Some(mut w) = World::new("two", &["--relay-pullers", "1"]) else {
-        return;
-    };
+    let mut w = World::new("two", &["--relay-pullers", "1"]);
     let (p1, p2) = (w.public(0, "pat"), w.public(1, "quinn"));
     let (n1, n2) = (w.home(0, "nora"), w.home(1, "ned"));
     for &k in &[p1, p2, n1, n2] {
@@ -369,10 +359,12 @@ fn two_natted_servants_get_two_relays_when_each_relays_for_one() {
 }
 
 #[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
 fn when_the_relay_dies_another_takes_over_and_lines_flow_again() {
-    let Some(mut w) = World::new("failover", &[]) else {
-        return;
-    };
+    let mut w = World::new("failover", &[]);
     let (p1, p2, n) = w.pat_quinn_and_nora();
     let first = w.type_until_relayed(n);
     let dead = w.relaying(&first);
@@ -396,10 +388,12 @@ fn when_the_relay_dies_another_takes_over_and_lines_flow_again() {
 }
 
 #[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
 fn a_natted_servant_with_no_eligible_relay_is_told_so() {
-    let Some(mut w) = World::new("alone", &[]) else {
-        return;
-    };
+    let mut w = World::new("alone", &[]);
     let n = w.home(0, "nora");
     w.wait(n, "peers: 1 (", DEADLINE);
     w.servants[n].type_line("is anyone there?").unwrap();
@@ -419,10 +413,12 @@ fn a_natted_servant_with_no_eligible_relay_is_told_so() {
 }
 
 #[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
 fn a_relayed_servant_whose_router_opens_its_port_is_released() {
-    let Some(mut w) = World::new("released", &["--relay-recheck", "1"]) else {
-        return;
-    };
+    let mut w = World::new("released", &["--relay-recheck", "1"]);
     let p = w.public(0, "pat");
     let n = w.home(0, "nora");
     let port: u16 = {
@@ -442,10 +438,12 @@ fn a_relayed_servant_whose_router_opens_its_port_is_released() {
 }
 
 #[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
 fn a_line_typed_while_the_pull_link_is_down_reaches_the_relay_once_it_is_back() {
-    let Some(mut w) = World::new("held", &[]) else {
-        return;
-    };
+    let mut w = World::new("held", &[]);
     let (p1, p2, n) = w.pat_quinn_and_nora();
     let relay = w.type_until_relayed(n);
     let r = w.relaying(&relay);
@@ -515,12 +513,14 @@ fn start(cmd: std::process::Command, name: &str) -> Process {
 }
 
 #[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
 fn the_nat_demo_shows_a_relayed_servant_chatting() {
     // The demo builds its own namespaces; skip where this test could not build ours.
-    let Some(net) = internet("the NAT demo") else {
-        return;
-    };
-    drop(net);
+    // Fails here, saying why, where the demo could not build its namespaces.
+    drop(internet());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_p2pchat-demo"))
         .arg("--nat")
         .env_remove("RUST_LOG")

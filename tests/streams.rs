@@ -4,58 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use common::{bin, client, connmgr, entries, raise_fd_limit, read_doc, Daemon, DEADLINE};
+use p2pchat_harness::{read_line_until, Process, Spawn, LISTENING};
 
 const END: &[u8] = b"</peers>\r\n";
-
-/// A child that is killed and reaped when this drops.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Reads `r` byte by byte until a line containing `pattern`, and returns that line:
-/// nothing past it is taken from the pipe.
-fn read_until_line(r: &mut impl Read, pattern: &str) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8];
-    loop {
-        assert_eq!(r.read(&mut byte).unwrap(), 1, "closed before {pattern:?}");
-        if byte[0] != b'\n' {
-            line.push(byte[0]);
-            continue;
-        }
-        let text = String::from_utf8_lossy(&line).into_owned();
-        if text.contains(pattern) {
-            return text;
-        }
-        line.clear();
-    }
-}
-
-/// Lines of `pipe`, read on a thread from now on.
-fn follow(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// The count in a `[N lines lost: ...]` or `... N lines lost: ...` line.
 fn lost_in(line: &str) -> Option<u64> {
@@ -70,14 +26,19 @@ fn lost_in(line: &str) -> Option<u64> {
         .ok()
 }
 
-/// Reads lines until `shown` (lines matching) plus the losses reported add up to
-/// `total`; returns the losses reported. Panics at the deadline with the counts.
-fn account_for(lines: &Receiver<String>, shown: impl Fn(&str) -> bool, total: u64) -> u64 {
+/// Reads lines (`next`, given the time left) until `shown` (lines matching) plus
+/// the losses reported add up to `total`; returns the losses reported. Panics at
+/// the deadline with the counts.
+fn account_for(
+    next: impl Fn(Duration) -> std::io::Result<String>,
+    shown: impl Fn(&str) -> bool,
+    total: u64,
+) -> u64 {
     let (mut seen, mut lost) = (0u64, 0u64);
     let end = Instant::now() + DEADLINE;
     while seen + lost < total {
         let left = end.saturating_duration_since(Instant::now());
-        let Ok(line) = lines.recv_timeout(left) else {
+        let Ok(line) = next(left) else {
             panic!("{seen} lines shown and {lost} reported lost, of {total}");
         };
         if let Some(n) = lost_in(&line) {
@@ -134,21 +95,18 @@ fn a_half_close_after_eight_requests_gets_all_eight_documents_of_10000_servants(
 }
 
 /// connmgr at its default log level, its stderr a pipe read only up to the
-/// readiness line; returns it, its address and the unread pipe.
-fn connmgr_with_unread_log() -> (Killed, SocketAddr, ChildStderr) {
-    let mut child = Command::new(bin("connmgr"))
+/// readiness line; returns it (its stderr unread from there on) and its address.
+fn connmgr_with_unread_log() -> (Process, SocketAddr) {
+    let mut m = Spawn::new(bin("connmgr"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--push-interval", "0"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+        .ignore_stdout()
+        .unread_stderr()
+        .start()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let child = Killed(child);
-    let ready = read_until_line(&mut stderr, "listening on ");
-    let addr = ready.rsplit("listening on ").next().unwrap().trim();
-    (child, addr.parse().unwrap(), stderr)
+    let log = m.child.stderr.as_mut().unwrap();
+    let ready = read_line_until(log, LISTENING, DEADLINE).unwrap();
+    let addr = ready.rsplit(LISTENING).next().unwrap().trim();
+    (m, addr.parse().unwrap())
 }
 
 /// Connects and closes `n` times, each connect within the deadline.
@@ -162,7 +120,7 @@ fn cycles(addr: SocketAddr, n: usize) {
 
 #[test]
 fn a_log_nobody_reads_costs_lines_counted_when_it_drains_never_the_manager() {
-    let (_m, addr, stderr) = connmgr_with_unread_log();
+    let (mut m, addr) = connmgr_with_unread_log();
     // Two log lines a cycle, ~250 bytes: the pipe's 64 KiB fill after ~260 cycles.
     cycles(addr, 2_000);
     let mut asker = client(addr);
@@ -176,53 +134,39 @@ fn a_log_nobody_reads_costs_lines_counted_when_it_drains_never_the_manager() {
     // Past what the 1 MiB queue holds as well: lines must now be dropped.
     cycles(addr, 6_000);
     // The reader comes back: every joined/left line is either there or counted.
-    let log = follow(stderr);
+    m.follow_stderr();
     let total = 2 * (2_000 + 1 + 6_000);
     let logged = |l: &str| l.contains("] joined: ") || l.contains("] left: ");
-    let lost = account_for(&log, logged, total);
+    let lost = account_for(|left| m.wait_for("", left), logged, total);
     assert!(lost > 0, "8,000 cycles fit in the queue and the pipe?");
 }
 
 /// A servant on `bind` whose stdout is a pipe nobody reads; its stderr is followed.
-fn servant_with_unread_stdout(
-    manager: SocketAddr,
-    bind: &str,
-) -> (Killed, ChildStdout, Receiver<String>) {
+fn servant_with_unread_stdout(manager: SocketAddr, bind: &str) -> Process {
     let manager = manager.to_string();
-    let mut child = Command::new(bin("servant"))
+    Spawn::new(bin("servant"))
         .args(["--connmgr", &manager, "--bind", bind, "--name", "alice"])
         .args(["--poll-interval", "100"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let log = follow(child.stderr.take().unwrap());
-    (Killed(child), stdout, log)
+        .unread_stdout()
+        // Every line of the flood, once read: the accounting must see each.
+        .keep(1 << 20)
+        .start()
+        .unwrap()
 }
 
 /// Waits for a log line containing `pattern`.
-fn logged(log: &Receiver<String>, pattern: &str) -> String {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match log.recv_timeout(left) {
-            Ok(line) if line.contains(pattern) => return line,
-            Ok(_) => {}
-            Err(_) => panic!("never logged {pattern:?}"),
-        }
-    }
+fn logged(log: &Process, pattern: &str) -> String {
+    log.wait_for(pattern, DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits for a log line containing `a` and one containing `b`, in either order.
-fn logged_both(log: &Receiver<String>, a: &str, b: &str) -> (String, String) {
+fn logged_both(log: &Process, a: &str, b: &str) -> (String, String) {
     let (mut first, mut second) = (None, None);
     let end = Instant::now() + DEADLINE;
     while first.is_none() || second.is_none() {
         let left = end.saturating_duration_since(Instant::now());
-        match log.recv_timeout(left) {
+        match log.wait_for("", left) {
             Ok(line) if first.is_none() && line.contains(a) => first = Some(line),
             Ok(line) if second.is_none() && line.contains(b) => second = Some(line),
             Ok(_) => {}
@@ -258,11 +202,11 @@ fn a_chat_stdout_nobody_reads_costs_lines_counted_when_it_drains_never_the_serva
     // No pushes: the servant learns of newcomers only by polling. A servant that
     // stops polling for 3 s is dropped.
     let (m, manager) = connmgr(&["--push-interval", "0", "--idle-timeout", "3"]);
-    let (mut alice, stdout, alice_log) = servant_with_unread_stdout(manager, "127.0.91.2");
+    let mut alice = servant_with_unread_stdout(manager, "127.0.91.2");
     let bob = servant(manager, "127.0.91.3", "bob");
     bob.listening_addr();
     // Whichever comes first: bob may have joined before alice's first list.
-    let (chat_port, _) = logged_both(&alice_log, "listening on 127.0.91.2:", "peers: 2 ");
+    let (chat_port, _) = logged_both(&alice, "listening on 127.0.91.2:", "peers: 2 ");
     let chat: SocketAddr = chat_port
         .rsplit("listening on ")
         .next()
@@ -283,8 +227,7 @@ fn a_chat_stdout_nobody_reads_costs_lines_counted_when_it_drains_never_the_serva
         s.shutdown(Shutdown::Write)
     });
     // Meanwhile her own lines still go out.
-    let stdin = alice.0.stdin.as_mut().unwrap();
-    writeln!(stdin, "during the flood").unwrap();
+    alice.type_line("during the flood").unwrap();
     shows(&bob, "alice: during the flood");
     flood
         .join()
@@ -294,15 +237,15 @@ fn a_chat_stdout_nobody_reads_costs_lines_counted_when_it_drains_never_the_serva
     // She still polls: she learns of carol without a push, and reaches her.
     let carol = servant(manager, "127.0.91.4", "carol");
     carol.listening_addr();
-    logged(&alice_log, "peers: 3 ");
-    writeln!(stdin, "after the flood").unwrap();
+    logged(&alice, "peers: 3 ");
+    alice.type_line("after the flood").unwrap();
     shows(&carol, "alice: after the flood");
     shows(&bob, "alice: after the flood");
     assert_eq!(m.count("silent for"), 0, "{}", m.log_text());
 
     // Her stdout is read at last: each line is there, or counted where it is missing.
-    let shown = follow(stdout);
+    alice.follow_stdout();
     let flood_or_own = |l: &str| l.starts_with("ffff") || l.starts_with("alice: ");
-    let lost = account_for(&shown, flood_or_own, LINES + 2);
+    let lost = account_for(|left| alice.stdout_line(left), flood_or_own, LINES + 2);
     assert!(lost > 0, "20 MB fit in a pipe and a 1 MiB queue?");
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use p2pchat::harness::{Process, Spawn};
+use p2pchat_harness::{Process, Spawn};
 
 use super::{connmgr, get, median, verdict, Plan, Server, CHURN, READY};
 

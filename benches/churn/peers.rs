@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use p2pchat::churn::args::escape;
-use p2pchat::harness::Spawn;
+use p2pchat_harness::Spawn;
 
 use super::{baseline, churn, connmgr, get, median, server, Plan, Server, CHURN, READY};
 
@@ -240,7 +240,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// Waits for a stdout line containing `pattern` (redis logs to stdout).
-fn wait_stdout(p: &p2pchat::harness::Process, pattern: &str) -> Result<(), String> {
+fn wait_stdout(p: &p2pchat_harness::Process, pattern: &str) -> Result<(), String> {
     let end = Instant::now() + READY;
     loop {
         let left = end.saturating_duration_since(Instant::now());

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use p2pchat::harness::Spawn;
+use p2pchat_harness::Spawn;
 
 use super::{churn, get, Plan, Server};
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Output;
 
 use p2pchat::churn::{procfs, report::json_number};
-use p2pchat::harness::Process;
+use p2pchat_harness::Process;
 
 /// Whether to run every step small and short: `P2PCHAT_BENCH_QUICK=1` or `-- --quick`.
 pub fn quick() -> bool {
@@ -29,6 +29,21 @@ impl Server {
     pub fn rss(&self) -> u64 {
         procfs::rss_bytes(self.pid()).unwrap_or(0)
     }
+}
+
+/// The churn binary the benches drive.
+pub const CHURN: &str = env!("CARGO_BIN_EXE_churn");
+
+/// Runs churn against `server` with `args` to its end; returns its JSON summary.
+pub fn churn(server: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(CHURN)
+        .args(args)
+        .args(["-t", &server.addr.to_string(), "--json"])
+        .args(["--server-pid", &server.pid().to_string()])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("churn runs");
+    summary(&out, args)
 }
 
 /// The JSON summary of a churn run that ended with `out`; churn's stderr is shown

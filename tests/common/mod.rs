@@ -1,6 +1,6 @@
 //! Shared by the integration tests: start a real binary, follow its stderr for
 //! readiness lines with deadlines, and kill it when the guard drops. A thin layer
-//! over [`p2pchat::harness`] that panics with the log instead of returning errors.
+//! over [`p2pchat_harness`] that panics with the log instead of returning errors.
 #![allow(dead_code)] // each test file uses a different part of this module
 
 use std::io::Read;
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use p2pchat::harness::{Process, Spawn};
+use p2pchat_harness::{Process, Spawn};
 
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);

@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
+use p2pchat_harness::{Process, Spawn, LISTENING};
 
 use super::super::report::Failure;
 use super::super::{Config, Sender};
 use super::manager;
 use super::{Churn, Conn, Phase, Role};
-use crate::harness::{Process, Spawn, LISTENING};
 use crate::reactor::{Index, Reactor};
 
 /// Marks fanout lines; listeners look for it anywhere in a line, so a sender may

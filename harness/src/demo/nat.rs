@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use super::{program, shut_down, Program, STEP};
-use crate::harness::{servant_args, Process, Spawn, LISTENING};
 use crate::netns::{Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
+use crate::{servant_args, Process, Spawn, LISTENING};
 
 /// How long the verdict and the relay may take.
 const VERDICT: Duration = Duration::from_secs(20);

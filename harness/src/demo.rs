@@ -6,7 +6,8 @@
 //! shuts everything down. It uses the `connmgr` and `servant` binaries built next
 //! to the running executable; when they are missing or older than it (`cargo run
 //! --bin p2pchat-demo` builds only the demo), it runs itself with [`ROLE`] to play those
-//! parts through the same library functions ([`play`]).
+//! parts: the `p2pchat-demo` binary answers that flag by running the daemon's own
+//! library function in its process (`p2pchat::play`).
 //!
 //! [`run_nat`] (`p2pchat-demo --nat`, root only) instead builds network namespaces with a
 //! servant behind a port-blocking router and shows it chatting through a relay.
@@ -14,8 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::harness::{servant_args, Process, Spawn, LISTENING};
-use crate::{connmgr, servant};
+use crate::{servant_args, Process, Spawn, LISTENING};
 
 mod nat;
 pub use nat::run as run_nat;
@@ -38,12 +38,6 @@ const SAID: [&str; 3] = [
     "hello alice, bob here",
     "hey both, carol too",
 ];
-
-/// A part the demo plays in its own process, with the few flags [`run`] passes.
-pub enum Role {
-    Connmgr(connmgr::Overrides),
-    Servant(servant::Overrides),
-}
 
 /// A program to start for a part: its path and the arguments before the part's flags.
 type Program = (PathBuf, Vec<String>);
@@ -160,26 +154,5 @@ fn exited(p: &mut Process) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{} exited with {status}", p.name()))
-    }
-}
-
-/// Plays `connmgr` or `servant` in this process, for when the sibling binaries are
-/// missing or stale.
-pub fn play(role: Role) -> Result<(), String> {
-    match role {
-        Role::Connmgr(o) => connmgr::Config::load(&o)
-            .map_err(|e| e.to_string())
-            .and_then(|c| connmgr::run(c).map_err(|e| e.to_string())),
-        Role::Servant(mut o) => {
-            // An empty config, so a config.xml in the current directory plays no part.
-            let cfg = std::env::temp_dir().join(format!("p2pchat-demo-{}.xml", std::process::id()));
-            o.config = Some(cfg.clone());
-            let result = std::fs::write(&cfg, "<config/>\n")
-                .map_err(|e| format!("cannot write {}: {e}", cfg.display()))
-                .and_then(|()| servant::Config::load(&o).map_err(|e| e.to_string()))
-                .and_then(|c| servant::run(c).map_err(|e| e.to_string()));
-            let _ = std::fs::remove_file(cfg);
-            result
-        }
     }
 }

@@ -12,7 +12,7 @@
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use p2pchat::harness::Spawn;
+//! use p2pchat_harness::Spawn;
 //! let m = Spawn::new("target/release/connmgr").args(["--port", "0"]).start()?;
 //! let addr = m.listening_addr(Duration::from_secs(10))?;
 //! # Ok(()) }
@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -58,6 +59,8 @@ pub struct Spawn {
     cmd: Command,
     name: Option<String>,
     stdout: bool,
+    /// Pipes left in the [`Child`] for the caller: (stdout, stderr).
+    unread: (bool, bool),
     keep: usize,
     wake: Option<(String, Wake)>,
 }
@@ -77,6 +80,7 @@ impl Spawn {
             cmd,
             name: None,
             stdout: true,
+            unread: (false, false),
             keep: KEEP,
             wake: None,
         }
@@ -104,6 +108,20 @@ impl Spawn {
         self
     }
 
+    /// Leaves stdout a pipe that nothing here reads, in [`Process::child`]: for a
+    /// test of a reader that stalls. [`Process::follow_stdout`] starts reading it.
+    pub fn unread_stdout(mut self) -> Spawn {
+        self.unread.0 = true;
+        self
+    }
+
+    /// Leaves stderr a pipe that nothing here reads, in [`Process::child`]; see
+    /// [`read_line_until`] and [`Process::follow_stderr`].
+    pub fn unread_stderr(mut self) -> Spawn {
+        self.unread.1 = true;
+        self
+    }
+
     /// Keeps at most the last `lines` lines of each stream (at least 1).
     pub fn keep(mut self, lines: usize) -> Spawn {
         self.keep = lines.max(1);
@@ -123,6 +141,7 @@ impl Spawn {
             mut cmd,
             name,
             stdout,
+            unread,
             keep,
             wake,
         } = self;
@@ -146,14 +165,15 @@ impl Spawn {
                 format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()),
             )
         })?;
-        let stderr = Lines::follow(child.stderr.take(), keep, wake);
-        let stdout = Lines::follow(child.stdout.take(), keep, None);
+        let stderr = Lines::follow(child.stderr.take_if(|_| !unread.1), keep, wake);
+        let stdout = Lines::follow(child.stdout.take_if(|_| !unread.0), keep, None);
         Ok(Process {
             stdin: child.stdin.take(),
             child,
             name,
             stderr,
             stdout,
+            keep,
             stderr_seen: AtomicU64::new(0),
             stdout_seen: AtomicU64::new(0),
         })
@@ -169,6 +189,7 @@ pub struct Process {
     name: String,
     stderr: Arc<Lines>,
     stdout: Arc<Lines>,
+    keep: usize,
     /// Sequence number of the next line each stream's waits look at: a line a
     /// wait has passed is not seen by the next wait, as when reading a pipe.
     stderr_seen: AtomicU64,
@@ -182,6 +203,23 @@ impl Process {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Starts following the stdout left unread ([`Spawn::unread_stdout`]), from
+    /// what is in the pipe now.
+    pub fn follow_stdout(&mut self) {
+        if let Some(pipe) = self.child.stdout.take() {
+            self.stdout = Lines::follow(Some(pipe), self.keep, None);
+            self.stdout_seen.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts following the stderr left unread ([`Spawn::unread_stderr`]).
+    pub fn follow_stderr(&mut self) {
+        if let Some(pipe) = self.child.stderr.take() {
+            self.stderr = Lines::follow(Some(pipe), self.keep, None);
+            self.stderr_seen.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The next stderr line containing `pattern`, waiting up to `within`.
@@ -316,6 +354,53 @@ impl Process {
     }
 }
 
+/// Reads `pipe` byte by byte up to a line containing `pattern` and returns that
+/// line, taking nothing past it: for a pipe left unread ([`Spawn::unread_stderr`]),
+/// whose readiness line is wanted and the rest not. Fails at `within`, or when
+/// the pipe closes first.
+pub fn read_line_until(
+    pipe: &mut (impl Read + AsRawFd),
+    pattern: &str,
+    within: Duration,
+) -> io::Result<String> {
+    let end = Instant::now() + within;
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let mut fd = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd that lives through the call.
+        let ready =
+            unsafe { libc::poll(&mut fd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if ready == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no line with {pattern:?} within {:.1} s",
+                    within.as_secs_f64()
+                ),
+            ));
+        }
+        if pipe.read(&mut byte)? == 0 {
+            let e = format!("the pipe closed before a line with {pattern:?}");
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e));
+        }
+        if byte[0] != b'\n' {
+            line.push(byte[0]);
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        if text.contains(pattern) {
+            return Ok(text);
+        }
+        line.clear();
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -415,7 +500,7 @@ impl Lines {
                 .iter()
                 .enumerate()
                 .skip(skip)
-                .find(|(_, l)| pattern.map_or(true, |p| l.contains(p)));
+                .find(|(_, l)| pattern.is_none_or(|p| l.contains(p)));
             if let Some((k, line)) = found {
                 seen.store(kept.dropped + k as u64 + 1, Ordering::Relaxed);
                 return Ok(line.clone());
@@ -438,91 +523,4 @@ impl Lines {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sh(script: &str) -> Spawn {
-        Spawn::new("/bin/sh").args(["-c", script]).name("sh")
-    }
-
-    #[test]
-    fn waits_see_each_line_once_in_order() {
-        let p = sh("echo one >&2; echo listening on 127.0.0.1:9 >&2; echo two >&2; echo out")
-            .start()
-            .unwrap();
-        let t = Duration::from_secs(10);
-        assert_eq!(p.listening_addr(t).unwrap(), "127.0.0.1:9".parse().unwrap());
-        assert_eq!(p.wait_for("two", t).unwrap(), "two");
-        // "one" came before the lines already waited for.
-        let e = p.wait_for("one", t).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
-        assert!(
-            e.to_string().contains("sh was to log \"one\" but exited"),
-            "{e}"
-        );
-        assert_eq!(p.count("t"), 2);
-        assert_eq!(p.stdout_line(t).unwrap(), "out");
-        assert!(p.log_ended());
-    }
-
-    #[test]
-    fn a_missing_line_times_out_with_the_log() {
-        let mut p = sh("echo starting >&2; exec sleep 30").start().unwrap();
-        let e = p.wait_for("ready", Duration::from_millis(50)).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert!(e.to_string().contains("starting"), "{e}");
-        p.signal(libc::SIGTERM).unwrap();
-        let status = p.wait_exit(Duration::from_secs(10)).unwrap();
-        assert!(!status.success());
-    }
-
-    #[test]
-    fn only_the_last_lines_are_kept_and_waits_skip_ahead() {
-        let p = sh("for i in 1 2 3 4 5 6; do echo line $i >&2; done; echo end >&2")
-            .keep(3)
-            .start()
-            .unwrap();
-        let t = Duration::from_secs(10);
-        p.wait_for("end", t).unwrap();
-        assert_eq!(p.log_text(), "line 5\nline 6\nend");
-        assert!(p.wait_for("line 1", Duration::ZERO).is_err());
-    }
-
-    #[test]
-    fn typed_lines_reach_stdin_and_invalid_utf8_does_not_stop_the_reader() {
-        let mut p = sh("printf 'bad \\377\\n' >&2; read l; echo \"got $l\"")
-            .start()
-            .unwrap();
-        let t = Duration::from_secs(10);
-        p.type_line("hello").unwrap();
-        assert_eq!(p.stdout_line(t).unwrap(), "got hello");
-        assert_eq!(p.wait_for("bad", t).unwrap(), "bad \u{fffd}");
-    }
-
-    #[test]
-    fn wake_runs_on_matching_lines_and_at_the_end() {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let tx = Mutex::new(tx);
-        let p = sh("echo a >&2; echo ready >&2; echo b >&2")
-            .wake_on("ready", move || {
-                let _ = tx.lock().unwrap().send(());
-            })
-            .start()
-            .unwrap();
-        let t = Duration::from_secs(10);
-        rx.recv_timeout(t).unwrap();
-        rx.recv_timeout(t).unwrap();
-        assert!(p.log_ended());
-        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
-    }
-
-    #[test]
-    fn a_missing_program_is_named() {
-        let e = Spawn::new("/nonexistent/p2pchat-x").start().err().unwrap();
-        assert!(
-            e.to_string()
-                .contains("cannot start /nonexistent/p2pchat-x"),
-            "{e}"
-        );
-    }
-}
+mod tests;
