@@ -111,9 +111,12 @@ pub(super) struct Membership {
     joined: u64,
     /// The peer document, its version and its latest changes.
     doc: PeerDoc,
-    /// Changes so far, to spread whole checks over them ([`Membership::changed`]).
+    /// Changes so far, and when the next whole check is due
+    /// ([`Membership::changed`]).
     #[cfg(debug_assertions)]
     changes: u64,
+    #[cfg(debug_assertions)]
+    whole_check_due: u64,
 }
 
 impl Membership {
@@ -130,6 +133,8 @@ impl Membership {
             doc: PeerDoc::new(),
             #[cfg(debug_assertions)]
             changes: 0,
+            #[cfg(debug_assertions)]
+            whole_check_due: 0,
         }
     }
 
@@ -251,19 +256,19 @@ impl Membership {
         changed
     }
 
-    /// After a change, in debug builds: the member changed and the counts are
-    /// checked every time, and everything by [`Membership::check`] at least every
-    /// 64th change, or once per member count's changes, whichever is rarer. A whole
+    /// After a change, in debug builds: `iPortMax` and the member changed are
+    /// checked every time, and everything by [`Membership::check`] every 64 changes,
+    /// or every as many changes as there are members, whichever is rarer. A whole
     /// check is linear in the members, so checking it on every join would make a
     /// debug daemon quadratic: ten thousand servants joining would take minutes.
     #[cfg(debug_assertions)]
     fn changed(&mut self, offset: Option<Index>) {
         self.changes += 1;
-        let every = (self.count() as u64).max(64);
-        let checked = if self.changes % every == 0 {
+        let checked = if self.changes >= self.whole_check_due {
+            self.whole_check_due = self.changes + (self.count() as u64).max(64);
             self.check()
         } else {
-            self.check_counts()
+            self.check_port_max()
                 .and_then(|()| offset.map_or(Ok(()), |o| self.check_seat(o)))
         };
         if let Err(e) = checked {
@@ -323,8 +328,7 @@ impl Membership {
         Ok(())
     }
 
-    /// What a whole check verifies that costs no more than a walk over the ports.
-    fn check_counts(&self) -> Result<(), String> {
+    fn check_port_max(&self) -> Result<(), String> {
         let first = u32::from(self.first_port);
         if !(first - 1..=65535).contains(&self.port_max) {
             return Err(format!(
@@ -333,6 +337,12 @@ impl Membership {
                 first - 1
             ));
         }
+        Ok(())
+    }
+
+    /// The counts: ports held and per address, against the members.
+    fn check_counts(&self) -> Result<(), String> {
+        self.check_port_max()?;
         let held = self.held.len();
         if held != self.count() {
             return Err(format!("{held} ports held, {} members", self.count()));
