@@ -1,63 +1,21 @@
-//! Who gets in: the ports held by live servants, the servants per address, and
-//! refusals (`--max-servants`, `--max-per-address`, no free port) told to the
-//! client and logged at a bounded rate.
+//! Who is turned away: refusals (`--max-servants`, `--max-per-address`, no free
+//! port) told to the client and logged at a bounded rate.
 //!
 //! VB accepted every connection. Here one host cannot fill `--max-servants` and
 //! lock everyone else out: past `--max-per-address` servants from one address,
 //! its next connection is refused.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use log::warn;
 
-use super::{Manager, Slot};
+use super::Slot;
 use crate::reactor::{Reactor, Request};
 
 /// What a servant refused for lack of room is told.
 const FULL: &[u8] = b"max number of servants reached\r\n";
 const NO_PORT: &[u8] = b"no free servant port\r\n";
 const PER_ADDRESS: &[u8] = b"max servants per address reached\r\n";
-
-/// A set of ports, one bit each.
-pub(super) struct PortSet(Vec<u64>);
-
-impl PortSet {
-    pub(super) fn new() -> Self {
-        PortSet(vec![0; 65536 / 64])
-    }
-    pub(super) fn contains(&self, p: u16) -> bool {
-        self.0[p as usize / 64] & (1 << (p % 64)) != 0
-    }
-    pub(super) fn insert(&mut self, p: u16) {
-        self.0[p as usize / 64] |= 1 << (p % 64);
-    }
-    pub(super) fn remove(&mut self, p: u16) {
-        self.0[p as usize / 64] &= !(1 << (p % 64));
-    }
-}
-
-/// Servants connected from each address.
-#[derive(Default)]
-pub(super) struct PerAddress(HashMap<IpAddr, u32>);
-
-impl PerAddress {
-    pub(super) fn count(&self, ip: IpAddr) -> usize {
-        self.0.get(&ip).map_or(0, |&n| n as usize)
-    }
-    pub(super) fn joined(&mut self, ip: IpAddr) {
-        *self.0.entry(ip).or_default() += 1;
-    }
-    pub(super) fn left(&mut self, ip: IpAddr) {
-        if let Some(n) = self.0.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.0.remove(&ip);
-            }
-        }
-    }
-}
 
 /// Why a connection is refused: the log line says it; [`Refusal::reply`] tells
 /// the servant.
@@ -117,13 +75,13 @@ struct Refused {
     unlogged: u64,
 }
 
-impl Manager {
+impl Refusals {
     /// Refuses with `why`'s reply, logging at most one line per second so that a
     /// flood of connections cannot become a flood of log lines. Nothing is
     /// formatted for a refusal that is only counted.
     pub(super) fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: Refusal) {
         let now = r.now();
-        let count = &mut self.refusals.0[why.kind()];
+        let count = &mut self.0[why.kind()];
         if count
             .logged
             .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
@@ -157,17 +115,6 @@ mod tests {
         assert_eq!(
             Refusal::PerAddress(64).reply(),
             b"max servants per address reached\r\n"
-        );
-        let mut counts = PerAddress::default();
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        counts.joined(ip);
-        counts.joined(ip);
-        counts.left(ip);
-        assert_eq!(counts.count(ip), 1);
-        counts.left(ip);
-        assert!(
-            counts.0.is_empty(),
-            "an address with nobody left is forgotten"
         );
     }
 }

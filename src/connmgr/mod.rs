@@ -22,6 +22,7 @@
 
 mod admit;
 pub mod config;
+mod membership;
 mod names;
 mod push;
 mod relay;
@@ -30,17 +31,17 @@ mod verdict;
 mod versions;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use log::{debug, info, warn};
 
 pub use config::{Config, Overrides, RelayConfig};
 
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
-use crate::wire::peerdoc::PeerDoc;
 use crate::wire::request::{Line, RequestReader, TooLong};
 use crate::StartError;
-use admit::{PerAddress, PortSet, Refusal, Refusals};
+use admit::{Refusal, Refusals};
+use membership::Membership;
 
 /// Timer id for the coalesced push of the peer list.
 const PUSH: usize = 0;
@@ -60,17 +61,11 @@ enum Slot {
     Dial(verdict::Dial),
 }
 
-/// A connected servant's membership: its address and port, whether it takes
-/// pushes, which version of the list it last got, and whether it can be reached.
+/// A connected servant's connection: whether it takes pushes, which version of
+/// the list it last got, and whether it can be reached. Who it is (address, port,
+/// name, entry) is its seat in the [`Membership`].
 #[derive(Debug)]
 struct Member {
-    /// The address the manager saw it come from: the one peers are told.
-    ip: IpAddr,
-    /// The listening port this servant was assigned.
-    port: u16,
-    /// Its place in join order, unique for the manager's life: a dial-back's result
-    /// is for this servant, not a newcomer that took its slot.
-    serial: u64,
     reach: verdict::Reach,
     /// It has sent `needs peer list` at least once, so it gets pushes.
     subscribed: bool,
@@ -85,39 +80,26 @@ struct Member {
     other_lines: u32,
 }
 
-/// The manager's state: the peer document, the port counter and the counts.
+/// The manager: its settings and its parts, each with its own file.
 struct Manager {
     config: Config,
-    /// The peer document, its version and its latest changes.
-    doc: PeerDoc,
-    /// VB's `iPortMax`: the last port handed out.
-    port_max: u32,
-    held: PortSet,
-    servants: usize,
-    per_address: PerAddress,
-    /// Servants that have joined, for [`Member::serial`].
-    joined: u64,
-    /// Port -> offset + 1 (0 = none): complaints name servants by address.
-    by_port: Vec<u32>,
+    /// Who is a member, and the peer document that lists them (`membership.rs`).
+    members: Membership,
+    /// Complaints, dial-backs and relays (`verdict.rs`, `relay.rs`).
     verdicts: verdict::Verdicts,
+    /// The schedule of pushes (`push.rs`).
     pushes: push::Pushes,
-    /// Versioned answers rendered for the current version.
+    /// Versioned answers rendered for the current version (`versions.rs`).
     answers: versions::Answers,
+    /// Refused connections, for the log (`admit.rs`).
     refusals: Refusals,
 }
 
 impl Manager {
     fn new(config: Config) -> Self {
         Manager {
-            port_max: u32::from(config.first_port) - 1,
+            members: Membership::new(config.first_port),
             config,
-            doc: PeerDoc::new(),
-            held: PortSet::new(),
-            servants: 0,
-            per_address: PerAddress::default(),
-            joined: 0,
-            // Zeroed, so pages are only touched for ports in use.
-            by_port: vec![0; 65536],
             verdicts: verdict::Verdicts::default(),
             pushes: push::Pushes::new(),
             answers: versions::Answers::default(),
@@ -125,22 +107,10 @@ impl Manager {
         }
     }
 
-    /// VB: `iPortMax = iPortMax + 1`, wrapped to the first port past 65535 and
-    /// skipping ports still held by live servants.
-    fn next_port(&mut self) -> Option<u16> {
-        let first = u32::from(self.config.first_port);
-        for _ in first..=65535 {
-            self.port_max = if self.port_max >= 65535 {
-                first
-            } else {
-                self.port_max + 1
-            };
-            let p = self.port_max as u16;
-            if !self.held.contains(p) {
-                return Some(p);
-            }
-        }
-        None
+    /// The list changed (its version with it): everyone who asked for it is
+    /// pushed the news.
+    fn list_changed(&mut self, r: &mut Reactor<Slot>) {
+        self.pushes.changed(r, self.config.push_interval);
     }
 }
 
@@ -155,22 +125,19 @@ impl Handler for Manager {
         _listener: Index,
         request: Request,
     ) {
-        if self.servants >= self.config.max_servants {
-            return self.refuse(r, request, Refusal::Full(self.config.max_servants));
+        let max = self.config.max_servants;
+        if self.members.count() >= max {
+            return self.refusals.refuse(r, request, Refusal::Full(max));
         }
         let ip = request.remote().ip();
-        if self.per_address.count(ip) >= self.config.max_per_address {
-            let max = self.config.max_per_address;
-            return self.refuse(r, request, Refusal::PerAddress(max));
+        let max = self.config.max_per_address;
+        if self.members.at_address(ip) >= max {
+            return self.refusals.refuse(r, request, Refusal::PerAddress(max));
         }
-        let Some(port) = self.next_port() else {
-            return self.refuse(r, request, Refusal::NoPort);
+        let Some(port) = self.members.next_port() else {
+            return self.refusals.refuse(r, request, Refusal::NoPort);
         };
-        self.joined += 1;
         let member = Member {
-            ip,
-            port,
-            serial: self.joined,
             reach: verdict::Reach::default(),
             subscribed: false,
             versioned: false,
@@ -183,20 +150,16 @@ impl Handler for Manager {
             Ok(i) => i,
             Err(e) => return warn!("cannot accept a servant from {ip}: {e}"),
         };
-        self.held.insert(port);
-        self.by_port[port as usize] = index as u32 + 1;
-        self.servants += 1;
-        self.per_address.joined(ip);
-        self.doc.add(ip, port, index);
+        self.members.join(index, ip, port);
         if log::log_enabled!(log::Level::Info) {
-            let entry = self.doc.entry(index).unwrap_or_default();
+            let entry = self.members.doc().entry(index).unwrap_or_default();
             info!(
                 "joined: {} ({})",
                 String::from_utf8_lossy(entry),
-                count(self.servants)
+                count(self.members.count())
             );
         }
-        self.membership_changed(r);
+        self.list_changed(r);
     }
 
     /// VB: `p2p_DataArrival(Index, bytesTotal)`: answer `needs peer list`, count
@@ -215,12 +178,15 @@ impl Handler for Manager {
             Line::NeedsPeerList => {
                 subscribe = true;
                 r.touch(index); // only whole requests keep a servant, not any byte
-                self.needs_peer_list(r, index, now, None);
+                let doc = self.members.doc();
+                self.answers.needs_peer_list(r, doc, index, now, None);
             }
             Line::NeedsPeerListSince(since) => {
                 subscribe = true;
                 r.touch(index);
-                self.needs_peer_list(r, index, now, Some(since));
+                let doc = self.members.doc();
+                self.answers
+                    .needs_peer_list(r, doc, index, now, Some(since));
             }
             Line::CannotReach(peer) => {
                 r.touch(index);
@@ -234,7 +200,9 @@ impl Handler for Manager {
             }
             Line::Name(name) => {
                 r.touch(index);
-                self.name_request(r, index, name)
+                if self.members.name_request(index, name) {
+                    self.list_changed(r);
+                }
             }
             Line::Other(text) => {
                 lines += 1;
@@ -278,17 +246,14 @@ impl Handler for Manager {
                 s.other_lines
             );
         }
-        self.doc.remove(index);
-        self.held.remove(s.port);
-        self.by_port[s.port as usize] = 0;
-        self.servants -= 1;
-        self.per_address.left(s.ip);
-        info!(
-            "left: offset {index}, port {} ({})",
-            s.port,
-            count(self.servants)
-        );
-        self.membership_changed(r);
+        if let Some(gone) = self.members.leave(index) {
+            info!(
+                "left: offset {index}, port {} ({})",
+                gone.port,
+                count(self.members.count())
+            );
+            self.list_changed(r);
+        }
         self.forget_reach(r, index, &mut s);
         self.relay_left(r, index, s.reach.relay);
     }
@@ -307,19 +272,23 @@ impl Handler for Manager {
         }
     }
 
-    /// The push that [`Manager::push`] owed a backlogged servant goes out now.
+    /// VB: `p2p_SendComplete(Index)`: the push that [`push::Pushes::push`] owed a
+    /// backlogged servant goes out now.
     fn send_complete(&mut self, r: &mut Reactor<Self::Data>, index: Index) {
         let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
         if std::mem::take(&mut s.push_owed) {
-            self.send_update(r, index);
+            self.answers.send_update(r, self.members.doc(), index);
         }
     }
 
     fn timer(&mut self, r: &mut Reactor<Self::Data>, id: usize) {
         match id {
-            PUSH => self.push(r),
+            PUSH => {
+                let (doc, interval) = (self.members.doc(), self.config.push_interval);
+                self.pushes.push(r, doc, &mut self.answers, interval);
+            }
             RELAY => self.relay_timer(r),
             _ => {}
         }
@@ -327,7 +296,7 @@ impl Handler for Manager {
 
     /// SIGHUP: read the config file again (`reload.rs`).
     fn reload(&mut self, r: &mut Reactor<Self::Data>) {
-        self.reload_config(r);
+        self.config.reload(r, self.members.count());
     }
 }
 
@@ -385,7 +354,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let outcome = r.run(&mut manager);
     crate::notify::stopping();
     outcome.map_err(|e| StartError(format!("event loop failed: {e}")))?;
-    info!("shut down with {} connected", count(manager.servants));
+    info!(
+        "shut down with {} connected",
+        count(manager.members.count())
+    );
     Ok(())
 }
 
@@ -410,38 +382,4 @@ fn bind_error(addr: SocketAddr, e: &io::Error) -> StartError {
         _ => "check --bind and --port".into(),
     };
     StartError(format!("cannot listen on {addr}: {e}; {hint}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn manager(first_port: u16) -> Manager {
-        Manager::new(Config {
-            first_port,
-            ..Config::default()
-        })
-    }
-
-    #[test]
-    fn ports_count_up_from_the_first() {
-        let mut m = manager(2224);
-        assert_eq!(m.next_port(), Some(2224));
-        assert_eq!(m.next_port(), Some(2225));
-    }
-
-    #[test]
-    fn ports_wrap_past_65535_and_skip_held_ones() {
-        let mut m = manager(65533);
-        for p in [65533, 65534, 65535] {
-            assert_eq!(m.next_port(), Some(p));
-        }
-        m.held.insert(65533);
-        m.held.insert(65535);
-        assert_eq!(m.next_port(), Some(65534)); // wrapped, skipping 65533
-        m.held.insert(65534);
-        assert_eq!(m.next_port(), None);
-        m.held.remove(65535);
-        assert_eq!(m.next_port(), Some(65535));
-    }
 }

@@ -5,14 +5,15 @@
 
 use log::{debug, info};
 
-use super::{Manager, Slot};
-use crate::reactor::{Index, Reactor};
+use super::membership::Membership;
+use crate::reactor::Index;
 use crate::wire::name;
 
-impl Manager {
-    /// `name NAME`: list it (or, bare, forget it) and push the new list as a join
-    /// would. A name that fails [`name::check`] is refused and the old one kept.
-    pub(super) fn name_request(&mut self, r: &mut Reactor<Slot>, index: Index, text: &[u8]) {
+impl Membership {
+    /// `name NAME`: list it (or, bare, forget it). A name that fails
+    /// [`name::check`] is refused and the old one kept. Returns whether the list
+    /// changed, to be pushed as a join would be.
+    pub(super) fn name_request(&mut self, index: Index, text: &[u8]) -> bool {
         let text = String::from_utf8_lossy(text);
         let wanted = if text.trim().is_empty() {
             None
@@ -20,18 +21,18 @@ impl Manager {
             match name::check(&text) {
                 Ok(n) => Some(n),
                 Err(why) => {
-                    return debug!(
-                        "offset {index} asked for a name that {why}; keeping its old one"
-                    )
+                    debug!("offset {index} asked for a name that {why}; keeping its old one");
+                    return false;
                 }
             }
         };
-        if self.doc.set_name(index, wanted) {
+        let changed = self.rename(index, wanted);
+        if changed {
             match wanted {
                 Some(n) => info!("offset {index} is called {n:?}"),
                 None => info!("offset {index} has no name now"),
             }
-            self.membership_changed(r);
         }
+        changed
     }
 }

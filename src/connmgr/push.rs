@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use super::{Manager, Slot, PUSH};
+use super::versions::{Answers, Sent};
+use super::{Slot, PUSH};
 use crate::reactor::{Index, Reactor};
+use crate::wire::peerdoc::PeerDoc;
 
 /// Whole documents pushed per second, in bytes, the manager allows itself: a few
 /// percent of what one core copies to loopback sockets, so pushes never crowd out
@@ -58,57 +60,20 @@ struct Round {
     whole: usize,
 }
 
-/// What one send queued, in bytes: a whole document, or a delta or unchanged.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Sent {
-    Whole(usize),
-    Short(usize),
-}
-
-impl Sent {
-    fn bytes(self) -> usize {
-        match self {
-            Sent::Whole(n) | Sent::Short(n) => n,
-        }
-    }
-}
-
-impl Manager {
-    /// Sends `index` its personalised document (VB: the `needs peer list` branch).
-    pub(super) fn send_list(&self, r: &mut Reactor<Slot>, index: Index) -> Sent {
-        if let Some(Slot::Servant(s)) = r.data_mut(index) {
-            s.push_owed = false; // it is getting the current list now
-            s.seen = self.doc.version();
-        }
-        r.send_shared(index, self.doc.shared(), &self.doc.personalised(index));
-        Sent::Whole(self.doc.byte_len())
-    }
-
-    /// Brings `index` up to the current version: what it asked for last time, a
-    /// delta or the whole document.
-    pub(super) fn send_update(&mut self, r: &mut Reactor<Slot>, index: Index) -> Sent {
-        match r.data(index) {
-            Some(Slot::Servant(s)) if s.versioned => {
-                let seen = s.seen;
-                self.send_versioned(r, index, seen)
-            }
-            _ => self.send_list(r, index),
-        }
-    }
-
+impl Pushes {
     /// The list changed (its version with it): a push is scheduled, at most one
-    /// round per push window.
-    pub(super) fn membership_changed(&mut self, r: &mut Reactor<Slot>) {
-        if self.config.push_interval.is_zero() {
+    /// round per push window (`interval`; zero, no pushes).
+    pub(super) fn changed(&mut self, r: &mut Reactor<Slot>, interval: Duration) {
+        if interval.is_zero() {
             return;
         }
-        if self.pushes.round.is_some() {
+        if self.round.is_some() {
             // Servants already pushed this round have not seen this change.
-            if !std::mem::replace(&mut self.pushes.changed_mid_round, true) {
+            if !std::mem::replace(&mut self.changed_mid_round, true) {
                 debug!("the list changed mid-round; another round follows");
             }
         } else if r.timer_due(PUSH).is_none() {
-            r.set_timer(PUSH, self.pushes.next.max(r.now()));
+            r.set_timer(PUSH, self.next.max(r.now()));
         } // else one is already coming and will carry this change
     }
 
@@ -117,9 +82,15 @@ impl Manager {
     /// [`PUSH_TURN_SENDS`] per loop turn so that answers to requests are not
     /// queued behind a whole round. One whose last output is still unsent is owed
     /// the list instead and gets it when it drains.
-    pub(super) fn push(&mut self, r: &mut Reactor<Slot>) {
-        let version = self.doc.version();
-        let mut round = self.pushes.round.take().unwrap_or(Round {
+    pub(super) fn push(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        doc: &PeerDoc,
+        answers: &mut Answers,
+        interval: Duration,
+    ) {
+        let version = doc.version();
+        let mut round = self.round.take().unwrap_or(Round {
             started: r.now(),
             next: 0,
             sent: 0,
@@ -141,7 +112,7 @@ impl Manager {
                 s.push_owed = true;
                 continue;
             }
-            let sent = self.send_update(r, i);
+            let sent = answers.send_update(r, doc, i);
             round.sent += 1;
             round.bytes += sent.bytes();
             turn_bytes += sent.bytes();
@@ -150,7 +121,7 @@ impl Manager {
             }
             turn_sends += 1;
             if turn_bytes >= PUSH_TURN_BYTES || turn_sends >= PUSH_TURN_SENDS {
-                self.pushes.round = Some(round);
+                self.round = Some(round);
                 r.set_timer(PUSH, r.now()); // the rest next turn, after other events
                 return;
             }
@@ -160,13 +131,13 @@ impl Manager {
         // Windows count from each round's start, so a round of ten thousand writes
         // does not stretch the wait of the changes behind it.
         let paced = Duration::from_secs_f64(round.whole as f64 / PUSH_BYTES_PER_SEC as f64);
-        self.pushes.next = (round.started + self.config.push_interval).max(r.now() + paced);
-        if std::mem::take(&mut self.pushes.changed_mid_round) {
-            r.set_timer(PUSH, self.pushes.next);
+        self.next = (round.started + interval).max(r.now() + paced);
+        if std::mem::take(&mut self.changed_mid_round) {
+            r.set_timer(PUSH, self.next);
         }
         debug!(
             "pushed version {version} of the list of {} to {} servants ({} bytes)",
-            self.doc.len(),
+            doc.len(),
             round.sent,
             round.bytes
         );

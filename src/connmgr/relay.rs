@@ -15,7 +15,6 @@
 //! get new relays in the same push if a checked one has room; one spare relay is
 //! kept checked for that.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::{info, warn};
@@ -48,10 +47,10 @@ impl Manager {
     pub(super) fn unmark(&mut self, r: &mut Reactor<Slot>, target: Index) {
         self.set_state(r, target, RelayState::Direct);
         self.verdicts.marked = self.verdicts.marked.saturating_sub(1);
-        if let Some(m) = member(r, target) {
+        if let Some(seat) = self.members.seat(target) {
             info!(
                 "offset {target} ({}) answers dial-backs again: no longer relayed",
-                SocketAddr::new(m.ip, m.port)
+                seat.addr()
             );
         }
     }
@@ -167,11 +166,11 @@ impl Manager {
     /// Moves `target` to `state`: puller counts, the counts of marked servants, its
     /// entry in the document, and the log.
     fn set_state(&mut self, r: &mut Reactor<Slot>, target: Index, state: RelayState) {
-        let Some(m) = member_mut(r, target) else {
+        let (Some(m), Some(seat)) = (member_mut(r, target), self.members.seat(target)) else {
             return;
         };
         let old = std::mem::replace(&mut m.reach.relay, state);
-        let me = SocketAddr::new(m.ip, m.port);
+        let me = seat.addr();
         if old == state {
             return;
         }
@@ -192,15 +191,17 @@ impl Manager {
                 Some(Relay::Nobody)
             }
             RelayState::Via(via) => {
-                let Some(v) = member_mut(r, via) else { return };
+                let (Some(v), Some(seat)) = (member_mut(r, via), self.members.seat(via)) else {
+                    return;
+                };
                 v.reach.pullers += 1;
-                let (addr, n) = (SocketAddr::new(v.ip, v.port), v.reach.pullers);
+                let (addr, n) = (seat.addr(), v.reach.pullers);
                 info!("relay: offset {target} ({me}) pulls from offset {via} ({addr}), which now relays for {n}");
                 Some(Relay::Via(addr))
             }
         };
-        if self.doc.set_relay(target, shown) {
-            self.membership_changed(r);
+        if self.members.set_relay(target, shown) {
+            self.list_changed(r);
         }
     }
 

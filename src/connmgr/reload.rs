@@ -12,22 +12,23 @@ use std::time::Duration;
 use log::{info, warn};
 
 use super::config::RelayConfig;
-use super::{Config, Manager, Slot};
+use super::{Config, Slot};
 use crate::logfilter;
 use crate::notify;
 use crate::reactor::Reactor;
 
-impl Manager {
+impl Config {
     /// Re-reads the config, applies what it can, and logs what changed.
-    pub(super) fn reload_config(&mut self, r: &mut Reactor<Slot>) {
+    /// `servants`: how many are connected now.
+    pub(super) fn reload(&mut self, r: &mut Reactor<Slot>, servants: usize) {
         notify::reloading();
-        let file = self.config.overrides.config.clone();
+        let file = self.overrides.config.clone();
         let Some(path) = file else {
             info!("SIGHUP: no --config file to read again; nothing changed");
             notify::ready();
             return;
         };
-        let new = match Config::load(&self.config.overrides) {
+        let new = match Config::load(&self.overrides) {
             Ok(c) => c,
             Err(e) => {
                 warn!("SIGHUP: {e}; keeping the current settings");
@@ -36,45 +37,44 @@ impl Manager {
             }
         };
         let mut changes = Vec::new();
-        if new.max_servants != self.config.max_servants {
+        if new.max_servants != self.max_servants {
             changes.push(format!(
                 "max servants {} -> {}",
-                self.config.max_servants, new.max_servants
+                self.max_servants, new.max_servants
             ));
-            if self.servants > new.max_servants {
+            if servants > new.max_servants {
                 info!(
-                    "{} servants are connected, above the new limit: they stay; newcomers are refused",
-                    self.servants
+                    "{servants} servants are connected, above the new limit: they stay; newcomers are refused"
                 );
             }
         }
-        if new.idle_timeout != self.config.idle_timeout {
+        if new.idle_timeout != self.idle_timeout {
             changes.push(format!(
                 "idle timeout {} -> {}",
-                show(self.config.idle_timeout, "never"),
+                show(self.idle_timeout, "never"),
                 show(new.idle_timeout, "never")
             ));
             r.set_idle_timeout((!new.idle_timeout.is_zero()).then_some(new.idle_timeout));
         }
-        if new.push_interval != self.config.push_interval {
+        if new.push_interval != self.push_interval {
             changes.push(format!(
                 "push interval {} -> {}",
-                show(self.config.push_interval, "no pushes"),
+                show(self.push_interval, "no pushes"),
                 show(new.push_interval, "no pushes")
             ));
         }
-        if new.max_line != self.config.max_line {
+        if new.max_line != self.max_line {
             changes.push(format!(
                 "max line {} -> {} bytes",
-                self.config.max_line, new.max_line
+                self.max_line, new.max_line
             ));
         }
-        changes.extend(relay_changes(&self.config.relay, &new.relay));
+        changes.extend(relay_changes(&self.relay, &new.relay));
         changes.extend(logfilter::reload(
-            self.config.log_level.as_ref(),
+            self.log_level.as_ref(),
             new.log_level.as_ref(),
         ));
-        let held = self.config.restart_needed(&new);
+        let held = self.restart_needed(&new);
         if !held.is_empty() {
             warn!(
                 "SIGHUP: {} changed in {}; that takes a restart, so the old value stays until then",
@@ -84,10 +84,10 @@ impl Manager {
         }
         // What needs a restart keeps its running value, so the next reload compares
         // against what is really in force.
-        self.config = Config {
-            bind: self.config.bind,
-            port: self.config.port,
-            first_port: self.config.first_port,
+        *self = Config {
+            bind: self.bind,
+            port: self.port,
+            first_port: self.first_port,
             ..new
         };
         if changes.is_empty() {

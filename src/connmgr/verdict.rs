@@ -96,7 +96,7 @@ pub(super) enum Purpose {
 #[derive(Debug)]
 pub(super) struct Dial {
     target: Index,
-    /// The target's [`Member::serial`], so a result never lands on a newcomer in its slot.
+    /// The target's [`Seat::serial`](super::membership::Seat::serial), so a result never lands on a newcomer in its slot.
     serial: u64,
     purpose: Purpose,
     outcome: Option<Result<(), String>>,
@@ -124,7 +124,7 @@ impl Manager {
     /// peer back if enough servants now complain about it.
     pub(super) fn cannot_reach(&mut self, r: &mut Reactor<Slot>, from: Index, about: SocketAddr) {
         let threshold = self.config.relay.threshold;
-        let Some(target) = self.member_at(r, about) else {
+        let Some(target) = self.members.at(about) else {
             return debug!("offset {from} cannot reach {about}, which is not on the list");
         };
         if threshold == 0 {
@@ -186,7 +186,7 @@ impl Manager {
     fn judge(&mut self, r: &mut Reactor<Slot>, target: Index, why: Option<Purpose>) {
         let cfg = &self.config.relay;
         let now = r.now();
-        let others = self.servants.saturating_sub(1);
+        let others = self.members.count().saturating_sub(1);
         let Some(m) = member(r, target) else { return };
         let fresh = |t: Instant| now.duration_since(t) < cfg.window;
         if m.reach.relay != RelayState::Direct
@@ -220,10 +220,10 @@ impl Manager {
 
     /// Starts a non-blocking connection to `target`'s listening port.
     pub(super) fn dial(&mut self, r: &mut Reactor<Slot>, target: Index, purpose: Purpose) -> bool {
-        let Some(m) = member(r, target) else {
+        let Some(seat) = self.members.seat(target) else {
             return false;
         };
-        let (to, serial) = (SocketAddr::new(m.ip, m.port), m.serial);
+        let (to, serial) = (seat.addr(), seat.serial);
         let bind =
             (self.config.bind).filter(|b| !b.is_unspecified() && b.is_ipv4() == to.is_ipv4());
         let deadline = r.now() + self.config.relay.dial_timeout;
@@ -278,13 +278,14 @@ impl Manager {
         let result = dial
             .outcome
             .unwrap_or_else(|| Err("closed before connecting".into()));
-        let Some(m) = member_mut(r, dial.target).filter(|m| m.serial == dial.serial) else {
+        let seat = (self.members.seat(dial.target)).filter(|s| s.serial == dial.serial);
+        let (Some(seat), Some(m)) = (seat, member_mut(r, dial.target)) else {
             return self.assign(r); // it left; a vetting slot may be free again
         };
         m.reach.dialing = false;
         m.reach.dialed = Some(now);
         m.reach.confirmed = result.is_ok();
-        let (to, state) = (SocketAddr::new(m.ip, m.port), m.reach.relay);
+        let (to, state) = (seat.addr(), m.reach.relay);
         let fresh = m
             .reach
             .heard
@@ -441,13 +442,6 @@ impl Manager {
                 m.reach.complaints.retain(|c| c.from != index);
             }
         }
-    }
-
-    /// The servant listening at `addr`, by its port (ports are unique) and address.
-    fn member_at(&self, r: &Reactor<Slot>, addr: SocketAddr) -> Option<Index> {
-        let i = (*self.by_port.get(addr.port() as usize)? as usize).checked_sub(1)?;
-        member(r, i).filter(|m| m.ip == addr.ip() && m.port == addr.port())?;
-        Some(i)
     }
 }
 

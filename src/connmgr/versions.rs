@@ -1,6 +1,7 @@
-//! Versioned answers: `needs peer list since N` is answered with `<unchanged/>`
-//! when nothing changed, a delta when the document's log still reaches back to N,
-//! and otherwise the whole document with its version (`docs/PROTOCOL.md`,
+//! Answers to `needs peer list`: bare, the whole document personalised for the
+//! asker, as the article's manager sent it. Versioned (`needs peer list since N`),
+//! `<unchanged/>` when nothing changed, a delta when the document's log still
+//! reaches back to N, and otherwise the whole document with its version (`docs/PROTOCOL.md`,
 //! [`crate::wire::delta`]). Every servant at the same version is sent the same
 //! bytes, rendered once per version and queued as shared ranges, so ten thousand
 //! servants polling an unchanged list cost ten thousand small writes, not ten
@@ -16,12 +17,12 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::push::Sent;
-use super::{Manager, Slot};
+use super::Slot;
 use crate::net::Shared;
 use crate::reactor::{Index, Reactor};
 use crate::wire::delta;
 use crate::wire::history::Since;
+use crate::wire::peerdoc::PeerDoc;
 
 /// Deltas kept rendered for the current version, by the version they start from.
 /// Servants are mostly at one or two versions; past this, the oldest is dropped.
@@ -36,12 +37,28 @@ pub(super) struct Answers {
     deltas: Vec<(u64, Option<Shared>)>,
 }
 
-impl Manager {
+/// What one send queued, in bytes: a whole document, or a delta or unchanged.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Sent {
+    Whole(usize),
+    Short(usize),
+}
+
+impl Sent {
+    pub(super) fn bytes(self) -> usize {
+        match self {
+            Sent::Whole(n) | Sent::Short(n) => n,
+        }
+    }
+}
+
+impl Answers {
     /// VB: the `needs peer list` branch of `p2p_DataArrival`. `since`: the
     /// asker said which version it has (`needs peer list since N`; 0, none).
     pub(super) fn needs_peer_list(
         &mut self,
         r: &mut Reactor<Slot>,
+        doc: &PeerDoc,
         index: Index,
         now: Instant,
         since: Option<u64>,
@@ -53,53 +70,70 @@ impl Manager {
         s.versioned = since.is_some();
         match since {
             None => {
-                self.send_list(r, index);
+                send_list(r, doc, index);
             }
             Some(since) => {
                 let from = if since == 0 { 0 } else { since.max(s.seen) };
-                self.send_versioned(r, index, from);
+                self.send_versioned(r, doc, index, from);
             }
+        }
+    }
+
+    /// Brings `index` up to the current version: what it asked for last time, a
+    /// delta or the whole document.
+    pub(super) fn send_update(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        doc: &PeerDoc,
+        index: Index,
+    ) -> Sent {
+        match r.data(index) {
+            Some(Slot::Servant(s)) if s.versioned => {
+                let seen = s.seen;
+                self.send_versioned(r, doc, index, seen)
+            }
+            _ => send_list(r, doc, index),
         }
     }
 
     /// Sends `index`, whose list is at version `from`, what brings it to the
     /// current one.
-    pub(super) fn send_versioned(
+    fn send_versioned(
         &mut self,
         r: &mut Reactor<Slot>,
+        doc: &PeerDoc,
         index: Index,
         from: u64,
     ) -> Sent {
-        let version = self.doc.version();
+        let version = doc.version();
         if let Some(Slot::Servant(s)) = r.data_mut(index) {
             s.push_owed = false;
             s.seen = version;
         }
-        let a = &mut self.answers;
-        if a.version != version {
-            *a = Answers {
+        if self.version != version {
+            *self = Answers {
                 version,
                 ..Answers::default()
             };
         }
         if from == version {
-            let bytes = a
+            let bytes = self
                 .unchanged
                 .get_or_insert_with(|| Rc::new(delta::unchanged(version)));
             send_all(r, index, bytes);
             return Sent::Short(bytes.len());
         }
-        let cached = match a.deltas.iter().find(|(f, _)| *f == from) {
+        let cached = match self.deltas.iter().find(|(f, _)| *f == from) {
             Some((_, d)) => d.clone(),
             None => {
-                let d = match self.doc.since(from) {
+                let d = match doc.since(from) {
                     Since::Delta(bytes) => Some(Rc::new(bytes)),
                     Since::Unchanged | Since::Whole => None,
                 };
-                if a.deltas.len() == CACHED_DELTAS {
-                    a.deltas.remove(0);
+                if self.deltas.len() == CACHED_DELTAS {
+                    self.deltas.remove(0);
                 }
-                a.deltas.push((from, d.clone()));
+                self.deltas.push((from, d.clone()));
                 d
             }
         };
@@ -108,10 +142,20 @@ impl Manager {
             return Sent::Short(bytes.len());
         }
         // The whole document, personalised, opening with its version.
-        let ranges = self.doc.personalised_versioned(index);
-        r.send_shared(index, self.doc.shared(), &ranges);
+        let ranges = doc.personalised_versioned(index);
+        r.send_shared(index, doc.shared(), &ranges);
         Sent::Whole(ranges.iter().map(ExactSizeIterator::len).sum())
     }
+}
+
+/// Sends `index` its personalised document (VB: the `needs peer list` branch).
+fn send_list(r: &mut Reactor<Slot>, doc: &PeerDoc, index: Index) -> Sent {
+    if let Some(Slot::Servant(s)) = r.data_mut(index) {
+        s.push_owed = false; // it is getting the current list now
+        s.seen = doc.version();
+    }
+    r.send_shared(index, doc.shared(), &doc.personalised(index));
+    Sent::Whole(doc.byte_len())
 }
 
 /// Hands freed copies of the document back to the system. A change while sends

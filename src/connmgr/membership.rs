@@ -1,0 +1,413 @@
+//! Who is a member: the one home of the manager's membership. A servant's slot
+//! (its offset), address, port and name, VB's `iPortMax`, the ports held, the
+//! servants per address and the peer document (`pDoc`, with its versions) all
+//! change together, here and nowhere else.
+//!
+//! VB kept `pDoc` and `iPortMax` on the form and trusted `p2p(i)` to match; the
+//! port adds the per-address limit, port reuse past 65535, names and relays, each
+//! of which must agree with the rest for every member at every moment.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::reactor::Index;
+use crate::wire::peerdoc::PeerDoc;
+use crate::wire::relay::Relay;
+
+#[cfg(test)]
+mod tests;
+
+/// A set of ports, one bit each.
+struct PortSet(Vec<u64>);
+
+impl PortSet {
+    fn new() -> Self {
+        PortSet(vec![0; 65536 / 64])
+    }
+    fn contains(&self, p: u16) -> bool {
+        self.0[p as usize / 64] & (1 << (p % 64)) != 0
+    }
+    fn insert(&mut self, p: u16) {
+        self.0[p as usize / 64] |= 1 << (p % 64);
+    }
+    fn remove(&mut self, p: u16) {
+        self.0[p as usize / 64] &= !(1 << (p % 64));
+    }
+    fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+/// Servants connected from each address; an address with none is forgotten.
+#[derive(Default)]
+struct PerAddress(HashMap<IpAddr, u32>);
+
+impl PerAddress {
+    fn count(&self, ip: IpAddr) -> usize {
+        self.0.get(&ip).map_or(0, |&n| n as usize)
+    }
+    fn joined(&mut self, ip: IpAddr) {
+        *self.0.entry(ip).or_default() += 1;
+    }
+    fn left(&mut self, ip: IpAddr) {
+        if let Some(n) = self.0.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(&ip);
+            }
+        }
+    }
+}
+
+/// One member, at its offset: what the document says of it.
+#[derive(Debug)]
+pub(super) struct Seat {
+    /// The address the manager saw it come from: the one peers are told.
+    pub(super) ip: IpAddr,
+    /// The listening port it was assigned.
+    pub(super) port: u16,
+    /// Its place in join order, unique for the manager's life: a dial-back's result
+    /// is for this servant, not a newcomer that took its slot.
+    pub(super) serial: u64,
+    /// What it said it is called (`name NAME`), as its entry shows it.
+    name: Option<Box<str>>,
+    /// The `<relay>` its entry shows.
+    relay: Option<Relay>,
+}
+
+impl Seat {
+    /// Where it listens: how peers and complaints name it.
+    pub(super) fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+/// The manager's members, and the only way to change them.
+///
+/// Invariants, held after every method returns (and checked by
+/// [`Membership::check`], in debug builds after every change):
+/// - Every member sits at one offset (its slot in the control array) with one
+///   port, in `[first_port, 65535]`; that port is held, by no one else, and
+///   `by_port` maps it back to the offset. No other port is held or mapped.
+/// - The per-address counts are those of the members' addresses: they sum to the
+///   member count, and an address with no member has no count.
+/// - The document has exactly one entry per member, at its offset, showing its
+///   address and port, `me` FALSE, its `<relay>` and its `<name>`; nothing else.
+/// - Names passed [`crate::wire::name::check`]. They need not be unique: the
+///   manager never required that, and two servants may share one.
+/// - `port_max` (VB's `iPortMax`) is within `[first_port - 1, 65535]`.
+/// - Serials are unique and no greater than the number of joins.
+pub(super) struct Membership {
+    first_port: u16,
+    /// VB's `iPortMax`: the last port handed out.
+    port_max: u32,
+    held: PortSet,
+    /// Port -> offset + 1 (0 = none): complaints name servants by address.
+    by_port: Vec<u32>,
+    /// Offset -> its member.
+    seats: Vec<Option<Seat>>,
+    per_address: PerAddress,
+    /// Servants that have joined, for [`Seat::serial`].
+    joined: u64,
+    /// The peer document, its version and its latest changes.
+    doc: PeerDoc,
+    /// Changes so far, and when the next whole check is due
+    /// ([`Membership::changed`]).
+    #[cfg(debug_assertions)]
+    changes: u64,
+    #[cfg(debug_assertions)]
+    whole_check_due: u64,
+}
+
+impl Membership {
+    pub(super) fn new(first_port: u16) -> Self {
+        Membership {
+            first_port,
+            port_max: u32::from(first_port) - 1,
+            held: PortSet::new(),
+            // Zeroed, so pages are only touched for ports in use.
+            by_port: vec![0; 65536],
+            seats: Vec::new(),
+            per_address: PerAddress::default(),
+            joined: 0,
+            doc: PeerDoc::new(),
+            #[cfg(debug_assertions)]
+            changes: 0,
+            #[cfg(debug_assertions)]
+            whole_check_due: 0,
+        }
+    }
+
+    /// Members now.
+    pub(super) fn count(&self) -> usize {
+        self.doc.len()
+    }
+
+    /// Members connected from `ip`.
+    pub(super) fn at_address(&self, ip: IpAddr) -> usize {
+        self.per_address.count(ip)
+    }
+
+    /// The peer document: what `needs peer list` is answered with.
+    pub(super) fn doc(&self) -> &PeerDoc {
+        &self.doc
+    }
+
+    /// The member at `offset`.
+    pub(super) fn seat(&self, offset: Index) -> Option<&Seat> {
+        self.seats.get(offset)?.as_ref()
+    }
+
+    /// The member listening at `addr`, by its port (ports are unique) and address.
+    pub(super) fn at(&self, addr: SocketAddr) -> Option<Index> {
+        let i = (*self.by_port.get(addr.port() as usize)? as usize).checked_sub(1)?;
+        self.seat(i).filter(|s| s.ip == addr.ip())?;
+        Some(i)
+    }
+
+    /// VB: `iPortMax = iPortMax + 1`, wrapped to the first port past 65535 and
+    /// skipping ports still held. Advances `iPortMax` even if the port then goes
+    /// unused (the accept failed), as VB's counter did.
+    pub(super) fn next_port(&mut self) -> Option<u16> {
+        let first = u32::from(self.first_port);
+        let mut found = None;
+        for _ in first..=65535 {
+            self.port_max = if self.port_max >= 65535 {
+                first
+            } else {
+                self.port_max + 1
+            };
+            let p = self.port_max as u16;
+            if !self.held.contains(p) {
+                found = Some(p);
+                break;
+            }
+        }
+        #[cfg(debug_assertions)]
+        self.changed(None);
+        found
+    }
+
+    /// VB: `AddPeer ip, port, offset`: the servant accepted at `offset` from `ip`
+    /// is a member, listening on `port` (from [`Membership::next_port`]).
+    pub(super) fn join(&mut self, offset: Index, ip: IpAddr, port: u16) {
+        debug_assert!(!self.held.contains(port), "port {port} is held already");
+        debug_assert!(self.seat(offset).is_none(), "offset {offset} is taken");
+        self.joined += 1;
+        if self.seats.len() <= offset {
+            self.seats.resize_with(offset + 1, || None);
+        }
+        self.seats[offset] = Some(Seat {
+            ip,
+            port,
+            serial: self.joined,
+            name: None,
+            relay: None,
+        });
+        self.held.insert(port);
+        self.by_port[port as usize] = offset as u32 + 1;
+        self.per_address.joined(ip);
+        self.doc.add(ip, port, offset);
+        #[cfg(debug_assertions)]
+        self.changed(Some(offset));
+    }
+
+    /// VB: `RemovePeerByOffset offset`: the member there leaves; what it was.
+    pub(super) fn leave(&mut self, offset: Index) -> Option<Seat> {
+        let seat = self.seats.get_mut(offset)?.take()?;
+        self.doc.remove(offset);
+        self.held.remove(seat.port);
+        self.by_port[seat.port as usize] = 0;
+        self.per_address.left(seat.ip);
+        #[cfg(debug_assertions)]
+        self.changed(None);
+        Some(seat)
+    }
+
+    /// Lists `offset` as `name` (checked by [`crate::wire::name::check`]), or
+    /// unnamed. Returns whether its entry changed.
+    pub(super) fn rename(&mut self, offset: Index, name: Option<&str>) -> bool {
+        let Some(seat) = self.seats.get_mut(offset).and_then(Option::as_mut) else {
+            return false;
+        };
+        if seat.name.as_deref() == name {
+            return false;
+        }
+        seat.name = name.map(Box::from);
+        let changed = self.doc.set_name(offset, name);
+        #[cfg(debug_assertions)]
+        self.changed(Some(offset));
+        changed
+    }
+
+    /// Shows `relay` in `offset`'s entry (None: no `<relay>`). Returns whether its
+    /// entry changed.
+    pub(super) fn set_relay(&mut self, offset: Index, relay: Option<Relay>) -> bool {
+        let Some(seat) = self.seats.get_mut(offset).and_then(Option::as_mut) else {
+            return false;
+        };
+        if seat.relay == relay {
+            return false;
+        }
+        seat.relay = relay;
+        let changed = self.doc.set_relay(offset, relay);
+        #[cfg(debug_assertions)]
+        self.changed(Some(offset));
+        changed
+    }
+
+    /// After a change, in debug builds: `iPortMax` and the member changed are
+    /// checked every time, and everything by [`Membership::check`] every 64 changes,
+    /// or every as many changes as there are members, whichever is rarer. A whole
+    /// check is linear in the members, so checking it on every join would make a
+    /// debug daemon quadratic: ten thousand servants joining would take minutes.
+    #[cfg(debug_assertions)]
+    fn changed(&mut self, offset: Option<Index>) {
+        self.changes += 1;
+        let checked = if self.changes >= self.whole_check_due {
+            self.whole_check_due = self.changes + (self.count() as u64).max(64);
+            self.check()
+        } else {
+            self.check_port_max()
+                .and_then(|()| offset.map_or(Ok(()), |o| self.check_seat(o)))
+        };
+        if let Err(e) = checked {
+            panic!("membership broken: {e}");
+        }
+    }
+
+    /// Verifies every invariant in the type's documentation; says which failed.
+    pub(super) fn check(&self) -> Result<(), String> {
+        self.check_counts()?;
+        let mut members = 0;
+        let mut serials = std::collections::HashSet::new();
+        let mut addresses: HashMap<IpAddr, u32> = HashMap::new();
+        for offset in 0..self.seats.len() {
+            let Some(seat) = self.seat(offset) else {
+                if self.doc.entry(offset).is_some() {
+                    return Err(format!("offset {offset} is in the document, not a member"));
+                }
+                continue;
+            };
+            self.check_seat(offset)?;
+            members += 1;
+            *addresses.entry(seat.ip).or_default() += 1;
+            if !serials.insert(seat.serial) {
+                return Err(format!("serial {} is used twice", seat.serial));
+            }
+        }
+        if members != self.count() {
+            return Err(format!(
+                "{members} members but {} document entries",
+                self.count()
+            ));
+        }
+        if addresses != self.per_address.0 {
+            return Err(format!(
+                "per-address counts {:?}, members' addresses {addresses:?}",
+                self.per_address.0
+            ));
+        }
+        // Held ports are the mapped ones. A word of unheld ports is compared whole
+        // (a memcmp even in debug builds, where checks run).
+        for (w, &bits) in self.held.0.iter().enumerate() {
+            let ports = &self.by_port[w * 64..w * 64 + 64];
+            if bits == 0 && ports == [0; 64] {
+                continue;
+            }
+            for (k, &o) in ports.iter().enumerate() {
+                let held = bits >> k & 1 == 1;
+                if held != (o != 0) {
+                    let (port, held) = (w * 64 + k, if held { "held" } else { "not held" });
+                    return Err(format!(
+                        "port {port} is {held} but maps to {o} (offset + 1)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_port_max(&self) -> Result<(), String> {
+        let first = u32::from(self.first_port);
+        if !(first - 1..=65535).contains(&self.port_max) {
+            return Err(format!(
+                "iPortMax {} outside {}..=65535",
+                self.port_max,
+                first - 1
+            ));
+        }
+        Ok(())
+    }
+
+    /// The counts: ports held and per address, against the members.
+    fn check_counts(&self) -> Result<(), String> {
+        self.check_port_max()?;
+        let held = self.held.len();
+        if held != self.count() {
+            return Err(format!("{held} ports held, {} members", self.count()));
+        }
+        let counted: usize = self.per_address.0.values().map(|&n| n as usize).sum();
+        if counted != self.count() || self.per_address.0.values().any(|&n| n == 0) {
+            return Err(format!(
+                "per-address counts sum to {counted}, {} members",
+                self.count()
+            ));
+        }
+        Ok(())
+    }
+
+    /// One member: its port held and mapped back, its address counted, its entry.
+    fn check_seat(&self, offset: Index) -> Result<(), String> {
+        let Some(seat) = self.seat(offset) else {
+            return Ok(());
+        };
+        let port = seat.port;
+        if port < self.first_port || !self.held.contains(port) {
+            return Err(format!("offset {offset}'s port {port} is not held"));
+        }
+        if self.by_port[port as usize] as usize != offset + 1 {
+            return Err(format!("port {port} does not map back to offset {offset}"));
+        }
+        if seat.serial == 0 || seat.serial > self.joined {
+            return Err(format!("offset {offset}'s serial {}", seat.serial));
+        }
+        if self.per_address.count(seat.ip) == 0 {
+            return Err(format!(
+                "offset {offset}'s address {} is not counted",
+                seat.ip
+            ));
+        }
+        if let Some(name) = &seat.name {
+            if crate::wire::name::check(name) != Ok(&**name) {
+                return Err(format!("offset {offset}'s name {name:?} fails the check"));
+            }
+        }
+        let want = entry(offset, seat);
+        match self.doc.entry(offset) {
+            Some(e) if e == &want[..] => Ok(()),
+            e => Err(format!(
+                "offset {offset}'s entry is {:?}, not {:?}",
+                e.map(String::from_utf8_lossy),
+                String::from_utf8_lossy(&want)
+            )),
+        }
+    }
+}
+
+/// The entry the document should have for `seat`, rendered the slow way.
+fn entry(offset: Index, seat: &Seat) -> Vec<u8> {
+    let mut want = format!(
+        "<peer><ip>{}</ip><port>{}</port><offset>{offset}</offset><me>FALSE</me>",
+        seat.ip, seat.port
+    )
+    .into_bytes();
+    if let Some(relay) = seat.relay {
+        crate::wire::relay::render(&mut want, relay);
+    }
+    if let Some(name) = &seat.name {
+        crate::wire::name::render(&mut want, name);
+    }
+    want.extend_from_slice(b"</peer>");
+    want
+}

@@ -1,0 +1,252 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn ip(k: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, k])
+}
+
+fn members(first_port: u16) -> Membership {
+    Membership::new(first_port)
+}
+
+/// `n` servants from 127.0.0.1, at offsets 1..=n.
+fn joined(first_port: u16, n: usize) -> Membership {
+    let mut m = members(first_port);
+    for offset in 1..=n {
+        let port = m.next_port().unwrap();
+        m.join(offset, ip(1), port);
+    }
+    m
+}
+
+#[test]
+fn ports_count_up_from_the_first() {
+    let mut m = members(2224);
+    assert_eq!(m.next_port(), Some(2224));
+    assert_eq!(m.next_port(), Some(2225));
+    assert_eq!(m.check(), Ok(()));
+}
+
+#[test]
+fn ports_wrap_past_65535_and_skip_held_ones() {
+    let mut m = joined(65533, 3); // 65533, 65534, 65535 at offsets 1..=3
+    m.leave(2);
+    assert_eq!(m.next_port(), Some(65534)); // wrapped, skipping 65533
+    m.join(2, ip(1), 65534);
+    assert_eq!(m.next_port(), None);
+    m.leave(3);
+    assert_eq!(m.next_port(), Some(65535));
+    assert_eq!(m.check(), Ok(()));
+}
+
+#[test]
+fn a_join_is_listed_held_and_counted_and_a_leave_undoes_it() {
+    let mut m = joined(2224, 2);
+    assert_eq!((m.count(), m.at_address(ip(1))), (2, 2));
+    assert_eq!(m.at("127.0.0.1:2225".parse().unwrap()), Some(2));
+    assert_eq!(
+        m.at("127.0.0.2:2225".parse().unwrap()),
+        None,
+        "wrong address"
+    );
+    assert_eq!(
+        m.doc().entry(2),
+        Some(
+            &b"<peer><ip>127.0.0.1</ip><port>2225</port><offset>2</offset><me>FALSE</me></peer>"[..]
+        )
+    );
+    let gone = m.leave(2).unwrap();
+    assert_eq!(
+        (gone.addr(), gone.serial),
+        ("127.0.0.1:2225".parse().unwrap(), 2)
+    );
+    assert!(m.leave(2).is_none(), "nobody is there now");
+    assert_eq!((m.count(), m.doc().entry(2)), (1, None));
+    assert_eq!(m.at("127.0.0.1:2225".parse().unwrap()), None);
+    m.leave(1);
+    assert!(
+        m.per_address.0.is_empty(),
+        "an address with nobody left is forgotten"
+    );
+    assert_eq!(m.check(), Ok(()));
+}
+
+#[test]
+fn names_and_relays_re_render_the_entry_once() {
+    let mut m = joined(2224, 1);
+    assert!(m.rename(1, Some("ann & <bob>")));
+    assert!(
+        !m.rename(1, Some("ann & <bob>")),
+        "the same name changes nothing"
+    );
+    assert!(m.set_relay(1, Some(Relay::Nobody)));
+    assert!(!m.set_relay(1, Some(Relay::Nobody)));
+    let entry = String::from_utf8(m.doc().entry(1).unwrap().to_vec()).unwrap();
+    assert!(
+        entry.ends_with("<relay>none</relay><name>ann &amp; &lt;bob&gt;</name></peer>"),
+        "{entry}"
+    );
+    assert!(!m.rename(7, Some("nobody")), "no member at offset 7");
+    assert!(m.rename(1, None));
+    assert_eq!(m.check(), Ok(()));
+}
+
+#[test]
+fn the_check_finds_each_kind_of_damage() {
+    let broken = |damage: fn(&mut Membership)| {
+        let mut m = joined(2224, 3);
+        damage(&mut m);
+        m.check().unwrap_err()
+    };
+    assert!(broken(|m| m.by_port[2225] = 2).contains("map back"));
+    assert!(broken(|m| m.by_port[9] = 1).contains("port 9 is not held"));
+    assert!(broken(|m| m.held.insert(9)).contains("ports held"));
+    assert!(broken(|m| m.per_address.joined(ip(2))).contains("per-address"));
+    assert!(broken(|m| m.port_max = 9).contains("iPortMax"));
+    assert!(broken(|m| {
+        m.doc.set_name(2, Some("eve"));
+    })
+    .contains("entry"));
+    assert!(broken(|m| m.doc.add(ip(1), 9, 5)).contains("4 members"));
+    assert!(broken(|m| m.seats[3].as_mut().unwrap().serial = 1).contains("serial"));
+}
+
+/// splitmix64: a seeded stream of numbers, enough for picking operations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// What a member should be, as the model keeps it.
+#[derive(Clone, Debug, PartialEq)]
+struct Modelled {
+    ip: IpAddr,
+    port: u16,
+    name: Option<String>,
+}
+
+/// The membership as a map and a counter, to hold the real one against.
+struct Model {
+    first: u16,
+    port_max: u32,
+    members: BTreeMap<Index, Modelled>,
+}
+
+impl Model {
+    /// The first free port after `port_max`, going round once.
+    fn next_port(&mut self) -> Option<u16> {
+        let held = |p: u32| self.members.values().any(|m| u32::from(m.port) == p);
+        // Ports after port_max first, then the wrapped ones.
+        let mut after = (self.port_max + 1..=65535).chain(u32::from(self.first)..=self.port_max);
+        let free = after.find(|&p| !held(p))?;
+        self.port_max = free;
+        Some(free as u16)
+    }
+}
+
+const OFFSETS: usize = 24;
+const NAMES: [Option<&str>; 4] = [Some("ann"), Some("bob"), Some("a&b <c>"), None];
+
+/// One random run: joins, leaves, renames, relays and lone port advances
+/// against the model, checking both after every step.
+fn run(seed: u64, first: u16, steps: usize) {
+    let mut rng = Rng(seed);
+    let mut m = members(first);
+    let mut model = Model {
+        first,
+        port_max: u32::from(first) - 1,
+        members: BTreeMap::new(),
+    };
+    for step in 0..steps {
+        let offset = 1 + rng.below(OFFSETS);
+        let what = rng.below(100);
+        match what {
+            0..=39 if !model.members.contains_key(&offset) => {
+                let port = m.next_port();
+                assert_eq!(port, model.next_port(), "seed {seed} step {step}");
+                if let Some(port) = port {
+                    let addr = ip(1 + rng.below(3) as u8);
+                    m.join(offset, addr, port);
+                    let new = Modelled {
+                        ip: addr,
+                        port,
+                        name: None,
+                    };
+                    model.members.insert(offset, new);
+                }
+            }
+            40..=44 => {
+                // An accept that failed: the port is passed over, not held.
+                assert_eq!(m.next_port(), model.next_port(), "seed {seed} step {step}");
+            }
+            45..=74 => {
+                let gone = m.leave(offset).map(|s| (s.ip, s.port));
+                let want = model.members.remove(&offset).map(|s| (s.ip, s.port));
+                assert_eq!(gone, want, "seed {seed} step {step}");
+            }
+            75..=89 => {
+                let name = NAMES[rng.below(NAMES.len())];
+                let want = match model.members.get_mut(&offset) {
+                    Some(s) if s.name.as_deref() != name => {
+                        s.name = name.map(String::from);
+                        true
+                    }
+                    _ => false,
+                };
+                assert_eq!(m.rename(offset, name), want, "seed {seed} step {step}");
+            }
+            90..=99 => {
+                let via = SocketAddr::new(ip(9), 2224 + rng.below(4) as u16);
+                let relay = [None, Some(Relay::Nobody), Some(Relay::Via(via))][rng.below(3)];
+                m.set_relay(offset, relay);
+            }
+            _ => {}
+        }
+        if let Err(e) = m.check() {
+            panic!("seed {seed} step {step}: {e}");
+        }
+        assert_eq!(m.port_max, model.port_max, "seed {seed} step {step}");
+        assert_eq!(m.count(), model.members.len());
+        for k in 1..=3 {
+            let n = model.members.values().filter(|s| s.ip == ip(k)).count();
+            assert_eq!(m.at_address(ip(k)), n, "seed {seed} step {step}");
+        }
+        for o in 0..=OFFSETS + 1 {
+            let got = m.seat(o).map(|s| Modelled {
+                ip: s.ip,
+                port: s.port,
+                name: s.name.as_deref().map(String::from),
+            });
+            assert_eq!(
+                got.as_ref(),
+                model.members.get(&o),
+                "seed {seed} step {step}"
+            );
+            if let Some(s) = got {
+                assert_eq!(m.at(SocketAddr::new(s.ip, s.port)), Some(o));
+            }
+        }
+    }
+}
+
+#[test]
+fn random_joins_leaves_renames_and_wraps_keep_every_invariant() {
+    // A single port, a range smaller than the offsets (ports run out and wrap
+    // past held ones), one just larger, and one that never wraps.
+    for (k, first) in [65535, 65520, 65511, 2224].into_iter().enumerate() {
+        for seed in 0..4 {
+            run(seed * 7919 + k as u64 + 1, first, 3000);
+        }
+    }
+}
