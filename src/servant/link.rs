@@ -194,7 +194,7 @@ impl Servant {
             // nothing back means the article's manager. The bare request goes in
             // place of this poll's, so no two requests arrive close together.
             if self.link.up && !self.link.answered && !self.link.article {
-                self.fall_back_to_article();
+                self.fall_back_to_article(r);
             }
             self.ask_manager(r);
             r.set_timer(POLL, r.now() + self.config.poll_interval);
@@ -246,9 +246,10 @@ impl Servant {
 
     /// Nothing came back for a poll interval: the manager is taken to be the
     /// article's, and this link asks as the VB servant did.
-    fn fall_back_to_article(&mut self) {
+    fn fall_back_to_article(&mut self, r: &mut Reactor<Slot>) {
         self.link.article = true;
-        self.link.names.new_link();
+        // It knows no names: a `/nick` asked meanwhile is only a new prefix.
+        self.assume_names(r);
         let said = format!(
             "the connection manager at {} does not answer `needs peer list since N`; asking it as the article's servant did (`needs peer list`, nothing else) on this link",
             self.link.manager

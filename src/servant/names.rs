@@ -203,7 +203,7 @@ impl Servant {
     }
 
     /// Every name asked on this link is taken as granted, as before answers.
-    fn assume_names(&mut self, r: &mut Reactor<Slot>) {
+    pub(super) fn assume_names(&mut self, r: &mut Reactor<Slot>) {
         let asked = std::mem::take(&mut self.link.names.asked);
         if let Some(last) = asked.into_iter().rfind(|a| a.nick) {
             self.take_name(last.name);
