@@ -7,9 +7,11 @@
 //!
 //! The VB servant re-read the whole `pDoc1` on every answer; against a manager
 //! that knows no versions this one still does, since a document without a
-//! version leaves it asking for the whole one.
+//! version leaves it asking for the whole one. Against the article's manager,
+//! which answers nothing but the bare request, the link asks that
+//! ([`super::link`]); a versioned answer arriving after all brings it back.
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::peers::{Applied, Refused};
 use super::{Servant, Slot};
@@ -18,8 +20,12 @@ use crate::wire::delta;
 use crate::wire::request::needs_peer_list_since;
 
 impl Servant {
-    /// What the manager is asked: the version of the list this servant has.
+    /// What the manager is asked: the version of the list this servant has, or
+    /// the article's bare request on a link to the article's manager.
     pub(super) fn list_request(&self) -> Vec<u8> {
+        if self.link.article {
+            return super::link::BARE_REQUEST.to_vec();
+        }
         needs_peer_list_since(self.peers.version().unwrap_or(0))
     }
 
@@ -42,6 +48,10 @@ impl Servant {
                 return None;
             }
         };
+        let versioned = !matches!(answer, delta::Answer::Whole { version: None, .. });
+        if versioned && std::mem::take(&mut self.link.article) {
+            info!("the connection manager answers versions after all; asking by version again");
+        }
         match (self.peers).apply(answer, delta::names(&text), self.config.max_peers) {
             Ok(applied) => {
                 self.duplicates(r, applied.listed);
@@ -53,9 +63,7 @@ impl Servant {
             }
             Err(Refused::Gap(why)) => {
                 debug!("the connection manager's answer does not apply ({why}); asking for the whole list");
-                if let Some(link) = self.link.slot {
-                    r.send(link, &self.list_request());
-                }
+                self.ask_manager(r);
                 None
             }
         }

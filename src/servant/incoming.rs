@@ -183,8 +183,8 @@ impl Admission {
 
 impl Servant {
     /// VB: `servants1(0).Close: servants1(0).LocalPort = port: servants1(0).Listen`.
-    /// If the port cannot be bound, the manager is asked for another by reconnecting
-    /// (it hands every new connection the next port), with the usual backoff. While
+    /// If the port cannot be bound, the manager is asked for another
+    /// (`cannot listen PORT`, or by reconnecting: [`super::link`]). While
     /// the list settles after a manager restart the old port keeps listening too
     /// ([`super::peerlist`]): peers with the old list still deliver there.
     pub(super) fn servants1_listen(&mut self, r: &mut Reactor<Slot>, port: u16) {
@@ -215,16 +215,7 @@ impl Servant {
                 }
                 self.listener = Some((i, port));
             }
-            Err((addr, e)) => {
-                warn!(
-                    "cannot listen on {addr}: {e}; asking the connection manager for another port in {} ms",
-                    self.link.backoff.as_millis()
-                );
-                if let Some(link) = self.link.slot {
-                    self.link.dropped = true;
-                    r.close(link);
-                }
-            }
+            Err((addr, e)) => self.cannot_listen(r, addr, &e.to_string()),
         }
     }
 

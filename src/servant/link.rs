@@ -6,16 +6,36 @@
 //! answers are framed (documents by `</peers>`, deltas by `</delta>`), one read
 //! may hold part of one or several, the list is kept by versions (`deltas.rs`),
 //! and an outage keeps the last list while the link is retried.
+//!
+//! **The article's own manager.** The VB manager compared each whole `GetData`
+//! buffer with the 15 bytes `needs peer list` and showed anything else in a
+//! `MsgBox`: it never answers `needs peer list since N`, `can relay` or `name`.
+//! A link whose manager has answered nothing one poll interval after it came up
+//! falls back to what the VB servant sent: the bare 15 bytes, one request per
+//! write (never a second one while the first is unsent, so two cannot arrive in
+//! one read), and nothing else. The fallback is per link: a reconnect tries
+//! versions again, so a p2pchat manager started in the VB one's place is used
+//! fully.
+//!
+//! **A port someone else holds.** When the assigned port cannot be bound, the
+//! servant says `cannot listen PORT` and waits one poll interval for the new port
+//! the answer brings; only then (or at once, with the article's manager, which
+//! knows no such line) does it drop the link, since a manager hands every new
+//! connection the next port.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use super::names::Naming;
 use super::{Servant, Slot, POLL, RECONNECT};
 use crate::reactor::{Index, Reactor, State};
 use crate::wire::delta;
 use crate::wire::peerdoc::{self, Peer};
+
+/// The article's request, as the VB servant sent it: no line ending.
+pub(super) const BARE_REQUEST: &[u8] = b"needs peer list";
 /// Reconnect delays to the manager: doubling from the first to the last.
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -44,6 +64,19 @@ pub(super) struct Link {
     fresh: bool,
     /// A list without a `me` entry was reported.
     no_me_logged: bool,
+    /// This link has come up (`Winsock1_Connect`) and sent its first request.
+    up: bool,
+    /// The manager has sent something on this link (an answer, a line).
+    answered: bool,
+    /// This link speaks the article's protocol: only [`BARE_REQUEST`] goes out.
+    pub(super) article: bool,
+    /// The fallback to the article's protocol was logged (once per run).
+    article_logged: bool,
+    /// `cannot listen PORT` was said for this port at this time: the new port is
+    /// awaited until a poll interval has passed.
+    moving: Option<(u16, Instant)>,
+    /// Our name with the manager: asked, answered, assumed ([`super::names`]).
+    pub(super) names: Naming,
 }
 
 impl Link {
@@ -58,7 +91,26 @@ impl Link {
             backoff: BACKOFF_FIRST,
             fresh: true,
             no_me_logged: false,
+            up: false,
+            answered: false,
+            article: false,
+            article_logged: false,
+            moving: None,
+            names: Naming::default(),
         }
+    }
+
+    /// What a new link starts from: versions and names tried again, nothing
+    /// awaited. A manager may have been replaced while the link was down.
+    fn restart(&mut self) {
+        self.dropped = false;
+        self.fresh = true;
+        self.buf.clear();
+        self.up = false;
+        self.answered = false;
+        self.article = false;
+        self.moving = None;
+        self.names.new_link();
     }
 }
 
@@ -66,9 +118,7 @@ impl Servant {
     /// VB: `Winsock1.Connect connectionmgr, port` at form load; here also after
     /// every outage. The first request is queued at once and goes out on connect.
     pub(super) fn connect_manager(&mut self, r: &mut Reactor<Slot>) {
-        self.link.dropped = false;
-        self.link.fresh = true;
-        self.link.buf.clear();
+        self.link.restart();
         self.peers.forget_version(); // a new link is a new entry: the whole list, to find it
         match r.connect(
             self.link.manager,
@@ -91,6 +141,7 @@ impl Servant {
                 // still answers first; the lists that follow carry the name.
                 if let Some(name) = &self.config.name {
                     r.send(i, &crate::wire::name::request(name));
+                    self.link.names.asked_at_connect(name, r.now());
                 }
                 r.set_timer(POLL, r.now() + self.config.poll_interval);
             }
@@ -125,6 +176,7 @@ impl Servant {
 
     /// VB: `Winsock1_Connect`.
     pub(super) fn winsock1_connect(&mut self) {
+        self.link.up = true;
         if std::mem::take(&mut self.link.outage_logged) {
             self.manager_back_event();
         } else {
@@ -137,14 +189,104 @@ impl Servant {
 
     /// The poll timer: ask again (VB had no timer; it asked once).
     pub(super) fn poll(&mut self, r: &mut Reactor<Slot>) {
-        if let Some(i) = self.link.slot {
-            // Do not pile requests on a link that is still connecting or backed up.
-            if r.socket(i)
-                .is_some_and(|s| s.state() == State::Connected && s.unsent() == 0)
-            {
-                r.send(i, &self.list_request());
+        if self.link.slot.is_some() {
+            // The first request went out as the link came up, a poll interval ago:
+            // nothing back means the article's manager. The bare request goes in
+            // place of this poll's, so no two requests arrive close together.
+            if self.link.up && !self.link.answered && !self.link.article {
+                self.fall_back_to_article(r);
             }
+            self.ask_manager(r);
             r.set_timer(POLL, r.now() + self.config.poll_interval);
+        }
+    }
+
+    /// Asks for the list, unless the link is still connecting or has not sent the
+    /// last request yet: requests are not piled up, and the article's manager,
+    /// which reads each request alone, never gets two in one read.
+    pub(super) fn ask_manager(&mut self, r: &mut Reactor<Slot>) {
+        let Some(i) = self.link.slot else { return };
+        if r.socket(i)
+            .is_some_and(|s| s.state() == State::Connected && s.unsent() == 0)
+        {
+            r.send(i, &self.list_request());
+        }
+    }
+
+    /// Writes a line of p2pchat's own (`cannot reach`, `name`, `cannot listen`,
+    /// `probed`) on the manager link; false, sending nothing, when there is no link
+    /// or its manager is the article's, which knows only `needs peer list`.
+    pub(super) fn tell_manager(&mut self, r: &mut Reactor<Slot>, line: &[u8]) -> bool {
+        let Some(i) = self.link.slot else {
+            return false;
+        };
+        if self.link.article || !matches!(r.state(i), State::Connected | State::Connecting) {
+            return false;
+        }
+        r.send(i, line);
+        true
+    }
+
+    /// The timer tick: the new port awaited after `cannot listen`, names left
+    /// unanswered.
+    pub(super) fn link_tick(&mut self, r: &mut Reactor<Slot>) {
+        let (now, poll) = (r.now(), self.config.poll_interval);
+        if let Some((port, at)) = self.link.moving {
+            if now.duration_since(at) >= poll {
+                self.link.moving = None;
+                warn!(
+                    "the connection manager gave no new port for {port} within {} ms; reconnecting to it for one",
+                    poll.as_millis()
+                );
+                self.drop_link(r);
+            }
+        }
+        self.names_tick(r);
+    }
+
+    /// Nothing came back for a poll interval: the manager is taken to be the
+    /// article's, and this link asks as the VB servant did.
+    fn fall_back_to_article(&mut self, r: &mut Reactor<Slot>) {
+        self.link.article = true;
+        // It knows no names: a `/nick` asked meanwhile is only a new prefix.
+        self.assume_names(r);
+        let said = format!(
+            "the connection manager at {} does not answer `needs peer list since N`; asking it as the article's servant did (`needs peer list`, nothing else) on this link",
+            self.link.manager
+        );
+        if std::mem::replace(&mut self.link.article_logged, true) {
+            debug!("{said}");
+        } else {
+            info!("{said}");
+        }
+    }
+
+    /// The assigned port cannot be bound (another program holds it): the manager
+    /// is told, and its answer brings a new port; with the article's manager, or
+    /// no link, the link is dropped and made again, which brings the next port.
+    pub(super) fn cannot_listen(&mut self, r: &mut Reactor<Slot>, addr: SocketAddr, e: &str) {
+        let port = addr.port();
+        if self.link.moving.is_some_and(|(p, _)| p == port) {
+            return debug!("still cannot listen on {addr}: {e}");
+        }
+        let line = format!("cannot listen {port}\n");
+        if self.tell_manager(r, line.as_bytes()) {
+            warn!("cannot listen on {addr}: {e}; asking the connection manager for another port");
+            self.link.moving = Some((port, r.now()));
+            return;
+        }
+        warn!(
+            "cannot listen on {addr}: {e}; asking the connection manager for another port in {} ms",
+            self.link.backoff.as_millis()
+        );
+        self.drop_link(r);
+    }
+
+    /// Closes the link on purpose; it is made again after the backoff.
+    fn drop_link(&mut self, r: &mut Reactor<Slot>) {
+        if let Some(link) = self.link.slot {
+            self.link.dropped = true;
+            r.close(link);
         }
     }
 
@@ -170,7 +312,13 @@ impl Servant {
                 let Some(nl) = rest[start..].iter().position(|&b| b == b'\n') else {
                     break;
                 };
-                manager_says(&rest[start..start + nl]);
+                let line = &rest[start..start + nl];
+                self.link.answered = true;
+                // `name ok NAME`, `name refused: REASON`: the answer to a `name`.
+                match super::names::Answer::parse(line) {
+                    Some(answer) => self.name_answer(r, answer),
+                    None => manager_says(line),
+                }
                 used += start + nl + 1;
                 continue;
             }
@@ -185,6 +333,7 @@ impl Servant {
             let Some(end) = found.map(|e| start + e) else {
                 break;
             };
+            self.link.answered = true;
             self.apply_document(r, &rest[..end]);
             used += end;
         }
@@ -230,21 +379,34 @@ impl Servant {
             return;
         };
         self.link.no_me_logged = false;
-        if self.listener.map(|(_, p)| p) != Some(port) {
+        self.names_listed(r);
+        // A port we said we cannot listen on is not tried again while the manager
+        // is finding another.
+        let moving = self.link.moving.is_some_and(|(p, _)| p == port);
+        if self.listener.map(|(_, p)| p) != Some(port) && !moving {
             self.servants1_listen(r, port);
         }
         if self.listener.is_some() {
+            self.link.moving = None;
             self.link.backoff = BACKOFF_FIRST;
-            if !self.sends.held.is_empty() {
-                debug!(
-                    "sending {} bytes held until the peer list came",
-                    self.sends.held.len()
-                );
-                self.sends.batch = std::mem::take(&mut self.sends.held);
-                self.send1_broadcast(r);
-                self.maybe_leave(r);
-            }
+            self.release_held(r);
         }
+    }
+
+    /// Lines typed while there was no list go out, once there is one, we listen,
+    /// and the name they are prefixed with is settled ([`super::names`]).
+    pub(super) fn release_held(&mut self, r: &mut Reactor<Slot>) {
+        let ready = !self.peers.is_empty() && self.listener.is_some();
+        if !ready || self.sends.held.is_empty() || self.link.names.holding() {
+            return;
+        }
+        debug!(
+            "sending {} bytes held until the peer list came",
+            self.sends.held.len()
+        );
+        self.sends.batch = std::mem::take(&mut self.sends.held);
+        self.send1_broadcast(r);
+        self.maybe_leave(r);
     }
 }
 

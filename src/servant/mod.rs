@@ -46,6 +46,7 @@ mod events;
 mod incoming;
 mod leave;
 mod link;
+mod names;
 pub mod peerlist;
 mod peers;
 mod relay;
@@ -299,6 +300,7 @@ impl Handler for Servant {
             QUIT_DEADLINE => self.quit_deadline(r),
             TICK => {
                 self.tick(r);
+                self.link_tick(r);
                 self.unnamed_joins(r.now());
                 self.settle_tick(r);
             }

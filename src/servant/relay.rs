@@ -135,9 +135,9 @@ impl Relaying {
 impl Servant {
     /// Tells the manager we could not deliver to `peer`, at most once per poll interval.
     pub(super) fn complain(&mut self, r: &mut Reactor<Slot>, peer: SocketAddr) {
-        let Some(link) = self.link.slot.filter(|&l| r.state(l) == State::Connected) else {
+        if !(self.link.slot).is_some_and(|l| r.state(l) == State::Connected) {
             return;
-        };
+        }
         let (now, gap) = (r.now(), self.config.poll_interval);
         let c = &mut self.relay.complained;
         if c.get(&peer).is_some_and(|&t| now.duration_since(t) < gap) {
@@ -148,7 +148,7 @@ impl Servant {
         }
         c.insert(peer, now);
         debug!("telling the connection manager we cannot reach {peer}");
-        r.send(link, &wire::cannot_reach(peer));
+        self.tell_manager(r, &wire::cannot_reach(peer));
     }
 
     /// A new document: our own entry says whether we are relayed, and through whom.

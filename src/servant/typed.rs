@@ -129,19 +129,19 @@ impl Servant {
         }
     }
 
-    /// `/nick NAME`: a new prefix for our lines, and a new name in everyone's list.
+    /// `/nick NAME`: a new prefix for our lines, and a new name in everyone's list,
+    /// once the manager has answered ([`super::names`]).
     fn rename(&mut self, r: &mut Reactor<Slot>, wanted: &str) {
         let name = match crate::wire::name::check(wanted) {
             Ok(n) => n.to_string(),
             Err(why) => return self.console.complain(&format!("/nick: the name {why}")),
         };
-        if let Some(link) = self.link.slot {
-            r.send(link, &crate::wire::name::request(&name));
-        } // else it goes out when the link comes back (`connect_manager`)
-        info!("now called {name:?}");
-        self.config.name = Some(name);
-        self.console
-            .set_names(self.config.name.as_deref(), self.peers.names());
+        if self.config.name.as_deref() == Some(name.as_str()) {
+            return self
+                .console
+                .complain(&format!("you are {} already", crate::text::escape(&name)));
+        }
+        self.ask_name(r, name);
     }
 
     /// The user list in aligned columns: `*` on this servant, name, address, port,
