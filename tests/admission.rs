@@ -145,7 +145,7 @@ fn one_ipv6_subnet_shares_one_allowance_and_a_reload_recounts() {
         }
         drop(kept);
     });
-    let mut run = |batch: Vec<&'static str>| -> Vec<bool> {
+    let run = |batch: Vec<&'static str>| -> Vec<bool> {
         let n = batch.len();
         go.send(batch).unwrap();
         (0..n)
