@@ -25,6 +25,9 @@ OPTIONS:
     --max-servants N       refuse connections beyond this many [default: 10000]
     --max-per-address N    refuse connections from one address beyond this many, so one
                            host cannot fill --max-servants [default: 64]
+    --ipv6-prefix N        count IPv6 servants per /N for --max-per-address (a shared
+                           /64, an office or cloud subnet, shares one allowance);
+                           IPv4 per address [default: 64]
     --idle-timeout TIME    drop a servant silent this long (no whole request); 0 = never
                            [default: 30s]
     --push-interval TIME   at most one pushed list per servant per TIME; 0 = no pushes
@@ -40,6 +43,12 @@ OPTIONS:
                            answer [default: 60s]
     --relay-dial-timeout TIME  a dial-back not connected by then failed [default: 3s]
     --relay-pullers N      servants one relay pulls for at most [default: 16]
+    --relay-probe-interval TIME  probe a chosen relay this often (10x less once a probe
+                           came back); 0 = no probes [default: 3s]
+    --relay-probe-timeout TIME  a probe its puller has not answered by then is a miss
+                           [default: 10s]
+    --relay-probe-misses N  misses in a row that drop a relay [default: 4]
+    --relay-ban TIME       a dropped relay is chosen for no one this long [default: 10m]
     --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
                            such as info,p2pchat::connmgr=debug
                            [default: $RUST_LOG, else the file's <loglevel>, else info]
@@ -47,14 +56,15 @@ OPTIONS:
     -V, --version          print the version
 
 TIME is a number and a unit: 30s, 100ms, 2m, 1h. A bare number keeps the unit the
-flag always had: seconds for --idle-timeout, --relay-window and --relay-recheck,
-milliseconds for --push-interval and --relay-dial-timeout.
+flag always had: seconds for --idle-timeout, --relay-window, --relay-recheck and
+--relay-ban, milliseconds for --push-interval, --relay-dial-timeout and the probe
+interval and timeout.
 Flags take `--flag VALUE` or `--flag=VALUE`, once each.
 
 When ready it logs `listening on ADDR:PORT` to stderr (at every level but off) and,
 under systemd (Type=notify), sends READY=1. SIGINT or SIGTERM stop it. SIGHUP reads
---config again and applies max servants, idle timeout, push interval, max line,
-the relay settings and log level; the address and ports need a restart. A bad
+--config again and applies max servants, max per address, IPv6 prefix, idle
+timeout, push interval, max line, the relay settings and log level; the address and ports need a restart. A bad
 file keeps the old settings.
 Port 85 needs root or CAP_NET_BIND_SERVICE; try `connmgr --port 8585`.
 
@@ -77,6 +87,7 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         first_port: cli::opt_flag(args, "--first-port", "a port number from 1 to 65535")?,
         max_servants: cli::opt_flag(args, "--max-servants", "a whole number")?,
         max_per_address: cli::opt_flag(args, "--max-per-address", "a whole number")?,
+        ipv6_prefix: cli::opt_flag(args, "--ipv6-prefix", "a prefix length from 1 to 128")?,
         idle_timeout: cli::opt_duration(args, "--idle-timeout", Unit::Secs)?,
         push_interval: cli::opt_duration(args, "--push-interval", Unit::Millis)?,
         max_line: cli::opt_flag(args, "--max-line", "a number of bytes")?,
@@ -86,6 +97,10 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         relay_recheck: cli::opt_duration(args, "--relay-recheck", Unit::Secs)?,
         relay_dial_timeout: cli::opt_duration(args, "--relay-dial-timeout", Unit::Millis)?,
         relay_pullers: cli::opt_flag(args, "--relay-pullers", "a number of servants")?,
+        relay_probe_interval: cli::opt_duration(args, "--relay-probe-interval", Unit::Millis)?,
+        relay_probe_timeout: cli::opt_duration(args, "--relay-probe-timeout", Unit::Millis)?,
+        relay_probe_misses: cli::opt_flag(args, "--relay-probe-misses", "a number of probes")?,
+        relay_ban: cli::opt_duration(args, "--relay-ban", Unit::Secs)?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;

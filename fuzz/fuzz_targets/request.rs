@@ -15,6 +15,8 @@ enum Framed {
     Complaint(std::net::SocketAddr),
     Offer,
     Name(Vec<u8>),
+    Probed(Vec<u8>),
+    Listen(u16),
     Other(Vec<u8>),
 }
 
@@ -32,6 +34,14 @@ fn frame<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Framed>, bool, Opti
                 Line::Name(name) => {
                     assert!(name.len() <= MAX_LINE && !name.contains(&b'\n'), "{name:?}");
                     Framed::Name(name.to_vec())
+                }
+                Line::Probed(text) => {
+                    assert!(!text.is_empty() && text.len() <= 64, "{text:?}");
+                    Framed::Probed(text.to_vec())
+                }
+                Line::CannotListen(port) => {
+                    assert!(port > 0);
+                    Framed::Listen(port)
                 }
                 Line::Other(text) => {
                     assert!(!text.is_empty() && text.len() <= MAX_LINE, "{text:?}");

@@ -66,13 +66,36 @@ impl std::fmt::Display for Refusal {
 
 /// Refused connections not yet mentioned in the log, per kind of refusal.
 #[derive(Default)]
-pub(super) struct Refusals([Refused; 3]);
+pub(super) struct Refusals([Throttle; 3]);
 
-/// One kind of refusal: when it was last logged, and how many since.
-#[derive(Default)]
-struct Refused {
+/// One kind of refusal (or of ignored request): when it was last logged, and how
+/// many since. Two numbers whatever a client does, so a flood of refusals costs
+/// neither memory nor log lines.
+#[derive(Debug, Default)]
+pub(super) struct Throttle {
     logged: Option<Instant>,
     unlogged: u64,
+}
+
+impl Throttle {
+    /// One more: `Some(n)` when a line may be logged now, `n` being how many went
+    /// unlogged since the last one; `None` when it is only counted.
+    pub(super) fn note(&mut self, now: Instant) -> Option<u64> {
+        if (self.logged).is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            self.unlogged += 1;
+            return None;
+        }
+        self.logged = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+/// ` (N more since the last line)`, or nothing.
+pub(super) fn more(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(" ({n} more since the last line)"),
+    }
 }
 
 impl Refusals {
@@ -80,20 +103,12 @@ impl Refusals {
     /// flood of connections cannot become a flood of log lines. Nothing is
     /// formatted for a refusal that is only counted.
     pub(super) fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: Refusal) {
-        let now = r.now();
-        let count = &mut self.0[why.kind()];
-        if count
-            .logged
-            .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
-        {
+        if let Some(n) = self.0[why.kind()].note(r.now()) {
             let from = request.remote();
-            match std::mem::take(&mut count.unlogged) {
+            match n {
                 0 => warn!("refusing {from}: {why}"),
                 n => warn!("refusing {from}: {why} ({n} more refused since the last line)"),
             }
-            count.logged = Some(now);
-        } else {
-            count.unlogged += 1;
         }
         r.refuse(request, why.reply());
     }
@@ -102,6 +117,19 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_logs_once_a_second_with_a_count() {
+        let mut t = Throttle::default();
+        let start = Instant::now();
+        assert_eq!(t.note(start), Some(0));
+        for ms in [1, 500, 999] {
+            assert_eq!(t.note(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(t.note(start + Duration::from_secs(1)), Some(3));
+        assert_eq!(more(3), " (3 more since the last line)");
+        assert_eq!(more(0), "");
+    }
 
     #[test]
     fn refusals_say_why_as_they_always_have() {

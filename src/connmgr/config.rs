@@ -23,6 +23,9 @@ pub struct Config {
     /// Servants from one address beyond this are refused, so that one host cannot
     /// fill `max_servants` and lock everyone else out.
     pub max_per_address: usize,
+    /// IPv6 servants are counted against `max_per_address` by this many leading
+    /// bits of their address (1 to 128; 64, one site's subnet); IPv4 by address.
+    pub ipv6_prefix: u8,
     /// Drop a servant that sends nothing for this long; zero turns it off.
     pub idle_timeout: Duration,
     /// At most one pushed list per servant per this window; zero turns pushing off.
@@ -59,6 +62,15 @@ pub struct RelayConfig {
     pub dial_timeout: Duration,
     /// Servants one relay pulls for at most.
     pub pullers: u32,
+    /// A chosen relay is probed this often until a probe comes back, then ten
+    /// times less often; zero turns probes off.
+    pub probe_interval: Duration,
+    /// A probe not answered by its puller within this is a miss.
+    pub probe_timeout: Duration,
+    /// This many misses in a row drop the relay.
+    pub probe_misses: u32,
+    /// A dropped relay is chosen for no one for this long.
+    pub ban: Duration,
 }
 
 impl Default for RelayConfig {
@@ -70,6 +82,10 @@ impl Default for RelayConfig {
             recheck: Duration::from_secs(60),
             dial_timeout: Duration::from_secs(3),
             pullers: 16,
+            probe_interval: Duration::from_secs(3),
+            probe_timeout: Duration::from_secs(10),
+            probe_misses: 4,
+            ban: Duration::from_secs(600),
         }
     }
 }
@@ -82,6 +98,7 @@ impl Default for Config {
             first_port: 2224,
             max_servants: 10_000,
             max_per_address: 64,
+            ipv6_prefix: crate::connmgr::membership::IPV6_PREFIX,
             idle_timeout: Duration::from_secs(30),
             push_interval: Duration::from_millis(100),
             max_line: 4096,
@@ -101,6 +118,7 @@ pub struct Overrides {
     pub first_port: Option<u16>,
     pub max_servants: Option<usize>,
     pub max_per_address: Option<usize>,
+    pub ipv6_prefix: Option<u8>,
     pub idle_timeout: Option<Duration>,
     pub push_interval: Option<Duration>,
     pub max_line: Option<usize>,
@@ -111,6 +129,10 @@ pub struct Overrides {
     pub relay_recheck: Option<Duration>,
     pub relay_dial_timeout: Option<Duration>,
     pub relay_pullers: Option<u32>,
+    pub relay_probe_interval: Option<Duration>,
+    pub relay_probe_timeout: Option<Duration>,
+    pub relay_probe_misses: Option<u32>,
+    pub relay_ban: Option<Duration>,
 }
 
 /// The elements `conf/connmgr.xml` may hold.
@@ -120,6 +142,7 @@ const KNOWN: &[&str] = &[
     "firstport",
     "maxservants",
     "maxperaddress",
+    "ipv6prefix",
     "idletimeout",
     "pushinterval",
     "maxline",
@@ -129,6 +152,10 @@ const KNOWN: &[&str] = &[
     "relayrecheck",
     "relaydialtimeout",
     "relaypullers",
+    "relayprobeinterval",
+    "relayprobetimeout",
+    "relayprobemisses",
+    "relayban",
     "loglevel",
 ];
 
@@ -150,6 +177,7 @@ impl Config {
         c.first_port = o.first_port.unwrap_or(c.first_port);
         c.max_servants = o.max_servants.unwrap_or(c.max_servants);
         c.max_per_address = o.max_per_address.unwrap_or(c.max_per_address);
+        c.ipv6_prefix = o.ipv6_prefix.unwrap_or(c.ipv6_prefix);
         c.idle_timeout = o.idle_timeout.unwrap_or(c.idle_timeout);
         c.push_interval = o.push_interval.unwrap_or(c.push_interval);
         c.max_line = o.max_line.unwrap_or(c.max_line);
@@ -160,6 +188,10 @@ impl Config {
         r.recheck = o.relay_recheck.unwrap_or(r.recheck);
         r.dial_timeout = o.relay_dial_timeout.unwrap_or(r.dial_timeout);
         r.pullers = o.relay_pullers.unwrap_or(r.pullers);
+        r.probe_interval = o.relay_probe_interval.unwrap_or(r.probe_interval);
+        r.probe_timeout = o.relay_probe_timeout.unwrap_or(r.probe_timeout);
+        r.probe_misses = o.relay_probe_misses.unwrap_or(r.probe_misses);
+        r.ban = o.relay_ban.unwrap_or(r.ban);
         c.overrides = o.clone();
         c.check(&|element, flag| {
             if o.given(flag) {
@@ -204,6 +236,9 @@ impl Config {
         if let Some(v) = f.value("maxperaddress", "a whole number")? {
             self.max_per_address = v;
         }
+        if let Some(v) = f.value("ipv6prefix", "a prefix length from 1 to 128")? {
+            self.ipv6_prefix = v;
+        }
         if let Some(v) = duration(f, "idletimeout", Unit::Secs)? {
             self.idle_timeout = v;
         }
@@ -241,6 +276,18 @@ impl Config {
         if let Some(v) = f.value("relaypullers", "a number of servants")? {
             r.pullers = v;
         }
+        if let Some(v) = duration(f, "relayprobeinterval", Unit::Millis)? {
+            r.probe_interval = v;
+        }
+        if let Some(v) = duration(f, "relayprobetimeout", Unit::Millis)? {
+            r.probe_timeout = v;
+        }
+        if let Some(v) = f.value("relayprobemisses", "a number of probes")? {
+            r.probe_misses = v;
+        }
+        if let Some(v) = duration(f, "relayban", Unit::Secs)? {
+            r.ban = v;
+        }
         Ok(())
     }
 
@@ -271,6 +318,16 @@ impl Config {
                 "must be at least 1: with 0 every servant would be refused".into(),
             );
         }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return bad(
+                "ipv6prefix",
+                "--ipv6-prefix",
+                format!(
+                    "the IPv6 prefix length must be from 1 to 128, not {}",
+                    self.ipv6_prefix
+                ),
+            );
+        }
         if self.max_line == 0 {
             return bad("maxline", "--max-line", "must be at least 1 byte".into());
         }
@@ -283,6 +340,17 @@ impl Config {
                     "the share of complaining servants is a percentage below 100, not {}",
                     r.share
                 ),
+            );
+        }
+        if !r.probe_interval.is_zero() && (r.probe_timeout.is_zero() || r.probe_misses == 0) {
+            let (element, flag) = match r.probe_misses {
+                0 => ("relayprobemisses", "--relay-probe-misses"),
+                _ => ("relayprobetimeout", "--relay-probe-timeout"),
+            };
+            return bad(
+                element,
+                flag,
+                "must be more than 0 while relays are probed (--relay-probe-interval 0 turns probes off)".into(),
             );
         }
         for (what, element, flag, d) in [
@@ -330,6 +398,9 @@ impl Overrides {
             "--first-port" => self.first_port.is_some(),
             "--max-servants" => self.max_servants.is_some(),
             "--max-per-address" => self.max_per_address.is_some(),
+            "--ipv6-prefix" => self.ipv6_prefix.is_some(),
+            "--relay-probe-timeout" => self.relay_probe_timeout.is_some(),
+            "--relay-probe-misses" => self.relay_probe_misses.is_some(),
             "--max-line" => self.max_line.is_some(),
             "--relay-share" => self.relay_share.is_some(),
             "--relay-window" => self.relay_window.is_some(),
@@ -501,5 +572,31 @@ mod tests {
         }
         let c = Config::from_xml("<connmgr><maxperaddress>3</maxperaddress></connmgr>", path);
         assert_eq!(c.unwrap().max_per_address, 3);
+        for (text, reason) in [
+            (
+                "<connmgr>\n<ipv6prefix>0</ipv6prefix></connmgr>",
+                "from 1 to 128",
+            ),
+            (
+                "<connmgr>\n<ipv6prefix>129</ipv6prefix></connmgr>",
+                "from 1 to 128",
+            ),
+            (
+                "<connmgr>\n<relayprobemisses>0</relayprobemisses></connmgr>",
+                "probed",
+            ),
+        ] {
+            let e = Config::from_xml(text, path).unwrap_err();
+            assert_eq!(e.place, "conf/connmgr.xml:2", "{e}");
+            assert!(e.reason.contains(reason), "{e}");
+        }
+        let c = Config::from_xml(
+            "<connmgr><ipv6prefix>48</ipv6prefix><relayprobeinterval>250</relayprobeinterval><relayban>1m</relayban></connmgr>",
+            path,
+        )
+        .unwrap();
+        assert_eq!(c.ipv6_prefix, 48);
+        assert_eq!(c.relay.probe_interval, Duration::from_millis(250));
+        assert_eq!(c.relay.ban, Duration::from_secs(60));
     }
 }

@@ -1,7 +1,7 @@
 //! Who is a member: the one home of the manager's membership. A servant's slot
 //! (its offset), address, port and name, VB's `iPortMax`, the ports held, the
-//! servants per address and the peer document (`pDoc`, with its versions) all
-//! change together, here and nowhere else.
+//! servants per address (per /64 for IPv6), the names held and the peer document
+//! (`pDoc`, with its versions) all change together, here and nowhere else.
 //!
 //! VB kept `pDoc` and `iPortMax` on the form and trusted `p2p(i)` to match; the
 //! port adds the per-address limit, port reuse past 65535, names and relays, each
@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::reactor::Index;
+use crate::wire::name::{self, Refused};
 use crate::wire::peerdoc::PeerDoc;
 use crate::wire::relay::Relay;
 
@@ -38,22 +39,49 @@ impl PortSet {
     }
 }
 
-/// Servants connected from each address; an address with none is forgotten.
-#[derive(Default)]
-struct PerAddress(HashMap<IpAddr, u32>);
+/// The IPv6 prefix length servants are counted by unless told otherwise: one
+/// site's /64 is one host's worth of addresses to anyone who wants many.
+pub(crate) const IPV6_PREFIX: u8 = 64;
+
+/// Servants connected from each address, counted by its key ([`PerAddress::key`]):
+/// an IPv4 address (IPv4-mapped IPv6 too) alone, an IPv6 address by its first
+/// `ipv6_prefix` bits. A key with none is forgotten.
+struct PerAddress {
+    ipv6_prefix: u8,
+    counts: HashMap<IpAddr, u32>,
+}
 
 impl PerAddress {
+    fn new(ipv6_prefix: u8) -> Self {
+        PerAddress {
+            ipv6_prefix,
+            counts: HashMap::new(),
+        }
+    }
+    /// What `ip` is counted as: a host that holds a whole /64 (as every IPv6 site
+    /// does) would otherwise have 2^64 allowances.
+    fn key(&self, ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let bits = u32::from(self.ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+            v4 => v4,
+        }
+    }
     fn count(&self, ip: IpAddr) -> usize {
-        self.0.get(&ip).map_or(0, |&n| n as usize)
+        self.counts.get(&self.key(ip)).map_or(0, |&n| n as usize)
     }
     fn joined(&mut self, ip: IpAddr) {
-        *self.0.entry(ip).or_default() += 1;
+        *self.counts.entry(self.key(ip)).or_default() += 1;
     }
     fn left(&mut self, ip: IpAddr) {
-        if let Some(n) = self.0.get_mut(&ip) {
+        let key = self.key(ip);
+        if let Some(n) = self.counts.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                self.0.remove(&ip);
+                self.counts.remove(&key);
             }
         }
     }
@@ -71,6 +99,9 @@ pub(super) struct Seat {
     pub(super) serial: u64,
     /// What it said it is called (`name NAME`), as its entry shows it.
     name: Option<Box<str>>,
+    /// That name folded ([`name::fold`]): its key in [`Membership::names`], kept so
+    /// that a leave need not fold it again.
+    folded: Option<Box<str>>,
     /// The `<relay>` its entry shows.
     relay: Option<Relay>,
 }
@@ -89,12 +120,14 @@ impl Seat {
 /// - Every member sits at one offset (its slot in the control array) with one
 ///   port, in `[first_port, 65535]`; that port is held, by no one else, and
 ///   `by_port` maps it back to the offset. No other port is held or mapped.
-/// - The per-address counts are those of the members' addresses: they sum to the
-///   member count, and an address with no member has no count.
+/// - The per-address counts are those of the members' keys under the current
+///   IPv6 prefix ([`PerAddress::key`]): they sum to the member count, and a key
+///   with no member has no count. Changing the prefix rebuilds them.
 /// - The document has exactly one entry per member, at its offset, showing its
 ///   address and port, `me` FALSE, its `<relay>` and its `<name>`; nothing else.
-/// - Names passed [`crate::wire::name::check`]. They need not be unique: the
-///   manager never required that, and two servants may share one.
+/// - Names passed [`name::admit`] and are unique once folded ([`name::fold`]):
+///   `names` maps each named member's folded name to its offset and holds nothing
+///   else, so no two members are listed as `alice` and `Alice `.
 /// - `port_max` (VB's `iPortMax`) is within `[first_port - 1, 65535]`.
 /// - Serials are unique and no greater than the number of joins.
 pub(super) struct Membership {
@@ -107,6 +140,8 @@ pub(super) struct Membership {
     /// Offset -> its member.
     seats: Vec<Option<Seat>>,
     per_address: PerAddress,
+    /// Folded name -> the offset of the member holding it.
+    names: HashMap<Box<str>, Index>,
     /// Servants that have joined, for [`Seat::serial`].
     joined: u64,
     /// The peer document, its version and its latest changes.
@@ -128,7 +163,8 @@ impl Membership {
             // Zeroed, so pages are only touched for ports in use.
             by_port: vec![0; 65536],
             seats: Vec::new(),
-            per_address: PerAddress::default(),
+            per_address: PerAddress::new(IPV6_PREFIX),
+            names: HashMap::new(),
             joined: 0,
             doc: PeerDoc::new(),
             #[cfg(debug_assertions)]
@@ -143,9 +179,25 @@ impl Membership {
         self.doc.len()
     }
 
-    /// Members connected from `ip`.
+    /// Members connected from `ip`: from that IPv4 address, or from its IPv6
+    /// prefix.
     pub(super) fn at_address(&self, ip: IpAddr) -> usize {
         self.per_address.count(ip)
+    }
+
+    /// Counts IPv6 members by their first `bits` bits (1..=128) from now on,
+    /// recounting the members there are.
+    pub(super) fn set_ipv6_prefix(&mut self, bits: u8) {
+        if bits == self.per_address.ipv6_prefix {
+            return;
+        }
+        let mut counts = PerAddress::new(bits);
+        for seat in self.seats.iter().flatten() {
+            counts.joined(seat.ip);
+        }
+        self.per_address = counts;
+        #[cfg(debug_assertions)]
+        self.changed(None);
     }
 
     /// The peer document: what `needs peer list` is answered with.
@@ -202,6 +254,7 @@ impl Membership {
             port,
             serial: self.joined,
             name: None,
+            folded: None,
             relay: None,
         });
         self.held.insert(port);
@@ -219,25 +272,62 @@ impl Membership {
         self.held.remove(seat.port);
         self.by_port[seat.port as usize] = 0;
         self.per_address.left(seat.ip);
+        if let Some(folded) = &seat.folded {
+            self.names.remove(folded);
+        }
         #[cfg(debug_assertions)]
         self.changed(None);
         Some(seat)
     }
 
-    /// Lists `offset` as `name` (checked by [`crate::wire::name::check`]), or
-    /// unnamed. Returns whether its entry changed.
-    pub(super) fn rename(&mut self, offset: Index, name: Option<&str>) -> bool {
-        let Some(seat) = self.seats.get_mut(offset).and_then(Option::as_mut) else {
-            return false;
+    /// Lists `offset` as `name` (one that passed [`name::admit`]), or unnamed,
+    /// unless another member holds that name folded: then [`Refused::InUse`] and
+    /// nothing changes. Its old name is free for others as soon as it changes.
+    /// Returns whether its entry changed.
+    pub(super) fn rename(&mut self, offset: Index, name: Option<&str>) -> Result<bool, Refused> {
+        let Some(seat) = self.seats.get(offset).and_then(Option::as_ref) else {
+            return Ok(false);
         };
         if seat.name.as_deref() == name {
-            return false;
+            return Ok(false);
+        }
+        let folded = name.map(name::fold);
+        if let Some(f) = &folded {
+            if self.names.get(&**f).is_some_and(|&o| o != offset) {
+                return Err(Refused::InUse);
+            }
+        }
+        let seat = self.seats[offset].as_mut().expect("a member, found above");
+        if let Some(old) = seat.folded.take() {
+            self.names.remove(&old);
         }
         seat.name = name.map(Box::from);
+        seat.folded = folded.map(Box::from);
+        if let Some(f) = &seat.folded {
+            self.names.insert(f.clone(), offset);
+        }
         let changed = self.doc.set_name(offset, name);
         #[cfg(debug_assertions)]
         self.changed(Some(offset));
-        changed
+        Ok(changed)
+    }
+
+    /// Moves `offset` to the next free port (VB's counter, as a join would): its
+    /// old port is released and its entry shows the new one, one versioned change.
+    /// `(old, new)`, or `None` when it is no member or no port is free.
+    pub(super) fn move_port(&mut self, offset: Index) -> Option<(u16, u16)> {
+        self.seat(offset)?;
+        let new = self.next_port()?;
+        let seat = self.seats[offset].as_mut().expect("a member, found above");
+        let old = std::mem::replace(&mut seat.port, new);
+        self.held.remove(old);
+        self.by_port[old as usize] = 0;
+        self.held.insert(new);
+        self.by_port[new as usize] = offset as u32 + 1;
+        self.doc.set_port(offset, new);
+        #[cfg(debug_assertions)]
+        self.changed(Some(offset));
+        Some((old, new))
     }
 
     /// Shows `relay` in `offset`'s entry (None: no `<relay>`). Returns whether its
@@ -282,6 +372,7 @@ impl Membership {
         let mut members = 0;
         let mut serials = std::collections::HashSet::new();
         let mut addresses: HashMap<IpAddr, u32> = HashMap::new();
+        let mut named = 0;
         for offset in 0..self.seats.len() {
             let Some(seat) = self.seat(offset) else {
                 if self.doc.entry(offset).is_some() {
@@ -291,7 +382,8 @@ impl Membership {
             };
             self.check_seat(offset)?;
             members += 1;
-            *addresses.entry(seat.ip).or_default() += 1;
+            *addresses.entry(self.per_address.key(seat.ip)).or_default() += 1;
+            named += usize::from(seat.name.is_some());
             if !serials.insert(seat.serial) {
                 return Err(format!("serial {} is used twice", seat.serial));
             }
@@ -302,10 +394,18 @@ impl Membership {
                 self.count()
             ));
         }
-        if addresses != self.per_address.0 {
+        if addresses != self.per_address.counts {
             return Err(format!(
                 "per-address counts {:?}, members' addresses {addresses:?}",
-                self.per_address.0
+                self.per_address.counts
+            ));
+        }
+        // Each named member's folded name maps to it (check_seat), so as many
+        // entries as named members means no entry maps to anyone else.
+        if named != self.names.len() {
+            return Err(format!(
+                "{named} named members but {} names held",
+                self.names.len()
             ));
         }
         // Held ports are the mapped ones. A word of unheld ports is compared whole
@@ -347,8 +447,9 @@ impl Membership {
         if held != self.count() {
             return Err(format!("{held} ports held, {} members", self.count()));
         }
-        let counted: usize = self.per_address.0.values().map(|&n| n as usize).sum();
-        if counted != self.count() || self.per_address.0.values().any(|&n| n == 0) {
+        let counts = &self.per_address.counts;
+        let counted: usize = counts.values().map(|&n| n as usize).sum();
+        if counted != self.count() || counts.values().any(|&n| n == 0) {
             return Err(format!(
                 "per-address counts sum to {counted}, {} members",
                 self.count()
@@ -378,9 +479,28 @@ impl Membership {
                 seat.ip
             ));
         }
-        if let Some(name) = &seat.name {
-            if crate::wire::name::check(name) != Ok(&**name) {
-                return Err(format!("offset {offset}'s name {name:?} fails the check"));
+        match (&seat.name, &seat.folded) {
+            (None, None) => {}
+            (Some(name), Some(folded)) => {
+                if name::admit(name.as_bytes()) != Ok(Some(&**name)) {
+                    return Err(format!("offset {offset}'s name {name:?} fails the check"));
+                }
+                if **folded != *name::fold(name) {
+                    return Err(format!(
+                        "offset {offset}'s name {name:?} is held as {folded:?}"
+                    ));
+                }
+                if self.names.get(folded) != Some(&offset) {
+                    return Err(format!(
+                        "offset {offset}'s name {name:?} is not held by it: {:?}",
+                        self.names.get(folded)
+                    ));
+                }
+            }
+            (name, folded) => {
+                return Err(format!(
+                    "offset {offset}'s name {name:?} but folded {folded:?}"
+                ))
             }
         }
         let want = entry(offset, seat);

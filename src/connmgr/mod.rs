@@ -24,6 +24,8 @@ mod admit;
 pub mod config;
 mod membership;
 mod names;
+mod ports;
+mod probe;
 mod push;
 mod relay;
 mod reload;
@@ -47,6 +49,8 @@ use membership::Membership;
 const PUSH: usize = 0;
 /// Timer id for dial-back deadlines and rechecks of relayed servants.
 const RELAY: usize = 1;
+/// Timer id for relay probes and their deadlines.
+const PROBE: usize = 2;
 /// Request lines other than `needs peer list` logged at info per connection; the rest at debug.
 const LOGGED_LINES: u32 = 5;
 
@@ -59,6 +63,8 @@ enum Slot {
     Servant(Member),
     /// A dial-back to a servant's listening port (VB had no such control).
     Dial(verdict::Dial),
+    /// A probe through a relay: one line written to its listening port.
+    Probe(probe::Shot),
 }
 
 /// A connected servant's connection: whether it takes pushes, which version of
@@ -78,6 +84,10 @@ struct Member {
     push_owed: bool,
     requests: RequestReader,
     other_lines: u32,
+    /// When it was last moved off a port it could not listen on (`ports.rs`).
+    moved: Option<std::time::Instant>,
+    /// Probes through its relay (`probe.rs`).
+    probes: probe::PullerProbes,
 }
 
 /// The manager: its settings and its parts, each with its own file.
@@ -93,17 +103,28 @@ struct Manager {
     answers: versions::Answers,
     /// Refused connections, for the log (`admit.rs`).
     refusals: Refusals,
+    /// Refused names, for the log (`names.rs`).
+    name_refusals: admit::Throttle,
+    /// Ignored `cannot listen` lines, for the log (`ports.rs`).
+    listen_refusals: admit::Throttle,
+    /// Relay probes in flight and relays that lost them (`probe.rs`).
+    probes: probe::Probes,
 }
 
 impl Manager {
     fn new(config: Config) -> Self {
+        let mut members = Membership::new(config.first_port);
+        members.set_ipv6_prefix(config.ipv6_prefix);
         Manager {
-            members: Membership::new(config.first_port),
+            members,
             config,
             verdicts: verdict::Verdicts::default(),
             pushes: push::Pushes::new(),
             answers: versions::Answers::default(),
             refusals: Refusals::default(),
+            name_refusals: admit::Throttle::default(),
+            listen_refusals: admit::Throttle::default(),
+            probes: probe::Probes::default(),
         }
     }
 
@@ -145,6 +166,8 @@ impl Handler for Manager {
             push_owed: false,
             requests: RequestReader::default(),
             other_lines: 0,
+            moved: None,
+            probes: probe::PullerProbes::default(),
         };
         let index = match r.accept(request, Slot::Servant(member)) {
             Ok(i) => i,
@@ -200,9 +223,15 @@ impl Handler for Manager {
             }
             Line::Name(name) => {
                 r.touch(index);
-                if self.members.name_request(index, name) {
-                    self.list_changed(r);
-                }
+                self.name_request(r, index, name);
+            }
+            Line::Probed(text) => {
+                r.touch(index);
+                self.probed(r, index, text);
+            }
+            Line::CannotListen(port) => {
+                r.touch(index);
+                self.cannot_listen(r, index, port);
             }
             Line::Other(text) => {
                 lines += 1;
@@ -235,6 +264,7 @@ impl Handler for Manager {
         let mut s = match data {
             Slot::Servant(s) => s,
             Slot::Dial(d) => return self.dial_closed(r, index, d),
+            Slot::Probe(_) => return self.probe_closed(index),
             Slot::Listener => return,
         };
         if let Some(tail) = s.requests.take_tail() {
@@ -255,13 +285,18 @@ impl Handler for Manager {
             self.list_changed(r);
         }
         self.forget_reach(r, index, &mut s);
+        if s.probes.probing.take().is_some() {
+            self.stop_probing(r, index);
+        }
         self.relay_left(r, index, s.reach.relay);
     }
 
     /// VB: `Winsock_Connect`: a dial-back got through.
     fn connect(&mut self, r: &mut Reactor<Self::Data>, index: Index) {
-        if let Some(Slot::Dial(_)) = r.data(index) {
-            self.dial_connect(r, index);
+        match r.data(index) {
+            Some(Slot::Dial(_)) => self.dial_connect(r, index),
+            Some(Slot::Probe(_)) => self.probe_connect(r, index),
+            _ => {}
         }
     }
 
@@ -290,6 +325,7 @@ impl Handler for Manager {
                 self.pushes.push(r, doc, &mut self.answers, interval);
             }
             RELAY => self.relay_timer(r),
+            PROBE => self.probe_timer(r),
             _ => {}
         }
     }
@@ -297,6 +333,7 @@ impl Handler for Manager {
     /// SIGHUP: read the config file again (`reload.rs`).
     fn reload(&mut self, r: &mut Reactor<Self::Data>) {
         self.config.reload(r, self.members.count());
+        self.members.set_ipv6_prefix(self.config.ipv6_prefix);
     }
 }
 

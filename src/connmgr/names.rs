@@ -2,37 +2,50 @@
 //! servant's `<peer>` entry ([`crate::wire::name`]), so every user list and every
 //! join or leave a servant shows can say who it is. The article's manager knew
 //! servants only by address and port.
+//!
+//! A name is one word, and no two live servants hold the same one (compared
+//! trimmed and case-folded): otherwise anyone could join as `alice` beside alice
+//! and speak as her. Every request is answered with one line, `name ok NAME` or
+//! `name refused: REASON`, in order with the other answers on that connection. The
+//! name is folded only here, on a `name` request, never on a join or a leave.
 
 use log::{debug, info};
 
-use super::membership::Membership;
-use crate::reactor::Index;
+use super::{admit, Manager, Slot};
+use crate::reactor::{Index, Reactor};
 use crate::wire::name;
 
-impl Membership {
-    /// `name NAME`: list it (or, bare, forget it). A name that fails
-    /// [`name::check`] is refused and the old one kept. Returns whether the list
-    /// changed, to be pushed as a join would be.
-    pub(super) fn name_request(&mut self, index: Index, text: &[u8]) -> bool {
-        let text = String::from_utf8_lossy(text);
-        let wanted = if text.trim().is_empty() {
-            None
-        } else {
-            match name::check(&text) {
-                Ok(n) => Some(n),
-                Err(why) => {
-                    debug!("offset {index} asked for a name that {why}; keeping its old one");
-                    return false;
+impl Manager {
+    /// `name NAME` from `index`: list it (or, bare, forget it) and answer. A name
+    /// that is refused leaves the old one listed. Pushes the list if it changed.
+    pub(super) fn name_request(&mut self, r: &mut Reactor<Slot>, index: Index, text: &[u8]) {
+        let outcome =
+            name::admit(text).and_then(|wanted| Ok((wanted, self.members.rename(index, wanted)?)));
+        match outcome {
+            Ok((wanted, changed)) => {
+                let mut answer = Vec::with_capacity(48);
+                name::answer_ok(&mut answer, wanted);
+                r.send(index, &answer);
+                if changed {
+                    match wanted {
+                        Some(n) => info!("offset {index} is called {n:?}"),
+                        None => info!("offset {index} has no name now"),
+                    }
+                    self.list_changed(r);
                 }
             }
-        };
-        let changed = self.rename(index, wanted);
-        if changed {
-            match wanted {
-                Some(n) => info!("offset {index} is called {n:?}"),
-                None => info!("offset {index} has no name now"),
+            Err(why) => {
+                r.send(index, why.answer());
+                if let Some(n) = self.name_refusals.note(r.now()) {
+                    info!(
+                        "offset {index} was refused a name: {}{}",
+                        why.reason(),
+                        admit::more(n)
+                    );
+                } else {
+                    debug!("offset {index} was refused a name: {}", why.reason());
+                }
             }
         }
-        changed
     }
 }

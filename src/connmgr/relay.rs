@@ -142,6 +142,7 @@ impl Manager {
             };
             if Some(i) == except
                 || !m.reach.can_relay
+                || m.reach.banned_until.is_some_and(|t| t > now)
                 || m.reach.relay != RelayState::Direct
                 || m.reach.pullers >= cfg.pullers
                 || !m.reach.heard.is_some_and(fresh)
@@ -174,6 +175,11 @@ impl Manager {
         if old == state {
             return;
         }
+        match state {
+            RelayState::Via(via) => self.start_probing(r, target, via),
+            _ if matches!(old, RelayState::Via(_)) => self.stop_probing(r, target),
+            _ => {}
+        }
         let seeking = |s| matches!(s, RelayState::Seeking | RelayState::Nobody);
         self.verdicts.seeking += usize::from(seeking(state));
         self.verdicts.seeking = (self.verdicts.seeking).saturating_sub(usize::from(seeking(old)));
@@ -203,6 +209,12 @@ impl Manager {
         if self.members.set_relay(target, shown) {
             self.list_changed(r);
         }
+    }
+
+    /// `puller`'s relay was dropped: it is given the best other one, or told none.
+    pub(super) fn reassign(&mut self, r: &mut Reactor<Slot>, puller: Index) {
+        self.set_state(r, puller, RelayState::Seeking);
+        self.assign(r);
     }
 
     /// A servant left: it is no longer marked, no longer pulls, no longer relays.

@@ -1,7 +1,9 @@
 //! SIGHUP: the manager reads its config file again, puts the command line's flags
 //! back over it, and applies what can change while servants stay connected: the
-//! servant limit, the idle timeout, the push interval, the line limit, the relay
-//! settings (from the next verdict, dial or recheck) and the log level. The address and ports would mean a new listener and new port numbering,
+//! servant limit, the per-address limit and IPv6 prefix (the members are
+//! recounted by the new prefix), the idle timeout, the push interval, the line
+//! limit, the relay settings (from the next verdict, dial, recheck or probe) and
+//! the log level. The address and ports would mean a new listener and new port numbering,
 //! so a change there is reported and waits for a restart. A file that cannot be
 //! read or parsed changes nothing: the error is logged and the old settings stay.
 //!
@@ -47,6 +49,18 @@ impl Config {
                     "{servants} servants are connected, above the new limit: they stay; newcomers are refused"
                 );
             }
+        }
+        if new.ipv6_prefix != self.ipv6_prefix {
+            changes.push(format!(
+                "IPv6 prefix /{} -> /{} (servants recounted)",
+                self.ipv6_prefix, new.ipv6_prefix
+            ));
+        }
+        if new.max_per_address != self.max_per_address {
+            changes.push(format!(
+                "max per address {} -> {}",
+                self.max_per_address, new.max_per_address
+            ));
         }
         if new.idle_timeout != self.idle_timeout {
             changes.push(format!(
@@ -114,10 +128,14 @@ fn relay_changes(old: &RelayConfig, new: &RelayConfig) -> Vec<String> {
     count("threshold", old.threshold, new.threshold);
     count("share", old.share, new.share);
     count("pullers", old.pullers, new.pullers);
+    count("probe misses", old.probe_misses, new.probe_misses);
     for (name, a, b) in [
         ("window", old.window, new.window),
         ("recheck", old.recheck, new.recheck),
         ("dial timeout", old.dial_timeout, new.dial_timeout),
+        ("probe interval", old.probe_interval, new.probe_interval),
+        ("probe timeout", old.probe_timeout, new.probe_timeout),
+        ("ban", old.ban, new.ban),
     ] {
         if a != b {
             changes.push(format!("relay {name} {a:?} -> {b:?}"));

@@ -53,6 +53,8 @@ pub(super) struct Reach {
     pub(super) relay: RelayState,
     /// Servants assigned to pull from it.
     pub(super) pullers: u32,
+    /// It lost its probes (`probe.rs`): chosen as a relay for no one until then.
+    pub(super) banned_until: Option<Instant>,
 }
 
 /// Where a servant stands with the relay.

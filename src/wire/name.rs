@@ -12,6 +12,13 @@
 //! the document, and checked again by whoever reads it, since a manager is just
 //! another program on the network.
 //!
+//! The manager is stricter about the names it lists ([`admit`]): no whitespace
+//! (one word, so a name in a chat line or a `/msg` cannot be mistaken for two), no
+//! `</` (its answer line never holds a closing tag a document reader frames by), and
+//! no name another servant holds, compared trimmed and case-folded ([`fold`]).
+//! Every `name` request is answered with one line ([`answer_ok`],
+//! [`Refused::answer`]; read back by [`parse_answer`]).
+//!
 //! ```
 //! use p2pchat::wire::name::{check, parse_request, request};
 //!
@@ -44,6 +51,104 @@ pub fn check(name: &str) -> Result<&str, String> {
         return Err(format!("is {n} characters long; the limit is {MAX_CHARS}"));
     }
     Ok(name)
+}
+
+/// Why the manager refuses a name; [`Refused::reason`] is the wire's word for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Another live servant holds it (compared by [`fold`]).
+    InUse,
+    /// It has whitespace inside.
+    Whitespace,
+    /// It is longer than [`MAX_CHARS`] characters.
+    TooLong,
+    /// Not UTF-8, a control or direction-changing character, or `</`.
+    Invalid,
+}
+
+impl Refused {
+    /// `in use`, `whitespace`, `too long` or `invalid`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refused::InUse => "in use",
+            Refused::Whitespace => "whitespace",
+            Refused::TooLong => "too long",
+            Refused::Invalid => "invalid",
+        }
+    }
+
+    /// The answer line: `name refused: REASON\r\n`. The refused name is never
+    /// echoed, so nothing a client asked for comes back in it.
+    pub fn answer(self) -> &'static [u8] {
+        match self {
+            Refused::InUse => b"name refused: in use\r\n",
+            Refused::Whitespace => b"name refused: whitespace\r\n",
+            Refused::TooLong => b"name refused: too long\r\n",
+            Refused::Invalid => b"name refused: invalid\r\n",
+        }
+    }
+}
+
+/// What the manager makes of the text of a `name` request, before asking whether
+/// another servant holds it: `Ok(None)` to forget the name (empty after trimming),
+/// `Ok(Some(name))` trimmed, or why it cannot be listed.
+pub fn admit(text: &[u8]) -> Result<Option<&str>, Refused> {
+    let name = std::str::from_utf8(text)
+        .map_err(|_| Refused::Invalid)?
+        .trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Err(Refused::Whitespace);
+    }
+    if name.chars().count() > MAX_CHARS {
+        return Err(Refused::TooLong);
+    }
+    if check(name).is_err() || name.contains("</") {
+        return Err(Refused::Invalid);
+    }
+    Ok(Some(name))
+}
+
+/// The form two names are compared in: Unicode lowercase, so `Alice` and `alice`
+/// are one name.
+pub fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// Appends the answer to an accepted `name` request: `name ok NAME\r\n`, or
+/// `name ok\r\n` when the name was forgotten.
+pub fn answer_ok(out: &mut Vec<u8>, name: Option<&str>) {
+    out.extend_from_slice(b"name ok");
+    if let Some(n) = name {
+        out.push(b' ');
+        out.extend_from_slice(n.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A manager's answer to `name`, as a servant reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// `name ok NAME` (`None`: `name ok`, the name is forgotten).
+    Ok(Option<&'a str>),
+    /// `name refused: REASON`, the reason as sent.
+    Refused(&'a str),
+}
+
+/// Reads one answer line (its line ending optional); `None` if it is none.
+pub fn parse_answer(line: &[u8]) -> Option<Answer<'_>> {
+    let line = std::str::from_utf8(line)
+        .ok()?
+        .trim_end_matches(['\r', '\n']);
+    if let Some(reason) = line.strip_prefix("name refused: ") {
+        return Some(Answer::Refused(reason));
+    }
+    match line.strip_prefix("name ok")? {
+        "" => Some(Answer::Ok(None)),
+        rest => rest.strip_prefix(' ').map(|n| Answer::Ok(Some(n))),
+    }
 }
 
 /// The line that tells the manager our name.
@@ -112,6 +217,57 @@ mod tests {
         assert!(check("\u{9b}31m").is_err(), "C1 control");
         assert!(check(&"x".repeat(MAX_CHARS)).is_ok());
         assert!(check(&"é".repeat(MAX_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn the_manager_lists_one_word_names_and_says_why_not() {
+        assert_eq!(admit(b"  alice \r"), Ok(Some("alice")));
+        assert_eq!(admit(b"   "), Ok(None));
+        assert_eq!(admit(b""), Ok(None));
+        assert_eq!(admit(b"bob smith"), Err(Refused::Whitespace));
+        assert_eq!(admit("bob\u{a0}smith".as_bytes()), Err(Refused::Whitespace));
+        assert_eq!(admit(b"a\tb"), Err(Refused::Whitespace));
+        assert_eq!(
+            admit("é".repeat(MAX_CHARS).as_bytes()),
+            Ok(Some(&*"é".repeat(MAX_CHARS)))
+        );
+        assert_eq!(
+            admit("é".repeat(MAX_CHARS + 1).as_bytes()),
+            Err(Refused::TooLong)
+        );
+        assert_eq!(admit(b"evil\x1b[2J"), Err(Refused::Invalid));
+        assert_eq!(admit("evil\u{202e}".as_bytes()), Err(Refused::Invalid));
+        assert_eq!(admit(b"\xff\xfe"), Err(Refused::Invalid));
+        assert_eq!(admit(b"x</peers>"), Err(Refused::Invalid));
+        assert_eq!(admit(b"bob&<co>"), Ok(Some("bob&<co>")));
+        assert_eq!(fold("ÅLICE"), fold("ålice"));
+    }
+
+    #[test]
+    fn answers_are_one_line_and_read_back() {
+        let mut out = Vec::new();
+        answer_ok(&mut out, Some("alice"));
+        answer_ok(&mut out, None);
+        assert_eq!(out, b"name ok alice\r\nname ok\r\n");
+        assert_eq!(
+            parse_answer(b"name ok alice\r\n"),
+            Some(Answer::Ok(Some("alice")))
+        );
+        assert_eq!(parse_answer(b"name ok"), Some(Answer::Ok(None)));
+        for why in [
+            Refused::InUse,
+            Refused::Whitespace,
+            Refused::TooLong,
+            Refused::Invalid,
+        ] {
+            assert_eq!(
+                parse_answer(why.answer()),
+                Some(Answer::Refused(why.reason()))
+            );
+            assert!(why.answer().ends_with(b"\r\n"));
+        }
+        assert_eq!(parse_answer(b"name okay"), None);
+        assert_eq!(parse_answer(b"<peers></peers>"), None);
     }
 
     #[test]

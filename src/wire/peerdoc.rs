@@ -227,6 +227,41 @@ impl PeerDoc {
         self.replace_after_me(offset, tail)
     }
 
+    /// Changes the port `offset`'s entry shows (the manager moved it off a port
+    /// someone else holds), re-rendering that entry in place as one versioned
+    /// change. Returns whether the document changed.
+    pub fn set_port(&mut self, offset: usize, port: u16) -> bool {
+        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+            return false;
+        };
+        let p = p as usize;
+        let e = self.entries[p];
+        let entry = &self.body[e.start..e.start + e.me];
+        let (Some(open), Some(close)) = (
+            memchr::memmem::find(entry, b"<port>"),
+            memchr::memmem::find(entry, b"</port>"),
+        ) else {
+            return false;
+        };
+        let (from, to) = (e.start + open + b"<port>".len(), e.start + close);
+        let mut digits = Vec::with_capacity(5);
+        push_number(&mut digits, port as usize);
+        if self.body[from..to] == digits[..] {
+            return false;
+        }
+        let grown = digits.len() as isize - (to - from) as isize;
+        Rc::make_mut(&mut self.body).splice(from..to, digits);
+        let moved = |n: usize| n.checked_add_signed(grown).expect("entry bounds");
+        self.entries[p].len = moved(e.len);
+        self.entries[p].me = moved(e.me);
+        for later in &mut self.entries[p + 1..] {
+            later.start = moved(later.start);
+        }
+        self.history.changed(offset);
+        self.stamp_version();
+        true
+    }
+
     /// Re-renders what follows `</me>` in `offset`'s entry as `after_me` and
     /// `</peer>`. Every re-render goes through here, so each is a versioned change
     /// that deltas carry.
@@ -469,6 +504,27 @@ mod tests {
         let peers = parse(std::str::from_utf8(&d.render_for(3)).unwrap()).unwrap();
         assert_eq!(peers.len(), 2);
         assert!(peers[1].me && peers[0].relay == Some(Relay::Via(relay)));
+    }
+
+    #[test]
+    fn a_new_port_rerenders_one_entry_as_one_change() {
+        let mut d = doc3();
+        let v = d.version();
+        assert!(d.set_port(2, 31000));
+        assert!(!d.set_port(2, 31000), "the same port again");
+        assert!(!d.set_port(9, 31000), "no such entry");
+        assert_eq!(d.version(), v + 1);
+        let want = String::from_utf8(doc3().render_for(3))
+            .unwrap()
+            .replace("<port>2225</port>", "<port>31000</port>");
+        assert_eq!(String::from_utf8(d.render_for(3)).unwrap(), want);
+        assert!(d.set_port(2, 9));
+        let text = String::from_utf8(d.render_for(2)).unwrap();
+        assert!(
+            text.contains("<port>9</port><offset>2</offset><me>TRUE</me>"),
+            "{text}"
+        );
+        assert_eq!(parse(&text).unwrap()[2].port, 2226);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What servants say to the manager: `needs peer list`, framed the way every
 //! client in the wild sends it, `needs peer list since N` (the version the asker
 //! has: [`super::delta`]), `cannot reach IP:PORT` (a complaint about a peer, for
-//! the relay: [`super::relay`]) and `name NAME` ([`super::name`]).
+//! the relay: [`super::relay`]), `name NAME` ([`super::name`]), `probed TEXT` (a
+//! relay probe came down the sender's pull) and `cannot listen PORT` (the port the
+//! manager gave the sender is held by someone else).
 //!
 //! The article's manager compared a whole `GetData` buffer with the request, so it
 //! only worked when TCP delivered exactly the 15 bytes, once. Here the same request
@@ -15,6 +17,12 @@ const NEEDS_PEER_LIST: &[u8] = b"needs peer list";
 const SINCE: &[u8] = b" since ";
 /// Digits in a version, at most (`u64::MAX` has 20).
 const MAX_DIGITS: usize = 20;
+/// `probed TEXT`: a probe line reached the sender through its relay.
+const PROBED: &[u8] = b"probed ";
+/// Longest probe text a `probed` line may carry; a longer one is no probe answer.
+pub const MAX_PROBE_TEXT: usize = 64;
+/// `cannot listen PORT`: binding the port the manager assigned failed.
+const CANNOT_LISTEN: &[u8] = b"cannot listen ";
 
 /// `needs peer list since N\n`: what a version-aware servant asks; 0 when it has
 /// no list yet (versions start at 1), which gets the whole document.
@@ -35,6 +43,11 @@ pub enum Line<'a> {
     CanRelay,
     /// `name NAME`: the name the sender wants listed, unchecked; empty to forget it.
     Name(&'a [u8]),
+    /// `probed TEXT`: the sender's relay forwarded a probe carrying TEXT (1 to
+    /// [`MAX_PROBE_TEXT`] bytes).
+    Probed(&'a [u8]),
+    /// `cannot listen PORT`: the sender could not bind PORT.
+    CannotListen(u16),
     /// Any other non-empty line, without its line ending.
     Other(&'a [u8]),
 }
@@ -59,6 +72,8 @@ pub struct TooLong(pub usize);
 ///             Line::CannotReach(peer) => format!("complaint about {peer}"),
 ///             Line::CanRelay => "offer".to_string(),
 ///             Line::Name(name) => format!("name {}", String::from_utf8_lossy(name)),
+///             Line::Probed(text) => format!("probed {}", String::from_utf8_lossy(text)),
+///             Line::CannotListen(port) => format!("cannot listen {port}"),
 ///             Line::Other(text) => String::from_utf8_lossy(text).into_owned(),
 ///         }))
 ///         .unwrap();
@@ -135,6 +150,10 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
                 let line = trim_line_end(&rest[..nl]);
                 if let Some(name) = super::name::parse_request(line) {
                     f(Line::Name(name));
+                } else if let Some(text) = parse_probed(line) {
+                    f(Line::Probed(text));
+                } else if let Some(port) = parse_cannot_listen(line) {
+                    f(Line::CannotListen(port));
                 } else {
                     match super::relay::parse_cannot_reach(line) {
                         Some(peer) => f(Line::CannotReach(peer)),
@@ -188,6 +207,25 @@ fn since(rest: &[u8]) -> Since {
     }
 }
 
+/// The text of a `probed TEXT` line: 1 to [`MAX_PROBE_TEXT`] bytes.
+fn parse_probed(line: &[u8]) -> Option<&[u8]> {
+    let text = line.strip_prefix(PROBED)?;
+    (!text.is_empty() && text.len() <= MAX_PROBE_TEXT).then_some(text)
+}
+
+/// The port of a `cannot listen PORT` line: 1 to 65535 in plain digits, no sign,
+/// no leading zero.
+fn parse_cannot_listen(line: &[u8]) -> Option<u16> {
+    let digits = line.strip_prefix(CANNOT_LISTEN)?;
+    if digits.is_empty() || digits.len() > 5 || digits[0] == b'0' {
+        return None;
+    }
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 fn trim_line_end(line: &[u8]) -> &[u8] {
     let mut end = line.len();
     while end > 0 && matches!(line[end - 1], b'\r' | b'\n') {
@@ -213,6 +251,8 @@ mod tests {
                     Line::CannotReach(peer) => format!("COMPLAINT {peer}"),
                     Line::CanRelay => "OFFER".to_string(),
                     Line::Name(n) => format!("NAME {}", String::from_utf8_lossy(n)),
+                    Line::Probed(t) => format!("PROBED {}", String::from_utf8_lossy(t)),
+                    Line::CannotListen(p) => format!("LISTEN {p}"),
                     Line::Other(t) => String::from_utf8_lossy(t).into_owned(),
                 })
             });
@@ -299,6 +339,63 @@ namesake
             .0,
             ["NAME alice", "LIST", "NAME ", "namesake"]
         );
+    }
+
+    #[test]
+    fn probe_answers_are_recognised_within_their_limit() {
+        let long = format!("probed {}\n", "x".repeat(MAX_PROBE_TEXT + 1));
+        let fit = format!("probed {}\r\n", "y".repeat(MAX_PROBE_TEXT));
+        let mut out = Vec::new();
+        let mut r = RequestReader::default();
+        for chunk in [
+            &b"probed quiet lamp river\r\nprobed\nprobed \n"[..],
+            long.as_bytes(),
+            fit.as_bytes(),
+        ] {
+            r.feed(chunk, 4096, |l| {
+                out.push(match l {
+                    Line::Probed(t) => format!("PROBED {}", String::from_utf8_lossy(t)),
+                    Line::Other(t) => String::from_utf8_lossy(t).into_owned(),
+                    other => format!("{other:?}"),
+                })
+            })
+            .unwrap();
+        }
+        assert_eq!(out[0], "PROBED quiet lamp river");
+        assert_eq!(
+            out[1..3],
+            ["probed", "probed "],
+            "no text: an ordinary line"
+        );
+        assert!(
+            out[3].starts_with("probed xxx"),
+            "too long: an ordinary line"
+        );
+        assert_eq!(out[4], format!("PROBED {}", "y".repeat(MAX_PROBE_TEXT)));
+    }
+
+    #[test]
+    fn cannot_listen_takes_one_plain_port() {
+        assert_eq!(
+            frame_all(&[
+                b"cannot listen 2224\ncannot listen 65535\r\n",
+                b"cannot listen 1\n"
+            ])
+            .0,
+            ["LISTEN 2224", "LISTEN 65535", "LISTEN 1"]
+        );
+        for bad in [
+            &b"cannot listen 0\n"[..],
+            b"cannot listen 65536\n",
+            b"cannot listen 02224\n",
+            b"cannot listen +2224\n",
+            b"cannot listen 2224 \n",
+            b"cannot listen\n",
+            b"cannot listen 123456\n",
+        ] {
+            let out = frame_all(&[bad]).0;
+            assert!(!out[0].starts_with("LISTEN"), "{out:?}");
+        }
     }
 
     #[test]

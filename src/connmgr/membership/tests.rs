@@ -66,7 +66,7 @@ fn a_join_is_listed_held_and_counted_and_a_leave_undoes_it() {
     assert_eq!(m.at("127.0.0.1:2225".parse().unwrap()), None);
     m.leave(1);
     assert!(
-        m.per_address.0.is_empty(),
+        m.per_address.counts.is_empty(),
         "an address with nobody left is forgotten"
     );
     assert_eq!(m.check(), Ok(()));
@@ -75,21 +75,98 @@ fn a_join_is_listed_held_and_counted_and_a_leave_undoes_it() {
 #[test]
 fn names_and_relays_re_render_the_entry_once() {
     let mut m = joined(2224, 1);
-    assert!(m.rename(1, Some("ann & <bob>")));
-    assert!(
-        !m.rename(1, Some("ann & <bob>")),
+    assert_eq!(m.rename(1, Some("ann&<bob>")), Ok(true));
+    assert_eq!(
+        m.rename(1, Some("ann&<bob>")),
+        Ok(false),
         "the same name changes nothing"
     );
     assert!(m.set_relay(1, Some(Relay::Nobody)));
     assert!(!m.set_relay(1, Some(Relay::Nobody)));
     let entry = String::from_utf8(m.doc().entry(1).unwrap().to_vec()).unwrap();
     assert!(
-        entry.ends_with("<relay>none</relay><name>ann &amp; &lt;bob&gt;</name></peer>"),
+        entry.ends_with("<relay>none</relay><name>ann&amp;&lt;bob&gt;</name></peer>"),
         "{entry}"
     );
-    assert!(!m.rename(7, Some("nobody")), "no member at offset 7");
-    assert!(m.rename(1, None));
+    assert_eq!(
+        m.rename(7, Some("nobody")),
+        Ok(false),
+        "no member at offset 7"
+    );
+    assert_eq!(m.rename(1, None), Ok(true));
     assert_eq!(m.check(), Ok(()));
+}
+
+#[test]
+fn a_name_is_held_by_one_member_until_it_lets_go() {
+    let mut m = joined(2224, 3);
+    assert_eq!(m.rename(1, Some("alice")), Ok(true));
+    assert_eq!(m.rename(2, Some("ALICE")), Err(Refused::InUse));
+    assert_eq!(m.rename(2, Some("Alice")), Err(Refused::InUse));
+    assert_eq!(
+        m.rename(1, Some("Alice")),
+        Ok(true),
+        "its own name, recased"
+    );
+    assert_eq!(m.rename(1, Some("ann")), Ok(true));
+    assert_eq!(m.rename(2, Some("alice")), Ok(true), "freed by a rename");
+    m.leave(2);
+    assert_eq!(m.rename(3, Some("Alice")), Ok(true), "freed by a leave");
+    assert_eq!(m.rename(3, Some("ÅSA")), Ok(true));
+    assert_eq!(
+        m.rename(1, Some("åsa")),
+        Err(Refused::InUse),
+        "Unicode folding"
+    );
+    assert_eq!(m.check(), Ok(()));
+}
+
+#[test]
+fn ipv6_servants_are_counted_by_prefix_and_ipv4_mapped_as_ipv4() {
+    let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+    let mut m = members(2224);
+    for (offset, addr) in [
+        "2001:db8:0:1::10",
+        "2001:db8:0:1::20",
+        "2001:db8:0:2::10",
+        "::ffff:127.0.0.1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let port = m.next_port().unwrap();
+        m.join(offset + 1, v6(addr), port);
+    }
+    assert_eq!(m.at_address(v6("2001:db8:0:1::99")), 2, "one /64");
+    assert_eq!(m.at_address(v6("2001:db8:0:2::1")), 1);
+    assert_eq!(m.at_address(ip(1)), 1, "IPv4-mapped counts as IPv4");
+    m.set_ipv6_prefix(48);
+    assert_eq!(m.at_address(v6("2001:db8::1")), 3, "one /48");
+    m.set_ipv6_prefix(128);
+    assert_eq!(m.at_address(v6("2001:db8:0:1::10")), 1);
+    assert_eq!(m.at_address(v6("2001:db8:0:1::11")), 0);
+    assert_eq!(m.check(), Ok(()));
+    m.set_ipv6_prefix(1);
+    m.leave(1);
+    assert_eq!(
+        m.at_address(v6("::1")),
+        2,
+        "half the address space, minus one"
+    );
+    assert_eq!(m.check(), Ok(()));
+}
+
+#[test]
+fn a_member_moved_off_its_port_releases_it() {
+    let mut m = joined(2224, 2);
+    assert_eq!(m.move_port(1), Some((2224, 2226)));
+    assert_eq!(m.at("127.0.0.1:2226".parse().unwrap()), Some(1));
+    assert_eq!(m.at("127.0.0.1:2224".parse().unwrap()), None);
+    assert_eq!(m.move_port(9), None, "no member there");
+    assert_eq!(m.check(), Ok(()));
+    let mut full = joined(65535, 1);
+    assert_eq!(full.move_port(1), None, "no other port is free");
+    assert_eq!(full.check(), Ok(()));
 }
 
 #[test]
@@ -103,6 +180,10 @@ fn the_check_finds_each_kind_of_damage() {
     assert!(broken(|m| m.by_port[9] = 1).contains("port 9 is not held"));
     assert!(broken(|m| m.held.insert(9)).contains("ports held"));
     assert!(broken(|m| m.per_address.joined(ip(2))).contains("per-address"));
+    assert!(broken(|m| {
+        m.names.insert("eve".into(), 1);
+    })
+    .contains("names held"));
     assert!(broken(|m| m.port_max = 9).contains("iPortMax"));
     assert!(broken(|m| {
         m.doc.set_name(2, Some("eve"));
@@ -156,10 +237,20 @@ impl Model {
 }
 
 const OFFSETS: usize = 24;
-const NAMES: [Option<&str>; 4] = [Some("ann"), Some("bob"), Some("a&b <c>"), None];
+/// Names that collide once folded, so random renames keep trying to take one
+/// that another member holds.
+const NAMES: [Option<&str>; 7] = [
+    Some("ann"),
+    Some("Ann"),
+    Some("bob"),
+    Some("BOB"),
+    Some("a&b<c>"),
+    Some("ÅSA"),
+    None,
+];
 
-/// One random run: joins, leaves, renames, relays and lone port advances
-/// against the model, checking both after every step.
+/// One random run: joins, leaves, renames, relays, port moves, prefix changes
+/// and lone port advances against the model, checking both after every step.
 fn run(seed: u64, first: u16, steps: usize) {
     let mut rng = Rng(seed);
     let mut m = members(first);
@@ -195,16 +286,41 @@ fn run(seed: u64, first: u16, steps: usize) {
                 let want = model.members.remove(&offset).map(|s| (s.ip, s.port));
                 assert_eq!(gone, want, "seed {seed} step {step}");
             }
-            75..=89 => {
+            75..=86 => {
                 let name = NAMES[rng.below(NAMES.len())];
+                let folded = name.map(str::to_lowercase);
+                let taken = (model.members.iter()).any(|(&o, s)| {
+                    o != offset
+                        && folded.is_some()
+                        && s.name.as_deref().map(str::to_lowercase) == folded
+                });
                 let want = match model.members.get_mut(&offset) {
+                    Some(_) if taken => Err(Refused::InUse),
                     Some(s) if s.name.as_deref() != name => {
                         s.name = name.map(String::from);
-                        true
+                        Ok(true)
                     }
-                    _ => false,
+                    _ => Ok(false),
                 };
                 assert_eq!(m.rename(offset, name), want, "seed {seed} step {step}");
+            }
+            87..=89 => {
+                // `cannot listen`: a move to the next free port, the old one released.
+                let moved = m.move_port(offset);
+                let want = match model.members.get(&offset) {
+                    Some(s) => {
+                        let old = s.port;
+                        model.next_port().map(|new| (old, new))
+                    }
+                    None => None,
+                };
+                if let Some((_, new)) = want {
+                    model.members.get_mut(&offset).unwrap().port = new;
+                }
+                assert_eq!(moved, want, "seed {seed} step {step}");
+                if step % 97 == 0 {
+                    m.set_ipv6_prefix([1, 64, 128][rng.below(3)]);
+                }
             }
             90..=99 => {
                 let via = SocketAddr::new(ip(9), 2224 + rng.below(4) as u16);
@@ -215,6 +331,15 @@ fn run(seed: u64, first: u16, steps: usize) {
         }
         if let Err(e) = m.check() {
             panic!("seed {seed} step {step}: {e}");
+        }
+        let mut held = std::collections::HashSet::new();
+        for s in model.members.values() {
+            if let Some(n) = &s.name {
+                assert!(
+                    held.insert(n.to_lowercase()),
+                    "seed {seed} step {step}: {n} twice"
+                );
+            }
         }
         assert_eq!(m.port_max, model.port_max, "seed {seed} step {step}");
         assert_eq!(m.count(), model.members.len());
