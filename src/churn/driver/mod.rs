@@ -308,6 +308,7 @@ impl Handler for Churn {
             return;
         };
         ask.connected = true;
+        ask.connected_at = Some(Instant::now());
         // A flood's fillers are its setup, not its load.
         if !matches!(ask.role, Role::Filler(_)) {
             self.stats.connections += 1;

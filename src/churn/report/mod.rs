@@ -92,6 +92,15 @@ pub struct Report {
     pub service: Option<Histogram>,
     /// With `--rate`: how late each operation started after its intended time.
     pub start_lag: Option<Histogram>,
+    /// A cycle's parts, where the mode's cycles have them: `connect()` until
+    /// writable (not for kept connections), and request sent until the first
+    /// reply byte (not for flood): the figures tools that leave out the connect
+    /// (h2load, ab) report.
+    pub connect: Option<Histogram>,
+    pub ttfb: Option<Histogram>,
+    /// The mean time inside the `connect()` call itself, where the kernel
+    /// searches for a free source port.
+    pub connect_call: Option<Duration>,
     /// With `--rate`: starts that found every allowed connection busy.
     pub waited: u64,
     /// Steady servants' answers to `needs peer list` (steady mode).
@@ -224,6 +233,15 @@ impl Report {
             j.num("ops", self.ops as f64);
             j.num("ops_per_s", self.per_s(self.ops));
             hist(&mut j, "latency", &self.latency);
+            if let Some(h) = &self.connect {
+                hist(&mut j, "connect_latency", h);
+            }
+            if let Some(h) = &self.ttfb {
+                hist(&mut j, "ttfb_latency", h);
+            }
+            if let Some(d) = self.connect_call {
+                j.num("connect_call_mean_us", d.as_nanos() as f64 / 1e3);
+            }
         }
         if let (Some(service), Some(lag)) = (&self.service, &self.start_lag) {
             hist(&mut j, "service", service);
@@ -386,6 +404,9 @@ pub(crate) mod tests {
             latency,
             service: None,
             start_lag: None,
+            connect: None,
+            ttfb: None,
+            connect_call: None,
             waited: 0,
             steady_answers: 0,
             steady_latency: Histogram::new(),
@@ -414,6 +435,31 @@ pub(crate) mod tests {
             assert!(text.contains(name), "{name}: {text}");
         }
         assert!(text.contains("timeout") && text.contains("first: no answer"));
+    }
+
+    #[test]
+    fn slow_connects_from_one_address_name_bind_once() {
+        let mut r = sample(100);
+        let mut connect = Histogram::new();
+        for _ in 0..100 {
+            connect.record(900_000); // 0.9 of each 1 ms cycle
+        }
+        r.connect = Some(connect);
+        r.connect_call = Some(Duration::from_micros(50));
+        r.client = Some(ProcessUse {
+            pid: 1,
+            cpu: Duration::from_micros(66 * 100),
+            rss_bytes: None,
+            source: "schedstat",
+        });
+        let text = r.text();
+        assert_eq!(text.matches("--bind").count(), 1, "{text}");
+        assert!(text.contains("TIME_WAIT"), "{text}");
+        r.config.sources = vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
+        assert!(!r.text().contains("TIME_WAIT"), "many addresses: no note");
+        r.config.sources.clear();
+        r.connect_call = Some(Duration::from_micros(24));
+        assert!(!r.text().contains("TIME_WAIT"), "fast connects: no note");
     }
 
     #[test]
