@@ -25,6 +25,7 @@ pub mod args;
 pub mod baseline;
 pub mod cli;
 mod driver;
+pub mod hdr_v2;
 pub mod histogram;
 pub mod procfs;
 pub mod report;

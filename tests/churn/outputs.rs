@@ -192,3 +192,45 @@ fn the_human_summary_ends_its_last_line() {
         "{out:?}"
     );
 }
+
+#[test]
+fn merge_adds_up_runs_made_at_once() {
+    let tiny = Tiny::ok();
+    let (a, b) = (TempFile::new("ma.json"), TempFile::new("mb.json"));
+    let runs: Vec<_> = [&a, &b]
+        .into_iter()
+        .map(|file| {
+            let line = tiny.join_leave("-n 300 -c 3");
+            let args: Vec<String> = words(&line).into_iter().map(String::from).collect();
+            let path = file.0.clone();
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (json, _) = churn_ok(&args);
+                std::fs::write(path, json).unwrap();
+            })
+        })
+        .collect();
+    for r in runs {
+        r.join().unwrap();
+    }
+    let (json, err) = run_ok(&["merge", a.path(), b.path(), "--json"]);
+    assert_eq!(num(&json, "ops"), 600, "{json}");
+    assert_eq!(num(&json, "latency_count"), 600, "{json}");
+    assert_eq!(num(&json, "connect_latency_count"), 600, "{json}");
+    assert_eq!(num(&json, "concurrency"), 6, "{json}");
+    assert!(err.contains("merged from 2 runs"), "{err}");
+    assert!(summary(&json).get("latency_histogram").is_some(), "{json}");
+
+    let garbage = TempFile::new("garbage.json");
+    let text = format!(
+        r#"{{"mode":"join-leave","target":"{}","protocol":"p2pchat","latency_histogram":"HISTFAAAAAA="}}"#,
+        tiny.target()
+    );
+    std::fs::write(&garbage.0, text).unwrap();
+    let (code, _, err) = run(&["merge", a.path(), garbage.path()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("{}: latency_histogram: ", garbage.path())),
+        "{err}"
+    );
+}

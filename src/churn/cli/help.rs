@@ -28,6 +28,10 @@ USAGE:
                                  the refusal, closes, and connects again at once.
                                  Reports refusals/s and connect-to-refusal time.
     churn compare A.json B.json  two --json summaries side by side, ratios B/A
+    churn merge A.json B.json ... [--json]
+                                 runs made at once (from several hosts at one
+                                 server) as one summary: counts summed, percentiles
+                                 from their merged latency histograms
     churn baseline-server [--bind ADDR] [--port N] [--reply-bytes N | --reply STR]
                           [--request-end STR] [--close]
                                  a trivial mio server answering every request (bytes

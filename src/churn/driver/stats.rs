@@ -268,6 +268,7 @@ impl Stats {
             server: self.server,
             client: self.client,
             series: self.series,
+            merged_from: Vec::new(),
         }
     }
 }

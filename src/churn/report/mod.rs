@@ -9,12 +9,14 @@ mod failure;
 mod formats;
 pub mod json;
 mod lists;
+pub mod merge;
 mod svg;
 mod text;
 
 use std::time::{Duration, SystemTime};
 
 use super::args::escape;
+use super::hdr_v2;
 use super::histogram::Histogram;
 use super::{Config, Mode, Protocol};
 pub use failure::{Failure, Failures};
@@ -126,6 +128,8 @@ pub struct Report {
     pub client: Option<ProcessUse>,
     /// The measured window second by second.
     pub series: Vec<Second>,
+    /// `churn merge`: the summaries this one adds up (empty for a run).
+    pub merged_from: Vec<String>,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -190,6 +194,10 @@ impl Report {
         j.str("start", &utc(self.started));
         let since = self.started.duration_since(SystemTime::UNIX_EPOCH);
         j.num("start_unix_s", since.unwrap_or_default().as_secs_f64());
+        if !self.merged_from.is_empty() {
+            let files = self.merged_from.iter().map(|f| Value::Str(f.clone()));
+            j.val("merged_from", Value::Arr(files.collect()));
+        }
         j.str("mode", c.mode.name());
         j.str("target", &c.target.to_string());
         match &c.protocol {
@@ -334,7 +342,16 @@ fn sender_name(c: &Config) -> String {
     }
 }
 
+/// `h` as its ladder (`{prefix}_p50_us`, ...), and whole, in HdrHistogram's
+/// compressed V2 encoding in microseconds, as `{base}_histogram` (`latency`
+/// for the whole cycle, `connect` for `connect_latency`, ...).
 fn hist(j: &mut Obj, prefix: &str, h: &Histogram) {
+    hist_ladder(j, prefix, h);
+    let base = prefix.strip_suffix("_latency").unwrap_or(prefix);
+    j.str(&format!("{base}_histogram"), &hdr_v2::encode(h, 1000));
+}
+
+fn hist_ladder(j: &mut Obj, prefix: &str, h: &Histogram) {
     j.num(&format!("{prefix}_count"), h.count() as f64);
     j.num(&format!("{prefix}_min_us"), us(h.min()));
     for (name, q) in LADDER {
@@ -422,6 +439,7 @@ pub(crate) mod tests {
             server: None,
             client: None,
             series,
+            merged_from: Vec::new(),
         }
     }
 

@@ -56,6 +56,14 @@ impl Report {
             self.elapsed.as_secs_f64(),
             c.warmup.as_secs_f64()
         );
+        if !self.merged_from.is_empty() {
+            let _ = writeln!(
+                s,
+                "  merged from {} runs ({}): counts summed, percentiles from the merged histograms",
+                self.merged_from.len(),
+                self.merged_from.join(", ")
+            );
+        }
         if c.default_sources {
             let _ = writeln!(
                 s,
