@@ -10,6 +10,8 @@ mod generic;
 mod guide;
 #[path = "churn/outputs.rs"]
 mod outputs;
+#[path = "churn/workers.rs"]
+mod workers;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};

@@ -61,6 +61,10 @@ LOAD:
                             delayed (no coordinated omission). Also shows the
                             service time, from the actual start [default: each
                             client starts again when done]
+    --workers N|auto        join-leave: N event loops, each in its own thread,
+                            sharing out -c, --rate, -n and the --bind addresses;
+                            one summary of them all; auto: one per core
+                            [default: 1]
     -n, --count N           stop after N measured cycles (join-leave), steady
                             answers (steady), lines (fanout) or refusals (flood)
     -d, --duration TIME     stop after measuring this long [default: 10s, unless -n]

@@ -184,6 +184,21 @@ fn run_flags(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Out
         c.timeout = limit;
     }
     c.rate = cli::opt_flag(args, "--rate", "a number of starts per second")?;
+    let workers: Option<String> = cli::opt_flag(args, "--workers", "a number, or auto")?;
+    c.workers = match workers.as_deref() {
+        None => 1,
+        // Every core, as wrk -t and h2load -t are usually given.
+        Some("auto") => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => n,
+            _ => {
+                return Err(ConfigError::new(
+                    "--workers",
+                    format!("must be 1 to 1024, or auto, not {n:?}"),
+                ))
+            }
+        },
+    };
     let request = bytes(args, "--request")?;
     let expect = bytes(args, "--expect")?;
     c.protocol = match (request, expect) {

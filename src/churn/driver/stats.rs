@@ -274,7 +274,8 @@ impl Stats {
 }
 
 impl Churn {
-    /// A second has passed: keep it in the series if it was measured, and show it.
+    /// A second has passed: keep it in the series if it was measured, and show it
+    /// (a worker hands its measured seconds to the thread that shows them all).
     pub(super) fn second(&mut self, now: Instant) {
         let window_start = self.measure_start.unwrap_or(self.started);
         let s = self.stats.end_second(now, window_start);
@@ -284,24 +285,12 @@ impl Churn {
             Phase::Warmup => "warm-up".to_string(),
             Phase::Drain => return,
         };
-        let ms = |ns: u64| ns as f64 / 1e6;
-        let mut line = format!(
-            "[{tag}] {:.0} {}s/s  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  {} errors",
-            s.rate(),
-            report::op_name(&self.cfg),
-            ms(s.p50),
-            ms(s.p99),
-            ms(s.max),
-            s.errors
-        );
-        if let Some(cpu) = s.server_cpu {
-            line += &format!("  server {:.0}% CPU", cpu * 100.0);
+        if self.phase == Phase::Measure {
+            if let Some(to) = &self.shared.seconds {
+                let _ = to.send((self.stats.series.len(), s.clone()));
+            }
         }
-        match self.cfg.progress {
-            Progress::Off => {}
-            Progress::Line => eprint!("\r\x1b[K{} {line}", self.cfg.mode.name()),
-            Progress::Lines => eprintln!("{} {line}", self.cfg.mode.name()),
-        }
+        show_second(&self.cfg, &tag, &s);
         if self.phase == Phase::Measure {
             self.stats.series.push(s);
         }
@@ -310,5 +299,27 @@ impl Churn {
     /// Whether operations now count: the measured window is open.
     pub(super) fn measuring(&self) -> bool {
         self.phase == Phase::Measure
+    }
+}
+
+/// The line on stderr for second `s`, as `cfg.progress` asks.
+pub(super) fn show_second(cfg: &Config, tag: &str, s: &Second) {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let mut line = format!(
+        "[{tag}] {:.0} {}s/s  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  {} errors",
+        s.rate(),
+        report::op_name(cfg),
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.max),
+        s.errors
+    );
+    if let Some(cpu) = s.server_cpu {
+        line += &format!("  server {:.0}% CPU", cpu * 100.0);
+    }
+    match cfg.progress {
+        Progress::Off => {}
+        Progress::Line => eprint!("\r\x1b[K{} {line}", cfg.mode.name()),
+        Progress::Lines => eprintln!("{} {line}", cfg.mode.name()),
     }
 }

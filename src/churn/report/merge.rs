@@ -92,6 +92,7 @@ fn merge(runs: &[Run]) -> Result<Report, String> {
     let sum = |key: &str| runs.iter().map(|r| r.n(key)).sum::<u64>();
     let most = |key: &str| runs.iter().filter_map(|r| r.num(key)).fold(0.0, f64::max);
     config.concurrency = sum("concurrency") as usize;
+    config.workers = (sum("workers") as usize).max(1);
     config.steady = sum("steady") as usize;
     config.keep_alive = first.v.get("keep_alive") == Some(&Value::Bool(true));
     config.bare = first.v.get("bare") == Some(&Value::Bool(true));
@@ -263,20 +264,18 @@ fn series(runs: &[Run]) -> Vec<Second> {
             if out.len() <= k {
                 out.push(Second::default());
             }
-            let o = &mut out[k];
-            o.t = o.t.max(n("t").unwrap_or(0.0));
-            o.secs = o.secs.max(n("secs").unwrap_or(0.0));
-            o.ops += n("ops").unwrap_or(0.0) as u64;
-            o.p50 = o.p50.max(ns("p50_us"));
-            o.p99 = o.p99.max(ns("p99_us"));
-            o.max = o.max.max(ns("max_us"));
-            o.errors += n("errors").unwrap_or(0.0) as u64;
-            if let Some(c) = n("server_cpu_pct") {
-                o.server_cpu = Some(o.server_cpu.unwrap_or(0.0).max(c / 100.0));
-            }
-            if let Some(c) = n("client_cpu_pct") {
-                o.client_cpu = Some(o.client_cpu.unwrap_or(0.0) + c / 100.0);
-            }
+            let one = Second {
+                t: n("t").unwrap_or(0.0),
+                secs: n("secs").unwrap_or(0.0),
+                ops: n("ops").unwrap_or(0.0) as u64,
+                p50: ns("p50_us"),
+                p99: ns("p99_us"),
+                max: ns("max_us"),
+                errors: n("errors").unwrap_or(0.0) as u64,
+                server_cpu: n("server_cpu_pct").map(|c| c / 100.0),
+                client_cpu: n("client_cpu_pct").map(|c| c / 100.0),
+            };
+            out[k].absorb(&one, true);
         }
     }
     out

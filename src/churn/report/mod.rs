@@ -65,6 +65,29 @@ pub struct Second {
 }
 
 impl Second {
+    /// Adds `other`, the same second of another worker or run: operations and
+    /// errors summed; p50, p99 and max the worse of the two (a second keeps no
+    /// histogram); the server's CPU the most either saw; churn's summed when the
+    /// two were separate processes (`apart`), else the most either saw.
+    pub fn absorb(&mut self, other: &Second, apart: bool) {
+        self.t = self.t.max(other.t);
+        self.secs = self.secs.max(other.secs);
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.p50 = self.p50.max(other.p50);
+        self.p99 = self.p99.max(other.p99);
+        self.max = self.max.max(other.max);
+        let most = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.server_cpu = most(self.server_cpu, other.server_cpu);
+        self.client_cpu = match (self.client_cpu, other.client_cpu) {
+            (Some(a), Some(b)) if apart => Some(a + b),
+            (a, b) => most(a, b),
+        };
+    }
+
     pub fn rate(&self) -> f64 {
         if self.secs > 0.0 {
             self.ops as f64 / self.secs
@@ -212,6 +235,7 @@ impl Report {
             }
         }
         j.num("concurrency", c.concurrency as f64);
+        j.num("workers", c.workers as f64);
         j.num("sources", c.sources.len() as f64);
         match c.mode {
             Mode::JoinLeave => j.val("keep_alive", Value::Bool(c.keep_alive)),

@@ -49,6 +49,10 @@ impl Report {
                 sender_name(c)
             ),
         };
+        let who = match c.workers {
+            1 => who,
+            n => format!("{who} on {n} workers"),
+        };
         let _ = writeln!(
             s,
             "  {}, {who}, {:.2} s measured after {:.2} s warm-up",
