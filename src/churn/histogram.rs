@@ -84,6 +84,69 @@ impl Histogram {
         self.max = self.max.max(v);
     }
 
+    /// Records `v` `n` times (a count read back from an encoding).
+    pub fn record_n(&mut self, v: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let b = &mut self.counts[bucket(v)];
+        *b = b.saturating_add(n);
+        self.count = self.count.saturating_add(n);
+        self.sum += u128::from(v) * u128::from(n);
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    /// Adds every value of `other` (another worker's, another run's).
+    pub fn add(&mut self, other: &Histogram) {
+        for (mine, &theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *mine = mine.saturating_add(theirs);
+        }
+        self.count = self.count.saturating_add(other.count);
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// The same values divided by `unit` (nanoseconds to microseconds: 1,000),
+    /// each bucket's count at its middle value, rounded.
+    pub fn rescaled(&self, unit: u64) -> Histogram {
+        let mut out = Histogram::new();
+        for (b, &n) in self.counts.iter().enumerate().filter(|&(_, &n)| n > 0) {
+            let low = if b == 0 { 0 } else { highest_in(b - 1) + 1 };
+            let middle = low + (highest_in(b) - low) / 2;
+            out.record_n(middle.saturating_add(unit / 2) / unit, n);
+        }
+        if self.count > 0 {
+            // The extremes are known exactly: keep them so.
+            out.min = (self.min + unit / 2) / unit;
+            out.max = out.max.max((self.max + unit / 2) / unit);
+            out.sum = self.sum / u128::from(unit);
+        }
+        out
+    }
+
+    /// What counts cannot say exactly, from the summary they came with: the
+    /// least and greatest value, and the sum of all.
+    pub fn set_exact(&mut self, min: u64, max: u64, sum: u128) {
+        if self.count > 0 {
+            self.min = min;
+            self.max = max.max(self.min);
+            self.sum = sum;
+        }
+    }
+
+    /// The counts, one per bucket, in HdrHistogram's order for 2 significant
+    /// digits and lowest value 1.
+    pub fn bucket_counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// The bucket (HdrHistogram's counts index) that holds `v`.
+    pub fn bucket_of(v: u64) -> usize {
+        bucket(v)
+    }
+
     /// Empties it in place (interval histograms are cleared every second).
     pub fn clear(&mut self) {
         self.counts.fill(0);

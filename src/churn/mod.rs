@@ -25,6 +25,7 @@ pub mod args;
 pub mod baseline;
 pub mod cli;
 mod driver;
+pub mod hdr_v2;
 pub mod histogram;
 pub mod procfs;
 pub mod report;
@@ -153,6 +154,9 @@ pub struct Config {
     /// Read this process's CPU and memory from /proc over the measured window.
     pub server_pid: Option<u32>,
     pub sender: Sender,
+    /// join-leave: event loops, each in its own thread, sharing out `-c`,
+    /// `--rate`, `-n` and the source addresses.
+    pub workers: usize,
     pub progress: Progress,
     /// The command line, kept in the JSON summary.
     pub args: Vec<String>,
@@ -194,6 +198,7 @@ impl Config {
             stay: Duration::ZERO,
             server_pid: None,
             sender: Sender::Itself,
+            workers: 1,
             progress: Progress::Off,
             args: Vec::new(),
         }
@@ -256,6 +261,17 @@ impl Config {
             }
             if !(rate > 0.0 && rate <= MAX_RATE) {
                 return fail("--rate", &format!("must be above 0 and at most {MAX_RATE}"));
+            }
+        }
+        if self.workers > 1 {
+            if !join_leave {
+                return fail("--workers", "is for join-leave");
+            }
+            if self.concurrency < self.workers {
+                return fail("--workers", "needs -c of at least one client per worker");
+            }
+            if self.count.is_some_and(|n| n < self.workers as u64) {
+                return fail("--workers", "needs -n of at least one cycle per worker");
             }
         }
         Ok(())

@@ -115,7 +115,7 @@ fn every_example_in_the_guide_runs_as_written() {
             prev = w.clone();
             args.push(w);
         }
-        if !timed && words[1] != "compare" {
+        if !timed && !matches!(words[1].as_str(), "compare" | "merge") {
             args.extend(["-d".into(), "0.3".into()]);
         }
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_churn"))

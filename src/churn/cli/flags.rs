@@ -8,12 +8,13 @@ use super::HELP;
 use crate::config::ConfigError;
 
 /// The commands, as `churn MODE` takes them.
-pub const MODES: [&str; 6] = [
+pub const MODES: [&str; 7] = [
     "join-leave",
     "steady",
     "fanout",
     "flood",
     "compare",
+    "merge",
     "baseline-server",
 ];
 
@@ -36,7 +37,7 @@ pub fn unknown_mode(mode: &str) -> ConfigError {
     ConfigError::new(
         mode,
         format!(
-            "unknown mode{}: use join-leave, steady, fanout, flood, compare or baseline-server",
+            "unknown mode{}: use join-leave, steady, fanout, flood, compare, merge or baseline-server",
             did_you_mean(mode, MODES.iter().copied())
         ),
     )

@@ -28,6 +28,10 @@ USAGE:
                                  the refusal, closes, and connects again at once.
                                  Reports refusals/s and connect-to-refusal time.
     churn compare A.json B.json  two --json summaries side by side, ratios B/A
+    churn merge A.json B.json ... [--json]
+                                 runs made at once (from several hosts at one
+                                 server) as one summary: counts summed, percentiles
+                                 from their merged latency histograms
     churn baseline-server [--bind ADDR] [--port N] [--reply-bytes N | --reply STR]
                           [--request-end STR] [--close]
                                  a trivial mio server answering every request (bytes
@@ -57,6 +61,10 @@ LOAD:
                             delayed (no coordinated omission). Also shows the
                             service time, from the actual start [default: each
                             client starts again when done]
+    --workers N|auto        join-leave: N event loops, each in its own thread,
+                            sharing out -c, --rate, -n and the --bind addresses;
+                            one summary of them all; auto: one per core
+                            [default: 1]
     -n, --count N           stop after N measured cycles (join-leave), steady
                             answers (steady), lines (fanout) or refusals (flood)
     -d, --duration TIME     stop after measuring this long [default: 10s, unless -n]

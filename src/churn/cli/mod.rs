@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::baseline::{self, Baseline};
-use super::report::compare;
+use super::report::{compare, merge, Report};
 use super::{args, Config, Mode, Progress, Protocol, Sender};
 use crate::cli::{self, Unit};
 use crate::config::ConfigError;
@@ -31,6 +31,8 @@ pub enum Command {
     Run(Box<Config>, Output),
     /// `compare A.json B.json`.
     Compare(PathBuf, PathBuf),
+    /// `merge A.json B.json ...`, and whether to print JSON.
+    Merge(Vec<PathBuf>, bool),
     /// `baseline-server`: serve on this address until stopped.
     Baseline(SocketAddr, Baseline),
 }
@@ -66,6 +68,7 @@ pub fn parse(args: &mut pico_args::Arguments) -> Result<Command, ConfigError> {
     match mode.as_str() {
         "baseline-server" => return baseline_server(args),
         "compare" => return compare_files(args),
+        "merge" => return merge_files(args),
         _ => {}
     }
     let Some(mode) = Mode::parse(&mode) else {
@@ -89,7 +92,32 @@ pub fn run(command: Command) -> u8 {
                 FAILED
             }
         },
+        Command::Merge(files, json) => match merge::files(&files) {
+            Ok(report) => print_report(&report, json, false),
+            Err(e) => {
+                eprintln!("churn merge: {e}");
+                FAILED
+            }
+        },
         Command::Baseline(addr, b) => serve_baseline(addr, &b),
+    }
+}
+
+/// Prints the summary in the format asked for; the exit status it means.
+fn print_report(report: &Report, json: bool, csv: bool) -> u8 {
+    if json {
+        eprint!("{}", report.text());
+        println!("{}", report.json());
+    } else if csv {
+        eprint!("{}", report.text());
+        print!("{}", report.csv());
+    } else {
+        print!("{}", report.text());
+    }
+    if report.failures.total() == 0 {
+        OK
+    } else {
+        SOME_FAILED
     }
 }
 
@@ -101,15 +129,7 @@ fn load(config: Config, out: &Output) -> u8 {
             return FAILED;
         }
     };
-    if out.json {
-        eprint!("{}", report.text());
-        println!("{}", report.json());
-    } else if out.csv {
-        eprint!("{}", report.text());
-        print!("{}", report.csv());
-    } else {
-        print!("{}", report.text());
-    }
+    let status = print_report(&report, out.json, out.csv);
     let files = [(&out.hdr, report.hdr()), (&out.svg, report.svg())];
     for (path, text) in files {
         let Some(path) = path else { continue };
@@ -118,11 +138,7 @@ fn load(config: Config, out: &Output) -> u8 {
             return FAILED;
         }
     }
-    if report.failures.total() == 0 {
-        OK
-    } else {
-        SOME_FAILED
-    }
+    status
 }
 
 fn run_flags(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Output), ConfigError> {
@@ -168,6 +184,21 @@ fn run_flags(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Out
         c.timeout = limit;
     }
     c.rate = cli::opt_flag(args, "--rate", "a number of starts per second")?;
+    let workers: Option<String> = cli::opt_flag(args, "--workers", "a number, or auto")?;
+    c.workers = match workers.as_deref() {
+        None => 1,
+        // Every core, as wrk -t and h2load -t are usually given.
+        Some("auto") => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => n,
+            _ => {
+                return Err(ConfigError::new(
+                    "--workers",
+                    format!("must be 1 to 1024, or auto, not {n:?}"),
+                ))
+            }
+        },
+    };
     let request = bytes(args, "--request")?;
     let expect = bytes(args, "--expect")?;
     c.protocol = match (request, expect) {
@@ -310,6 +341,21 @@ fn compare_files(args: &mut pico_args::Arguments) -> Result<Command, ConfigError
         ));
     };
     Ok(Command::Compare(Path::new(a).into(), Path::new(b).into()))
+}
+
+fn merge_files(args: &mut pico_args::Arguments) -> Result<Command, ConfigError> {
+    let json = args.contains("--json");
+    let files = flags::operands(args)?;
+    if files.is_empty() {
+        return Err(ConfigError::new(
+            "merge",
+            "needs JSON summaries: churn merge A.json B.json ... [--json]",
+        ));
+    }
+    Ok(Command::Merge(
+        files.into_iter().map(PathBuf::from).collect(),
+        json,
+    ))
 }
 
 fn baseline_server(args: &mut pico_args::Arguments) -> Result<Command, ConfigError> {

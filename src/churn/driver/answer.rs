@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::super::report::Failure;
 use super::super::scan;
-use super::manager::{classify, END, MAX_DOC};
+use super::manager::{classify, Parts, END, MAX_DOC};
 use super::{Churn, Conn, Role};
 use crate::reactor::{Index, Reactor};
 use memchr::memmem;
@@ -24,6 +24,7 @@ impl Churn {
         let Some(Conn::Manager(ask)) = r.data_mut(i) else {
             return;
         };
+        ask.bytes_came(now);
         // The common case, a whole document in one read, is framed in place.
         let mut buf = std::mem::take(&mut ask.buf);
         let in_place = buf.is_empty();
@@ -115,6 +116,7 @@ impl Churn {
             self.stats.pushes += 1;
             return;
         };
+        let parts = ask.parts(asked);
         let first = std::mem::replace(&mut ask.first, false);
         ask.answered = true;
         let whole = doc.trim_ascii_start().starts_with(b"<peers");
@@ -139,7 +141,7 @@ impl Churn {
             // A flooder sends no request, so it has no answer to wait for.
             Role::Flooder => r.close(i),
             Role::Churner | Role::KeepAlive => {
-                self.answered(r, i, role, asked, intended, counted, now);
+                self.answered(r, i, role, (asked, intended, counted), parts, now);
             }
             Role::Steady(_) if first && !self.cfg.bare => self.steady_joined(r),
             Role::Steady(_) => {
@@ -170,6 +172,7 @@ impl Churn {
         let Some(Conn::Manager(ask)) = r.data_mut(i) else {
             return;
         };
+        ask.bytes_came(now);
         ask.buf.extend_from_slice(data);
         let found = self.expect.as_ref().and_then(|f| {
             let from = ask.scanned.saturating_sub(f.needle().len() - 1);
@@ -205,24 +208,25 @@ impl Churn {
             self.stats.pushes += 1; // an answer nobody asked for
             return;
         };
+        let parts = ask.parts(asked);
         ask.answered = true;
-        self.answered(r, i, role, asked, intended, counted, now);
+        self.answered(r, i, role, (asked, intended, counted), parts, now);
     }
 
     /// A churner's or kept connection's answer came: count the cycle, then hang
     /// up (join-leave) or ask again (kept).
-    #[allow(clippy::too_many_arguments)]
+    /// `start` is when it was asked, when it was due, and whether it counts.
     pub(super) fn answered(
         &mut self,
         r: &mut Reactor<Conn>,
         i: Index,
         role: Role,
-        asked: Instant,
-        intended: Option<Instant>,
-        counted: bool,
+        start: (Instant, Option<Instant>, bool),
+        parts: Parts,
         now: Instant,
     ) {
-        self.cycle_done(r, asked, intended, counted, now);
+        let (asked, intended, counted) = start;
+        self.cycle_done(r, asked, intended, counted, parts, now);
         if role == Role::KeepAlive {
             self.kept_idle(r, i);
             self.check_drained(r);

@@ -263,7 +263,7 @@ impl Churn {
             }
         } else if self.measuring() {
             let took = now.saturating_duration_since(sent).as_nanos() as u64;
-            self.stats.op(took, None);
+            self.stats.op(took, None, Default::default());
             self.counted(r, now);
         }
         self.check_drained(r);

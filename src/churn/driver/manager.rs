@@ -40,6 +40,10 @@ pub(super) struct Ask {
     /// (was due inside the measured window).
     pub intended: Option<Instant>,
     pub counted: bool,
+    /// When the connect completed (the request goes out then), and when the
+    /// outstanding request's first reply byte came: the cycle's parts.
+    pub connected_at: Option<Instant>,
+    pub first_byte: Option<Instant>,
     /// The first answer on this connection is setup, not a measured poll.
     pub first: bool,
     pub connected: bool,
@@ -53,7 +57,37 @@ pub(super) struct Ask {
     pub leave_at: Option<Instant>,
 }
 
+/// A finished cycle's parts, in nanoseconds: `connect()` until writable, and
+/// request sent until the first reply byte (the figures h2load and ab report).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Parts {
+    pub connect: Option<u64>,
+    pub ttfb: Option<u64>,
+}
+
 impl Ask {
+    /// The parts of the cycle `asked` began, and forgets the first byte for the
+    /// next request on a kept connection. Only a connection opened by the cycle
+    /// has a connect in it, and a flooder sends no request.
+    pub fn parts(&mut self, asked: Instant) -> Parts {
+        let ns = |from: Instant, to: Instant| to.saturating_duration_since(from).as_nanos() as u64;
+        let opened = matches!(self.role, Role::Churner | Role::Flooder);
+        let connect = self.connected_at.filter(|_| opened).map(|c| ns(asked, c));
+        let sent = self.connected_at.map_or(asked, |c| c.max(asked));
+        let first = self.first_byte.take();
+        let ttfb = first
+            .filter(|_| self.role != Role::Flooder)
+            .map(|b| ns(sent, b));
+        Parts { connect, ttfb }
+    }
+
+    /// Bytes came at `now`: the first of the outstanding request's reply?
+    pub fn bytes_came(&mut self, now: Instant) {
+        if self.asked.is_some() && self.first_byte.is_none() {
+            self.first_byte = Some(now);
+        }
+    }
+
     fn new(role: Role, asked: Option<Instant>) -> Ask {
         Ask {
             role,
@@ -62,6 +96,8 @@ impl Ask {
             asked,
             intended: None,
             counted: false,
+            connected_at: None,
+            first_byte: None,
             first: true,
             connected: false,
             answered: false,
@@ -94,7 +130,8 @@ impl Churn {
             Role::Steady(_) => !self.cfg.bare,
             Role::KeepAlive => false,
         };
-        let mut ask = Ask::new(role, asks_now.then(Instant::now));
+        let t0 = Instant::now();
+        let mut ask = Ask::new(role, asks_now.then_some(t0));
         if let Some((at, counted)) = open_loop {
             ask.intended = Some(at);
             ask.counted = counted;
@@ -106,7 +143,12 @@ impl Churn {
                 Some(self.cfg.sources[self.next_source])
             }
         };
-        match r.connect(self.cfg.target, source, Conn::Manager(ask)) {
+        let connected = r.connect(self.cfg.target, source, Conn::Manager(ask));
+        if matches!(role, Role::Churner | Role::Flooder) && self.measuring() {
+            // The call alone: where the kernel searches for a free source port.
+            self.stats.connect_call(t0.elapsed());
+        }
+        match connected {
             Ok(i) => {
                 match role {
                     Role::Steady(k) | Role::Filler(k) => {
@@ -195,6 +237,7 @@ impl Churn {
         let Some(Conn::Manager(ask)) = r.data_mut(i) else {
             return;
         };
+        ask.bytes_came(now);
         let room = MAX_REFUSAL.saturating_sub(ask.buf.len());
         ask.buf.extend_from_slice(&data[..data.len().min(room)]);
         if !ask.buf.contains(&b'\n') && ask.buf.len() < MAX_REFUSAL {
@@ -203,6 +246,7 @@ impl Churn {
         let (kind, why) = classify(&ask.buf);
         let refused = kind.is_refusal();
         // No `asked`: it timed out already, and was counted so.
+        let parts = ask.asked.map(|a| ask.parts(a)).unwrap_or_default();
         let asked = ask.asked.take();
         if refused {
             ask.answered = asked.is_some();
@@ -213,27 +257,31 @@ impl Churn {
         let Some(asked) = asked.filter(|_| refused) else {
             return;
         };
-        self.cycle_done(r, asked, None, false, now);
+        self.cycle_done(r, asked, None, false, parts, now);
     }
 
     /// A cycle, request or refusal is done: count it, and time it if it falls in
     /// the measured window (an open loop's, if its start was due in it). Timed
-    /// from the due time `intended` when it started late, else from its start.
+    /// from the due time `intended` when it started late, else from its start;
+    /// its `parts` from when they happened.
     pub(super) fn cycle_done(
         &mut self,
         r: &mut Reactor<Conn>,
         asked: Instant,
         intended: Option<Instant>,
         counted: bool,
+        parts: Parts,
         now: Instant,
     ) {
         self.stats.cycles_total += 1;
         let since = |t: Instant| now.saturating_duration_since(t).as_nanos() as u64;
         match intended {
-            Some(due) if counted => self.stats.op(since(due.min(asked)), Some(since(asked))),
+            Some(due) if counted => self
+                .stats
+                .op(since(due.min(asked)), Some(since(asked)), parts),
             Some(_) => {}
             None if self.measuring() => {
-                self.stats.op(since(asked), None);
+                self.stats.op(since(asked), None, parts);
                 self.counted(r, now);
             }
             None => {}
@@ -255,11 +303,14 @@ impl Churn {
         let at_eof = self.expect.is_none() && self.cfg.generic();
         if at_eof && ask.failure.is_none() && !ask.buf.is_empty() {
             // Without --expect an answer ends when the server closes: now.
-            if let Some(asked) = ask.asked.take() {
+            if let Some(asked) = ask.asked {
+                let parts = ask.parts(asked);
+                ask.asked = None;
                 self.stats.documents += 1;
                 self.stats.doc_bytes += ask.buf.len() as u64;
                 ask.answered = true;
-                self.cycle_done(r, asked, ask.intended, ask.counted, Instant::now());
+                let now = Instant::now();
+                self.cycle_done(r, asked, ask.intended, ask.counted, parts, now);
             }
         }
         let done = match ask.role {

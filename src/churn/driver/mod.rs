@@ -16,6 +16,7 @@ mod manager;
 mod open_loop;
 mod phases;
 mod stats;
+mod workers;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -112,11 +113,15 @@ struct Churn {
     end_tag: memmem::Finder<'static>,
     /// Churners' joins and leaves, for timing the steady servants' lists.
     changes: lists::Changes,
+    /// What a worker shares with the others.
+    shared: workers::Shared,
 }
 
-/// Sets up the reactor, runs the phases, and assembles the report.
+/// Checks the settings and the host, runs the load on one event loop or on
+/// `--workers` of them, and returns the report.
 pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
     cfg.check().map_err(|e| RunError(e.to_string()))?;
+    // Once for the process: every worker's sockets count against one limit.
     let fd_limit = crate::cli::raise_fd_limit();
     let wanted = (cfg.concurrency + cfg.steady) as u64 + 64;
     if wanted > fd_limit {
@@ -129,10 +134,21 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         procfs::cpu_ns(pid)
             .map_err(|e| RunError(format!("--server-pid {pid}: cannot read /proc/{pid}: {e}")))?;
     }
+    if cfg.workers > 1 {
+        return workers::run(cfg);
+    }
+    run_one(cfg, workers::Shared::default())
+}
+
+/// One event loop: sets up the reactor, runs the phases, and assembles the report.
+fn run_one(cfg: Config, shared: workers::Shared) -> Result<Report, RunError> {
     let mut r: Reactor<Conn> = Reactor::new(Options::default())
         .map_err(|e| RunError(format!("cannot start the event loop: {e}")))?;
-    r.catch_signals()
-        .map_err(|e| RunError(format!("cannot catch signals: {e}")))?;
+    // Signals wake one loop; a worker's that catches them stops the others.
+    if shared.catches_signals {
+        r.catch_signals()
+            .map_err(|e| RunError(format!("cannot catch signals: {e}")))?;
+    }
     let now = Instant::now();
     let (request, expect) = match &cfg.protocol {
         Protocol::Manager => (manager::REQUEST.to_vec(), None),
@@ -167,6 +183,7 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         fatal: None,
         end_tag: memmem::Finder::new(manager::END),
         changes: lists::Changes::default(),
+        shared,
         cfg,
     };
     match c.cfg.mode {
@@ -189,6 +206,9 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
     let ran = r.run(&mut c);
     if c.cfg.progress == Progress::Line {
         eprint!("\r\x1b[K"); // the rewritten line gives way to the summary
+    }
+    if c.fatal.is_some() {
+        c.shared.stop_all(); // the others would measure a run that failed
     }
     ran.map_err(|e| RunError(format!("event loop failed: {e}")))?;
     if let Some(why) = c.fatal.take() {
@@ -308,6 +328,7 @@ impl Handler for Churn {
             return;
         };
         ask.connected = true;
+        ask.connected_at = Some(Instant::now());
         // A flood's fillers are its setup, not its load.
         if !matches!(ask.role, Role::Filler(_)) {
             self.stats.connections += 1;
@@ -345,6 +366,8 @@ impl Handler for Churn {
 
     fn timer(&mut self, r: &mut Reactor<Conn>, id: usize) {
         match id {
+            // Another worker was stopped (a signal, or it failed): stop too.
+            TICK if self.shared.stopping() => self.shutdown(r),
             TICK => self.tick(r),
             RATE_TIMER => self.dispatch(r),
             _ => {}
@@ -358,6 +381,7 @@ impl Handler for Churn {
 
     /// SIGINT or SIGTERM: stop measuring and report what there is.
     fn shutdown(&mut self, r: &mut Reactor<Conn>) {
+        self.shared.stop_all();
         if self.measure_end.is_none() {
             self.end_measure(Instant::now());
         }

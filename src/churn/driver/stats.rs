@@ -9,6 +9,7 @@ use super::super::histogram::Histogram;
 use super::super::procfs::{self, CpuMark, CpuSource};
 use super::super::report::{self, Failures, Lists, ProcessUse, Report, Second};
 use super::super::{Config, Mode, Progress};
+use super::manager::Parts;
 use super::{Churn, Phase};
 
 /// The second under way: its main operations and what the CPU counters read
@@ -31,6 +32,12 @@ pub(super) struct Stats {
     /// Open loop: latency from the actual start, and how late starts were.
     pub service: Histogram,
     pub start_lag: Histogram,
+    /// The cycles' parts: connect, and request to first reply byte.
+    pub connect: Histogram,
+    pub ttfb: Histogram,
+    /// Time spent inside `connect()` calls, and how many.
+    connect_call_ns: u64,
+    connect_calls: u64,
     pub steady_answers: u64,
     pub steady_latency: Histogram,
     pub pushes: u64,
@@ -73,6 +80,10 @@ impl Stats {
             latency: Histogram::new(),
             service: Histogram::new(),
             start_lag: Histogram::new(),
+            connect: Histogram::new(),
+            ttfb: Histogram::new(),
+            connect_call_ns: 0,
+            connect_calls: 0,
             steady_answers: 0,
             steady_latency: Histogram::new(),
             pushes: 0,
@@ -107,9 +118,15 @@ impl Stats {
 
     /// One main-kind operation done in the window: a cycle, request, refusal or
     /// line. `service` is the open loop's latency from the actual start.
-    pub fn op(&mut self, latency_ns: u64, service_ns: Option<u64>) {
+    pub fn op(&mut self, latency_ns: u64, service_ns: Option<u64>, parts: Parts) {
         self.ops += 1;
         self.latency.record(latency_ns);
+        if let Some(ns) = parts.connect {
+            self.connect.record(ns);
+        }
+        if let Some(ns) = parts.ttfb {
+            self.ttfb.record(ns);
+        }
         if let Some(ns) = service_ns {
             self.service.record(ns);
         }
@@ -117,6 +134,12 @@ impl Stats {
             self.second.ops += 1;
             self.second.latency.record(latency_ns);
         }
+    }
+
+    /// A churner's or flooder's `connect()` call in the window took `took`.
+    pub fn connect_call(&mut self, took: Duration) {
+        self.connect_call_ns += took.as_nanos() as u64;
+        self.connect_calls += 1;
     }
 
     /// A steady servant's answer in the window.
@@ -135,6 +158,10 @@ impl Stats {
         self.latency.clear();
         self.service.clear();
         self.start_lag.clear();
+        self.connect.clear();
+        self.ttfb.clear();
+        self.connect_call_ns = 0;
+        self.connect_calls = 0;
         self.steady_answers = 0;
         self.steady_latency.clear();
         self.lists.lag.clear();
@@ -208,6 +235,12 @@ impl Stats {
     pub fn report(self, cfg: Config, elapsed: Duration, waited: u64) -> Report {
         let open_loop = cfg.rate.is_some();
         let versioned = !cfg.bare && !cfg.generic();
+        // Which parts the mode's cycles have: kept connections connect once, a
+        // flooder asks nothing, fanout lines are neither.
+        let churns = cfg.mode == Mode::Flood
+            || cfg.mode == Mode::JoinLeave && !cfg.keep_alive
+            || cfg.mode == Mode::Steady && cfg.concurrency > 0;
+        let asks = cfg.mode == Mode::JoinLeave || cfg.mode == Mode::Steady && cfg.concurrency > 0;
         Report {
             config: cfg,
             started: self.started,
@@ -216,6 +249,10 @@ impl Stats {
             latency: self.latency,
             service: open_loop.then_some(self.service),
             start_lag: open_loop.then_some(self.start_lag),
+            connect: churns.then_some(self.connect),
+            ttfb: asks.then_some(self.ttfb),
+            connect_call: (self.connect_calls > 0)
+                .then(|| Duration::from_nanos(self.connect_call_ns / self.connect_calls)),
             waited,
             steady_answers: self.steady_answers,
             steady_latency: self.steady_latency,
@@ -231,12 +268,14 @@ impl Stats {
             server: self.server,
             client: self.client,
             series: self.series,
+            merged_from: Vec::new(),
         }
     }
 }
 
 impl Churn {
-    /// A second has passed: keep it in the series if it was measured, and show it.
+    /// A second has passed: keep it in the series if it was measured, and show it
+    /// (a worker hands its measured seconds to the thread that shows them all).
     pub(super) fn second(&mut self, now: Instant) {
         let window_start = self.measure_start.unwrap_or(self.started);
         let s = self.stats.end_second(now, window_start);
@@ -246,24 +285,12 @@ impl Churn {
             Phase::Warmup => "warm-up".to_string(),
             Phase::Drain => return,
         };
-        let ms = |ns: u64| ns as f64 / 1e6;
-        let mut line = format!(
-            "[{tag}] {:.0} {}s/s  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  {} errors",
-            s.rate(),
-            report::op_name(&self.cfg),
-            ms(s.p50),
-            ms(s.p99),
-            ms(s.max),
-            s.errors
-        );
-        if let Some(cpu) = s.server_cpu {
-            line += &format!("  server {:.0}% CPU", cpu * 100.0);
+        if self.phase == Phase::Measure {
+            if let Some(to) = &self.shared.seconds {
+                let _ = to.send((self.stats.series.len(), s.clone()));
+            }
         }
-        match self.cfg.progress {
-            Progress::Off => {}
-            Progress::Line => eprint!("\r\x1b[K{} {line}", self.cfg.mode.name()),
-            Progress::Lines => eprintln!("{} {line}", self.cfg.mode.name()),
-        }
+        show_second(&self.cfg, &tag, &s);
         if self.phase == Phase::Measure {
             self.stats.series.push(s);
         }
@@ -272,5 +299,27 @@ impl Churn {
     /// Whether operations now count: the measured window is open.
     pub(super) fn measuring(&self) -> bool {
         self.phase == Phase::Measure
+    }
+}
+
+/// The line on stderr for second `s`, as `cfg.progress` asks.
+pub(super) fn show_second(cfg: &Config, tag: &str, s: &Second) {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let mut line = format!(
+        "[{tag}] {:.0} {}s/s  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  {} errors",
+        s.rate(),
+        report::op_name(cfg),
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.max),
+        s.errors
+    );
+    if let Some(cpu) = s.server_cpu {
+        line += &format!("  server {:.0}% CPU", cpu * 100.0);
+    }
+    match cfg.progress {
+        Progress::Off => {}
+        Progress::Line => eprint!("\r\x1b[K{} {line}", cfg.mode.name()),
+        Progress::Lines => eprintln!("{} {line}", cfg.mode.name()),
     }
 }

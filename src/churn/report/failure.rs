@@ -127,6 +127,16 @@ impl Failures {
         }
     }
 
+    /// Adds `n` failures of kind `f` counted elsewhere (another run, another
+    /// worker), with the first message seen there.
+    pub fn add(&mut self, f: Failure, n: u64, first: Option<&str>) {
+        let k = f as usize;
+        self.counts[k] += n;
+        if self.first[k].is_none() && n > 0 {
+            self.first[k] = first.map(str::to_string);
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }

@@ -11,8 +11,8 @@ use super::Report;
 const TICKS_PER_HALF_DISTANCE: u32 = 5;
 
 /// redis-benchmark's header and one row, the test named after the mode; the
-/// errors column is churn's own, last, so readers of redis-benchmark's columns
-/// still find theirs.
+/// errors column and the cycle's parts are churn's own, after redis-benchmark's
+/// columns, so its readers still find theirs.
 pub fn csv(r: &Report) -> String {
     let (n, h) = r.main();
     let ms = |ns: u64| format!("{:.3}", ns as f64 / 1e6);
@@ -31,12 +31,27 @@ pub fn csv(r: &Report) -> String {
         ms(h.max()),
         r.failures.total().to_string(),
     ];
+    // The cycle's parts, for tools that leave out the connect (h2load, ab);
+    // empty where the mode's operations have no such part.
+    let mut row = row.to_vec();
+    for part in [&r.connect, &r.ttfb] {
+        match part {
+            Some(h) => row.extend([
+                format!("{:.3}", h.mean() / 1e6),
+                ms(h.percentile(50.0)),
+                ms(h.percentile(99.0)),
+            ]),
+            None => row.extend([String::new(), String::new(), String::new()]),
+        }
+    }
     let quoted: Vec<String> = row
         .iter()
         .map(|f| format!("\"{}\"", f.replace('"', "\"\"")))
         .collect();
     format!(
-        "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\",\"errors\"\n{}\n",
+        "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\",\"errors\",\
+         \"avg_connect_ms\",\"p50_connect_ms\",\"p99_connect_ms\",\
+         \"avg_first_byte_ms\",\"p50_first_byte_ms\",\"p99_first_byte_ms\"\n{}\n",
         quoted.join(",")
     )
 }
@@ -168,5 +183,7 @@ mod tests {
         assert_eq!(row[0], "\"join-leave\"");
         assert_eq!(row[1], "\"100.00\"");
         assert_eq!(row[8], "\"0\"");
+        assert_eq!(row.len(), 15);
+        assert_eq!(row[9], "\"\"", "no connect times in the sample");
     }
 }

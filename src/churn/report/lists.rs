@@ -28,6 +28,16 @@ pub struct Lists {
 pub const LAG_TARGET_MS: u64 = 500;
 
 impl Lists {
+    /// Adds another worker's counts and lags.
+    pub fn add(&mut self, other: &Lists) {
+        self.wholes += other.wholes;
+        self.deltas += other.deltas;
+        self.unchanged += other.unchanged;
+        self.gaps += other.gaps;
+        self.lag.add(&other.lag);
+        self.late += other.late;
+    }
+
     pub(super) fn text(&self, s: &mut String) {
         let _ = writeln!(
             s,

@@ -9,12 +9,14 @@ mod failure;
 mod formats;
 pub mod json;
 mod lists;
+pub mod merge;
 mod svg;
 mod text;
 
 use std::time::{Duration, SystemTime};
 
 use super::args::escape;
+use super::hdr_v2;
 use super::histogram::Histogram;
 use super::{Config, Mode, Protocol};
 pub use failure::{Failure, Failures};
@@ -63,6 +65,29 @@ pub struct Second {
 }
 
 impl Second {
+    /// Adds `other`, the same second of another worker or run: operations and
+    /// errors summed; p50, p99 and max the worse of the two (a second keeps no
+    /// histogram); the server's CPU the most either saw; churn's summed when the
+    /// two were separate processes (`apart`), else the most either saw.
+    pub fn absorb(&mut self, other: &Second, apart: bool) {
+        self.t = self.t.max(other.t);
+        self.secs = self.secs.max(other.secs);
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.p50 = self.p50.max(other.p50);
+        self.p99 = self.p99.max(other.p99);
+        self.max = self.max.max(other.max);
+        let most = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.server_cpu = most(self.server_cpu, other.server_cpu);
+        self.client_cpu = match (self.client_cpu, other.client_cpu) {
+            (Some(a), Some(b)) if apart => Some(a + b),
+            (a, b) => most(a, b),
+        };
+    }
+
     pub fn rate(&self) -> f64 {
         if self.secs > 0.0 {
             self.ops as f64 / self.secs
@@ -92,6 +117,15 @@ pub struct Report {
     pub service: Option<Histogram>,
     /// With `--rate`: how late each operation started after its intended time.
     pub start_lag: Option<Histogram>,
+    /// A cycle's parts, where the mode's cycles have them: `connect()` until
+    /// writable (not for kept connections), and request sent until the first
+    /// reply byte (not for flood): the figures tools that leave out the connect
+    /// (h2load, ab) report.
+    pub connect: Option<Histogram>,
+    pub ttfb: Option<Histogram>,
+    /// The mean time inside the `connect()` call itself, where the kernel
+    /// searches for a free source port.
+    pub connect_call: Option<Duration>,
     /// With `--rate`: starts that found every allowed connection busy.
     pub waited: u64,
     /// Steady servants' answers to `needs peer list` (steady mode).
@@ -117,6 +151,8 @@ pub struct Report {
     pub client: Option<ProcessUse>,
     /// The measured window second by second.
     pub series: Vec<Second>,
+    /// `churn merge`: the summaries this one adds up (empty for a run).
+    pub merged_from: Vec<String>,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -181,6 +217,10 @@ impl Report {
         j.str("start", &utc(self.started));
         let since = self.started.duration_since(SystemTime::UNIX_EPOCH);
         j.num("start_unix_s", since.unwrap_or_default().as_secs_f64());
+        if !self.merged_from.is_empty() {
+            let files = self.merged_from.iter().map(|f| Value::Str(f.clone()));
+            j.val("merged_from", Value::Arr(files.collect()));
+        }
         j.str("mode", c.mode.name());
         j.str("target", &c.target.to_string());
         match &c.protocol {
@@ -195,6 +235,7 @@ impl Report {
             }
         }
         j.num("concurrency", c.concurrency as f64);
+        j.num("workers", c.workers as f64);
         j.num("sources", c.sources.len() as f64);
         match c.mode {
             Mode::JoinLeave => j.val("keep_alive", Value::Bool(c.keep_alive)),
@@ -224,6 +265,15 @@ impl Report {
             j.num("ops", self.ops as f64);
             j.num("ops_per_s", self.per_s(self.ops));
             hist(&mut j, "latency", &self.latency);
+            if let Some(h) = &self.connect {
+                hist(&mut j, "connect_latency", h);
+            }
+            if let Some(h) = &self.ttfb {
+                hist(&mut j, "ttfb_latency", h);
+            }
+            if let Some(d) = self.connect_call {
+                j.num("connect_call_mean_us", d.as_nanos() as f64 / 1e3);
+            }
         }
         if let (Some(service), Some(lag)) = (&self.service, &self.start_lag) {
             hist(&mut j, "service", service);
@@ -316,7 +366,16 @@ fn sender_name(c: &Config) -> String {
     }
 }
 
+/// `h` as its ladder (`{prefix}_p50_us`, ...), and whole, in HdrHistogram's
+/// compressed V2 encoding in microseconds, as `{base}_histogram` (`latency`
+/// for the whole cycle, `connect` for `connect_latency`, ...).
 fn hist(j: &mut Obj, prefix: &str, h: &Histogram) {
+    hist_ladder(j, prefix, h);
+    let base = prefix.strip_suffix("_latency").unwrap_or(prefix);
+    j.str(&format!("{base}_histogram"), &hdr_v2::encode(h, 1000));
+}
+
+fn hist_ladder(j: &mut Obj, prefix: &str, h: &Histogram) {
     j.num(&format!("{prefix}_count"), h.count() as f64);
     j.num(&format!("{prefix}_min_us"), us(h.min()));
     for (name, q) in LADDER {
@@ -386,6 +445,9 @@ pub(crate) mod tests {
             latency,
             service: None,
             start_lag: None,
+            connect: None,
+            ttfb: None,
+            connect_call: None,
             waited: 0,
             steady_answers: 0,
             steady_latency: Histogram::new(),
@@ -401,6 +463,7 @@ pub(crate) mod tests {
             server: None,
             client: None,
             series,
+            merged_from: Vec::new(),
         }
     }
 
@@ -414,6 +477,31 @@ pub(crate) mod tests {
             assert!(text.contains(name), "{name}: {text}");
         }
         assert!(text.contains("timeout") && text.contains("first: no answer"));
+    }
+
+    #[test]
+    fn slow_connects_from_one_address_name_bind_once() {
+        let mut r = sample(100);
+        let mut connect = Histogram::new();
+        for _ in 0..100 {
+            connect.record(900_000); // 0.9 of each 1 ms cycle
+        }
+        r.connect = Some(connect);
+        r.connect_call = Some(Duration::from_micros(50));
+        r.client = Some(ProcessUse {
+            pid: 1,
+            cpu: Duration::from_micros(66 * 100),
+            rss_bytes: None,
+            source: "schedstat",
+        });
+        let text = r.text();
+        assert_eq!(text.matches("--bind").count(), 1, "{text}");
+        assert!(text.contains("TIME_WAIT"), "{text}");
+        r.config.sources = vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
+        assert!(!r.text().contains("TIME_WAIT"), "many addresses: no note");
+        r.config.sources.clear();
+        r.connect_call = Some(Duration::from_micros(24));
+        assert!(!r.text().contains("TIME_WAIT"), "fast connects: no note");
     }
 
     #[test]
