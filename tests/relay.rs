@@ -33,6 +33,8 @@ const POLL_MS: &str = "200";
 /// killed before the namespaces are removed.
 struct World {
     servants: Vec<Process>,
+    /// Which of them are at home, behind the router.
+    at_home: Vec<bool>,
     manager: Process,
     addr: SocketAddr,
     config: PathBuf,
@@ -53,6 +55,7 @@ impl World {
         std::fs::write(&config, "<config/>\n").unwrap();
         World {
             servants: Vec::new(),
+            at_home: Vec::new(),
             manager,
             addr,
             config,
@@ -79,6 +82,7 @@ impl World {
         let d = start(cmd, name);
         d.wait_for("listening on", DEADLINE).unwrap();
         self.servants.push(d);
+        self.at_home.push(ns_home);
         self.servants.len() - 1
     }
 
@@ -163,15 +167,26 @@ impl World {
     }
 
     /// Every servant in `who` types one line tagged `round`; then every one of them
-    /// must show every line exactly once, and nothing else tagged `round`.
+    /// must show every line exactly once, and nothing else tagged `round`. Where
+    /// several servants are at home they share the router's address, so others
+    /// show their lines as unverified, with that address.
     fn everyone_hears_everyone_once(&mut self, who: &[usize], round: &str) {
-        let mut said = Vec::new();
+        let mut typed = Vec::new();
         for &k in who {
             let text = format!("{round} from {}", self.servants[k].name());
             self.servants[k].type_line(&text).unwrap();
-            said.push(format!("{}: {text}", self.servants[k].name()));
+            typed.push((k, format!("{}: {text}", self.servants[k].name())));
         }
+        let shared = self.at_home.iter().filter(|&&h| h).count() > 1;
         for &k in who {
+            let said: Vec<String> = (typed.iter())
+                .map(
+                    |(from, line)| match *from != k && shared && self.at_home[*from] {
+                        true => format!("[{}?] {line}", netns::ROUTER_WAN_IP),
+                        false => line.clone(),
+                    },
+                )
+                .collect();
             let s = &self.servants[k];
             let mut seen: HashMap<String, usize> = HashMap::new();
             let end = Instant::now() + VERDICT;

@@ -35,10 +35,10 @@ use log::{debug, info, warn};
 
 use super::chat::ChatReader;
 use super::relay::Role;
-pub(super) use senders::SAY_EVERY;
 use super::{Servant, Slot};
 use crate::reactor::stdio::STDOUT;
 use crate::reactor::{Index, Reactor, Request, State};
+pub(super) use senders::SAY_EVERY;
 
 mod senders;
 

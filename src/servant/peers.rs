@@ -266,7 +266,10 @@ impl Peers {
             }
             let counted: usize = self.by_ip.values().map(|a| a.count).sum();
             assert_eq!(counted, self.entries.len(), "entries by IP miscounted");
-            assert_eq!(self.taken.len(), self.names.values().collect::<HashSet<_>>().len());
+            assert_eq!(
+                self.taken.len(),
+                self.names.values().collect::<HashSet<_>>().len()
+            );
         }
     }
 }

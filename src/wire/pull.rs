@@ -93,7 +93,9 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::NoTag(head) => write!(f, "a pull frame starts with \"from \", not \"{head}\""),
+            FrameError::NoTag(head) => {
+                write!(f, "a pull frame starts with \"from \", not \"{head}\"")
+            }
             FrameError::BadOrigin(o) => write!(f, "the origin \"{o}\" is not an address"),
             FrameError::BadName(why) => write!(f, "the name {why}"),
             FrameError::Short => write!(f, "the frame ends before its name field does"),
@@ -123,9 +125,8 @@ pub fn parse(line: &[u8]) -> Result<Pulled<'_>, FrameError> {
         return Err(FrameError::NoTag(escaped(head)));
     };
     let (origin, rest) = split_field(rest, MAX_ORIGIN).ok_or(FrameError::Short)?;
-    let origin = parse_origin(origin).ok_or_else(|| {
-        FrameError::BadOrigin(escaped(&origin[..origin.len().min(MAX_ORIGIN)]))
-    })?;
+    let origin = parse_origin(origin)
+        .ok_or_else(|| FrameError::BadOrigin(escaped(&origin[..origin.len().min(MAX_ORIGIN)])))?;
     let (name, text) = split_field(rest, MAX_NAME).ok_or(FrameError::Short)?;
     let name = match name {
         [] => None,
@@ -174,9 +175,14 @@ fn split_field(bytes: &[u8], max: usize) -> Option<(&[u8], &[u8])> {
 fn parse_origin(field: &[u8]) -> Option<Origin> {
     let text = std::str::from_utf8(field).ok()?;
     if let Ok(a) = text.parse::<SocketAddr>() {
-        return Some(Origin::Listed(SocketAddr::new(canonical_ip(a.ip()), a.port())));
+        return Some(Origin::Listed(SocketAddr::new(
+            canonical_ip(a.ip()),
+            a.port(),
+        )));
     }
-    text.parse::<IpAddr>().ok().map(|ip| Origin::Ip(canonical_ip(ip)))
+    text.parse::<IpAddr>()
+        .ok()
+        .map(|ip| Origin::Ip(canonical_ip(ip)))
 }
 
 fn escaped(bytes: &[u8]) -> String {
@@ -199,8 +205,16 @@ mod tests {
     fn frames_round_trip() {
         let v6: SocketAddr = "[2001:db8::1]:2224".parse().unwrap();
         round(Origin::Listed(v6), Some("bob"), b"bob: hi");
-        round(Origin::Ip("203.0.113.9".parse().unwrap()), None, b"alice: x");
-        round(Origin::Ip("2001:db8::7".parse().unwrap()), Some("\u{e9}ve"), b"");
+        round(
+            Origin::Ip("203.0.113.9".parse().unwrap()),
+            None,
+            b"alice: x",
+        );
+        round(
+            Origin::Ip("2001:db8::7".parse().unwrap()),
+            Some("\u{e9}ve"),
+            b"",
+        );
         round(Origin::Listed("1.2.3.4:5".parse().unwrap()), None, b"a  b ");
         let worst = "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%4294967295]:65535";
         assert!(worst.len() <= MAX_ORIGIN);
@@ -209,7 +223,12 @@ mod tests {
     #[test]
     fn a_name_that_is_not_one_is_sent_as_none() {
         let mut out = Vec::new();
-        frame(&mut out, Origin::Ip("1.2.3.4".parse().unwrap()), Some("a b"), b"t");
+        frame(
+            &mut out,
+            Origin::Ip("1.2.3.4".parse().unwrap()),
+            Some("a b"),
+            b"t",
+        );
         assert_eq!(out, b"from 1.2.3.4  t\n");
     }
 
@@ -219,10 +238,16 @@ mod tests {
             parse(b"alice: hi").unwrap_err().to_string(),
             "a pull frame starts with \"from \", not \"alice: hi\""
         );
-        assert!(matches!(parse(b"from nowhere  x"), Err(FrameError::BadOrigin(_))));
+        assert!(matches!(
+            parse(b"from nowhere  x"),
+            Err(FrameError::BadOrigin(_))
+        ));
         assert_eq!(parse(b"from 1.2.3.4"), Err(FrameError::Short));
         assert_eq!(parse(b"from 1.2.3.4 bob"), Err(FrameError::Short));
-        assert!(matches!(parse(b"from 1.2.3.4 b\x1bob x"), Err(FrameError::BadName(_))));
+        assert!(matches!(
+            parse(b"from 1.2.3.4 b\x1bob x"),
+            Err(FrameError::BadName(_))
+        ));
         let long = format!("from 1.2.3.4 {} x", "n".repeat(200));
         assert_eq!(parse(long.as_bytes()), Err(FrameError::Short));
         let mapped = parse(b"from [::ffff:10.0.0.1]:9  x").unwrap();

@@ -307,7 +307,13 @@ impl Console {
 
     /// Shows one message a peer sent, as from `sender` ([`sender`]); a cut one is
     /// also logged with the address it came from.
-    pub fn peer_message(&mut self, from: IpAddr, sender: Sender<'_>, bytes: &[u8], truncated: bool) {
+    pub fn peer_message(
+        &mut self,
+        from: IpAddr,
+        sender: Sender<'_>,
+        bytes: &[u8],
+        truncated: bool,
+    ) {
         if bytes.is_empty() && !truncated {
             return;
         }

@@ -67,14 +67,20 @@ mod tests {
         );
         assert_eq!(shown(Sender::Named("al"), "alice: x"), "al: alice: x");
         assert_eq!(shown(Sender::Named("bob"), "* bob waves"), "* bob waves");
-        assert_eq!(shown(Sender::Named("eve"), "* bob waves"), "eve: * bob waves");
+        assert_eq!(
+            shown(Sender::Named("eve"), "* bob waves"),
+            "eve: * bob waves"
+        );
     }
 
     #[test]
     fn unnamed_and_unverified_lines() {
         assert_eq!(shown(Sender::Unnamed, "plain vb text"), "plain vb text");
         let ip = "127.0.0.1".parse().unwrap();
-        assert_eq!(shown(Sender::Unverified(ip), "alice: x"), "[127.0.0.1?] alice: x");
+        assert_eq!(
+            shown(Sender::Unverified(ip), "alice: x"),
+            "[127.0.0.1?] alice: x"
+        );
         let v6 = "2001:db8::1".parse().unwrap();
         assert_eq!(shown(Sender::Unverified(v6), "x"), "[2001:db8::1?] x");
     }

@@ -61,7 +61,7 @@ struct Held {
 /// nobody at that address. `own` is our name, which no peer may claim either.
 pub(in crate::servant) fn identify<'a>(
     peers: &'a Peers,
-    own: Option<&str>,
+    own: Option<&'a str>,
     origin: Origin,
     text: &[u8],
 ) -> Option<Sender<'a>> {
@@ -81,6 +81,12 @@ pub(in crate::servant) fn identify<'a>(
             at.first
         }
     };
+    // Our own lines come back through our listener, named before the manager's
+    // list carries our name (or under a manager that carries none).
+    let mine = peers.me().is_some_and(|m| m.addr() == exact);
+    if let Some(own) = own.filter(|_| mine) {
+        return Some(Sender::Named(own));
+    }
     Some(match peers.name(exact) {
         Some(name) => Sender::Named(name),
         None if claims(peers, own, text) => Sender::Unverified(ip),

@@ -52,7 +52,9 @@ impl Servant {
         };
         let to = *to;
         let mut reader = std::mem::take(reader);
-        reader.feed(data, |msg, truncated| self.pulled_line(r, to, msg, truncated));
+        reader.feed(data, |msg, truncated| {
+            self.pulled_line(r, to, msg, truncated)
+        });
         if let Some(Slot::Pull { reader: kept, .. }) = r.data_mut(i) {
             *kept = reader;
         }
@@ -87,7 +89,10 @@ impl Servant {
     /// Answers a probe on the manager link: `probed TEXT`.
     fn probed(&mut self, r: &mut Reactor<Slot>, text: &[u8]) {
         let Some(line) = pull::probed(text) else {
-            return debug!("a probe of {} bytes through the relay: too long to answer", text.len());
+            return debug!(
+                "a probe of {} bytes through the relay: too long to answer",
+                text.len()
+            );
         };
         match self.link.slot.filter(|&l| r.state(l) == State::Connected) {
             Some(link) => {

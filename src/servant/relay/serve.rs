@@ -105,7 +105,13 @@ impl Servant {
             let next = if self.assigned(listed) {
                 self.take_puller(r, i, from, listed)
             } else if now.duration_since(since) >= wait {
-                self.refuse_pull(r, i, from, listed, "our peer list does not say it pulls from us");
+                self.refuse_pull(
+                    r,
+                    i,
+                    from,
+                    listed,
+                    "our peer list does not say it pulls from us",
+                );
                 Role::Refused
             } else {
                 self.relay.pending.push(i);

@@ -35,8 +35,15 @@ fn list() -> Peers {
         .map(|(a, n)| (addr(a), n.map(str::to_string)))
         .collect();
     let mut p = Peers::default();
-    p.apply(Answer::Whole { version: Some(1), peers }, said, 100)
-        .unwrap();
+    p.apply(
+        Answer::Whole {
+            version: Some(1),
+            peers,
+        },
+        said,
+        100,
+    )
+    .unwrap();
     p
 }
 
@@ -55,8 +62,14 @@ fn who(p: &Peers, origin: &str, text: &str) -> Option<Sender<'static>> {
 #[test]
 fn the_address_names_the_sender_not_the_text() {
     let p = list();
-    assert_eq!(who(&p, "127.0.0.3", "alice: x"), Some(Sender::Named("mallory")));
-    assert_eq!(who(&p, "127.0.0.2", "alice: hi"), Some(Sender::Named("alice")));
+    assert_eq!(
+        who(&p, "127.0.0.3", "alice: x"),
+        Some(Sender::Named("mallory"))
+    );
+    assert_eq!(
+        who(&p, "127.0.0.2", "alice: hi"),
+        Some(Sender::Named("alice"))
+    );
     assert_eq!(who(&p, "127.0.0.9", "alice: I owe you 100"), None);
 }
 
@@ -76,8 +89,14 @@ fn a_shared_address_is_unverified_unless_nobody_there_has_a_name() {
 fn an_unnamed_sender_cannot_borrow_a_name_or_the_marker() {
     let p = list();
     let six = Some(Sender::Unverified("127.0.0.6".parse().unwrap()));
-    assert_eq!(who(&p, "127.0.0.6", "vb text with no prefix"), Some(Sender::Unnamed));
-    assert_eq!(who(&p, "127.0.0.6", "note: not a name"), Some(Sender::Unnamed));
+    assert_eq!(
+        who(&p, "127.0.0.6", "vb text with no prefix"),
+        Some(Sender::Unnamed)
+    );
+    assert_eq!(
+        who(&p, "127.0.0.6", "note: not a name"),
+        Some(Sender::Unnamed)
+    );
     assert_eq!(who(&p, "127.0.0.6", "bob: hi"), six);
     assert_eq!(who(&p, "127.0.0.6", "* carol waves"), six);
     assert_eq!(who(&p, "127.0.0.6", "[127.0.0.4?] hi"), six);
