@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{bin, connect_from, Daemon, DEADLINE};
@@ -88,7 +88,7 @@ fn config(test: &str, bans: &[&str]) -> PathBuf {
 }
 
 /// A servant at `e.addr`, without `--name`: the list names it.
-fn servant(manager: SocketAddr, e: &Entry, cfg: &PathBuf) -> Daemon {
+fn servant(manager: SocketAddr, e: &Entry, cfg: &Path) -> Daemon {
     let (m, ip) = (manager.to_string(), e.addr.ip().to_string());
     Daemon::spawn(
         &bin("servant"),

@@ -41,6 +41,9 @@ pub(super) struct Peers {
     by_ip: HashMap<IpAddr, AtIp>,
     /// Every name in `names`.
     taken: HashSet<String>,
+    /// The entries the last answer that removed any removed, with their names: a
+    /// line they sent just before leaving may arrive after the list that says so.
+    left: HashMap<SocketAddr, Option<String>>,
     /// Position of this servant's own entry.
     me: Option<usize>,
     /// The manager's version of `entries`, if it said one.
@@ -121,6 +124,13 @@ impl Peers {
     /// The entries listed at `ip`, if any.
     pub(super) fn at_ip(&self, ip: IpAddr) -> Option<AtIp> {
         self.by_ip.get(&ip).copied()
+    }
+
+    /// The one entry at `ip` that the last removal removed, and its name.
+    pub(super) fn left_at(&self, ip: IpAddr) -> Option<Option<&str>> {
+        let mut at = self.left.iter().filter(|(a, _)| a.ip() == ip);
+        let (_, name) = at.next()?;
+        at.next().is_none().then_some(name.as_deref())
     }
 
     /// Whether some listed peer goes by `name`.
@@ -215,6 +225,13 @@ impl Peers {
         }
         let old_names = std::mem::replace(&mut self.names, names);
         self.index_ips();
+        let left: HashMap<SocketAddr, Option<String>> = (old.iter())
+            .filter(|p| !self.index.contains_key(&p.addr()))
+            .map(|p| (p.addr(), old_names.get(&p.addr()).cloned()))
+            .collect();
+        if !left.is_empty() {
+            self.left = left;
+        }
         self.version = version;
         debug_assert!(
             whole || version >= before,

@@ -69,7 +69,11 @@ pub(in crate::servant) fn identify<'a>(
     let exact = match origin {
         Origin::Listed(a) if peers.contains(a) => a,
         _ => {
-            let at = peers.at_ip(ip)?;
+            let Some(at) = peers.at_ip(ip) else {
+                // Listed until the last list: its goodbye may come after that.
+                let name = peers.left_at(ip)?;
+                return Some(name.map_or(Sender::Unnamed, Sender::Named));
+            };
             if at.count > 1 {
                 let unclear = at.named || claims(peers, own, text);
                 return Some(if unclear {
