@@ -66,6 +66,16 @@ fn shows(d: &Daemon, line: &str) {
     panic!("{} never showed {line:?}; log:\n{}", d.name(), d.log_text());
 }
 
+/// Lists `ip` at `manager` as a servant that never listens, so that a raw
+/// connection from there is a listed peer's, whose lines a servant shows (it holds
+/// lines from addresses on no list, then drops them). Keep it open.
+fn listed_as(ip: &str, manager: SocketAddr) -> TcpStream {
+    let mut c = connect_from(ip, manager);
+    c.write_all(b"needs peer list\n").unwrap();
+    read_doc(&mut c);
+    c
+}
+
 /// A peer document: `(ip, port, me)` per entry.
 fn document(entries: impl IntoIterator<Item = (String, u16, bool)>) -> Vec<u8> {
     let mut doc = String::from("<peers>");
@@ -189,6 +199,8 @@ fn unfinished_lines_from_many_peers_cost_bounded_memory() {
     let (_m, manager) = connmgr(&["--push-interval", "0"]);
     let s = servant("memory", manager, "127.0.81.2", "s", &["--headless"]);
     let chat = s.listening_addr();
+    let _listed = listed_as("127.0.81.9", manager);
+    s.wait_for("peers: 2");
     let before = rss(s.pid());
     let parked: Vec<TcpStream> = (0..1000)
         .map(|k| {
@@ -465,6 +477,8 @@ fn a_flood_of_tiny_messages_leaves_room_for_everyone_else() {
     // Every line is kept, however fast they come: the probes must not be let go.
     let s = Spawn::command(cmd).keep(1_100_000).start().unwrap();
     let chat = s.listening_addr(DEADLINE).unwrap();
+    let _listed = ["127.0.86.10", "127.0.86.11"].map(|ip| listed_as(ip, manager));
+    s.wait_for("peers: 3", DEADLINE).unwrap();
     const FLOOD: usize = 1_000_000;
     let flood = std::thread::spawn(move || {
         let mut c = connect_from("127.0.86.10", chat);
@@ -551,6 +565,8 @@ fn banned_names_behind_a_dead_resolver_do_not_delay_listening() {
     cmd.args(["--connmgr", &manager.to_string(), "--bind", "127.0.87.2"]);
     let s = Daemon::spawn_command(cmd);
     let chat = s.listening_addr();
+    let _listed = listed_as("127.0.87.9", manager);
+    s.wait_for("peers: 2");
     let mut buf = [0u8; 512];
     dns.set_read_timeout(Some(DEADLINE)).unwrap();
     dns.recv(&mut buf)
@@ -654,6 +670,8 @@ fn with_few_descriptors_idle_peers_do_not_lock_real_ones_out() {
     }
     let s = Daemon::spawn_command(cmd);
     let chat = s.listening_addr();
+    let _listed = listed_as("127.0.88.3", manager);
+    s.wait_for("peers: 2");
     let idle: Vec<TcpStream> = (0..300)
         .map(|k| connect_from(&format!("127.0.88.{}", 10 + k / 30), chat))
         .collect();

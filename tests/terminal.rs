@@ -139,7 +139,8 @@ fn warnings_and_an_unreachable_peer_are_lines_above_the_input() {
     t.servant(fake.addr(), "127.0.72.1", "--name alice");
     fake.accept();
     let me = free_addr("127.0.72.1");
-    fake.say(&doc(me, &[]));
+    let listed = free_addr("127.0.72.9");
+    fake.say(&doc(me, &[(listed, "mallory")]));
     t.wait_for("-- you are alice (127.0.72.1:");
     let half = "still typing";
     t.text(half);
@@ -150,7 +151,7 @@ fn warnings_and_an_unreachable_peer_are_lines_above_the_input() {
     t.wait_input(half);
 
     // A peer's escape sequences are shown, not obeyed.
-    let mut mallory = TcpStream::connect(me).unwrap();
+    let mut mallory = common::connect_from("127.0.72.9", me);
     mallory
         .write_all(b"mallory: \x1b]0;owned\x07\x1b[2J hi\rbob: lies\n")
         .unwrap();
@@ -391,7 +392,12 @@ fn peer_text_reaches_a_pipe_escaped_one_message_a_line() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.xml"), "<config/>\n").unwrap();
     let (alice, at) = peer(addr, "127.0.77.1", "alice", &dir);
-    let mut mallory = TcpStream::connect(at).unwrap();
+    // A listed client without a name: lines from an address on no list are not shown.
+    let mut listed = common::connect_from("127.0.77.9", addr);
+    listed.write_all(b"needs peer list\n").unwrap();
+    common::read_doc(&mut listed);
+    alice.wait_for("peers: 2");
+    let mut mallory = common::connect_from("127.0.77.9", at);
     mallory
         .write_all(b"mallory: \x1b]52;c;aGk=\x07\xc2\x9b31m \xe2\x80\xaeevil\rbob: lies\n")
         .unwrap();
@@ -435,7 +441,8 @@ fn lost_lines_are_said_above_the_input_like_any_event_and_every_line_is_counted(
     const LINES: u64 = 200_000;
     t.stop();
     let flooding = Instant::now();
-    let mut flood = TcpStream::connect(me).unwrap();
+    // From alice's own address: lines from an address on no list are not shown.
+    let mut flood = common::connect_from("127.0.78.1", me);
     flood.set_write_timeout(Some(DEADLINE)).unwrap();
     flood.set_read_timeout(Some(DEADLINE)).unwrap();
     let batch: String = (0..1000)
@@ -472,7 +479,10 @@ fn lost_lines_are_said_above_the_input_like_any_event_and_every_line_is_counted(
     // Each line is shown or counted. Besides them, only a repeated warning that
     // lines are dropped (every 10 s; the first is shown, before the queue fills)
     // may have been lost, and counted; redraws are not lines.
-    let shown = all.iter().filter(|l| l.starts_with("flood ")).count() as u64;
+    let shown = all
+        .iter()
+        .filter(|l| l.starts_with("alice: flood "))
+        .count() as u64;
     let lost: u64 = notes.iter().filter_map(|l| lost_in(l)).sum();
     let (low, high) = (LINES, LINES + secs / 10);
     assert!(

@@ -20,18 +20,33 @@ const KEEP: usize = 4 * 1024;
 #[derive(Debug, Default)]
 pub struct ChatReader {
     line: Vec<u8>,
-    /// The current line passed [`MAX_MESSAGE`]; the rest of it is being dropped.
+    /// The current line passed its limit; the rest of it is being dropped.
     truncated: bool,
+    /// Bytes a line may hold beyond [`MAX_MESSAGE`]: what a relay's frame adds to
+    /// a message ([`crate::wire::pull`]).
+    extra: usize,
 }
 
 impl ChatReader {
+    /// A reader for lines that carry up to `extra` bytes besides the message.
+    pub fn with_room(extra: usize) -> ChatReader {
+        ChatReader {
+            extra,
+            ..ChatReader::default()
+        }
+    }
+
+    fn limit(&self) -> usize {
+        MAX_MESSAGE + self.extra
+    }
+
     /// Frames `data`, calling `emit(message, truncated)` for each complete line,
     /// without its line ending. A line that arrives whole in one read is never copied.
     pub fn feed(&mut self, mut data: &[u8], mut emit: impl FnMut(&[u8], bool)) {
         while let Some(nl) = memchr::memchr(b'\n', data) {
             let head = &data[..nl];
             if self.line.is_empty() && !self.truncated {
-                let cut = head.len().min(MAX_MESSAGE);
+                let cut = head.len().min(self.limit());
                 emit(strip_cr(&head[..cut]), cut < head.len());
             } else {
                 self.push(head);
@@ -56,7 +71,8 @@ impl ChatReader {
         self.truncated = false;
     }
 
-    /// Bytes of memory held for the unfinished line: never more than [`MAX_MESSAGE`].
+    /// Bytes of memory held for the unfinished line: never more than [`MAX_MESSAGE`]
+    /// (and the room asked for).
     pub fn buffered(&self) -> usize {
         self.line.capacity()
     }
@@ -69,13 +85,14 @@ impl ChatReader {
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        let room = MAX_MESSAGE - self.line.len();
+        let limit = self.limit();
+        let room = limit - self.line.len();
         let take = bytes.len().min(room);
         let need = self.line.len() + take;
         if need > self.line.capacity() {
             // Grow by doubling as usual, but never past the cap: `extend` alone may
             // reserve up to twice MAX_MESSAGE for the last piece of a long line.
-            let want = (self.line.capacity() * 2).clamp(need, MAX_MESSAGE);
+            let want = (self.line.capacity() * 2).clamp(need, limit);
             self.line.reserve_exact(want - self.line.len());
         }
         self.line.extend_from_slice(&bytes[..take]);

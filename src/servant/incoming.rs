@@ -38,6 +38,9 @@ use super::relay::Role;
 use super::{Servant, Slot};
 use crate::reactor::stdio::STDOUT;
 use crate::reactor::{Index, Reactor, Request, State};
+pub(super) use senders::SAY_EVERY;
+
+mod senders;
 
 /// Incoming connections at once: peers delivering, and servants pulling from us.
 pub(super) const MAX_INCOMING: usize = 4096;
@@ -106,11 +109,13 @@ impl RateLimited {
 
     /// Counts `n` occurrences at once, like [`RateLimited::due`].
     pub(super) fn due_many(&mut self, now: Instant, n: u64) -> Option<u64> {
+        self.due_within(now, n, WARN_EVERY)
+    }
+
+    /// Counts `n` occurrences; due at most once per `every`.
+    pub(super) fn due_within(&mut self, now: Instant, n: u64, every: Duration) -> Option<u64> {
         self.unsaid += n;
-        if self
-            .said
-            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
-        {
+        if self.said.is_some_and(|t| now.duration_since(t) < every) {
             return None;
         }
         self.said = Some(now);
@@ -140,6 +145,8 @@ pub(super) struct Admission {
     rationed: RateLimited,
     /// A connection was refused while banned names were being resolved, and said so.
     refused_pending: bool,
+    /// Lines whose sender the list does not know yet ([`senders`]).
+    pub(super) senders: senders::Senders,
 }
 
 impl Admission {
@@ -161,6 +168,7 @@ impl Admission {
             hoarding: RateLimited::default(),
             rationed: RateLimited::default(),
             refused_pending: false,
+            senders: senders::Senders::default(),
         }
     }
 
@@ -410,7 +418,8 @@ impl Servant {
     }
 
     /// One line on an incoming connection: for the relay (a pull request, a
-    /// puller's keepalive), or chat to show and to forward to our pullers.
+    /// puller's keepalive), or chat to forward to our pullers with its origin, and
+    /// to show as from whoever the list says sent it ([`senders`]).
     fn incoming_line(
         &mut self,
         r: &mut Reactor<Slot>,
@@ -420,10 +429,14 @@ impl Servant {
         msg: &[u8],
         truncated: bool,
     ) {
-        if self.relay_line(r, i, from, role, msg) {
-            self.console.peer_message(from, msg, truncated);
-            self.relay.gather(msg);
+        let Some(origin) = self.relay_line(r, i, from, role, msg) else {
+            return;
+        };
+        if msg.is_empty() && !truncated {
+            return;
         }
+        self.relay.gather(&self.peers, origin, msg);
+        self.show_line(r.now(), origin, msg, truncated);
     }
 
     /// VB: `servants1_Close(Index)` (the article had none): the tail is a message.

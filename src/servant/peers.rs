@@ -7,8 +7,8 @@
 //! [`Peers::forget_version`]. Everything else reads.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::wire::delta::{self, Answer};
 use crate::wire::peerdoc::Peer;
@@ -24,6 +24,8 @@ use crate::wire::peerdoc::Peer;
 /// - the index by address holds exactly the entries' addresses, each at its
 ///   entry's position;
 /// - a name is kept only for a listed address, so every name lookup is of an entry;
+/// - the index by IP counts every entry once, under its IP, and the set of names
+///   holds exactly the names kept;
 /// - within one history (from one whole document to the next, or to a new link)
 ///   the version only moves forward: a delta from `from` to `to > from`, or
 ///   `<unchanged/>` at the same version.
@@ -34,10 +36,29 @@ pub(super) struct Peers {
     index: HashMap<SocketAddr, usize>,
     /// Listed address -> name, for the entries that have one.
     names: HashMap<SocketAddr, String>,
+    /// Listed IP -> the entries at it: what a connection's source address says of
+    /// its sender ([`Peers::at_ip`]).
+    by_ip: HashMap<IpAddr, AtIp>,
+    /// Every name in `names`.
+    taken: HashSet<String>,
+    /// The entries the last answer that removed any removed, with their names: a
+    /// line they sent just before leaving may arrive after the list that says so.
+    left: HashMap<SocketAddr, Option<String>>,
     /// Position of this servant's own entry.
     me: Option<usize>,
     /// The manager's version of `entries`, if it said one.
     version: Option<u64>,
+}
+
+/// The listed entries at one IP address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct AtIp {
+    /// How many entries have it (several: a NAT, or one host without `--bind`).
+    pub(super) count: usize,
+    /// The first of them, in the list's order.
+    pub(super) first: SocketAddr,
+    /// One of them has a name.
+    pub(super) named: bool,
 }
 
 /// What an applied answer replaced, for those who report the difference.
@@ -86,6 +107,11 @@ impl Peers {
         self.version
     }
 
+    /// The entry listed at `addr`.
+    pub(super) fn get(&self, addr: SocketAddr) -> Option<&Peer> {
+        self.index.get(&addr).map(|&k| &self.entries[k])
+    }
+
     pub(super) fn contains(&self, addr: SocketAddr) -> bool {
         self.index.contains_key(&addr)
     }
@@ -93,6 +119,23 @@ impl Peers {
     /// The name of the peer listed at `addr`, if it said one.
     pub(super) fn name(&self, addr: SocketAddr) -> Option<&str> {
         self.names.get(&addr).map(String::as_str)
+    }
+
+    /// The entries listed at `ip`, if any.
+    pub(super) fn at_ip(&self, ip: IpAddr) -> Option<AtIp> {
+        self.by_ip.get(&ip).copied()
+    }
+
+    /// The one entry at `ip` that the last removal removed, and its name.
+    pub(super) fn left_at(&self, ip: IpAddr) -> Option<Option<&str>> {
+        let mut at = self.left.iter().filter(|(a, _)| a.ip() == ip);
+        let (_, name) = at.next()?;
+        at.next().is_none().then_some(name.as_deref())
+    }
+
+    /// Whether some listed peer goes by `name`.
+    pub(super) fn is_name(&self, name: &str) -> bool {
+        self.taken.contains(name)
     }
 
     /// Every name the listed peers go by.
@@ -181,6 +224,14 @@ impl Peers {
             }
         }
         let old_names = std::mem::replace(&mut self.names, names);
+        self.index_ips();
+        let left: HashMap<SocketAddr, Option<String>> = (old.iter())
+            .filter(|p| !self.index.contains_key(&p.addr()))
+            .map(|p| (p.addr(), old_names.get(&p.addr()).cloned()))
+            .collect();
+        if !left.is_empty() {
+            self.left = left;
+        }
         self.version = version;
         debug_assert!(
             whole || version >= before,
@@ -192,6 +243,21 @@ impl Peers {
             old_names,
             listed,
         })
+    }
+
+    fn index_ips(&mut self) {
+        self.by_ip.clear();
+        for p in &self.entries {
+            let named = self.names.contains_key(&p.addr());
+            let at = self.by_ip.entry(p.ip).or_insert(AtIp {
+                count: 0,
+                first: p.addr(),
+                named: false,
+            });
+            at.count += 1;
+            at.named |= named;
+        }
+        self.taken = self.names.values().cloned().collect();
     }
 
     /// The invariants above; panics naming the one broken. Debug builds only.
@@ -215,6 +281,12 @@ impl Peers {
             for addr in self.names.keys() {
                 assert!(self.index.contains_key(addr), "{addr} named but not listed");
             }
+            let counted: usize = self.by_ip.values().map(|a| a.count).sum();
+            assert_eq!(counted, self.entries.len(), "entries by IP miscounted");
+            assert_eq!(
+                self.taken.len(),
+                self.names.values().collect::<HashSet<_>>().len()
+            );
         }
     }
 }

@@ -13,12 +13,16 @@
 //!   the relay forwards arrives there. Its own typed lines go over the same
 //!   connection to the relay, directly to every other peer that is not relayed, and
 //!   are shown here at once: it cannot reach itself at its public address.
-//! - **Relaying.** A connection whose first line is `pull IP:PORT`, from that IP,
-//!   is a puller. Every line this servant's listener shows is forwarded to every
-//!   puller, except to the puller it came from; its own typed lines come back
-//!   through its own listener like everyone's. A puller's lines reach public peers
-//!   directly from the puller, so the relay forwards them to the other pullers only:
-//!   no servant sees a line twice.
+//! - **Relaying** (`relay/serve.rs`). A connection whose first line is
+//!   `pull IP:PORT`, from that IP, whose entry in our list names us as its relay, is
+//!   a puller. Every chat line this servant's listener reads is forwarded to every
+//!   puller with its origin ([`crate::wire::pull`]), except to the puller it came
+//!   from; its own typed lines come back through its own listener like everyone's.
+//!   A puller's lines reach public peers directly from the puller, so the relay
+//!   forwards them to the other pullers only: no servant sees a line twice.
+//! - **Pulled lines** (`relay/down.rs`) are shown as from their origin, through
+//!   our own bans; one from the manager's address is its probe, answered on the
+//!   manager link and never shown.
 //!
 //! Limits, in the spirit of libp2p's circuit relay v2 (128 reservations, 128 KiB
 //! per circuit): at most [`MAX_PULLERS`] pull connections, [`MAX_BACKLOG`] bytes
@@ -33,10 +37,16 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::chat::ChatReader;
+use super::incoming::RateLimited;
+use super::peers::Peers;
 use super::{Servant, Slot, TICK};
 use crate::reactor::{Index, Reactor, State};
 use crate::wire::peerdoc::Peer;
+use crate::wire::pull::{self, Origin};
 use crate::wire::relay::{self as wire, Relay};
+
+mod down;
+mod serve;
 
 /// Pull connections one servant serves at most.
 pub(super) const MAX_PULLERS: usize = 128;
@@ -71,6 +81,13 @@ pub(super) struct Relaying {
     held: Vec<u8>,
     /// Pull connections from the servants we relay for.
     pullers: Vec<Index>,
+    /// Pull connections our list does not yet say we relay for, until the next
+    /// list (or a poll interval) says.
+    pending: Vec<Index>,
+    /// Pulls refused, said at most once a second.
+    refused: RateLimited,
+    /// Lines from our relay that were not frames.
+    bad_frames: RateLimited,
     /// When each peer was last complained about.
     complained: HashMap<SocketAddr, Instant>,
     /// Lines gathered from one read, to forward to pullers in one write each.
@@ -88,9 +105,12 @@ pub(super) enum Role {
     First,
     /// A batch of chat lines from a peer.
     Batch,
+    /// A pull our list cannot confirm yet: held, unanswered, since then.
+    Pending { listed: SocketAddr, since: Instant },
     /// A servant pulling from us, named by its listed address.
     Puller { listed: SocketAddr, bucket: Bucket },
-    /// A pull beyond [`MAX_PULLERS`]: closing, read no further.
+    /// A pull refused (beyond [`MAX_PULLERS`], not ours to serve, or displacing a
+    /// live one): closing, read no further.
     Refused,
 }
 
@@ -123,12 +143,25 @@ impl Bucket {
 }
 
 impl Relaying {
-    /// A line shown from a peer, gathered to forward to our pullers after the read.
-    pub(super) fn gather(&mut self, msg: &[u8]) {
+    /// A chat line read from `origin`, framed with it and gathered to forward to our
+    /// pullers after the read: the origin is the only copy made.
+    pub(super) fn gather(&mut self, peers: &Peers, origin: Origin, msg: &[u8]) {
         if !self.pullers.is_empty() && !msg.is_empty() {
-            self.forward.extend_from_slice(msg);
-            self.forward.push(b'\n');
+            let name = match origin {
+                Origin::Listed(a) => peers.name(a),
+                Origin::Ip(_) => None,
+            };
+            pull::frame(&mut self.forward, origin, name, msg);
         }
+    }
+}
+
+/// How a relay names a connection's sender: the listed servant, when it is the only
+/// one at that address, else the address alone.
+pub(super) fn origin_of(peers: &Peers, ip: std::net::IpAddr) -> Origin {
+    match peers.at_ip(ip) {
+        Some(at) if at.count == 1 => Origin::Listed(at.first),
+        _ => Origin::Ip(ip),
     }
 }
 
@@ -155,6 +188,10 @@ impl Servant {
     pub(super) fn relay_document(&mut self, r: &mut Reactor<Slot>) {
         let mine = self.peers.me();
         self.relay.me = mine.map(Peer::addr);
+        let now = r.now();
+        self.resolve_pending(r);
+        self.release_held(now);
+        let mine = self.peers.me();
         let status = mine.and_then(|p| p.relay);
         if status != self.relay.status {
             match (self.relay.status, status) {
@@ -223,7 +260,7 @@ impl Servant {
         let Some(me) = self.relay.me else { return };
         let slot = Slot::Pull {
             to,
-            reader: ChatReader::default(),
+            reader: ChatReader::with_room(pull::MAX_HEAD),
             error: None,
             started: r.now(),
             up: false,
@@ -252,17 +289,6 @@ impl Servant {
         }
     }
 
-    /// What the relay forwards: every peer's lines, shown as they come.
-    pub(super) fn pull_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
-        let Some(Slot::Pull { to, reader, .. }) = r.data_mut(i) else {
-            return;
-        };
-        let (to, console) = (*to, &mut self.console);
-        reader.feed(data, |msg, truncated| {
-            console.peer_message(to, msg, truncated)
-        });
-    }
-
     /// The pull link closed: pull again on the next tick, while still relayed there.
     pub(super) fn pull_closed(
         &mut self,
@@ -287,109 +313,6 @@ impl Servant {
         }
         if unreachable {
             self.complain(r, to);
-        }
-    }
-
-    /// A line on incoming connection `i`, as the relay sees it: the first may be a
-    /// pull request, a puller's are keepalives or rate-limited chat. Whether it is
-    /// chat to show (and forward to our pullers).
-    pub(super) fn relay_line(
-        &mut self,
-        r: &mut Reactor<Slot>,
-        i: Index,
-        from: SocketAddr,
-        role: &mut Role,
-        msg: &[u8],
-    ) -> bool {
-        match role {
-            Role::First => {
-                *role = Role::Batch;
-                if let Some(listed) = wire::parse_pull(msg).filter(|a| a.ip() == from.ip()) {
-                    *role = self.take_puller(r, i, from, listed);
-                    return false;
-                }
-                true
-            }
-            Role::Batch => true,
-            Role::Puller { .. } if msg.is_empty() => false, // keepalive
-            Role::Puller { bucket, .. } => {
-                let allowed = bucket.take(r.now());
-                if !allowed {
-                    self.relay.dropped += 1;
-                }
-                allowed
-            }
-            Role::Refused => false,
-        }
-    }
-
-    fn take_puller(
-        &mut self,
-        r: &mut Reactor<Slot>,
-        i: Index,
-        from: SocketAddr,
-        listed: SocketAddr,
-    ) -> Role {
-        if self.relay.pullers.len() >= MAX_PULLERS {
-            warn!("not relaying for {listed} ({from}): already relaying for {MAX_PULLERS}");
-            r.close(i);
-            return Role::Refused;
-        }
-        // A puller that pulls again replaces its old connection.
-        let old = (self.relay.pullers.iter().copied()).find(|&p| {
-            matches!(r.data(p), Some(Slot::Incoming { role: Role::Puller { listed: l, .. }, .. }) if *l == listed)
-        });
-        if let Some(old) = old {
-            r.close(old);
-        }
-        self.relay.pullers.push(i);
-        r.set_nodelay(i);
-        info!(
-            "relaying for {listed} ({} puller(s))",
-            self.relay.pullers.len()
-        );
-        Role::Puller {
-            listed,
-            bucket: Bucket::new(r.now()),
-        }
-    }
-
-    /// Sends the lines gathered from one read to every puller but `except`; a
-    /// puller too far behind is dropped (it pulls again).
-    pub(super) fn forward(&mut self, r: &mut Reactor<Slot>, except: Option<Index>) {
-        if self.relay.forward.is_empty() {
-            return;
-        }
-        let lines = std::mem::take(&mut self.relay.forward);
-        for k in 0..self.relay.pullers.len() {
-            let p = self.relay.pullers[k];
-            if Some(p) == except {
-                continue;
-            }
-            if r.socket(p)
-                .is_some_and(|s| s.unsent() + lines.len() > MAX_BACKLOG)
-            {
-                warn!(
-                    "a puller is more than {} KiB behind; dropping its connection",
-                    MAX_BACKLOG / 1024
-                );
-                r.abort(p);
-                continue;
-            }
-            r.send(p, &lines);
-        }
-        self.relay.forward = lines;
-        self.relay.forward.clear();
-    }
-
-    /// An incoming connection closed: a puller goes off the list.
-    pub(super) fn puller_closed(&mut self, i: Index, role: &Role) {
-        if let Role::Puller { listed, .. } = role {
-            self.relay.pullers.retain(|&p| p != i);
-            info!(
-                "stopped relaying for {listed} ({} puller(s) left)",
-                self.relay.pullers.len()
-            );
         }
     }
 
@@ -430,6 +353,8 @@ impl Servant {
             (None, Some(Relay::Via(to))) if !self.quitting => self.open_pull(r, to),
             _ => {}
         }
+        self.resolve_pending(r);
+        self.release_held(now);
         if self.relay.dropped > 0 {
             warn!(
                 "dropped {} line(s) from pullers sending faster than {LINE_RATE} a second",

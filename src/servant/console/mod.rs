@@ -37,6 +37,7 @@
 mod editor;
 mod keys;
 mod screen;
+mod sender;
 mod style;
 mod term;
 #[cfg(test)]
@@ -44,9 +45,11 @@ mod vt;
 mod width;
 
 use std::io;
+use std::net::IpAddr;
 
 use log::{warn, Level};
 
+pub use sender::Sender;
 pub use term::{is_tty, stdin_is_null};
 pub use width::str_width;
 
@@ -302,19 +305,30 @@ impl Console {
         });
     }
 
-    /// Shows one message a peer sent; a cut one is also logged with its sender.
-    pub fn peer_message(&mut self, from: std::net::SocketAddr, bytes: &[u8], truncated: bool) {
+    /// Shows one message a peer sent, as from `sender` ([`sender`]); a cut one is
+    /// also logged with the address it came from.
+    pub fn peer_message(
+        &mut self,
+        from: IpAddr,
+        sender: Sender<'_>,
+        bytes: &[u8],
+        truncated: bool,
+    ) {
         if bytes.is_empty() && !truncated {
             return;
         }
         if truncated {
             warn!(target: INCOMING, "{from} sent a message over 64 KiB; showing its first 64 KiB");
         }
-        self.message(bytes, truncated);
+        self.line(Some(sender), bytes, truncated);
     }
 
     /// Shows one chat message, escaped, marked when it was cut at the size limit.
     pub fn message(&mut self, bytes: &[u8], truncated: bool) {
+        self.line(None, bytes, truncated);
+    }
+
+    fn line(&mut self, sender: Option<Sender<'_>>, bytes: &[u8], truncated: bool) {
         self.take_log();
         let text = crate::text::escape_bytes(bytes);
         let (out, eol): (_, &[u8]) = match &mut self.screen {
@@ -324,7 +338,17 @@ impl Console {
                 (&mut self.scratch, b"\n")
             }
         };
-        self.style.chat_line(out, &text);
+        match sender.and_then(|s| sender::prefix(s, &text)) {
+            Some((marker, true)) => {
+                let (dim, reset) = self.style.dim_parts();
+                out.extend_from_slice(dim);
+                out.extend_from_slice(marker.as_bytes());
+                out.extend_from_slice(reset);
+                out.extend_from_slice(text.as_bytes());
+            }
+            Some((name, false)) => self.style.chat_line(out, &format!("{name}{text}")),
+            None => self.style.chat_line(out, &text),
+        }
         if truncated {
             out.extend_from_slice(b" [truncated]");
         }
