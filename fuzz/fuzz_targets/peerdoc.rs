@@ -1,12 +1,11 @@
 //! The peer document as a servant reads it ([`p2pchat::wire::peerdoc`]): framing by
-//! `document_end`, then `parse`, then the servant's own sanity check; and the same
+//! `document_end`, then `parse`, then the servant's own keeping of the list; and the same
 //! bytes as a versioned answer ([`p2pchat::wire::delta`]): framed, parsed, named and
 //! applied to a list. Nothing panics; a document that parses renders back to the
 //! same peers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use p2pchat::servant::peerlist;
 use p2pchat::wire::delta;
 use p2pchat::wire::peerdoc::{document_end, parse, PeerDoc};
 
@@ -30,8 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(peers) = parse(&text) else {
         return;
     };
-    let checked = peerlist::check(peers.clone(), 64);
-    if let Ok(list) = &checked {
+    // The servant's own keeping of the list: capped, one entry per address, at
+    // most one `me`, its invariants checked as it goes.
+    if let Ok(list) = p2pchat::servant::replay([&*text], 64) {
         assert!(list.len() <= 64 && list.len() <= peers.len());
         for (k, p) in list.iter().enumerate() {
             assert!(
@@ -39,6 +39,10 @@ fuzz_target!(|data: &[u8]| {
                 "a duplicate survived"
             );
         }
+        assert!(
+            list.iter().filter(|p| p.me).count() <= 1,
+            "two entries are me"
+        );
     }
     // What parses renders back the same, through the manager's own renderer.
     let mut offsets: Vec<usize> = peers.iter().map(|p| p.offset).collect();

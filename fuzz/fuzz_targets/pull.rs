@@ -48,7 +48,11 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let mut out = Vec::new();
     frame(&mut out, o, name, &text);
-    assert!(out.len() <= MAX_HEAD + text.len() + 1, "{} bytes", out.len());
+    assert!(
+        out.len() <= MAX_HEAD + text.len() + 1,
+        "{} bytes",
+        out.len()
+    );
     let p = parse(&out[..out.len() - 1]).expect("a frame parses");
     assert_eq!((p.origin, p.text), (o, &text[..]));
     if let Some(n) = p.name {

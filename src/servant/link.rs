@@ -389,13 +389,13 @@ impl Servant {
         if self.listener.is_some() {
             self.link.moving = None;
             self.link.backoff = BACKOFF_FIRST;
-            self.release_held(r);
+            self.send_held(r);
         }
     }
 
     /// Lines typed while there was no list go out, once there is one, we listen,
     /// and the name they are prefixed with is settled ([`super::names`]).
-    pub(super) fn release_held(&mut self, r: &mut Reactor<Slot>) {
+    pub(super) fn send_held(&mut self, r: &mut Reactor<Slot>) {
         let ready = !self.peers.is_empty() && self.listener.is_some();
         if !ready || self.sends.held.is_empty() || self.link.names.holding() {
             return;

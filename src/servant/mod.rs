@@ -62,6 +62,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 pub use config::{Config, Overrides};
+pub use peers::replay;
 
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use crate::StartError;

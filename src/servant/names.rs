@@ -173,7 +173,7 @@ impl Servant {
                 }
             }
         }
-        self.release_held(r);
+        self.send_held(r);
     }
 
     /// A new list: a manager that does not answer names shows that it took one by
@@ -208,7 +208,7 @@ impl Servant {
         if let Some(last) = asked.into_iter().rfind(|a| a.nick) {
             self.take_name(last.name);
         }
-        self.release_held(r);
+        self.send_held(r);
     }
 }
 

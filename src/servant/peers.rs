@@ -291,6 +291,26 @@ impl Peers {
     }
 }
 
+/// The manager's answers `texts` (whole documents, deltas, `<unchanged/>`),
+/// applied in order to an empty list of at most `max` entries, as a servant
+/// applies them; the invariants are checked after each (debug builds, fuzzing).
+/// The list at the end, or the first answer that did not parse or apply.
+pub fn replay<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+    max: usize,
+) -> Result<Vec<Peer>, String> {
+    let mut peers = Peers::default();
+    for text in texts {
+        let answer = delta::parse(text).map_err(|e| e.to_string())?;
+        match peers.apply(answer, delta::names(text), max) {
+            Ok(_) => {}
+            Err(Refused::Gap(why)) => return Err(why.to_string()),
+            Err(Refused::TooLong(why)) => return Err(why),
+        }
+    }
+    Ok(peers.entries)
+}
+
 pub(super) fn too_many(n: usize, max: usize) -> String {
     format!("{n} entries, more than the {max} allowed (--max-peers)")
 }
