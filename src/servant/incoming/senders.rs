@@ -85,11 +85,11 @@ pub(in crate::servant) fn identify<'a>(
             at.first
         }
     };
-    // Our own lines come back through our listener, named before the manager's
-    // list carries our name (or under a manager that carries none).
-    let mine = peers.me().is_some_and(|m| m.addr() == exact);
-    if let Some(own) = own.filter(|_| mine) {
-        return Some(Sender::Named(own));
+    // Our own lines come back through our listener carrying the prefix they were
+    // typed under: shown as sent, so a `/nick` between sending and their return
+    // (or a manager that lists no names) does not put a second name before them.
+    if peers.me().is_some_and(|m| m.addr() == exact) {
+        return Some(Sender::Unnamed);
     }
     Some(match peers.name(exact) {
         Some(name) => Sender::Named(name),

@@ -66,10 +66,8 @@ fn the_address_names_the_sender_not_the_text() {
         who(&p, "127.0.0.3", "alice: x"),
         Some(Sender::Named("mallory"))
     );
-    assert_eq!(
-        who(&p, "127.0.0.2", "alice: hi"),
-        Some(Sender::Named("alice"))
-    );
+    // Our own line (alice is us) is shown as it was sent, prefix and all.
+    assert_eq!(who(&p, "127.0.0.2", "alice: hi"), Some(Sender::Unnamed));
     assert_eq!(who(&p, "127.0.0.9", "alice: I owe you 100"), None);
 }
 
