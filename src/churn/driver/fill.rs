@@ -1,7 +1,7 @@
 //! A flood's setup: churn fills the manager itself. Servants ("fillers") join
 //! from churn's addresses, a few at a time, until the manager refuses one (its
 //! `--max-per-address` for the address, or `--max-servants`); they then stay,
-//! asking again every [`FILL_POLL`] so the manager's idle timeout keeps them,
+//! asking again every [`FILL_POLL`](super::manager::FILL_POLL) so the manager's idle timeout keeps them,
 //! and the flooders' connections are all refused. A manager that others have
 //! filled already refuses the first filler, and nothing is held.
 
@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
 use super::super::report::Failure;
-use super::manager::Ask;
+use super::manager::{Ask, FILL_POLL};
 use super::phases::Phase;
 use super::{Churn, Conn, Role};
 use crate::reactor::Reactor;
@@ -18,8 +18,6 @@ use crate::reactor::Reactor;
 const FILL_BATCH: usize = 16;
 /// The most fillers churn holds; a manager with room for more is not full.
 const MAX_FILL: usize = 20_000;
-/// How often a filler asks again: well inside the manager's default 30 s idle timeout.
-pub(super) const FILL_POLL: Duration = Duration::from_secs(10);
 
 /// How the fill goes.
 #[derive(Debug, Default)]

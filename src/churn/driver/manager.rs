@@ -4,14 +4,17 @@
 //! what comes back is in [`super::answer`].
 
 use std::cmp::Reverse;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::super::args::show;
 use super::super::report::Failure;
 use super::super::Mode;
-use super::fill::FILL_POLL;
 use super::{Churn, Conn, Phase, Role, TICK_EVERY};
 use crate::reactor::{Index, Reactor};
+
+/// How often a flood's filler asks again: well inside the manager's default 30 s
+/// idle timeout, so the fillers hold the manager full.
+pub(super) const FILL_POLL: Duration = Duration::from_secs(10);
 
 /// What every virtual servant asks.
 pub(super) const REQUEST: &[u8] = b"needs peer list\n";
