@@ -6,7 +6,7 @@
 //! filled already refuses the first filler, and nothing is held.
 
 use std::cmp::Reverse;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::super::report::Failure;
 use super::manager::{Ask, FILL_POLL};
