@@ -42,6 +42,9 @@ OPTIONS:
                            [default: $RUST_LOG, else config.xml's <loglevel>, else info;
                            on a terminal, only warnings and errors are shown unless asked]
     --log-file PATH        append log lines to PATH instead of stderr
+    --timestamps           HH:MM (local time) before each transcript line, in a pipe too
+    --no-timestamps        no time stamps, on a terminal either; overrides <timestamps>
+                           [default: on a terminal, off in a pipe]
     -h, --help             print this help
     -V, --version          print the version
 
@@ -91,7 +94,13 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
             .values_from_str("--ban")
             .map_err(|e| ConfigError::new("--ban", e.to_string()))?,
         log_file: cli::opt_flag(args, "--log-file", "a file name")?,
+        timestamps: None,
     };
+    let timestamps = Overrides::timestamps(
+        cli::switch(args, "--timestamps")?,
+        cli::switch(args, "--no-timestamps")?,
+    )?;
+    let o = Overrides { timestamps, ..o };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;
     Ok((o, log_level))
