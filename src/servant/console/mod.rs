@@ -580,11 +580,10 @@ fn emit(bytes: &[u8]) -> bool {
 }
 
 /// Queues what [`Console::settle`] drew; false if the queue is full and dropped
-/// it, counting its lines (each ends in `\n`, which escaped text never holds; the
-/// input's drawing holds none) and the `more` lines its notes stand for.
-fn emit_drawn(bytes: &[u8], more: u64) -> bool {
-    let lines = memchr::memchr_iter(b'\n', bytes).count() as u64;
-    cfg!(test) || STDOUT.write_lines(bytes, lines + more)
+/// it, counting the transcript `lines` it held (a repaint, the status line and the
+/// input are no lines of their own).
+fn emit_drawn(bytes: &[u8], lines: u64) -> bool {
+    cfg!(test) || STDOUT.write_lines(bytes, lines)
 }
 
 #[cfg(test)]

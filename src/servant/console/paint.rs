@@ -105,6 +105,7 @@ impl Console {
         let out = &mut self.scratch;
         out.clear();
         let was = s.drawn.take();
+        let mut written = 0;
         if paint {
             // Row by row from the top: an erase of the whole screen is what tmux
             // takes for clearing it, and would copy it into its history.
@@ -121,6 +122,8 @@ impl Console {
                 out.extend_from_slice(b"\x1b[H\x1b[2J");
             }
             if !scrolled {
+                // Each ends in `\n`, which escaped text never holds.
+                written = memchr::memchr_iter(b'\n', &lines).count() as u64;
                 out.extend_from_slice(&lines);
             }
         }
@@ -152,7 +155,7 @@ impl Console {
                 s.block = block;
             }
         }
-        if emit_drawn(out, std::mem::take(&mut s.stands_for)) {
+        if emit_drawn(out, written + std::mem::take(&mut s.stands_for)) {
             let redraw = redraw.map_or(&[][..], |k| &out[k..]);
             s.frame_notes(&self.style, s.drawn, redraw);
         } else {

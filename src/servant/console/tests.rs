@@ -91,7 +91,11 @@ fn enter_takes_the_line_out_of_the_input() {
     let (mut c, mut vt) = on_screen(40);
     settle(&mut c, &mut vt);
     assert_eq!(typed(&mut c, &mut vt, b"hello\r"), "hello\n");
-    assert_eq!(vt.lines(), [&st(40), ">"], "shown once, when our copy comes back");
+    assert_eq!(
+        vt.lines(),
+        [&st(40), ">"],
+        "shown once, when our copy comes back"
+    );
     c.message(b"alice: hello", false);
     settle(&mut c, &mut vt);
     assert_eq!(vt.lines(), ["alice: hello", &st(40), ">"]);
@@ -166,7 +170,12 @@ fn the_queues_note_is_an_event_line_and_the_input_is_left_as_it_was() {
     assert_eq!(vt.lines()[..4], lines[..4]);
     assert_eq!(
         vt.lines()[4..],
-        ["bob: after it", &st(20), "> a half typed line", "that wraps"]
+        [
+            "bob: after it",
+            &st(20),
+            "> a half typed line",
+            "that wraps"
+        ]
     );
 }
 
@@ -218,7 +227,12 @@ fn an_input_taller_than_the_screen_leaves_a_row_for_the_transcript() {
     typed(&mut c, &mut vt, b"\x01"); // Ctrl-A: the first rows
     assert_eq!(
         vt.lines()[..4],
-        ["bob: hi", &st(20), "> 00 01 02 03 04 05", "06 07 08 09 10 11 12"]
+        [
+            "bob: hi",
+            &st(20),
+            "> 00 01 02 03 04 05",
+            "06 07 08 09 10 11 12"
+        ]
     );
     assert_eq!((vt.row, vt.col), (2, 2));
     assert!(vt.scrolled.is_empty(), "{:?}", vt.scrolled);
