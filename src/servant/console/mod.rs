@@ -354,6 +354,7 @@ impl Console {
         } = s;
         // Page Up and Down move by the rows above the status line and input, less one.
         let page = s.rows.saturating_sub(s.block + 1).max(1);
+        let (cols, area) = (s.cols, s.rows.saturating_sub(s.block));
         let mut pressed = Vec::new();
         keys.feed(bytes, |key| pressed.push(key));
         let mut k = 0;
@@ -365,7 +366,7 @@ impl Console {
                 return; // what follows Ctrl-D is not read
             }
             match key {
-                Key::PageUp => *repaint |= transcript.page_up(page),
+                Key::PageUp => *repaint |= transcript.page_up(page, cols, area),
                 Key::PageDown => *repaint |= transcript.page_down(page),
                 _ => match editor.key(key) {
                     Effect::None => {}

@@ -50,12 +50,8 @@ impl Status {
             LinkState::Reconnecting => ", reconnecting",
             LinkState::ArticleMode => ", article mode",
         });
-        match below {
-            Some(0) => s.push_str(", scrolled up (PgDn)"),
-            Some(n) => {
-                let _ = write!(s, ", {n} more below (PgDn)");
-            }
-            None => {}
+        if let Some(n) = below {
+            let _ = write!(s, ", {n} more below (PgDn)");
         }
         clip(&s, cols.saturating_sub(1).max(1))
     }

@@ -54,9 +54,15 @@ impl Transcript {
         self.below
     }
 
-    /// Page Up: `page` lines further back, but not past the first line.
-    pub fn page_up(&mut self, page: usize) -> bool {
-        let most = self.lines.len().saturating_sub(1);
+    /// Page Up: `page` lines further back, but no further than a view of `area`
+    /// rows `cols` wide with the first line at its top.
+    pub fn page_up(&mut self, page: usize, cols: usize, area: usize) -> bool {
+        let (mut rows, mut first_view) = (0, 0);
+        while first_view < self.lines.len() && rows < area {
+            rows += rows_of(&self.lines[first_view], cols);
+            first_view += 1;
+        }
+        let most = self.lines.len() - first_view.max(1).min(self.lines.len());
         let now = self.below.unwrap_or(0);
         let next = (now + page.max(1)).min(most);
         if next == now {
@@ -103,8 +109,8 @@ impl Transcript {
         }
         let mut left = area;
         for line in self.lines.range(first..end) {
-            out.extend_from_slice(b"\x1b[2K");
             let rows = rows_of(line, cols);
+            clear_rows(out, rows.min(left));
             if rows > left {
                 out.extend_from_slice(cut(line, cols, left));
                 out.extend_from_slice(b"\x1b[0m\r\n");
@@ -115,6 +121,19 @@ impl Transcript {
             left -= rows;
         }
     }
+}
+
+/// Clears `rows` rows from the cursor's down, and comes back to the first: a
+/// wrapped line overwrites its rows only as far as it reaches.
+fn clear_rows(out: &mut Vec<u8>, rows: usize) {
+    out.extend_from_slice(b"\x1b[2K");
+    for _ in 1..rows {
+        out.extend_from_slice(b"\x1b[B\x1b[2K");
+    }
+    if rows > 1 {
+        let _ = std::io::Write::write_fmt(out, format_args!("\x1b[{}A", rows - 1));
+    }
+    out.push(b'\r');
 }
 
 /// Calls `f(at, row)` for each character of `line` (escape sequences skipped),
@@ -178,6 +197,13 @@ mod tests {
 
     fn painted(t: &Transcript, cols: usize, area: usize) -> Vec<String> {
         let mut vt = Vt::new(area + 1, cols);
+        // What an earlier paint left: every row full.
+        for _ in 0..area {
+            vt.feed(&vec![b'#'; cols]);
+            vt.feed(b"\r\n");
+        }
+        vt.feed(b"\x1b[H");
+        vt.scrolled.clear();
         let mut out = Vec::new();
         t.paint(&mut out, cols, area);
         vt.feed(&out);
@@ -189,14 +215,14 @@ mod tests {
     fn paging_moves_the_view_and_new_lines_do_not() {
         let mut t = transcript(100);
         assert_eq!(painted(&t, 20, 3), ["line 97", "line 98", "line 99"]);
-        assert!(t.page_up(10));
+        assert!(t.page_up(10, 20, 3));
         assert_eq!(painted(&t, 20, 3), ["line 87", "line 88", "line 89"]);
         t.push(b"line 100");
         assert_eq!(t.below(), Some(11));
         assert_eq!(painted(&t, 20, 3), ["line 87", "line 88", "line 89"]);
-        assert!(t.page_up(1000));
-        assert_eq!(painted(&t, 20, 3), ["", "", "line 0"]);
-        assert!(!t.page_up(1), "not past the first line");
+        assert!(t.page_up(1000, 20, 3));
+        assert_eq!(painted(&t, 20, 3), ["line 0", "line 1", "line 2"]);
+        assert!(!t.page_up(1, 20, 3), "not past the first page");
         t.page_down(1000);
         assert_eq!(t.below(), None);
         assert!(!t.page_down(1));
