@@ -1,5 +1,7 @@
 //! The terminal tests' tmux: a private server with one pane running bash, read
-//! with `tmux capture-pane -p`, and the servant started in it.
+//! with `tmux capture-pane -p`, and the servant started in it. Shared by the
+//! terminal and window tests, each using part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
