@@ -54,7 +54,8 @@ INPUT:
     name, /clear clears the screen, /quit leaves. //text sends /text. An unknown
     /command is an error, not chat.
     On a terminal there is a `> ` prompt with line editing (arrows, Home, End,
-    Ctrl-A/E/K/U/W/Y/L, Up and Down for this session's history); Ctrl-D leaves.
+    Ctrl-A/E/K/U/W/Y/L, Up and Down and Ctrl-R through the history, kept between
+    runs), Tab completing names, Page Up/Down scrolling and a status line; Ctrl-D leaves.
     From a pipe or file, end of input leaves once every line has been delivered
     (at most 5 s later). Lines typed before the first peer list are held and
     sent when it arrives. With stdin at /dev/null, or --headless, it runs until
