@@ -42,6 +42,9 @@ OPTIONS:
                            [default: $RUST_LOG, else config.xml's <loglevel>, else info;
                            on a terminal, only warnings and errors are shown unless asked]
     --log-file PATH        append log lines to PATH instead of stderr
+    --timestamps           HH:MM (local time) before each transcript line, in a pipe too
+    --no-timestamps        no time stamps, on a terminal either; overrides <timestamps>
+                           [default: on a terminal, off in a pipe]
     -h, --help             print this help
     -V, --version          print the version
 
@@ -51,7 +54,8 @@ INPUT:
     name, /clear clears the screen, /quit leaves. //text sends /text. An unknown
     /command is an error, not chat.
     On a terminal there is a `> ` prompt with line editing (arrows, Home, End,
-    Ctrl-A/E/K/U/W/Y/L, Up and Down for this session's history); Ctrl-D leaves.
+    Ctrl-A/E/K/U/W/Y/L, Up and Down and Ctrl-R through the history, kept between
+    runs), Tab completing names, Page Up/Down scrolling and a status line; Ctrl-D leaves.
     From a pipe or file, end of input leaves once every line has been delivered
     (at most 5 s later). Lines typed before the first peer list are held and
     sent when it arrives. With stdin at /dev/null, or --headless, it runs until
@@ -91,7 +95,13 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
             .values_from_str("--ban")
             .map_err(|e| ConfigError::new("--ban", e.to_string()))?,
         log_file: cli::opt_flag(args, "--log-file", "a file name")?,
+        timestamps: None,
     };
+    let timestamps = Overrides::timestamps(
+        cli::switch(args, "--timestamps")?,
+        cli::switch(args, "--no-timestamps")?,
+    )?;
+    let o = Overrides { timestamps, ..o };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;
     Ok((o, log_level))

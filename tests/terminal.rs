@@ -341,8 +341,8 @@ fn typing_on_the_top_row_leaves_no_copies_in_the_history() {
     t.servant(addr, "127.0.75.3", "--name carol");
     t.wait_for("-- you are carol");
     t.keys(&["C-l"]);
-    t.wait("the input alone on the top row", |s| {
-        s.len() == 1 && s[0] == ">"
+    t.wait("the status line on the top row, the input below it", |s| {
+        s.len() == 2 && s[0].starts_with("[carol] ") && s[1] == ">"
     });
     let mut typed = String::new();
     for c in ["h", "e", "l", "l", "o"] {
@@ -540,12 +540,16 @@ fn an_input_taller_than_the_window_shows_the_rows_around_the_cursor() {
     assert!(rows.len() > 8, "{rows:#?}");
     let is_input = |row: &String| !row.is_empty() && rows.contains(row);
     t.text(&long);
-    // The cursor at the end: the input's last four rows, below a row of the
-    // transcript.
-    let want = &rows[rows.len() - 4..];
+    // The cursor at the end: the input's last three rows, below a row of the
+    // transcript and the status line.
+    let want = &rows[rows.len() - 3..];
     let x = cols_of(want.last().unwrap());
     t.wait_rows("the input's last rows", |now, cursor| {
-        now.len() == 5 && now[1..] == *want && !is_input(&now[0]) && cursor == (x, 4)
+        now.len() == 5
+            && now[2..] == *want
+            && !is_input(&now[0])
+            && now[1].starts_with("[alice]")
+            && cursor == (x, 4)
     });
     // None of the input went up into the transcript's history on the way.
     let scrolled = t.scrolled_off();
@@ -553,18 +557,18 @@ fn an_input_taller_than_the_window_shows_the_rows_around_the_cursor() {
     // Home: its first rows, the cursor after the prompt; and typed there.
     t.keys(&["Home"]);
     t.wait_rows("the input's first rows", |now, cursor| {
-        now.len() == 5 && now[1..] == rows[..4] && cursor == (2, 1)
+        now.len() == 5 && now[2..] == rows[..3] && cursor == (2, 2)
     });
     t.text("X");
     let with_x = wrapped(&format!("X{long}"), 20);
     t.wait_rows("the X typed at the start", |now, cursor| {
-        now.len() == 5 && now[1..] == with_x[..4] && cursor == (3, 1)
+        now.len() == 5 && now[2..] == with_x[..3] && cursor == (3, 2)
     });
     t.keys(&["End"]);
-    let want = &with_x[with_x.len() - 4..];
+    let want = &with_x[with_x.len() - 3..];
     let x = cols_of(want.last().unwrap());
     t.wait_rows("the input's last rows again", |now, cursor| {
-        now[1..] == *want && cursor == (x, 4)
+        now[2..] == *want && cursor == (x, 4)
     });
     // Sent, it comes back whole; the prompt is back, alone.
     t.keys(&["Enter"]);

@@ -10,6 +10,7 @@
 //!   <pollinterval>2s</pollinterval>           <!-- optional; a bare number is milliseconds -->
 //!   <maxpeers>10000</maxpeers>                <!-- optional: longer peer lists are refused -->
 //!   <loglevel>info</loglevel>                 <!-- optional; RUST_LOG's syntax -->
+//!   <timestamps>false</timestamps>            <!-- optional: HH:MM before each line -->
 //!   <bans><ban><target>1.1.1.1</target></ban></bans>
 //! </config>
 //! ```
@@ -62,6 +63,9 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// The config file read, if any.
     pub file: Option<PathBuf>,
+    /// `HH:MM ` before each transcript line: `Some` when `<timestamps>` or a flag
+    /// said; else on for a terminal, off for a pipe.
+    pub timestamps: Option<bool>,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             overrides: Overrides::default(),
             log_file: None,
             file: None,
+            timestamps: None,
         }
     }
 }
@@ -98,6 +103,21 @@ pub struct Overrides {
     pub bans: Vec<String>,
     pub headless: bool,
     pub log_file: Option<PathBuf>,
+    /// `--timestamps` (true) or `--no-timestamps` (false).
+    pub timestamps: Option<bool>,
+}
+
+impl Overrides {
+    /// `--timestamps` and `--no-timestamps`: which one was given, if either.
+    pub fn timestamps(on: bool, off: bool) -> Result<Option<bool>, ConfigError> {
+        match (on, off) {
+            (true, true) => Err(ConfigError::new(
+                "--timestamps",
+                "and --no-timestamps contradict each other; give one",
+            )),
+            _ => Ok((on || off).then_some(on)),
+        }
+    }
 }
 
 const KNOWN: &[&str] = &[
@@ -108,6 +128,7 @@ const KNOWN: &[&str] = &[
     "maxpeers",
     "bans",
     "loglevel",
+    "timestamps",
 ];
 
 impl Config {
@@ -151,6 +172,7 @@ impl Config {
                 .push(check_ban(target).map_err(|r| ConfigError::new("--ban", r))?);
         }
         c.headless |= o.headless;
+        c.timestamps = o.timestamps.or(c.timestamps);
         c.overrides = o.clone();
         c.log_file = o.log_file.clone();
         if c.connmgr_port == 0 {
@@ -218,6 +240,18 @@ impl Config {
             let filter = Filter::parse(el.value())
                 .map_err(|r| ConfigError::new(f.place(el), format!("<loglevel> {r}")))?;
             self.log_level = Some(filter);
+        }
+        if let Some(el) = f.root.child("timestamps") {
+            self.timestamps = Some(match el.value().trim() {
+                "true" | "TRUE" | "1" => true,
+                "false" | "FALSE" | "0" => false,
+                other => {
+                    return Err(ConfigError::new(
+                        f.place(el),
+                        format!("<timestamps> must be true or false, not {other:?}"),
+                    ))
+                }
+            });
         }
         for bans in f.root.children_named("bans") {
             for ban in &bans.children {

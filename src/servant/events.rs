@@ -4,10 +4,15 @@
 //! joined`); elsewhere they are only logged, since stdout is one line per message.
 //!
 //! The article's form refilled `userList1` on every list and said nothing; here
-//! joins and leaves are the difference between the last list and the new one. A
-//! peer is the same peer when its listed address is; one that kept its name and
-//! address but not its port (the manager restarted and numbered ports afresh) is
-//! the same peer too, so a manager's restart does not read as everyone leaving.
+//! joins, leaves and renames are told, and only when membership really changed.
+//! A peer is who it says it is: the same name is the same peer whatever its
+//! address and port, and an unnamed peer is the same peer while its address is.
+//! So a manager's restart, after which every servant reconnects within its
+//! backoff and is given a new port, is no news: a peer missing from the list is
+//! told as gone only once it has stayed away for [`LEAVE_GRACE`], and never while
+//! the list settles after our own reconnect (`peerlist.rs`). And every leave told
+//! follows a join (or the greeting) told for the same peer: a peer that came and
+//! went before it was told is never told at all.
 //!
 //! Events are logged under this module's target; the console does not repeat
 //! those records as warnings ([`super::console`]).
@@ -18,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use super::console::LinkState;
 use super::peers::{Applied, Peers};
 use super::Servant;
 use crate::wire::peerdoc::Peer;
@@ -28,6 +34,17 @@ const SHOWN: usize = 8;
 /// by its address.
 const NAME_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a peer missing from the list is given to come back (its manager link
+/// blipped, a push raced its reconnect) before it is told as gone.
+const LEAVE_GRACE: Duration = Duration::from_millis(1500);
+
+/// Who a peer is, across ports: its name, or its address while it has none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Who {
+    Named(String),
+    Unnamed(IpAddr),
+}
+
 /// What the events remember between lists.
 #[derive(Debug, Default)]
 pub(super) struct Events {
@@ -35,6 +52,10 @@ pub(super) struct Events {
     unreachable: HashSet<SocketAddr>,
     /// Newcomers not announced yet: they have no name so far, and since when.
     unnamed: Vec<(SocketAddr, Instant)>,
+    /// Peers told as here (greeted or joined), and where they were last listed.
+    told: Vec<(Who, SocketAddr)>,
+    /// Peers told as here that the list no longer holds, and since when.
+    missing: Vec<(Who, SocketAddr, Instant)>,
     /// The first list has come.
     greeted: bool,
     /// Since when the first list waits to be announced: until every peer on it
@@ -47,6 +68,12 @@ impl Servant {
     /// name, or, for the first list, who is here.
     pub(super) fn list_changed(&mut self, applied: Applied, now: Instant) {
         let Applied { old, old_names, .. } = applied;
+        self.console.set_peer_count(self.peers.len());
+        self.console.set_link(if self.link.article {
+            LinkState::ArticleMode
+        } else {
+            LinkState::Connected
+        });
         let same = self.peers.same_as(&old, &old_names);
         if self.events.greeted && same {
             return; // the answer to a poll, as most are: nothing new
@@ -78,9 +105,10 @@ impl Servant {
 }
 
 impl Events {
-    /// What changed from `old` to the current list, as event lines. A newcomer
-    /// without a name waits in `unnamed` for one: a servant says its name right
-    /// after connecting, but the manager may push the list with it before that.
+    /// What changed from `old` to the current list, as event lines: renames and
+    /// named newcomers at once; an unnamed newcomer waits in `unnamed` for a name
+    /// (a servant says its name right after connecting, but the manager may push
+    /// the list with it before that), a missing peer in `missing` for its return.
     fn differences(
         &mut self,
         peers: &Peers,
@@ -88,83 +116,119 @@ impl Events {
         old_names: &HashMap<SocketAddr, String>,
         now: Instant,
     ) -> Vec<String> {
-        // A peer that left and one that joined from the same address with the same
-        // name (or both without one) are one peer the manager gave another port.
-        type Key = (IpAddr, Option<String>);
-        let old_key = |p: &Peer| (p.ip, old_names.get(&p.addr()).cloned());
-        let new_key = |p: &Peer| (p.ip, peers.name(p.addr()).map(str::to_owned));
-        let count = |keys: &mut HashMap<Key, usize>, k: Key| *keys.entry(k).or_default() += 1;
-        let before: HashSet<SocketAddr> = old.iter().filter(|p| !p.me).map(Peer::addr).collect();
-        let gone: Vec<&Peer> = (old.iter())
-            .filter(|p| !p.me && !peers.contains(p.addr()))
-            .collect();
-        let new: Vec<&Peer> = (peers.iter())
-            .filter(|p| !p.me && !before.contains(&p.addr()))
-            .collect();
-        let (mut gone_keys, mut new_keys) = (HashMap::new(), HashMap::new());
-        gone.iter().for_each(|p| count(&mut gone_keys, old_key(p)));
-        new.iter().for_each(|p| count(&mut new_keys, new_key(p)));
-        let moved = |keys: &mut HashMap<Key, usize>, k: Key| match keys.get_mut(&k) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        };
         let mut said = Vec::new();
-        for p in new {
-            if moved(&mut gone_keys, new_key(p)) {
+        // A name changed at the same address: a rename, if the peer was told.
+        for p in peers.iter().filter(|p| !p.me) {
+            let a = p.addr();
+            if !old.iter().any(|o| o.addr() == a) {
                 continue;
             }
-            match peers.name(p.addr()) {
-                Some(n) => said.push(format!("{n} ({}) joined", p.addr())),
-                None => self.unnamed.push((p.addr(), now)),
+            let (was, now_named) = (old_names.get(&a), peers.name(a));
+            let Some(n) = now_named else { continue };
+            let from = match was {
+                Some(w) if w != n => Who::Named(w.clone()),
+                None => Who::Unnamed(p.ip),
+                _ => continue,
+            };
+            let told = self.told.iter().position(|(w, at)| *w == from && *at == a);
+            let Some(k) = told else { continue };
+            said.push(match was {
+                Some(w) => format!("{w} ({a}) is now known as {n}"),
+                None => format!("{a} is now known as {n}"),
+            });
+            self.told[k].0 = Who::Named(n.to_string());
+        }
+        let mut listed: Vec<(Who, SocketAddr)> = (peers.iter().filter(|p| !p.me))
+            .map(|p| (who(peers, p), p.addr()))
+            .collect();
+        // Each peer told is matched to one listed as the same peer: found, it has
+        // perhaps moved; not found, it is missing (told as gone later, if it stays so).
+        for (w, at) in &mut self.told {
+            match listed.iter().position(|(l, _)| l == w) {
+                Some(k) => {
+                    *at = listed.swap_remove(k).1;
+                    self.missing.retain(|(m, ..)| m != w);
+                }
+                None if !self.missing.iter().any(|(m, ..)| m == w) => {
+                    self.missing.push((w.clone(), *at, now));
+                }
+                None => {}
             }
         }
-        for p in gone {
-            if moved(&mut new_keys, old_key(p)) {
+        // The rest are newcomers: told at once by name, or waiting for one.
+        self.unnamed.retain(|(a, _)| {
+            listed
+                .iter()
+                .any(|(w, l)| l == a && matches!(w, Who::Unnamed(_)))
+        });
+        for (w, a) in listed {
+            match w {
+                Who::Named(n) => {
+                    said.push(format!("{n} ({a}) joined"));
+                    self.told.push((Who::Named(n), a));
+                }
+                Who::Unnamed(_) if self.unnamed.iter().any(|(u, _)| *u == a) => {}
+                Who::Unnamed(_) => self.unnamed.push((a, now)),
+            }
+        }
+        said
+    }
+
+    /// Unnamed newcomers that had their time to say a name, and peers missing for
+    /// longer than [`LEAVE_GRACE`] (not while the list settles: `settling`).
+    fn overdue(&mut self, now: Instant, settling: bool) -> Vec<String> {
+        let mut said = Vec::new();
+        let missing_from = |ip: IpAddr, missing: &[(Who, SocketAddr, Instant)]| {
+            missing.iter().any(|(_, a, _)| a.ip() == ip)
+        };
+        let mut k = 0;
+        while k < self.unnamed.len() {
+            let (a, since) = self.unnamed[k];
+            // One that may be a missing peer coming back waits for that to be known.
+            if now.duration_since(since) < NAME_GRACE || missing_from(a.ip(), &self.missing) {
+                k += 1;
                 continue;
             }
-            said.push(match old_names.get(&p.addr()) {
-                Some(n) => format!("{n} ({}) left", p.addr()),
-                None => format!("{} left", p.addr()),
+            self.unnamed.swap_remove(k);
+            said.push(format!("{a} joined"));
+            self.told.push((Who::Unnamed(a.ip()), a));
+        }
+        if settling {
+            return said;
+        }
+        let gone =
+            |(_, _, since): &(Who, SocketAddr, Instant)| now.duration_since(*since) >= LEAVE_GRACE;
+        for (w, a, _) in self.missing.iter().filter(|m| gone(m)) {
+            self.told.retain(|(t, _)| t != w);
+            said.push(match w {
+                Who::Named(n) => format!("{n} ({a}) left"),
+                Who::Unnamed(_) => format!("{a} left"),
             });
         }
-        for p in peers.iter().filter(|p| before.contains(&p.addr())) {
-            let a = p.addr();
-            let waiting = self.unnamed.iter().position(|&(u, _)| u == a);
-            said.push(
-                match (
-                    old_names.get(&a).map(String::as_str),
-                    peers.name(a),
-                    waiting,
-                ) {
-                    (None, Some(n), Some(k)) => {
-                        self.unnamed.swap_remove(k);
-                        format!("{n} ({a}) joined")
-                    }
-                    (Some(w), Some(n), _) if w != n => format!("{w} ({a}) is now known as {n}"),
-                    (None, Some(n), None) => format!("{a} is now known as {n}"),
-                    (Some(w), None, _) => format!("{w} ({a}) has no name now"),
-                    _ => continue,
-                },
-            );
-        }
+        self.missing.retain(|m| !gone(m));
         said
     }
 }
 
+/// Who the peer listed as `p` is.
+fn who(peers: &Peers, p: &Peer) -> Who {
+    match peers.name(p.addr()) {
+        Some(n) => Who::Named(n.to_string()),
+        None => Who::Unnamed(p.ip),
+    }
+}
+
 impl Servant {
-    /// Newcomers still without a name after [`NAME_GRACE`] are announced by address.
+    /// Newcomers still without a name after [`NAME_GRACE`] are announced by
+    /// address; peers missing for [`LEAVE_GRACE`] are told as gone.
     pub(super) fn unnamed_joins(&mut self, now: Instant) {
         if self.events.greeting.is_some() {
             self.greet(now);
         }
-        while let Some(k) =
-            (self.events.unnamed.iter()).position(|&(_, at)| now.duration_since(at) >= NAME_GRACE)
-        {
-            let (a, _) = self.events.unnamed.swap_remove(k);
-            self.console.event(&format!("{a} joined"));
+        let settling = self.lists.settling.is_some();
+        for line in self.events.overdue(now, settling) {
+            debug!("{line}");
+            self.console.event(&line);
         }
     }
 
@@ -176,6 +240,10 @@ impl Servant {
             return;
         }
         self.events.greeting = None;
+        self.events.told = (self.peers.iter().filter(|p| !p.me))
+            .map(|p| (who(&self.peers, p), p.addr()))
+            .collect();
+        self.events.unnamed.clear();
         let others: Vec<String> = (self.peers.iter())
             .filter(|p| !p.me)
             .map(|p| self.peers.who(p.addr()))
@@ -208,13 +276,33 @@ impl Servant {
         ));
     }
 
-    /// The manager link is up again after an outage.
-    pub(super) fn manager_back_event(&mut self) {
-        info!("connection manager at {} is back", self.link.manager);
-        self.console.event(&format!(
-            "the connection manager at {} is back",
-            self.link.manager
-        ));
+    /// No manager could be reached at start: said once, with what happened and
+    /// where to look, then retried quietly.
+    pub(super) fn manager_unreachable_event(&mut self, why: &str) {
+        let m = self.link.manager;
+        let said = format!(
+            "cannot reach the connection manager at {m}: {}. Is connmgr running there? \
+             Name it with --connmgr HOST[:PORT] or --port N (the default port is 85; \
+             the README runs connmgr on 8585). Retrying quietly",
+            failure(why)
+        );
+        warn!("{said}");
+        self.console.event(&said);
+    }
+
+    /// The manager link is up again after an outage (`had`), or at last after
+    /// failing at start.
+    pub(super) fn manager_back_event(&mut self, had: bool) {
+        let m = self.link.manager;
+        if had {
+            info!("connection manager at {m} is back");
+            self.console
+                .event(&format!("the connection manager at {m} is back"));
+        } else {
+            info!("reached the connection manager at {m}");
+            self.console
+                .event(&format!("reached the connection manager at {m}"));
+        }
     }
 
     /// A batch to `to` was delivered or not: an unreachable peer is said once, and
@@ -234,6 +322,20 @@ impl Servant {
         } else {
             format!("{who} cannot be reached; lines to it are lost")
         });
+    }
+}
+
+/// What a failed connection to the manager amounts to, in a user's words.
+fn failure(why: &str) -> String {
+    let lower = why.to_lowercase();
+    if lower.contains("refused") {
+        "connection refused (nothing listens on that port)".into()
+    } else if lower.contains("timed out") {
+        "timed out (a firewall, or no such host)".into()
+    } else if lower.contains("no route") || lower.contains("unreachable") {
+        "no route to that address".into()
+    } else {
+        why.to_string()
     }
 }
 
@@ -282,6 +384,11 @@ mod tests {
         (s.events).differences(&s.peers, &applied.old, &applied.old_names, at)
     }
 
+    /// What the tick says at `at`, the list not settling.
+    fn tick(s: &mut Servant, at: Instant) -> Vec<String> {
+        s.events.overdue(at, false)
+    }
+
     #[test]
     fn joins_leaves_and_renames_by_name() {
         let mut s = servant();
@@ -294,7 +401,13 @@ mod tests {
             list(&mut s, &[("127.0.0.3", 2225, Some("robert"))], t),
             ["bob (127.0.0.3:2225) is now known as robert"]
         );
-        assert_eq!(list(&mut s, &[], t), ["robert (127.0.0.3:2225) left"]);
+        assert!(list(&mut s, &[], t).is_empty(), "not gone yet");
+        assert!(tick(&mut s, t + LEAVE_GRACE / 2).is_empty());
+        assert_eq!(
+            tick(&mut s, t + LEAVE_GRACE),
+            ["robert (127.0.0.3:2225) left"]
+        );
+        assert!(tick(&mut s, t + LEAVE_GRACE * 2).is_empty(), "said once");
     }
 
     #[test]
@@ -313,10 +426,22 @@ mod tests {
             t
         )
         .is_empty());
-        s.unnamed_joins(t + NAME_GRACE / 2);
-        assert_eq!(s.events.unnamed.len(), 1, "still given time to say a name");
-        s.unnamed_joins(t + NAME_GRACE);
-        assert!(s.events.unnamed.is_empty(), "announced by address");
+        assert!(
+            tick(&mut s, t + NAME_GRACE / 2).is_empty(),
+            "still given time"
+        );
+        assert_eq!(tick(&mut s, t + NAME_GRACE), ["127.0.0.4:2226 joined"]);
+        assert_eq!(
+            list(
+                &mut s,
+                &[
+                    ("127.0.0.3", 2225, Some("bob")),
+                    ("127.0.0.4", 2226, Some("dan"))
+                ],
+                t
+            ),
+            ["127.0.0.4:2226 is now known as dan"]
+        );
     }
 
     #[test]
@@ -329,15 +454,41 @@ mod tests {
             ("127.0.0.1", 2227, None),
         ];
         list(&mut s, &first, t);
-        s.events.unnamed.clear();
+        assert_eq!(tick(&mut s, t + NAME_GRACE).len(), 2, "both unnamed joined");
+        // The new manager's list fills as servants reconnect, each first unnamed.
+        let t = t + NAME_GRACE;
+        assert!(list(&mut s, &[], t).is_empty());
+        assert!(list(&mut s, &[("127.0.0.3", 3002, None)], t).is_empty());
+        assert!(
+            s.events.overdue(t + LEAVE_GRACE * 4, true).is_empty(),
+            "settling"
+        );
         let renumbered = [
             ("127.0.0.1", 3001, None),
             ("127.0.0.3", 3002, Some("bob")),
             ("127.0.0.1", 3003, None),
         ];
         assert!(list(&mut s, &renumbered, t).is_empty());
-        assert!(s.events.unnamed.is_empty());
+        assert!(tick(&mut s, t + LEAVE_GRACE * 4).is_empty());
         let one_gone = [("127.0.0.3", 3002, Some("bob")), ("127.0.0.1", 3003, None)];
-        assert_eq!(list(&mut s, &one_gone, t), ["127.0.0.1:3001 left"]);
+        assert!(list(&mut s, &one_gone, t).is_empty());
+        assert_eq!(tick(&mut s, t + LEAVE_GRACE), ["127.0.0.1:3003 left"]);
+    }
+
+    #[test]
+    fn a_peer_gone_before_it_was_told_is_never_told() {
+        let mut s = servant();
+        let t = Instant::now();
+        assert!(list(&mut s, &[("127.0.0.5", 2230, None)], t).is_empty());
+        assert!(list(&mut s, &[], t).is_empty());
+        assert!(
+            tick(&mut s, t + LEAVE_GRACE * 4).is_empty(),
+            "neither joined nor left"
+        );
+        // A named one that blips (gone and back within the grace) is no news either.
+        list(&mut s, &[("127.0.0.3", 2225, Some("bob"))], t);
+        assert!(list(&mut s, &[], t).is_empty());
+        assert!(list(&mut s, &[("127.0.0.3", 2290, Some("bob"))], t).is_empty());
+        assert!(tick(&mut s, t + LEAVE_GRACE * 4).is_empty());
     }
 }

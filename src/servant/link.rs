@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use super::console::LinkState;
 use super::names::Naming;
 use super::{Servant, Slot, POLL, RECONNECT};
 use crate::reactor::{Index, Reactor, State};
@@ -58,6 +59,9 @@ pub(super) struct Link {
     pub(super) error: Option<String>,
     /// The outage has been logged; said again only after the link came back.
     outage_logged: bool,
+    /// A link has come up at least once: a failure now is losing a manager we had,
+    /// not failing to find one.
+    had: bool,
     pub(super) backoff: Duration,
     /// No document has arrived on this link yet: the first one is logged even if the
     /// membership is unchanged, so a reconnect shows the network formed again.
@@ -88,6 +92,7 @@ impl Link {
             dropped: false,
             error: None,
             outage_logged: false,
+            had: false,
             backoff: BACKOFF_FIRST,
             fresh: true,
             no_me_logged: false,
@@ -166,7 +171,12 @@ impl Servant {
             );
         } else if !self.link.outage_logged {
             self.link.outage_logged = true;
-            self.manager_lost_event(why);
+            if self.link.had {
+                self.console.set_link(LinkState::Reconnecting);
+                self.manager_lost_event(why);
+            } else {
+                self.manager_unreachable_event(why);
+            }
         } else {
             debug!("connection manager at {}: {why}", self.link.manager);
         }
@@ -177,8 +187,10 @@ impl Servant {
     /// VB: `Winsock1_Connect`.
     pub(super) fn winsock1_connect(&mut self) {
         self.link.up = true;
+        self.console.set_link(LinkState::Connected);
+        let had = std::mem::replace(&mut self.link.had, true);
         if std::mem::take(&mut self.link.outage_logged) {
-            self.manager_back_event();
+            self.manager_back_event(had);
         } else {
             debug!(
                 "connected to the connection manager at {}",
@@ -248,6 +260,7 @@ impl Servant {
     /// article's, and this link asks as the VB servant did.
     fn fall_back_to_article(&mut self, r: &mut Reactor<Slot>) {
         self.link.article = true;
+        self.console.set_link(LinkState::ArticleMode);
         // It knows no names: a `/nick` asked meanwhile is only a new prefix.
         self.assume_names(r);
         let said = format!(

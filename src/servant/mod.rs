@@ -418,7 +418,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("cannot open the log file {}: {e}", path.display())))?;
     }
     let mut servant = Servant::new(config, manager, bans, input, admission);
-    servant.console.start();
+    servant.console.start(&servant.config);
     servant.config.log_source();
     if !servant.bans.list.names().is_empty() {
         // Looked up on the loop from the start: a slow DNS server delays nothing

@@ -1,6 +1,7 @@
 //! SIGHUP: the servant reads config.xml again (the article's `pConfig`, which it
 //! loaded once), puts the command line's flags back over it, and applies the
-//! bans, the name, the poll interval and the log level at once. The manager's
+//! bans, the poll interval, the log level and the time stamps at once; a new name
+//! is asked of the manager, as `/nick` asks it. The manager's
 //! address and `--bind` would mean a new link and listener, so a change there is
 //! reported and waits for a restart. A file that cannot be read changes nothing.
 //!
@@ -59,13 +60,26 @@ impl Servant {
         }
         let (bans_changed, poll_changed) =
             (new.bans != old.bans, new.poll_interval != old.poll_interval);
+        // A new name is asked of the manager, as `/nick` does, and taken when it
+        // answers; no name at all is only a prefix, taken at once.
+        let asked = new.name.clone().filter(|n| old.name.as_ref() != Some(n));
+        let name = if asked.is_some() {
+            old.name.clone()
+        } else {
+            new.name.clone()
+        };
         self.config = Config {
             connmgr_host: old.connmgr_host.clone(),
             connmgr_port: old.connmgr_port,
             bind: old.bind,
             headless: old.headless,
+            name,
             ..new
         };
+        self.console.set_timestamps(self.config.timestamps);
+        if let Some(name) = asked {
+            self.ask_name(r, name);
+        }
         if bans_changed {
             let targets = self.config.bans.clone();
             self.bans.replace(&targets, r);

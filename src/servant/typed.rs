@@ -196,7 +196,8 @@ Type a line and press Enter to send it to every peer (yourself included).
   /quit, /exit     leave (also Ctrl-D, Ctrl-C)
   //text           sends /text
 Keys: Left/Right, Home/End, Ctrl-A/E, Alt-B/F or Ctrl-Left/Right by words,
-Ctrl-K/U/W cut, Ctrl-Y puts back, Up/Down this session's lines, Ctrl-L redraws.
+Ctrl-K/U/W cut, Ctrl-Y puts back, Up/Down the lines typed (earlier runs' too),
+Ctrl-R searches them, Tab completes a name, Page Up/Down scroll, Ctrl-L redraws.
 ";
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The terminal tests' tmux: a private server with one pane running bash, read
-//! with `tmux capture-pane -p`, and the servant started in it.
+//! with `tmux capture-pane -p`, and the servant started in it. Shared by the
+//! terminal and window tests, each using part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,12 +96,19 @@ impl Tmux {
         self.keys(&["Enter"]);
     }
 
-    /// Starts the servant under test in the pane.
+    /// Starts the servant under test in the pane, its history kept in the test's
+    /// folder (`state/p2pchat/`), without time stamps unless `extra` speaks of them.
     pub fn servant(&self, manager: SocketAddr, bind: &str, extra: &str) {
         let config = self.dir.join("config.xml");
         let servant = bin("servant");
+        let stamps = if extra.contains("timestamps") {
+            ""
+        } else {
+            "--no-timestamps"
+        };
         self.run(&format!(
-            "env -u RUST_LOG -u NO_COLOR {servant} --config {} --connmgr {manager} --bind {bind} --poll-interval 200 {extra}",
+            "env -u RUST_LOG -u NO_COLOR XDG_STATE_HOME={} {servant} --config {} --connmgr {manager} --bind {bind} --poll-interval 200 {stamps} {extra}",
+            self.dir.join("state").display(),
             config.display()
         ));
     }

@@ -1,6 +1,7 @@
 //! The line being typed, as readline users expect to edit it: the cursor moves by
-//! characters and words, Ctrl-K, Ctrl-U and Ctrl-W cut and Ctrl-Y puts back, and
-//! Up and Down walk this session's history. The VB form's `txtSend1` text box, with
+//! characters and words, Ctrl-K, Ctrl-U and Ctrl-W cut and Ctrl-Y puts back, Up
+//! and Down walk the history (this session's and, on a terminal, earlier runs'),
+//! Ctrl-R searches it (`search.rs`) and Tab completes names (`complete.rs`). The VB form's `txtSend1` text box, with
 //! the keys a terminal has instead of a mouse.
 //!
 //! The line is kept as characters, not bytes, so that the cursor can never stand
@@ -14,7 +15,7 @@ use super::width::width;
 /// Characters a line may hold: a whole line stays under the 64 KiB a message may be.
 const MAX_CHARS: usize = 16 * 1024;
 /// Lines of history kept.
-const HISTORY: usize = 500;
+pub(super) const HISTORY: usize = 1000;
 
 /// What a key did, for the console to act on.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,17 +37,22 @@ pub enum Effect {
 /// The line editor's state: the text, the cursor, the history, the cut text.
 #[derive(Debug, Default)]
 pub struct Editor {
-    text: Vec<char>,
+    pub(super) text: Vec<char>,
     /// Index in `text` the next character is inserted at.
-    cursor: usize,
-    /// Lines entered this session, oldest first.
-    history: Vec<String>,
+    pub(super) cursor: usize,
+    /// Lines entered, oldest first: earlier runs', then this session's.
+    pub(super) history: Vec<String>,
     /// While walking the history: the entry shown.
     browsing: Option<usize>,
     /// The line that was being typed when Up was first pressed.
     draft: Vec<char>,
     /// The last text cut with Ctrl-K, Ctrl-U or Ctrl-W, for Ctrl-Y.
     cut: Vec<char>,
+    /// Names Tab completes, and the completion Tab is cycling through.
+    pub(super) names: Vec<String>,
+    pub(super) completing: Option<super::complete::Completion>,
+    /// Ctrl-R: the search under way.
+    pub(super) search: Option<super::search::Search>,
 }
 
 impl Editor {
@@ -58,10 +64,29 @@ impl Editor {
         self.cursor
     }
 
+    /// Lines from earlier runs, oldest first, before this session's.
+    pub fn load_history(&mut self, lines: Vec<String>) {
+        let mut lines = lines;
+        lines.append(&mut self.history);
+        let over = lines.len().saturating_sub(HISTORY);
+        lines.drain(..over);
+        self.history = lines;
+    }
+
     /// Applies one key.
     pub fn key(&mut self, key: Key) -> Effect {
+        if self.search.is_some() {
+            if let Some(effect) = self.search_key(key) {
+                return effect;
+            }
+        }
+        if key == Key::Tab {
+            return self.complete();
+        }
+        self.completing = None;
         let before = (self.text.len(), self.cursor);
         match key {
+            Key::Ctrl(b'r') => return self.search_start(),
             Key::Char(c) => return self.insert(c),
             Key::Enter => return self.enter(),
             Key::Ctrl(b'd') if self.text.is_empty() => return Effect::Eof,
@@ -93,7 +118,9 @@ impl Editor {
                 self.remove(self.cursor, to, true);
             }
             Key::Ctrl(b'y') => return self.yank(),
-            Key::Ctrl(_) => return Effect::None,
+            Key::Ctrl(_) | Key::Tab | Key::PageUp | Key::PageDown | Key::Escape => {
+                return Effect::None
+            }
         }
         if (self.text.len(), self.cursor) == before {
             Effect::None
@@ -102,7 +129,7 @@ impl Editor {
         }
     }
 
-    fn insert(&mut self, c: char) -> Effect {
+    pub(super) fn insert(&mut self, c: char) -> Effect {
         if c.is_control() || crate::text::is_unsafe(c) {
             return Effect::None;
         }
@@ -114,7 +141,7 @@ impl Editor {
         Effect::Redraw
     }
 
-    fn enter(&mut self) -> Effect {
+    pub(super) fn enter(&mut self) -> Effect {
         let line: String = std::mem::take(&mut self.text).into_iter().collect();
         self.cursor = 0;
         self.browsing = None;

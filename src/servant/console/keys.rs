@@ -28,6 +28,12 @@ pub enum Key {
     EraseWord,
     /// Alt-D: erase the word after the cursor.
     EraseWordForward,
+    /// Tab (Ctrl-I): completes a peer's name.
+    Tab,
+    PageUp,
+    PageDown,
+    /// A lone Escape, when the console asks for one ([`KeyReader::lone_escape`]).
+    Escape,
     /// Ctrl-A .. Ctrl-Z by letter (`b'a'` for Ctrl-A), those not named above.
     Ctrl(u8),
 }
@@ -61,6 +67,18 @@ impl KeyReader {
                 key(k);
             }
         }
+    }
+
+    /// Whether the last read ended with an Escape that nothing followed: a key of
+    /// its own, not the start of a sequence, since terminals send a sequence in one
+    /// write. Asked only where Escape means something (leaving a search), so that a
+    /// sequence split across reads still decodes everywhere else.
+    pub fn lone_escape(&mut self) -> bool {
+        let lone = self.state == State::Escape;
+        if lone {
+            self.state = State::Ground;
+        }
+        lone
     }
 
     fn byte(&mut self, b: u8) -> Option<Key> {
@@ -139,6 +157,7 @@ impl KeyReader {
             }
             b'\r' | b'\n' => Key::Enter,
             0x7f | 0x08 => Key::Backspace,
+            b'\t' => Key::Tab,
             0x01..=0x1a => Key::Ctrl(b - 1 + b'a'),
             0x20..=0x7e => Key::Char(char::from(b)),
             0xc2..=0xdf => return self.utf8(u32::from(b & 0x1f), 1),
@@ -170,6 +189,8 @@ fn csi(params: &[u8], last: u8) -> Option<Key> {
         (b"1" | b"7", b'~') => Key::Home,
         (b"4" | b"8", b'~') => Key::End,
         (b"3", b'~') => Key::Delete,
+        (b"5", b'~') => Key::PageUp,
+        (b"6", b'~') => Key::PageDown,
         _ => return None,
     })
 }
@@ -220,8 +241,8 @@ mod tests {
     fn escape_sequences_in_every_spelling() {
         use Key::*;
         assert_eq!(
-            keys(&[b"\x1b[A\x1bOB\x1b[C\x1b[D\x1b[H\x1bOF\x1b[1~\x1b[4~\x1b[3~"]),
-            [Up, Down, Right, Left, Home, End, Home, End, Delete]
+            keys(&[b"\x1b[A\x1bOB\x1b[C\x1b[D\x1b[H\x1bOF\x1b[1~\x1b[4~\x1b[3~\x1b[5~\x1b[6~\t"]),
+            [Up, Down, Right, Left, Home, End, Home, End, Delete, PageUp, PageDown, Tab]
         );
         assert_eq!(
             keys(&[b"\x1b[1;5D\x1b[1;5C\x1bb\x1bf\x1b\x7f\x1bd"]),

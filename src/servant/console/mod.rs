@@ -34,12 +34,19 @@
 //! on a terminal, fds 0, 1 and 2 share one open file description with the shell,
 //! whose writes would then fail with EAGAIN whenever the terminal is slow.
 
+mod complete;
 mod editor;
+mod history;
 mod keys;
+mod paint;
 mod screen;
+mod search;
 mod sender;
+mod stamp;
+mod status;
 mod style;
 mod term;
+mod transcript;
 #[cfg(test)]
 mod vt;
 mod width;
@@ -47,9 +54,10 @@ mod width;
 use std::io;
 use std::net::IpAddr;
 
-use log::{warn, Level};
+use log::warn;
 
 pub use sender::Sender;
+pub use status::LinkState;
 pub use term::{is_tty, stdin_is_null};
 pub use width::str_width;
 
@@ -58,9 +66,12 @@ use crate::reactor::signals;
 use crate::reactor::stdio::{STDERR, STDOUT};
 use crate::reactor::{Reactor, READ_BUDGET, READ_CHUNK};
 use editor::{Editor, Effect};
-use keys::KeyReader;
+use history::HistoryFile;
+use keys::{Key, KeyReader};
+use status::Status;
 use style::Style;
 use term::Modes;
+use transcript::Transcript;
 
 /// The id stdin is watched under ([`crate::reactor::Handler::fd_ready`]).
 const STDIN: usize = 0;
@@ -89,6 +100,8 @@ pub struct Console {
     scratch: Vec<u8>,
     /// Reused for reading stdin; allocated on the first read.
     input: Vec<u8>,
+    /// `HH:MM ` before each transcript line.
+    stamps: bool,
 }
 
 /// The terminal's state as the console drew it, and the line being typed.
@@ -125,6 +138,17 @@ struct Screen {
     /// here too for the unit tests.
     note_before: Vec<u8>,
     note_after: Vec<u8>,
+    /// What was shown, for Page Up; and the status line above the input.
+    transcript: Transcript,
+    status: Status,
+    /// The status line's width as drawn, to know its rows after a resize.
+    status_cols: usize,
+    /// Paint the whole screen from the transcript (scrolled up, or back down).
+    repaint: bool,
+    /// Rows the status line and input took at the last paint.
+    block: usize,
+    /// Where typed lines are kept for the next run, if anywhere.
+    history: Option<HistoryFile>,
 }
 
 impl Screen {
@@ -148,6 +172,12 @@ impl Screen {
             records: Vec::new(),
             note_before: Vec::new(),
             note_after: Vec::new(),
+            transcript: Transcript::default(),
+            status: Status::default(),
+            status_cols: 0,
+            repaint: false,
+            block: 0,
+            history: None,
         }
     }
 
@@ -156,8 +186,11 @@ impl Screen {
     fn resized(&mut self, cols: usize) {
         self.cols = cols;
         if self.drawn.is_some() {
-            self.drawn = Some(self.view.cursor_row(cols));
+            // The status line above the input rewraps too.
+            let status = self.status_cols.div_ceil(cols.max(1)).max(1);
+            self.drawn = Some(self.view.cursor_row(cols) + status);
         }
+        self.repaint |= self.transcript.below().is_some();
     }
 
     /// Tells stdout's queue how to frame the note it writes when it drains after
@@ -206,20 +239,55 @@ impl Console {
             screen,
             scratch: Vec::new(),
             input: Vec::new(),
+            stamps: false,
         }
     }
 
     /// Takes over the terminal, once the loop can be woken: its signals, and the
-    /// log records that would otherwise go to stderr.
-    pub fn start(&mut self) {
-        if self.screen.is_none() {
-            return;
-        }
+    /// log records that would otherwise go to stderr; and the history of earlier
+    /// runs. Time stamps as `config` says (on a terminal unless asked not to).
+    pub fn start(&mut self, config: &crate::servant::Config) {
+        self.set_timestamps(config.timestamps);
+        let Some(s) = &mut self.screen else { return };
+        s.status.name.clone_from(&config.name);
+        let no_history = match HistoryFile::open(config.name.as_deref()) {
+            Ok((file, lines)) => {
+                s.editor.load_history(lines);
+                s.history = Some(file);
+                None
+            }
+            Err(why) => Some(why),
+        };
         crate::logging::route_to_console(true);
         if let Err(e) = signals::catch_terminal_signals() {
             warn!("cannot catch the terminal's signals ({e}): resizes and Ctrl-Z are not handled");
         }
         self.event("Type a line to chat, /help for commands.");
+        if let Some(why) = no_history {
+            self.event(&format!("no history kept for the next run: {why}"));
+        }
+    }
+
+    /// `HH:MM ` before each line: `Some` as asked, `None` on a terminal only.
+    pub fn set_timestamps(&mut self, on: Option<bool>) {
+        self.stamps = on.unwrap_or(self.screen.is_some());
+        PIPE_STAMPS.store(self.stamps, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The peer list holds `n` entries (this servant's included), for the status line.
+    pub fn set_peer_count(&mut self, n: usize) {
+        if let Some(s) = &mut self.screen {
+            s.dirty |= s.status.peers != Some(n);
+            s.status.peers = Some(n);
+        }
+    }
+
+    /// The manager link's state, for the status line.
+    pub fn set_link(&mut self, link: LinkState) {
+        if let Some(s) = &mut self.screen {
+            s.dirty |= s.status.link != link;
+            s.status.link = link;
+        }
     }
 
     /// On a terminal, not in plain mode.
@@ -282,27 +350,46 @@ impl Console {
             dirty,
             clear,
             bell,
+            transcript,
+            repaint,
+            history,
             ..
         } = s;
-        keys.feed(bytes, |key| {
+        // Page Up and Down move by the rows above the status line and input, less one.
+        let page = s.rows.saturating_sub(s.block + 1).max(1);
+        let (cols, area) = (s.cols, s.rows.saturating_sub(s.block));
+        let mut pressed = Vec::new();
+        keys.feed(bytes, |key| pressed.push(key));
+        let mut k = 0;
+        while k < pressed.len() || (editor.search.is_some() && keys.lone_escape()) {
+            // Escape alone ends a search; elsewhere it waits for the rest of a sequence.
+            let key = pressed.get(k).copied().unwrap_or(Key::Escape);
+            k += 1;
             if typed.eof {
                 return; // what follows Ctrl-D is not read
             }
-            match editor.key(key) {
-                Effect::None => {}
-                Effect::Redraw => *dirty = true,
-                Effect::Line(line) => {
-                    // The line leaves the input; it is shown once, when our own
-                    // copy comes back from the network like everyone else's.
-                    typed.lines.extend_from_slice(line.as_bytes());
-                    typed.lines.push(b'\n');
-                    *dirty = true;
-                }
-                Effect::Eof => typed.eof = true,
-                Effect::ClearScreen => *clear = true,
-                Effect::Bell => *bell = true,
+            match key {
+                Key::PageUp => *repaint |= transcript.page_up(page, cols, area),
+                Key::PageDown => *repaint |= transcript.page_down(page),
+                _ => match editor.key(key) {
+                    Effect::None => {}
+                    Effect::Redraw => *dirty = true,
+                    Effect::Line(line) => {
+                        // The line leaves the input; it is shown once, when our own
+                        // copy comes back from the network like everyone else's.
+                        if let Some(h) = history {
+                            h.append(&line);
+                        }
+                        typed.lines.extend_from_slice(line.as_bytes());
+                        typed.lines.push(b'\n');
+                        *dirty = true;
+                    }
+                    Effect::Eof => typed.eof = true,
+                    Effect::ClearScreen => *clear = true,
+                    Effect::Bell => *bell = true,
+                },
             }
-        });
+        }
     }
 
     /// Shows one message a peer sent, as from `sender` ([`sender`]); a cut one is
@@ -416,91 +503,17 @@ impl Console {
     }
 
     /// The names to colour in chat lines: ours and those on the peer list.
+    /// They are also what Tab completes, and the status line shows ours.
     pub fn set_names<'a>(&mut self, own: Option<&str>, others: impl Iterator<Item = &'a str>) {
-        self.style.set_names(own, others);
-    }
-
-    /// Moves the log records kept for the console above the input, as dim lines,
-    /// so that they stand in order among the events and messages shown around them.
-    fn take_log(&mut self) {
-        let Some(s) = &mut self.screen else { return };
-        let dropped = crate::logging::take_for_console(&mut s.records);
-        for rec in s.records.drain(..) {
-            let target = rec.target.as_str();
-            if target == EVENTS || (target == SEND && rec.level == Level::Warn) {
-                continue;
-            }
-            let label = match rec.level {
-                Level::Error => "error: ",
-                Level::Warn => "warning: ",
-                Level::Info => "",
-                Level::Debug => "debug: ",
-                Level::Trace => "trace: ",
-            };
-            let line = format!("-- {label}{}", crate::text::escape(&rec.text));
-            self.style.dim_line(&mut s.above, &line, b"\r\n");
-        }
-        if dropped > 0 {
-            let line = format!("-- {dropped} log lines were not shown (too many at once)");
-            self.style.dim_line(&mut s.above, &line, b"\r\n");
-        }
-    }
-
-    /// Draws what this handler gathered: the lines above the input, then the input
-    /// again. Nothing is written when nothing changed.
-    pub fn settle(&mut self) {
-        self.take_log();
-        let Some(s) = &mut self.screen else { return };
-        if s.above.is_empty() && !s.dirty && !s.clear && !s.bell {
-            return;
-        }
-        // Asked each time: SIGWINCH may still be on its way when a message arrives,
-        // and a draw at the old width would leave rows of the input behind.
-        if let Some((cols, rows)) = s.modes.size() {
-            if cols != s.cols {
-                s.resized(cols);
-            }
-            s.rows = rows;
-        }
-        let out = &mut self.scratch;
-        out.clear();
-        let was = s.drawn.take();
-        if let Some(row) = was {
-            screen::erase(out, row);
-        }
-        if std::mem::take(&mut s.clear) {
-            out.extend_from_slice(b"\x1b[H\x1b[2J");
-        }
-        out.append(&mut s.above);
-        if std::mem::take(&mut s.bell) {
-            out.push(0x07);
-        }
-        s.dirty = false;
-        let mut redraw = None;
-        if !s.closed && s.modes.raw {
-            redraw = Some(out.len());
-            s.view_before.clone_from(&s.view);
-            // A row is left for the transcript, however tall the input.
-            let size = (s.cols, s.rows.saturating_sub(1));
-            let input = (s.editor.text(), s.editor.cursor());
-            let row = screen::draw(out, PROMPT, PROMPT_COLS, input, size, &mut s.view);
-            s.drawn = Some(row);
-        }
-        if emit_drawn(out, std::mem::take(&mut s.stands_for)) {
-            let redraw = redraw.map_or(&[][..], |k| &out[k..]);
-            s.frame_notes(&self.style, s.drawn, redraw);
-        } else {
-            // Dropped, and counted: the terminal is not taking output. It shows
-            // what it last took, then the queue's note, framed to leave the input
-            // as that drew it; the next draw starts from there.
-            s.drawn = was;
-            if redraw.is_some() {
-                std::mem::swap(&mut s.view, &mut s.view_before);
-            }
-            s.dirty = true;
-            if s.closed {
-                s.frame_notes(&self.style, was, b""); // and not drawn again
-            }
+        let others: Vec<&str> = others.collect();
+        self.style.set_names(own, others.iter().copied());
+        if let Some(s) = &mut self.screen {
+            s.editor.names = (others.iter())
+                .filter(|&&n| Some(n) != own)
+                .map(|n| n.to_string())
+                .collect();
+            s.dirty |= s.status.name.as_deref() != own;
+            s.status.name = own.map(str::to_string);
         }
     }
 
@@ -527,6 +540,7 @@ impl Console {
             if s.modes.raw {
                 if std::mem::take(&mut s.suspended) {
                     s.drawn = None; // `fg` left the cursor on a line of its own
+                    s.repaint |= s.transcript.below().is_some();
                 }
                 s.dirty = true;
             }
@@ -566,18 +580,35 @@ impl Drop for Console {
     }
 }
 
-/// Queues lines for stdout; false if the queue is full and dropped them. Unit
-/// tests read what would have been written from [`Console::scratch`] instead.
+/// Time stamps on stdout when it is no terminal (`--timestamps`): set once at
+/// start and by a reload, read where pipe lines are written ([`emit`]).
+static PIPE_STAMPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Queues lines for stdout, each after its time stamp when asked for; false if the
+/// queue is full and dropped them. Unit tests read what would have been written
+/// from [`Console::scratch`] instead.
 fn emit(bytes: &[u8]) -> bool {
-    cfg!(test) || STDOUT.write(bytes)
+    if cfg!(test) {
+        return true;
+    }
+    if !PIPE_STAMPS.load(std::sync::atomic::Ordering::Relaxed) {
+        return STDOUT.write(bytes);
+    }
+    let now = stamp::now();
+    let mut stamped = Vec::with_capacity(bytes.len() + 16);
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        stamped.extend_from_slice(&now);
+        stamped.push(b' ');
+        stamped.extend_from_slice(line);
+    }
+    STDOUT.write(&stamped)
 }
 
 /// Queues what [`Console::settle`] drew; false if the queue is full and dropped
-/// it, counting its lines (each ends in `\n`, which escaped text never holds; the
-/// input's drawing holds none) and the `more` lines its notes stand for.
-fn emit_drawn(bytes: &[u8], more: u64) -> bool {
-    let lines = memchr::memchr_iter(b'\n', bytes).count() as u64;
-    cfg!(test) || STDOUT.write_lines(bytes, lines + more)
+/// it, counting the transcript `lines` it held (a repaint, the status line and the
+/// input are no lines of their own).
+fn emit_drawn(bytes: &[u8], lines: u64) -> bool {
+    cfg!(test) || STDOUT.write_lines(bytes, lines)
 }
 
 #[cfg(test)]

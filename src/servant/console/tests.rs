@@ -9,6 +9,7 @@ fn plain() -> Console {
         screen: None,
         scratch: Vec::new(),
         input: Vec::new(),
+        stamps: false,
     }
 }
 
@@ -17,6 +18,11 @@ fn on_screen(cols: usize) -> (Console, Vt) {
     let mut c = plain();
     c.screen = Some(Screen::new(Modes::pretend(), (cols, 10)));
     (c, Vt::new(10, cols))
+}
+
+/// The status line of a console that knows nothing yet, on `cols` columns.
+fn st(cols: usize) -> String {
+    Status::default().text(None, cols)
 }
 
 /// Settles and plays what was written on `vt`.
@@ -50,8 +56,8 @@ fn a_message_goes_above_a_half_typed_line() {
     typed(&mut c, &mut vt, b"half a line");
     c.message(b"bob: \x1b[2Jhello", false);
     settle(&mut c, &mut vt);
-    assert_eq!(vt.lines(), ["bob: \\x1b[2Jhello", "> half a line"]);
-    assert_eq!((vt.row, vt.col), (1, 13));
+    assert_eq!(vt.lines(), ["bob: \\x1b[2Jhello", &st(30), "> half a line"]);
+    assert_eq!((vt.row, vt.col), (2, 13));
 }
 
 #[test]
@@ -72,11 +78,12 @@ fn a_wrapped_line_is_edited_in_place_and_survives_messages() {
         [
             "-- bob (127.0.0.3:2225) joined",
             "bob: hi",
+            &st(30),
             "> !the quick brown fox jumps o",
             "ver the lazy dog again and",
         ]
     );
-    assert_eq!((vt.row, vt.col), (2, 3), "the cursor after the inserted !");
+    assert_eq!((vt.row, vt.col), (3, 3), "the cursor after the inserted !");
 }
 
 #[test]
@@ -84,10 +91,14 @@ fn enter_takes_the_line_out_of_the_input() {
     let (mut c, mut vt) = on_screen(40);
     settle(&mut c, &mut vt);
     assert_eq!(typed(&mut c, &mut vt, b"hello\r"), "hello\n");
-    assert_eq!(vt.lines(), [">"], "shown once, when our copy comes back");
+    assert_eq!(
+        vt.lines(),
+        [&st(40), ">"],
+        "shown once, when our copy comes back"
+    );
     c.message(b"alice: hello", false);
     settle(&mut c, &mut vt);
-    assert_eq!(vt.lines(), ["alice: hello", ">"]);
+    assert_eq!(vt.lines(), ["alice: hello", &st(40), ">"]);
 }
 
 #[test]
@@ -112,7 +123,7 @@ fn nothing_is_written_when_nothing_changed() {
     typed(&mut c, &mut vt, b"\x0c"); // Ctrl-L
     assert!(c
         .scratch
-        .starts_with(b"\r\x1b[2K\x1b[C\x1b[J\r\x1b[H\x1b[2J"));
+        .starts_with(b"\r\x1b[1A\x1b[2K\x1b[C\x1b[J\r\x1b[H\x1b[2J"));
 }
 
 /// Plays the note stdout's queue writes after dropping lines, framed as the
@@ -147,6 +158,7 @@ fn the_queues_note_is_an_event_line_and_the_input_is_left_as_it_was() {
         "-- 120 lines lost: s",
         "tdout was not read f",
         "ast enough",
+        &st(20),
         "> a half typed line",
         "that wraps",
     ];
@@ -158,7 +170,12 @@ fn the_queues_note_is_an_event_line_and_the_input_is_left_as_it_was() {
     assert_eq!(vt.lines()[..4], lines[..4]);
     assert_eq!(
         vt.lines()[4..],
-        ["bob: after it", "> a half typed line", "that wraps"]
+        [
+            "bob: after it",
+            &st(20),
+            "> a half typed line",
+            "that wraps"
+        ]
     );
 }
 
@@ -174,6 +191,7 @@ fn a_rationed_flood_is_said_as_an_event_standing_for_its_lines() {
         vt.lines(),
         [
             "-- 40 lines lost: 127.0.0.2:5000 sent them faster than stdout takes them",
+            &st(80),
             "> typing"
         ]
     );
@@ -200,16 +218,22 @@ fn an_input_taller_than_the_screen_leaves_a_row_for_the_transcript() {
     settle(&mut c, &mut vt);
     let long: String = (0..60).map(|k| format!("{k:02} ")).collect();
     typed(&mut c, &mut vt, long.as_bytes());
-    // 182 columns: 10 rows, of which the last 9, below bob's line.
+    // 182 columns: 10 rows, of which the last 8, below bob's line and the status.
     assert_eq!(vt.lines()[0], "bob: hi");
-    assert_eq!(vt.lines()[1], "06 07 08 09 10 11 12");
+    assert_eq!(vt.lines()[1], st(20));
+    assert_eq!(vt.lines()[2], " 13 14 15 16 17 18 1");
     assert!(vt.scrolled.is_empty(), "{:?}", vt.scrolled);
     assert_eq!((vt.row, vt.col), (9, 2));
     typed(&mut c, &mut vt, b"\x01"); // Ctrl-A: the first rows
     assert_eq!(
-        vt.lines()[..3],
-        ["bob: hi", "> 00 01 02 03 04 05", "06 07 08 09 10 11 12"]
+        vt.lines()[..4],
+        [
+            "bob: hi",
+            &st(20),
+            "> 00 01 02 03 04 05",
+            "06 07 08 09 10 11 12"
+        ]
     );
-    assert_eq!((vt.row, vt.col), (1, 2));
+    assert_eq!((vt.row, vt.col), (2, 2));
     assert!(vt.scrolled.is_empty(), "{:?}", vt.scrolled);
 }

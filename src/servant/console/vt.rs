@@ -76,6 +76,7 @@ impl Vt {
                     self.pending = false;
                     match fin {
                         'A' => self.row = self.row.saturating_sub(arg),
+                        'B' => self.row = (self.row + arg).min(self.cells.len() - 1),
                         'C' => self.col = (self.col + arg).min(self.cols - 1),
                         'K' if n == "2" => self.cells[self.row].fill(' '),
                         'K' => self.cells[self.row][self.col..].fill(' '),
