@@ -32,6 +32,7 @@ pub mod entry;
 pub mod logfilter;
 pub mod logging;
 pub mod net;
+pub mod noise;
 pub mod notify;
 pub mod play;
 pub mod reactor;
