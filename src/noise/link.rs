@@ -106,6 +106,8 @@ pub enum LinkError {
     Early(usize),
     /// The handler did not admit the initiator's key.
     Refused(PublicKey),
+    /// The peer closed the connection before the handshake was done.
+    Hangup,
     /// The link had already closed.
     Closed,
 }
@@ -125,6 +127,7 @@ impl fmt::Display for LinkError {
             LinkError::Payload(n) => write!(f, "a handshake message carried {n} bytes of payload"),
             LinkError::Early(n) => write!(f, "{n} bytes arrived before the handshake's answer"),
             LinkError::Refused(key) => write!(f, "key {key} is not admitted"),
+            LinkError::Hangup => f.write_str("the peer closed the connection during the handshake"),
             LinkError::Closed => f.write_str("the link is closed"),
         }
     }
