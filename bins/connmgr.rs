@@ -16,6 +16,9 @@ port-blocking router, is told to pull from a reachable servant (docs/RELAY.md).
 
 USAGE:
     connmgr [OPTIONS]
+    connmgr keygen FILE    write a new private key to FILE (mode 0600, never over an
+                           existing file) and print its public key
+    connmgr pubkey FILE    print the public key of the private key in FILE
 
 OPTIONS:
     --config FILE          XML settings (see conf/connmgr.xml); flags override it
@@ -71,13 +74,15 @@ Port 85 needs root or CAP_NET_BIND_SERVICE; try `connmgr --port 8585`.
 EXIT STATUS: 0 after a clean shutdown, 1 if it could not start, 2 for bad options or config.
 ";
 
-p2pchat::entry!(cli::daemon_main(
-    "connmgr",
-    HELP,
-    parse,
-    connmgr::Config::load,
-    connmgr::run
-));
+p2pchat::entry!(
+    p2pchat::noise::command::subcommand("connmgr").unwrap_or_else(|| cli::daemon_main(
+        "connmgr",
+        HELP,
+        parse,
+        connmgr::Config::load,
+        connmgr::run
+    ))
+);
 
 fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>), ConfigError> {
     let o = Overrides {

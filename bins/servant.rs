@@ -17,6 +17,9 @@ as dim lines, and routine log lines only when --log-level asks for them.
 
 USAGE:
     servant [OPTIONS]
+    servant keygen FILE    write a new private key to FILE (mode 0600, never over an
+                           existing file) and print its public key
+    servant pubkey FILE    print the public key of the private key in FILE
 
 OPTIONS:
     --config FILE          the article's config.xml (see conf/config.xml)
@@ -73,13 +76,15 @@ nothing); the manager's address and --bind need a restart.
 EXIT STATUS: 0 after leaving cleanly, 1 if it could not start, 2 for bad options or config.
 ";
 
-p2pchat::entry!(cli::daemon_main(
-    "servant",
-    HELP,
-    parse,
-    servant::Config::load,
-    servant::run
-));
+p2pchat::entry!(
+    p2pchat::noise::command::subcommand("servant").unwrap_or_else(|| cli::daemon_main(
+        "servant",
+        HELP,
+        parse,
+        servant::Config::load,
+        servant::run
+    ))
+);
 
 fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>), ConfigError> {
     let o = Overrides {

@@ -15,6 +15,7 @@
 //! | (none: `p2pchat-demo` playing a daemon in its own process) | [`play`]   |
 //! | `Debug.Print`, never blocking the loop           | [`logging`]                |
 //! | (shared by the wire and the reactor)           | [`net`]                    |
+//! | (none: opt-in private links, Noise sessions)   | [`noise`]                  |
 //! | (none: VB's text box showed text; a terminal interprets it) | [`text`]      |
 //!
 //! The library holds what the binaries run. How the tests, the benchmarks, the
@@ -32,6 +33,7 @@ pub mod entry;
 pub mod logfilter;
 pub mod logging;
 pub mod net;
+pub mod noise;
 pub mod notify;
 pub mod play;
 pub mod reactor;

@@ -83,7 +83,10 @@ impl<T> Reactor<T> {
         match outcome {
             Ok(()) => {
                 self.transition(i, State::Connected);
-                h.connect(self, i);
+                // A private link's `connect` waits for its handshake (secure.rs).
+                if !self.is_secure(i) {
+                    h.connect(self, i);
+                }
                 self.flush(i);
             }
             Err(e) => {
@@ -140,12 +143,17 @@ impl<T> Reactor<T> {
                 return;
             };
             match stream.read(buf) {
+                Ok(0) if s.secure.is_some() => return self.secure_hangup(h, i),
                 Ok(0) => return self.peer_closed(i),
                 Ok(n) => {
                     if active {
                         s.last_active = now;
                     }
-                    h.data_arrival(self, i, &buf[..n]);
+                    if s.secure.is_some() {
+                        self.secure_input(h, i, &buf[..n]);
+                    } else {
+                        h.data_arrival(self, i, &buf[..n]);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -161,7 +169,7 @@ impl<T> Reactor<T> {
     /// The peer closed its side. VB went to `sckClosing` at once; here what is
     /// still queued for the peer goes out first (a client may half-close right
     /// after its requests, as `nc -N` does), then the slot closes.
-    fn peer_closed(&mut self, i: Index) {
+    pub(super) fn peer_closed(&mut self, i: Index) {
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };

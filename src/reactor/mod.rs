@@ -16,6 +16,7 @@
 //! | a VB `Timer` control             | [`Reactor::set_timer`] / [`Handler::timer`] |
 //! | any other input (the servant's stdin) | [`Reactor::watch_fd`] / [`Handler::fd_ready`] |
 //! | `txtChat1`, `Debug.Print`        | stdout and stderr, owned by the loop ([`stdio`]) |
+//! | (none: private links, opt-in)    | [`Reactor::connect_secure`] / [`Reactor::accept_secure`], [`Handler::admit_key`], [`Handler::authenticated`], `secure.rs` |
 //!
 //! The mechanism: `poll_loop.rs` (the loop, timers, the one state transition, the
 //! reap), `sockets.rs` (the slots' sockets and the Winsock methods on them),
@@ -42,6 +43,9 @@ mod events;
 mod outq;
 mod policy;
 mod poll_loop;
+mod secure;
+#[cfg(test)]
+mod secure_tests;
 pub mod signals;
 mod sink;
 pub mod slots;
@@ -62,6 +66,8 @@ use std::io;
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
+
+use crate::noise::PublicKey;
 
 /// A slot's index: the VB control array `Index` and the mio token.
 pub type Index = usize;
@@ -105,7 +111,23 @@ pub trait Handler {
     /// `sckClosed`, may be reused.
     fn close(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: Self::Data);
 
-    /// An outgoing connection from [`Reactor::connect`] is established.
+    /// A private slot from [`Reactor::accept_secure`] read the initiator's first
+    /// handshake message, which names its static key: `true` goes on with the
+    /// handshake, `false` closes the slot. No VB counterpart. The key is not proven
+    /// yet (a replayed message names another's key), so nothing is owed to it
+    /// before [`Handler::authenticated`]. The default admits nobody: a daemon that
+    /// accepts private links says whom.
+    fn admit_key(&mut self, _r: &mut Reactor<Self::Data>, _index: Index, _key: &PublicKey) -> bool {
+        false
+    }
+
+    /// A private slot's initiator proved its static key ([`Reactor::peer_key`]);
+    /// its data follows in `data_arrival`. The responder's `connect`; no VB
+    /// counterpart.
+    fn authenticated(&mut self, _r: &mut Reactor<Self::Data>, _index: Index) {}
+
+    /// An outgoing connection from [`Reactor::connect`] is established; for
+    /// [`Reactor::connect_secure`], its handshake is done too.
     fn connect(&mut self, _r: &mut Reactor<Self::Data>, _index: Index) {}
 
     /// Everything sent on `index` so far has been taken by the socket.

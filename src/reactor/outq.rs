@@ -23,7 +23,7 @@ pub enum Piece<'a> {
 }
 
 impl Piece<'_> {
-    fn bytes(&self) -> &[u8] {
+    pub(super) fn bytes(&self) -> &[u8] {
         match self {
             Piece::Bytes(b) => b,
             Piece::Shared(buf, start, end) => &buf[*start..*end],

@@ -34,6 +34,9 @@ pub struct Options {
     /// and write: the daemon decides. The manager touches a servant for each whole
     /// request, so one dripping a byte every second is still reaped.
     pub touch_only: bool,
+    /// Limits on private links' handshakes: pending per address and in all, and
+    /// the deadline (`crate::noise::guard`).
+    pub handshake: crate::noise::HandshakeLimits,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             idle_timeout: None,
             max_backlog: 16 * 1024 * 1024,
             touch_only: false,
+            handshake: Default::default(),
         }
     }
 }

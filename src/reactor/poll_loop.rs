@@ -44,6 +44,8 @@ pub struct Reactor<T> {
     pub(super) next_idle_sweep: Option<Instant>,
     watched: Vec<Watched>,
     pub(super) stopped: bool,
+    /// Private links: this host's key, the handshakes under way (secure.rs).
+    pub(super) handshakes: super::secure::Handshakes,
 }
 
 /// A descriptor delivered to [`Handler::fd_ready`].
@@ -77,6 +79,7 @@ impl<T> Reactor<T> {
             next_idle_sweep,
             watched: Vec::new(),
             stopped: false,
+            handshakes: Default::default(),
         })
     }
 
@@ -221,6 +224,7 @@ impl<T> Reactor<T> {
             .map(|&(at, _)| at)
             .chain(self.accept_retry_at)
             .chain(self.next_idle_sweep)
+            .chain(self.next_handshake_deadline())
             .min()
     }
 
@@ -320,6 +324,9 @@ impl<T> Reactor<T> {
         }
         if self.next_idle_sweep.is_some_and(|at| at <= now) {
             self.sweep_idle();
+        }
+        if self.next_handshake_deadline().is_some_and(|at| at <= now) {
+            self.expire_handshakes(h);
         }
         if self.timers.iter().any(|&(at, _)| at <= now) {
             // Take the due ones first: a handler that re-arms its timer for `now`

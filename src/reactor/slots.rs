@@ -78,6 +78,8 @@ impl<T> SlotTable<T> {
         let s = self.slots.get_mut(i)?;
         drop(s.io.take()?);
         s.out = Default::default();
+        // A pending handshake gives its place back here (its ticket drops).
+        s.secure = None;
         self.reusable.push(Reverse(i));
         Some(s.data.take())
     }

@@ -41,6 +41,8 @@ pub struct Socket<T> {
     pub(super) complete_queued: bool,
     pub(super) last_active: Instant,
     pub(super) data: Option<T>,
+    /// A private link's Noise session; `None` for plaintext (one pointer, one branch).
+    pub(super) secure: Option<Box<super::secure::Secure>>,
 }
 
 impl<T> Socket<T> {
@@ -67,6 +69,7 @@ impl<T> Socket<T> {
             complete_queued: false,
             last_active: now,
             data,
+            secure: None,
         }
     }
 
@@ -249,6 +252,16 @@ impl<T> Reactor<T> {
     }
 
     fn send_pieces(&mut self, i: Index, pieces: &[Piece<'_>]) {
+        if self.slots.get(i).is_some_and(|s| s.secure.is_some()) {
+            return self.seal_and_send(i, pieces);
+        }
+        self.write_out(i, pieces, true);
+    }
+
+    /// Writes `pieces` on slot `i` as they are, queuing what the socket does not
+    /// take; `notify` says whether emptying the queue owes the handler a
+    /// `send_complete` (a handshake's own bytes do not).
+    pub(super) fn write_out(&mut self, i: Index, pieces: &[Piece<'_>], notify: bool) {
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
@@ -263,7 +276,9 @@ impl<T> Reactor<T> {
             Ok(n) => {
                 s.out.push(pieces, n);
                 if s.out.is_empty() {
-                    self.sent_all(i);
+                    if notify {
+                        self.sent_all(i);
+                    }
                 } else {
                     self.queued(i);
                 }
