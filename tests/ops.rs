@@ -210,14 +210,28 @@ fn a_static_servant_looks_names_up_in_an_empty_root() {
         ],
     );
     alice.wait_for("banned host names now stand for 1 address(es): 127.0.89.7");
-    alice.wait_for("peers: 1");
     let chat = alice.listening_addr();
-    // Mallory, at the address the name stands for, is refused; Bob is heard.
+    // Bob is a listed servant: a line is shown only from an address on the list.
+    let _bob = inside(
+        "/servant",
+        &[
+            "--connmgr",
+            &at,
+            "--bind",
+            "127.0.89.3",
+            "--name",
+            "bob",
+            "--headless",
+        ],
+    );
+    alice.wait_for("peers: 2");
+    // Mallory, at the address the name stands for, is refused; Bob is heard, named
+    // by the list.
     let mut mallory = connect_from("127.0.89.7", chat);
     let _ = mallory.write_all(b"let me in\n");
     alice.wait_for("refusing 127.0.89.7: banned");
     let mut bob = connect_from("127.0.89.3", chat);
-    bob.write_all(b"bob: hello\n").unwrap();
+    bob.write_all(b"hello\n").unwrap();
     drop(bob);
     assert_eq!(alice.stdout_line().as_deref(), Some("bob: hello"));
 }
