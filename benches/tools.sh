@@ -47,6 +47,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    # Whatever else still runs in the namespace is ours too.
+    ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     ip netns delete "$NS" 2>/dev/null
     rm -rf "$work"
@@ -55,7 +57,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ip netns add "$NS" || { echo "cannot make network namespace $NS" >&2; exit 1; }
 ip netns exec "$NS" ip link set lo up || exit 1
-# Runs "$@" inside the namespace.
+# Runs "$@" inside the namespace (servers started with `&` call `ip netns exec`
+# themselves, so that $! is theirs and not a subshell's).
 inside() {
     ip netns exec "$NS" "$@"
 }
@@ -71,7 +74,7 @@ listening_port() {
     return 1
 }
 
-inside "$CHURN" baseline-server --request-end '\r\n\r\n' --close \
+ip netns exec "$NS" "$CHURN" baseline-server --request-end '\r\n\r\n' --close \
     --reply 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello' \
     2>"$work/http.log" &
 pids+=($!)
@@ -84,7 +87,7 @@ if command -v redis-server >/dev/null; then
     REDIS_PORT=6379 # the namespace is ours: no other redis to meet
     # Protected mode answers only 127.0.0.1 and ::1; churn connects from its own
     # loopback addresses (127.200.0.x).
-    inside redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode no --save '' --appendonly no \
+    ip netns exec "$NS" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode no --save '' --appendonly no \
         >"$work/redis.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
