@@ -13,6 +13,11 @@
 # A tool that is not installed is skipped, saying so. Cores are shared: the load
 # average is printed before and after.
 #
+# Everything runs in a network namespace of its own (p2pchat-tools-PID, only its
+# loopback up, removed on exit), so the host's connections, TIME_WAIT sockets
+# and firewall rules do not weigh on one tool more than another. That needs root
+# and `ip` (iproute2); without them the script says so and exits 0.
+#
 #   benches/tools.sh                  # ROUNDS=5 DURATION=5 CONCURRENCY=50
 #   ROUNDS=3 DURATION=3 benches/tools.sh
 #
@@ -24,16 +29,39 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 CONCURRENCY=${CONCURRENCY:-50}
 cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "skipped: benches/tools.sh makes a network namespace, which needs root"
+    exit 0
+fi
+if ! command -v ip >/dev/null; then
+    echo "skipped: benches/tools.sh needs ip (apt-get install iproute2) for its network namespace"
+    exit 0
+fi
+
+cargo build --release --quiet --bin churn || exit 1
+CHURN=target/release/churn
+
+NS=p2pchat-tools-$$
 work=$(mktemp -d)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    # Whatever else still runs in the namespace is ours too.
+    ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    ip netns delete "$NS" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-cargo build --release --quiet --bin churn || exit 1
-CHURN=target/release/churn
+trap 'exit 130' INT TERM
+ip netns add "$NS" || { echo "cannot make network namespace $NS" >&2; exit 1; }
+ip netns exec "$NS" ip link set lo up || exit 1
+# Runs "$@" inside the namespace (servers started with `&` call `ip netns exec`
+# themselves, so that $! is theirs and not a subshell's).
+inside() {
+    ip netns exec "$NS" "$@"
+}
 
 # Waits up to 10 s for a "listening on ADDR" line in $1; prints the port.
 listening_port() {
@@ -46,7 +74,7 @@ listening_port() {
     return 1
 }
 
-"$CHURN" baseline-server --request-end '\r\n\r\n' --close \
+ip netns exec "$NS" "$CHURN" baseline-server --request-end '\r\n\r\n' --close \
     --reply 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello' \
     2>"$work/http.log" &
 pids+=($!)
@@ -56,10 +84,10 @@ REQUEST='GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'
 
 REDIS_PORT=
 if command -v redis-server >/dev/null; then
-    REDIS_PORT=$((20000 + $$ % 10000))
+    REDIS_PORT=6379 # the namespace is ours: no other redis to meet
     # Protected mode answers only 127.0.0.1 and ::1; churn connects from its own
     # loopback addresses (127.200.0.x).
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode no --save '' --appendonly no \
+    ip netns exec "$NS" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode no --save '' --appendonly no \
         >"$work/redis.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
@@ -74,7 +102,7 @@ fi
 # Runs "$@" under /usr/bin/time; the tool's output in $work/out, its CPU seconds
 # (user + system) printed.
 timed() {
-    /usr/bin/time -f '%U %S' -o "$work/time" "$@" >"$work/out" 2>"$work/err"
+    inside /usr/bin/time -f '%U %S' -o "$work/time" "$@" >"$work/out" 2>"$work/err"
     # The last line: a tool that exits non-zero gets a line saying so first.
     tail -1 "$work/time" | awk '{ print $1 + $2 }'
 }
@@ -146,15 +174,32 @@ done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo
-printf '%-50s %12s %18s\n' "median of $ROUNDS" "conn/s" "client CPU us/conn"
+printf '%-50s %24s %22s\n' "median of $ROUNDS (lowest-highest)" "conn/s" "client CPU us/conn"
 for t in "${tools[@]}"; do
-    grep "^$t " "$work/results" 2>/dev/null | awk '{ print $2, ($3 > 0 ? 1e6 * $4 / $3 : 0) }' |
-        python3 -c '
+    grep "^$t " "$work/results" 2>/dev/null | awk '{ print $2, ($3 > 0 ? 1e6 * $4 / $3 : 0) }' >"$work/$t.rows"
+    python3 -c '
 import statistics, sys
-rows = [tuple(map(float, l.split())) for l in sys.stdin if l.strip()]
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
 if rows:
-    print("%12.0f %18.1f" % (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)))
+    r, c = [x[0] for x in rows], [x[1] for x in rows]
+    print("%8.0f (%6.0f-%6.0f) %8.1f (%4.1f-%4.1f)" % (statistics.median(r), min(r), max(r), statistics.median(c), min(c), max(c)))
 else:
-    print("%12s %18s" % ("-", "-"))
-' | { read -r figures; printf '%-50s %s\n' "$(label "$t")" "$figures"; }
+    print("%24s %22s" % ("-", "-"))
+' "$work/$t.rows" | { read -r figures; printf '%-50s %s\n' "$(label "$t")" "$figures"; }
+done
+
+# churn over each other tool on the same server: connections/s (above 1.0x:
+# churn makes more) and CPU per connection (below 1.0x: churn spends less).
+ratio() {
+    python3 -c '
+import statistics, sys
+med = lambda p, k: statistics.median(float(l.split()[k]) for l in open(p) if l.strip())
+mine, theirs = sys.argv[1], sys.argv[2]
+print("%.2fx the conn/s, %.2fx the CPU per connection" % (med(mine, 0) / med(theirs, 0), med(mine, 1) / med(theirs, 1)))
+' "$work/$1.rows" "$work/$2.rows" 2>/dev/null
+}
+for pair in "churn_http wrk_http" "churn_http h2load_http" "churn_redis redis_benchmark"; do
+    set -- $pair
+    [ -s "$work/$1.rows" ] && [ -s "$work/$2.rows" ] || continue
+    printf 'churn against %-16s %s\n' "$2:" "$(ratio "$1" "$2")"
 done

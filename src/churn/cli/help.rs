@@ -4,10 +4,10 @@ pub const HELP: &str = "\
 churn - a connection-churn load generator for the p2pchat connection manager,
 and for any TCP server
 
-Plays many clients at once from one single-threaded event loop and reports
-throughput, a latency percentile ladder and errors, second by second and in
-total (in the manner of redis-benchmark, wrk2 and memtier). docs/CHURN.md is the
-benchmarker's guide.
+Plays many clients at once from one single-threaded event loop (or several,
+one per thread, with --workers) and reports throughput, a latency percentile
+ladder and errors, second by second and in total (in the manner of
+redis-benchmark, wrk2 and memtier). docs/CHURN.md is the benchmarker's guide.
 
 USAGE:
     churn join-leave [OPTIONS]   each client: connect, ask (`needs peer list`, or

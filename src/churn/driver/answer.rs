@@ -15,7 +15,7 @@ use crate::reactor::{Index, Reactor};
 use memchr::memmem;
 
 /// A read buffer that grew past this is freed once empty.
-const KEEP_CAPACITY: usize = 64 * 1024;
+pub(super) const KEEP_CAPACITY: usize = 64 * 1024;
 
 impl Churn {
     /// Bytes from the manager on connection `i`: frame whole documents.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::super::args::show;
 use super::super::report::Failure;
 use super::super::Mode;
+use super::answer::KEEP_CAPACITY;
 use super::{Churn, Conn, Phase, Role, TICK_EVERY};
 use crate::reactor::{Index, Reactor};
 
@@ -25,6 +26,8 @@ pub(super) const END: &[u8] = b"</peers>";
 const RAMP: usize = 256;
 /// An answer larger than this without its end is garbage.
 pub(super) const MAX_DOC: usize = 64 << 20;
+/// Answer buffers kept for reuse, at most: one per connection of a typical run.
+const SPARE_BUFS: usize = 4096;
 /// A refusal is one short line; a flooder reads no more than this of anything.
 const MAX_REFUSAL: usize = 512;
 /// How much of a server's unexpected bytes a failure message quotes.
@@ -91,10 +94,11 @@ impl Ask {
         }
     }
 
-    fn new(role: Role, asked: Option<Instant>) -> Ask {
+    /// `buf` is an empty buffer, fresh or one a closed connection left.
+    fn new(role: Role, asked: Option<Instant>, buf: Vec<u8>) -> Ask {
         Ask {
             role,
-            buf: Vec::new(),
+            buf,
             scanned: 0,
             asked,
             intended: None,
@@ -113,8 +117,8 @@ impl Ask {
 }
 
 impl Churn {
-    /// Opens a connection to the target for `role` and queues the request, except
-    /// for bare steady servants, which only join and ask on their schedule (every
+    /// Opens a connection to the target for `role`; the request goes out once it
+    /// is up ([`Churn::connected`]), except for bare steady servants, which only join and ask on their schedule (every
     /// answer is the whole list: asking as each joins would cost the manager
     /// quadratic bytes, at 10,000 servants 4 GB, on top of the polls; a
     /// version-aware one asks at once, as the servant does, and then polls for
@@ -134,7 +138,8 @@ impl Churn {
             Role::KeepAlive => false,
         };
         let t0 = Instant::now();
-        let mut ask = Ask::new(role, asks_now.then_some(t0));
+        let buf = self.spare_bufs.pop().unwrap_or_default();
+        let mut ask = Ask::new(role, asks_now.then_some(t0), buf);
         if let Some((at, counted)) = open_loop {
             ask.intended = Some(at);
             ask.counted = counted;
@@ -154,19 +159,9 @@ impl Churn {
         match connected {
             Ok(i) => {
                 match role {
-                    Role::Steady(k) | Role::Filler(k) => {
-                        self.steady[k] = Some(i);
-                        if asks_now {
-                            r.send(i, &self.request_for(0));
-                        }
-                    }
-                    Role::Churner | Role::Fanout(_) => {
-                        if role == Role::Churner {
-                            self.churner_connecting(source);
-                        }
-                        r.send(i, &self.request_for(0));
-                    }
-                    Role::Flooder | Role::KeepAlive => {}
+                    Role::Steady(k) | Role::Filler(k) => self.steady[k] = Some(i),
+                    Role::Churner => self.churner_connecting(source),
+                    Role::Fanout(_) | Role::Flooder | Role::KeepAlive => {}
                 }
                 true
             }
@@ -178,6 +173,30 @@ impl Churn {
                 });
                 false
             }
+        }
+    }
+
+    /// Connection `i` is up: a request asked at its open goes out now. Written
+    /// straight to the socket; queued while connecting it would cost the reactor
+    /// an allocation per cycle, and it went out at this moment all the same.
+    pub(super) fn connected(&mut self, r: &mut Reactor<Conn>, i: Index) {
+        let Some(Conn::Manager(ask)) = r.data(i) else {
+            return;
+        };
+        if ask.asked.is_some() && ask.role != Role::Flooder {
+            r.send(i, &self.request_for(ask.version));
+        }
+    }
+
+    /// A closed connection's answer buffer, kept for the next one to open:
+    /// a cycle allocates nothing. Large ones go back to the allocator.
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0
+            && buf.capacity() <= KEEP_CAPACITY
+            && self.spare_bufs.len() < SPARE_BUFS
+        {
+            buf.clear();
+            self.spare_bufs.push(buf);
         }
     }
 
@@ -332,6 +351,7 @@ impl Churn {
             Some(classify(&ask.buf))
         };
         let reason = failure.as_ref().map(|(_, why)| why.clone());
+        self.recycle(std::mem::take(&mut ask.buf));
         if let Some((f, why)) = failure {
             let target = self.cfg.target;
             self.fail(f, || format!("{target}: {why}"));

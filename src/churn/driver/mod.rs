@@ -115,6 +115,8 @@ struct Churn {
     changes: lists::Changes,
     /// What a worker shares with the others.
     shared: workers::Shared,
+    /// Answer buffers of closed connections, for the next ones to open.
+    spare_bufs: Vec<Vec<u8>>,
 }
 
 /// Checks the settings and the host, runs the load on one event loop or on
@@ -184,6 +186,7 @@ fn run_one(cfg: Config, shared: workers::Shared) -> Result<Report, RunError> {
         end_tag: memmem::Finder::new(manager::END),
         changes: lists::Changes::default(),
         shared,
+        spare_bufs: Vec::new(),
         cfg,
     };
     match c.cfg.mode {
@@ -341,6 +344,7 @@ impl Handler for Churn {
         if matches!(ask.role, Role::Steady(_)) && self.cfg.bare && std::mem::take(&mut ask.first) {
             self.steady_joined(r);
         }
+        self.connected(r, i);
     }
 
     /// A line has gone out to a peer: hang up, as a servant does.
