@@ -33,7 +33,7 @@ impl<T> Reactor<T> {
             State::Listening if !waiting => self.accept_some(h, i),
             State::Connecting => {
                 if event.is_writable() || event.is_error() || event.is_write_closed() {
-                    self.finish_connect(h, i);
+                    self.finish_connect(h, i, event.is_writable() && !event.is_error());
                 }
                 if event.is_readable() {
                     self.read(h, i, buf);
@@ -67,12 +67,15 @@ impl<T> Reactor<T> {
         }
     }
 
-    fn finish_connect<H: Handler<Data = T>>(&mut self, h: &mut H, i: Index) {
+    fn finish_connect<H: Handler<Data = T>>(&mut self, h: &mut H, i: Index, writable: bool) {
         let Some(stream) = self.slots.get_mut(i).and_then(Socket::stream) else {
             return;
         };
         let outcome = match stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
+            // Linux reports a connecting socket writable only once the connect is
+            // done, and no error pending then means it succeeded: no getpeername.
+            Ok(None) if writable => Ok(()),
             Ok(None) => match stream.peer_addr() {
                 Ok(_) => Ok(()),
                 // Not yet: a spurious wake-up; wait for the next event.

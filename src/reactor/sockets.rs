@@ -186,9 +186,7 @@ impl<T> Reactor<T> {
     /// without blocking. [`super::Handler::connect`] fires when it is up; anything sent
     /// before then is queued.
     pub fn connect(&mut self, to: SocketAddr, bind: Option<IpAddr>, data: T) -> io::Result<Index> {
-        let domain = socket2::Domain::for_address(to);
-        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
-        socket.set_nonblocking(true)?;
+        let socket = nonblocking_stream(to)?;
         if let Some(ip) = bind {
             // Leave the port to connect(), which can reuse one across destinations
             // and from TIME_WAIT; bind() alone must find one free for every
@@ -373,4 +371,24 @@ fn open_listener(addr: SocketAddr) -> Result<TcpListener, (SocketAddr, io::Error
         Ok(TcpListener::from_std(socket.into()))
     };
     open().map_err(|e| (addr, e))
+}
+
+/// A TCP socket for `to`'s family, non-blocking and close-on-exec from `socket()`
+/// itself: one system call where `socket2`'s constructor and `set_nonblocking` take
+/// three, on every outgoing connection (a churn cycle, a servant's send).
+fn nonblocking_stream(to: SocketAddr) -> io::Result<socket2::Socket> {
+    use std::os::fd::FromRawFd;
+    let family = match to {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket(2) with constant arguments; a non-negative result is a new
+    // descriptor that nothing else owns, so the Socket may take it.
+    let fd = unsafe { libc::socket(family, flags, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open and owned by no one else (above).
+    Ok(unsafe { socket2::Socket::from_raw_fd(fd) })
 }
