@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{connmgr, named_servant, Daemon, DEADLINE};
+use common::{connmgr, named_servant, shows, Daemon, DEADLINE};
 use fakemgr::{free_port, listing_manager, Entry};
 
 fn config(test: &str) -> PathBuf {
@@ -22,24 +22,6 @@ fn config(test: &str) -> PathBuf {
 
 fn servant(test: &str, manager: SocketAddr, bind: &str, name: &str) -> Daemon {
     named_servant(&config(&format!("{test}-{name}")), manager, bind, name, &[])
-}
-
-/// Waits for `d` to show `line`; returns what it showed before it.
-fn shows(d: &Daemon, line: &str) -> Vec<String> {
-    let mut before = Vec::new();
-    let end = Instant::now() + DEADLINE;
-    while Instant::now() < end {
-        match d.stdout_line() {
-            Some(l) if l == line => return before,
-            Some(l) => before.push(l),
-            None => break,
-        }
-    }
-    panic!(
-        "{} never showed {line:?} (showed {before:?}); log:\n{}",
-        d.name(),
-        d.log_text()
-    );
 }
 
 /// Asks `d` for `/who` until every one of `names` is on it; its lines.
