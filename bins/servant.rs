@@ -53,9 +53,11 @@ OPTIONS:
 
 INPUT:
     A line is chat. /peers (or /names) prints the user list (* marks this servant;
-    name, address, port), /help the commands, /me ACTION an action, /nick NAME a new
-    name, /clear clears the screen, /quit leaves. //text sends /text. An unknown
-    /command is an error, not chat.
+    name, address, port, how long here), /who the names and how long each has been
+    here, /msg NAME TEXT a line for NAME only (direct, not secret), /help the
+    commands, /me ACTION an action, /nick NAME a new name, /clear clears the
+    screen, /quit leaves. //text sends /text. An unknown /command is an error, not
+    chat.
     On a terminal there is a `> ` prompt with line editing (arrows, Home, End,
     Ctrl-A/E/K/U/W/Y/L, Up and Down and Ctrl-R through the history, kept between
     runs), Tab completing names, Page Up/Down scrolling and a status line; Ctrl-D leaves.

@@ -4,77 +4,15 @@
 //! after a dial-back fails, which needs the network namespaces of `tests/relay.rs`).
 
 mod common;
+mod fakemgr;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{bin, connect_from, Daemon, DEADLINE};
-
-/// One servant as the fake manager lists it.
-#[derive(Clone)]
-struct Entry {
-    addr: SocketAddr,
-    name: &'static str,
-    relay: Option<SocketAddr>,
-}
-
-/// The document for the servant at `me`.
-fn document(entries: &[Entry], me: std::net::IpAddr) -> String {
-    let mut d = String::from("<peers>");
-    for (k, e) in entries.iter().enumerate() {
-        let relay = e.relay.map_or_else(String::new, |r| {
-            format!(
-                "<relay><ip>{}</ip><port>{}</port></relay>",
-                r.ip(),
-                r.port()
-            )
-        });
-        d.push_str(&format!(
-            "<peer><ip>{}</ip><port>{}</port><offset>{}</offset><me>{}</me>{relay}<name>{}</name></peer>",
-            e.addr.ip(),
-            e.addr.port(),
-            k + 1,
-            if e.addr.ip() == me { "TRUE" } else { "FALSE" },
-            e.name
-        ));
-    }
-    d.push_str("</peers>\r\n");
-    d
-}
-
-/// Answers every servant's every `needs peer list` with its document.
-fn fake_manager(entries: Vec<Entry>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            let entries = entries.clone();
-            std::thread::spawn(move || {
-                let me = c.peer_addr().unwrap().ip();
-                let doc = document(&entries, me);
-                let (mut r, mut w) = (c.try_clone().unwrap(), c);
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = r.read(&mut buf) {
-                    let asked = String::from_utf8_lossy(&buf[..n])
-                        .matches("needs peer list")
-                        .count();
-                    for _ in 0..asked {
-                        if w.write_all(doc.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-fn free(ip: &str) -> SocketAddr {
-    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
-}
+use fakemgr::{free_port, listing_manager as fake_manager, Entry};
 
 fn config(test: &str, bans: &[&str]) -> PathBuf {
     let mut xml = String::from("<config>\n  <bans>\n");
@@ -134,7 +72,7 @@ fn heard(c: &mut TcpStream) -> Vec<u8> {
 
 /// bob relays for alice; mallory is public too.
 fn network(net: u8) -> (Vec<Entry>, SocketAddr) {
-    let bob = free(&format!("127.0.{net}.1"));
+    let bob = free_port(&format!("127.0.{net}.1"));
     let entries = vec![
         Entry {
             addr: bob,
@@ -142,12 +80,12 @@ fn network(net: u8) -> (Vec<Entry>, SocketAddr) {
             relay: None,
         },
         Entry {
-            addr: free(&format!("127.0.{net}.2")),
+            addr: free_port(&format!("127.0.{net}.2")),
             name: "alice",
             relay: Some(bob),
         },
         Entry {
-            addr: free(&format!("127.0.{net}.3")),
+            addr: free_port(&format!("127.0.{net}.3")),
             name: "mallory",
             relay: None,
         },

@@ -7,33 +7,15 @@ mod common;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{connect_from, connmgr, named_servant, read_doc, Daemon, DEADLINE};
+use common::{connect_from, connmgr, named_servant, read_doc, shows, Daemon};
 
 fn config(test: &str) -> PathBuf {
     let path =
         std::env::temp_dir().join(format!("p2pchat-senders-{}-{test}.xml", std::process::id()));
     std::fs::write(&path, "<config>\n</config>\n").unwrap();
     path
-}
-
-/// Waits for `d` to show `line`; panics with what it showed instead.
-fn shows(d: &Daemon, line: &str) -> Vec<String> {
-    let mut before = Vec::new();
-    let end = Instant::now() + DEADLINE;
-    while Instant::now() < end {
-        match d.stdout_line() {
-            Some(l) if l == line => return before,
-            Some(l) => before.push(l),
-            None => break,
-        }
-    }
-    panic!(
-        "{} never showed {line:?} (showed {before:?}); log:\n{}",
-        d.name(),
-        d.log_text()
-    );
 }
 
 /// Waits for a log line, counting those already read.

@@ -113,7 +113,7 @@ fn every_servant_shows_every_line_once_including_its_own() {
     }
 
     // /peers: one line per peer in aligned columns: `*` on this servant's own, then
-    // name, address and port.
+    // name, address, port and how long since this servant first saw it.
     // Names reach the list a push after the join: ask until they are all there.
     let deadline = Instant::now() + DEADLINE;
     let peers = loop {
@@ -128,9 +128,13 @@ fn every_servant_shows_every_line_once_including_its_own() {
     assert_eq!(own.len(), 1, "{peers:?}");
     assert!(own[0].starts_with("* alice  127.0.31.1  "), "{peers:?}");
     let ips: BTreeSet<&str> = (peers.iter())
-        .filter_map(|l| l.split_whitespace().rev().nth(1))
+        .filter_map(|l| l.split_whitespace().rev().nth(2))
         .collect();
     assert_eq!(ips.len(), 3, "{peers:?}");
+    assert!(
+        ips.iter().all(|ip| ip.starts_with("127.0.31.")),
+        "{peers:?}"
+    );
     let names: BTreeSet<&str> = (peers.iter())
         .filter_map(|l| l.trim_start_matches('*').split_whitespace().next())
         .collect();

@@ -1,11 +1,13 @@
 //! The pull framing ([`p2pchat::wire::pull`]) on arbitrary bytes: parsing never
 //! panics; whatever parses frames again to the same bytes' meaning; and any origin,
-//! name and text framed reads back as they were.
+//! name and text framed reads back as they were. The same for the private lines a
+//! frame's text may be ([`p2pchat::wire::private`]), direct or for a puller.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use libfuzzer_sys::fuzz_target;
+use p2pchat::wire::private::{self, Private};
 use p2pchat::wire::pull::{frame, parse, Origin, MAX_HEAD};
 
 /// An origin made from the input's first bytes.
@@ -35,6 +37,20 @@ fuzz_target!(|data: &[u8]| {
         frame(&mut again, p.origin, p.name, p.text);
         let back = parse(&again[..again.len() - 1]).expect("a reframed frame parses");
         assert_eq!(back, p);
+    }
+    // Any line as a private one: read or refused, never a panic; what reads back
+    // writes again to the same meaning, within the marks' head room.
+    match private::read(line) {
+        Private::Direct(text) => {
+            let again = private::direct(text);
+            assert_eq!(private::read(&again[..again.len() - 1]), Private::Direct(text));
+        }
+        Private::For(to, text) => {
+            let again = private::for_puller(to, text);
+            assert!(again.len() <= private::MAX_HEAD + text.len() + 1);
+            assert_eq!(private::read(&again[..again.len() - 1]), Private::For(to, text));
+        }
+        Private::No | Private::Bad(_) => {}
     }
     // Built from parts: reads back as they were (a name that is not one, as none).
     let (head, rest) = data.split_at(data.len().min(19));

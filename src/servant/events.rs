@@ -39,8 +39,8 @@ const NAME_GRACE: Duration = Duration::from_secs(1);
 const LEAVE_GRACE: Duration = Duration::from_millis(1500);
 
 /// Who a peer is, across ports: its name, or its address while it has none.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Who {
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Who {
     Named(String),
     Unnamed(IpAddr),
 }
@@ -78,6 +78,7 @@ impl Servant {
         if self.events.greeted && same {
             return; // the answer to a poll, as most are: nothing new
         }
+        self.seen.saw(&self.peers, now);
         self.console
             .set_names(self.config.name.as_deref(), self.peers.names());
         let peers = &self.peers;
@@ -211,7 +212,7 @@ impl Events {
 }
 
 /// Who the peer listed as `p` is.
-fn who(peers: &Peers, p: &Peer) -> Who {
+pub(super) fn who(peers: &Peers, p: &Peer) -> Who {
     match peers.name(p.addr()) {
         Some(n) => Who::Named(n.to_string()),
         None => Who::Unnamed(p.ip),

@@ -38,6 +38,7 @@ use super::relay::Role;
 use super::{Servant, Slot};
 use crate::reactor::stdio::STDOUT;
 use crate::reactor::{Index, Reactor, Request, State};
+use crate::wire::private::Private;
 pub(super) use senders::SAY_EVERY;
 
 mod senders;
@@ -418,8 +419,9 @@ impl Servant {
     }
 
     /// One line on an incoming connection: for the relay (a pull request, a
-    /// puller's keepalive), or chat to forward to our pullers with its origin, and
-    /// to show as from whoever the list says sent it ([`senders`]).
+    /// puller's keepalive), a private line ([`super::private`]), or chat to forward
+    /// to our pullers with its origin, and to show as from whoever the list says
+    /// sent it ([`senders`]).
     fn incoming_line(
         &mut self,
         r: &mut Reactor<Slot>,
@@ -434,6 +436,11 @@ impl Servant {
         };
         if msg.is_empty() && !truncated {
             return;
+        }
+        match crate::wire::private::read(msg) {
+            // Ours to show, or one puller's: never forwarded to the rest.
+            Private::No => {}
+            line => return self.private_line(r, origin, line, truncated, false),
         }
         self.relay.gather(&self.peers, origin, msg);
         self.show_line(r.now(), origin, msg, truncated);

@@ -49,8 +49,10 @@ mod link;
 mod names;
 pub mod peerlist;
 mod peers;
+mod private;
 mod relay;
 mod reload;
+mod seen;
 mod send;
 mod typed;
 
@@ -170,6 +172,10 @@ struct Servant {
     relay: relay::Relaying,
     /// What was said of joins, leaves and unreachable peers ([`events`]).
     events: events::Events,
+    /// When each peer was first seen, for `/who` ([`seen`]).
+    seen: seen::Seen,
+    /// `/msg`, and private lines dropped ([`private`]).
+    private: private::Privately,
     quitting: bool,
 }
 
@@ -194,6 +200,8 @@ impl Servant {
             console: Console::new(input == Input::Terminal && console::is_tty(1)),
             relay: relay::Relaying::default(),
             events: events::Events::default(),
+            seen: seen::Seen::default(),
+            private: private::Privately::default(),
             quitting: false,
         }
     }

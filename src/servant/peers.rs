@@ -138,6 +138,18 @@ impl Peers {
         self.taken.contains(name)
     }
 
+    /// The peer listed as `name`: that name exactly, else the one name equal to it
+    /// case-folded, as the manager compares names.
+    pub(super) fn by_name(&self, name: &str) -> Option<&Peer> {
+        let exact = self.names.iter().find(|(_, n)| *n == name);
+        let folded = || {
+            let want = name.to_lowercase();
+            let mut fits = self.names.iter().filter(|(_, n)| n.to_lowercase() == want);
+            fits.next().filter(|_| fits.next().is_none())
+        };
+        exact.or_else(folded).and_then(|(a, _)| self.get(*a))
+    }
+
     /// Every name the listed peers go by.
     pub(super) fn names(&self) -> impl Iterator<Item = &str> {
         self.names.values().map(String::as_str)

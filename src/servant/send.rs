@@ -206,6 +206,23 @@ impl Servant {
         self.sends.batch.clear();
     }
 
+    /// One line for one peer only (`/msg`), queued like any batch.
+    pub(super) fn send_one(&mut self, r: &mut Reactor<Slot>, to: SocketAddr, line: Vec<u8>) {
+        if self.sends.queued.len() >= MAX_QUEUED {
+            return self.console.complain(&format!(
+                "not sent: {} deliveries of earlier lines are still waiting",
+                self.sends.queued.len()
+            ));
+        }
+        self.sends.queued.push_back(Queued {
+            to,
+            to_self: false,
+            batch: Rc::from(line),
+            fallback: self.fallback_for(to),
+        });
+        self.start_sends(r);
+    }
+
     /// Starts queued sends while fewer than the cap are in flight.
     fn start_sends(&mut self, r: &mut Reactor<Slot>) {
         while self.sends.outgoing < self.admission.limits.sending {

@@ -102,7 +102,7 @@ impl Servant {
         match word {
             "peers" | "names" if self.peers.is_empty() => self.console.complain("no peer list yet"),
             "peers" | "names" => {
-                let table = self.peer_table();
+                let table = self.peer_table(r.now());
                 self.console.reply(&table);
             }
             "help" => self.console.reply(COMMANDS),
@@ -117,6 +117,12 @@ impl Servant {
                 self.send1_broadcast(r);
             }
             "nick" => self.rename(r, rest),
+            "msg" => self.msg(r, rest),
+            "who" if self.peers.is_empty() => self.console.complain("no peer list yet"),
+            "who" => {
+                let table = self.who_table(r.now());
+                self.console.reply(&table);
+            }
             "clear" => self.console.clear(),
             "quit" | "exit" => {
                 self.console.close_input();
@@ -145,8 +151,9 @@ impl Servant {
     }
 
     /// The user list in aligned columns: `*` on this servant, name, address, port,
-    /// and how a peer behind a port-blocking router is reached.
-    fn peer_table(&self) -> String {
+    /// how long it has been here ([`super::seen`]), and how a peer behind a
+    /// port-blocking router is reached.
+    fn peer_table(&self, now: std::time::Instant) -> String {
         let names: Vec<String> = (self.peers.iter())
             .map(|p| match self.peers.name(p.addr()) {
                 Some(n) => crate::text::escape(n).into_owned(),
@@ -157,12 +164,14 @@ impl Servant {
         let name_cols = names.iter().map(|n| super::console::str_width(n)).max();
         let addr_cols = addrs.iter().map(String::len).max();
         let (name_cols, addr_cols) = (name_cols.unwrap_or(0), addr_cols.unwrap_or(0));
+        let ages: Vec<String> = self.peers.iter().map(|p| self.here_for(p, now)).collect();
+        let age_cols = ages.iter().map(String::len).max().unwrap_or(0);
         let mut out = String::new();
-        for ((p, name), addr) in self.peers.iter().zip(&names).zip(&addrs) {
+        for (((p, name), addr), age) in self.peers.iter().zip(&names).zip(&addrs).zip(&ages) {
             let mark = if p.me { '*' } else { ' ' };
             let pad = name_cols - super::console::str_width(name);
             out.push_str(&format!(
-                "{mark} {name}{:pad$}  {addr:<addr_cols$}  {:>5}",
+                "{mark} {name}{:pad$}  {addr:<addr_cols$}  {:>5}  {age:>age_cols$}",
                 "", p.port
             ));
             let note = relay_note(p);
@@ -188,8 +197,12 @@ fn relay_note(p: &Peer) -> String {
 
 const COMMANDS: &str = "\
 Type a line and press Enter to send it to every peer (yourself included).
-  /peers, /names   who is here: * marks you, then name, address and port
+  /peers, /names   who is here: * marks you, then name, address, port and
+                   how long since this servant first saw each
   /me ACTION       an action: /me waves sends \"* NAME waves\"
+  /msg NAME TEXT   a line for NAME only, shown as \"-> NAME: TEXT\" (direct,
+                   not secret: the network is plaintext)
+  /who             who is here, and for how long
   /nick NAME       a new name, in your lines and in everyone's list
   /clear           clear the screen
   /help            this text

@@ -7,6 +7,7 @@ pub mod history;
 pub mod name;
 pub mod peerdoc;
 pub mod peers;
+pub mod private;
 pub mod pull;
 pub mod relay;
 mod render;

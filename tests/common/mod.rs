@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use p2pchat_harness::{Process, Spawn};
 
@@ -118,6 +118,25 @@ impl Daemon {
         let status = self.0.wait_exit(DEADLINE).ok()?;
         Some(status.code().unwrap_or(-1))
     }
+}
+
+/// Waits for `d` to show `line` on stdout; what it showed before it. Panics with
+/// what it showed instead.
+pub fn shows(d: &Daemon, line: &str) -> Vec<String> {
+    let mut before = Vec::new();
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        match d.stdout_line() {
+            Some(l) if l == line => return before,
+            Some(l) => before.push(l),
+            None => break,
+        }
+    }
+    panic!(
+        "{} never showed {line:?} (showed {before:?}); log:\n{}",
+        d.name(),
+        d.log_text()
+    );
 }
 
 /// Starts a connection manager on 127.0.0.1 with an OS-chosen port.

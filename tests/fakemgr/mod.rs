@@ -215,3 +215,65 @@ pub fn accept_within(l: &TcpListener, limit: Duration) -> Option<TcpStream> {
     }
     None
 }
+
+/// One servant as [`listing_manager`] lists it: named, and perhaps relayed.
+#[derive(Clone)]
+pub struct Entry {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    pub relay: Option<SocketAddr>,
+}
+
+/// The document for the servant at `me`.
+fn document(entries: &[Entry], me: std::net::IpAddr) -> String {
+    let mut d = String::from("<peers>");
+    for (k, e) in entries.iter().enumerate() {
+        let relay = e.relay.map_or_else(String::new, |r| {
+            format!(
+                "<relay><ip>{}</ip><port>{}</port></relay>",
+                r.ip(),
+                r.port()
+            )
+        });
+        d.push_str(&format!(
+            "<peer><ip>{}</ip><port>{}</port><offset>{}</offset><me>{}</me>{relay}<name>{}</name></peer>",
+            e.addr.ip(),
+            e.addr.port(),
+            k + 1,
+            if e.addr.ip() == me { "TRUE" } else { "FALSE" },
+            e.name
+        ));
+    }
+    d.push_str("</peers>\r\n");
+    d
+}
+
+/// A manager that lists `entries`, so the test says who is relayed through whom
+/// (a real manager decides that only after a dial-back fails): every servant's
+/// every `needs peer list` is answered with its document, `me` marked by address.
+pub fn listing_manager(entries: Vec<Entry>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let entries = entries.clone();
+            std::thread::spawn(move || {
+                let me = c.peer_addr().unwrap().ip();
+                let doc = document(&entries, me);
+                let (mut r, mut w) = (c.try_clone().unwrap(), c);
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = r.read(&mut buf) {
+                    let asked = String::from_utf8_lossy(&buf[..n])
+                        .matches("needs peer list")
+                        .count();
+                    for _ in 0..asked {
+                        if w.write_all(doc.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}

@@ -1,6 +1,6 @@
 //! Tab completes the peer name before the cursor, as irssi and weechat do: `bo`
-//! becomes `bob`, and at the start of the line `bob: `, the way a line is
-//! addressed to someone. Tab again goes on to the next name that fits, and round
+//! becomes `bob`, at the start of the line `bob: `, the way a line is addressed
+//! to someone, and after `/msg ` `bob ` (the text comes next). Tab again goes on to the next name that fits, and round
 //! to the first; any other key keeps the name and edits on from there.
 
 use super::editor::{Editor, Effect};
@@ -56,6 +56,8 @@ impl Editor {
         let mut put: Vec<char> = next.fits[next.shown].chars().collect();
         if next.start == 0 {
             put.extend([':', ' ']);
+        } else if self.text[..next.start].iter().copied().eq("/msg ".chars()) {
+            put.push(' '); // the text comes next
         }
         let at = next.start;
         self.text.splice(at..at, put.iter().copied());
@@ -100,6 +102,15 @@ mod tests {
         assert_eq!(line(&e), "bob: hi carol");
         typed(&mut e, " zz");
         assert_eq!(e.key(Key::Tab), Effect::Bell, "no name fits");
+    }
+
+    #[test]
+    fn after_msg_the_name_is_followed_by_a_space() {
+        let mut e = editor(&["bob", "carol"]);
+        typed(&mut e, "/msg ca\t");
+        assert_eq!(line(&e), "/msg carol ");
+        typed(&mut e, "hi");
+        assert_eq!(line(&e), "/msg carol hi");
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod editor;
 mod history;
 mod keys;
 mod paint;
+mod private;
 mod screen;
 mod search;
 mod sender;

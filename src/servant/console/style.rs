@@ -11,6 +11,8 @@ use std::collections::HashSet;
 const RESET: &[u8] = b"\x1b[0m";
 const DIM: &[u8] = b"\x1b[2m";
 const OWN: &[u8] = b"\x1b[1;32m";
+/// Reverse video: the mark on a private line (`(private)`, `->`).
+const PRIVATE: &[u8] = b"\x1b[7m";
 /// Bold cyan, magenta, yellow, blue, red: readable on dark and light backgrounds.
 const OTHERS: [&[u8]; 5] = [
     b"\x1b[1;36m",
@@ -19,6 +21,14 @@ const OTHERS: [&[u8]; 5] = [
     b"\x1b[1;34m",
     b"\x1b[1;31m",
 ];
+
+/// A piece of a private line, styled by what it is.
+#[derive(Clone, Copy, Debug)]
+pub enum Part<'a> {
+    Plain(&'a str),
+    Mark(&'a str),
+    Name(&'a str),
+}
 
 /// Whether to colour, and the names worth colouring.
 #[derive(Debug, Default)]
@@ -72,6 +82,25 @@ impl Style {
             }
         }
         out.extend_from_slice(line.as_bytes());
+    }
+
+    /// Appends a private line's parts (already escaped): `name` coloured when it is
+    /// a known name, `mark` in reverse video, around `between` and after `rest`:
+    /// `NAME (private): text` to us, `-> NAME: text` from us.
+    pub fn private_line(&self, out: &mut Vec<u8>, parts: [Part<'_>; 4]) {
+        for part in parts {
+            match part {
+                Part::Plain(t) => out.extend_from_slice(t.as_bytes()),
+                Part::Mark(t) => self.paint(out, PRIVATE, t),
+                Part::Name(n) => {
+                    let known = self.own.as_deref() == Some(n) || self.known.contains(n);
+                    match known {
+                        true => self.paint(out, self.colour(n), n),
+                        false => out.extend_from_slice(n.as_bytes()),
+                    }
+                }
+            }
+        }
     }
 
     fn paint(&self, out: &mut Vec<u8>, colour: &[u8], text: &str) {

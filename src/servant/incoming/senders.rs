@@ -54,6 +54,8 @@ struct Held {
     origin: Origin,
     text: Box<[u8]>,
     truncated: bool,
+    /// A private line's text: shown marked so.
+    private: bool,
     since: Instant,
 }
 
@@ -99,9 +101,13 @@ pub(in crate::servant) fn identify<'a>(
 }
 
 /// Whether an unnamed sender's text starts the way a named servant's lines do
-/// (`alice: `, `* alice `), or like the unverified marker (`[`).
+/// (`alice: `, `* alice `, `alice (private): `), like the unverified marker
+/// (`[`), or like a private line shown (`(private`, `-> `).
 fn claims(peers: &Peers, own: Option<&str>, text: &[u8]) -> bool {
-    if text.starts_with(b"[") {
+    if [&b"["[..], b"(private", b"-> "]
+        .iter()
+        .any(|m| text.starts_with(m))
+    {
         return true;
     }
     let (word, end): (&[u8], &[u8]) = match text.strip_prefix(b"* ") {
@@ -114,6 +120,7 @@ fn claims(peers: &Peers, own: Option<&str>, text: &[u8]) -> bool {
     let Ok(name) = std::str::from_utf8(&word[..at]) else {
         return false;
     };
+    let name = name.strip_suffix(" (private)").unwrap_or(name);
     !name.is_empty() && (peers.is_name(name) || own == Some(name))
 }
 
@@ -126,11 +133,29 @@ impl Servant {
         text: &[u8],
         truncated: bool,
     ) {
+        self.show(now, origin, text, truncated, false);
+    }
+
+    /// Shows a private line's text ([`crate::wire::private`]) from `origin`, or
+    /// holds it like any line.
+    pub(in crate::servant) fn show_private(
+        &mut self,
+        now: Instant,
+        origin: Origin,
+        text: &[u8],
+        truncated: bool,
+    ) {
+        self.show(now, origin, text, truncated, true);
+    }
+
+    fn show(&mut self, now: Instant, origin: Origin, text: &[u8], truncated: bool, private: bool) {
         let own = self.config.name.as_deref();
         if let Some(sender) = identify(&self.peers, own, origin, text) {
-            return self
-                .console
-                .peer_message(origin.ip(), sender, text, truncated);
+            let ip = origin.ip();
+            return match private {
+                true => self.console.private_message(ip, sender, text, truncated),
+                false => self.console.peer_message(ip, sender, text, truncated),
+            };
         }
         let s = &mut self.admission.senders;
         let ip = origin.ip();
@@ -153,6 +178,7 @@ impl Servant {
             origin,
             text: text.into(),
             truncated,
+            private,
             since: now,
         });
     }
@@ -169,8 +195,11 @@ impl Servant {
         for h in held {
             let own = self.config.name.as_deref();
             if let Some(sender) = identify(&self.peers, own, h.origin, &h.text) {
-                self.console
-                    .peer_message(h.origin.ip(), sender, &h.text, h.truncated);
+                let (ip, c) = (h.origin.ip(), &mut self.console);
+                match h.private {
+                    true => c.private_message(ip, sender, &h.text, h.truncated),
+                    false => c.peer_message(ip, sender, &h.text, h.truncated),
+                }
             } else if now.duration_since(h.since) < wait {
                 kept.push_back(h);
                 continue;

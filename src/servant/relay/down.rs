@@ -12,6 +12,7 @@ use crate::net::canonical_ip;
 use crate::reactor::{Index, Reactor, State};
 use crate::servant::incoming::SAY_EVERY;
 use crate::servant::{Servant, Slot};
+use crate::wire::private::Private;
 use crate::wire::pull::{self, FrameError, Pulled};
 
 /// What one line down a pull link is.
@@ -82,7 +83,10 @@ impl Servant {
                     info!("dropped {n} line(s) the relay forwarded from banned addresses (the last from {})", p.origin);
                 }
             }
-            Down::Line(p) => self.show_line(now, p.origin, p.text, truncated),
+            Down::Line(p) => match crate::wire::private::read(p.text) {
+                Private::No => self.show_line(now, p.origin, p.text, truncated),
+                line => self.private_line(r, p.origin, line, truncated, true),
+            },
         }
     }
 

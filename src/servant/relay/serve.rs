@@ -188,23 +188,38 @@ impl Servant {
         let lines = std::mem::take(&mut self.relay.forward);
         for k in 0..self.relay.pullers.len() {
             let p = self.relay.pullers[k];
-            if Some(p) == except {
-                continue;
+            if Some(p) != except {
+                to_puller(r, p, &lines);
             }
-            if r.socket(p)
-                .is_some_and(|s| s.unsent() + lines.len() > MAX_BACKLOG)
-            {
-                warn!(
-                    "a puller is more than {} KiB behind; dropping its connection",
-                    MAX_BACKLOG / 1024
-                );
-                r.abort(p);
-                continue;
-            }
-            r.send(p, &lines);
         }
         self.relay.forward = lines;
         self.relay.forward.clear();
+    }
+
+    /// A private line for the puller listed at `to`: sent down its link alone, as
+    /// `(private) TEXT` from `origin` ([`crate::wire::private`]); never shown here
+    /// or forwarded to anyone else. Whether `to` pulls from us.
+    pub(in crate::servant) fn pass_private(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        origin: Origin,
+        to: SocketAddr,
+        text: &[u8],
+    ) -> bool {
+        let puller = (self.relay.pullers.iter().copied()).find(|&p| {
+            matches!(r.data(p), Some(Slot::Incoming { role: Role::Puller { listed, .. }, .. }) if *listed == to)
+        });
+        let Some(p) = puller else { return false };
+        let name = match origin {
+            Origin::Listed(a) => self.peers.name(a),
+            Origin::Ip(_) => None,
+        };
+        let mut frame = Vec::new();
+        let marked = [crate::wire::private::MARK, text].concat();
+        crate::wire::pull::frame(&mut frame, origin, name, &marked);
+        debug!("passing a private line from {origin} to the puller {to}");
+        to_puller(r, p, &frame);
+        true
     }
 
     /// An incoming connection closed: a puller goes off the list.
@@ -221,4 +236,19 @@ impl Servant {
             _ => {}
         }
     }
+}
+
+/// Sends `lines` down puller `p`'s link; a puller too far behind is dropped (it
+/// pulls again).
+fn to_puller(r: &mut Reactor<Slot>, p: Index, lines: &[u8]) {
+    if r.socket(p)
+        .is_some_and(|s| s.unsent() + lines.len() > MAX_BACKLOG)
+    {
+        warn!(
+            "a puller is more than {} KiB behind; dropping its connection",
+            MAX_BACKLOG / 1024
+        );
+        return r.abort(p);
+    }
+    r.send(p, lines);
 }

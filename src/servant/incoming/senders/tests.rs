@@ -98,6 +98,10 @@ fn an_unnamed_sender_cannot_borrow_a_name_or_the_marker() {
     assert_eq!(who(&p, "127.0.0.6", "bob: hi"), six);
     assert_eq!(who(&p, "127.0.0.6", "* carol waves"), six);
     assert_eq!(who(&p, "127.0.0.6", "[127.0.0.4?] hi"), six);
+    // Nor look like a private line, to us or from us.
+    assert_eq!(who(&p, "127.0.0.6", "bob (private): hi"), six);
+    assert_eq!(who(&p, "127.0.0.6", "(private) hi"), six);
+    assert_eq!(who(&p, "127.0.0.6", "-> bob: hi"), six);
     // A listed entry unknown to this list falls back to its address.
     assert_eq!(who(&p, "127.0.0.6:9", "x"), Some(Sender::Unnamed));
 }
