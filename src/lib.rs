@@ -35,6 +35,7 @@ pub mod net;
 pub mod notify;
 pub mod play;
 pub mod reactor;
+pub mod redis;
 pub mod resolve;
 pub mod servant;
 pub mod static_libc;
