@@ -73,8 +73,8 @@ impl<T> Reactor<T> {
         };
         let outcome = match stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => match stream.peer_addr() {
-                Ok(_) => Ok(()),
+            Ok(None) => match stream.connected() {
+                Ok(()) => Ok(()),
                 // Not yet: a spurious wake-up; wait for the next event.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => Err(e),
