@@ -13,7 +13,7 @@
 //! - [`client`]: one connection (TCP or Unix socket) on the reactor: AUTH and
 //!   SELECT on connect, pipelined commands answered in order by request id, a
 //!   loss reported once and reconnection with back-off, a reply timeout; and
-//!   [`client::StreamReader`], the connection for one `XREAD BLOCK` at a time.
+//!   [`streams::StreamReader`], the connection for one `XREAD BLOCK` at a time.
 //! - [`script`]: Lua scripts by `EVALSHA`, falling back to `EVAL` when the
 //!   server's script cache is empty (`NOSCRIPT`, after a restart).
 //!
@@ -21,10 +21,14 @@
 //! reads and writes are the reactor's, and a server that stops answering costs a
 //! timeout, never a stalled loop.
 
+pub mod client;
 pub mod resp;
 pub mod script;
+pub mod streams;
 pub mod url;
 
+pub use client::{Client, Event, Lost, Options, RequestId};
 pub use resp::{Reader, Reply, RespError};
 pub use script::Script;
+pub use streams::StreamReader;
 pub use url::{RedisUrl, Target};
