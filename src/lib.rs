@@ -15,6 +15,7 @@
 //! | (none: `p2pchat-demo` playing a daemon in its own process) | [`play`]   |
 //! | `Debug.Print`, never blocking the loop           | [`logging`]                |
 //! | (shared by the wire and the reactor)           | [`net`]                    |
+//! | (none: a Redis client for the cluster of managers being built) | [`redis`] |
 //! | (none: VB's text box showed text; a terminal interprets it) | [`text`]      |
 //!
 //! The library holds what the binaries run. How the tests, the benchmarks, the

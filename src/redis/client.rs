@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::resp::{write_bulk, write_command, Int, Limits, Reader, Reply};
+use super::resp::{write_array_header, write_bulk, write_command, Int, Limits, Reader, Reply};
 use super::script::Script;
 use super::url::{RedisUrl, Target};
 use crate::reactor::{Index, Reactor};
@@ -246,10 +246,7 @@ impl<T: Clone> Client<T> {
         }
         let items = 1 + keys.len() + args.len();
         self.cmd.clear();
-        self.cmd.push(b'*');
-        self.cmd
-            .extend_from_slice(Int::new(2 + items as i64).as_bytes());
-        self.cmd.extend_from_slice(b"\r\n");
+        write_array_header(&mut self.cmd, 2 + items);
         write_bulk(&mut self.cmd, b"EVALSHA");
         write_bulk(&mut self.cmd, script.sha().as_bytes());
         self.cmd.extend_from_slice(&rest);
@@ -395,10 +392,7 @@ impl<T: Clone> Client<T> {
                         script.sha()
                     );
                     self.cmd.clear();
-                    self.cmd.push(b'*');
-                    self.cmd
-                        .extend_from_slice(Int::new(2 + items as i64).as_bytes());
-                    self.cmd.extend_from_slice(b"\r\n");
+                    write_array_header(&mut self.cmd, 2 + items);
                     write_bulk(&mut self.cmd, b"EVAL");
                     write_bulk(&mut self.cmd, script.source());
                     self.cmd.extend_from_slice(&rest);

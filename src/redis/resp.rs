@@ -131,6 +131,12 @@ pub fn write_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
     }
 }
 
+/// Appends an array header, `*n`: for callers that write a command's arguments
+/// piecewise with [`write_bulk`].
+pub fn write_array_header(out: &mut Vec<u8>, n: usize) {
+    header(out, b'*', n);
+}
+
 /// Appends one bulk string: for callers that write a command's header and
 /// arguments piecewise (a script call's keys after its name).
 pub fn write_bulk(out: &mut Vec<u8>, arg: &[u8]) {
@@ -341,13 +347,14 @@ impl Reader {
             let mut value = match self.step()? {
                 None => return Ok(None),
                 Some(Step::Value(v)) => v,
+                // An empty array is as deep as any other.
+                Some(Step::Open(_)) if self.stack.len() >= self.limits.max_depth => {
+                    return Err(RespError::TooDeep {
+                        cap: self.limits.max_depth,
+                    });
+                }
                 Some(Step::Open(0)) => Reply::Array(Some(Vec::new())),
                 Some(Step::Open(n)) => {
-                    if self.stack.len() >= self.limits.max_depth {
-                        return Err(RespError::TooDeep {
-                            cap: self.limits.max_depth,
-                        });
-                    }
                     // Room for what could have arrived, not for what is claimed.
                     let room = n.min(16);
                     self.stack.push(Partial {

@@ -161,6 +161,11 @@ fn each_error_names_what_was_wrong() {
             "Protocol error, arrays nested deeper than 2",
         ),
         (
+            b"*1\r\n*1\r\n*0\r\n",
+            small,
+            "Protocol error, arrays nested deeper than 2",
+        ),
+        (
             b"+123456789",
             small,
             "Protocol error, a line longer than 8 bytes",
