@@ -7,11 +7,12 @@ use std::env;
 use std::path::{Path, PathBuf};
 
 /// The cfgs, each set when what it names is missing.
-const CFGS: [&str; 4] = [
+const CFGS: [&str; 5] = [
     "p2pchat_no_root",   // tests run as root (empty roots, mount namespaces)
     "p2pchat_no_netns",  // root and `ip`/`nft` (network namespaces)
     "p2pchat_no_tmux",   // `tmux` and `bash` (a real terminal)
     "p2pchat_no_static", // `cargo build-static`'s connmgr and servant
+    "p2pchat_no_redis",  // `redis-server` (the Redis client's tests start their own)
 ];
 
 /// Where `cargo build-static` puts connmgr and servant, under the target dir.
@@ -62,6 +63,7 @@ fn main() {
         println!("cargo::rerun-if-changed={}", statics.display());
     }
     missing.push(!built);
+    missing.push(!on_path("redis-server"));
     for (cfg, missing) in CFGS.iter().zip(missing) {
         if missing {
             println!("cargo::rustc-cfg={cfg}");

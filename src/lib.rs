@@ -16,6 +16,7 @@
 //! | `Debug.Print`, never blocking the loop           | [`logging`]                |
 //! | (shared by the wire and the reactor)           | [`net`]                    |
 //! | (none: opt-in private links, Noise sessions)   | [`noise`]                  |
+//! | (none: a Redis client for the cluster of managers being built) | [`redis`] |
 //! | (none: VB's text box showed text; a terminal interprets it) | [`text`]      |
 //!
 //! The library holds what the binaries run. How the tests, the benchmarks, the
@@ -37,6 +38,7 @@ pub mod noise;
 pub mod notify;
 pub mod play;
 pub mod reactor;
+pub mod redis;
 pub mod resolve;
 pub mod servant;
 pub mod static_libc;

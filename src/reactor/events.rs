@@ -76,8 +76,8 @@ impl<T> Reactor<T> {
             // Linux reports a connecting socket writable only once the connect is
             // done, and no error pending then means it succeeded: no getpeername.
             Ok(None) if writable => Ok(()),
-            Ok(None) => match stream.peer_addr() {
-                Ok(_) => Ok(()),
+            Ok(None) => match stream.connected() {
+                Ok(()) => Ok(()),
                 // Not yet: a spurious wake-up; wait for the next event.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => Err(e),

@@ -10,7 +10,7 @@
 //! | `.Accept requestID`              | [`Reactor::accept`]                   |
 //! | `_DataArrival` + `.GetData`      | [`Handler::data_arrival`] with the bytes |
 //! | `_Close`                         | [`Handler::close`]                    |
-//! | `.Connect` / `_Connect`          | [`Reactor::connect`] / [`Handler::connect`] |
+//! | `.Connect` / `_Connect`          | [`Reactor::connect`] (or [`Reactor::connect_unix`]) / [`Handler::connect`] |
 //! | `.SendData` / `_SendComplete`    | [`Reactor::send`] / [`Handler::send_complete`] |
 //! | `_Error`                         | [`Handler::error`]                    |
 //! | a VB `Timer` control             | [`Reactor::set_timer`] / [`Handler::timer`] |

@@ -191,6 +191,12 @@ impl<T> Reactor<T> {
         self.stopped = true;
     }
 
+    /// Lets [`Reactor::run`] go on after [`Reactor::stop`]: for a caller that
+    /// runs the loop in stages (a test waiting for one reply at a time).
+    pub fn clear_stop(&mut self) {
+        self.stopped = false;
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped
     }

@@ -2,13 +2,15 @@
 //! `Connect`, `SendData`, `Close`. What the loop does when a socket is ready is
 //! in `events.rs`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::time::Instant;
 
 use log::{debug, info};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Interest, Token};
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixStream};
+use mio::{Interest, Registry, Token};
 
 use super::outq::{self, OutQueue, Piece};
 use super::{Index, Reactor, Request, Shared, State};
@@ -16,7 +18,83 @@ use super::{Index, Reactor, Request, Shared, State};
 /// The socket in a slot in use: a listener or a connection.
 pub(super) enum Io {
     Listener(TcpListener),
-    Stream(TcpStream),
+    Stream(Conn),
+}
+
+/// A connected stream: TCP, or a Unix socket to a local server (Redis). One
+/// `match` per call is all a TCP stream pays for the choice.
+pub(super) enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    pub(super) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Conn::Tcp(s) => s.take_error(),
+            Conn::Unix(s) => s.take_error(),
+        }
+    }
+
+    /// Whether a connect has finished: `NotConnected` while it has not.
+    pub(super) fn connected(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.peer_addr().map(drop),
+            Conn::Unix(s) => s.peer_addr().map(drop),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write_vectored(bufs),
+            Conn::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Conn {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.register(r, t, i),
+            Conn::Unix(s) => s.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.reregister(r, t, i),
+            Conn::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.deregister(r),
+            Conn::Unix(s) => s.deregister(r),
+        }
+    }
 }
 
 /// One slot of the control array: its Winsock state and, while it is in use, a
@@ -97,7 +175,7 @@ impl<T> Socket<T> {
         self.io.is_some()
     }
 
-    pub(super) fn stream(&mut self) -> Option<&mut TcpStream> {
+    pub(super) fn stream(&mut self) -> Option<&mut Conn> {
         match &mut self.io {
             Some(Io::Stream(s)) => Some(s),
             _ => None,
@@ -110,7 +188,11 @@ impl<T> Reactor<T> {
     pub fn local_addr(&self, i: Index) -> io::Result<SocketAddr> {
         match self.slots.get(i).and_then(|s| s.io.as_ref()) {
             Some(Io::Listener(l)) => l.local_addr(),
-            Some(Io::Stream(s)) => s.local_addr(),
+            Some(Io::Stream(Conn::Tcp(s))) => s.local_addr(),
+            Some(Io::Stream(Conn::Unix(_))) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a Unix socket has no IP address",
+            )),
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 "no socket in that slot",
@@ -124,7 +206,7 @@ impl<T> Reactor<T> {
     /// trickles lines (the relay's pull link) otherwise waits up to a delayed ACK,
     /// 40 ms on Linux, per line.
     pub fn set_nodelay(&mut self, i: Index) {
-        if let Some(Io::Stream(s)) = self.slots.get(i).and_then(|s| s.io.as_ref()) {
+        if let Some(Io::Stream(Conn::Tcp(s))) = self.slots.get(i).and_then(|s| s.io.as_ref()) {
             if let Err(e) = s.set_nodelay(true) {
                 log::debug!("slot {i}: TCP_NODELAY: {e}");
             }
@@ -168,7 +250,12 @@ impl<T> Reactor<T> {
         self.poll
             .registry()
             .register(&mut stream, Token(index), Interest::READABLE)?;
-        Ok(self.open(Io::Stream(stream), State::Connected, remote, data))
+        Ok(self.open(
+            Io::Stream(Conn::Tcp(stream)),
+            State::Connected,
+            remote,
+            data,
+        ))
     }
 
     /// Answers a pending connection with `reply` (best effort) and drops it. Under a
@@ -216,7 +303,26 @@ impl<T> Reactor<T> {
         self.poll
             .registry()
             .register(&mut stream, Token(index), interest)?;
-        Ok(self.open(Io::Stream(stream), State::Connecting, to, data))
+        Ok(self.open(Io::Stream(Conn::Tcp(stream)), State::Connecting, to, data))
+    }
+
+    /// Starts a connection to the Unix socket at `path`, like [`Reactor::connect`]:
+    /// for a local server (Redis) reached without TCP. The slot's address is
+    /// `0.0.0.0:0`, a Unix socket having none.
+    pub fn connect_unix(&mut self, path: &Path, data: T) -> io::Result<Index> {
+        let mut stream = UnixStream::connect(path)?;
+        let index = self.slots.next_index();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll
+            .registry()
+            .register(&mut stream, Token(index), interest)?;
+        let none = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        Ok(self.open(
+            Io::Stream(Conn::Unix(stream)),
+            State::Connecting,
+            none,
+            data,
+        ))
     }
 
     /// Puts a registered socket in the lowest reusable slot and moves the slot out

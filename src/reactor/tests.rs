@@ -374,3 +374,32 @@ fn the_free_list_never_holds_an_index_twice() {
         }
     }
 }
+
+#[test]
+fn a_unix_socket_connects_carries_bytes_both_ways_and_closes() {
+    let dir = std::env::temp_dir().join(format!("p2pchat-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = [0u8; 4];
+        c.read_exact(&mut got).unwrap();
+        c.write_all(&got).unwrap();
+    });
+    let (mut r, _) = listening();
+    let mut h = Recorder::default();
+    let i = r.connect_unix(&path, 7).unwrap();
+    assert_eq!(r.state(i), State::Connecting);
+    // Queued while connecting, sent once it is up.
+    r.send(i, b"ping");
+    turn_until(&mut r, &mut h, |_, h| !h.arrived.is_empty());
+    assert_eq!(h.arrived, [(i, b"ping".to_vec())]);
+    assert!(r.local_addr(i).is_err(), "a Unix socket has no IP address");
+    echo.join().unwrap();
+    turn_until(&mut r, &mut h, |_, h| h.closed == [i]);
+    assert_eq!(r.state(i), State::Closed);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
