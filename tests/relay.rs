@@ -8,6 +8,8 @@
 //! The tests named `on_loopback_...` need none of it: the manager's side on
 //! loopback, with raw clients.
 
+#[path = "relay/attacks.rs"]
+mod attacks;
 mod common;
 #[path = "relay/loopback.rs"]
 mod loopback;
