@@ -14,6 +14,12 @@
 //! `cargo bench --bench relay`; `P2PCHAT_BENCH_QUICK=1` sends a few lines only and
 //! asserts nothing. Needs root, `ip` and `nft`; without them it says why and stops
 //! (an error if `P2PCHAT_REQUIRE_NETNS=1`).
+//!
+//! `cargo bench --bench relay -- soak` instead soaks the relay for 10 minutes with
+//! the manager's default probe settings: sam types a line every 100 ms, without
+//! waiting; every line must reach nora once, and the manager must change no relay.
+//! It prints the lines, the probes sent and answered (from the manager's log), and
+//! the relay changes.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +28,8 @@ use p2pchat_harness::netns::{self, Internet, HOME_IPS, MANAGER_IP, PUBLIC_IPS};
 use p2pchat_harness::{servant_args, Process, Spawn, LISTENING};
 
 const STEP: Duration = Duration::from_secs(20);
+const SOAK: Duration = Duration::from_secs(600);
+const SOAK_EVERY: Duration = Duration::from_millis(100);
 
 fn quick() -> bool {
     std::env::var_os("P2PCHAT_BENCH_QUICK").is_some_and(|v| v != "0")
@@ -43,6 +51,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn soak() -> bool {
+    std::env::args().any(|a| a == "soak")
 }
 
 fn main() {
@@ -69,6 +81,9 @@ fn main() {
             "0",
             "--relay-dial-timeout",
             "500",
+            // The soak counts probes in the manager's log.
+            "--log-level",
+            if soak() { "debug" } else { "info" },
         ],
     );
     let addr = manager.listening_addr(STEP).unwrap().to_string();
@@ -96,8 +111,25 @@ fn main() {
         while p.stdout_line(Duration::from_millis(300)).is_ok() {}
     }
 
+    if soak() {
+        soak_run(&manager, &mut sam, &nora);
+    } else {
+        latency(lines, &rita, &mut sam, &dan, &nora);
+    }
+    for mut p in [rita, sam, dan, nora] {
+        p.stdin = None;
+        let _ = p.wait_exit(STEP);
+    }
+    drop(manager);
+    let _ = std::fs::remove_file(config);
+    drop(net);
+}
+
+/// Sam types `lines` lines one at a time; latency to dan (direct) and to nora
+/// (relayed), and rita's and dan's CPU per line.
+fn latency(lines: usize, rita: &Process, sam: &mut Process, dan: &Process, nora: &Process) {
     let cpu = |p: &Process| procfs::cpu_ns(p.pid()).map(|(ns, _)| ns).unwrap_or(0);
-    let (rita0, dan0) = (cpu(&rita), cpu(&dan));
+    let (rita0, dan0) = (cpu(rita), cpu(dan));
     let (mut direct, mut relayed) = (Vec::with_capacity(lines), Vec::with_capacity(lines));
     let began = Instant::now();
     for k in 0..lines {
@@ -111,8 +143,8 @@ fn main() {
             t0.elapsed()
         };
         let (d, n) = std::thread::scope(|s| {
-            let d = s.spawn(|| wait(&dan));
-            let n = s.spawn(|| wait(&nora));
+            let d = s.spawn(|| wait(dan));
+            let n = s.spawn(|| wait(nora));
             (d.join().unwrap(), n.join().unwrap())
         });
         direct.push(d);
@@ -122,7 +154,7 @@ fn main() {
         rita.stdout_line(STEP).unwrap();
     }
     let elapsed = began.elapsed();
-    let (rita_cpu, dan_cpu) = (cpu(&rita) - rita0, cpu(&dan) - dan0);
+    let (rita_cpu, dan_cpu) = (cpu(rita) - rita0, cpu(dan) - dan0);
     direct.sort_unstable();
     relayed.sort_unstable();
     let (d99, n99) = (percentile(&direct, 0.99), percentile(&relayed, 0.99));
@@ -151,11 +183,53 @@ fn main() {
     if !quick() {
         assert!(ratio <= 2.0, "relayed p99 is {ratio:.2}x direct");
     }
-    for mut p in [rita, sam, dan, nora] {
-        p.stdin = None;
-        let _ = p.wait_exit(STEP);
+}
+
+/// Sam types a line every [`SOAK_EVERY`] for [`SOAK`]; every one must reach nora
+/// once, through rita, and the manager must keep rita as nora's relay throughout.
+fn soak_run(manager: &Process, sam: &mut Process, nora: &Process) {
+    let changes = |m: &Process| m.count("pulls from offset") + m.count("probes in a row");
+    let (sent0, answered0, changes0) = (
+        manager.count("relay: probing offset"),
+        manager.count("forwarded a probe to offset"),
+        changes(manager),
+    );
+    let total = (SOAK.as_millis() / SOAK_EVERY.as_millis()) as usize;
+    let began = Instant::now();
+    for k in 0..total {
+        let at = began + SOAK_EVERY * k as u32;
+        std::thread::sleep(at.saturating_duration_since(Instant::now())); // the typing pace
+        sam.type_line(&format!("soak {k}")).unwrap();
     }
-    drop(manager);
-    let _ = std::fs::remove_file(config);
-    drop(net);
+    let mut seen = vec![0u32; total];
+    let mut missing = total;
+    while missing > 0 {
+        let Ok(line) = nora.stdout_line(STEP) else {
+            break;
+        };
+        if let Some(k) = line.strip_prefix("sam: soak ") {
+            let k: usize = k.parse().unwrap();
+            missing -= usize::from(seen[k] == 0);
+            seen[k] += 1;
+        }
+    }
+    let twice = seen.iter().filter(|&&c| c > 1).count();
+    let sent = manager.count("relay: probing offset") - sent0;
+    let answered = manager.count("forwarded a probe to offset") - answered0;
+    let changed = changes(manager) - changes0;
+    println!(
+        "relay soak: {:.0} s, a line every {} ms: {total} sent, {} delivered to nora ({twice} twice)",
+        began.elapsed().as_secs_f64(),
+        SOAK_EVERY.as_millis(),
+        total - missing
+    );
+    println!(
+        "  probes (default settings): {sent} sent, {answered} answered; relay changes: {changed}"
+    );
+    assert_eq!(
+        (missing, twice, changed),
+        (0, 0, 0),
+        "{}",
+        manager.log_text()
+    );
 }

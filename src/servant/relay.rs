@@ -74,6 +74,8 @@ pub(super) struct Relaying {
     me: Option<SocketAddr>,
     /// The pull link to our relay, while open.
     pub(super) pull: Option<Index>,
+    /// When the pull link last said anything (a line, or the relay's keepalive).
+    pull_heard: Option<Instant>,
     /// The pull link's loss has been logged; said again after it came back.
     pull_lost_logged: bool,
     /// Our own lines typed while the pull link was down or still connecting, for
@@ -281,6 +283,7 @@ impl Servant {
         };
         *up = true;
         let to = *to;
+        self.relay.pull_heard = Some(r.now());
         r.set_nodelay(i);
         self.relay.pull_lost_logged = false;
         info!("pulling from the relay at {to}");
@@ -348,6 +351,7 @@ impl Servant {
                 r.send(self.relay.pullers[k], b"\n");
             }
         }
+        self.drop_silent_pull(r);
         match (self.relay.pull, self.relay.status) {
             (Some(p), _) if keepalive => r.send(p, b"\n"),
             (None, Some(Relay::Via(to))) if !self.quitting => self.open_pull(r, to),
@@ -366,6 +370,29 @@ impl Servant {
             .poll_interval
             .clamp(Duration::from_millis(100), Duration::from_secs(1));
         r.set_timer(TICK, now + every);
+    }
+}
+
+impl Servant {
+    /// A pull link that died without a FIN or a reset (a NAT that forgot it, a
+    /// router gone) looks open for as long as TCP retries, about 15 minutes: our
+    /// keepalives still leave, unanswered. The relay says something every
+    /// [`KEEPALIVE`], so one silent for [`serve::LIVE`] is dropped and pulled again
+    /// on the next tick; the relay, not having heard us for as long, takes the new
+    /// pull in place of the old.
+    fn drop_silent_pull(&mut self, r: &mut Reactor<Slot>) {
+        let (Some(p), Some(heard)) = (self.relay.pull, self.relay.pull_heard) else {
+            return;
+        };
+        if !matches!(r.data(p), Some(Slot::Pull { up: true, .. }))
+            || r.now().duration_since(heard) < serve::LIVE
+        {
+            return;
+        }
+        if let Some(Slot::Pull { error, .. }) = r.data_mut(p) {
+            *error = Some(format!("heard nothing for {} s", serve::LIVE.as_secs()));
+        }
+        r.abort(p);
     }
 }
 

@@ -53,6 +53,7 @@ impl Servant {
         };
         let to = *to;
         let mut reader = std::mem::take(reader);
+        self.relay.pull_heard = Some(r.now());
         reader.feed(data, |msg, truncated| {
             self.pulled_line(r, to, msg, truncated)
         });
