@@ -364,6 +364,7 @@ mod tests {
             offset: usize::from(port),
             me,
             relay: None,
+            key: None,
         }
     }
 

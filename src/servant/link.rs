@@ -478,6 +478,7 @@ mod tests {
             offset: 1,
             me,
             relay: None,
+            key: None,
         }
     }
 
