@@ -98,12 +98,27 @@ impl Config {
         }
         // What needs a restart keeps its running value, so the next reload compares
         // against what is really in force.
+        let key = |c: &Config| c.private.as_ref().map(|p| p.key.clone());
+        let private = if key(self) == key(&new) {
+            if let (Some(old), Some(now)) = (&self.private, &new.private) {
+                if old.members != now.members {
+                    changes.push(format!("members file ({} members)", now.members.len()));
+                }
+            }
+            new.private.clone()
+        } else {
+            self.private.clone()
+        };
         *self = Config {
             bind: self.bind,
             port: self.port,
             first_port: self.first_port,
             ..new
         };
+        if private.is_some() {
+            self.relay.threshold = 0;
+        }
+        self.private = private;
         if changes.is_empty() {
             info!("SIGHUP: read {} again; nothing changed", path.display());
         } else {

@@ -278,7 +278,7 @@ impl Servant {
                 bytes: 0,
             },
         };
-        match r.accept(request, slot) {
+        match self.take_incoming(r, request, slot) {
             Ok(_) => self.admission.opened(from.ip()),
             Err(e) => warn!("cannot accept a connection from {from}: {e}"),
         }
@@ -429,6 +429,9 @@ impl Servant {
         msg: &[u8],
         truncated: bool,
     ) {
+        if self.is_private() {
+            return self.private_line(r, i, from, msg, truncated);
+        }
         let Some(origin) = self.relay_line(r, i, from, role, msg) else {
             return;
         };

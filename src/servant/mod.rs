@@ -49,6 +49,7 @@ mod link;
 mod names;
 pub mod peerlist;
 mod peers;
+mod private;
 mod relay;
 mod reload;
 mod send;
@@ -170,6 +171,10 @@ struct Servant {
     relay: relay::Relaying,
     /// What was said of joins, leaves and unreachable peers ([`events`]).
     events: events::Events,
+    /// Keys refused on a private network, for the log ([`private`]).
+    private_refusals: incoming::RateLimited,
+    /// A relay named for us on a private network was said to be refused.
+    relay_refused: bool,
     quitting: bool,
 }
 
@@ -194,6 +199,8 @@ impl Servant {
             console: Console::new(input == Input::Terminal && console::is_tty(1)),
             relay: relay::Relaying::default(),
             events: events::Events::default(),
+            private_refusals: incoming::RateLimited::default(),
+            relay_refused: false,
             quitting: false,
         }
     }
@@ -261,6 +268,16 @@ impl Handler for Servant {
             }
         }
         self.console.settle();
+    }
+
+    /// A private network's peer named its key ([`private`]).
+    fn admit_key(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        i: Index,
+        key: &crate::noise::PublicKey,
+    ) -> bool {
+        self.private_admit(r, i, key)
     }
 
     /// VB: `Winsock1_Connect`, `send1_Connect`.
@@ -402,6 +419,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let mut r = Reactor::new(options)
         .map_err(|e| StartError(format!("cannot start the event loop: {e}")))?;
+    let mut config = config;
+    if let Some(p) = &config.private {
+        r.set_identity(crate::noise::Keypair::load(&p.key).map_err(StartError)?);
+        if let Some(name) = config.name.take() {
+            warn!("--name {name:?} changes nothing on a private network: this servant is listed by the members file's name for its key");
+        }
+    }
     r.catch_signals()
         .map_err(|e| StartError(format!("cannot catch signals: {e}")))?;
     if input != Input::Headless {
@@ -417,7 +441,20 @@ pub fn run(config: Config) -> Result<(), StartError> {
         crate::logging::log_to_file(path)
             .map_err(|e| StartError(format!("cannot open the log file {}: {e}", path.display())))?;
     }
+    let private = config.private.is_some();
     let mut servant = Servant::new(config, manager, bans, input, admission);
+    if private {
+        info!(
+            "private network: this servant's key is {}; the manager must prove {}",
+            r.identity().map(ToString::to_string).unwrap_or_default(),
+            servant
+                .config
+                .private
+                .as_ref()
+                .map(|p| p.manager_key.to_string())
+                .unwrap_or_default()
+        );
+    }
     servant.console.start(&servant.config);
     servant.config.log_source();
     if !servant.bans.list.names().is_empty() {
