@@ -24,7 +24,9 @@ impl Config {
     /// `servants`: how many are connected now.
     pub(super) fn reload(&mut self, r: &mut Reactor<Slot>, servants: usize) {
         notify::reloading();
-        let file = self.overrides.config.clone();
+        // A private network's members file is read again with or without --config.
+        let members = self.private.as_ref().map(|p| p.members_file.clone());
+        let file = self.overrides.config.clone().or(members);
         let Some(path) = file else {
             info!("SIGHUP: no --config file to read again; nothing changed");
             notify::ready();

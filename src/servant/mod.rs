@@ -284,7 +284,10 @@ impl Handler for Servant {
     fn connect(&mut self, r: &mut Reactor<Slot>, i: Index) {
         match r.data(i) {
             Some(Slot::Manager) => self.winsock1_connect(),
-            Some(Slot::Outgoing { .. }) => self.send1_connect(r, i),
+            Some(Slot::Outgoing { .. }) => {
+                self.send1_connect(r, i);
+                self.private_connected(r, i);
+            }
             Some(Slot::Pull { .. }) => self.pull_connect(r, i),
             _ => {}
         }
@@ -293,8 +296,11 @@ impl Handler for Servant {
 
     /// VB: `send1_SendComplete`.
     fn send_complete(&mut self, r: &mut Reactor<Slot>, i: Index) {
-        if let Some(Slot::Outgoing { .. }) = r.data(i) {
-            self.send1_send_complete(r, i);
+        if let Some(Slot::Outgoing { connected, .. }) = r.data(i) {
+            // A private link's handshake drained, not the batch (`private.rs`).
+            if *connected || !r.is_secure(i) {
+                self.send1_send_complete(r, i);
+            }
         }
     }
 

@@ -72,6 +72,16 @@ impl Servant {
         }
     }
 
+    /// A private send's handshake is done: the batch, held until now, was sealed
+    /// and written as it finished. If the socket took it all, no `send_complete`
+    /// will come for it (the reactor owes one only for bytes written after the
+    /// link is up), so the send is complete now.
+    pub(super) fn private_connected(&mut self, r: &mut Reactor<Slot>, i: Index) {
+        if r.is_secure(i) && r.socket(i).is_some_and(|s| s.unsent() == 0) {
+            self.send1_send_complete(r, i);
+        }
+    }
+
     /// A peer named its key: admitted while the current list carries it.
     pub(super) fn private_admit(
         &mut self,
