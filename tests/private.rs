@@ -303,7 +303,7 @@ fn bad_members_files_key_files_and_half_settings_are_refused_at_start() {
     let (k, m) = (net.path("connmgr.key"), net.path("members.xml"));
     let (k, m) = (k.to_str().unwrap(), m.to_str().unwrap());
     let manager = |extra: &str| {
-        std::fs::write(&net.path("members.xml"), extra).unwrap();
+        std::fs::write(net.path("members.xml"), extra).unwrap();
         run("connmgr", &["--port", "0", "--key", k, "--members", m])
     };
     let (code, log) = manager(&format!(
@@ -327,7 +327,7 @@ fn bad_members_files_key_files_and_half_settings_are_refused_at_start() {
         log.contains("--key") && log.contains("members file too"),
         "{log}"
     );
-    std::fs::write(&net.path("members.xml"), "<members/>").unwrap();
+    std::fs::write(net.path("members.xml"), "<members/>").unwrap();
     set_mode(&net.path("connmgr.key"), 0o644);
     let (code, log) = run("connmgr", &["--port", "0", "--key", k, "--members", m]);
     assert_ne!(code, Some(0), "{log}");
