@@ -52,6 +52,10 @@ OPTIONS:
                            [default: 10s]
     --relay-probe-misses N  misses in a row that drop a relay [default: 4]
     --relay-ban TIME       a dropped relay is chosen for no one this long [default: 10m]
+    --key FILE             this manager's private key (from `connmgr keygen`): with
+                           --members, run a private network (docs/PRIVATE.md)
+    --members FILE         who may join a private network: <members><member><name>
+                           and <key> each</members>; SIGHUP reads it again
     --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
                            such as info,p2pchat::connmgr=debug
                            [default: $RUST_LOG, else the file's <loglevel>, else info]
@@ -106,6 +110,8 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         relay_probe_timeout: cli::opt_duration(args, "--relay-probe-timeout", Unit::Millis)?,
         relay_probe_misses: cli::opt_flag(args, "--relay-probe-misses", "a number of probes")?,
         relay_ban: cli::opt_duration(args, "--relay-ban", Unit::Secs)?,
+        key: cli::opt_flag(args, "--key", "a file name")?,
+        members: cli::opt_flag(args, "--members", "a file name")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;

@@ -40,6 +40,11 @@ OPTIONS:
     --ban TARGET           refuse connections from this IP address or host name, as
                            a <ban> in config.xml; may be given more than once
     --headless             do not read stdin; run until SIGINT or SIGTERM
+    --key FILE             this servant's private key (from `servant keygen`): with
+                           --manager-key, join a private network (docs/PRIVATE.md);
+                           overrides <key>
+    --manager-key BASE64   the private network's manager's public key (`connmgr
+                           pubkey`); overrides <managerkey>
     --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
                            such as info,p2pchat::servant=debug
                            [default: $RUST_LOG, else config.xml's <loglevel>, else info;
@@ -103,6 +108,8 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
             .map_err(|e| ConfigError::new("--ban", e.to_string()))?,
         log_file: cli::opt_flag(args, "--log-file", "a file name")?,
         timestamps: None,
+        key: cli::opt_flag(args, "--key", "a file name")?,
+        manager_key: cli::opt_flag(args, "--manager-key", "a public key in base64")?,
     };
     let timestamps = Overrides::timestamps(
         cli::switch(args, "--timestamps")?,

@@ -55,12 +55,13 @@ fuzz_target!(|data: &[u8]| {
     for p in &peers {
         doc.add(p.ip, p.port, p.offset);
         doc.set_relay(p.offset, p.relay);
+        doc.set_key(p.offset, p.key.as_ref());
     }
     let asker = peers.iter().find(|p| p.me).map_or(usize::MAX, |p| p.offset);
     let again = parse(std::str::from_utf8(&doc.render_for(asker)).unwrap()).unwrap();
     let key = |v: &[p2pchat::wire::peerdoc::Peer]| {
         v.iter()
-            .map(|p| (p.ip, p.port, p.offset, p.relay))
+            .map(|p| (p.ip, p.port, p.offset, p.relay, p.key))
             .collect::<Vec<_>>()
     };
     assert_eq!(key(&peers), key(&again));

@@ -103,6 +103,17 @@ impl Refusals {
     /// flood of connections cannot become a flood of log lines. Nothing is
     /// formatted for a refusal that is only counted.
     pub(super) fn refuse(&mut self, r: &mut Reactor<Slot>, request: Request, why: Refusal) {
+        self.log(r, &request, why);
+        r.refuse(request, why.reply());
+    }
+
+    /// As [`Refusals::refuse`], without the reply: a private network tells a
+    /// connection nothing before it has proven a member's key.
+    pub(super) fn drop_quietly(&mut self, r: &mut Reactor<Slot>, request: Request, why: Refusal) {
+        self.log(r, &request, why);
+    }
+
+    fn log(&mut self, r: &Reactor<Slot>, request: &Request, why: Refusal) {
         if let Some(n) = self.0[why.kind()].note(r.now()) {
             let from = request.remote();
             match n {
@@ -110,7 +121,6 @@ impl Refusals {
                 n => warn!("refusing {from}: {why} ({n} more refused since the last line)"),
             }
         }
-        r.refuse(request, why.reply());
     }
 }
 

@@ -9,6 +9,8 @@ use crate::cli::{parse_duration, Unit};
 use crate::config::{ConfigError, ConfigFile};
 use crate::logfilter::Filter;
 
+pub use super::members::{Members, Private};
+
 /// Everything the manager can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -36,6 +38,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// `<loglevel>` from the file, if any (`--log-level` and `RUST_LOG` beat it).
     pub log_level: Option<Filter>,
+    /// A private network's key file and members (docs/PRIVATE.md); `None`: open.
+    pub private: Option<Private>,
     /// What the command line said, kept so that a reload (SIGHUP) reads the file
     /// again and puts the flags back over it.
     pub overrides: Overrides,
@@ -104,6 +108,7 @@ impl Default for Config {
             max_line: 4096,
             relay: RelayConfig::default(),
             log_level: None,
+            private: None,
             overrides: Overrides::default(),
         }
     }
@@ -133,6 +138,8 @@ pub struct Overrides {
     pub relay_probe_timeout: Option<Duration>,
     pub relay_probe_misses: Option<u32>,
     pub relay_ban: Option<Duration>,
+    pub key: Option<PathBuf>,
+    pub members: Option<PathBuf>,
 }
 
 /// The elements `conf/connmgr.xml` may hold.
@@ -157,6 +164,8 @@ const KNOWN: &[&str] = &[
     "relayprobemisses",
     "relayban",
     "loglevel",
+    "key",
+    "members",
 ];
 
 impl Config {
@@ -192,6 +201,17 @@ impl Config {
         r.probe_timeout = o.relay_probe_timeout.unwrap_or(r.probe_timeout);
         r.probe_misses = o.relay_probe_misses.unwrap_or(r.probe_misses);
         r.ban = o.relay_ban.unwrap_or(r.ban);
+        c.private = super::members::settings(
+            file.as_ref(),
+            o.config.as_deref(),
+            o.key.as_ref(),
+            o.members.as_ref(),
+        )?;
+        if c.private.is_some() {
+            // A dial-back or a pull would be a plaintext link: relays are not yet
+            // private, so a private network never relays (docs/PRIVATE.md).
+            c.relay.threshold = 0;
+        }
         c.overrides = o.clone();
         c.check(&|element, flag| {
             if o.given(flag) {
@@ -386,6 +406,10 @@ impl Config {
         }
         if self.first_port != other.first_port {
             names.push("first servant port");
+        }
+        let key = |c: &Config| c.private.as_ref().map(|p| p.key.clone());
+        if key(self) != key(other) {
+            names.push("private network key");
         }
         names
     }

@@ -1,5 +1,5 @@
 //! Who is a member: the one home of the manager's membership. A servant's slot
-//! (its offset), address, port and name, VB's `iPortMax`, the ports held, the
+//! (its offset), address, port, name and (on a private network) key, VB's `iPortMax`, the ports held, the
 //! servants per address (per /64 for IPv6), the names held and the peer document
 //! (`pDoc`, with its versions) all change together, here and nowhere else.
 //!
@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::noise::PublicKey;
 use crate::reactor::Index;
 use crate::wire::name::{self, Refused};
 use crate::wire::peerdoc::PeerDoc;
@@ -104,6 +105,8 @@ pub(super) struct Seat {
     folded: Option<Box<str>>,
     /// The `<relay>` its entry shows.
     relay: Option<Relay>,
+    /// On a private network, the key it proved: its `<key>`.
+    pub(super) key: Option<PublicKey>,
 }
 
 impl Seat {
@@ -128,6 +131,9 @@ impl Seat {
 /// - Names passed [`name::admit`] and are unique once folded ([`name::fold`]):
 ///   `names` maps each named member's folded name to its offset and holds nothing
 ///   else, so no two members are listed as `alice` and `Alice `.
+/// - Keys are unique: `keys` maps each keyed member's key to its offset and
+///   holds nothing else, so one key is one member (a private network's second
+///   link for a key replaces the first, `private.rs`).
 /// - `port_max` (VB's `iPortMax`) is within `[first_port - 1, 65535]`.
 /// - Serials are unique and no greater than the number of joins.
 pub(super) struct Membership {
@@ -142,6 +148,8 @@ pub(super) struct Membership {
     per_address: PerAddress,
     /// Folded name -> the offset of the member holding it.
     names: HashMap<Box<str>, Index>,
+    /// Key -> the offset of the member that proved it.
+    keys: HashMap<PublicKey, Index>,
     /// Servants that have joined, for [`Seat::serial`].
     joined: u64,
     /// The peer document, its version and its latest changes.
@@ -165,6 +173,7 @@ impl Membership {
             seats: Vec::new(),
             per_address: PerAddress::new(IPV6_PREFIX),
             names: HashMap::new(),
+            keys: HashMap::new(),
             joined: 0,
             doc: PeerDoc::new(),
             #[cfg(debug_assertions)]
@@ -256,6 +265,7 @@ impl Membership {
             name: None,
             folded: None,
             relay: None,
+            key: None,
         });
         self.held.insert(port);
         self.by_port[port as usize] = offset as u32 + 1;
@@ -274,6 +284,9 @@ impl Membership {
         self.per_address.left(seat.ip);
         if let Some(folded) = &seat.folded {
             self.names.remove(folded);
+        }
+        if let Some(key) = &seat.key {
+            self.keys.remove(key);
         }
         #[cfg(debug_assertions)]
         self.changed(None);
@@ -310,6 +323,48 @@ impl Membership {
         #[cfg(debug_assertions)]
         self.changed(Some(offset));
         Ok(changed)
+    }
+
+    /// Lists `key` in `offset`'s entry (None: no `<key>`), unless another member
+    /// holds it: then [`Refused::InUse`] and nothing changes. Returns whether its
+    /// entry changed.
+    pub(super) fn set_key(
+        &mut self,
+        offset: Index,
+        key: Option<PublicKey>,
+    ) -> Result<bool, Refused> {
+        let Some(seat) = self.seats.get_mut(offset).and_then(Option::as_mut) else {
+            return Ok(false);
+        };
+        if seat.key == key {
+            return Ok(false);
+        }
+        if let Some(k) = &key {
+            if self.keys.get(k).is_some_and(|&o| o != offset) {
+                return Err(Refused::InUse);
+            }
+        }
+        if let Some(old) = seat.key.take() {
+            self.keys.remove(&old);
+        }
+        seat.key = key;
+        if let Some(k) = key {
+            self.keys.insert(k, offset);
+        }
+        let changed = self.doc.set_key(offset, key.as_ref());
+        #[cfg(debug_assertions)]
+        self.changed(Some(offset));
+        Ok(changed)
+    }
+
+    /// The member that proved `key`.
+    pub(super) fn by_key(&self, key: &PublicKey) -> Option<Index> {
+        self.keys.get(key).copied()
+    }
+
+    /// Every keyed member: offset, key, listed name.
+    pub(super) fn keyed(&self) -> impl Iterator<Item = (Index, PublicKey, Option<&str>)> + '_ {
+        (self.keys.iter()).filter_map(|(k, &o)| Some((o, *k, self.seat(o)?.name.as_deref())))
     }
 
     /// Moves `offset` to the next free port (VB's counter, as a join would): its
@@ -373,6 +428,7 @@ impl Membership {
         let mut serials = std::collections::HashSet::new();
         let mut addresses: HashMap<IpAddr, u32> = HashMap::new();
         let mut named = 0;
+        let mut keyed = 0;
         for offset in 0..self.seats.len() {
             let Some(seat) = self.seat(offset) else {
                 if self.doc.entry(offset).is_some() {
@@ -384,6 +440,7 @@ impl Membership {
             members += 1;
             *addresses.entry(self.per_address.key(seat.ip)).or_default() += 1;
             named += usize::from(seat.name.is_some());
+            keyed += usize::from(seat.key.is_some());
             if !serials.insert(seat.serial) {
                 return Err(format!("serial {} is used twice", seat.serial));
             }
@@ -406,6 +463,12 @@ impl Membership {
             return Err(format!(
                 "{named} named members but {} names held",
                 self.names.len()
+            ));
+        }
+        if keyed != self.keys.len() {
+            return Err(format!(
+                "{keyed} keyed members but {} keys held",
+                self.keys.len()
             ));
         }
         // Held ports are the mapped ones. A word of unheld ports is compared whole
@@ -503,6 +566,14 @@ impl Membership {
                 ))
             }
         }
+        if let Some(k) = &seat.key {
+            if self.keys.get(k) != Some(&offset) {
+                return Err(format!(
+                    "offset {offset}'s key {k} is not held by it: {:?}",
+                    self.keys.get(k)
+                ));
+            }
+        }
         let want = entry(offset, seat);
         match self.doc.entry(offset) {
             Some(e) if e == &want[..] => Ok(()),
@@ -527,6 +598,9 @@ fn entry(offset: Index, seat: &Seat) -> Vec<u8> {
     }
     if let Some(name) = &seat.name {
         crate::wire::name::render(&mut want, name);
+    }
+    if let Some(key) = &seat.key {
+        want.extend_from_slice(format!("<key>{key}</key>").as_bytes());
     }
     want.extend_from_slice(b"</peer>");
     want

@@ -22,9 +22,11 @@
 
 mod admit;
 pub mod config;
+mod members;
 mod membership;
 mod names;
 mod ports;
+mod private;
 mod probe;
 mod push;
 mod relay;
@@ -39,6 +41,7 @@ use log::{debug, info, warn};
 
 pub use config::{Config, Overrides, RelayConfig};
 
+use crate::noise::{Keypair, PublicKey};
 use crate::reactor::{Handler, Index, Options, Reactor, Request};
 use crate::wire::request::{Line, RequestReader, TooLong};
 use crate::StartError;
@@ -65,6 +68,8 @@ enum Slot {
     Dial(verdict::Dial),
     /// A probe through a relay: one line written to its listening port.
     Probe(probe::Shot),
+    /// A private network's connection whose key is not proven yet (`private.rs`).
+    Handshake,
 }
 
 /// A connected servant's connection: whether it takes pushes, which version of
@@ -90,6 +95,22 @@ struct Member {
     probes: probe::PullerProbes,
 }
 
+impl Member {
+    fn new() -> Member {
+        Member {
+            reach: verdict::Reach::default(),
+            subscribed: false,
+            versioned: false,
+            seen: 0,
+            push_owed: false,
+            requests: RequestReader::default(),
+            other_lines: 0,
+            moved: None,
+            probes: probe::PullerProbes::default(),
+        }
+    }
+}
+
 /// The manager: its settings and its parts, each with its own file.
 struct Manager {
     config: Config,
@@ -109,6 +130,8 @@ struct Manager {
     listen_refusals: admit::Throttle,
     /// Relay probes in flight and relays that lost them (`probe.rs`).
     probes: probe::Probes,
+    /// A private network's refusals (`private.rs`).
+    gate: private::Gate,
 }
 
 impl Manager {
@@ -125,6 +148,7 @@ impl Manager {
             name_refusals: admit::Throttle::default(),
             listen_refusals: admit::Throttle::default(),
             probes: probe::Probes::default(),
+            gate: private::Gate::default(),
         }
     }
 
@@ -147,29 +171,29 @@ impl Handler for Manager {
         request: Request,
     ) {
         let max = self.config.max_servants;
-        if self.members.count() >= max {
-            return self.refusals.refuse(r, request, Refusal::Full(max));
-        }
         let ip = request.remote().ip();
-        let max = self.config.max_per_address;
-        if self.members.at_address(ip) >= max {
-            return self.refusals.refuse(r, request, Refusal::PerAddress(max));
+        let per_address = self.config.max_per_address;
+        let refused = if self.members.count() >= max {
+            Some(Refusal::Full(max))
+        } else if self.members.at_address(ip) >= per_address {
+            Some(Refusal::PerAddress(per_address))
+        } else {
+            None
+        };
+        match refused {
+            Some(why) if self.config.private.is_some() => {
+                return self.refusals.drop_quietly(r, request, why)
+            }
+            Some(why) => return self.refusals.refuse(r, request, why),
+            None => {}
+        }
+        if self.config.private.is_some() {
+            return self.private_request(r, request);
         }
         let Some(port) = self.members.next_port() else {
             return self.refusals.refuse(r, request, Refusal::NoPort);
         };
-        let member = Member {
-            reach: verdict::Reach::default(),
-            subscribed: false,
-            versioned: false,
-            seen: 0,
-            push_owed: false,
-            requests: RequestReader::default(),
-            other_lines: 0,
-            moved: None,
-            probes: probe::PullerProbes::default(),
-        };
-        let index = match r.accept(request, Slot::Servant(member)) {
+        let index = match r.accept(request, Slot::Servant(Member::new())) {
             Ok(i) => i,
             Err(e) => return warn!("cannot accept a servant from {ip}: {e}"),
         };
@@ -265,7 +289,7 @@ impl Handler for Manager {
             Slot::Servant(s) => s,
             Slot::Dial(d) => return self.dial_closed(r, index, d),
             Slot::Probe(_) => return self.probe_closed(index),
-            Slot::Listener => return,
+            Slot::Listener | Slot::Handshake => return,
         };
         if let Some(tail) = s.requests.take_tail() {
             log_line(index, s.other_lines + 1, &tail);
@@ -289,6 +313,16 @@ impl Handler for Manager {
             self.stop_probing(r, index);
         }
         self.relay_left(r, index, s.reach.relay);
+    }
+
+    /// A private network's servant named its key: members only (`private.rs`).
+    fn admit_key(&mut self, r: &mut Reactor<Slot>, index: Index, key: &PublicKey) -> bool {
+        self.private_admit(r, index, key)
+    }
+
+    /// A private network's servant proved its key: now it joins (`private.rs`).
+    fn authenticated(&mut self, r: &mut Reactor<Slot>, index: Index) {
+        self.private_join(r, index);
     }
 
     /// VB: `Winsock_Connect`: a dial-back got through.
@@ -334,6 +368,7 @@ impl Handler for Manager {
     fn reload(&mut self, r: &mut Reactor<Self::Data>) {
         self.config.reload(r, self.members.count());
         self.members.set_ipv6_prefix(self.config.ipv6_prefix);
+        self.members_reloaded(r);
     }
 }
 
@@ -377,6 +412,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let mut r = Reactor::new(options)
         .map_err(|e| StartError(format!("cannot start the event loop: {e}")))?;
+    if let Some(p) = &config.private {
+        r.set_identity(Keypair::load(&p.key).map_err(StartError)?);
+        info!(
+            "private network: {} members in {}; this manager's key is {}",
+            p.members.len(),
+            p.members_file.display(),
+            r.identity().map(ToString::to_string).unwrap_or_default()
+        );
+    }
     let listener = listen(&mut r, &config)?;
     let addr = r
         .local_addr(listener)

@@ -19,8 +19,12 @@ impl Manager {
     /// `name NAME` from `index`: list it (or, bare, forget it) and answer. A name
     /// that is refused leaves the old one listed. Pushes the list if it changed.
     pub(super) fn name_request(&mut self, r: &mut Reactor<Slot>, index: Index, text: &[u8]) {
-        let outcome =
-            name::admit(text).and_then(|wanted| Ok((wanted, self.members.rename(index, wanted)?)));
+        let outcome = if self.config.private.is_some() {
+            // Names are the members file's, bound to keys (`private.rs`).
+            Err(name::Refused::Private)
+        } else {
+            name::admit(text).and_then(|wanted| Ok((wanted, self.members.rename(index, wanted)?)))
+        };
         match outcome {
             Ok((wanted, changed)) => {
                 let mut answer = Vec::with_capacity(48);

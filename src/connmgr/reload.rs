@@ -24,7 +24,9 @@ impl Config {
     /// `servants`: how many are connected now.
     pub(super) fn reload(&mut self, r: &mut Reactor<Slot>, servants: usize) {
         notify::reloading();
-        let file = self.overrides.config.clone();
+        // A private network's members file is read again with or without --config.
+        let members = self.private.as_ref().map(|p| p.members_file.clone());
+        let file = self.overrides.config.clone().or(members);
         let Some(path) = file else {
             info!("SIGHUP: no --config file to read again; nothing changed");
             notify::ready();
@@ -98,12 +100,27 @@ impl Config {
         }
         // What needs a restart keeps its running value, so the next reload compares
         // against what is really in force.
+        let key = |c: &Config| c.private.as_ref().map(|p| p.key.clone());
+        let private = if key(self) == key(&new) {
+            if let (Some(old), Some(now)) = (&self.private, &new.private) {
+                if old.members != now.members {
+                    changes.push(format!("members file ({} members)", now.members.len()));
+                }
+            }
+            new.private.clone()
+        } else {
+            self.private.clone()
+        };
         *self = Config {
             bind: self.bind,
             port: self.port,
             first_port: self.first_port,
             ..new
         };
+        if private.is_some() {
+            self.relay.threshold = 0;
+        }
+        self.private = private;
         if changes.is_empty() {
             info!("SIGHUP: read {} again; nothing changed", path.display());
         } else {

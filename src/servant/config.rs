@@ -27,6 +27,7 @@ use log::info;
 use crate::cli::{parse_duration, Unit};
 use crate::config::{ConfigError, ConfigFile};
 use crate::logfilter::Filter;
+use crate::noise::PublicKey;
 
 /// The config file read when `--config` is not given.
 const DEFAULT_FILE: &str = "config.xml";
@@ -66,6 +67,16 @@ pub struct Config {
     /// `HH:MM ` before each transcript line: `Some` when `<timestamps>` or a flag
     /// said; else on for a terminal, off for a pipe.
     pub timestamps: Option<bool>,
+    /// A private network's key file and manager key (docs/PRIVATE.md); `None`: open.
+    pub private: Option<Private>,
+}
+
+/// What makes a servant a private network's member: its own key file, and the
+/// key the manager must prove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Private {
+    pub key: PathBuf,
+    pub manager_key: PublicKey,
 }
 
 impl Default for Config {
@@ -84,6 +95,7 @@ impl Default for Config {
             log_file: None,
             file: None,
             timestamps: None,
+            private: None,
         }
     }
 }
@@ -105,6 +117,9 @@ pub struct Overrides {
     pub log_file: Option<PathBuf>,
     /// `--timestamps` (true) or `--no-timestamps` (false).
     pub timestamps: Option<bool>,
+    pub key: Option<PathBuf>,
+    /// `--manager-key BASE64`.
+    pub manager_key: Option<String>,
 }
 
 impl Overrides {
@@ -129,6 +144,8 @@ const KNOWN: &[&str] = &[
     "bans",
     "loglevel",
     "timestamps",
+    "key",
+    "managerkey",
 ];
 
 impl Config {
@@ -145,9 +162,14 @@ impl Config {
             file,
             ..Config::default()
         };
-        if let Some(path) = &c.file {
-            c.apply_file(&ConfigFile::load(path, "config")?)?;
+        let file = match &c.file {
+            Some(path) => Some(ConfigFile::load(path, "config")?),
+            None => None,
+        };
+        if let Some(f) = &file {
+            c.apply_file(f)?;
         }
+        c.private = private(file.as_ref(), c.file.as_deref(), o)?;
         if let Some(text) = &o.connmgr {
             let (host, port) =
                 split_host_port(text).map_err(|r| ConfigError::new("--connmgr", r))?;
@@ -311,6 +333,57 @@ fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
 }
 
 /// The name is also told to the manager and listed: the wire's rules hold.
+/// `--key FILE` and `--manager-key BASE64`, or `<key>` (relative to the config
+/// file's folder) and `<managerkey>`: both make a private network's member, one
+/// without the other is an error naming what is missing.
+fn private(
+    file: Option<&ConfigFile>,
+    path: Option<&Path>,
+    o: &Overrides,
+) -> Result<Option<Private>, ConfigError> {
+    let element = |name: &str| file.and_then(|f| Some((f.root.child(name)?, f)));
+    let key = match (&o.key, element("key")) {
+        (Some(k), _) => Some((k.clone(), "--key".to_string())),
+        (None, Some((el, f))) => {
+            let folder = path.and_then(Path::parent).unwrap_or(Path::new(""));
+            Some((folder.join(el.value().trim()), f.place(el)))
+        }
+        (None, None) => None,
+    };
+    let manager_key = match (&o.manager_key, element("managerkey")) {
+        (Some(text), _) => Some(
+            PublicKey::parse(text)
+                .map(|k| (k, "--manager-key".to_string()))
+                .map_err(|r| {
+                    ConfigError::new("--manager-key", format!("is not a public key: {r}"))
+                })?,
+        ),
+        (None, Some((el, f))) => Some(
+            PublicKey::parse(el.value())
+                .map(|k| (k, f.place(el)))
+                .map_err(|r| {
+                    ConfigError::new(
+                        f.place(el),
+                        format!("<managerkey> is not a public key: {r}"),
+                    )
+                })?,
+        ),
+        (None, None) => None,
+    };
+    match (key, manager_key) {
+        (None, None) => Ok(None),
+        (Some((_, place)), None) => Err(ConfigError::new(
+            place,
+            "a private network needs the manager's public key too (--manager-key BASE64 or <managerkey>)",
+        )),
+        (None, Some((_, place))) => Err(ConfigError::new(
+            place,
+            "a private network needs this servant's key file too (--key FILE or <key>)",
+        )),
+        (Some((key, _)), Some((manager_key, _))) => Ok(Some(Private { key, manager_key })),
+    }
+}
+
 fn check_name(name: &str) -> Result<String, String> {
     crate::wire::name::check(name).map(str::to_string)
 }
@@ -325,6 +398,9 @@ impl Config {
         }
         if self.bind != other.bind {
             names.push("bind address");
+        }
+        if self.private != other.private {
+            names.push("private network keys");
         }
         names
     }

@@ -365,6 +365,7 @@ mod tests {
             offset: usize::from(port),
             me,
             relay: None,
+            key: None,
         }
     }
 

@@ -279,7 +279,7 @@ impl Servant {
                 bytes: 0,
             },
         };
-        match r.accept(request, slot) {
+        match self.take_incoming(r, request, slot) {
             Ok(_) => self.admission.opened(from.ip()),
             Err(e) => warn!("cannot accept a connection from {from}: {e}"),
         }
@@ -419,7 +419,7 @@ impl Servant {
     }
 
     /// One line on an incoming connection: for the relay (a pull request, a
-    /// puller's keepalive), a private line ([`super::private`]), or chat to forward
+    /// puller's keepalive), a private line ([`super::msg`]), or chat to forward
     /// to our pullers with its origin, and to show as from whoever the list says
     /// sent it ([`senders`]).
     fn incoming_line(
@@ -431,6 +431,9 @@ impl Servant {
         msg: &[u8],
         truncated: bool,
     ) {
+        if self.is_private() {
+            return self.member_line(r, i, from, msg, truncated);
+        }
         let Some(origin) = self.relay_line(r, i, from, role, msg) else {
             return;
         };

@@ -125,11 +125,7 @@ impl Servant {
     pub(super) fn connect_manager(&mut self, r: &mut Reactor<Slot>) {
         self.link.restart();
         self.peers.forget_version(); // a new link is a new entry: the whole list, to find it
-        match r.connect(
-            self.link.manager,
-            self.bind_for(self.link.manager),
-            Slot::Manager,
-        ) {
+        match self.open_manager(r) {
             Ok(i) => {
                 debug!(
                     "connecting to the connection manager at {}",
@@ -138,8 +134,12 @@ impl Servant {
                 self.link.slot = Some(i);
                 // Offered once per link, before the first request: this servant
                 // forwards to pullers, so the manager may choose it as a relay.
-                let mut hello = crate::wire::relay::CAN_RELAY.to_vec();
-                hello.push(b'\n');
+                // Not on a private network: relays are not private yet.
+                let mut hello = Vec::new();
+                if !self.is_private() {
+                    hello.extend_from_slice(crate::wire::relay::CAN_RELAY);
+                    hello.push(b'\n');
+                }
                 hello.extend_from_slice(&self.list_request());
                 r.send(i, &hello);
                 // After the first request, which a manager that knows no names
@@ -381,7 +381,11 @@ impl Servant {
             info!("peers: {}", describe(self.peers.list()));
         }
         self.list_changed(applied, r.now());
-        self.relay_document(r);
+        if self.is_private() {
+            self.revoke_unlisted(r);
+        } else {
+            self.relay_document(r);
+        }
         let Some(port) = self.peers.me().map(|p| p.port) else {
             if !self.link.no_me_logged {
                 self.link.no_me_logged = true;
@@ -478,6 +482,7 @@ mod tests {
             offset: 1,
             me,
             relay: None,
+            key: None,
         }
     }
 

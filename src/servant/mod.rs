@@ -46,6 +46,7 @@ mod events;
 mod incoming;
 mod leave;
 mod link;
+mod msg;
 mod names;
 pub mod peerlist;
 mod peers;
@@ -174,8 +175,12 @@ struct Servant {
     events: events::Events,
     /// When each peer was first seen, for `/who` ([`seen`]).
     seen: seen::Seen,
-    /// `/msg`, and private lines dropped ([`private`]).
-    private: private::Privately,
+    /// `/msg`, and private lines dropped ([`msg`]).
+    msg: msg::Privately,
+    /// Keys refused on a private network, for the log ([`private`]).
+    private_refusals: incoming::RateLimited,
+    /// A relay named for us on a private network was said to be refused.
+    relay_refused: bool,
     quitting: bool,
 }
 
@@ -201,7 +206,9 @@ impl Servant {
             relay: relay::Relaying::default(),
             events: events::Events::default(),
             seen: seen::Seen::default(),
-            private: private::Privately::default(),
+            msg: msg::Privately::default(),
+            private_refusals: incoming::RateLimited::default(),
+            relay_refused: false,
             quitting: false,
         }
     }
@@ -271,11 +278,24 @@ impl Handler for Servant {
         self.console.settle();
     }
 
+    /// A private network's peer named its key ([`private`]).
+    fn admit_key(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        i: Index,
+        key: &crate::noise::PublicKey,
+    ) -> bool {
+        self.private_admit(r, i, key)
+    }
+
     /// VB: `Winsock1_Connect`, `send1_Connect`.
     fn connect(&mut self, r: &mut Reactor<Slot>, i: Index) {
         match r.data(i) {
             Some(Slot::Manager) => self.winsock1_connect(),
-            Some(Slot::Outgoing { .. }) => self.send1_connect(r, i),
+            Some(Slot::Outgoing { .. }) => {
+                self.send1_connect(r, i);
+                self.private_connected(r, i);
+            }
             Some(Slot::Pull { .. }) => self.pull_connect(r, i),
             _ => {}
         }
@@ -284,8 +304,11 @@ impl Handler for Servant {
 
     /// VB: `send1_SendComplete`.
     fn send_complete(&mut self, r: &mut Reactor<Slot>, i: Index) {
-        if let Some(Slot::Outgoing { .. }) = r.data(i) {
-            self.send1_send_complete(r, i);
+        if let Some(Slot::Outgoing { connected, .. }) = r.data(i) {
+            // A private link's handshake drained, not the batch (`private.rs`).
+            if *connected || !r.is_secure(i) {
+                self.send1_send_complete(r, i);
+            }
         }
     }
 
@@ -410,6 +433,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let mut r = Reactor::new(options)
         .map_err(|e| StartError(format!("cannot start the event loop: {e}")))?;
+    let mut config = config;
+    if let Some(p) = &config.private {
+        r.set_identity(crate::noise::Keypair::load(&p.key).map_err(StartError)?);
+        if let Some(name) = config.name.take() {
+            warn!("--name {name:?} changes nothing on a private network: this servant is listed by the members file's name for its key");
+        }
+    }
     r.catch_signals()
         .map_err(|e| StartError(format!("cannot catch signals: {e}")))?;
     if input != Input::Headless {
@@ -425,7 +455,20 @@ pub fn run(config: Config) -> Result<(), StartError> {
         crate::logging::log_to_file(path)
             .map_err(|e| StartError(format!("cannot open the log file {}: {e}", path.display())))?;
     }
+    let private = config.private.is_some();
     let mut servant = Servant::new(config, manager, bans, input, admission);
+    if private {
+        info!(
+            "private network: this servant's key is {}; the manager must prove {}",
+            r.identity().map(ToString::to_string).unwrap_or_default(),
+            servant
+                .config
+                .private
+                .as_ref()
+                .map(|p| p.manager_key.to_string())
+                .unwrap_or_default()
+        );
+    }
     servant.console.start(&servant.config);
     servant.config.log_source();
     if !servant.bans.list.names().is_empty() {

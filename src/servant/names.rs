@@ -115,6 +115,12 @@ impl Servant {
     /// once when there is no link (it is said when the link comes up), when the
     /// manager is the article's, or when it does not answer names.
     pub(super) fn ask_name(&mut self, r: &mut Reactor<Slot>, name: String) {
+        if self.config.private.is_some() {
+            info!("not renamed to {name:?}: on a private network names are the members file's");
+            return self.console.complain(
+                "names on a private network come from the manager's members file; your name is unchanged",
+            );
+        }
         let sent = self.tell_manager(r, &crate::wire::name::request(&name));
         let n = &mut self.link.names;
         if sent && !n.silent && n.asked.len() < MAX_ASKED {

@@ -10,6 +10,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
+use crate::noise::PublicKey;
 use crate::wire::delta::{self, Answer};
 use crate::wire::peerdoc::Peer;
 
@@ -24,6 +25,8 @@ use crate::wire::peerdoc::Peer;
 /// - the index by address holds exactly the entries' addresses, each at its
 ///   entry's position;
 /// - a name is kept only for a listed address, so every name lookup is of an entry;
+/// - the index by key holds exactly the keys the entries list (a private
+///   network's), each at the first entry listing it;
 /// - the index by IP counts every entry once, under its IP, and the set of names
 ///   holds exactly the names kept;
 /// - within one history (from one whole document to the next, or to a new link)
@@ -41,6 +44,8 @@ pub(super) struct Peers {
     by_ip: HashMap<IpAddr, AtIp>,
     /// Every name in `names`.
     taken: HashSet<String>,
+    /// Listed key -> the first entry's address listing it (a private network's).
+    keys: HashMap<PublicKey, SocketAddr>,
     /// The entries the last answer that removed any removed, with their names: a
     /// line they sent just before leaving may arrive after the list that says so.
     left: HashMap<SocketAddr, Option<String>>,
@@ -148,6 +153,16 @@ impl Peers {
             fits.next().filter(|_| fits.next().is_none())
         };
         exact.or_else(folded).and_then(|(a, _)| self.get(*a))
+    }
+
+    /// The address listed with `key`, on a private network.
+    pub(super) fn by_key(&self, key: &PublicKey) -> Option<SocketAddr> {
+        self.keys.get(key).copied()
+    }
+
+    /// Whether some entry lists `key`.
+    pub(super) fn has_key(&self, key: &PublicKey) -> bool {
+        self.keys.contains_key(key)
     }
 
     /// Every name the listed peers go by.
@@ -270,6 +285,12 @@ impl Peers {
             at.named |= named;
         }
         self.taken = self.names.values().cloned().collect();
+        self.keys.clear();
+        for p in &self.entries {
+            if let Some(k) = p.key {
+                self.keys.entry(k).or_insert(p.addr());
+            }
+        }
     }
 
     /// The invariants above; panics naming the one broken. Debug builds only.
@@ -292,6 +313,11 @@ impl Peers {
             assert_eq!(self.me, mine, "me is not the entry marked me");
             for addr in self.names.keys() {
                 assert!(self.index.contains_key(addr), "{addr} named but not listed");
+            }
+            let keyed: HashSet<_> = self.entries.iter().filter_map(|p| p.key).collect();
+            assert_eq!(keyed.len(), self.keys.len(), "keys indexed");
+            for (k, a) in &self.keys {
+                assert_eq!(self.get(*a).and_then(|p| p.key), Some(*k), "key {k}");
             }
             let counted: usize = self.by_ip.values().map(|a| a.count).sum();
             assert_eq!(counted, self.entries.len(), "entries by IP miscounted");

@@ -1,153 +1,156 @@
-//! `/msg NAME TEXT`: one line for one peer, and nobody else
-//! ([`crate::wire::private`] has the wire form).
+//! The servant as a private network's member (docs/PRIVATE.md): every link a
+//! Noise session, peers known by the keys the manager lists.
 //!
-//! The addressee is found by its listed name. A peer reached directly is sent
-//! `(private) TEXT` on a connection of its own; a relayed one, its relay
-//! `(private for IP:PORT) TEXT`, which the relay passes down that puller's link
-//! only (`relay/serve.rs`), or, when we pull from the same relay, the same line up
-//! our pull link. Our own relay is sent `(private) TEXT` up the pull link. The line
-//! is never sent to ourselves, so it is shown at once (`-> bob: TEXT`).
-//!
-//! Lines are plaintext on the wire: a private line is direct, not secret, and the
-//! window says so the first time `/msg` is used.
-//!
-//! A received private line is shown as from whoever the network says sent it, like
-//! any line ([`super::incoming`]); a malformed one, or one for a puller we do not
-//! serve, is dropped and logged, at most once a second with a count.
+//! - The manager link is `connect_secure` to the configured manager key: a
+//!   manager that cannot prove it fails the handshake, which is logged once as an
+//!   outage and retried with backoff, as a manager that is down.
+//! - The listener takes only private links, and admits a key only while some
+//!   entry of the current list carries it (bans by address are checked before).
+//! - Chat goes out with `connect_secure` to the key listed for each peer: one
+//!   connection per batch, as in the open network (kept links are not built yet).
+//! - A line is shown as `NAME: TEXT`, NAME the members-file name the list gives
+//!   the key that sent it, TEXT as sent: the servant sends no `NAME: ` prefix, so
+//!   mallory's `alice: x` shows as `mallory: alice: x`. A line from a key on no
+//!   current list is not shown.
+//! - When a list arrives without a key, every link proven by that key is closed
+//!   at once (revocation).
+//! - Relays are not private yet: this servant neither offers to relay (`can
+//!   relay` is not said) nor pulls; an entry with `<relay>` is only logged.
 
-use log::{debug, info};
+use std::io;
+use std::net::SocketAddr;
 
-use super::chat::MAX_MESSAGE;
-use super::incoming::{RateLimited, SAY_EVERY};
+use log::{debug, info, warn};
+
+use super::console::Sender;
 use super::{Servant, Slot};
-use crate::reactor::Reactor;
-use crate::wire::private::{self, Private};
-use crate::wire::pull::Origin;
-use crate::wire::relay::Relay;
-
-/// Said once per session, the first time `/msg` is used.
-pub(super) const PLAINTEXT: &str =
-    "/msg in a plaintext network is direct, not secret: anyone on the path can read it";
-
-/// What `/msg` has said, and the private lines dropped.
-#[derive(Debug, Default)]
-pub(super) struct Privately {
-    /// [`PLAINTEXT`] was said.
-    warned: bool,
-    /// Private lines dropped (malformed, or for nobody we relay for).
-    dropped: RateLimited,
-}
+use crate::noise::PublicKey;
+use crate::reactor::{Index, Reactor, Request};
 
 impl Servant {
-    /// `/msg NAME TEXT`: the line goes to that peer only; an unknown NAME is an
-    /// error and nothing is sent.
-    pub(super) fn msg(&mut self, r: &mut Reactor<Slot>, rest: &str) {
-        let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
-        let text = text.trim();
-        if name.is_empty() || text.is_empty() {
-            return self
-                .console
-                .complain("/msg needs a name and a line: /msg bob hi");
-        }
-        if self.peers.is_empty() {
-            return self.console.complain("no peer list yet; /msg not sent");
-        }
-        let Some(peer) = self.peers.by_name(name).cloned() else {
-            return self.console.complain(&format!(
-                "/msg: unknown name {} (not sent); /who lists who is here",
-                crate::text::escape(name)
-            ));
-        };
-        if peer.me {
-            return self.console.complain("/msg: that is you (not sent)");
-        }
-        let to = peer.addr();
-        let listed = self.peers.name(to).unwrap_or(name).to_string();
-        if peer.relay == Some(Relay::Nobody) {
-            return self.console.complain(&format!(
-                "/msg: {} cannot be reached now (relayed, but no peer can relay for it); not sent",
-                crate::text::escape(&listed)
-            ));
-        }
-        if !std::mem::replace(&mut self.private.warned, true) {
-            self.console.complain(PLAINTEXT);
-        }
-        // The marks and our prefix stay within what a receiver takes as one message.
-        let mut line = Vec::new();
-        if let Some(own) = &self.config.name {
-            line.extend_from_slice(own.as_bytes());
-            line.extend_from_slice(b": ");
-        }
-        let room = MAX_MESSAGE - private::MAX_HEAD - line.len();
-        line.extend_from_slice(cut(text, room).as_bytes());
-        let via = match self.relay.status {
-            Some(Relay::Via(v)) => Some(v),
-            _ => None,
-        };
-        match peer.relay {
-            // Our relay reads our pull link as from us, and does not forward this.
-            None if via == Some(to) => self.send_to_relay(r, &private::direct(&line)),
-            None => self.send_one(r, to, private::direct(&line)),
-            Some(Relay::Via(relay)) if via == Some(relay) => {
-                self.send_to_relay(r, &private::for_puller(to, &line))
-            }
-            Some(Relay::Via(relay)) => self.send_one(r, relay, private::for_puller(to, &line)),
-            Some(Relay::Nobody) => return,
-        }
-        debug!("a private line for {}", self.peers.who(to));
-        let shown = line.len() - self.config.name.as_ref().map_or(0, |n| n.len() + 2);
-        self.console
-            .private_sent(&listed, &line[line.len() - shown..]);
+    pub(super) fn is_private(&self) -> bool {
+        self.config.private.is_some()
     }
 
-    /// A received line that is private, or meant to be (`pulled`: down our pull
-    /// link, where a relay has already passed it on): shown if it is for us, passed
-    /// to the one puller it is for, or dropped.
-    pub(super) fn private_line(
+    /// The manager link: private to the configured key, or plaintext.
+    pub(super) fn open_manager(&mut self, r: &mut Reactor<Slot>) -> io::Result<Index> {
+        let (to, bind) = (self.link.manager, self.bind_for(self.link.manager));
+        match &self.config.private {
+            Some(p) => r.connect_secure(to, bind, &p.manager_key.clone(), Slot::Manager),
+            None => r.connect(to, bind, Slot::Manager),
+        }
+    }
+
+    /// A send's connection: private to the key listed for `to`, or plaintext.
+    pub(super) fn open_send(
         &mut self,
         r: &mut Reactor<Slot>,
-        origin: Origin,
-        line: Private<'_>,
-        truncated: bool,
-        pulled: bool,
-    ) {
-        let now = r.now();
-        let why = match line {
-            Private::No => return,
-            Private::Direct(text) => return self.show_private(now, origin, text, truncated),
-            Private::For(_, _) if pulled => {
-                "a relay passes a private line on as \"(private) TEXT\"".to_string()
-            }
-            Private::For(to, text) if self.pass_private(r, origin, to, text) => return,
-            Private::For(to, _) => format!("it is for {to}, which does not pull from us"),
-            Private::Bad(e) => e.to_string(),
-        };
-        if let Some(n) = self.private.dropped.due_within(now, 1, SAY_EVERY) {
-            info!("dropped {n} private line(s) not for us to show or pass on; the last, from {origin}: {why}");
+        to: SocketAddr,
+        slot: Slot,
+    ) -> io::Result<Index> {
+        let bind = self.bind_for(to);
+        if !self.is_private() {
+            return r.connect(to, bind, slot);
+        }
+        match self.peers.get(to).and_then(|p| p.key) {
+            Some(key) => r.connect_secure(to, bind, &key, slot),
+            None => Err(io::Error::other("the peer list gives no key for it")),
         }
     }
-}
 
-/// `text` cut to at most `room` bytes, at a character boundary.
-fn cut(text: &str, room: usize) -> &str {
-    if text.len() <= room {
-        return text;
+    /// An incoming connection: a private responder, or plaintext.
+    pub(super) fn take_incoming(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        request: Request,
+        slot: Slot,
+    ) -> io::Result<Index> {
+        if self.is_private() {
+            r.accept_secure(request, slot)
+        } else {
+            r.accept(request, slot)
+        }
     }
-    let mut end = room;
-    while !text.is_char_boundary(end) {
-        end -= 1;
+
+    /// A private send's handshake is done: the batch, held until now, was sealed
+    /// and written as it finished. If the socket took it all, no `send_complete`
+    /// will come for it (the reactor owes one only for bytes written after the
+    /// link is up), so the send is complete now.
+    pub(super) fn private_connected(&mut self, r: &mut Reactor<Slot>, i: Index) {
+        if r.is_secure(i) && r.socket(i).is_some_and(|s| s.unsent() == 0) {
+            self.send1_send_complete(r, i);
+        }
     }
-    &text[..end]
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// A peer named its key: admitted while the current list carries it.
+    pub(super) fn private_admit(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        i: Index,
+        key: &PublicKey,
+    ) -> bool {
+        if self.peers.has_key(key) {
+            return true;
+        }
+        let from = r
+            .socket(i)
+            .map(|s| s.addr().to_string())
+            .unwrap_or_default();
+        if let Some(n) = self
+            .private_refusals
+            .due_within(r.now(), 1, super::incoming::SAY_EVERY)
+        {
+            info!("refusing {from}: key {key} is on no current peer list ({n} refused since the last line)");
+        }
+        false
+    }
 
-    #[test]
-    fn a_long_line_is_cut_at_a_character() {
-        assert_eq!(cut("héllo", 2), "h");
-        assert_eq!(cut("héllo", 3), "hé");
-        assert_eq!(cut("hi", 10), "hi");
+    /// A chat line on a private link: shown as from the member whose key sent it.
+    pub(super) fn member_line(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        i: Index,
+        from: SocketAddr,
+        msg: &[u8],
+        truncated: bool,
+    ) {
+        if msg.is_empty() && !truncated {
+            return;
+        }
+        let Some(key) = r.peer_key(i).copied() else {
+            return;
+        };
+        let name = self.peers.by_key(&key).and_then(|a| self.peers.name(a));
+        match name {
+            Some(name) => self
+                .console
+                .peer_message(from.ip(), Sender::Named(name), msg, truncated),
+            None => debug!("dropped a line from {from}: its key {key} is on no current peer list"),
+        }
+    }
+
+    /// A new list: links proven by a key it no longer carries close now.
+    pub(super) fn revoke_unlisted(&mut self, r: &mut Reactor<Slot>) {
+        if !self.is_private() {
+            return;
+        }
+        let gone: Vec<(Index, PublicKey)> = (r.slots().iter())
+            .filter(|(_, s)| {
+                matches!(
+                    s.data(),
+                    Some(Slot::Incoming { .. } | Slot::Outgoing { .. })
+                )
+            })
+            .filter_map(|(i, _)| Some((i, *r.peer_key(i)?)))
+            .filter(|(_, k)| !self.peers.has_key(k))
+            .collect();
+        for (i, key) in gone {
+            info!("closing a link of {key}: no longer on the peer list");
+            r.abort(i);
+        }
+        if self.peers.me().is_some_and(|m| m.relay.is_some()) && !self.relay_refused {
+            self.relay_refused = true;
+            warn!("the peer list names a relay for this servant, but relays are not private yet: not pulling");
+        }
     }
 }

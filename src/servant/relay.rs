@@ -430,6 +430,7 @@ mod tests {
             offset: 3,
             me: true,
             relay: Some(Relay::Via("203.0.113.10:2224".parse().unwrap())),
+            key: None,
         };
         assert_eq!(
             describe_peer(&p),

@@ -74,6 +74,7 @@ impl Servant {
             bind: old.bind,
             headless: old.headless,
             name,
+            private: old.private.clone(),
             ..new
         };
         self.console.set_timestamps(self.config.timestamps);

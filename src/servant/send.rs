@@ -240,7 +240,7 @@ impl Servant {
                 fallback: q.fallback,
                 connected: false,
             };
-            match r.connect(q.to, self.bind_for(q.to), slot) {
+            match self.open_send(r, q.to, slot) {
                 Ok(i) => {
                     r.send(i, &q.batch);
                     self.sends.outgoing += 1;

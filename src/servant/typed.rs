@@ -225,6 +225,7 @@ mod tests {
             offset: 3,
             me: true,
             relay: None,
+            key: None,
         };
         assert_eq!(relay_note(&p), "");
         p.relay = Some(crate::wire::relay::Relay::Via(

@@ -329,6 +329,7 @@ pub(crate) fn peer(ip: &str, port: u16, offset: usize) -> Peer {
         offset,
         me: false,
         relay: None,
+        key: None,
     }
 }
 

@@ -1,9 +1,11 @@
 //! What goes over the wire: the peer document and its versions (deltas), the
-//! manager's request lines, and what the relay and servants' names add to both.
+//! manager's request lines, and what the relay, servants' names and a private
+//! network's keys add to both.
 //! `docs/PROTOCOL.md` is the reference.
 
 pub mod delta;
 pub mod history;
+pub mod key;
 pub mod name;
 pub mod peerdoc;
 pub mod peers;

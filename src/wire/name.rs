@@ -64,16 +64,20 @@ pub enum Refused {
     TooLong,
     /// Not UTF-8, a control or direction-changing character, or `</`.
     Invalid,
+    /// On a private network names come from the members file, bound to keys:
+    /// nobody picks their own.
+    Private,
 }
 
 impl Refused {
-    /// `in use`, `whitespace`, `too long` or `invalid`.
+    /// `in use`, `whitespace`, `too long`, `invalid` or `private network`.
     pub fn reason(self) -> &'static str {
         match self {
             Refused::InUse => "in use",
             Refused::Whitespace => "whitespace",
             Refused::TooLong => "too long",
             Refused::Invalid => "invalid",
+            Refused::Private => "private network",
         }
     }
 
@@ -85,6 +89,7 @@ impl Refused {
             Refused::Whitespace => b"name refused: whitespace\r\n",
             Refused::TooLong => b"name refused: too long\r\n",
             Refused::Invalid => b"name refused: invalid\r\n",
+            Refused::Private => b"name refused: private network\r\n",
         }
     }
 }

@@ -14,9 +14,11 @@
 //!
 //! A servant behind a port-blocking router carries a `<relay>` element after
 //! `<me>` ([`super::relay`]), and a servant that said its name a `<name>` element
-//! after that ([`super::name`]); [`PeerDoc::set_relay`] and [`PeerDoc::set_name`]
-//! re-render that one entry in place. A document with no relayed or named servant
-//! is byte for byte the article's.
+//! after that ([`super::name`]), and on a private network each member's public
+//! key in a `<key>` element last ([`super::key`]); [`PeerDoc::set_relay`],
+//! [`PeerDoc::set_name`] and [`PeerDoc::set_key`] re-render that one entry in
+//! place. A document with no relayed, named or keyed servant is byte for byte
+//! the article's.
 //!
 //! Every change is a version ([`super::history`]): a servant that says which
 //! version it has is answered with what changed since ([`super::delta`]).
@@ -30,10 +32,11 @@ use std::rc::Rc;
 use crate::net::Shared;
 
 use super::history::{History, Since};
-use super::name;
 pub use super::peers::{document_end, parse, parse_named, NamedPeers, Peer};
 use super::relay::{self, Relay};
 use super::render::{push_ip, push_number};
+use super::{key, name};
+use crate::noise::PublicKey;
 
 const HEAD: &[u8] = b"<peers>";
 /// MSXML's `.xml` ends a document with CRLF; it also makes telnet output readable.
@@ -49,6 +52,7 @@ const NONE: u32 = u32::MAX;
 enum Extra {
     Relay,
     Name,
+    Key,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -208,8 +212,18 @@ impl PeerDoc {
         self.set_extra(offset, Extra::Name, &element)
     }
 
-    /// Replaces one of the optional elements after `<me>` (`<relay>`, then `<name>`)
-    /// in `offset`'s entry with `element`, keeping the other.
+    /// Sets or clears the `<key>` element of `offset`'s entry (a private network's
+    /// member), as [`PeerDoc::set_relay`] does the `<relay>` element.
+    pub fn set_key(&mut self, offset: usize, key: Option<&PublicKey>) -> bool {
+        let mut element = Vec::with_capacity(64);
+        if let Some(k) = key {
+            key::render(&mut element, k);
+        }
+        self.set_extra(offset, Extra::Key, &element)
+    }
+
+    /// Replaces one of the optional elements after `<me>` (`<relay>`, `<name>`,
+    /// then `<key>`) in `offset`'s entry with `element`, keeping the others.
     fn set_extra(&mut self, offset: usize, which: Extra, element: &[u8]) -> bool {
         let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
             return false;
@@ -217,12 +231,18 @@ impl PeerDoc {
         let e = self.entries[p as usize];
         let extras = e.start + e.me + ME_FALSE.len() + ME_END.len();
         let end = e.start + e.len - PEER_END.len();
-        // A name is escaped, so `<name>` starts the name element and nothing else.
-        let split =
-            memchr::memmem::find(&self.body[extras..end], b"<name>").map_or(end, |k| extras + k);
+        // A name is escaped and a key is base64, so `<name>` and `<key>` start
+        // their elements and nothing else.
+        let body = &self.body[extras..end];
+        let key_at = memchr::memmem::find(body, b"<key>").map_or(end, |k| extras + k);
+        let name_at = memchr::memmem::find(&self.body[extras..key_at], b"<name>")
+            .map_or(key_at, |k| extras + k);
+        let [relay, name, key] =
+            [extras..name_at, name_at..key_at, key_at..end].map(|r| &self.body[r]);
         let tail = match which {
-            Extra::Relay => [element, &self.body[split..end]].concat(),
-            Extra::Name => [&self.body[extras..split], element].concat(),
+            Extra::Relay => [element, name, key].concat(),
+            Extra::Name => [relay, element, key].concat(),
+            Extra::Key => [relay, name, element].concat(),
         };
         self.replace_after_me(offset, tail)
     }
@@ -504,6 +524,33 @@ mod tests {
         let peers = parse(std::str::from_utf8(&d.render_for(3)).unwrap()).unwrap();
         assert_eq!(peers.len(), 2);
         assert!(peers[1].me && peers[0].relay == Some(Relay::Via(relay)));
+    }
+
+    #[test]
+    fn a_key_comes_last_and_clearing_it_restores_the_bytes() {
+        let mut d = doc3();
+        let bare = d.render_for(3);
+        let key = PublicKey::from_bytes([7; 32]);
+        assert!(d.set_key(2, Some(&key)));
+        assert!(d.set_name(2, Some("bob")));
+        assert!(d.set_relay(2, Some(Relay::Nobody)));
+        assert!(!d.set_key(2, Some(&key)), "the same key again");
+        let text = String::from_utf8(d.render_for(3)).unwrap();
+        let want = format!(
+            "<offset>2</offset><me>FALSE</me><relay>none</relay><name>bob</name><key>{key}</key></peer>"
+        );
+        assert!(text.contains(&want), "{text}");
+        let peers = parse(&text).unwrap();
+        assert_eq!(peers[1].key, Some(key));
+        assert_eq!((peers[0].key, peers[2].key), (None, None));
+        assert!(d.set_name(2, None) && d.set_relay(2, None));
+        assert_eq!(d.entry(2).unwrap(), format!("<peer><ip>127.0.0.2</ip><port>2225</port><offset>2</offset><me>FALSE</me><key>{key}</key></peer>").as_bytes());
+        assert!(d.set_key(2, None));
+        assert_eq!(d.render_for(3), bare, "no key renders the article's bytes");
+        let bad = String::from_utf8(d.render_for(3))
+            .unwrap()
+            .replace("</me></peer>", "</me><key>nope</key></peer>");
+        assert!(parse(&bad).unwrap_err().reason.contains("<key>"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 
 use super::relay::Relay;
-use super::{name, relay};
+use super::{key, name, relay};
+use crate::noise::PublicKey;
 use crate::xml::{self, Element, XmlError};
 
 /// One `<peer>` as a servant reads it.
@@ -17,6 +18,8 @@ pub struct Peer {
     pub me: bool,
     /// Behind a port-blocking router: reached only through its relay, if any.
     pub relay: Option<Relay>,
+    /// Its public key, listed by a private network's manager ([`super::key`]).
+    pub key: Option<PublicKey>,
 }
 
 impl Peer {
@@ -98,12 +101,14 @@ pub(super) fn read_peers(root: &Element) -> NamedPeers {
             }
         };
         let relay = relay::read(p).map_err(|reason| bad(p.line, reason))?;
+        let key = key::read(p).map_err(|reason| bad(p.line, reason))?;
         peers.push(Peer {
             ip: crate::net::canonical_ip(ip),
             port,
             offset,
             me,
             relay,
+            key,
         });
         names.push(name::read(p));
     }

@@ -186,6 +186,14 @@ fn the_check_finds_each_kind_of_damage() {
     .contains("names held"));
     assert!(broken(|m| m.port_max = 9).contains("iPortMax"));
     assert!(broken(|m| {
+        m.keys.insert(PublicKey::from_bytes([1; 32]), 1);
+    })
+    .contains("keys held"));
+    assert!(broken(|m| {
+        m.doc.set_key(2, Some(&PublicKey::from_bytes([1; 32])));
+    })
+    .contains("entry"));
+    assert!(broken(|m| {
         m.doc.set_name(2, Some("eve"));
     })
     .contains("entry"));
@@ -215,6 +223,7 @@ struct Modelled {
     ip: IpAddr,
     port: u16,
     name: Option<String>,
+    key: Option<u8>,
 }
 
 /// The membership as a map and a counter, to hold the real one against.
@@ -273,6 +282,7 @@ fn run(seed: u64, first: u16, steps: usize) {
                         ip: addr,
                         port,
                         name: None,
+                        key: None,
                     };
                     model.members.insert(offset, new);
                 }
@@ -322,7 +332,31 @@ fn run(seed: u64, first: u16, steps: usize) {
                     m.set_ipv6_prefix([1, 64, 128][rng.below(3)]);
                 }
             }
-            90..=99 => {
+            90..=94 => {
+                // A private network's keys: three, so they collide.
+                let key = [None, Some(1u8), Some(2), Some(3)][rng.below(4)];
+                let taken = (model.members.iter())
+                    .any(|(&o, s)| o != offset && key.is_some() && s.key == key);
+                let want = match model.members.get_mut(&offset) {
+                    Some(_) if taken => Err(Refused::InUse),
+                    Some(s) if s.key != key => {
+                        s.key = key;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                };
+                let k = key.map(|b| PublicKey::from_bytes([b; 32]));
+                assert_eq!(m.set_key(offset, k), want, "seed {seed} step {step}");
+                if let Some(k) = k {
+                    let holder = model
+                        .members
+                        .iter()
+                        .find(|(_, s)| s.key == key)
+                        .map(|(&o, _)| o);
+                    assert_eq!(m.by_key(&k), holder, "seed {seed} step {step}");
+                }
+            }
+            95..=99 => {
                 let via = SocketAddr::new(ip(9), 2224 + rng.below(4) as u16);
                 let relay = [None, Some(Relay::Nobody), Some(Relay::Via(via))][rng.below(3)];
                 m.set_relay(offset, relay);
@@ -352,6 +386,7 @@ fn run(seed: u64, first: u16, steps: usize) {
                 ip: s.ip,
                 port: s.port,
                 name: s.name.as_deref().map(String::from),
+                key: s.key.map(|k| k.as_bytes()[0]),
             });
             assert_eq!(
                 got.as_ref(),

@@ -12,6 +12,7 @@ fn peer(ip: &str, port: u16, offset: usize, me: bool) -> Peer {
         offset,
         me,
         relay: None,
+        key: None,
     }
 }
 
@@ -253,6 +254,7 @@ fn random_peer(rng: &mut Rng, offset: usize) -> Peer {
         offset,
         me: rng.one_in(8),
         relay,
+        key: None,
     }
 }
 

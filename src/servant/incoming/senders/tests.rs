@@ -29,6 +29,7 @@ fn list() -> Peers {
             offset: k + 1,
             me: k == 0,
             relay: None,
+            key: None,
         })
         .collect();
     let said = (at.iter())
