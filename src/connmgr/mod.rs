@@ -22,6 +22,7 @@
 
 mod admit;
 pub mod config;
+mod help;
 mod members;
 mod membership;
 mod names;
@@ -40,6 +41,7 @@ use std::net::SocketAddr;
 use log::{debug, info, warn};
 
 pub use config::{Config, Overrides, RelayConfig};
+pub use help::HELP;
 
 use crate::noise::{Keypair, PublicKey};
 use crate::reactor::{Handler, Index, Options, Reactor, Request};

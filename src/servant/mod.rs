@@ -43,6 +43,7 @@ pub mod config;
 pub mod console;
 mod deltas;
 mod events;
+mod help;
 mod incoming;
 mod leave;
 mod link;
@@ -65,6 +66,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 pub use config::{Config, Overrides};
+pub use help::HELP;
 pub use peers::replay;
 
 use crate::reactor::{Handler, Index, Options, Reactor, Request};

@@ -38,6 +38,7 @@ mod complete;
 mod editor;
 mod history;
 mod keys;
+mod out;
 mod paint;
 mod private;
 mod screen;
@@ -69,6 +70,7 @@ use crate::reactor::{Reactor, READ_BUDGET, READ_CHUNK};
 use editor::{Editor, Effect};
 use history::HistoryFile;
 use keys::{Key, KeyReader};
+use out::{emit, PIPE_STAMPS};
 use status::Status;
 use style::Style;
 use term::Modes;
@@ -579,37 +581,6 @@ impl Drop for Console {
             crate::logging::route_to_console(false);
         }
     }
-}
-
-/// Time stamps on stdout when it is no terminal (`--timestamps`): set once at
-/// start and by a reload, read where pipe lines are written ([`emit`]).
-static PIPE_STAMPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Queues lines for stdout, each after its time stamp when asked for; false if the
-/// queue is full and dropped them. Unit tests read what would have been written
-/// from [`Console::scratch`] instead.
-fn emit(bytes: &[u8]) -> bool {
-    if cfg!(test) {
-        return true;
-    }
-    if !PIPE_STAMPS.load(std::sync::atomic::Ordering::Relaxed) {
-        return STDOUT.write(bytes);
-    }
-    let now = stamp::now();
-    let mut stamped = Vec::with_capacity(bytes.len() + 16);
-    for line in bytes.split_inclusive(|&b| b == b'\n') {
-        stamped.extend_from_slice(&now);
-        stamped.push(b' ');
-        stamped.extend_from_slice(line);
-    }
-    STDOUT.write(&stamped)
-}
-
-/// Queues what [`Console::settle`] drew; false if the queue is full and dropped
-/// it, counting the transcript `lines` it held (a repaint, the status line and the
-/// input are no lines of their own).
-fn emit_drawn(bytes: &[u8], lines: u64) -> bool {
-    cfg!(test) || STDOUT.write_lines(bytes, lines)
 }
 
 #[cfg(test)]

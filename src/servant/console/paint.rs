@@ -6,7 +6,8 @@
 
 use log::Level;
 
-use super::{emit_drawn, screen, Console, EVENTS, PROMPT, PROMPT_COLS, SEND};
+use super::out::emit_drawn;
+use super::{screen, Console, EVENTS, PROMPT, PROMPT_COLS, SEND};
 
 impl Console {
     /// Moves the log records kept for the console above the input, as dim lines,
