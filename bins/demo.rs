@@ -1,5 +1,5 @@
-//! `p2pchat-demo`: a manager and three servants on loopback chatting. Parses the (absent)
-//! arguments and runs [`p2pchat_harness::demo`]; with the hidden `--demo-role`, which
+//! `p2pchat-demo`: a manager and three servants on loopback chatting. Parses the
+//! arguments (`--nat`, `--private`) and runs [`p2pchat_harness::demo`]; with the hidden `--demo-role`, which
 //! that demo starts this executable with, plays a daemon ([`p2pchat::play`]).
 
 use std::process::ExitCode;
@@ -22,11 +22,19 @@ network namespaces instead: the manager, alice and bob on a public segment, caro
 behind a NAT router that drops inbound connections. Nobody can reach carol, so the
 manager has her pull from a relay; then all three chat. Everything is removed after.
 
+With --private, the same conversation on a private network (docs/PRIVATE.md): the
+demo makes a key for the manager and for each servant with `connmgr keygen` and
+`servant keygen` (mode 0600) and a members file naming alice, bob and carol by
+their keys, in a temporary folder; every link is a Noise session and each line
+shows under the name the members file gives its sender's key. The folder is
+removed after.
+
 USAGE:
-    p2pchat-demo [--nat]
+    p2pchat-demo [--nat | --private]
 
 OPTIONS:
     --nat            the servant-behind-a-router demo (root)
+    --private        the private-network demo, with its own keys
     -h, --help       print this help
     -V, --version    print the version
 
@@ -45,13 +53,22 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&ConfigError::new(demo::ROLE, e.to_string())),
     }
     let nat = args.contains("--nat");
+    let private = args.contains("--private");
+    if nat && private {
+        return usage_error(&ConfigError::new("--private", "not with --nat"));
+    }
     if let Err(e) = cli::no_more_args(&mut args) {
         return usage_error(&e);
     }
     if let Err(e) = cli::init_logging(Some("warn")) {
         return usage_error(&e);
     }
-    match if nat { demo::run_nat() } else { demo::run() } {
+    let run = match (nat, private) {
+        (true, _) => demo::run_nat,
+        (_, true) => demo::run_private,
+        _ => demo::run,
+    };
+    match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("p2pchat-demo failed: {e}");

@@ -1,7 +1,8 @@
 //! A daemon played inside another executable: what `p2pchat-demo` runs when it
 //! starts itself with `--demo-role connmgr|servant` because the sibling binaries
 //! are missing or older than it (`cargo run --bin p2pchat-demo` builds only the demo).
-//! Only the few flags the demo passes are taken.
+//! Only the few flags the demo passes are taken, and `keygen FILE`, which the
+//! private demo makes its keys with.
 
 use std::process::ExitCode;
 
@@ -12,6 +13,9 @@ use crate::{connmgr, servant};
 /// Plays `role` with the flags left in `args`: exit status 0 after a clean
 /// shutdown, 1 if the daemon failed, 2 for a bad part or flag (`flag` names it).
 pub fn play(flag: &str, role: &str, args: &mut pico_args::Arguments) -> ExitCode {
+    if let Some(done) = keygen(role, args) {
+        return done;
+    }
     let parsed = (|| {
         let run: Box<dyn FnOnce() -> Result<(), String>> = match role {
             "connmgr" => {
@@ -23,6 +27,8 @@ pub fn play(flag: &str, role: &str, args: &mut pico_args::Arguments) -> ExitCode
                         "--relay-dial-timeout",
                         cli::Unit::Millis,
                     )?,
+                    key: cli::opt_flag(args, "--key", "a key file")?,
+                    members: cli::opt_flag(args, "--members", "a members file")?,
                     ..connmgr::Overrides::default()
                 };
                 Box::new(move || play_connmgr(&o))
@@ -33,6 +39,8 @@ pub fn play(flag: &str, role: &str, args: &mut pico_args::Arguments) -> ExitCode
                     bind: cli::opt_flag(args, "--bind", "an IP address")?,
                     name: cli::opt_flag(args, "--name", "a name")?,
                     poll_interval: cli::opt_duration(args, "--poll-interval", cli::Unit::Millis)?,
+                    key: cli::opt_flag(args, "--key", "a key file")?,
+                    manager_key: cli::opt_flag(args, "--manager-key", "a public key")?,
                     ..servant::Overrides::default()
                 };
                 Box::new(move || play_servant(o))
@@ -57,6 +65,30 @@ pub fn play(flag: &str, role: &str, args: &mut pico_args::Arguments) -> ExitCode
             ExitCode::from(1)
         }
     }
+}
+
+/// `--demo-role connmgr keygen FILE` (or servant's), as the daemon's own
+/// `keygen`: `None` when the arguments are not that.
+fn keygen(role: &str, args: &mut pico_args::Arguments) -> Option<ExitCode> {
+    let rest = args.clone().finish();
+    let [verb, file] = rest.as_slice() else {
+        return None;
+    };
+    if verb != "keygen" {
+        return None;
+    }
+    Some(
+        match crate::noise::command::keygen(std::path::Path::new(file)) {
+            Ok(public) => {
+                println!("{public}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{role}: {e}");
+                ExitCode::from(1)
+            }
+        },
+    )
 }
 
 fn play_connmgr(o: &connmgr::Overrides) -> Result<(), String> {

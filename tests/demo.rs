@@ -1,4 +1,4 @@
-//! The `p2pchat-demo` binary end to end: its help, and a whole conversation.
+//! The `p2pchat-demo` binary end to end: its help, and a whole conversation, open and private.
 
 use std::process::Command;
 
@@ -16,9 +16,33 @@ fn help_exits_0_with_the_usage() {
 
 #[test]
 fn three_servants_chat_and_every_window_shows_the_conversation() {
+    let text = conversation(&[]);
+    assert!(text.ends_with("Done.\n"), "{text}");
+}
+
+#[test]
+fn a_private_run_makes_its_keys_shows_every_line_under_its_senders_name_and_cleans_up() {
+    let text = conversation(&["--private"]);
+    assert!(text.contains("connmgr's public key: "), "{text}");
+    let folder = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Making keys in "))
+        .and_then(|l| l.strip_suffix(" ..."))
+        .unwrap_or_else(|| panic!("no key folder named: {text}"));
+    assert!(!std::path::Path::new(folder).exists(), "{folder} is left");
+    assert!(text.ends_with("Done.\n"), "{text}");
+}
+
+/// Runs the demo with `args`; checks every servant's window shows the three
+/// lines in order under their senders' names, and returns what it printed.
+fn conversation(args: &[&str]) -> String {
     // The demo bounds each of its own steps (10 s) and kills its children on failure.
-    let out = Command::new(DEMO).env_remove("RUST_LOG").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = Command::new(DEMO)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}\n{}",
@@ -41,5 +65,5 @@ fn three_servants_chat_and_every_window_shows_the_conversation() {
             "{text}"
         );
     }
-    assert!(text.ends_with("Done.\n"), "{text}");
+    text
 }

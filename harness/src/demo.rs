@@ -9,6 +9,9 @@
 //! parts: the `p2pchat-demo` binary answers that flag by running the daemon's own
 //! library function in its process (`p2pchat::play`).
 //!
+//! [`run_private`] (`p2pchat-demo --private`) runs the same conversation on a
+//! private network: keys, a members file, and Noise on every link.
+//!
 //! [`run_nat`] (`p2pchat-demo --nat`, root only) instead builds network namespaces with a
 //! servant behind a port-blocking router and shows it chatting through a relay.
 
@@ -18,7 +21,9 @@ use std::time::Duration;
 use crate::{servant_args, Process, Spawn, LISTENING};
 
 mod nat;
+mod private;
 pub use nat::run as run_nat;
+pub use private::run as run_private;
 
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(10);
@@ -83,7 +88,14 @@ pub fn run() -> Result<(), String> {
         let args = servant_args(&addr, ip, name);
         servants.push(start(name, &servant, &args)?);
     }
-    for s in &servants {
+    converse(&mut servants, &mut manager)
+}
+
+/// Waits for the servants to be ready and to have the full list, has each say
+/// its line, prints every window and user list, and shuts everything down.
+fn converse(servants: &mut [Process], manager: &mut Process) -> Result<(), String> {
+    let err = |e: std::io::Error| e.to_string();
+    for s in servants.iter() {
         let line = s.wait_for(LISTENING, STEP).map_err(err)?;
         println!(
             "  {}: {}",
@@ -92,7 +104,7 @@ pub fn run() -> Result<(), String> {
         );
     }
     let full = format!("peers: {} (", WHO.len());
-    for s in &servants {
+    for s in servants.iter() {
         // It may have been logged before `listening on`, which the wait above passed.
         if s.count(&full) == 0 {
             s.wait_for(&full, STEP).map_err(err)?;
@@ -109,11 +121,11 @@ pub fn run() -> Result<(), String> {
             t.push(s.stdout_line(STEP).map_err(err)?);
         }
     }
-    for s in &mut servants {
+    for s in servants.iter_mut() {
         s.type_line("/peers").map_err(err)?;
     }
     let mut lists = Vec::new();
-    for s in &servants {
+    for s in servants.iter() {
         let list: Result<Vec<String>, _> = (0..WHO.len()).map(|_| s.stdout_line(STEP)).collect();
         lists.push(list.map_err(err)?);
     }
@@ -129,7 +141,7 @@ pub fn run() -> Result<(), String> {
     }
 
     println!("\nShutting down: closing the servants' input, then stopping the manager.");
-    shut_down(&mut servants, &mut manager)?;
+    shut_down(servants, manager)?;
     println!("Done.");
     Ok(())
 }
