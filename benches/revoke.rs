@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use p2pchat::noise::Keypair;
 
+#[path = "revoke/flood.rs"]
+mod flood;
+
 const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
 const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
 /// The manager's push interval: the goal is 100 ms past it.
@@ -96,8 +99,8 @@ struct Net {
 }
 
 impl Net {
-    fn new() -> Net {
-        let dir = std::env::temp_dir().join(format!("p2pchat-revoke-{}", std::process::id()));
+    fn new(tag: &str) -> Net {
+        let dir = std::env::temp_dir().join(format!("p2pchat-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config.xml"), "<config></config>\n").unwrap();
@@ -180,21 +183,20 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 }
 
 fn main() {
-    let (servants, rounds) = if quick() { (10, 1) } else { (100, 5) };
-    let fresh = std::env::args().any(|a| a == "--fresh");
     raise_fd_limit();
-    let net = Net::new();
-    let manager_key = net.key("connmgr");
-    let observers: Vec<(String, String)> = (0..servants)
-        .map(|k| (format!("s{k}"), net.key(&format!("s{k}"))))
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
         .collect();
-    let with = |victim: &(String, String)| {
-        let mut all = observers.clone();
-        all.push(victim.clone());
-        all
-    };
-    let mut victim = ("v0".to_string(), net.key("v0"));
-    net.members(&with(&victim));
+    for (name, step) in [("revoke", revoke as fn()), ("flood", flood::flood)] {
+        if chosen.is_empty() || chosen.iter().any(|c| c == name) {
+            step();
+        }
+    }
+}
+
+/// A private connmgr on 127.0.0.1, its push interval [`PUSH_MS`]; its address.
+fn manager(net: &Net) -> (Daemon, SocketAddr) {
     let push = format!("{PUSH_MS}ms");
     let (key, members) = (net.path("connmgr.key"), net.path("members.xml"));
     let mgr = Daemon::spawn(
@@ -214,13 +216,36 @@ fn main() {
             "info",
         ],
     );
-    let until = Instant::now() + DEADLINE;
-    let (_, line) = mgr.wait_for("listening on", until);
+    let (_, line) = mgr.wait_for("listening on", Instant::now() + DEADLINE);
     let addr: SocketAddr = line
         .rsplit(' ')
         .find_map(|w| w.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let bind = |k: usize, net: u8| format!("127.0.{}.{}", net + (k / 250) as u8, 1 + k % 250);
+    (mgr, addr)
+}
+
+/// 127.0.`net`.1 onwards: an address of its own for each of many servants.
+fn bind(k: usize, net: u8) -> String {
+    format!("127.0.{}.{}", net + (k / 250) as u8, 1 + k % 250)
+}
+
+fn revoke() {
+    let (servants, rounds) = if quick() { (10, 1) } else { (100, 5) };
+    let fresh = std::env::args().any(|a| a == "--fresh");
+    let net = Net::new("revoke");
+    let manager_key = net.key("connmgr");
+    let observers: Vec<(String, String)> = (0..servants)
+        .map(|k| (format!("s{k}"), net.key(&format!("s{k}"))))
+        .collect();
+    let with = |victim: &(String, String)| {
+        let mut all = observers.clone();
+        all.push(victim.clone());
+        all
+    };
+    let mut victim = ("v0".to_string(), net.key("v0"));
+    net.members(&with(&victim));
+    let (mgr, addr) = manager(&net);
+    let until = Instant::now() + DEADLINE;
     let started = Instant::now();
     let running: Vec<Daemon> = (0..servants)
         .map(|k| net.servant(&format!("s{k}"), addr, &bind(k, 40), &manager_key))
