@@ -335,7 +335,9 @@ fn a_flood_of_bogus_handshakes_neither_blocks_the_loop_nor_grows_it() {
 }
 
 /// Sends `early` before the handshake and nothing after; records `connect`,
-/// `send_complete` and the bytes that came back, and stops once `expected` have.
+/// `send_complete` and the bytes that came back, and stops once `expected` have,
+/// leaving the link open: a close read in the server's batch would end the slot
+/// before its `send_complete` is due.
 struct Watcher {
     expected: usize,
     got: Vec<u8>,
@@ -351,13 +353,14 @@ impl Handler for Watcher {
     fn send_complete(&mut self, _r: &mut Reactor<()>, _i: Index) {
         self.events.push("send_complete");
     }
-    fn data_arrival(&mut self, r: &mut Reactor<()>, i: Index, data: &[u8]) {
+    fn data_arrival(&mut self, r: &mut Reactor<()>, _i: Index, data: &[u8]) {
         self.got.extend_from_slice(data);
         if self.got.len() >= self.expected {
-            r.close(i);
+            r.stop();
         }
     }
     fn close(&mut self, r: &mut Reactor<()>, _i: Index, _data: ()) {
+        self.events.push("close");
         r.stop();
     }
     fn timer(&mut self, r: &mut Reactor<()>, _id: usize) {
@@ -366,7 +369,13 @@ impl Handler for Watcher {
     }
 }
 
-fn watch(server: &Server, identity: Keypair, early: &[u8], expected: usize) -> Watcher {
+/// The watcher, and its reactor, whose link stays open until it is dropped.
+fn watch(
+    server: &Server,
+    identity: Keypair,
+    early: &[u8],
+    expected: usize,
+) -> (Watcher, Reactor<()>) {
     let mut r = Reactor::new(Options::default()).unwrap();
     r.set_identity(identity);
     let i = r
@@ -382,7 +391,7 @@ fn watch(server: &Server, identity: Keypair, early: &[u8], expected: usize) -> W
         events: Vec::new(),
     };
     r.run(&mut w).unwrap();
-    w
+    (w, r)
 }
 
 #[test]
@@ -393,7 +402,7 @@ fn an_initiator_hears_send_complete_for_its_held_data_not_for_the_handshake() {
         let client_key = key(1);
         let server = Server::start(HandshakeLimits::default(), *client_key.public());
         let early = pattern(len, 3);
-        let w = watch(&server, client_key, &early, len);
+        let (w, _open) = watch(&server, client_key, &early, len);
         assert_eq!(w.got.len(), len, "{:?}", w.events);
         assert_eq!(w.events.first(), Some(&"connect"), "{len}: {:?}", w.events);
         assert!(w.events.contains(&"send_complete"), "{len}: {:?}", w.events);
@@ -409,7 +418,7 @@ fn an_initiator_with_nothing_to_send_hears_no_send_complete() {
         *client_key.public(),
         b"hi\n".to_vec(),
     );
-    let w = watch(&server, client_key, b"", 3);
+    let (w, _open) = watch(&server, client_key, b"", 3);
     assert_eq!(w.got, b"hi\n");
     assert_eq!(w.events, ["connect"]);
     server.stop();
@@ -424,8 +433,9 @@ fn a_responder_hears_send_complete_once_its_held_data_is_sealed_and_sent() {
         *client_key.public(),
         greeting.clone(),
     );
-    let w = watch(&server, client_key, b"", greeting.len());
+    let (w, open) = watch(&server, client_key, b"", greeting.len());
     assert!(w.got == greeting);
     let h = server.stop();
+    drop(open);
     assert_eq!(h.events, ["authenticated", "send_complete"]);
 }
