@@ -216,8 +216,13 @@ impl<T> Reactor<T> {
                 if active {
                     s.last_active = now;
                 }
+                // A private slot's queue may have held only handshake bytes, which
+                // owe no `send_complete`; a close waiting for them is still due.
                 if s.out.is_empty() {
-                    self.sent_all(i);
+                    let owed = s.secure.as_deref_mut().is_none_or(|sec| sec.take_owed());
+                    if owed || s.close_when_sent {
+                        self.sent_all(i);
+                    }
                 }
             }
             Err(e) => self.fail(i, e),

@@ -9,6 +9,9 @@
 //! - `data_arrival` gets decrypted bytes, only after one of those; `send` seals
 //!   (each record once; the ciphertext is what waits across `WouldBlock`), and
 //!   what is sent earlier is held and sealed when the link is up;
+//! - `send_complete` means what it means on a plaintext slot: all application
+//!   data sent so far, held data included, is with the kernel; handshake bytes
+//!   never raise it;
 //! - any handshake or decryption error raises `error` and closes the slot.
 //!
 //! A plaintext slot pays one branch on read, send and connect. Strangers are held
@@ -34,6 +37,20 @@ pub(super) struct Secure {
     ticket: Option<Ticket>,
     /// Tells this link's deadline from one of an earlier link in the same slot.
     serial: u64,
+    /// Application data went into the write queue since the last `send_complete`:
+    /// only then does the queue's draining owe one (handshake bytes never do).
+    owed: bool,
+}
+
+impl Secure {
+    /// Whether the write queue's draining owes `send_complete`; settles the debt.
+    pub(super) fn take_owed(&mut self) -> bool {
+        std::mem::take(&mut self.owed)
+    }
+
+    pub(super) fn owe(&mut self) {
+        self.owed = true;
+    }
 }
 
 /// The reactor's private-link state: this host's key pair, the handshakes under
@@ -131,6 +148,7 @@ impl<T> Reactor<T> {
                 link,
                 ticket,
                 serial,
+                owed: false,
             }));
         }
     }
@@ -154,6 +172,9 @@ impl<T> Reactor<T> {
         let Some(sec) = self.slots.get_mut(i).and_then(|s| s.secure.as_deref_mut()) else {
             return;
         };
+        // What was held goes out sealed when the link comes up: application data,
+        // which owes `send_complete` like any other.
+        let held = sec.link.held() > 0;
         let mut step = sec.link.receive(data, &mut plain, &mut wire);
         if let Ok(Step::Admit(key)) = step {
             let admitted = h.admit_key(self, i, &key);
@@ -169,7 +190,8 @@ impl<T> Reactor<T> {
             };
         }
         if !wire.is_empty() {
-            self.write_out(i, &[Piece::Bytes(&wire)], false);
+            let app_data = held && matches!(step, Ok(Step::Up));
+            self.write_out(i, &[Piece::Bytes(&wire)], app_data);
         }
         match step {
             Err(e) => self.secure_fail(h, i, e),

@@ -23,13 +23,19 @@ struct Echo {
     errors: usize,
     most_slots: usize,
     pending_at_end: usize,
+    /// Sent on accepting, before the peer has proved its key: held, then sealed.
+    greeting: Vec<u8>,
+    /// `authenticated` and `send_complete`, in the order they fired.
+    events: Vec<&'static str>,
 }
 
 impl Handler for Echo {
     type Data = ();
     fn connection_request(&mut self, r: &mut Reactor<()>, _l: Index, req: Request) {
-        if r.accept_secure(req, ()).is_err() {
-            self.refused_at_accept += 1;
+        match r.accept_secure(req, ()) {
+            Ok(i) if !self.greeting.is_empty() => r.send(i, &self.greeting),
+            Ok(_) => {}
+            Err(_) => self.refused_at_accept += 1,
         }
         self.most_slots = self.most_slots.max(r.slots().capacity());
     }
@@ -40,6 +46,10 @@ impl Handler for Echo {
     fn authenticated(&mut self, r: &mut Reactor<()>, i: Index) {
         assert_eq!(r.peer_key(i), Some(&self.allowed));
         self.authenticated += 1;
+        self.events.push("authenticated");
+    }
+    fn send_complete(&mut self, _r: &mut Reactor<()>, _i: Index) {
+        self.events.push("send_complete");
     }
     fn data_arrival(&mut self, r: &mut Reactor<()>, i: Index, data: &[u8]) {
         assert_eq!(
@@ -71,6 +81,11 @@ struct Server {
 
 impl Server {
     fn start(limits: HandshakeLimits, allowed: PublicKey) -> Server {
+        Server::greeting(limits, allowed, Vec::new())
+    }
+
+    /// A server that sends `greeting` to every connection it accepts.
+    fn greeting(limits: HandshakeLimits, allowed: PublicKey, greeting: Vec<u8>) -> Server {
         let identity = key(2);
         let public = *identity.public();
         let stop = Arc::new(AtomicBool::new(false));
@@ -93,6 +108,8 @@ impl Server {
                 errors: 0,
                 most_slots: 0,
                 pending_at_end: usize::MAX,
+                greeting,
+                events: Vec::new(),
             };
             r.run(&mut h).unwrap();
             h
@@ -315,4 +332,110 @@ fn a_flood_of_bogus_handshakes_neither_blocks_the_loop_nor_grows_it() {
     assert!(h.most_slots <= 8, "the slot table grew to {}", h.most_slots);
     assert_eq!(h.pending_at_end, 0);
     assert_eq!(h.authenticated, 1);
+}
+
+/// Sends `early` before the handshake and nothing after; records `connect`,
+/// `send_complete` and the bytes that came back, and stops once `expected` have,
+/// leaving the link open: a close read in the server's batch would end the slot
+/// before its `send_complete` is due.
+struct Watcher {
+    expected: usize,
+    got: Vec<u8>,
+    events: Vec<&'static str>,
+}
+
+impl Handler for Watcher {
+    type Data = ();
+    fn connection_request(&mut self, _r: &mut Reactor<()>, _l: Index, _req: Request) {}
+    fn connect(&mut self, _r: &mut Reactor<()>, _i: Index) {
+        self.events.push("connect");
+    }
+    fn send_complete(&mut self, _r: &mut Reactor<()>, _i: Index) {
+        self.events.push("send_complete");
+    }
+    fn data_arrival(&mut self, r: &mut Reactor<()>, _i: Index, data: &[u8]) {
+        self.got.extend_from_slice(data);
+        if self.got.len() >= self.expected {
+            r.stop();
+        }
+    }
+    fn close(&mut self, r: &mut Reactor<()>, _i: Index, _data: ()) {
+        self.events.push("close");
+        r.stop();
+    }
+    fn timer(&mut self, r: &mut Reactor<()>, _id: usize) {
+        self.events.push("deadline");
+        r.stop();
+    }
+}
+
+/// The watcher, and its reactor, whose link stays open until it is dropped.
+fn watch(
+    server: &Server,
+    identity: Keypair,
+    early: &[u8],
+    expected: usize,
+) -> (Watcher, Reactor<()>) {
+    let mut r = Reactor::new(Options::default()).unwrap();
+    r.set_identity(identity);
+    let i = r
+        .connect_secure(server.addr, None, &server.public, ())
+        .unwrap();
+    if !early.is_empty() {
+        r.send(i, early);
+    }
+    r.set_timer(0, Instant::now() + Duration::from_secs(30));
+    let mut w = Watcher {
+        expected,
+        got: Vec::new(),
+        events: Vec::new(),
+    };
+    r.run(&mut w).unwrap();
+    (w, r)
+}
+
+#[test]
+fn an_initiator_hears_send_complete_for_its_held_data_not_for_the_handshake() {
+    // Small enough that the socket takes it at once when the link comes up, and
+    // large enough that it waits in the queue: both owe one `send_complete`.
+    for len in [6, 2 * 1024 * 1024] {
+        let client_key = key(1);
+        let server = Server::start(HandshakeLimits::default(), *client_key.public());
+        let early = pattern(len, 3);
+        let (w, _open) = watch(&server, client_key, &early, len);
+        assert_eq!(w.got.len(), len, "{:?}", w.events);
+        assert_eq!(w.events.first(), Some(&"connect"), "{len}: {:?}", w.events);
+        assert!(w.events.contains(&"send_complete"), "{len}: {:?}", w.events);
+        server.stop();
+    }
+}
+
+#[test]
+fn an_initiator_with_nothing_to_send_hears_no_send_complete() {
+    let client_key = key(1);
+    let server = Server::greeting(
+        HandshakeLimits::default(),
+        *client_key.public(),
+        b"hi\n".to_vec(),
+    );
+    let (w, _open) = watch(&server, client_key, b"", 3);
+    assert_eq!(w.got, b"hi\n");
+    assert_eq!(w.events, ["connect"]);
+    server.stop();
+}
+
+#[test]
+fn a_responder_hears_send_complete_once_its_held_data_is_sealed_and_sent() {
+    let client_key = key(1);
+    let greeting = pattern(100, 4);
+    let server = Server::greeting(
+        HandshakeLimits::default(),
+        *client_key.public(),
+        greeting.clone(),
+    );
+    let (w, open) = watch(&server, client_key, b"", greeting.len());
+    assert!(w.got == greeting);
+    let h = server.stop();
+    drop(open);
+    assert_eq!(h.events, ["authenticated", "send_complete"]);
 }

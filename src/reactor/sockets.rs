@@ -381,9 +381,17 @@ impl<T> Reactor<T> {
                 s.out.push(pieces, n);
                 if s.out.is_empty() {
                     if notify {
+                        if let Some(sec) = s.secure.as_deref_mut() {
+                            sec.take_owed();
+                        }
                         self.sent_all(i);
                     }
                 } else {
+                    if notify {
+                        if let Some(sec) = s.secure.as_deref_mut() {
+                            sec.owe();
+                        }
+                    }
                     self.queued(i);
                 }
             }
