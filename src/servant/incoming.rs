@@ -15,7 +15,7 @@
 //! across all of them ([`MAX_UNFINISHED`]). Past the total, the connection silent
 //! the longest makes room; past the bytes, the one holding the most is closed;
 //! past the per-address cap, the newcomer is refused. Each says so in one warning
-//! at most every [`WARN_EVERY`].
+//! at most every [`WARN_EVERY`](super::said::WARN_EVERY).
 //!
 //! A flood is read like anything else, [`crate::reactor::READ_BUDGET`] chunks a
 //! turn, so others are read in the same turn. What it makes the servant show is
@@ -29,17 +29,17 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, info, warn};
 
 use super::chat::ChatReader;
 use super::relay::Role;
+use super::said::RateLimited;
 use super::{Servant, Slot};
 use crate::reactor::stdio::STDOUT;
 use crate::reactor::{Index, Reactor, Request, State};
 use crate::wire::private::Private;
-pub(super) use senders::SAY_EVERY;
 
 mod senders;
 
@@ -59,8 +59,6 @@ const RESERVED_FDS: usize = 64;
 pub(super) const FDS_WANTED: u64 = (MAX_INCOMING + MAX_SENDING + RESERVED_FDS) as u64;
 /// The fewest connections each way, however low the descriptor limit.
 const AT_LEAST: usize = 4;
-/// A cap's warning is repeated at most this often, with a count.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Bytes waiting for stdout beyond which one connection's lines are rationed: a
 /// quarter of the queue in front of it.
 const BACKED_UP: usize = 256 * 1024;
@@ -91,36 +89,6 @@ impl Limits {
             incoming: room.saturating_sub(sending).max(AT_LEAST),
             sending,
         }
-    }
-}
-
-/// A warning said at most once per [`WARN_EVERY`], counting what it stood for.
-#[derive(Debug, Default)]
-pub(super) struct RateLimited {
-    said: Option<Instant>,
-    unsaid: u64,
-}
-
-impl RateLimited {
-    /// Counts one occurrence; `Some(n)` when the warning is due, `n` being the
-    /// occurrences since it was last said, this one included.
-    pub(super) fn due(&mut self, now: Instant) -> Option<u64> {
-        self.due_many(now, 1)
-    }
-
-    /// Counts `n` occurrences at once, like [`RateLimited::due`].
-    pub(super) fn due_many(&mut self, now: Instant, n: u64) -> Option<u64> {
-        self.due_within(now, n, WARN_EVERY)
-    }
-
-    /// Counts `n` occurrences; due at most once per `every`.
-    pub(super) fn due_within(&mut self, now: Instant, n: u64, every: Duration) -> Option<u64> {
-        self.unsaid += n;
-        if self.said.is_some_and(|t| now.duration_since(t) < every) {
-            return None;
-        }
-        self.said = Some(now);
-        Some(std::mem::take(&mut self.unsaid))
     }
 }
 
@@ -485,15 +453,5 @@ mod tests {
         assert!(low.incoming + low.sending + RESERVED_FDS <= 256);
         let tiny = Limits::for_fds(10);
         assert_eq!((tiny.incoming, tiny.sending), (AT_LEAST, AT_LEAST));
-    }
-
-    #[test]
-    fn a_rate_limited_warning_counts_what_it_did_not_say() {
-        let t0 = Instant::now();
-        let mut w = RateLimited::default();
-        assert_eq!(w.due(t0), Some(1));
-        assert_eq!(w.due(t0 + Duration::from_secs(1)), None);
-        assert_eq!(w.due(t0 + Duration::from_secs(2)), None);
-        assert_eq!(w.due(t0 + WARN_EVERY), Some(3));
     }
 }

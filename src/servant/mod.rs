@@ -54,6 +54,7 @@ mod peers;
 mod private;
 mod relay;
 mod reload;
+mod said;
 mod seen;
 mod send;
 mod typed;
@@ -180,7 +181,7 @@ struct Servant {
     /// `/msg`, and private lines dropped ([`msg`]).
     msg: msg::Privately,
     /// Keys refused on a private network, for the log ([`private`]).
-    private_refusals: incoming::RateLimited,
+    private_refusals: said::RateLimited,
     /// A relay named for us on a private network was said to be refused.
     relay_refused: bool,
     quitting: bool,
@@ -209,7 +210,7 @@ impl Servant {
             events: events::Events::default(),
             seen: seen::Seen::default(),
             msg: msg::Privately::default(),
-            private_refusals: incoming::RateLimited::default(),
+            private_refusals: said::RateLimited::default(),
             relay_refused: false,
             quitting: false,
         }

@@ -18,7 +18,7 @@
 use log::{debug, info};
 
 use super::chat::MAX_MESSAGE;
-use super::incoming::{RateLimited, SAY_EVERY};
+use super::said::{RateLimited, SAY_EVERY};
 use super::{Servant, Slot};
 use crate::reactor::Reactor;
 use crate::wire::private::{self, Private};

@@ -29,9 +29,9 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::incoming::RateLimited;
 use super::link::BACKOFF_MAX;
 use super::peers::too_many;
+use super::said::RateLimited;
 use super::{Servant, Slot};
 use crate::reactor::{Index, Reactor};
 use crate::wire::peerdoc::Peer;

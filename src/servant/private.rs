@@ -98,7 +98,7 @@ impl Servant {
             .unwrap_or_default();
         if let Some(n) = self
             .private_refusals
-            .due_within(r.now(), 1, super::incoming::SAY_EVERY)
+            .due_within(r.now(), 1, super::said::SAY_EVERY)
         {
             info!("refusing {from}: key {key} is on no current peer list ({n} refused since the last line)");
         }

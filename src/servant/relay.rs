@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::chat::ChatReader;
-use super::incoming::RateLimited;
 use super::peers::Peers;
+use super::said::RateLimited;
 use super::{Servant, Slot, TICK};
 use crate::reactor::{Index, Reactor, State};
 use crate::wire::peerdoc::Peer;

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::incoming::RateLimited;
+use super::said::RateLimited;
 use super::{Servant, Slot};
 use crate::reactor::{Index, Reactor};
 use crate::wire::peerdoc::Peer;

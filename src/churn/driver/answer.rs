@@ -9,13 +9,10 @@ use std::time::Instant;
 
 use super::super::report::Failure;
 use super::super::scan;
-use super::manager::{classify, Parts, END, MAX_DOC};
+use super::manager::{classify, Parts, END, KEEP_CAPACITY, MAX_DOC};
 use super::{Churn, Conn, Role};
 use crate::reactor::{Index, Reactor};
 use memchr::memmem;
-
-/// A read buffer that grew past this is freed once empty.
-pub(super) const KEEP_CAPACITY: usize = 64 * 1024;
 
 impl Churn {
     /// Bytes from the manager on connection `i`: frame whole documents.

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use super::super::args::show;
 use super::super::report::Failure;
 use super::super::Mode;
-use super::answer::KEEP_CAPACITY;
 use super::{Churn, Conn, Phase, Role, TICK_EVERY};
 use crate::reactor::{Index, Reactor};
 
 /// How often a flood's filler asks again: well inside the manager's default 30 s
 /// idle timeout, so the fillers hold the manager full.
 pub(super) const FILL_POLL: Duration = Duration::from_secs(10);
+
+/// A read buffer that grew past this is freed once empty, not kept for reuse.
+pub(super) const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// What every virtual servant asks.
 pub(super) const REQUEST: &[u8] = b"needs peer list\n";

@@ -3,19 +3,7 @@
 //! to someone, and after `/msg ` `bob ` (the text comes next). Tab again goes on to the next name that fits, and round
 //! to the first; any other key keeps the name and edits on from there.
 
-use super::editor::{Editor, Effect};
-
-/// The completion Tab is cycling through.
-#[derive(Debug)]
-pub struct Completion {
-    /// Where the completed word starts in the line.
-    start: usize,
-    /// The names that fit what was typed, in order, and the one shown.
-    fits: Vec<String>,
-    shown: usize,
-    /// Characters the shown name (and its `: `) put at `start`.
-    len: usize,
-}
+use super::editor::{Completion, Editor, Effect};
 
 impl Editor {
     /// Tab: the first name that fits the word before the cursor, or the next one.

@@ -50,9 +50,33 @@ pub struct Editor {
     cut: Vec<char>,
     /// Names Tab completes, and the completion Tab is cycling through.
     pub(super) names: Vec<String>,
-    pub(super) completing: Option<super::complete::Completion>,
+    pub(super) completing: Option<Completion>,
     /// Ctrl-R: the search under way.
-    pub(super) search: Option<super::search::Search>,
+    pub(super) search: Option<Search>,
+}
+
+/// The completion Tab is cycling through.
+#[derive(Debug)]
+pub struct Completion {
+    /// Where the completed word starts in the line.
+    pub(super) start: usize,
+    /// The names that fit what was typed, in order, and the one shown.
+    pub(super) fits: Vec<String>,
+    pub(super) shown: usize,
+    /// Characters the shown name (and its `: `) put at `start`.
+    pub(super) len: usize,
+}
+
+/// A search under way.
+#[derive(Debug)]
+pub struct Search {
+    pub(super) query: Vec<char>,
+    /// The history line shown, if one holds the query.
+    pub(super) found: Option<usize>,
+    /// No line holds the query as typed.
+    pub(super) failed: bool,
+    /// The line and cursor before Ctrl-R, for Esc.
+    pub(super) before: (Vec<char>, usize),
 }
 
 impl Editor {

@@ -4,20 +4,8 @@
 //! gives back the line as it was before Ctrl-R, and any other key (an arrow,
 //! Ctrl-A, ...) takes the line found into the input and acts on it there.
 
-use super::editor::{Editor, Effect};
+use super::editor::{Editor, Effect, Search};
 use super::keys::Key;
-
-/// A search under way.
-#[derive(Debug)]
-pub struct Search {
-    query: Vec<char>,
-    /// The history line shown, if one holds the query.
-    found: Option<usize>,
-    /// No line holds the query as typed.
-    failed: bool,
-    /// The line and cursor before Ctrl-R, for Esc.
-    before: (Vec<char>, usize),
-}
 
 impl Editor {
     /// Ctrl-R outside a search: start one, with nothing typed yet.

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::RateLimited;
 use crate::servant::console::Sender;
 use crate::servant::peers::Peers;
+use crate::servant::said::{RateLimited, SAY_EVERY};
 use crate::servant::Servant;
 use crate::wire::pull::Origin;
 
@@ -31,8 +31,6 @@ const HELD_BYTES: usize = 1024 * 1024;
 const HELD_BYTES_PER_ADDRESS: usize = 128 * 1024;
 /// Addresses whose dropped lines are logged one by one; past that, with a count.
 const TOLD: usize = 4096;
-/// Refusals are said at most this often, with a count.
-pub(in crate::servant) const SAY_EVERY: Duration = Duration::from_secs(1);
 
 /// Lines waiting for a list that knows their sender, and what was said of drops.
 #[derive(Debug, Default)]

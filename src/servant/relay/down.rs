@@ -10,7 +10,7 @@ use log::{debug, info, warn};
 
 use crate::net::canonical_ip;
 use crate::reactor::{Index, Reactor, State};
-use crate::servant::incoming::SAY_EVERY;
+use crate::servant::said::SAY_EVERY;
 use crate::servant::{Servant, Slot};
 use crate::wire::private::Private;
 use crate::wire::pull::{self, FrameError, Pulled};

@@ -16,7 +16,7 @@ use log::{debug, info, warn};
 
 use super::{origin_of, Bucket, Role, KEEPALIVE, MAX_BACKLOG, MAX_PULLERS};
 use crate::reactor::{Index, Reactor};
-use crate::servant::incoming::SAY_EVERY;
+use crate::servant::said::SAY_EVERY;
 use crate::servant::{Servant, Slot};
 use crate::wire::pull::Origin;
 use crate::wire::relay::{self as wire, Relay};
