@@ -101,6 +101,11 @@ impl Daemon {
         self.0.stdout_line(DEADLINE).ok()
     }
 
+    /// The next stdout line, or `None` after `limit`.
+    pub fn stdout_line_within(&self, limit: Duration) -> Option<String> {
+        self.0.stdout_line(limit).ok()
+    }
+
     /// Writes a line to the child's stdin.
     pub fn type_line(&mut self, line: &str) {
         self.0.type_line(line).unwrap_or_else(|e| panic!("{e}"));
