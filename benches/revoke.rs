@@ -12,6 +12,10 @@
 //! will; `-- --fresh` sends it as soon as all have the list, so that the pushes
 //! it causes wait out the manager's push interval.
 //!
+//! `cargo bench --bench revoke -- flood` floods with bogus handshakes from 8
+//! addresses (`flood.rs`); `-- flood-limit` from one address, held at the
+//! manager's limit on pending handshakes.
+//!
 //! `cargo bench --bench revoke`; `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`): 10
 //! servants, one round. Figures: docs/BENCHMARKS.md.
 
@@ -188,7 +192,12 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    for (name, step) in [("revoke", revoke as fn()), ("flood", flood::flood)] {
+    let steps = [
+        ("revoke", revoke as fn()),
+        ("flood", flood::flood),
+        ("flood-limit", flood::flood_at_limit),
+    ];
+    for (name, step) in steps {
         if chosen.is_empty() || chosen.iter().any(|c| c == name) {
             step();
         }

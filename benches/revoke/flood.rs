@@ -17,6 +17,10 @@ use super::{bind, manager, quantile, quick, Net, DEADLINE};
 
 /// The flooders' threads, each from an address of its own.
 const FLOODERS: usize = 8;
+/// Flooders from one address at once for `flood-limit`: three times the
+/// manager's 16 pending handshakes allowed per address. (Whole first messages
+/// are read in the wakeup that accepts them, so measured, they never reach it.)
+const AT_LIMIT: usize = 48;
 
 /// A first message's worth of random bytes after the preamble, framed as a real one.
 fn bogus(seed: u64) -> Vec<u8> {
@@ -75,8 +79,21 @@ fn join(net: &Net, addr: SocketAddr, key: &str, first: usize, joiners: usize) ->
 }
 
 pub fn flood() {
+    run("flood", FLOODERS, FLOODERS);
+}
+
+/// The same flood from one address, `AT_LIMIT` connections at once; the line
+/// says whether the manager refused any for its limit on pending handshakes.
+pub fn flood_at_limit() {
+    run("flood-limit", AT_LIMIT, 1);
+}
+
+/// `flooders` threads from `addresses` source addresses, each making bogus
+/// handshakes one after another, while members join.
+fn run(label: &str, flooders: usize, addresses: usize) {
     let (bogus_total, joiners) = if quick() { (100, 3) } else { (1000, 20) };
-    let net = Net::new("flood");
+    let bogus_total = bogus_total * flooders / FLOODERS;
+    let net = Net::new(label);
     let key = net.key("connmgr");
     let members: Vec<(String, String)> = (0..2 * joiners)
         .map(|k| (format!("j{k}"), net.key(&format!("j{k}"))))
@@ -89,10 +106,10 @@ pub fn flood() {
     let closed = Arc::new(AtomicUsize::new(0));
     let cpu = CpuMark::take(mgr.child.id()).unwrap();
     let started = Instant::now();
-    let threads: Vec<_> = (0..FLOODERS)
+    let threads: Vec<_> = (0..flooders)
         .map(|t| {
             let (next, closed) = (next.clone(), closed.clone());
-            let from = bind(t, 70);
+            let from = bind(t % addresses, 70);
             std::thread::spawn(move || loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= bogus_total {
@@ -112,16 +129,24 @@ pub fn flood() {
     let elapsed = started.elapsed();
     let cpu_ns = cpu.elapsed().unwrap_or(0);
     let per = cpu_ns as f64 / bogus_total as f64 / 1e3;
+    // The manager says when it refuses for the limit, at most once a second.
+    let mut limit_lines = 0;
+    while let Ok((_, line)) = mgr.lines.try_recv() {
+        if line.contains("handshakes already pending") {
+            limit_lines += 1;
+        }
+    }
     println!(
-        "flood: {bogus_total} bogus handshakes from {FLOODERS} addresses in {:.2} s \
-         ({} closed by the manager); connmgr CPU {:.1} ms in all, {per:.0} us per bogus \
-         handshake (the {joiners} joins included)",
+        "{label}: {bogus_total} bogus handshakes, {flooders} at once from {addresses} \
+         address(es), in {:.2} s ({} closed by the manager; {limit_lines} log lines \
+         refusing for the pending-handshake limit); connmgr CPU {:.1} ms in all, \
+         {per:.0} us per bogus handshake (the {joiners} joins included)",
         elapsed.as_secs_f64(),
         closed.load(Ordering::Relaxed),
         cpu_ns as f64 / 1e6,
     );
     println!(
-        "flood: join latency (spawn to first list), {joiners} members one after another: \
+        "{label}: join latency (spawn to first list), {joiners} members one after another: \
          quiet p50 {:.1} ms, max {:.1} ms; under the flood p50 {:.1} ms, max {:.1} ms \
          (joins done {:.2} s into the flood)",
         quantile(&quiet, 0.5),

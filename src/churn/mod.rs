@@ -27,6 +27,7 @@ pub mod cli;
 mod driver;
 pub mod hdr_v2;
 pub mod histogram;
+pub mod private;
 pub mod procfs;
 pub mod report;
 pub mod scan;
@@ -157,6 +158,9 @@ pub struct Config {
     /// join-leave: event loops, each in its own thread, sharing out `-c`,
     /// `--rate`, `-n` and the source addresses.
     pub workers: usize,
+    /// join-leave and fanout: run churn's own private network and play its
+    /// members over Noise links ([`private`]); `target` is where its manager listens.
+    pub private: bool,
     pub progress: Progress,
     /// The command line, kept in the JSON summary.
     pub args: Vec<String>,
@@ -199,6 +203,7 @@ impl Config {
             server_pid: None,
             sender: Sender::Itself,
             workers: 1,
+            private: false,
             progress: Progress::Off,
             args: Vec::new(),
         }
@@ -263,6 +268,9 @@ impl Config {
                 return fail("--rate", &format!("must be above 0 and at most {MAX_RATE}"));
             }
         }
+        if self.private {
+            self.check_private()?;
+        }
         if self.workers > 1 {
             if !join_leave {
                 return fail("--workers", "is for join-leave");
@@ -273,6 +281,33 @@ impl Config {
             if self.count.is_some_and(|n| n < self.workers as u64) {
                 return fail("--workers", "needs -n of at least one cycle per worker");
             }
+        }
+        Ok(())
+    }
+
+    /// What `--private` does not go with.
+    fn check_private(&self) -> Result<(), ConfigError> {
+        let fail = |flag: &str, why: &str| Err(ConfigError::new(flag, why));
+        if !matches!(self.mode, Mode::JoinLeave | Mode::Fanout) {
+            return fail("--private", "is for join-leave and fanout");
+        }
+        if self.generic() {
+            return fail("--private", "speaks the manager's protocol, not --request");
+        }
+        if self.workers > 1 {
+            return fail("--private", "runs on one event loop: leave out --workers");
+        }
+        if self.server_pid.is_some() {
+            return fail(
+                "--server-pid",
+                "goes without --private: churn watches the manager it starts",
+            );
+        }
+        if self.mode == Mode::Fanout && self.sender == Sender::Itself {
+            return fail(
+                "--private",
+                "fanout needs --sender servant: a real private servant sends the lines",
+            );
         }
         Ok(())
     }

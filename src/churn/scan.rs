@@ -44,7 +44,13 @@ pub fn scan(doc: &[u8]) -> Result<Scanned, String> {
         let (ip, f) = field(fields, "ip").ok_or_else(|| format!("peer {n}: no <ip>"))?;
         let (port, f) = field(f, "port").ok_or_else(|| format!("peer {n}: no <port>"))?;
         let (offset, f) = field(f, "offset").ok_or_else(|| format!("peer {n}: no <offset>"))?;
-        let (flag, f) = field(f, "me").ok_or_else(|| format!("peer {n}: no <me>"))?;
+        let (flag, mut f) = field(f, "me").ok_or_else(|| format!("peer {n}: no <me>"))?;
+        // What an entry may carry after `<me>`, in this order; churn needs none.
+        for optional in ["relay", "name", "key"] {
+            if let Some((_, after)) = field(f, optional) {
+                f = after;
+            }
+        }
         if !f.is_empty() {
             return Err(format!("peer {n}: unexpected {:?}", clip(f)));
         }
@@ -117,6 +123,17 @@ mod tests {
             assert_eq!(got.peers, addrs);
             assert!(want[got.me].me && want[got.me].offset == asker);
         }
+    }
+
+    #[test]
+    fn reads_a_private_managers_entries() {
+        let doc = b"<peers><peer><ip>1.2.3.4</ip><port>5</port><offset>1</offset><me>TRUE</me>\
+<name>alice</name><key>hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=</key></peer></peers>";
+        assert_eq!(scan(doc).unwrap().me, 0);
+        let reordered =
+            b"<peers><peer><ip>1.2.3.4</ip><port>5</port><offset>1</offset><me>TRUE</me>\
+<key>k</key><name>alice</name></peer></peers>";
+        assert!(scan(reordered).unwrap_err().contains("unexpected"));
     }
 
     #[test]

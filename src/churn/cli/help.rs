@@ -49,6 +49,14 @@ TARGET AND PROTOCOL:
                             (redis: --request 'PING\\r\\n' --expect '+PONG\\r\\n')
     --keep-alive            join-leave: keep each connection and ask again on it
                             (with --request, needs --expect)
+    --private               join-leave and fanout: churn makes keys and a members
+                            file (in a temporary folder it removes), starts its own
+                            private connmgr (the one next to churn) at -t's address
+                            [default: 127.0.0.1, a port the OS chooses] and plays
+                            members over Noise IK links, each connection with its
+                            own member key; fanout's sender is a real private
+                            servant. Reports the manager's CPU and the handshakes
+                            (docs/PRIVATE.md)
 
 LOAD:
     -c, --concurrency N     clients at once: join-leave and steady churners, kept

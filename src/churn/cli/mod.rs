@@ -146,12 +146,19 @@ fn run_flags(mode: Mode, args: &mut pico_args::Arguments) -> Result<(Config, Out
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let target: String = opt(args, Flag("--target", Some("-t")), "HOST[:PORT]")?
-        .unwrap_or_else(|| "127.0.0.1".into());
+    let given: Option<String> = opt(args, Flag("--target", Some("-t")), "HOST[:PORT]")?;
+    let private = cli::switch(args, "--private")?;
+    // A private run starts its own manager: without -t, on a port the OS chooses.
+    let target = match (&given, private) {
+        (Some(t), _) => t.as_str(),
+        (None, true) => "127.0.0.1:0",
+        (None, false) => "127.0.0.1",
+    };
     let target =
-        args::target(&target, super::MANAGER_PORT).map_err(|e| ConfigError::new("--target", e))?;
+        args::target(target, super::MANAGER_PORT).map_err(|e| ConfigError::new("--target", e))?;
     let mut c = Config::new(mode, target);
     c.args = command_line;
+    c.private = private;
     if let Some(n) = opt(args, Flag("--concurrency", Some("-c")), "a whole number")? {
         c.concurrency = n;
     }

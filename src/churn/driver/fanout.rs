@@ -13,6 +13,7 @@ use super::super::report::Failure;
 use super::super::{Config, Sender};
 use super::manager;
 use super::{Churn, Conn, Phase, Role};
+use crate::noise::PublicKey;
 use crate::reactor::{Index, Reactor};
 
 /// Marks fanout lines; listeners look for it anywhere in a line, so a sender may
@@ -52,6 +53,7 @@ const MAX_PORTS_IN_USE: usize = 1000;
 fn spawn_sender(
     path: &std::path::Path,
     cfg: &Config,
+    private: Option<(&std::path::Path, &PublicKey)>,
     waker: std::sync::Arc<mio::Waker>,
 ) -> Result<Process, String> {
     let mut spawn = Spawn::new(path)
@@ -64,6 +66,12 @@ fn spawn_sender(
         .wake_on(LISTENING, move || {
             let _ = waker.wake();
         });
+    if let Some((key, manager)) = private {
+        spawn = spawn
+            .arg("--key")
+            .arg(key)
+            .args(["--manager-key", &manager.to_string()]);
+    }
     // The sender is one servant, with one address: the first source.
     if let Some(ip) = cfg.sources.first() {
         spawn = spawn.args(["--bind", &ip.to_string()]);
@@ -135,7 +143,15 @@ impl Churn {
                 }
                 r.send(i, manager::REQUEST);
             }
-            Sender::Servant(path) => match spawn_sender(&path, &self.cfg, r.waker()) {
+            Sender::Servant(path) => match spawn_sender(
+                &path,
+                &self.cfg,
+                self.network
+                    .as_ref()
+                    .zip(self.keys.as_ref())
+                    .map(|(n, k)| (n.sender_key_file.as_path(), &k.manager)),
+                r.waker(),
+            ) {
                 Ok(p) => self.fanout.sender = Some(p),
                 Err(why) => self.abort(r, why),
             },

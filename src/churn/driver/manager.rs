@@ -63,6 +63,8 @@ pub(super) struct Ask {
     pub offset: Option<usize>,
     /// When a churner that stays leaves.
     pub leave_at: Option<Instant>,
+    /// `--private`: the member key a churner's link holds, given back at close.
+    pub key: Option<usize>,
 }
 
 /// A finished cycle's parts, in nanoseconds: `connect()` until writable, and
@@ -114,6 +116,7 @@ impl Ask {
             version: 0,
             offset: None,
             leave_at: None,
+            key: None,
         }
     }
 }
@@ -153,7 +156,11 @@ impl Churn {
                 Some(self.cfg.sources[self.next_source])
             }
         };
-        let connected = r.connect(self.cfg.target, source, Conn::Manager(ask));
+        let connected = if self.keys.is_some() {
+            self.connect_private(r, source, ask)
+        } else {
+            r.connect(self.cfg.target, source, Conn::Manager(ask))
+        };
         if matches!(role, Role::Churner | Role::Flooder) && self.measuring() {
             // The call alone: where the kernel searches for a free source port.
             self.stats.connect_call(t0.elapsed());
@@ -215,7 +222,12 @@ impl Churn {
 
     /// Starts registering servants, `RAMP` at a time.
     pub(super) fn ramp(&mut self, r: &mut Reactor<Conn>) {
-        while self.registering < RAMP && !r.is_stopped() {
+        let ramp = if self.keys.is_some() {
+            super::private::PRIVATE_RAMP
+        } else {
+            RAMP
+        };
+        while self.registering < ramp && !r.is_stopped() {
             let Some(role) = self.to_register.pop() else {
                 return;
             };

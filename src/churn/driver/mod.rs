@@ -15,6 +15,7 @@ mod lists;
 mod manager;
 mod open_loop;
 mod phases;
+mod private;
 mod stats;
 mod workers;
 
@@ -23,10 +24,12 @@ use std::time::{Duration, Instant};
 
 use memchr::memmem;
 
-use super::procfs;
+use super::private::{Keys, Network};
 use super::report::{Failure, Report};
+use super::{private as network, procfs};
 use super::{Config, Mode, Progress, Protocol, RunError};
-use crate::reactor::{Handler, Index, Options, Reactor, Request};
+use crate::noise::PublicKey;
+use crate::reactor::{Handler, Index, Reactor, Request};
 use fanout::Fanout;
 use manager::Ask;
 use open_loop::{OpenLoop, RATE_TIMER};
@@ -117,6 +120,10 @@ struct Churn {
     shared: workers::Shared,
     /// Answer buffers of closed connections, for the next ones to open.
     spare_bufs: Vec<Vec<u8>>,
+    /// `--private`: the member keys churn plays, and its manager (kept running
+    /// until the run ends; its folder of keys removed then).
+    keys: Option<Keys>,
+    network: Option<Network>,
 }
 
 /// Checks the settings and the host, runs the load on one event loop or on
@@ -139,12 +146,23 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
     if cfg.workers > 1 {
         return workers::run(cfg);
     }
-    run_one(cfg, workers::Shared::default())
+    if !cfg.private {
+        return run_one(cfg, workers::Shared::default(), None);
+    }
+    let mut cfg = cfg;
+    let (net, keys) = network::start(&cfg)?;
+    cfg.target = net.addr;
+    cfg.server_pid = Some(net.manager.pid());
+    run_one(cfg, workers::Shared::default(), Some((net, keys)))
 }
 
 /// One event loop: sets up the reactor, runs the phases, and assembles the report.
-fn run_one(cfg: Config, shared: workers::Shared) -> Result<Report, RunError> {
-    let mut r: Reactor<Conn> = Reactor::new(Options::default())
+fn run_one(
+    cfg: Config,
+    shared: workers::Shared,
+    private: Option<(Network, Keys)>,
+) -> Result<Report, RunError> {
+    let mut r: Reactor<Conn> = Reactor::new(private::options(private.is_some()))
         .map_err(|e| RunError(format!("cannot start the event loop: {e}")))?;
     // Signals wake one loop; a worker's that catches them stops the others.
     if shared.catches_signals {
@@ -187,8 +205,18 @@ fn run_one(cfg: Config, shared: workers::Shared) -> Result<Report, RunError> {
         changes: lists::Changes::default(),
         shared,
         spare_bufs: Vec::new(),
+        keys: None,
+        network: None,
         cfg,
     };
+    if let Some((net, keys)) = private {
+        if let Some(p) = c.stats.private.as_mut() {
+            p.manager_pid = net.manager.pid();
+            p.members = keys.members();
+        }
+        c.keys = Some(keys);
+        c.network = Some(net);
+    }
     match c.cfg.mode {
         Mode::JoinLeave => c.setup_done(&mut r),
         Mode::Flood => c.fill_more(&mut r),
@@ -295,7 +323,7 @@ impl Handler for Churn {
             servant,
             buf: Vec::new(),
         };
-        if let Err(e) = r.accept(request, incoming) {
+        if let Err(e) = self.accept_private(r, servant, request, incoming) {
             eprintln!("churn: fanout servant {servant} cannot accept: {e}");
         }
     }
@@ -320,7 +348,10 @@ impl Handler for Churn {
 
     fn close(&mut self, r: &mut Reactor<Conn>, i: Index, data: Conn) {
         match data {
-            Conn::Manager(ask) => self.manager_closed(r, i, ask),
+            Conn::Manager(ask) => {
+                self.key_closed(&ask);
+                self.manager_closed(r, i, ask)
+            }
             Conn::Incoming { servant, mut buf } => self.incoming(r, servant, &mut buf, true),
             Conn::Listener(_) | Conn::Outgoing { .. } => {}
         }
@@ -332,10 +363,17 @@ impl Handler for Churn {
         };
         ask.connected = true;
         ask.connected_at = Some(Instant::now());
+        let private = self.keys.is_some();
         // A flood's fillers are its setup, not its load.
         if !matches!(ask.role, Role::Filler(_)) {
             self.stats.connections += 1;
         }
+        if private {
+            self.handshake_done();
+        }
+        let Some(Conn::Manager(ask)) = r.data_mut(i) else {
+            return;
+        };
         if ask.role == Role::KeepAlive {
             return self.kept_idle(r, i);
         }
@@ -345,6 +383,16 @@ impl Handler for Churn {
             self.steady_joined(r);
         }
         self.connected(r, i);
+    }
+
+    /// A fanout listener admits only the sending servant's key.
+    fn admit_key(&mut self, _r: &mut Reactor<Conn>, _i: Index, key: &PublicKey) -> bool {
+        self.admit(key)
+    }
+
+    /// The sending servant proved its key to a fanout listener.
+    fn authenticated(&mut self, _r: &mut Reactor<Conn>, _i: Index) {
+        self.sender_proven();
     }
 
     /// A line has gone out to a peer: hang up, as a servant does.

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::super::histogram::Histogram;
+use super::super::private::PrivateUse;
 use super::super::procfs::{self, CpuMark, CpuSource};
 use super::super::report::{self, Failures, Lists, ProcessUse, Report, Second};
 use super::super::{Config, Mode, Progress};
@@ -50,6 +51,8 @@ pub(super) struct Stats {
     pub peers_max: Option<usize>,
     pub failures: Failures,
     pub lists: Lists,
+    /// `--private`: the handshakes.
+    pub private: Option<PrivateUse>,
     /// Whether the steady answers, not `ops`, are the run's main operation.
     steady_main: bool,
     server_pid: Option<u32>,
@@ -95,6 +98,7 @@ impl Stats {
             peers_max: None,
             failures: Failures::default(),
             lists: Lists::default(),
+            private: cfg.private.then(PrivateUse::default),
             steady_main: cfg.mode == Mode::Steady && cfg.steady > 0,
             server_pid: cfg.server_pid,
             server_mark: None,
@@ -269,6 +273,7 @@ impl Stats {
             client: self.client,
             series: self.series,
             merged_from: Vec::new(),
+            private: self.private,
         }
     }
 }

@@ -79,7 +79,7 @@ pub(super) fn run(cfg: Config) -> Result<Report, RunError> {
         let worker = share(&cfg, k, n);
         let spawned = thread::Builder::new()
             .name(format!("churn worker {k}"))
-            .spawn(move || super::run_one(worker, shared));
+            .spawn(move || super::run_one(worker, shared, None));
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {

@@ -162,6 +162,7 @@ fn merge(runs: &[Run]) -> Result<Report, String> {
         documents,
         doc_bytes: doc_bytes as u64,
         cycles_total: sum("cycles_total"),
+        private: None,
         peers_min: runs
             .iter()
             .filter_map(|r| r.num("peers_min"))

@@ -153,6 +153,8 @@ pub struct Report {
     pub series: Vec<Second>,
     /// `churn merge`: the summaries this one adds up (empty for a run).
     pub merged_from: Vec<String>,
+    /// `--private`: churn's manager and the handshakes.
+    pub private: Option<super::private::PrivateUse>,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -281,6 +283,9 @@ impl Report {
         }
         j.num("connections", self.connections as f64);
         j.num("cycles_total", self.cycles_total as f64);
+        if let Some(p) = &self.private {
+            p.json(&mut j);
+        }
         if c.generic() {
             j.num("answers", self.documents as f64);
             j.num("answer_bytes_mean", self.mean_doc_bytes());
@@ -464,6 +469,7 @@ pub(crate) mod tests {
             client: None,
             series,
             merged_from: Vec::new(),
+            private: None,
         }
     }
 

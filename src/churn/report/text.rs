@@ -105,6 +105,9 @@ impl Report {
         } else {
             writeln!(s, ", {} pushed", self.pushes)
         };
+        if let Some(p) = &self.private {
+            p.text(&mut s);
+        }
         if let Some(lists) = &self.lists {
             lists.text(&mut s);
         }
