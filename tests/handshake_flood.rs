@@ -274,3 +274,21 @@ fn half_open_handshakes_from_many_addresses_reach_the_limit_in_all_until_their_d
     );
     drop(flood);
 }
+
+/// Whole bogus first messages never hold a pending place (each is read and
+/// refused at once), but each costs the manager two key exchanges: one address
+/// may start only so many handshakes a second, refused at accept beyond that,
+/// before any Diffie-Hellman work. A member from elsewhere still joins.
+#[test]
+fn whole_bogus_first_messages_from_one_address_are_held_to_its_rate() {
+    let net = Net::start("hostile-rate");
+    let bogus = opening(&[0x5a; 96]);
+    let flood: Vec<TcpStream> = (0..400).map(|_| net.attack(&bogus)).collect();
+    let line = net.manager.wait_for(&format!(
+        "{FLOOD_FROM} started more than 128 handshakes a second"
+    ));
+    assert!(line.contains("refusing"), "{line}");
+    let took = alice_joins(&net);
+    assert!(took < JOIN_BOUND, "alice took {took:?} under the flood");
+    drop(flood);
+}

@@ -130,7 +130,7 @@ impl<T> Reactor<T> {
         let ticket = self
             .handshakes
             .guard
-            .ticket(request.remote().ip(), &limits)
+            .ticket(request.remote().ip(), &limits, self.now)
             .map_err(|refusal| io::Error::other(refusal.to_string()))?;
         let i = self.accept(request, data)?;
         self.install(i, Link::responder(identity), Some(ticket));

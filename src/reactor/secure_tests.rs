@@ -271,6 +271,7 @@ fn a_flood_of_bogus_handshakes_neither_blocks_the_loop_nor_grows_it() {
         per_address: 4,
         total: 16,
         deadline: Duration::from_millis(500),
+        ..HandshakeLimits::default()
     };
     let client_key = key(1);
     let server = Server::start(limits, *client_key.public());

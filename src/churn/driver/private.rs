@@ -20,6 +20,7 @@ pub(super) fn options(private: bool) -> Options {
         o.handshake = HandshakeLimits {
             per_address: usize::MAX,
             total: usize::MAX,
+            rate: u32::MAX,
             ..HandshakeLimits::default()
         };
     }
