@@ -112,6 +112,17 @@ pub struct Sealer {
     stamp: [u8; 12],
 }
 
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Sealer {{ me: {}, sessions: {} }}",
+            self.me.public(),
+            self.sessions.len()
+        )
+    }
+}
+
 impl Sealer {
     pub fn new(me: Keypair) -> Sealer {
         Sealer {

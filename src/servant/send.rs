@@ -189,6 +189,7 @@ impl Servant {
             });
         }
         self.start_sends(r);
+        self.seal_for_relayed(r, &batch);
         if relayed.is_some() {
             for line in self
                 .sends
