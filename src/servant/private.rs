@@ -142,7 +142,7 @@ impl Servant {
                 )
             })
             .filter_map(|(i, _)| Some((i, *r.peer_key(i)?)))
-            .filter(|(_, k)| !self.peers.has_key(k))
+            .filter(|(_, k)| !self.peers.has_key(k) && !self.is_manager_key(k))
             .collect();
         for (i, key) in gone {
             info!("closing a link of {key}: no longer on the peer list");

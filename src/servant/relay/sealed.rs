@@ -116,6 +116,19 @@ impl Servant {
         }
     }
 
+    /// Our own line, shown here because we cannot reach ourselves while relayed:
+    /// on a private network under our listed name, as peers show it.
+    pub(in crate::servant) fn show_own(&mut self, line: &[u8]) {
+        let me = self.peers.me().map(|p| (p.ip, p.addr()));
+        match me.and_then(|(ip, a)| Some((ip, self.peers.name(a)?))) {
+            Some((ip, name)) if self.is_private() => {
+                self.console
+                    .peer_message(ip, Sender::Named(name), line, false)
+            }
+            _ => self.console.message(line, false),
+        }
+    }
+
     /// A typed batch on a private network: sealed for every relayed member.
     pub(in crate::servant) fn seal_for_relayed(&mut self, r: &mut Reactor<Slot>, batch: &[u8]) {
         if self.is_private() {
@@ -147,7 +160,8 @@ impl Servant {
         if self.relay_line(r, i, from, role, msg).is_none() {
             return;
         }
-        if sealed::is_sealed(msg) {
+        // A member may type `sealed ...`: only what reads as a frame's head is one.
+        if sealed::addressee(msg).is_some() {
             return self.route(r, i, msg);
         }
         match private::read(msg) {
@@ -208,7 +222,8 @@ impl Servant {
         let now = r.now();
         if let Some(e) = self.relay.e2e.as_deref_mut() {
             if let Some(n) = e.unrouted.due_within(now, 1, SAY_EVERY) {
-                info!("dropped {n} sealed frame(s) not ours to route; the last: {why}");
+                let head = crate::text::escape_bytes(&line[..line.len().min(24)]).into_owned();
+                info!("dropped {n} sealed frame(s) not ours to route; the last ({} bytes, \"{head}\"): {why}", line.len());
             }
         } else {
             debug!("dropped a sealed frame: {why}");
