@@ -15,5 +15,7 @@ mod common;
 mod loopback;
 #[path = "relay/marked.rs"]
 mod marked;
+#[path = "relay/private.rs"]
+mod private;
 #[path = "relay/world.rs"]
 mod world;

@@ -207,11 +207,6 @@ impl Config {
             o.key.as_ref(),
             o.members.as_ref(),
         )?;
-        if c.private.is_some() {
-            // A dial-back or a pull would be a plaintext link: relays are not yet
-            // private, so a private network never relays (docs/PRIVATE.md).
-            c.relay.threshold = 0;
-        }
         c.overrides = o.clone();
         c.check(&|element, flag| {
             if o.given(flag) {

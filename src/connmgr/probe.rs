@@ -30,6 +30,7 @@ use log::{debug, info, warn};
 
 use super::verdict::{member, member_mut, RelayState};
 use super::{admit, Manager, Slot, PROBE};
+use crate::noise::e2e::Sealer;
 use crate::reactor::{Index, Reactor};
 
 /// Probes one puller has in flight at most.
@@ -130,13 +131,15 @@ pub(super) struct Probes {
     shots: Vec<(Index, Instant)>,
     ignored: admit::Throttle,
     dropped: admit::Throttle,
+    /// On a private network, the manager's end-to-end sessions with pullers.
+    sealer: Option<Box<Sealer>>,
 }
 
-/// A probe connection: the line it writes once connected.
+/// A probe connection: the line it writes once connected (on a private network,
+/// the probe sealed for the puller: a session start and one data frame).
 #[derive(Debug)]
 pub(super) struct Shot {
-    line: [u8; TEXT_MAX + 1],
-    len: usize,
+    line: Vec<u8>,
 }
 
 impl Manager {
@@ -261,7 +264,7 @@ impl Manager {
                     p.outstanding[p.in_flight] = (text, now);
                     p.in_flight += 1;
                     let serial = p.relay_serial;
-                    self.shoot(r, relay, serial, text);
+                    self.shoot(r, puller, relay, serial, text);
                 }
             }
         }
@@ -291,21 +294,50 @@ impl Manager {
     }
 
     /// Opens a probe connection to `relay`'s listening port, from the manager's own
-    /// address, that writes `text` and closes.
-    fn shoot(&mut self, r: &mut Reactor<Slot>, relay: Index, serial: u64, text: Text) {
-        let Some(to) = (self.members.seat(relay))
+    /// address, that writes `text` and closes. On a private network the link is a
+    /// private one to the relay's key, and `text` goes sealed for `puller` alone:
+    /// the relay routes it by key as it does any member's frame.
+    fn shoot(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        puller: Index,
+        relay: Index,
+        serial: u64,
+        text: Text,
+    ) {
+        let Some((to, relay_key)) = (self.members.seat(relay))
             .filter(|s| s.serial == serial)
-            .map(|s| s.addr())
+            .map(|s| (s.addr(), s.key))
         else {
             return;
         };
         let bind =
             (self.config.bind).filter(|b| !b.is_unspecified() && b.is_ipv4() == to.is_ipv4());
-        let mut line = [b'\n'; TEXT_MAX + 1];
-        let len = text.as_bytes().len();
-        line[..len].copy_from_slice(text.as_bytes());
-        let shot = Shot { line, len: len + 1 };
-        match r.connect(to, bind, Slot::Probe(shot)) {
+        let mut line = Vec::with_capacity(TEXT_MAX + 1);
+        let opened = match (self.config.private.is_some(), relay_key) {
+            (false, _) => {
+                line.extend_from_slice(text.as_bytes());
+                line.push(b'\n');
+                r.connect(to, bind, Slot::Probe(Shot { line }))
+            }
+            (true, Some(key)) => {
+                let Some(puller_key) = self.members.seat(puller).and_then(|s| s.key) else {
+                    return;
+                };
+                if self.probes.sealer.is_none() {
+                    let Some(me) = r.keypair() else { return };
+                    self.probes.sealer = Some(Box::new(Sealer::new((*me).clone())));
+                }
+                let sealer = self.probes.sealer.as_mut().expect("just made");
+                if let Err(e) = sealer.seal(&puller_key, text.as_bytes(), true, r.now(), &mut line)
+                {
+                    return debug!("cannot seal a probe for offset {puller}: {e}");
+                }
+                r.connect_secure(to, bind, &key, Slot::Probe(Shot { line }))
+            }
+            (true, None) => return,
+        };
+        match opened {
             Ok(i) => {
                 debug!("relay: probing offset {relay} ({to})");
                 let deadline = r.now() + self.config.relay.probe_timeout;
@@ -318,12 +350,11 @@ impl Manager {
 
     /// VB: `Winsock_Connect` on a probe: write its line and close.
     pub(super) fn probe_connect(&mut self, r: &mut Reactor<Slot>, i: Index) {
-        let Some(Slot::Probe(shot)) = r.data(i) else {
+        let Some(Slot::Probe(shot)) = r.data_mut(i) else {
             return;
         };
-        let line = shot.line;
-        let len = shot.len;
-        r.send(i, &line[..len]);
+        let line = std::mem::take(&mut shot.line);
+        r.send(i, &line);
         r.close(i);
     }
 

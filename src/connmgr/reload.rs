@@ -117,9 +117,6 @@ impl Config {
             first_port: self.first_port,
             ..new
         };
-        if private.is_some() {
-            self.relay.threshold = 0;
-        }
         self.private = private;
         if changes.is_empty() {
             info!("SIGHUP: read {} again; nothing changed", path.display());

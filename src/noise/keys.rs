@@ -196,7 +196,8 @@ fn parse_key_file(text: &[u8]) -> Result<[u8; KEY_LEN], (usize, String)> {
     key.ok_or((1, "empty; expected a base64 private key".into()))
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub(crate) const ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// A 32-byte key in standard base64 with its one `=` of padding.
 pub fn encode_key(key: &[u8; KEY_LEN]) -> String {

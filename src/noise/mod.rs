@@ -17,6 +17,7 @@
 //! authenticated peer. What is built and what is not: docs/PRIVATE.md.
 
 pub mod command;
+pub mod e2e;
 pub mod frame;
 pub mod guard;
 pub mod keys;

@@ -90,6 +90,12 @@ impl<T> Reactor<T> {
         self.handshakes.identity.as_deref().map(Keypair::public)
     }
 
+    /// This host's key pair, for sessions of its own beside the links (the
+    /// end-to-end sessions through a relay, [`crate::noise::e2e`]).
+    pub fn keypair(&self) -> Option<Rc<Keypair>> {
+        self.handshakes.identity.clone()
+    }
+
     fn own_key(&self) -> io::Result<Rc<Keypair>> {
         self.handshakes.identity.clone().ok_or_else(|| {
             io::Error::other("a private link needs this host's key (Reactor::set_identity)")

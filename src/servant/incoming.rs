@@ -400,7 +400,7 @@ impl Servant {
         truncated: bool,
     ) {
         if self.is_private() {
-            return self.member_line(r, i, from, msg, truncated);
+            return self.private_incoming(r, i, from, role, msg, truncated);
         }
         let Some(origin) = self.relay_line(r, i, from, role, msg) else {
             return;

@@ -134,12 +134,11 @@ impl Servant {
                 self.link.slot = Some(i);
                 // Offered once per link, before the first request: this servant
                 // forwards to pullers, so the manager may choose it as a relay.
-                // Not on a private network: relays are not private yet.
+                // On a private network too: what it carries there is sealed end
+                // to end, and it routes by key (relay/sealed.rs).
                 let mut hello = Vec::new();
-                if !self.is_private() {
-                    hello.extend_from_slice(crate::wire::relay::CAN_RELAY);
-                    hello.push(b'\n');
-                }
+                hello.extend_from_slice(crate::wire::relay::CAN_RELAY);
+                hello.push(b'\n');
                 hello.extend_from_slice(&self.list_request());
                 r.send(i, &hello);
                 // After the first request, which a manager that knows no names
@@ -383,9 +382,8 @@ impl Servant {
         self.list_changed(applied, r.now());
         if self.is_private() {
             self.revoke_unlisted(r);
-        } else {
-            self.relay_document(r);
         }
+        self.relay_document(r);
         let Some(port) = self.peers.me().map(|p| p.port) else {
             if !self.link.no_me_logged {
                 self.link.no_me_logged = true;

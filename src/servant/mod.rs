@@ -182,8 +182,6 @@ struct Servant {
     msg: msg::Privately,
     /// Keys refused on a private network, for the log ([`private`]).
     private_refusals: said::RateLimited,
-    /// A relay named for us on a private network was said to be refused.
-    relay_refused: bool,
     quitting: bool,
 }
 
@@ -211,7 +209,6 @@ impl Servant {
             seen: seen::Seen::default(),
             msg: msg::Privately::default(),
             private_refusals: said::RateLimited::default(),
-            relay_refused: false,
             quitting: false,
         }
     }

@@ -8,8 +8,11 @@
 //! our pull link. Our own relay is sent `(private) TEXT` up the pull link. The line
 //! is never sent to ourselves, so it is shown at once (`-> bob: TEXT`).
 //!
-//! Lines are plaintext on the wire: a private line is direct, not secret, and the
-//! window says so the first time `/msg` is used.
+//! On the open network lines are plaintext on the wire: a private line is
+//! direct, not secret, and the window says so the first time `/msg` is used. On
+//! a private network it goes over the addressee's private link, or sealed end to
+//! end for it alone through its relay (`relay/sealed.rs`), and is shown under the
+//! name of the key that sent it.
 //!
 //! A received private line is shown as from whoever the network says sent it, like
 //! any line ([`super::incoming`]); a malformed one, or one for a puller we do not
@@ -49,13 +52,6 @@ impl Servant {
                 .console
                 .complain("/msg needs a name and a line: /msg bob hi");
         }
-        if self.is_private() {
-            // A member's receiver shows every line under the sending key's name and
-            // reads no private marks yet: sent, it would reach the peer as chat.
-            return self
-                .console
-                .complain("/msg is not built for private networks yet; not sent");
-        }
         if self.peers.is_empty() {
             return self.console.complain("no peer list yet; /msg not sent");
         }
@@ -76,7 +72,7 @@ impl Servant {
                 crate::text::escape(&listed)
             ));
         }
-        if !std::mem::replace(&mut self.msg.warned, true) {
+        if !self.is_private() && !std::mem::replace(&mut self.msg.warned, true) {
             self.console.complain(PLAINTEXT);
         }
         // The marks and our prefix stay within what a receiver takes as one message.
@@ -92,6 +88,8 @@ impl Servant {
             _ => None,
         };
         match peer.relay {
+            // Sealed for the addressee alone: its relay routes it unread.
+            Some(Relay::Via(_)) if self.is_private() => self.seal_private(r, to, &line),
             // Our relay reads our pull link as from us, and does not forward this.
             None if via == Some(to) => self.send_to_relay(r, &private::direct(&line)),
             None => self.send_one(r, to, private::direct(&line)),

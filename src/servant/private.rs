@@ -14,13 +14,13 @@
 //!   current list is not shown.
 //! - When a list arrives without a key, every link proven by that key is closed
 //!   at once (revocation).
-//! - Relays are not private yet: this servant neither offers to relay (`can
-//!   relay` is not said) nor pulls; an entry with `<relay>` is only logged.
+//! - Relays carry sealed frames end to end (`relay/sealed.rs`); the listener
+//!   also admits the manager's key, whose probes come as such frames.
 
 use std::io;
 use std::net::SocketAddr;
 
-use log::{debug, info, warn};
+use log::{debug, info};
 
 use super::console::Sender;
 use super::{Servant, Slot};
@@ -89,7 +89,7 @@ impl Servant {
         i: Index,
         key: &PublicKey,
     ) -> bool {
-        if self.peers.has_key(key) {
+        if self.peers.has_key(key) || self.is_manager_key(key) {
             return true;
         }
         let from = r
@@ -142,15 +142,11 @@ impl Servant {
                 )
             })
             .filter_map(|(i, _)| Some((i, *r.peer_key(i)?)))
-            .filter(|(_, k)| !self.peers.has_key(k))
+            .filter(|(_, k)| !self.peers.has_key(k) && !self.is_manager_key(k))
             .collect();
         for (i, key) in gone {
             info!("closing a link of {key}: no longer on the peer list");
             r.abort(i);
-        }
-        if self.peers.me().is_some_and(|m| m.relay.is_some()) && !self.relay_refused {
-            self.relay_refused = true;
-            warn!("the peer list names a relay for this servant, but relays are not private yet: not pulling");
         }
     }
 }

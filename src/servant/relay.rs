@@ -46,6 +46,7 @@ use crate::wire::pull::{self, Origin};
 use crate::wire::relay::{self as wire, Relay};
 
 mod down;
+mod sealed;
 mod serve;
 
 /// Pull connections one servant serves at most.
@@ -98,6 +99,8 @@ pub(super) struct Relaying {
     dropped: u64,
     /// When keepalives last went out.
     kept_alive: Option<Instant>,
+    /// End-to-end sessions on a private network (`relay/sealed.rs`).
+    e2e: Option<Box<sealed::E2e>>,
 }
 
 /// What an incoming connection turned out to be.
@@ -267,7 +270,15 @@ impl Servant {
             started: r.now(),
             up: false,
         };
-        match r.connect(to, self.bind_for(to), slot) {
+        // On a private network the pull is a private link to the relay's listed key.
+        let opened = match self.is_private() {
+            false => r.connect(to, self.bind_for(to), slot),
+            true => match self.peers.get(to).and_then(|p| p.key) {
+                Some(key) => r.connect_secure(to, self.bind_for(to), &key, slot),
+                None => Err(std::io::Error::other("the peer list gives no key for it")),
+            },
+        };
+        match opened {
             Ok(i) => {
                 r.send(i, &wire::pull_line(me));
                 self.relay.pull = Some(i);

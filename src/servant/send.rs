@@ -189,14 +189,10 @@ impl Servant {
             });
         }
         self.start_sends(r);
+        self.seal_for_relayed(r, &batch);
         if relayed.is_some() {
-            for line in self
-                .sends
-                .batch
-                .split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-            {
-                self.console.message(line, false);
+            for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                self.show_own(line);
             }
             if via.is_some() {
                 let batch = std::mem::take(&mut self.sends.batch);

@@ -26,16 +26,51 @@ pub(crate) struct World {
     pub(crate) manager: Process,
     pub(crate) addr: SocketAddr,
     pub(crate) config: PathBuf,
+    /// On a private network: the folder with every key and the members file, and
+    /// the manager's public key.
+    pub(crate) private: Option<(PathBuf, String)>,
     pub(crate) net: Internet,
 }
 
 impl World {
     /// The namespaces and a manager on 203.0.113.10.
     pub(crate) fn new(test: &str, flags: &[&str]) -> World {
+        World::start(test, flags, None)
+    }
+
+    /// A private network's: keys for the manager and each of `members`, a members
+    /// file listing them, and the manager started with both.
+    pub(crate) fn private(test: &str, flags: &[&str], members: &[&str]) -> World {
+        let dir =
+            std::env::temp_dir().join(format!("p2pchat-prelay-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = |name: &str| {
+            let pair = p2pchat::noise::Keypair::generate().unwrap();
+            pair.save_new(&dir.join(format!("{name}.key"))).unwrap();
+            pair.public().to_string()
+        };
+        let manager = key("connmgr");
+        let mut text = String::from("<members>\n");
+        for name in members {
+            text += &format!(
+                "<member><name>{name}</name><key>{}</key></member>\n",
+                key(name)
+            );
+        }
+        std::fs::write(dir.join("members.xml"), text + "</members>\n").unwrap();
+        World::start(test, flags, Some((dir, manager)))
+    }
+
+    fn start(test: &str, flags: &[&str], private: Option<(PathBuf, String)>) -> World {
         let net = internet();
         let mut cmd = net.exec(&net.public, bin("connmgr"));
         cmd.args(["--bind", MANAGER_IP, "--port", "0", "--log-level", "debug"]);
         cmd.args(["--relay-dial-timeout", "500"]).args(flags);
+        if let Some((dir, _)) = &private {
+            cmd.arg("--key").arg(dir.join("connmgr.key"));
+            cmd.arg("--members").arg(dir.join("members.xml"));
+        }
         let manager = start(cmd, "connmgr");
         let addr = manager.listening_addr(DEADLINE).unwrap();
         let config =
@@ -47,6 +82,7 @@ impl World {
             manager,
             addr,
             config,
+            private,
             net,
         }
     }
@@ -67,6 +103,10 @@ impl World {
             "--config",
             self.config.to_str().unwrap(),
         ]);
+        if let Some((dir, manager)) = &self.private {
+            cmd.arg("--key").arg(dir.join(format!("{name}.key")));
+            cmd.args(["--manager-key", manager]);
+        }
         let d = start(cmd, name);
         d.wait_for("listening on", DEADLINE).unwrap();
         self.servants.push(d);
@@ -210,6 +250,9 @@ pub(crate) fn internet() -> Internet {
 impl Drop for World {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.config);
+        if let Some((dir, _)) = &self.private {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -54,8 +54,10 @@ impl Servant {
         let to = *to;
         let mut reader = std::mem::take(reader);
         self.relay.pull_heard = Some(r.now());
-        reader.feed(data, |msg, truncated| {
-            self.pulled_line(r, to, msg, truncated)
+        let private = self.is_private();
+        reader.feed(data, |msg, truncated| match private {
+            true => self.pulled_sealed(r, to, msg, truncated),
+            false => self.pulled_line(r, to, msg, truncated),
         });
         if let Some(Slot::Pull { reader: kept, .. }) = r.data_mut(i) {
             *kept = reader;
@@ -92,7 +94,7 @@ impl Servant {
     }
 
     /// Answers a probe on the manager link: `probed TEXT`.
-    fn probed(&mut self, r: &mut Reactor<Slot>, text: &[u8]) {
+    pub(super) fn probed(&mut self, r: &mut Reactor<Slot>, text: &[u8]) {
         let Some(line) = pull::probed(text) else {
             return debug!(
                 "a probe of {} bytes through the relay: too long to answer",

@@ -62,6 +62,18 @@ impl Servant {
 
     /// Whether our list says the servant listed at `listed` pulls from us.
     fn assigned(&self, listed: SocketAddr) -> bool {
+        self.assigned_by_list(listed)
+    }
+
+    /// On a private network the pull must also come from the key listed there.
+    fn assigned_to(&self, r: &Reactor<Slot>, i: Index, listed: SocketAddr) -> bool {
+        let keyed = !self.is_private()
+            || (self.peers.get(listed))
+                .is_some_and(|p| p.key.is_some() && p.key.as_ref() == r.peer_key(i));
+        keyed && self.assigned(listed)
+    }
+
+    fn assigned_by_list(&self, listed: SocketAddr) -> bool {
         let Some(me) = self.relay.me else {
             return false;
         };
@@ -76,7 +88,7 @@ impl Servant {
         from: SocketAddr,
         listed: SocketAddr,
     ) -> Role {
-        if self.assigned(listed) {
+        if self.assigned_to(r, i, listed) {
             return self.take_puller(r, i, from, listed);
         }
         debug!("{from} pulls as {listed}, which our list does not say pulls from us; waiting for the next list");
@@ -102,7 +114,7 @@ impl Servant {
                 continue;
             };
             let (listed, since) = (*listed, *since);
-            let next = if self.assigned(listed) {
+            let next = if self.assigned_to(r, i, listed) {
                 self.take_puller(r, i, from, listed)
             } else if now.duration_since(since) >= wait {
                 self.refuse_pull(
@@ -240,7 +252,7 @@ impl Servant {
 
 /// Sends `lines` down puller `p`'s link; a puller too far behind is dropped (it
 /// pulls again).
-fn to_puller(r: &mut Reactor<Slot>, p: Index, lines: &[u8]) {
+pub(super) fn to_puller(r: &mut Reactor<Slot>, p: Index, lines: &[u8]) {
     if r.socket(p)
         .is_some_and(|s| s.unsent() + lines.len() > MAX_BACKLOG)
     {
