@@ -14,3 +14,4 @@ pub mod pull;
 pub mod relay;
 mod render;
 pub mod request;
+pub mod version;
