@@ -158,7 +158,6 @@ impl Cluster {
     fn send_join(
         &mut self,
         r: &mut Reactor<Slot>,
-        slot: Index,
         want: (usize, u16),
         ip: IpAddr,
         name: &str,
@@ -178,7 +177,6 @@ impl Cluster {
             p.as_bytes(),
             name.as_bytes(),
         ];
-        let _ = slot;
         self.eval(r, |c| &c.join, &args, wait);
     }
 
@@ -320,7 +318,7 @@ impl Manager {
         if !c.synced {
             return c.queued.push(index);
         }
-        c.send_join(r, index, (0, 0), ip, "", Wait::Join(index));
+        c.send_join(r, (0, 0), ip, "", Wait::Join(index));
     }
 
     /// Admits `index` with an offset and port this manager's copy shows free;
@@ -452,6 +450,12 @@ impl Manager {
             Event::Down(why) => {
                 c.synced = false;
                 c.snapshot_asked = false;
+                for index in std::mem::take(&mut c.queued) {
+                    if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
+                        self.admit_locally(r, index, ip);
+                    }
+                }
+                let c = self.cluster.as_mut().expect("in a cluster");
                 warn!(
                     "cluster: redis unreachable ({why}); serving {} servants from this manager's copy, other managers' frozen",
                     c.local.len()
@@ -515,10 +519,11 @@ impl Manager {
                     info!("cluster: every servant port is taken; refusing offset {index}");
                     r.abort(index);
                 }
-                _ => match r.socket(index).map(|s| s.addr().ip()) {
-                    Some(ip) => self.admit_locally(r, index, ip),
-                    None => {}
-                },
+                _ => {
+                    if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
+                        self.admit_locally(r, index, ip);
+                    }
+                }
             },
             (None, false) => {}
         }

@@ -184,6 +184,7 @@ impl Manager {
         // Newcomers' joins only after the registrations: Redis runs them in order.
         let c = self.cluster.as_mut().expect("in a cluster");
         c.synced = true;
+        c.send_tick(r); // the lease first: a manager that dies at once is reaped too
         info!(
             "cluster: in step with redis: {} members, {} of them here",
             self.members.count(),
@@ -194,7 +195,7 @@ impl Manager {
                 .then(|| r.socket(index).map(|s| s.addr().ip()))
                 .flatten()
             {
-                c.send_join(r, index, (0, 0), ip, "", Wait::Join(index));
+                c.send_join(r, (0, 0), ip, "", Wait::Join(index));
             }
         }
         if changed {
@@ -211,8 +212,7 @@ impl Manager {
         let (ip, port) = (seat.ip, seat.port);
         let name = seat.name().unwrap_or_default().to_string();
         let c: &mut Cluster = self.cluster.as_mut().expect("in a cluster");
-        let slot = c.local.get(&offset).copied().unwrap_or_default();
-        c.send_join(r, slot, (offset, port), ip, &name, Wait::Register(offset));
+        c.send_join(r, (offset, port), ip, &name, Wait::Register(offset));
     }
 
     /// The answer to [`Manager::register`]: kept, or moved to a new offset and
