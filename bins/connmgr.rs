@@ -39,6 +39,8 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         relay_ban: cli::opt_duration(args, "--relay-ban", Unit::Secs)?,
         key: cli::opt_flag(args, "--key", "a file name")?,
         members: cli::opt_flag(args, "--members", "a file name")?,
+        cluster: cli::opt_flag(args, "--cluster", "a Redis URL")?,
+        cluster_prefix: cli::opt_flag(args, "--cluster-prefix", "a key prefix")?,
     };
     let log_level = cli::opt_flag(args, "--log-level", "a log level")?;
     cli::no_more_args(args)?;

@@ -40,6 +40,12 @@ pub struct Config {
     pub log_level: Option<Filter>,
     /// A private network's key file and members (docs/PRIVATE.md); `None`: open.
     pub private: Option<Private>,
+    /// The Redis server several managers share one network through
+    /// (docs/CLUSTER.md), as a URL; `None`: this manager is the whole network.
+    pub cluster: Option<String>,
+    /// The name every cluster key starts with, so several networks can share one
+    /// Redis.
+    pub cluster_prefix: String,
     /// What the command line said, kept so that a reload (SIGHUP) reads the file
     /// again and puts the flags back over it.
     pub overrides: Overrides,
@@ -109,6 +115,8 @@ impl Default for Config {
             relay: RelayConfig::default(),
             log_level: None,
             private: None,
+            cluster: None,
+            cluster_prefix: "p2pchat".into(),
             overrides: Overrides::default(),
         }
     }
@@ -140,6 +148,8 @@ pub struct Overrides {
     pub relay_ban: Option<Duration>,
     pub key: Option<PathBuf>,
     pub members: Option<PathBuf>,
+    pub cluster: Option<String>,
+    pub cluster_prefix: Option<String>,
 }
 
 /// The elements `conf/connmgr.xml` may hold.
@@ -166,6 +176,8 @@ const KNOWN: &[&str] = &[
     "loglevel",
     "key",
     "members",
+    "cluster",
+    "clusterprefix",
 ];
 
 impl Config {
@@ -201,12 +213,20 @@ impl Config {
         r.probe_timeout = o.relay_probe_timeout.unwrap_or(r.probe_timeout);
         r.probe_misses = o.relay_probe_misses.unwrap_or(r.probe_misses);
         r.ban = o.relay_ban.unwrap_or(r.ban);
+        c.cluster = o.cluster.clone().or(c.cluster);
+        c.cluster_prefix = o.cluster_prefix.clone().unwrap_or(c.cluster_prefix);
         c.private = super::members::settings(
             file.as_ref(),
             o.config.as_deref(),
             o.key.as_ref(),
             o.members.as_ref(),
         )?;
+        if c.cluster.is_some() {
+            // Verdicts and relays name servants by their place in this manager's
+            // control array; in a cluster the document's offsets are the
+            // cluster's, so they stay off until they speak offsets too.
+            c.relay.threshold = 0;
+        }
         c.overrides = o.clone();
         c.check(&|element, flag| {
             if o.given(flag) {
@@ -267,6 +287,12 @@ impl Config {
             let filter = Filter::parse(el.value())
                 .map_err(|r| ConfigError::new(f.place(el), format!("<loglevel> {r}")))?;
             self.log_level = Some(filter);
+        }
+        if let Some(el) = f.root.child("cluster") {
+            self.cluster = Some(el.value().trim().to_string());
+        }
+        if let Some(el) = f.root.child("clusterprefix") {
+            self.cluster_prefix = el.value().trim().to_string();
         }
         self.apply_relay(f)
     }
@@ -346,6 +372,33 @@ impl Config {
         if self.max_line == 0 {
             return bad("maxline", "--max-line", "must be at least 1 byte".into());
         }
+        if let Some(url) = &self.cluster {
+            if let Err(e) = crate::redis::RedisUrl::parse(url) {
+                return bad("cluster", "--cluster", e);
+            }
+            if self.private.is_some() {
+                return bad(
+                    "cluster",
+                    "--cluster",
+                    "a private network runs on one manager for now; drop --key and --members or --cluster".into(),
+                );
+            }
+        }
+        let p = &self.cluster_prefix;
+        if p.is_empty()
+            || p.len() > 64
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            return bad(
+                "clusterprefix",
+                "--cluster-prefix",
+                format!(
+                    "the cluster prefix is 1 to 64 letters, digits, '_', '-' or '.', not {p:?}"
+                ),
+            );
+        }
         let r = &self.relay;
         if r.share > 99 {
             return bad(
@@ -406,6 +459,9 @@ impl Config {
         if key(self) != key(other) {
             names.push("private network key");
         }
+        if self.cluster != other.cluster || self.cluster_prefix != other.cluster_prefix {
+            names.push("cluster");
+        }
         names
     }
 }
@@ -425,6 +481,8 @@ impl Overrides {
             "--relay-window" => self.relay_window.is_some(),
             "--relay-recheck" => self.relay_recheck.is_some(),
             "--relay-dial-timeout" => self.relay_dial_timeout.is_some(),
+            "--cluster" => self.cluster.is_some(),
+            "--cluster-prefix" => self.cluster_prefix.is_some(),
             _ => false,
         }
     }

@@ -54,6 +54,10 @@ OPTIONS:
                            --members, run a private network (docs/PRIVATE.md)
     --members FILE         who may join a private network: <members><member><name>
                            and <key> each</members>; SIGHUP reads it again
+    --cluster URL          share one network with the other managers on this Redis:
+                           redis://[USER:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH
+                           (docs/CLUSTER.md) [default: none, this manager alone]
+    --cluster-prefix NAME  the cluster's Redis keys start with {NAME}: [default: p2pchat]
     --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
                            such as info,p2pchat::connmgr=debug
                            [default: $RUST_LOG, else the file's <loglevel>, else info]

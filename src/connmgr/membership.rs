@@ -113,6 +113,11 @@ impl Seat {
     pub(super) fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
+
+    /// The name its entry shows.
+    pub(super) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
 }
 
 /// The manager's members, and the only way to change them.
@@ -223,6 +228,12 @@ impl Membership {
         let i = (*self.by_port.get(addr.port() as usize)? as usize).checked_sub(1)?;
         self.seat(i).filter(|s| s.ip == addr.ip())?;
         Some(i)
+    }
+
+    /// The member holding `port`, whatever its address (a cluster's ports are
+    /// unique across managers).
+    pub(super) fn at_port(&self, port: u16) -> Option<Index> {
+        (*self.by_port.get(port as usize)? as usize).checked_sub(1)
     }
 
     /// VB: `iPortMax = iPortMax + 1`, wrapped to the first port past 65535 and

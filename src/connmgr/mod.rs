@@ -21,6 +21,7 @@
 //! (`docs/RELAY.md`).
 
 mod admit;
+mod cluster;
 pub mod config;
 mod help;
 mod members;
@@ -72,6 +73,19 @@ enum Slot {
     Probe(probe::Shot),
     /// A private network's connection whose key is not proven yet (`private.rs`).
     Handshake,
+    /// One of the manager's connections to the cluster's Redis (`cluster/`).
+    Redis(cluster::Link),
+}
+
+/// A Redis client marks its slot with a copy of the value it was given, and only
+/// ever a [`Slot::Redis`]; nothing else in the control array is ever copied.
+impl Clone for Slot {
+    fn clone(&self) -> Slot {
+        match self {
+            Slot::Redis(link) => Slot::Redis(*link),
+            _ => unreachable!("only a Redis connection's mark is cloned"),
+        }
+    }
 }
 
 /// A connected servant's connection: whether it takes pushes, which version of
@@ -95,6 +109,13 @@ struct Member {
     moved: Option<std::time::Instant>,
     /// Probes through its relay (`probe.rs`).
     probes: probe::PullerProbes,
+    /// Its offset in the document when a cluster gave it one; 0 (the listener's,
+    /// never a servant's): its slot.
+    offset: Index,
+    /// In a cluster, it waits for Redis to give it an offset and a port; what it
+    /// sends meanwhile is kept in `held` and answered once it has them.
+    pending: bool,
+    held: Vec<u8>,
 }
 
 impl Member {
@@ -109,6 +130,17 @@ impl Member {
             other_lines: 0,
             moved: None,
             probes: probe::PullerProbes::default(),
+            offset: 0,
+            pending: false,
+            held: Vec::new(),
+        }
+    }
+
+    /// Its offset in the document, `index` being its slot.
+    fn offset(&self, index: Index) -> Index {
+        match self.offset {
+            0 => index,
+            o => o,
         }
     }
 }
@@ -134,13 +166,19 @@ struct Manager {
     probes: probe::Probes,
     /// A private network's refusals (`private.rs`).
     gate: private::Gate,
+    /// The membership shared with other managers through Redis (`cluster/`).
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Manager {
     fn new(config: Config) -> Self {
         let mut members = Membership::new(config.first_port);
         members.set_ipv6_prefix(config.ipv6_prefix);
+        let cluster = (config.cluster.as_deref())
+            .and_then(|url| crate::redis::RedisUrl::parse(url).ok())
+            .map(|url| cluster::Cluster::new(url, &config.cluster_prefix, config.first_port));
         Manager {
+            cluster,
             members,
             config,
             verdicts: verdict::Verdicts::default(),
@@ -192,6 +230,12 @@ impl Handler for Manager {
         if self.config.private.is_some() {
             return self.private_request(r, request);
         }
+        if self.cluster.is_some() {
+            return match r.accept(request, Slot::Servant(Member::new())) {
+                Ok(index) => self.cluster_join(r, index, ip),
+                Err(e) => warn!("cannot accept a servant from {ip}: {e}"),
+            };
+        }
         let Some(port) = self.members.next_port() else {
             return self.refusals.refuse(r, request, Refusal::NoPort);
         };
@@ -200,14 +244,7 @@ impl Handler for Manager {
             Err(e) => return warn!("cannot accept a servant from {ip}: {e}"),
         };
         self.members.join(index, ip, port);
-        if log::log_enabled!(log::Level::Info) {
-            let entry = self.members.doc().entry(index).unwrap_or_default();
-            info!(
-                "joined: {} ({})",
-                String::from_utf8_lossy(entry),
-                count(self.members.count())
-            );
-        }
+        self.log_join(index);
         self.list_changed(r);
     }
 
@@ -215,9 +252,22 @@ impl Handler for Manager {
     /// `cannot reach` complaints, list names, log the rest.
     fn data_arrival(&mut self, r: &mut Reactor<Self::Data>, index: Index, data: &[u8]) {
         let now = r.now();
+        if let Some(Slot::Redis(link)) = r.data(index) {
+            let link = *link;
+            return self.redis_data(r, link, index, data);
+        }
         let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
+        if s.pending {
+            // Answered once Redis has given it an offset; a flood meanwhile is cut.
+            s.held.extend_from_slice(data);
+            if s.held.len() > 4 * self.config.max_line {
+                r.abort(index);
+            }
+            return;
+        }
+        let offset = s.offset(index);
         let was_subscribed = s.subscribed;
         // The framer leaves the slot while it runs, so answering can borrow the reactor.
         let mut requests = std::mem::take(&mut s.requests);
@@ -228,14 +278,15 @@ impl Handler for Manager {
                 subscribe = true;
                 r.touch(index); // only whole requests keep a servant, not any byte
                 let doc = self.members.doc();
-                self.answers.needs_peer_list(r, doc, index, now, None);
+                self.answers
+                    .needs_peer_list(r, doc, index, offset, now, None);
             }
             Line::NeedsPeerListSince(since) => {
                 subscribe = true;
                 r.touch(index);
                 let doc = self.members.doc();
                 self.answers
-                    .needs_peer_list(r, doc, index, now, Some(since));
+                    .needs_peer_list(r, doc, index, offset, now, Some(since));
             }
             Line::CannotReach(peer) => {
                 r.touch(index);
@@ -255,9 +306,18 @@ impl Handler for Manager {
                 r.touch(index);
                 self.probed(r, index, text);
             }
+            // A cluster's ports are handed out by Redis; moving one is not yet.
+            Line::CannotListen(port) if self.cluster.is_some() => {
+                debug!("offset {offset} cannot listen on {port}: ignored in a cluster");
+            }
             Line::CannotListen(port) => {
                 r.touch(index);
                 self.cannot_listen(r, index, port);
+            }
+            Line::Resume(..) => {
+                // Taking over an entry from another manager is not built yet:
+                // the connection stays the new join it already is.
+                r.send(index, b"resume refused\r\n");
             }
             Line::Other(text) => {
                 lines += 1;
@@ -291,8 +351,13 @@ impl Handler for Manager {
             Slot::Servant(s) => s,
             Slot::Dial(d) => return self.dial_closed(r, index, d),
             Slot::Probe(_) => return self.probe_closed(index),
+            Slot::Redis(link) => return self.redis_closed(r, link, index),
             Slot::Listener | Slot::Handshake => return,
         };
+        if s.pending {
+            return; // its join's reply finds it gone and takes the entry back
+        }
+        let offset = s.offset(index);
         if let Some(tail) = s.requests.take_tail() {
             log_line(index, s.other_lines + 1, &tail);
         }
@@ -302,12 +367,13 @@ impl Handler for Manager {
                 s.other_lines
             );
         }
-        if let Some(gone) = self.members.leave(index) {
+        if let Some(gone) = self.members.leave(offset) {
             info!(
-                "left: offset {index}, port {} ({})",
+                "left: offset {offset}, port {} ({})",
                 gone.port,
                 count(self.members.count())
             );
+            self.cluster_left(r, offset);
             self.list_changed(r);
         }
         self.forget_reach(r, index, &mut s);
@@ -332,14 +398,23 @@ impl Handler for Manager {
         match r.data(index) {
             Some(Slot::Dial(_)) => self.dial_connect(r, index),
             Some(Slot::Probe(_)) => self.probe_connect(r, index),
+            Some(Slot::Redis(link)) => {
+                let link = *link;
+                self.redis_connect(r, link, index);
+            }
             _ => {}
         }
     }
 
     /// VB: `Winsock_Error`: a dial-back failed; servants' errors end in `close`.
     fn error(&mut self, r: &mut Reactor<Self::Data>, index: Index, err: &io::Error) {
-        if let Some(Slot::Dial(_)) = r.data(index) {
-            self.dial_error(r, index, err);
+        match r.data(index) {
+            Some(Slot::Dial(_)) => self.dial_error(r, index, err),
+            Some(Slot::Redis(link)) => {
+                let link = *link;
+                self.redis_error(link, index, err);
+            }
+            _ => {}
         }
     }
 
@@ -362,7 +437,7 @@ impl Handler for Manager {
             }
             RELAY => self.relay_timer(r),
             PROBE => self.probe_timer(r),
-            _ => {}
+            id => self.cluster_timer(r, id),
         }
     }
 
@@ -433,7 +508,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _ = crate::logfilter::set_from_file(config.log_level.as_ref());
     crate::announce!("listening on {addr}");
     crate::notify::ready();
+    if config.cluster.is_some() {
+        // Versions are this run's own: a servant that brings one from another
+        // manager (or an earlier run) gets the whole document (docs/CLUSTER.md).
+        crate::wire::version::set_epoch(cluster::random_u64());
+    }
     let mut manager = Manager::new(config);
+    if let Some(c) = manager.cluster.as_mut() {
+        c.start(&mut r);
+    }
     let outcome = r.run(&mut manager);
     crate::notify::stopping();
     outcome.map_err(|e| StartError(format!("event loop failed: {e}")))?;

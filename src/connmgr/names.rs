@@ -23,7 +23,8 @@ impl Manager {
             // Names are the members file's, bound to keys (`private.rs`).
             Err(name::Refused::Private)
         } else {
-            name::admit(text).and_then(|wanted| Ok((wanted, self.members.rename(index, wanted)?)))
+            let offset = self.offset_of(r, index);
+            name::admit(text).and_then(|wanted| Ok((wanted, self.members.rename(offset, wanted)?)))
         };
         match outcome {
             Ok((wanted, changed)) => {
@@ -35,6 +36,7 @@ impl Manager {
                         Some(n) => info!("offset {index} is called {n:?}"),
                         None => info!("offset {index} has no name now"),
                     }
+                    self.cluster_named(r, index, wanted);
                     self.list_changed(r);
                 }
             }

@@ -60,6 +60,7 @@ impl Answers {
         r: &mut Reactor<Slot>,
         doc: &PeerDoc,
         index: Index,
+        offset: Index,
         now: Instant,
         since: Option<u64>,
     ) {
@@ -70,11 +71,11 @@ impl Answers {
         s.versioned = since.is_some();
         match since {
             None => {
-                send_list(r, doc, index);
+                send_list(r, doc, index, offset);
             }
             Some(since) => {
                 let from = if since == 0 { 0 } else { since.max(s.seen) };
-                self.send_versioned(r, doc, index, from);
+                self.send_versioned(r, doc, index, offset, from);
             }
         }
     }
@@ -89,10 +90,14 @@ impl Answers {
     ) -> Sent {
         match r.data(index) {
             Some(Slot::Servant(s)) if s.versioned => {
-                let seen = s.seen;
-                self.send_versioned(r, doc, index, seen)
+                let (seen, offset) = (s.seen, s.offset(index));
+                self.send_versioned(r, doc, index, offset, seen)
             }
-            _ => send_list(r, doc, index),
+            Some(Slot::Servant(s)) => {
+                let offset = s.offset(index);
+                send_list(r, doc, index, offset)
+            }
+            _ => Sent::Whole(0),
         }
     }
 
@@ -103,6 +108,7 @@ impl Answers {
         r: &mut Reactor<Slot>,
         doc: &PeerDoc,
         index: Index,
+        offset: Index,
         from: u64,
     ) -> Sent {
         let version = doc.version();
@@ -142,19 +148,20 @@ impl Answers {
             return Sent::Short(bytes.len());
         }
         // The whole document, personalised, opening with its version.
-        let ranges = doc.personalised_versioned(index);
+        let ranges = doc.personalised_versioned(offset);
         r.send_shared(index, doc.shared(), &ranges);
         Sent::Whole(ranges.iter().map(ExactSizeIterator::len).sum())
     }
 }
 
-/// Sends `index` its personalised document (VB: the `needs peer list` branch).
-fn send_list(r: &mut Reactor<Slot>, doc: &PeerDoc, index: Index) -> Sent {
+/// Sends `index`, listed at `offset`, its personalised document (VB: the `needs
+/// peer list` branch).
+fn send_list(r: &mut Reactor<Slot>, doc: &PeerDoc, index: Index, offset: Index) -> Sent {
     if let Some(Slot::Servant(s)) = r.data_mut(index) {
         s.push_owed = false; // it is getting the current list now
         s.seen = doc.version();
     }
-    r.send_shared(index, doc.shared(), &doc.personalised(index));
+    r.send_shared(index, doc.shared(), &doc.personalised(offset));
     Sent::Whole(doc.byte_len())
 }
 

@@ -18,7 +18,6 @@
 use quick_xml::events::Event;
 
 use super::peers::{document_end, read_peers, Peer};
-use super::render::push_number;
 use crate::xml::{self, Element, XmlError};
 
 pub(super) const LEFT: &[u8] = b"<left>";
@@ -30,16 +29,16 @@ const CLOSE: &[u8] = b"</delta>\r\n";
 /// `<unchanged version="N"/>\r\n`.
 pub fn unchanged(version: u64) -> Vec<u8> {
     let mut out = b"<unchanged version=\"".to_vec();
-    push_number(&mut out, version as usize);
+    super::version::push(&mut out, version);
     out.extend_from_slice(b"\"/>\r\n");
     out
 }
 
 pub(super) fn open(out: &mut Vec<u8>, from: u64, to: u64) {
     out.extend_from_slice(b"<delta from=\"");
-    push_number(out, from as usize);
+    super::version::push(out, from);
     out.extend_from_slice(b"\" to=\"");
-    push_number(out, to as usize);
+    super::version::push(out, to);
     out.extend_from_slice(b"\">");
 }
 

@@ -15,3 +15,4 @@ pub mod relay;
 mod render;
 pub mod request;
 pub mod sealed;
+pub mod version;

@@ -402,7 +402,7 @@ fn versioned_head(version: u64) -> Vec<u8> {
 
 fn push_versioned_head(out: &mut Vec<u8>, version: u64) {
     out.extend_from_slice(b"<peers version=\"");
-    push_number(out, version as usize);
+    super::version::push(out, version);
     out.extend_from_slice(b"\">");
 }
 

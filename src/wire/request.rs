@@ -15,8 +15,10 @@
 const NEEDS_PEER_LIST: &[u8] = b"needs peer list";
 /// What follows it when the asker says which version it has.
 const SINCE: &[u8] = b" since ";
-/// Digits in a version, at most (`u64::MAX` has 20).
-const MAX_DIGITS: usize = 20;
+/// Bytes in a version, at most (`E.N`: [`super::version`]).
+const MAX_DIGITS: usize = super::version::MAX_LEN;
+/// `resume OFFSET TOKEN`: a servant failing over asks to keep its entry.
+const RESUME: &[u8] = b"resume ";
 /// `probed TEXT`: a probe line reached the sender through its relay.
 const PROBED: &[u8] = b"probed ";
 /// Longest probe text a `probed` line may carry; a longer one is no probe answer.
@@ -48,6 +50,9 @@ pub enum Line<'a> {
     Probed(&'a [u8]),
     /// `cannot listen PORT`: the sender could not bind PORT.
     CannotListen(u16),
+    /// `resume OFFSET TOKEN`: the sender had that entry on another manager of the
+    /// cluster and the token it was given for it (`docs/CLUSTER.md`).
+    Resume(usize, &'a [u8]),
     /// Any other non-empty line, without its line ending.
     Other(&'a [u8]),
 }
@@ -74,6 +79,7 @@ pub struct TooLong(pub usize);
 ///             Line::Name(name) => format!("name {}", String::from_utf8_lossy(name)),
 ///             Line::Probed(text) => format!("probed {}", String::from_utf8_lossy(text)),
 ///             Line::CannotListen(port) => format!("cannot listen {port}"),
+///             Line::Resume(offset, _) => format!("resume {offset}"),
 ///             Line::Other(text) => String::from_utf8_lossy(text).into_owned(),
 ///         }))
 ///         .unwrap();
@@ -154,6 +160,8 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
                     f(Line::Probed(text));
                 } else if let Some(port) = parse_cannot_listen(line) {
                     f(Line::CannotListen(port));
+                } else if let Some((offset, token)) = parse_resume(line) {
+                    f(Line::Resume(offset, token));
                 } else {
                     match super::relay::parse_cannot_reach(line) {
                         Some(peer) => f(Line::CannotReach(peer)),
@@ -195,16 +203,29 @@ fn since(rest: &[u8]) -> Since {
             false => Since::No,
         };
     };
-    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    let n = (digits.iter())
+        .take_while(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'.'))
+        .count();
     match digits.get(n) {
         _ if n > MAX_DIGITS => Since::No,
         None => Since::Partial,
-        Some(b'\r' | b'\n') if n > 0 => std::str::from_utf8(&digits[..n])
-            .ok()
-            .and_then(|d| d.parse().ok())
+        Some(b'\r' | b'\n') if n > 0 => super::version::parse(&digits[..n])
             .map_or(Since::No, |v| Since::Version(v, SINCE.len() + n)),
         Some(_) => Since::No,
     }
+}
+
+/// `resume OFFSET TOKEN`: a decimal offset and a token of 1 to 64 hex digits.
+fn parse_resume(line: &[u8]) -> Option<(usize, &[u8])> {
+    let rest = line.strip_prefix(RESUME)?;
+    let space = rest.iter().position(|&b| b == b' ')?;
+    let (offset, token) = (&rest[..space], &rest[space + 1..]);
+    let digits = !offset.is_empty() && offset.len() <= 9 && offset.iter().all(u8::is_ascii_digit);
+    let hex = (1..=64).contains(&token.len()) && token.iter().all(u8::is_ascii_hexdigit);
+    if !digits || !hex {
+        return None;
+    }
+    Some((std::str::from_utf8(offset).ok()?.parse().ok()?, token))
 }
 
 /// The text of a `probed TEXT` line: 1 to [`MAX_PROBE_TEXT`] bytes.
@@ -253,6 +274,7 @@ mod tests {
                     Line::Name(n) => format!("NAME {}", String::from_utf8_lossy(n)),
                     Line::Probed(t) => format!("PROBED {}", String::from_utf8_lossy(t)),
                     Line::CannotListen(p) => format!("LISTEN {p}"),
+                    Line::Resume(o, t) => format!("RESUME {o} {}", String::from_utf8_lossy(t)),
                     Line::Other(t) => String::from_utf8_lossy(t).into_owned(),
                 })
             });

@@ -1,0 +1,568 @@
+//! Several managers, one network: the membership shared through Redis
+//! (`--cluster URL`, docs/CLUSTER.md).
+//!
+//! Each manager keeps its own whole copy of the membership ([`Membership`]) and
+//! answers every request from it; Redis is never asked while a servant waits,
+//! except once, when it joins: a new connection is pending until its join script
+//! has given it a cluster-wide offset and port. Joins, leaves and names are each
+//! one Lua script ([`scripts`]) that also appends the change to a stream; every
+//! manager follows the stream on a connection of its own (`XREAD BLOCK`) and
+//! applies other managers' changes to its copy. Leases, renewed from Redis's own
+//! clock, let any manager remove the servants of one that died.
+//!
+//! Redis is not allowed to hurt the servants a manager already has: while it is
+//! unreachable or stalled, the manager serves from its copy, admits newcomers on
+//! its own (offsets and ports it knows to be free), and when Redis answers again
+//! takes a fresh snapshot, registers its live servants again (keeping their
+//! offsets and ports where still free) before it sends any newcomer's join.
+
+mod parse;
+mod scripts;
+mod sync;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use log::{info, warn};
+
+use super::{Manager, Slot};
+use crate::reactor::{Index, Reactor};
+use crate::redis::{Client, Event, Options, RedisUrl, Reply, RequestId, Script, StreamReader};
+
+/// Timer ids of the two Redis connections and of the lease renewal.
+pub(super) const MAIN_TIMER: usize = 3;
+pub(super) const STREAM_TIMER: usize = 4;
+pub(super) const TICK_TIMER: usize = 5;
+
+/// How often a manager renews its lease, and how long one lasts: a manager that
+/// dies leaves everyone's documents within a lease and a renewal.
+const RENEW: Duration = Duration::from_secs(3);
+const LEASE: Duration = Duration::from_secs(9);
+/// The stream keeps about this many changes (`MAXLEN ~`): a manager further
+/// behind than that takes a snapshot instead.
+const STREAM_LENGTH: &str = "10000";
+/// How long one `XREAD` blocks, and how many entries it takes at most.
+const BLOCK: Duration = Duration::from_secs(2);
+const BATCH: usize = 512;
+
+/// Which of the manager's Redis connections a slot is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Link {
+    Main,
+    Stream,
+}
+
+/// What a reply on the main connection is for.
+#[derive(Debug)]
+enum Wait {
+    /// A new connection's join.
+    Join(Index),
+    /// A servant this manager serves, registered again after Redis lost it.
+    Register(usize),
+    Snapshot,
+    /// A leave, a name, a lease renewal: only failures matter, and the next
+    /// snapshot mends those.
+    Other,
+}
+
+/// The cluster side of one manager.
+pub(super) struct Cluster {
+    /// `{NAME}`: the hash tag every key starts with.
+    prefix: String,
+    /// This manager's id in Redis, random per run.
+    id: String,
+    main: Client<Slot>,
+    stream: StreamReader<Slot>,
+    join: Script,
+    leave: Script,
+    tick: Script,
+    snapshot: Script,
+    name: Script,
+    first_port: u16,
+    /// The cluster's epoch as Redis has it, once a snapshot said.
+    epoch: Option<Vec<u8>>,
+    /// The last stream entry applied.
+    last_id: Vec<u8>,
+    /// A snapshot has been applied since the main connection last came up.
+    synced: bool,
+    snapshot_asked: bool,
+    waits: HashMap<RequestId, Wait>,
+    /// Offset -> slot of each servant this manager serves.
+    local: HashMap<usize, Index>,
+    /// Offsets of members other managers serve, as this manager lists them.
+    remote: HashSet<usize>,
+    /// Connections waiting for the snapshot before their join is sent.
+    queued: Vec<Index>,
+    /// Malformed data from Redis, counted; the first few are logged.
+    garbage: u64,
+}
+
+impl Cluster {
+    pub(super) fn new(url: RedisUrl, prefix: &str, first_port: u16) -> Cluster {
+        let options = Options {
+            reply_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(1),
+            ..Options::default()
+        };
+        let id = hex(random_u64());
+        Cluster {
+            prefix: format!("{{{prefix}}}"),
+            id,
+            main: Client::new(url.clone(), options, Slot::Redis(Link::Main), MAIN_TIMER),
+            stream: StreamReader::new(url, options, Slot::Redis(Link::Stream), STREAM_TIMER),
+            join: Script::new(scripts::JOIN),
+            leave: Script::new(&scripts::leave()),
+            tick: Script::new(&scripts::tick()),
+            snapshot: Script::new(scripts::SNAPSHOT),
+            name: Script::new(scripts::NAME),
+            first_port,
+            epoch: None,
+            last_id: b"0-0".to_vec(),
+            synced: false,
+            snapshot_asked: false,
+            waits: HashMap::new(),
+            local: HashMap::new(),
+            remote: HashSet::new(),
+            queued: Vec::new(),
+            garbage: 0,
+        }
+    }
+
+    pub(super) fn start(&mut self, r: &mut Reactor<Slot>) {
+        info!(
+            "cluster: manager {} on redis {} under {}",
+            self.id,
+            self.main.url(),
+            self.prefix
+        );
+        self.main.start(r);
+        self.stream.start(r);
+        r.set_timer(TICK_TIMER, r.now() + RENEW);
+    }
+
+    /// Runs `script` on the main connection, remembering what for.
+    fn eval(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        which: fn(&Cluster) -> &Script,
+        args: &[&[u8]],
+        wait: Wait,
+    ) {
+        let script = which(self).clone();
+        let id = self.main.evalsha(r, &script, &[], args);
+        self.waits.insert(id, wait);
+    }
+
+    fn send_join(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        want: (usize, u16),
+        ip: IpAddr,
+        name: &str,
+        wait: Wait,
+    ) {
+        let (ip, first) = (ip.to_string(), self.first_port.to_string());
+        let (o, p, token) = (want.0.to_string(), want.1.to_string(), hex(random_u64()));
+        let (prefix, id) = (self.prefix.clone(), self.id.clone());
+        let args: [&[u8]; 9] = [
+            prefix.as_bytes(),
+            id.as_bytes(),
+            ip.as_bytes(),
+            first.as_bytes(),
+            token.as_bytes(),
+            STREAM_LENGTH.as_bytes(),
+            o.as_bytes(),
+            p.as_bytes(),
+            name.as_bytes(),
+        ];
+        self.eval(r, |c| &c.join, &args, wait);
+    }
+
+    fn send_leave(&mut self, r: &mut Reactor<Slot>, offset: usize) {
+        if !self.main.is_up() {
+            return; // the next snapshot lists it as ours and not here: left then
+        }
+        let (prefix, id, o) = (self.prefix.clone(), self.id.clone(), offset.to_string());
+        let args: [&[u8]; 4] = [
+            prefix.as_bytes(),
+            o.as_bytes(),
+            id.as_bytes(),
+            STREAM_LENGTH.as_bytes(),
+        ];
+        self.eval(r, |c| &c.leave, &args, Wait::Other);
+    }
+
+    fn send_tick(&mut self, r: &mut Reactor<Slot>) {
+        let (prefix, id) = (self.prefix.clone(), self.id.clone());
+        let (lease, renew) = (LEASE.as_millis().to_string(), RENEW.as_millis().to_string());
+        let args: [&[u8]; 5] = [
+            prefix.as_bytes(),
+            id.as_bytes(),
+            lease.as_bytes(),
+            renew.as_bytes(),
+            STREAM_LENGTH.as_bytes(),
+        ];
+        self.eval(r, |c| &c.tick, &args, Wait::Other);
+    }
+
+    fn send_snapshot(&mut self, r: &mut Reactor<Slot>) {
+        self.snapshot_asked = true;
+        let (prefix, epoch) = (self.prefix.clone(), hex(random_u64()));
+        let args: [&[u8]; 2] = [prefix.as_bytes(), epoch.as_bytes()];
+        self.eval(r, |c| &c.snapshot, &args, Wait::Snapshot);
+    }
+
+    /// Starts the next `XREAD` if the copy is in step and none is outstanding.
+    fn read_on(&mut self, r: &mut Reactor<Slot>) {
+        if !self.synced || !self.stream.is_up() || self.stream.is_reading() {
+            return;
+        }
+        let key = format!("{}:log", self.prefix);
+        let last = self.last_id.clone();
+        self.stream
+            .xread(r, &[(key.as_bytes(), &last)], Some(BATCH), BLOCK);
+    }
+
+    /// Redis said something this manager cannot use: logged (the first ten,
+    /// then every thousandth) and ignored.
+    fn garbage(&mut self, what: &str) {
+        self.garbage += 1;
+        if self.garbage <= 10 || self.garbage % 1000 == 0 {
+            warn!(
+                "cluster: ignored from redis ({} so far): {what}",
+                self.garbage
+            );
+        }
+    }
+}
+
+impl Manager {
+    /// The offset `index`'s servant has in the document: its slot, unless a
+    /// cluster gave it another.
+    pub(super) fn offset_of(&self, r: &Reactor<Slot>, index: Index) -> Index {
+        match r.data(index) {
+            Some(Slot::Servant(s)) => s.offset(index),
+            _ => index,
+        }
+    }
+
+    /// `joined: ENTRY (N servants)`, at info.
+    pub(super) fn log_join(&self, offset: Index) {
+        if log::log_enabled!(log::Level::Info) {
+            let entry = self.members.doc().entry(offset).unwrap_or_default();
+            info!(
+                "joined: {} ({})",
+                String::from_utf8_lossy(entry),
+                super::count(self.members.count())
+            );
+        }
+    }
+
+    /// VB: `_DataArrival` for a Redis connection.
+    pub(super) fn redis_data(&mut self, r: &mut Reactor<Slot>, link: Link, i: Index, data: &[u8]) {
+        if let Some(c) = self.cluster.as_mut() {
+            match link {
+                Link::Main => c.main.data_arrival(r, i, data),
+                Link::Stream => c.stream.data_arrival(r, i, data),
+            }
+        }
+        self.cluster_events(r);
+    }
+
+    /// VB: `_Connect` for a Redis connection.
+    pub(super) fn redis_connect(&mut self, r: &mut Reactor<Slot>, link: Link, i: Index) {
+        if let Some(c) = self.cluster.as_mut() {
+            match link {
+                Link::Main => c.main.connect(r, i),
+                Link::Stream => c.stream.connect(r, i),
+            }
+        }
+        self.cluster_events(r);
+    }
+
+    /// VB: `_Error` for a Redis connection: why it is about to close.
+    pub(super) fn redis_error(&mut self, link: Link, i: Index, err: &std::io::Error) {
+        if let Some(c) = self.cluster.as_mut() {
+            match link {
+                Link::Main => c.main.error(i, err),
+                Link::Stream => c.stream.error(i, err),
+            }
+        }
+    }
+
+    /// VB: `_Close` for a Redis connection.
+    pub(super) fn redis_closed(&mut self, r: &mut Reactor<Slot>, link: Link, i: Index) {
+        if let Some(c) = self.cluster.as_mut() {
+            match link {
+                Link::Main => c.main.close(r, i),
+                Link::Stream => c.stream.close(r, i),
+            }
+        }
+        self.cluster_events(r);
+    }
+
+    /// A new connection in slot `index` from `ip`: its join goes to Redis (or,
+    /// while Redis is away, it is admitted from this manager's own copy).
+    pub(super) fn cluster_join(&mut self, r: &mut Reactor<Slot>, index: Index, ip: IpAddr) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if !c.main.is_up() {
+            return self.admit_locally(r, index, ip);
+        }
+        if let Some(Slot::Servant(s)) = r.data_mut(index) {
+            s.pending = true;
+        }
+        if !c.synced {
+            return c.queued.push(index);
+        }
+        c.send_join(r, (0, 0), ip, "", Wait::Join(index));
+    }
+
+    /// Admits `index` with an offset and port this manager's copy shows free;
+    /// Redis is told when it answers again (`sync.rs`).
+    fn admit_locally(&mut self, r: &mut Reactor<Slot>, index: Index, ip: IpAddr) {
+        let offset = (1..)
+            .find(|&o| self.members.seat(o).is_none())
+            .expect("a free offset");
+        let Some(port) = self.members.next_port() else {
+            warn!("cluster: no free port for a servant from {ip}");
+            return r.abort(index);
+        };
+        self.admitted(r, index, offset, port);
+    }
+
+    /// `index` joined at `offset` with `port`: listed, and what it sent while it
+    /// waited is answered now.
+    fn admitted(&mut self, r: &mut Reactor<Slot>, index: Index, offset: usize, port: u16) {
+        let Some(ip) = r.socket(index).map(|s| s.addr().ip()) else {
+            return;
+        };
+        self.make_room(offset, port);
+        let held = match r.data_mut(index) {
+            Some(Slot::Servant(s)) => {
+                s.pending = false;
+                s.offset = offset;
+                std::mem::take(&mut s.held)
+            }
+            _ => return,
+        };
+        if let Some(c) = self.cluster.as_mut() {
+            c.local.insert(offset, index);
+        }
+        self.members.join(offset, ip, port);
+        self.log_join(offset);
+        self.list_changed(r);
+        if !held.is_empty() {
+            use crate::reactor::Handler;
+            self.data_arrival(r, index, &held);
+        }
+    }
+
+    /// Clears `offset` and `port` of remote entries the copy still shows (their
+    /// leave is on its way), so a member Redis placed there can be listed.
+    fn make_room(&mut self, offset: usize, port: u16) {
+        let in_port = self.members.at_port(port);
+        let c = self.cluster.as_mut().expect("in a cluster");
+        for o in [Some(offset), in_port].into_iter().flatten() {
+            if c.remote.remove(&o) {
+                self.members.leave(o);
+            }
+        }
+    }
+
+    /// A servant of this manager left (its connection closed).
+    pub(super) fn cluster_left(&mut self, r: &mut Reactor<Slot>, offset: usize) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.local.remove(&offset);
+            c.send_leave(r, offset);
+        }
+    }
+
+    /// `index` is called `name` now (or nothing): every manager lists it so.
+    pub(super) fn cluster_named(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        index: Index,
+        name: Option<&str>,
+    ) {
+        let offset = self.offset_of(r, index);
+        let Some(c) = self.cluster.as_mut().filter(|c| c.main.is_up()) else {
+            return;
+        };
+        let (prefix, id, o) = (c.prefix.clone(), c.id.clone(), offset.to_string());
+        let name = name.unwrap_or_default();
+        let args: [&[u8]; 5] = [
+            prefix.as_bytes(),
+            o.as_bytes(),
+            id.as_bytes(),
+            name.as_bytes(),
+            STREAM_LENGTH.as_bytes(),
+        ];
+        c.eval(r, |c| &c.name, &args, Wait::Other);
+    }
+
+    /// A Redis connection's slot had an event, or one of the cluster's timers
+    /// fired: take what happened from both connections and act on it.
+    pub(super) fn cluster_events(&mut self, r: &mut Reactor<Slot>) {
+        loop {
+            let Some(c) = self.cluster.as_mut() else {
+                return;
+            };
+            if let Some(e) = c.main.next_event() {
+                self.main_event(r, e);
+            } else if let Some(e) = c.stream.next_event() {
+                self.stream_event(r, e);
+            } else {
+                let c = self.cluster.as_mut().expect("checked above");
+                return c.read_on(r);
+            }
+        }
+    }
+
+    pub(super) fn cluster_timer(&mut self, r: &mut Reactor<Slot>, id: usize) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        match id {
+            MAIN_TIMER => drop(c.main.timer(r, id)),
+            STREAM_TIMER => drop(c.stream.timer(r, id)),
+            TICK_TIMER => {
+                r.set_timer(TICK_TIMER, r.now() + RENEW);
+                if c.main.is_up() && c.synced {
+                    c.send_tick(r);
+                }
+            }
+            _ => {}
+        }
+        self.cluster_events(r);
+    }
+
+    fn main_event(&mut self, r: &mut Reactor<Slot>, event: Event) {
+        let c = self.cluster.as_mut().expect("in a cluster");
+        match event {
+            Event::Up => {
+                c.synced = false;
+                c.send_snapshot(r);
+            }
+            Event::Down(why) => {
+                c.synced = false;
+                c.snapshot_asked = false;
+                for index in std::mem::take(&mut c.queued) {
+                    if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
+                        self.admit_locally(r, index, ip);
+                    }
+                }
+                let c = self.cluster.as_mut().expect("in a cluster");
+                warn!(
+                    "cluster: redis unreachable ({why}); serving {} servants from this manager's copy, other managers' frozen",
+                    c.local.len()
+                );
+            }
+            Event::Reply(id, reply) => {
+                let Some(wait) = c.waits.remove(&id) else {
+                    return;
+                };
+                self.main_reply(r, wait, reply.ok());
+            }
+        }
+    }
+
+    fn main_reply(&mut self, r: &mut Reactor<Slot>, wait: Wait, reply: Option<Reply>) {
+        match wait {
+            Wait::Join(index) => self.join_reply(r, index, reply),
+            Wait::Register(offset) => self.register_reply(r, offset, reply),
+            Wait::Snapshot => {
+                self.cluster.as_mut().expect("in a cluster").snapshot_asked = false;
+                match reply {
+                    Some(Reply::Array(Some(items))) => self.apply_snapshot(r, &items),
+                    other => self.snapshot_failed(other),
+                }
+            }
+            Wait::Other => {
+                if let Some(e) = reply.as_ref().and_then(Reply::error_text) {
+                    warn!("cluster: redis refused a script: {e}");
+                }
+            }
+        }
+    }
+
+    fn snapshot_failed(&mut self, reply: Option<Reply>) {
+        if let Some(e) = reply.as_ref().and_then(Reply::error_text) {
+            warn!("cluster: redis refused the snapshot: {e}");
+        } else if reply.is_some() {
+            self.cluster
+                .as_mut()
+                .expect("in a cluster")
+                .garbage("a snapshot of another shape");
+        }
+    }
+
+    /// The join script answered for `index`: `ok OFFSET PORT VERSION`.
+    fn join_reply(&mut self, r: &mut Reactor<Slot>, index: Index, reply: Option<Reply>) {
+        let waiting = matches!(r.data(index), Some(Slot::Servant(s)) if s.pending);
+        let joined = reply.as_ref().and_then(joined);
+        match (joined, waiting) {
+            (Some((offset, port)), true) => self.admitted(r, index, offset, port),
+            // It closed while it waited: its entry goes again.
+            (Some((offset, _)), false) => self
+                .cluster
+                .as_mut()
+                .expect("in a cluster")
+                .send_leave(r, offset),
+            (None, true) => match reply {
+                Some(Reply::Array(Some(a)))
+                    if a.first().and_then(Reply::bytes) == Some(b"full") =>
+                {
+                    info!("cluster: every servant port is taken; refusing offset {index}");
+                    r.abort(index);
+                }
+                _ => {
+                    if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
+                        self.admit_locally(r, index, ip);
+                    }
+                }
+            },
+            (None, false) => {}
+        }
+    }
+}
+
+/// `ok OFFSET PORT VERSION` from the join script.
+fn joined(reply: &Reply) -> Option<(usize, u16)> {
+    let Reply::Array(Some(a)) = reply else {
+        return None;
+    };
+    match a.as_slice() {
+        [ok, Reply::Integer(o), Reply::Integer(p), _] if ok.bytes() == Some(b"ok") => {
+            let o = usize::try_from(*o)
+                .ok()
+                .filter(|o| (1..=parse::MAX_OFFSET).contains(o))?;
+            Some((o, u16::try_from(*p).ok().filter(|&p| p > 0)?))
+        }
+        _ => None,
+    }
+}
+
+/// A random u64 from the kernel, never zero.
+pub(super) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most the eight bytes it is given.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 8, 0) };
+    let v = u64::from_ne_bytes(b);
+    if n == 8 && v != 0 {
+        v
+    } else {
+        // No entropy (an old kernel): the time and pid still differ per run.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        (t ^ (u64::from(std::process::id()) << 32)) | 1
+    }
+}
+
+fn hex(v: u64) -> String {
+    format!("{v:016x}")
+}

@@ -1,0 +1,146 @@
+//! The cluster's Lua scripts: each join, leave, lease renewal and snapshot is one
+//! script, so Redis runs it whole, between any two other managers' commands.
+//!
+//! Keys, all under the prefix's hash tag `{p}` (passed as `ARGV[1]`):
+//! `:epoch` (the cluster's epoch), `:ver` (its version, one per change), `:next`
+//! (the highest offset ever handed out), `:free` (freed offsets, scored by
+//! themselves, so the lowest comes first), `:portmax` (VB's `iPortMax`,
+//! cluster-wide), `:ports` (held port -> offset), `:members` (offset -> `MANAGER
+//! IP PORT TOKEN NAME`), `:by:MANAGER` (the offsets that manager serves),
+//! `:leases` (manager -> lease deadline in Redis's milliseconds), `:tick` (when
+//! any manager last renewed), and the stream `:log`, whose entries carry the
+//! version and the change (`op` join, leave or name, `o` the offset, `m` its
+//! manager, and for a join `ip`, `port` and `name`).
+
+/// Removes member `o` (if `owner` serves it, or anyone does when `owner` is
+/// empty): frees its offset and port, bumps the version and logs the leave.
+const REMOVE: &str = r"
+local function remove(p, o, owner, maxlen, by)
+  local m = redis.call('HGET', p..':members', o)
+  if not m then return 0 end
+  local who, port = string.match(m, '^(%S+) %S+ (%d+)')
+  if owner ~= '' and who ~= owner then return 0 end
+  redis.call('HDEL', p..':members', o)
+  if port then redis.call('HDEL', p..':ports', port) end
+  if who then redis.call('SREM', p..':by:'..who, o) end
+  redis.call('ZADD', p..':free', o, o)
+  local v = redis.call('INCR', p..':ver')
+  redis.call('XADD', p..':log', 'MAXLEN', '~', maxlen, '*', 'v', v, 'op', 'leave', 'o', o, 'm', who or '', 'by', by)
+  return 1
+end
+";
+
+/// ARGV: prefix, manager, ip, first port, token, stream length, wanted offset,
+/// wanted port (0 0: any), name. The wanted pair is a servant this manager
+/// already serves, registered again after Redis lost it; it keeps them if both
+/// are free. Otherwise the lowest free offset and the next free port after
+/// `iPortMax`, wrapping past 65535 to the first port. Returns `ok OFFSET PORT
+/// VERSION`, or `full` when no port is free.
+pub(super) const JOIN: &str = r"
+local p, mgr = ARGV[1], ARGV[2]
+local first = tonumber(ARGV[4])
+local o, port = tonumber(ARGV[7]), tonumber(ARGV[8])
+if o > 0 and (redis.call('HEXISTS', p..':members', o) == 1 or redis.call('HEXISTS', p..':ports', port) == 1) then
+  o = 0
+end
+if o > 0 then
+  redis.call('ZREM', p..':free', o)
+  local n = tonumber(redis.call('GET', p..':next') or '0')
+  for k = n + 1, o - 1 do redis.call('ZADD', p..':free', k, k) end
+  if o > n then redis.call('SET', p..':next', o) end
+else
+  local f = redis.call('ZRANGE', p..':free', 0, 0)
+  if f[1] then
+    o = tonumber(f[1])
+    redis.call('ZREM', p..':free', f[1])
+  else
+    o = redis.call('INCR', p..':next')
+  end
+  port = nil
+  local pm = tonumber(redis.call('GET', p..':portmax') or (first - 1))
+  for _ = first, 65535 do
+    if pm >= 65535 or pm < first - 1 then pm = first else pm = pm + 1 end
+    if redis.call('HEXISTS', p..':ports', pm) == 0 then
+      port = pm
+      break
+    end
+  end
+  if not port then
+    redis.call('ZADD', p..':free', o, o)
+    return {'full'}
+  end
+  redis.call('SET', p..':portmax', pm)
+end
+redis.call('HSET', p..':ports', port, o)
+redis.call('HSET', p..':members', o, mgr..' '..ARGV[3]..' '..port..' '..ARGV[5]..' '..ARGV[9])
+redis.call('SADD', p..':by:'..mgr, o)
+local v = redis.call('INCR', p..':ver')
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', mgr, 'ip', ARGV[3], 'port', port, 'name', ARGV[9])
+return {'ok', o, port, v}
+";
+
+/// ARGV: prefix, offset, manager (who must serve it), stream length.
+pub(super) fn leave() -> String {
+    format!("{REMOVE}\nreturn remove(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[3])")
+}
+
+/// ARGV: prefix, manager, lease ms, renew ms, stream length. Renews this
+/// manager's lease from Redis's own clock and reaps managers whose lease ran
+/// out. When no manager has renewed for two renewal periods, Redis itself was
+/// stopped, unreachable or restarted: every lease gets a fresh term first, so
+/// that no manager is reaped for Redis's own absence. Returns members reaped.
+pub(super) fn tick() -> String {
+    format!(
+        "{REMOVE}{}",
+        r"
+local p, mgr = ARGV[1], ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[3])
+local last = tonumber(redis.call('GET', p..':tick') or '0') or 0
+redis.call('SET', p..':tick', now)
+if now - last > 2 * tonumber(ARGV[4]) then
+  for _, m in ipairs(redis.call('ZRANGE', p..':leases', 0, -1)) do
+    redis.call('ZADD', p..':leases', now + lease, m)
+  end
+end
+redis.call('ZADD', p..':leases', now + lease, mgr)
+local gone = 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', p..':leases', '-inf', now, 'LIMIT', 0, 8)) do
+  for _, o in ipairs(redis.call('SMEMBERS', p..':by:'..m)) do
+    gone = gone + remove(p, o, m, ARGV[5], mgr)
+  end
+  redis.call('DEL', p..':by:'..m)
+  redis.call('ZREM', p..':leases', m)
+end
+return gone
+"
+    )
+}
+
+/// ARGV: prefix, an epoch to set if there is none. Returns the epoch, the
+/// version, the stream's last id, then offset and member pairs: everything a
+/// manager needs to start following the stream from exactly that point.
+pub(super) const SNAPSHOT: &str = r"
+local p = ARGV[1]
+redis.call('SET', p..':epoch', ARGV[2], 'NX')
+local out = {redis.call('GET', p..':epoch'), redis.call('GET', p..':ver') or '0'}
+local last = redis.call('XREVRANGE', p..':log', '+', '-', 'COUNT', 1)
+out[3] = (last[1] and last[1][1]) or '0-0'
+local all = redis.call('HGETALL', p..':members')
+for i = 1, #all do out[3 + i] = all[i] end
+return out
+";
+
+/// ARGV: prefix, offset, manager, name, stream length: the member's new name.
+pub(super) const NAME: &str = r"
+local p = ARGV[1]
+local m = redis.call('HGET', p..':members', ARGV[2])
+if not m then return 0 end
+local head = string.match(m, '^(%S+ %S+ %S+ %S+)')
+if not head or string.sub(head, 1, #ARGV[3] + 1) ~= ARGV[3]..' ' then return 0 end
+redis.call('HSET', p..':members', ARGV[2], head..' '..ARGV[4])
+local v = redis.call('INCR', p..':ver')
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'name', 'o', ARGV[2], 'm', ARGV[3], 'name', ARGV[4])
+return v
+";
