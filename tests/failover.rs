@@ -148,9 +148,10 @@ fn a_silent_manager_is_left_within_the_bound() {
     s[0].type_line("before");
     let stopped = Instant::now();
     a.signal(libc::SIGSTOP);
-    // One poll interval (0.5 s) plus the 1 s grace, one tick (0.5 s), the jitter
-    // (0.5 s), and a round trip.
-    let bound = Duration::from_millis(500 + 1000 + 500 + 500 + 500);
+    // The bound docs/SERVANT.md states: up to a poll interval (0.5 s) until the
+    // next request, a poll interval plus the 1 s grace unanswered, one tick
+    // (0.5 s); then the jitter (0.5 s) and a round trip, with room.
+    let bound = Duration::from_millis(500 + 500 + 1000 + 500 + 500 + 500);
     let took = until_listed(b_addr, 3, stopped);
     println!("3 servants registered with the next manager {took:?} after SIGSTOP");
     assert!(took < bound, "{took:?}");
