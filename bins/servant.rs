@@ -19,7 +19,9 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
     let o = Overrides {
         headless: cli::switch(args, "--headless")?,
         config: cli::opt_flag(args, "--config", "a file name")?,
-        connmgr: cli::opt_flag(args, "--connmgr", "HOST or HOST:PORT")?,
+        connmgr: args
+            .values_from_str("--connmgr")
+            .map_err(|e| ConfigError::new("--connmgr", e.to_string()))?,
         port: cli::opt_flag(args, "--port", "a port number from 1 to 65535")?,
         bind: cli::opt_flag(args, "--bind", "an IP address such as 127.0.0.2")?,
         name: cli::opt_flag(args, "--name", "a name")?,

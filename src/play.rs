@@ -35,7 +35,7 @@ pub fn play(flag: &str, role: &str, args: &mut pico_args::Arguments) -> ExitCode
             }
             "servant" => {
                 let o = servant::Overrides {
-                    connmgr: cli::opt_flag(args, "--connmgr", "HOST:PORT")?,
+                    connmgr: Vec::from_iter(cli::opt_flag(args, "--connmgr", "HOST:PORT")?),
                     bind: cli::opt_flag(args, "--bind", "an IP address")?,
                     name: cli::opt_flag(args, "--name", "a name")?,
                     poll_interval: cli::opt_duration(args, "--poll-interval", cli::Unit::Millis)?,

@@ -21,7 +21,7 @@ fn read_line(s: &mut TcpStream) -> String {
     String::from_utf8(out).expect("answers are UTF-8")
 }
 
-fn ask(s: &mut TcpStream, since: u64) -> String {
+fn ask(s: &mut TcpStream, since: impl std::fmt::Display) -> String {
     s.write_all(format!("needs peer list since {since}\n").as_bytes())
         .unwrap();
     read_line(s)
@@ -60,12 +60,12 @@ fn a_versioned_client_gets_the_document_once_then_only_changes() {
     // A third joins and leaves: a is pushed deltas that net to the same list, and
     // the bare client whole documents.
     let c = client(addr);
-    let mut version = 1;
+    let mut version = delta::Version::from(1);
     let mut list = match parse(&whole) {
         Answer::Whole { peers, .. } => peers,
         other => panic!("{other:?}"),
     };
-    let mut apply = |text: &str, version: &mut u64| {
+    let mut apply = |text: &str, version: &mut delta::Version| {
         *version = delta::update(&mut list, Some(*version), parse(text))
             .unwrap_or_else(|e| panic!("{e}: {text}"))
             .unwrap();

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = delta::names(&answer_text);
     if let Ok(answer) = delta::parse(&answer_text) {
         let mut list = Vec::new();
-        let _ = delta::update(&mut list, Some(1), answer);
+        let _ = delta::update(&mut list, Some(1.into()), answer);
     }
     if let Some(end) = document_end(data) {
         assert!(end <= data.len());

@@ -4,7 +4,8 @@
 //!
 //! ```xml
 //! <config>
-//!   <connectionmgr>127.0.0.1</connectionmgr>  <!-- HOST or HOST:PORT -->
+//!   <connectionmgr>127.0.0.1</connectionmgr>  <!-- HOST or HOST:PORT; more than -->
+//!   <connectionmgr>10.0.0.2:85</connectionmgr> <!-- one: tried in order       -->
 //!   <port>85</port>
 //!   <name>alice</name>                        <!-- optional: lines go out as "alice: ..." -->
 //!   <pollinterval>2s</pollinterval>           <!-- optional; a bare number is milliseconds -->
@@ -16,7 +17,7 @@
 //! ```
 //!
 //! SIGHUP reads the file again (`reload.rs`): bans, name, poll interval and log
-//! level change at once; the manager's address, the port and `--bind` need a restart.
+//! level change at once; the managers' addresses, the port and `--bind` need a restart.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ pub struct Config {
     pub connmgr_host: String,
     /// The manager's port (the article's 85).
     pub connmgr_port: u16,
+    /// Further managers, in order, to fail over to: each host and its port, if
+    /// named (else `connmgr_port`). Empty: one manager, as the article had.
+    pub more_connmgrs: Vec<(String, Option<u16>)>,
     /// Local address for the listener and every outgoing connection; `None` = any.
     pub bind: Option<IpAddr>,
     /// Prefix for outgoing lines (`name: text`).
@@ -84,6 +88,7 @@ impl Default for Config {
         Config {
             connmgr_host: "127.0.0.1".into(),
             connmgr_port: 85,
+            more_connmgrs: Vec::new(),
             bind: None,
             name: None,
             poll_interval: Duration::from_secs(2),
@@ -104,8 +109,8 @@ impl Default for Config {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
-    /// `HOST[:PORT]`.
-    pub connmgr: Option<String>,
+    /// `HOST[:PORT]`, once per manager (`--connmgr` may repeat), in order.
+    pub connmgr: Vec<String>,
     pub port: Option<u16>,
     pub bind: Option<IpAddr>,
     pub name: Option<String>,
@@ -170,11 +175,13 @@ impl Config {
             c.apply_file(f)?;
         }
         c.private = private(file.as_ref(), c.file.as_deref(), o)?;
-        if let Some(text) = &o.connmgr {
-            let (host, port) =
-                split_host_port(text).map_err(|r| ConfigError::new("--connmgr", r))?;
+        if let Some((first, more)) = o.connmgr.split_first() {
+            let split =
+                |text: &String| split_host_port(text).map_err(|r| ConfigError::new("--connmgr", r));
+            let (host, port) = split(first)?;
             c.connmgr_host = host;
             c.connmgr_port = port.unwrap_or(c.connmgr_port);
+            c.more_connmgrs = more.iter().map(split).collect::<Result<_, _>>()?;
         }
         c.connmgr_port = o.port.unwrap_or(c.connmgr_port);
         c.bind = o.bind.or(c.bind);
@@ -227,13 +234,17 @@ impl Config {
 
     fn apply_file(&mut self, f: &ConfigFile) -> Result<(), ConfigError> {
         f.allow_only(KNOWN)?;
-        if let Some(el) = f.root.child("connectionmgr") {
-            let (host, port) = split_host_port(el.value())
-                .map_err(|r| ConfigError::new(f.place(el), format!("<connectionmgr> {r}")))?;
+        let mut managers = f.root.children_named("connectionmgr").map(|el| {
+            split_host_port(el.value())
+                .map_err(|r| ConfigError::new(f.place(el), format!("<connectionmgr> {r}")))
+        });
+        if let Some(first) = managers.next() {
+            let (host, port) = first?;
             self.connmgr_host = host;
             if let Some(p) = port {
                 self.connmgr_port = p;
             }
+            self.more_connmgrs = managers.collect::<Result<_, _>>()?;
         }
         let port = f.checked("port", "a port number from 1 to 65535", |&p: &u16| {
             (p != 0)
@@ -393,7 +404,14 @@ impl Config {
     /// `self` and `other` differ.
     pub fn restart_needed(&self, other: &Config) -> Vec<&'static str> {
         let mut names = Vec::new();
-        if (&self.connmgr_host, self.connmgr_port) != (&other.connmgr_host, other.connmgr_port) {
+        let managers = |c: &Config| {
+            (
+                c.connmgr_host.clone(),
+                c.connmgr_port,
+                c.more_connmgrs.clone(),
+            )
+        };
+        if managers(self) != managers(other) {
             names.push("connection manager");
         }
         if self.bind != other.bind {
@@ -434,155 +452,4 @@ fn max_peers(n: &usize) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp(name: &str, text: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("p2pchat-servant-{}-{name}", std::process::id()));
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn with_file(path: &Path) -> Overrides {
-        Overrides {
-            config: Some(path.to_path_buf()),
-            ..Overrides::default()
-        }
-    }
-
-    #[test]
-    fn reads_the_articles_shape() {
-        let p = temp(
-            "article.xml",
-            "<config>\n  <connectionmgr>chat.example.org</connectionmgr>\n  <port>8585</port>\n  <bans>\n    <ban><target>1.1.1.1</target></ban>\n    <ban><target>fooUser234.fooISP23423.com</target></ban>\n  </bans>\n</config>\n",
-        );
-        let c = Config::load(&with_file(&p)).unwrap();
-        assert_eq!(
-            (c.connmgr_host.as_str(), c.connmgr_port),
-            ("chat.example.org", 8585)
-        );
-        assert_eq!(c.bans, ["1.1.1.1", "fooUser234.fooISP23423.com"]);
-        assert_eq!(c.poll_interval, Duration::from_secs(2));
-        let _ = std::fs::remove_file(p);
-    }
-
-    #[test]
-    fn flags_beat_the_file() {
-        let p = temp(
-            "flags.xml",
-            "<config><connectionmgr>10.0.0.1:99</connectionmgr><name>file</name><pollinterval>500</pollinterval></config>",
-        );
-        let mut o = with_file(&p);
-        let c = Config::load(&o).unwrap();
-        assert_eq!((c.connmgr_host.as_str(), c.connmgr_port), ("10.0.0.1", 99));
-        assert_eq!(c.name.as_deref(), Some("file"));
-        assert_eq!(c.poll_interval, Duration::from_millis(500));
-        o.connmgr = Some("localhost:7000".into());
-        o.port = Some(7001);
-        o.name = Some("flag".into());
-        o.poll_interval = Some(Duration::from_millis(200));
-        o.bans = vec!["10.9.9.9".into()];
-        let c = Config::load(&o).unwrap();
-        assert_eq!(
-            (c.connmgr_host.as_str(), c.connmgr_port),
-            ("localhost", 7001)
-        );
-        assert_eq!(c.name.as_deref(), Some("flag"));
-        assert_eq!(c.poll_interval, Duration::from_millis(200));
-        assert_eq!(c.bans, ["10.9.9.9"]);
-        assert_eq!(c.overrides, o);
-        let _ = std::fs::remove_file(p);
-    }
-
-    #[test]
-    fn poll_intervals_take_units_and_the_log_level_is_read() {
-        let p = temp(
-            "units.xml",
-            "<config><pollinterval>1.5s</pollinterval><loglevel>p2pchat=debug</loglevel></config>",
-        );
-        let c = Config::load(&with_file(&p)).unwrap();
-        assert_eq!(c.poll_interval, Duration::from_millis(1500));
-        assert_eq!(c.log_level, Some(Filter::parse("p2pchat=debug").unwrap()));
-        let _ = std::fs::remove_file(p);
-    }
-
-    #[test]
-    fn bad_files_name_the_line_and_reason() {
-        let cases = [
-            (
-                "<config>\n<bans>\n<ban></ban></bans></config>",
-                ":3",
-                "needs a <target>",
-            ),
-            (
-                "<config>\n<bans><block/></bans></config>",
-                ":2",
-                "unknown element <block>",
-            ),
-            (
-                "<config>\n\n<port>http</port></config>",
-                ":3",
-                "a port number",
-            ),
-            (
-                "<config>\n<colour/></config>",
-                ":2",
-                "unknown element <colour>",
-            ),
-            (
-                "<config>\n<connectionmgr>host:0</connectionmgr></config>",
-                ":2",
-                "bad port",
-            ),
-            (
-                "<config>\n<pollinterval>0</pollinterval></config>",
-                ":2",
-                "at least 100",
-            ),
-            (
-                "<config>\n\n<pollinterval>99</pollinterval></config>",
-                ":3",
-                "at least 100",
-            ),
-            ("<config>\n<port>0</port></config>", ":2", "not 0"),
-            (
-                "<config>\n<maxpeers>0</maxpeers></config>",
-                ":2",
-                "at least 1",
-            ),
-            ("<config>\n<bans>\n", ":", ""),
-        ];
-        for (i, (text, line, reason)) in cases.iter().enumerate() {
-            let p = temp(&format!("bad{i}.xml"), text);
-            let e = Config::load(&with_file(&p)).unwrap_err();
-            let shown = e.to_string();
-            assert!(
-                shown.starts_with(&format!("{}{line}", p.display())),
-                "{shown}"
-            );
-            assert!(shown.contains(reason), "{shown}");
-            let _ = std::fs::remove_file(p);
-        }
-    }
-
-    #[test]
-    fn an_explicit_missing_file_is_an_error() {
-        let o = with_file(Path::new("/nonexistent/p2pchat/config.xml"));
-        assert!(Config::load(&o)
-            .unwrap_err()
-            .reason
-            .contains("cannot read it"));
-    }
-
-    #[test]
-    fn host_port_forms() {
-        let ok = |s: &str| split_host_port(s).unwrap();
-        assert_eq!(ok("localhost"), ("localhost".into(), None));
-        assert_eq!(ok("127.0.0.1:85"), ("127.0.0.1".into(), Some(85)));
-        assert_eq!(ok("::1"), ("::1".into(), None));
-        assert_eq!(ok("[::1]:8585"), ("::1".into(), Some(8585)));
-        assert!(split_host_port("host:http").is_err());
-        assert!(split_host_port(":85").is_err());
-        assert!(split_host_port("").is_err());
-    }
-}
+mod tests;

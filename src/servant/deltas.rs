@@ -1,9 +1,16 @@
 //! The servant's list kept by versions: it asks `needs peer list since N` with
-//! the version it has (0 on a new link: a new link is a new slot, so it must be
-//! told which entry is its own), and the manager answers with the whole document,
+//! the version it has, and the manager answers with the whole document,
 //! `<unchanged/>` or a delta ([`crate::wire::delta`]). A delta that does not
 //! follow from this version, or does not fit the list (an offset it does not
 //! hold), is not applied: the servant asks for the whole document again.
+//!
+//! Versions are opaque tokens ([`Version`]): `N` from a single manager, `E.N` from
+//! a cluster of them. A new link to a single manager asks `since 0`, since it is a
+//! new slot there and must be told which entry is its own. A new link within a
+//! cluster keeps its `E.N` when its entry goes on (a resume, or a private
+//! network's key: [`Servant::keeps_version`]), so the manager it fails over to
+//! answers with a delta; a manager of another history answers with the whole
+//! document.
 //!
 //! The VB servant re-read the whole `pDoc1` on every answer; against a manager
 //! that knows no versions this one still does, since a document without a
@@ -16,8 +23,7 @@ use log::{debug, info, warn};
 use super::peers::{Applied, Refused};
 use super::{Servant, Slot};
 use crate::reactor::Reactor;
-use crate::wire::delta;
-use crate::wire::request::needs_peer_list_since;
+use crate::wire::delta::{self, Version};
 
 impl Servant {
     /// What the manager is asked: the version of the list this servant has, or
@@ -26,7 +32,15 @@ impl Servant {
         if self.link.article {
             return super::link::BARE_REQUEST.to_vec();
         }
-        needs_peer_list_since(self.peers.version().unwrap_or(0))
+        needs_since(self.peers.version())
+    }
+
+    /// Whether a new link may ask `since` the version this servant has: only a
+    /// cluster's (`E.N`), and only when its entry goes on at the next manager
+    /// (a resume token to offer, or a private network's key).
+    pub(super) fn keeps_version(&self) -> bool {
+        self.peers.version().is_some_and(|v| v.has_epoch())
+            && (self.is_private() || self.link.resume.is_some())
     }
 
     /// Reads one framed answer and applies it to the peers ([`super::peers::Peers::apply`]),
@@ -68,6 +82,12 @@ impl Servant {
             }
         }
     }
+}
+
+/// `needs peer list since V\n`; `since 0` without a version.
+pub(super) fn needs_since(version: Option<Version>) -> Vec<u8> {
+    let v = version.map_or_else(|| "0".to_owned(), |v| v.to_string());
+    format!("needs peer list since {v}\n").into_bytes()
 }
 
 #[cfg(test)]
@@ -163,8 +183,11 @@ mod tests {
                 Answer::Whole { .. } => Vec::new(),
                 _ => self.peers.clone(),
             };
-            match delta::update(&mut peers, self.version, answer) {
-                Ok(v) => (self.peers, self.version) = (peers, v),
+            match delta::update(&mut peers, self.version.map(Into::into), answer) {
+                Ok(v) => {
+                    let v = v.and_then(|v| v.count().map(|(_, n)| n));
+                    (self.peers, self.version) = (peers, v)
+                }
                 Err(_) => {
                     self.version = None;
                     self.poll(doc);
@@ -258,7 +281,7 @@ mod tests {
         };
         let answer = delta::parse(std::str::from_utf8(&next).unwrap()).unwrap();
         assert!(matches!(&answer, Answer::Delta(d) if d.ops == [Op::Left(3)]));
-        let gap = delta::update(&mut peers, Some(v), answer);
+        let gap = delta::update(&mut peers, Some(v.into()), answer);
         assert!(gap.unwrap_err().contains(&format!("from version {lost}")));
     }
 }

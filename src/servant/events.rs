@@ -349,7 +349,7 @@ mod tests {
         let manager = "127.0.0.1:8585".parse().unwrap();
         let mut s = Servant::new(
             Config::default(),
-            manager,
+            vec![manager],
             Bans::new::<&str>(&[]),
             Input::Headless,
             crate::servant::incoming::Admission::new(1024),

@@ -24,8 +24,11 @@ OPTIONS:
                            [default: ./config.xml; if it is missing, the article's
                            defaults: manager 127.0.0.1:85, no bans]
     --connmgr HOST[:PORT]  the connection manager (address, or host name looked up in
-                           /etc/hosts, then DNS); overrides <connectionmgr>
-    --port N               the connection manager's port; overrides both [default: 85]
+                           /etc/hosts, then DNS); overrides <connectionmgr>. Given more
+                           than once (or several <connectionmgr>): used in order, the
+                           next when the one in use is lost, closed or silent
+    --port N               the connection manager's port; overrides both (and is the
+                           port of a further manager that names none) [default: 85]
     --bind ADDR            local address for the listener and all outgoing connections,
                            so servants on one host can stand for 127.0.0.2, 127.0.0.3, ...
                            [default: listen on every interface, :: or 0.0.0.0]
@@ -69,11 +72,13 @@ INPUT:
     sent when it arrives. With stdin at /dev/null, or --headless, it runs until
     SIGINT or SIGTERM.
 
-Flags take `--flag VALUE` or `--flag=VALUE`, each once (but --ban).
+Flags take `--flag VALUE` or `--flag=VALUE`, each once (but --ban and --connmgr).
 
 When it listens it logs `listening on ADDR:PORT` (at every level but off), and
 `peers: N (...)` whenever the list changes. If the manager goes away it keeps
-chatting with the peers it knows and reconnects with backoff (0.1 s doubling to 5 s).
+chatting with the peers it knows and reconnects with backoff (0.1 s doubling to 5 s);
+with several managers it moves to the next after 0-500 ms, and leaves one that
+leaves a request unanswered for a poll interval plus 1 s.
 Under systemd (Type=notify) it sends READY=1 once started. SIGHUP reads config.xml
 again and applies bans, name, poll interval and log level (a bad file changes
 nothing); the manager's address and --bind need a restart.

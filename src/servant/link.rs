@@ -22,6 +22,11 @@
 //! the answer brings; only then (or at once, with the article's manager, which
 //! knows no such line) does it drop the link, since a manager hands every new
 //! connection the next port.
+//!
+//! **Several managers.** With more than one configured, a lost link moves on to
+//! the next manager instead of waiting for the same one ([`failover`]).
+
+mod failover;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,6 +39,7 @@ use super::{Servant, Slot, POLL, RECONNECT};
 use crate::reactor::{Index, Reactor, State};
 use crate::wire::delta;
 use crate::wire::peerdoc::{self, Peer};
+use failover::{Managers, Next, Resume, ResumeLine};
 
 /// The article's request, as the VB servant sent it: no line ending.
 pub(super) const BARE_REQUEST: &[u8] = b"needs peer list";
@@ -48,7 +54,13 @@ const LOGGED_PEERS: usize = 16;
 /// The link to the manager and what it is in the middle of.
 #[derive(Debug)]
 pub(super) struct Link {
+    /// The manager in use or being tried.
     pub(super) manager: SocketAddr,
+    /// Every manager configured, in order ([`failover`]).
+    managers: Managers,
+    /// What to offer the next manager so that our entry goes on there: the last
+    /// token a cluster's manager gave.
+    pub(super) resume: Option<Resume>,
     /// The link's slot while it exists.
     pub(super) slot: Option<Index>,
     /// Bytes from the manager not yet framed into a document.
@@ -84,9 +96,12 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(manager: SocketAddr) -> Link {
+    /// `managers` is never empty: the first is used first.
+    pub(super) fn new(managers: Vec<SocketAddr>) -> Link {
         Link {
-            manager,
+            manager: managers[0],
+            managers: Managers::new(managers),
+            resume: None,
             slot: None,
             buf: Vec::new(),
             dropped: false,
@@ -115,6 +130,7 @@ impl Link {
         self.answered = false;
         self.article = false;
         self.moving = None;
+        self.managers.asked = None;
         self.names.new_link();
     }
 }
@@ -124,7 +140,10 @@ impl Servant {
     /// every outage. The first request is queued at once and goes out on connect.
     pub(super) fn connect_manager(&mut self, r: &mut Reactor<Slot>) {
         self.link.restart();
-        self.peers.forget_version(); // a new link is a new entry: the whole list, to find it
+        if !self.keeps_version() {
+            // A new link is a new entry: the whole list, to find it.
+            self.peers.forget_version();
+        }
         match self.open_manager(r) {
             Ok(i) => {
                 debug!(
@@ -136,11 +155,21 @@ impl Servant {
                 // forwards to pullers, so the manager may choose it as a relay.
                 // On a private network too: what it carries there is sealed end
                 // to end, and it routes by key (relay/sealed.rs).
+                // A resume goes first, the request right behind it: the answer to
+                // both comes in one round trip.
                 let mut hello = Vec::new();
+                let resume = self.link.resume.as_ref().filter(|_| !self.is_private());
+                if let Some(resume) = resume {
+                    hello.extend_from_slice(&resume.line());
+                    hello.extend_from_slice(&self.list_request());
+                }
                 hello.extend_from_slice(crate::wire::relay::CAN_RELAY);
                 hello.push(b'\n');
-                hello.extend_from_slice(&self.list_request());
+                if resume.is_none() {
+                    hello.extend_from_slice(&self.list_request());
+                }
                 r.send(i, &hello);
+                self.link.managers.asking(r.now());
                 // After the first request, which a manager that knows no names
                 // still answers first; the lists that follow carry the name.
                 if let Some(name) = &self.config.name {
@@ -179,8 +208,31 @@ impl Servant {
         } else {
             debug!("connection manager at {}: {why}", self.link.manager);
         }
-        r.set_timer(RECONNECT, r.now() + self.link.backoff);
-        self.link.backoff = (self.link.backoff * 2).min(BACKOFF_MAX);
+        // Closed on purpose (a port, a runaway document): the same manager again.
+        let next = match self.link.dropped {
+            true => Next::Same,
+            false => self.link.managers.lost(self.link.backoff),
+        };
+        let (wait, round_over) = match next {
+            Next::Try {
+                to,
+                wait,
+                round_over,
+            } => {
+                info!(
+                    "failing over from the connection manager at {} to the one at {to} in {} ms",
+                    self.link.manager,
+                    wait.as_millis()
+                );
+                self.link.manager = to;
+                (wait, round_over)
+            }
+            Next::Same => (self.link.backoff, true),
+        };
+        r.set_timer(RECONNECT, r.now() + wait);
+        if round_over {
+            self.link.backoff = (self.link.backoff * 2).min(BACKOFF_MAX);
+        }
     }
 
     /// VB: `Winsock1_Connect`.
@@ -221,6 +273,7 @@ impl Servant {
             .is_some_and(|s| s.state() == State::Connected && s.unsent() == 0)
         {
             r.send(i, &self.list_request());
+            self.link.managers.asking(r.now());
         }
     }
 
@@ -252,6 +305,7 @@ impl Servant {
                 self.drop_link(r);
             }
         }
+        self.silence_tick(r);
         self.names_tick(r);
     }
 
@@ -307,6 +361,7 @@ impl Servant {
     /// one, or several, and the manager also pushes new ones unasked.
     pub(super) fn winsock1_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
         // The buffer leaves `self` while documents are applied, which needs `&mut self`.
+        self.link.managers.heard();
         let mut buf = std::mem::take(&mut self.link.buf);
         let searched = searched(&buf);
         buf.extend_from_slice(data);
@@ -327,9 +382,13 @@ impl Servant {
                 let line = &rest[start..start + nl];
                 self.link.answered = true;
                 // `name ok NAME`, `name refused: REASON`: the answer to a `name`.
-                match super::names::Answer::parse(line) {
-                    Some(answer) => self.name_answer(r, answer),
-                    None => manager_says(line),
+                if let Some(said) = ResumeLine::parse(line) {
+                    self.resume_line(r, said);
+                } else {
+                    match super::names::Answer::parse(line) {
+                        Some(answer) => self.name_answer(r, answer),
+                        None => manager_says(line),
+                    }
                 }
                 used += start + nl + 1;
                 continue;

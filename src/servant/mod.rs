@@ -188,14 +188,14 @@ struct Servant {
 impl Servant {
     fn new(
         config: Config,
-        manager: SocketAddr,
+        managers: Vec<SocketAddr>,
         bans: Bans,
         input: Input,
         admission: Admission,
     ) -> Self {
         Servant {
             config,
-            link: link::Link::new(manager),
+            link: link::Link::new(managers),
             peers: Peers::default(),
             lists: peerlist::Lists::default(),
             listener: None,
@@ -378,11 +378,21 @@ impl Handler for Servant {
     }
 }
 
-/// Resolves the manager's host before the loop starts (blocking is fine here),
-/// preferring an address of `--bind`'s family.
-fn resolve_manager(config: &Config) -> Result<SocketAddr, StartError> {
-    let host = config.connmgr_host.as_str();
-    if let Some(addr) = crate::resolve::scoped_literal(host, config.connmgr_port) {
+/// Resolves every manager's host before the loop starts (blocking is fine here),
+/// in order: the first, then those to fail over to.
+fn resolve_managers(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
+    let first = (config.connmgr_host.as_str(), config.connmgr_port);
+    let more = (config.more_connmgrs.iter())
+        .map(|(host, port)| (host.as_str(), port.unwrap_or(config.connmgr_port)));
+    std::iter::once(first)
+        .chain(more)
+        .map(|(host, port)| resolve_manager(config, host, port))
+        .collect()
+}
+
+/// Resolves one manager's host, preferring an address of `--bind`'s family.
+fn resolve_manager(config: &Config, host: &str, port: u16) -> Result<SocketAddr, StartError> {
+    if let Some(addr) = crate::resolve::scoped_literal(host, port) {
         return Ok(addr);
     }
     let addrs: Vec<SocketAddr> =
@@ -394,7 +404,7 @@ fn resolve_manager(config: &Config) -> Result<SocketAddr, StartError> {
                 ))
             })?
             .into_iter()
-            .map(|ip| SocketAddr::new(ip, config.connmgr_port))
+            .map(|ip| SocketAddr::new(ip, port))
             .collect();
     let family = config.bind.filter(|b| !b.is_unspecified());
     addrs
@@ -413,7 +423,15 @@ fn resolve_manager(config: &Config) -> Result<SocketAddr, StartError> {
 pub fn run(config: Config) -> Result<(), StartError> {
     // The file's <loglevel>, unless --log-level or RUST_LOG said otherwise.
     let _ = crate::logfilter::set_from_file(config.log_level.as_ref());
-    let manager = resolve_manager(&config)?;
+    let managers = resolve_managers(&config)?;
+    let manager = match &managers[..] {
+        [one] => one.to_string(),
+        [first, more @ ..] => {
+            let more: Vec<String> = more.iter().map(ToString::to_string).collect();
+            format!("{first} (then {})", more.join(", "))
+        }
+        [] => String::new(),
+    };
     let bans = Bans::new(&config.bans);
     let input = if config.headless || console::stdin_is_null() {
         Input::Headless
@@ -456,7 +474,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("cannot open the log file {}: {e}", path.display())))?;
     }
     let private = config.private.is_some();
-    let mut servant = Servant::new(config, manager, bans, input, admission);
+    let mut servant = Servant::new(config, managers, bans, input, admission);
     if private {
         info!(
             "private network: this servant's key is {}; the manager must prove {}",

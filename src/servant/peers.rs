@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use crate::noise::PublicKey;
-use crate::wire::delta::{self, Answer};
+use crate::wire::delta::{self, Answer, Version};
 use crate::wire::peerdoc::Peer;
 
 /// The servant's peers, as the manager's answers make them.
@@ -30,7 +30,8 @@ use crate::wire::peerdoc::Peer;
 /// - the index by IP counts every entry once, under its IP, and the set of names
 ///   holds exactly the names kept;
 /// - within one history (from one whole document to the next, or to a new link)
-///   the version only moves forward: a delta from `from` to `to > from`, or
+///   the version only moves forward: a delta from `from` to `to > from` (checked
+///   when both read as `N` or `E.N` of one epoch: versions are opaque tokens), or
 ///   `<unchanged/>` at the same version.
 #[derive(Debug, Default)]
 pub(super) struct Peers {
@@ -52,7 +53,7 @@ pub(super) struct Peers {
     /// Position of this servant's own entry.
     me: Option<usize>,
     /// The manager's version of `entries`, if it said one.
-    version: Option<u64>,
+    version: Option<Version>,
 }
 
 /// The listed entries at one IP address.
@@ -108,7 +109,7 @@ impl Peers {
         self.me.map(|k| &self.entries[k])
     }
 
-    pub(super) fn version(&self) -> Option<u64> {
+    pub(super) fn version(&self) -> Option<Version> {
         self.version
     }
 
@@ -261,7 +262,7 @@ impl Peers {
         }
         self.version = version;
         debug_assert!(
-            whole || version >= before,
+            whole || forward(before, version),
             "version {before:?} -> {version:?}"
         );
         self.check();
@@ -355,3 +356,13 @@ pub(super) fn too_many(n: usize, max: usize) -> String {
 
 #[cfg(test)]
 pub(super) mod tests;
+
+/// `after` follows `before` within one history: the same, or further on when both
+/// read as counts of one epoch (the invariant [`Peers`] states).
+fn forward(before: Option<Version>, after: Option<Version>) -> bool {
+    let count = |v: Option<Version>| v.and_then(|v| v.count().map(|(e, n)| (e.to_owned(), n)));
+    match (count(before), count(after)) {
+        (Some((e, m)), Some((f, n))) if e == f => n >= m,
+        _ => true,
+    }
+}

@@ -71,6 +71,7 @@ impl Servant {
         self.config = Config {
             connmgr_host: old.connmgr_host.clone(),
             connmgr_port: old.connmgr_port,
+            more_connmgrs: old.more_connmgrs.clone(),
             bind: old.bind,
             headless: old.headless,
             name,

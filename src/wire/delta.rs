@@ -1,7 +1,8 @@
 //! The answers a servant gets when it says which version of the list it has
 //! (`needs peer list since N`), and how it keeps its list by them:
 //!
-//! - `<peers version="N">...</peers>\r\n`: the whole document, with its version;
+//! - `<peers version="N">...</peers>\r\n`: the whole document, with its version
+//!   (a cluster of managers says `E.N`: [`Version`] is opaque to the servant);
 //! - `<unchanged version="N"/>\r\n`: nothing changed since N;
 //! - `<delta from="N" to="M">...</delta>\r\n`: what changed from N to M, in order:
 //!   `<left>OFFSET</left>` (that entry is gone), `<changed><peer>...</peer></changed>`
@@ -15,7 +16,11 @@
 //! `needs peer list` still gets the article's document, without a version.
 //! [`super::history`] is the manager's side.
 
+mod version;
+
 use quick_xml::events::Event;
+
+pub use version::Version;
 
 use super::peers::{document_end, read_peers, Peer};
 use crate::xml::{self, Element, XmlError};
@@ -112,8 +117,8 @@ pub enum Op {
 /// `<delta from to>`: the changes that take a list at `from` to `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delta {
-    pub from: u64,
-    pub to: u64,
+    pub from: Version,
+    pub to: Version,
     pub ops: Vec<Op>,
 }
 
@@ -123,11 +128,11 @@ pub enum Answer {
     /// The whole document; its version if it carried one (a bare `needs peer
     /// list`, or a manager that knows no versions, gets none).
     Whole {
-        version: Option<u64>,
+        version: Option<Version>,
         peers: Vec<Peer>,
     },
     Delta(Delta),
-    Unchanged(u64),
+    Unchanged(Version),
 }
 
 /// The names an answer carries, by address: every `<peer>` of a whole document,
@@ -155,7 +160,7 @@ pub fn parse(text: &str) -> Result<Answer, XmlError> {
         column: 1,
         reason,
     };
-    let attrs = root_numbers(text).map_err(|reason| bad(root.line, reason))?;
+    let attrs = root_versions(text).map_err(|reason| bad(root.line, reason))?;
     let attr = |name: &str| {
         attrs
             .iter()
@@ -176,7 +181,12 @@ pub fn parse(text: &str) -> Result<Answer, XmlError> {
         "unchanged" => Ok(Answer::Unchanged(attr("version")?)),
         "delta" => {
             let (from, to) = (attr("from")?, attr("to")?);
-            if to <= from {
+            // Versions are opaque, but two of one history still go forward.
+            let forward = match (from.count(), to.count()) {
+                (Some((e, m)), Some((f, n))) if e == f => n > m,
+                _ => from != to,
+            };
+            if !forward {
                 return Err(bad(
                     root.line,
                     format!("<delta> goes from {from} back to {to}"),
@@ -224,8 +234,8 @@ fn read_op(el: &Element) -> Result<Op, String> {
     }
 }
 
-/// The root element's attributes, each a whole number (all the answers have).
-fn root_numbers(text: &str) -> Result<Vec<(String, u64)>, String> {
+/// The root element's attributes, each a version (all the answers have).
+fn root_versions(text: &str) -> Result<Vec<(String, Version)>, String> {
     let mut reader = quick_xml::Reader::from_str(text);
     loop {
         match reader.read_event().map_err(|e| e.to_string())? {
@@ -234,12 +244,7 @@ fn root_numbers(text: &str) -> Result<Vec<(String, u64)>, String> {
                 for a in e.attributes() {
                     let a = a.map_err(|e| e.to_string())?;
                     let name = a.key.as_ref().to_string();
-                    let value = a.value.parse().map_err(|_| {
-                        format!(
-                            "{name}= must be a whole number, not {:?}",
-                            xml::clip(&a.value, 20)
-                        )
-                    })?;
+                    let value = Version::parse(&a.value).map_err(|e| format!("{name}= {e}"))?;
                     out.push((name, value));
                 }
                 return Ok(out);
@@ -290,9 +295,9 @@ impl Delta {
 /// gap) or does not apply is an error, and then `peers` may be left part-way.
 pub fn update(
     peers: &mut Vec<Peer>,
-    version: Option<u64>,
+    version: Option<Version>,
     answer: Answer,
-) -> Result<Option<u64>, String> {
+) -> Result<Option<Version>, String> {
     match answer {
         Answer::Whole {
             version,
@@ -315,7 +320,7 @@ pub fn update(
     }
 }
 
-fn shown(version: Option<u64>) -> String {
+fn shown(version: Option<Version>) -> String {
     version.map_or_else(|| "no version".into(), |v| v.to_string())
 }
 
@@ -338,6 +343,10 @@ mod tests {
     use crate::wire::history::Since;
     use crate::wire::peerdoc::{self, PeerDoc};
     use crate::wire::relay::Relay;
+
+    fn v(n: u64) -> Version {
+        n.into()
+    }
 
     fn text(bytes: &[u8]) -> &str {
         std::str::from_utf8(bytes).unwrap()
@@ -379,10 +388,10 @@ mod tests {
         let Answer::Whole { version, peers } = parse(text(&versioned)).unwrap() else {
             panic!()
         };
-        assert_eq!((version, peers.len(), peers[0].me), (Some(1), 1, true));
+        assert_eq!((version, peers.len(), peers[0].me), (Some(v(1)), 1, true));
         let bare = parse(text(&d.render_for(1))).unwrap();
         assert!(matches!(bare, Answer::Whole { version: None, .. }));
-        assert_eq!(parse(text(&unchanged(7))).unwrap(), Answer::Unchanged(7));
+        assert_eq!(parse(text(&unchanged(7))).unwrap(), Answer::Unchanged(v(7)));
     }
 
     #[test]
@@ -392,19 +401,19 @@ mod tests {
         d.add(ip("127.0.0.1"), 2224, 1);
         d.add(ip("127.0.0.2"), 2225, 2);
         d.add(ip("127.0.0.4"), 2227, 4);
-        let v = d.version();
+        let n = d.version();
         let mut mine = peerdoc::parse(text(&d.render_for(2))).unwrap();
         let relay = Relay::Via("127.0.0.1:2224".parse().unwrap());
         d.set_relay(2, Some(relay));
         d.add(ip("127.0.0.3"), 2226, 3);
         d.remove(1);
-        let Since::Delta(bytes) = d.since(v) else {
+        let Since::Delta(bytes) = d.since(n) else {
             panic!()
         };
         let Answer::Delta(delta) = parse(text(&bytes)).unwrap() else {
             panic!()
         };
-        assert_eq!((delta.from, delta.to), (v, v + 3));
+        assert_eq!((delta.from, delta.to), (v(n), v(n + 3)));
         let mut relayed = peer("127.0.0.2", 2225, 2);
         relayed.relay = Some(relay);
         assert_eq!(
@@ -416,8 +425,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            update(&mut mine, Some(v), Answer::Delta(delta)),
-            Ok(Some(v + 3))
+            update(&mut mine, Some(v(n)), Answer::Delta(delta)),
+            Ok(Some(v(n + 3)))
         );
         assert_eq!(mine, peerdoc::parse(text(&d.render_for(2))).unwrap());
         assert!(mine[0].me && mine[0].relay == Some(relay) && mine[2].port == 2226);
@@ -426,33 +435,33 @@ mod tests {
     #[test]
     fn what_does_not_follow_is_refused() {
         let mut peers = vec![peer("127.0.0.1", 2224, 1)];
-        let delta = |from, ops| {
+        let delta = |from: u64, ops| {
             Answer::Delta(Delta {
-                from,
-                to: from + 1,
+                from: v(from),
+                to: v(from + 1),
                 ops,
             })
         };
-        let gap = update(&mut peers, Some(4), delta(3, vec![]));
+        let gap = update(&mut peers, Some(v(4)), delta(3, vec![]));
         assert!(gap.unwrap_err().contains("from version 3"));
-        let unknown = update(&mut peers, Some(4), delta(4, vec![Op::Left(9)]));
+        let unknown = update(&mut peers, Some(v(4)), delta(4, vec![Op::Left(9)]));
         assert!(unknown.unwrap_err().contains("offset 9 left"));
         let twice = update(
             &mut peers,
-            Some(4),
+            Some(v(4)),
             delta(4, vec![Op::Joined(peer("127.0.0.2", 2225, 1))]),
         );
         assert!(twice.unwrap_err().contains("has one"));
         let changed = update(
             &mut peers,
-            Some(4),
+            Some(v(4)),
             delta(4, vec![Op::Changed(peer("127.0.0.2", 2225, 5))]),
         );
         assert!(changed.unwrap_err().contains("offset 5 changed"));
-        assert!(update(&mut peers, None, Answer::Unchanged(4)).is_err());
+        assert!(update(&mut peers, None, Answer::Unchanged(v(4))).is_err());
         assert_eq!(
-            update(&mut peers, Some(4), Answer::Unchanged(4)),
-            Ok(Some(4))
+            update(&mut peers, Some(v(4)), Answer::Unchanged(v(4))),
+            Ok(Some(v(4)))
         );
     }
 
@@ -460,13 +469,42 @@ mod tests {
     fn malformed_answers_name_what_is_wrong() {
         let e = |t: &str| parse(t).unwrap_err().reason;
         assert!(e("<delta to=\"2\"></delta>").contains("from="));
-        assert!(e("<delta from=\"x\" to=\"2\"></delta>").contains("whole number"));
+        assert!(e("<delta from=\"x\" to=\"2\"></delta>").contains("from= a version"));
+        assert!(e("<delta from=\"1.2\" to=\"1.2\"></delta>").contains("back to"));
         assert!(e("<delta from=\"3\" to=\"2\"></delta>").contains("back to"));
         assert!(e("<delta from=\"1\" to=\"2\"><left>me</left></delta>").contains("<left>"));
         assert!(e("<delta from=\"1\" to=\"2\"><joined/></delta>").contains("no <joined>"));
         assert!(e("<delta from=\"1\" to=\"2\"><changed></changed></delta>").contains("one <peer>"));
         assert!(e("<delta from=\"1\" to=\"2\"><peer><ip>x</ip></peer></delta>").contains("<ip>"));
         assert!(e("<unchanged/>").contains("version="));
+        assert!(e(&format!("<unchanged version=\"{}\"/>", "1".repeat(41))).contains("version="));
         assert!(e("<nothing/>").contains("expected"));
+    }
+
+    #[test]
+    fn cluster_versions_are_read_and_compared_as_tokens() {
+        let e = "00c0ffee12345678";
+        let delta = format!("<delta from=\"{e}.4\" to=\"{e}.5\"><left>2</left></delta>\r\n");
+        let Answer::Delta(d) = parse(&delta).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.from.to_string(), format!("{e}.4"));
+        let mut peers = vec![peer("127.0.0.1", 2224, 1), peer("127.0.0.1", 2225, 2)];
+        let at = |s: &str| Some(Version::parse(s).unwrap());
+        // A plain 4 is another history than E.4: a gap, not a delta to apply.
+        let gap = update(&mut peers.clone(), Some(v(4)), Answer::Delta(d.clone()));
+        assert!(gap.is_err());
+        let to = update(&mut peers, at(&format!("{e}.4")), Answer::Delta(d));
+        assert_eq!(to, Ok(at(&format!("{e}.5"))));
+        assert_eq!(peers.len(), 1);
+        let doc = format!("<peers version=\"{e}.9\"></peers>\r\n");
+        assert!(
+            matches!(parse(&doc), Ok(Answer::Whole { version, .. }) if version == at(&format!("{e}.9")))
+        );
+        let same = parse(&format!("<unchanged version=\"{e}.9\"/>")).unwrap();
+        assert_eq!(
+            update(&mut peers, at(&format!("{e}.9")), same),
+            Ok(at(&format!("{e}.9")))
+        );
     }
 }

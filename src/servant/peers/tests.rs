@@ -2,7 +2,7 @@
 //! pseudo-random sequence of documents, deltas and `<unchanged/>` answers.
 
 use super::*;
-use crate::wire::delta::{Delta, Op};
+use crate::wire::delta::{Delta, Op, Version};
 use crate::wire::relay::Relay;
 
 fn peer(ip: &str, port: u16, offset: usize, me: bool) -> Peer {
@@ -21,7 +21,17 @@ fn addr(ip: &str, port: u16) -> SocketAddr {
 }
 
 fn whole(version: Option<u64>, peers: Vec<Peer>) -> Answer {
+    let version = version.map(Version::from);
     Answer::Whole { version, peers }
+}
+
+fn v(n: u64) -> Option<Version> {
+    Some(n.into())
+}
+
+/// A cluster's version, as the random answers carry them: opaque to the servant.
+fn cluster(n: u64) -> Version {
+    Version::parse(&format!("00000000c0ffee00.{n}")).unwrap()
 }
 
 /// `alice` at .2:2224 (ours), `bob` at .3:2225, version 5.
@@ -74,7 +84,7 @@ fn a_list_past_the_cap_is_refused_and_the_last_one_stays() {
         .collect();
     let refused = p.apply(whole(Some(9), list.clone()), Vec::new(), 4);
     assert!(matches!(refused, Err(Refused::TooLong(why)) if why.contains("5 entries")));
-    assert_eq!((p.len(), p.version()), (2, Some(5)));
+    assert_eq!((p.len(), p.version()), (2, v(5)));
     assert!(p.apply(whole(Some(9), list), Vec::new(), 5).is_ok());
 }
 
@@ -83,20 +93,20 @@ fn a_delta_keeps_the_names_it_does_not_mention() {
     let mut p = two();
     let carol = peer("127.0.0.4", 2226, 3, false);
     let d = Delta {
-        from: 5,
-        to: 6,
+        from: 5.into(),
+        to: 6.into(),
         ops: vec![Op::Joined(carol.clone())],
     };
     let said = vec![(carol.addr(), Some("carol".to_string()))];
     let applied = p.apply(Answer::Delta(d), said, 10).unwrap();
     assert_eq!(applied.old.len(), 2);
-    assert_eq!(p.version(), Some(6));
+    assert_eq!(p.version(), v(6));
     assert_eq!(p.who(addr("127.0.0.3", 2225)), "bob (127.0.0.3:2225)");
     assert_eq!(p.name(carol.addr()), Some("carol"));
     // A peer that leaves takes its name along.
     let d = Delta {
-        from: 6,
-        to: 7,
+        from: 6.into(),
+        to: 7.into(),
         ops: vec![Op::Left(2)],
     };
     p.apply(Answer::Delta(d), Vec::new(), 10).unwrap();
@@ -108,15 +118,15 @@ fn a_delta_keeps_the_names_it_does_not_mention() {
 fn a_gap_forgets_the_version_and_keeps_the_list() {
     let mut p = two();
     let d = Delta {
-        from: 4,
-        to: 6,
+        from: 4.into(),
+        to: 6.into(),
         ops: vec![Op::Left(2)],
     };
     let refused = p.apply(Answer::Delta(d), Vec::new(), 10);
     assert!(matches!(refused, Err(Refused::Gap(_))));
     assert_eq!((p.len(), p.version()), (2, None));
     assert!(matches!(
-        p.apply(Answer::Unchanged(5), Vec::new(), 10),
+        p.apply(Answer::Unchanged(5.into()), Vec::new(), 10),
         Err(Refused::Gap(_))
     ));
 }
@@ -159,7 +169,7 @@ const NAMES: [Option<&str>; 4] = [Some("alice"), Some("bob"), Some("carol"), Non
 struct Model {
     list: Vec<Peer>,
     names: Vec<(SocketAddr, String)>,
-    version: Option<u64>,
+    version: Option<Version>,
 }
 
 impl Model {
@@ -266,7 +276,10 @@ fn random_name(rng: &mut Rng) -> Option<String> {
 /// now and then a gap, an offset the list lacks, or a list past the cap.
 fn random_answer(rng: &mut Rng, m: &Model) -> (Answer, Vec<(SocketAddr, Option<String>)>) {
     let mut said = Vec::new();
-    let version = m.version.unwrap_or(0);
+    let version = m
+        .version
+        .and_then(|v| v.count().map(|(_, n)| n))
+        .unwrap_or(0);
     // Without a version the servant asks for the whole document, and mostly gets it.
     let kind = if m.version.is_none() && !rng.one_in(5) {
         0
@@ -284,10 +297,10 @@ fn random_answer(rng: &mut Rng, m: &Model) -> (Answer, Vec<(SocketAddr, Option<S
             for p in &peers {
                 said.push((p.addr(), random_name(rng)));
             }
-            let v = (!rng.one_in(10)).then(|| rng.below(1000));
-            whole(v, peers)
+            let version = (!rng.one_in(10)).then(|| cluster(rng.below(1000)));
+            Answer::Whole { version, peers }
         }
-        1 | 2 => Answer::Unchanged(if rng.one_in(10) { version + 1 } else { version }),
+        1 | 2 => Answer::Unchanged(cluster(if rng.one_in(10) { version + 1 } else { version })),
         _ => {
             let from = if rng.one_in(20) { version + 1 } else { version };
             let offsets: Vec<usize> = m.list.iter().map(|p| p.offset).collect();
@@ -326,8 +339,8 @@ fn random_answer(rng: &mut Rng, m: &Model) -> (Answer, Vec<(SocketAddr, Option<S
                 }
             }
             Answer::Delta(Delta {
-                from,
-                to: from + 1 + rng.below(3),
+                from: cluster(from),
+                to: cluster(from + 1 + rng.below(3)),
                 ops,
             })
         }

@@ -38,7 +38,7 @@ fn list() -> Peers {
     let mut p = Peers::default();
     p.apply(
         Answer::Whole {
-            version: Some(1),
+            version: Some(1.into()),
             peers,
         },
         said,
