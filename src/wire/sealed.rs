@@ -19,7 +19,7 @@
 //! ```
 //! use p2pchat::wire::sealed::{encode, parse, Frame, Kind};
 //!
-//! let f = Frame { kind: Kind::Data, to: [1; 32], from: [2; 32], sid: 7, body: b"12345678sealed" };
+//! let f = Frame { kind: Kind::Data, to: [1; 32], from: [2; 32], sid: 7, body: b"12345678a sealed text and its tag" };
 //! let mut line = Vec::new();
 //! encode(&f, &mut line);
 //! assert!(line.starts_with(b"sealed "));
