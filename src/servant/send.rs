@@ -11,8 +11,8 @@
 //! sweep would. A receiver closing one (its idle sweep, its caps) shuts its side
 //! and reads on until our FIN (docs/PROTOCOL.md): the EOF we read tells us to
 //! close it, and the next batch goes on a new connection; what we wrote before
-//! is still read, so nothing is sent twice. Sends to ourselves are not kept:
-//! leaving waits for our own listener to see each one close.
+//! is still read, so nothing is sent twice. Sends to ourselves are not kept
+//! (leaving waits for our own listener to see each one close), nor `/msg`'s.
 //!
 //! The article looped over the peers through one control, waiting out each
 //! connect with `While send1.State = 6: DoEvents: Wend`, so one unreachable peer
@@ -61,6 +61,8 @@ pub(super) struct Queued {
     to_self: bool,
     batch: Rc<[u8]>,
     fallback: Option<SocketAddr>,
+    /// It may go on a kept link, or open one: not to ourselves, not `/msg`.
+    keep: bool,
 }
 
 /// Delivery failures: counted per peer address, warned about in one line at most
@@ -203,6 +205,7 @@ impl Servant {
                 to_self: peer.me,
                 batch: batch.clone(),
                 fallback: if peer.me { None } else { self.fallback_for(to) },
+                keep: !peer.me,
             });
         }
         self.start_sends(r);
@@ -234,7 +237,8 @@ impl Servant {
         peer.relay.is_none() && relayed != Some(Relay::Via(peer.addr()))
     }
 
-    /// One line for one peer only (`/msg`), queued like any batch.
+    /// One line for one peer only (`/msg`), queued like any batch, on a connection
+    /// of its own closed after it: a receiver may read it to the close.
     pub(super) fn send_one(&mut self, r: &mut Reactor<Slot>, to: SocketAddr, line: Vec<u8>) {
         if self.sends.queued.len() >= MAX_QUEUED {
             return self.console.complain(&format!(
@@ -247,6 +251,7 @@ impl Servant {
             to_self: false,
             batch: Rc::from(line),
             fallback: self.fallback_for(to),
+            keep: false,
         });
         self.start_sends(r);
     }
@@ -258,10 +263,10 @@ impl Servant {
             let Some(q) = self.sends.queued.pop_front() else {
                 return;
             };
-            if self.send_kept(r, &q) {
+            if q.keep && self.send_kept(r, &q) {
                 continue;
             }
-            let keep = !q.to_self && !self.quitting && self.room_to_keep(r);
+            let keep = q.keep && !self.quitting && self.room_to_keep(r);
             let slot = Slot::Outgoing {
                 to: q.to,
                 to_self: q.to_self,
@@ -467,6 +472,7 @@ impl Servant {
                         to_self: false,
                         batch,
                         fallback: None,
+                        keep: false,
                     });
                 }
                 None => {
