@@ -142,9 +142,9 @@ impl Answers {
             return Sent::Short(bytes.len());
         }
         // The whole document, personalised, opening with its version.
-        let ranges = doc.personalised_versioned(index);
-        r.send_shared(index, doc.shared(), &ranges);
-        Sent::Whole(ranges.iter().map(ExactSizeIterator::len).sum())
+        let pieces = doc.personalised_versioned(index);
+        r.send_pieces(index, &pieces);
+        Sent::Whole(pieces.iter().map(|p| p.len()).sum())
     }
 }
 
@@ -154,7 +154,7 @@ fn send_list(r: &mut Reactor<Slot>, doc: &PeerDoc, index: Index) -> Sent {
         s.push_owed = false; // it is getting the current list now
         s.seen = doc.version();
     }
-    r.send_shared(index, doc.shared(), &doc.personalised(index));
+    r.send_pieces(index, &doc.personalised(index));
     Sent::Whole(doc.byte_len())
 }
 
