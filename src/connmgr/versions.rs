@@ -158,13 +158,13 @@ fn send_list(r: &mut Reactor<Slot>, doc: &PeerDoc, index: Index) -> Sent {
     Sent::Whole(doc.byte_len())
 }
 
-/// Hands freed copies of the document back to the system. A change while sends
-/// still hold the old document copies it (copy on write): in a join storm with
-/// whole lists in flight, hundreds of copies of a megabyte or two, freed soon
-/// after. glibc raises its mmap threshold past the first large buffer freed, so
-/// later copies come from the heap, and the heap kept 184 MiB after a storm of
-/// 20,000 joins. A fixed threshold keeps every buffer past 128 KiB in its own
-/// mapping, returned when freed.
+/// Hands freed buffers of a megabyte or so back to the system. The document is
+/// kept in chunks of a few kilobytes, so a change no longer copies it whole; but
+/// glibc raises its mmap threshold past the first large buffer freed (read
+/// buffers, a private link's gathered record), after which such buffers come
+/// from the heap and stay there: when whole documents were copied on every
+/// change, the heap kept 184 MiB after a storm of 20,000 joins. A fixed threshold
+/// keeps every buffer past 128 KiB in its own mapping, returned when freed.
 pub(super) fn return_document_copies() {
     #[cfg(all(
         target_os = "linux",
