@@ -12,8 +12,9 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use super::outq::{self, OutQueue, Piece};
+use super::outq::{self, OutQueue};
 use super::{Index, Reactor, Request, Shared, State};
+use crate::net::Piece;
 
 /// The socket in a slot in use: a listener or a connection.
 pub(super) enum Io {
@@ -373,7 +374,10 @@ impl<T> Reactor<T> {
         }
     }
 
-    fn send_pieces(&mut self, i: Index, pieces: &[Piece<'_>]) {
+    /// Sends `pieces` as one message: own bytes, ranges of a shared buffer, runs of
+    /// a chunked one. What the socket does not take now is queued, the shared
+    /// parts by reference, not copied.
+    pub fn send_pieces(&mut self, i: Index, pieces: &[Piece<'_>]) {
         if self.slots.get(i).is_some_and(|s| s.secure.is_some()) {
             return self.seal_and_send(i, pieces);
         }
