@@ -154,7 +154,11 @@ fn a_one_connection_per_batch_sender_still_gets_through() {
     // are shown unnamed. Warm up until one is shown as v's.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     'named: loop {
-        assert!(std::time::Instant::now() < deadline, "r never named v: {}", r.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "r never named v: {}",
+            r.log_text()
+        );
         let mut c = connect_from("127.0.134.2", to);
         c.write_all(b"warm\r\n").unwrap();
         drop(c);
