@@ -62,37 +62,67 @@ fn listing(s: &mut TcpStream, n: usize) -> Vec<(u16, usize, bool)> {
     }
 }
 
+/// Two managers of a fresh cluster counting ports from `first`, with a client
+/// `x` on B that listens nowhere and a client `y` on A that says `can relay`,
+/// answers dial-backs (the kernel completes them) and complains about `x`.
+struct Scene {
+    _redis: Redis,
+    _a: Daemon,
+    b: Daemon,
+    a_addr: SocketAddr,
+    x: TcpStream,
+    y: TcpStream,
+    /// (port, offset, me) of each, as their documents list them.
+    x_entry: (u16, usize, bool),
+    y_entry: (u16, usize, bool),
+    listening: TcpListener,
+}
+
+fn scene(name: &str, first: u16) -> Scene {
+    let dir = temp_dir(name);
+    let redis = Redis::start(&dir);
+    let (a, a_addr) = manager(&dir, first);
+    let (b, b_addr) = manager(&dir, first);
+    let mut x = client(b_addr);
+    let x_entry = listing(&mut x, 1)[0];
+    let mut y = client(a_addr);
+    y.write_all(b"can relay\n").unwrap();
+    let y_entry = *listing(&mut y, 2).iter().find(|e| e.2).unwrap();
+    let listening = TcpListener::bind(("127.0.0.1", y_entry.0)).unwrap();
+    y.write_all(format!("cannot reach 127.0.0.1:{}\n", x_entry.0).as_bytes())
+        .unwrap();
+    Scene {
+        _redis: redis,
+        _a: a,
+        b,
+        a_addr,
+        x,
+        y,
+        x_entry,
+        y_entry,
+        listening,
+    }
+}
+
 /// A client on manager B that nobody can reach is judged by B on a complaint
 /// from a client on manager A, and relayed through a client on A that said
 /// `can relay`: both managers' documents show it, at the cluster's offsets.
 #[test]
 #[cfg_attr(p2pchat_no_redis, ignore = "needs redis-server")]
 fn a_complaint_on_one_manager_gets_a_servant_on_another_a_relay_there() {
-    let dir = temp_dir("relay");
-    let _redis = Redis::start(&dir);
-    let (_a, a_addr) = manager(&dir, 41224);
-    let (b, b_addr) = manager(&dir, 41224);
-    let mut x = client(b_addr);
-    let x_entry = listing(&mut x, 1)[0];
-    let mut y = client(a_addr);
-    y.write_all(b"can relay\n").unwrap();
-    let seen = listing(&mut y, 2);
-    let y_entry = *seen.iter().find(|e| e.2).unwrap();
-    // y answers dial-backs (the kernel completes them); x listens nowhere.
-    let _listening = TcpListener::bind(("127.0.0.1", y_entry.0)).unwrap();
-    y.write_all(format!("cannot reach 127.0.0.1:{}\n", x_entry.0).as_bytes())
-        .unwrap();
-    b.wait_for("is behind a port-blocking router");
+    let mut s = scene("relay", 41224);
+    s.b.wait_for("is behind a port-blocking router");
+    let (x, y) = (s.x_entry, s.y_entry);
     let relayed = format!(
         "<port>{}</port><offset>{}</offset><me>{{}}</me><relay><ip>127.0.0.1</ip><port>{}</port></relay></peer>",
-        x_entry.0, x_entry.1, y_entry.0
+        x.0, x.1, y.0
     );
-    doc_with(&mut x, &relayed.replace("{}", "TRUE"));
-    doc_with(&mut y, &relayed.replace("{}", "FALSE"));
-    let line = b.wait_for("pulls from offset");
+    doc_with(&mut s.x, &relayed.replace("{}", "TRUE"));
+    doc_with(&mut s.y, &relayed.replace("{}", "FALSE"));
+    let line = s.b.wait_for("pulls from offset");
     assert!(
-        line.contains(&format!("offset {} (", x_entry.1))
-            && line.contains(&format!("from offset {} (", y_entry.1)),
+        line.contains(&format!("offset {} (", x.1))
+            && line.contains(&format!("from offset {} (", y.1)),
         "{line}"
     );
 }
@@ -102,23 +132,13 @@ fn a_complaint_on_one_manager_gets_a_servant_on_another_a_relay_there() {
 #[test]
 #[cfg_attr(p2pchat_no_redis, ignore = "needs redis-server")]
 fn a_relay_leaving_on_one_manager_frees_its_puller_on_another() {
-    let dir = temp_dir("relay-leaves");
-    let _redis = Redis::start(&dir);
-    let (_a, a_addr) = manager(&dir, 42224);
-    let (_b, b_addr) = manager(&dir, 42224);
-    let mut x = client(b_addr);
-    let x_entry = listing(&mut x, 1)[0];
-    let mut y = client(a_addr);
-    y.write_all(b"can relay\n").unwrap();
-    let y_entry = *listing(&mut y, 2).iter().find(|e| e.2).unwrap();
-    let listening = TcpListener::bind(("127.0.0.1", y_entry.0)).unwrap();
-    y.write_all(format!("cannot reach 127.0.0.1:{}\n", x_entry.0).as_bytes())
-        .unwrap();
-    doc_with(&mut x, &format!("<port>{}</port></relay>", y_entry.0));
-    drop((y, listening));
-    let mut w = client(a_addr);
+    let mut s = scene("relay-leaves", 42224);
+    doc_with(&mut s.x, &format!("<port>{}</port></relay>", s.y_entry.0));
+    drop(s.y);
+    drop(s.listening);
+    let mut w = client(s.a_addr);
     doc_with(&mut w, "<me>FALSE</me><relay>none</relay>");
-    doc_with(&mut x, "<me>TRUE</me><relay>none</relay>");
+    doc_with(&mut s.x, "<me>TRUE</me><relay>none</relay>");
 }
 
 /// `cannot listen PORT` on one manager moves the servant to a port no member
