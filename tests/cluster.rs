@@ -7,6 +7,8 @@
 //! connections asking `needs peer list`.
 
 mod common;
+#[path = "cluster/relay.rs"]
+mod relay;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};

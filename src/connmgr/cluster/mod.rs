@@ -17,6 +17,7 @@
 //! offsets and ports where still free) before it sends any newcomer's join.
 
 mod parse;
+mod relay;
 mod scripts;
 mod sync;
 
@@ -61,6 +62,8 @@ enum Wait {
     /// A servant this manager serves, registered again after Redis lost it.
     Register(usize),
     Snapshot,
+    /// Relays, complaints and port moves (`relay.rs`).
+    Relays(relay::Wait),
     /// A leave, a name, a lease renewal: only failures matter, and the next
     /// snapshot mends those.
     Other,
@@ -79,6 +82,7 @@ pub(super) struct Cluster {
     tick: Script,
     snapshot: Script,
     name: Script,
+    relays: relay::Relays,
     first_port: u16,
     /// The cluster's epoch as Redis has it, once a snapshot said.
     epoch: Option<Vec<u8>>,
@@ -117,6 +121,7 @@ impl Cluster {
             tick: Script::new(&scripts::tick()),
             snapshot: Script::new(scripts::SNAPSHOT),
             name: Script::new(scripts::NAME),
+            relays: relay::Relays::new(),
             first_port,
             epoch: None,
             last_id: b"0-0".to_vec(),
@@ -481,6 +486,7 @@ impl Manager {
                     other => self.snapshot_failed(other),
                 }
             }
+            Wait::Relays(w) => self.relay_reply(r, w, reply),
             Wait::Other => {
                 if let Some(e) = reply.as_ref().and_then(Reply::error_text) {
                     warn!("cluster: redis refused a script: {e}");

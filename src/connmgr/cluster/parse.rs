@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::redis::Reply;
 use crate::wire::name;
+use crate::wire::relay::Relay;
 
 /// Offsets above this are refused: the control array is a vector, and a
 /// garbage offset of four billion would allocate for every slot below it.
@@ -37,6 +38,20 @@ pub(super) enum Change {
         offset: usize,
         manager: String,
         name: Option<String>,
+    },
+    /// What the member's `<relay>` shows now (`super::relay`).
+    Relay {
+        offset: usize,
+        relay: Option<Relay>,
+    },
+    /// The member said `can relay`.
+    CanRelay {
+        offset: usize,
+    },
+    /// The member at `from` cannot reach the one at `offset`.
+    Complain {
+        offset: usize,
+        from: usize,
     },
 }
 
@@ -144,7 +159,28 @@ fn change(fields: &[Reply]) -> Result<Change, String> {
             manager: manager(get(b"m"))?,
             name: listed_name(get(b"name"))?,
         }),
+        b"relay" => Ok(Change::Relay {
+            offset: o,
+            relay: relay(get(b"relay"))?,
+        }),
+        b"canrelay" => Ok(Change::CanRelay { offset: o }),
+        b"complain" => Ok(Change::Complain {
+            offset: o,
+            from: offset(get(b"from"))?,
+        }),
         other => Err(format!("operation {}", shown(other))),
+    }
+}
+
+/// A `<relay>` as the relay script keeps it: `IP:PORT`, `none`, or empty
+/// (none shown).
+pub(super) fn relay(text: &[u8]) -> Result<Option<Relay>, String> {
+    match text {
+        b"" => Ok(None),
+        b"none" => Ok(Some(Relay::Nobody)),
+        _ => (std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()))
+            .map(|a| Some(Relay::Via(a)))
+            .ok_or_else(|| format!("relay {}", shown(text))),
     }
 }
 

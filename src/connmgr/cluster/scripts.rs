@@ -24,6 +24,8 @@ local function remove(p, o, owner, maxlen, by)
   if port then redis.call('HDEL', p..':ports', port) end
   if who then redis.call('SREM', p..':by:'..who, o) end
   redis.call('ZADD', p..':free', o, o)
+  redis.call('SREM', p..':canrelay', o)
+  redis.call('HDEL', p..':relay', o)
   local v = redis.call('INCR', p..':ver')
   redis.call('XADD', p..':log', 'MAXLEN', '~', maxlen, '*', 'v', v, 'op', 'leave', 'o', o, 'm', who or '', 'by', by)
   return 1
@@ -143,4 +145,80 @@ redis.call('HSET', p..':members', ARGV[2], head..' '..ARGV[4])
 local v = redis.call('INCR', p..':ver')
 redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'name', 'o', ARGV[2], 'm', ARGV[3], 'name', ARGV[4])
 return v
+";
+
+/// ARGV: prefix, offset, manager (who must serve it), stream length: the member
+/// said `can relay`; every manager may choose it (`relay.rs`).
+pub(super) const CAN_RELAY: &str = r"
+local p = ARGV[1]
+local m = redis.call('HGET', p..':members', ARGV[2])
+if not m or string.sub(m, 1, #ARGV[3] + 1) ~= ARGV[3]..' ' then return 0 end
+if redis.call('SADD', p..':canrelay', ARGV[2]) == 0 then return 0 end
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[4], '*', 'op', 'canrelay', 'o', ARGV[2], 'm', ARGV[3])
+return 1
+";
+
+/// ARGV: prefix, offset, manager (who must serve it), relay (`IP:PORT`, `none`,
+/// or empty: reached directly), stream length: what the member's `<relay>`
+/// shows, a change of the document like a name.
+pub(super) const SHOW_RELAY: &str = r"
+local p = ARGV[1]
+local m = redis.call('HGET', p..':members', ARGV[2])
+if not m or string.sub(m, 1, #ARGV[3] + 1) ~= ARGV[3]..' ' then return 0 end
+if ARGV[4] == '' then
+  redis.call('HDEL', p..':relay', ARGV[2])
+else
+  redis.call('HSET', p..':relay', ARGV[2], ARGV[4])
+end
+local v = redis.call('INCR', p..':ver')
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'relay', 'o', ARGV[2], 'm', ARGV[3], 'relay', ARGV[4])
+return v
+";
+
+/// ARGV: prefix, offset complained about, complainer's offset, stream length:
+/// `cannot reach` about another manager's member, for the manager that serves
+/// it to count. Not a change of the document: no version.
+pub(super) const COMPLAIN: &str = r"
+local p = ARGV[1]
+if redis.call('HEXISTS', p..':members', ARGV[2]) == 0 then return 0 end
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[4], '*', 'op', 'complain', 'o', ARGV[2], 'from', ARGV[3])
+return 1
+";
+
+/// ARGV: prefix, offset, manager (who must serve it), its port now, first port,
+/// stream length: the member cannot listen on its port; it gets the next free
+/// one after `iPortMax`, as a join would, and its entry is logged as a join again
+/// (the other managers list it anew). Returns `ok PORT VERSION`, `full`, or 0
+/// when it is not that manager's member on that port.
+pub(super) const MOVE: &str = r"
+local p, o = ARGV[1], ARGV[2]
+local m = redis.call('HGET', p..':members', o)
+if not m then return 0 end
+local who, ip, old, token, name = string.match(m, '^(%S+) (%S+) (%d+) (%S+) ?(.*)$')
+if who ~= ARGV[3] or old ~= ARGV[4] then return 0 end
+local first = tonumber(ARGV[5])
+local pm = tonumber(redis.call('GET', p..':portmax') or (first - 1))
+local port = nil
+for _ = first, 65535 do
+  if pm >= 65535 or pm < first - 1 then pm = first else pm = pm + 1 end
+  if redis.call('HEXISTS', p..':ports', pm) == 0 then
+    port = pm
+    break
+  end
+end
+if not port then return {'full'} end
+redis.call('SET', p..':portmax', pm)
+redis.call('HDEL', p..':ports', old)
+redis.call('HSET', p..':ports', port, o)
+redis.call('HSET', p..':members', o, who..' '..ip..' '..port..' '..token..' '..name)
+local v = redis.call('INCR', p..':ver')
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', who, 'ip', ip, 'port', port, 'name', name)
+return {'ok', port, v}
+";
+
+/// ARGV: prefix. The members that can relay, then offset and `<relay>` pairs:
+/// what a snapshot of the members leaves out.
+pub(super) const RELAYS: &str = r"
+local p = ARGV[1]
+return {redis.call('SMEMBERS', p..':canrelay'), redis.call('HGETALL', p..':relay')}
 ";

@@ -61,7 +61,9 @@ impl Manager {
                 false
             }
             Change::Leave { offset, .. } => {
-                c.remote.remove(&offset) && self.members.leave(offset).is_some()
+                let left = c.remote.remove(&offset) && self.members.leave(offset).is_some();
+                self.remote_left(r, offset);
+                left
             }
             Change::Name { offset, name, .. } if c.remote.contains(&offset) => {
                 match self.members.rename(offset, name.as_deref()) {
@@ -75,6 +77,7 @@ impl Manager {
                 }
             }
             Change::Name { .. } => false,
+            relay => self.apply_relay(r, relay),
         }
     }
 
@@ -201,6 +204,7 @@ impl Manager {
         if changed {
             self.list_changed(r);
         }
+        self.send_relay_snapshot(r);
     }
 
     /// Asks Redis to list this manager's servant at `offset` again, at the same
