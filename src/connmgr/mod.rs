@@ -306,6 +306,10 @@ impl Handler for Manager {
                 r.touch(index);
                 self.probed(r, index, text);
             }
+            Line::Tampered(relay) => {
+                r.touch(index);
+                self.tampered(r, index, relay);
+            }
             // A cluster's ports are handed out by Redis; moving one is not yet.
             Line::CannotListen(port) if self.cluster.is_some() => {
                 debug!("offset {offset} cannot listen on {port}: ignored in a cluster");
