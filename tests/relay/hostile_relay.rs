@@ -241,6 +241,83 @@ impl HostileRelay {
     }
 }
 
+/// A member, `name`, that joins `w`'s manager from `ip` and then sends the relay
+/// at `relay` (member `relay_name`) a session start for member `to` that is
+/// garbage, in its own name: its relay forwards it, honestly, and `to` cannot
+/// open it. Stays a member until dropped.
+pub(crate) fn garbage_in_own_name(
+    w: &World,
+    ip: &'static str,
+    name: &str,
+    relay: (&str, &str),
+    to: &str,
+) -> HostileRelay {
+    let (dir, manager) = w.private.clone().expect("a private network");
+    let key = |n: &str| Keypair::load(&dir.join(format!("{n}.key"))).unwrap();
+    let (me, relay_key, to_key) = (key(name), *key(relay.1).public(), *key(to).public());
+    let manager = PublicKey::parse(&manager).unwrap();
+    let (mgr_addr, public) = (w.addr, w.net.public.clone());
+    let relay_addr: std::net::SocketAddr = relay.0.parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let halt = stop.clone();
+    let thread = std::thread::spawn(move || {
+        netns::enter(&public).unwrap();
+        let mut wire = Vec::new();
+        let link = Link::initiator(&me, &manager, &mut wire).unwrap();
+        let mut mgr = Conn::new(common::connect_from(ip, mgr_addr), link);
+        mgr.write(&wire);
+        mgr.send(b"needs peer list\n");
+        // Once listed, the relay admits our link.
+        let end = Instant::now() + DEADLINE;
+        while !String::from_utf8_lossy(&mgr.plain).contains("</peers>") {
+            assert!(Instant::now() < end, "never listed");
+            mgr.pump();
+            std::thread::sleep(Duration::from_millis(5)); // the manager's answer is on its way
+        }
+        // The relay admits us once its own list has us: until then, again.
+        let mut out = loop {
+            assert!(Instant::now() < end, "the relay never admitted us");
+            let mut wire = Vec::new();
+            let link = Link::initiator(&me, &relay_key, &mut wire).unwrap();
+            let mut out = Conn::new(common::connect_from(ip, relay_addr), link);
+            out.write(&wire);
+            while !out.closed && !out.link.is_up() {
+                out.pump();
+                std::thread::sleep(Duration::from_millis(5)); // the handshake's answer
+            }
+            if !out.closed {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(100)); // the relay's next list
+        };
+        let mut line = Vec::new();
+        let garbage = [0x5a; sealed::START_LEN];
+        let f = Frame {
+            kind: Kind::Start,
+            to: *to_key.as_bytes(),
+            from: *me.public().as_bytes(),
+            sid: 7,
+            body: &garbage,
+        };
+        sealed::encode(&f, &mut line);
+        out.send(&line);
+        tx.send(()).unwrap();
+        while !halt.load(Ordering::Relaxed) {
+            mgr.pump();
+            mgr.plain.clear();
+            out.pump();
+            std::thread::sleep(Duration::from_millis(20)); // polling non-blocking sockets
+        }
+    });
+    rx.recv_timeout(DEADLINE).expect("the garbage sent");
+    HostileRelay {
+        addr: ip.to_string(),
+        stop,
+        thread: Some(thread),
+    }
+}
+
 /// The relay's loop: keeps asking for the list, takes every link, and forwards
 /// what origins send it, altered, down every pull link.
 fn run(me: &Keypair, listener: TcpListener, mut mgr: Conn, attack: Attack, stop: &AtomicBool) {

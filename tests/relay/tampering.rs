@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::DEADLINE;
-use crate::hostile_relay::{Attack, HostileRelay};
+use crate::hostile_relay::{garbage_in_own_name, Attack, HostileRelay};
 use crate::world::{drain, listen_addr, World, SETTLE, VERDICT};
 use p2pchat_harness::netns::PUBLIC_IPS;
 
@@ -197,4 +197,39 @@ fn a_private_relay_that_forwards_nothing_is_replaced_within_15_s() {
     w.wait(p, "relaying for", DEADLINE);
     drain(&w.servants[n]);
     w.everyone_hears_everyone_once(&[p, n], "past the hole");
+}
+
+/// A member sends nora's honest relay (pat) a frame for her that is garbage, in
+/// its own name: pat forwards it, nora cannot open it and reports pat, and the
+/// manager probes pat at once; the probe, sealed by the manager, comes through,
+/// so pat stays nora's relay and lines flow.
+#[test]
+#[cfg_attr(
+    p2pchat_no_netns,
+    ignore = "needs root, ip and nft (network namespaces)"
+)]
+fn garbage_sent_in_a_members_own_name_cannot_get_an_honest_relay_replaced() {
+    let flags = [
+        "--relay-probe-interval",
+        "20s",
+        "--relay-probe-timeout",
+        "2s",
+    ];
+    let mut w = World::private("garbage", &flags, &["pat", "nora", "mal"]);
+    let p = w.public(1, "pat");
+    let n = w.home(0, "nora");
+    w.wait(n, "peers: 2 (", DEADLINE);
+    let relay = w.type_until_relayed(n);
+    w.relaying(&relay);
+    let _mal = garbage_in_own_name(&w, PUBLIC_IPS[0], "mal", (&relay, "pat"), "nora");
+    w.wait(n, "reporting the relay", DEADLINE);
+    let probed = w.wait_manager("that did not open: probing it now", DEADLINE);
+    assert!(probed.contains(&relay), "{probed}");
+    w.wait_manager("forwarded a probe to offset", DEADLINE);
+    for k in [p, n] {
+        drain(&w.servants[k]);
+    }
+    w.everyone_hears_everyone_once(&[p, n], "after the garbage");
+    assert_eq!(w.manager.count("dropped, and not chosen"), 0);
+    assert_eq!(w.servants[n].count("pulling from the relay at"), 1);
 }
