@@ -194,6 +194,34 @@ impl Alter {
     }
 }
 
+/// Joins the manager at `to` from `ip` as `me`, says `first`, and waits for the
+/// first peer document: the manager link and the document.
+fn join(
+    ip: &str,
+    to: std::net::SocketAddr,
+    me: &Keypair,
+    manager: &PublicKey,
+    first: &[u8],
+) -> (Conn, String) {
+    const END: &str = "</peers>\r\n";
+    let mut wire = Vec::new();
+    let link = Link::initiator(me, manager, &mut wire).unwrap();
+    let mut mgr = Conn::new(common::connect_from(ip, to), link);
+    mgr.write(&wire);
+    mgr.send(first);
+    let end = Instant::now() + DEADLINE;
+    loop {
+        assert!(Instant::now() < end, "no peer document from the manager");
+        mgr.pump();
+        let text = String::from_utf8_lossy(&mgr.plain).into_owned();
+        if let Some(at) = text.find(END) {
+            mgr.plain.clear();
+            return (mgr, text[..at + END.len()].to_string());
+        }
+        std::thread::sleep(Duration::from_millis(5)); // the manager's answer is on its way
+    }
+}
+
 impl HostileRelay {
     /// Joins `w`'s private manager from `ip` on the public segment with the key of
     /// member `name`, and runs until dropped.
@@ -207,25 +235,7 @@ impl HostileRelay {
         let halt = stop.clone();
         let thread = std::thread::spawn(move || {
             netns::enter(&public).unwrap();
-            let mut wire = Vec::new();
-            let link = Link::initiator(&me, &manager, &mut wire).unwrap();
-            let mut mgr = Conn::new(common::connect_from(ip, to), link);
-            mgr.write(&wire);
-            mgr.send(b"can relay\nneeds peer list\n");
-            let end = Instant::now() + DEADLINE;
-            let doc = loop {
-                assert!(
-                    Instant::now() < end,
-                    "no peer document for the hostile relay"
-                );
-                mgr.pump();
-                let text = String::from_utf8_lossy(&mgr.plain).into_owned();
-                if let Some(at) = text.find("</peers>\r\n") {
-                    mgr.plain.clear();
-                    break text[..at + "</peers>\r\n".len()].to_string();
-                }
-                std::thread::sleep(Duration::from_millis(5)); // the manager's answer is on its way
-            };
+            let (mgr, doc) = join(ip, to, &me, &manager, b"can relay\nneeds peer list\n");
             let port = (common::entries(&doc).into_iter()).find(|e| e.2).unwrap().0;
             let listener = TcpListener::bind((ip, port)).unwrap();
             listener.set_nonblocking(true).unwrap();
@@ -263,18 +273,8 @@ pub(crate) fn garbage_in_own_name(
     let halt = stop.clone();
     let thread = std::thread::spawn(move || {
         netns::enter(&public).unwrap();
-        let mut wire = Vec::new();
-        let link = Link::initiator(&me, &manager, &mut wire).unwrap();
-        let mut mgr = Conn::new(common::connect_from(ip, mgr_addr), link);
-        mgr.write(&wire);
-        mgr.send(b"needs peer list\n");
-        // Once listed, the relay admits our link.
+        let (mut mgr, _) = join(ip, mgr_addr, &me, &manager, b"needs peer list\n");
         let end = Instant::now() + DEADLINE;
-        while !String::from_utf8_lossy(&mgr.plain).contains("</peers>") {
-            assert!(Instant::now() < end, "never listed");
-            mgr.pump();
-            std::thread::sleep(Duration::from_millis(5)); // the manager's answer is on its way
-        }
         // The relay admits us once its own list has us: until then, again.
         let mut out = loop {
             assert!(Instant::now() < end, "the relay never admitted us");
