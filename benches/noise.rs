@@ -1,6 +1,11 @@
 //! Private links' CPU: the IK handshake on each side, and sealing plus opening a
 //! 100-byte chat line, over in-memory links (no sockets: the cryptography alone).
 //!
+//! `cargo bench --bench noise -- sealed` instead: a relayed private line's cost,
+//! end to end (docs/PRIVATE.md#relays): the origin sealing a 100-byte line for one
+//! puller, the relay reading the frame's addressee to route it, and the puller
+//! opening it; and a session start, sealed and opened.
+//!
 //! `cargo bench --bench noise`; `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) for a
 //! short smoke run with the same output. Figures: docs/BENCHMARKS.md.
 
@@ -8,7 +13,11 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::Duration;
 
+use std::time::Instant;
+
+use p2pchat::noise::e2e::{Opener, Sealer};
 use p2pchat::noise::{Keypair, Link, Step};
+use p2pchat::wire::sealed;
 
 fn quick() -> bool {
     std::env::var_os("P2PCHAT_BENCH_QUICK").is_some_and(|v| v != "0")
@@ -55,7 +64,69 @@ fn handshake(client: &Keypair, server: &Rc<Keypair>) -> (Duration, Duration, Lin
     (initiator, responder, i, r)
 }
 
+/// A relayed line's three steps, each timed alone over many lines.
+fn relayed_line() {
+    let lines = if quick() { 10_000 } else { 1_000_000 };
+    let (origin, puller) = (Keypair::generate().unwrap(), Keypair::generate().unwrap());
+    let to = *puller.public();
+    let mut sealer = Sealer::new(origin);
+    let mut opener = Opener::new(puller);
+    let now = Instant::now();
+    // The session's start, paid once per session (120 s) and skipped after.
+    let mut first = Vec::new();
+    let t = cpu();
+    sealer.seal(&to, b"start", true, now, &mut first).unwrap();
+    let start_seal = cpu() - t;
+    let start = first.split(|&b| b == b'\n').next().unwrap().to_vec();
+    let mut scratch = Vec::new();
+    let t = cpu();
+    let f = sealed::parse(&start, &mut scratch).unwrap();
+    opener.open(&f, now, |_| true).unwrap();
+    let start_open = cpu() - t;
+    let line = [b'x'; 100];
+    let mut frames: Vec<Vec<u8>> = Vec::with_capacity(lines);
+    let mut out = Vec::new();
+    let t = cpu();
+    for _ in 0..lines {
+        out.clear();
+        sealer
+            .seal(&to, black_box(&line), false, now, &mut out)
+            .unwrap();
+        frames.push(out[..out.len() - 1].to_vec());
+    }
+    let seal = cpu() - t;
+    let t = cpu();
+    for f in &frames {
+        black_box(sealed::addressee(black_box(f)).unwrap());
+    }
+    let route = cpu() - t;
+    let t = cpu();
+    for f in &frames {
+        let f = sealed::parse(f, &mut scratch).unwrap();
+        let (_, text) = opener.open(&f, now, |_| true).unwrap();
+        assert_eq!(text.map(|t| t.len()), Some(100));
+    }
+    let open = cpu() - t;
+    let per = |d: Duration| d.as_nanos() as f64 / lines as f64;
+    let (s, r, o) = (per(seal), per(route), per(open));
+    println!(
+        "relayed private line of 100 bytes ({} bytes sealed), CPU per line: seal {s:.0} ns, route {r:.0} ns, open {o:.0} ns; {:.0} ns in all, {:.0} lines/s",
+        frames[0].len() + 1,
+        s + r + o,
+        1e9 / (s + r + o)
+    );
+    println!(
+        "session start ({} bytes), once per session: seal {:.1} us, open {:.1} us",
+        start.len() + 1,
+        start_seal.as_nanos() as f64 / 1e3,
+        start_open.as_nanos() as f64 / 1e3
+    );
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "sealed") {
+        return relayed_line();
+    }
     let rounds = if quick() { 20 } else { 2000 };
     let client = Keypair::generate().unwrap();
     let server = Rc::new(Keypair::generate().unwrap());

@@ -116,7 +116,9 @@ fn a_receiver_closing_a_kept_link_as_its_sender_writes_loses_no_line() {
         shows(&r, &format!("s: line {k}"));
     }
     let closes = s.count(&format!("the kept link to {to} closed"));
-    assert!(closes >= 5, "r closed s's link {closes} times of 40");
+    // How often r picks s's link depends on timing (a loaded host lets the raw
+    // connections' lines land later); once is enough to have tried the race.
+    assert!(closes >= 1, "r never closed s's link in 40 rounds");
     assert_eq!(s.count("cannot deliver"), 0, "{}", s.log_text());
 }
 

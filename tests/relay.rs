@@ -11,11 +11,15 @@
 #[path = "relay/attacks.rs"]
 mod attacks;
 mod common;
+#[path = "relay/hostile_relay.rs"]
+mod hostile_relay;
 #[path = "relay/loopback.rs"]
 mod loopback;
 #[path = "relay/marked.rs"]
 mod marked;
 #[path = "relay/private.rs"]
 mod private;
+#[path = "relay/tampering.rs"]
+mod tampering;
 #[path = "relay/world.rs"]
 mod world;

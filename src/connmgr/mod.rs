@@ -307,6 +307,10 @@ impl Handler for Manager {
                 r.touch(index);
                 self.probed(r, index, text);
             }
+            Line::Tampered(relay) => {
+                r.touch(index);
+                self.tampered(r, index, relay);
+            }
             Line::CannotListen(port) => {
                 r.touch(index);
                 self.cannot_listen(r, index, port);

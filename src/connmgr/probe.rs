@@ -16,6 +16,16 @@
 //!   their deadline; one answered probe clears the count;
 //! - once a probe has come back, probes go ten times less often.
 //!
+//! On a private network a puller that gets frames from its relay that do not open
+//! says `tampered IP:PORT` (docs/PRIVATE.md#relays). The manager then probes that
+//! relay at once, and until a probe comes back one lost probe is enough to drop
+//! it: a relay that alters every frame is replaced one `--relay-probe-timeout`
+//! after its first altered frame is reported. A member that sends garbage in its
+//! own name gets an honest relay reported, but the probe, sealed by the manager,
+//! opens and clears it. Triggered probes go at most one per relay per
+//! [`TRIGGER_EVERY`] (or per interval, if longer). A relay that alters every frame
+//! but the manager's (it can tell them by their origin key) is not caught.
+//!
 //! With the defaults (3 s, 10 s, 4) a relay that forwards nothing is dropped 22 s
 //! after it was chosen: its puller is given another, and it is chosen for no one
 //! for `--relay-ban` (10 min). Only a puller that said `can relay` judges its
@@ -24,6 +34,7 @@
 //! dropped per connection: a servant from before probes, or a liar, cannot get
 //! every relay banned.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -39,6 +50,8 @@ const MAX_OUTSTANDING: usize = 8;
 const BLIND_DROPS: u8 = 2;
 /// A proven relay is probed this many times less often.
 const PROVEN_SLOWER: u32 = 10;
+/// A relay is probed at once for a `tampered` report at most this often.
+const TRIGGER_EVERY: Duration = Duration::from_secs(1);
 /// Probe text length, in bytes: 16 to 32, as the wire says.
 const TEXT_MIN: usize = 16;
 const TEXT_MAX: usize = 32;
@@ -110,6 +123,9 @@ pub(super) struct Probing {
     misses: u32,
     /// A probe came back through this relay.
     proven: bool,
+    /// The puller reported frames from this relay that did not open, and no probe
+    /// has come back since: one lost probe drops it.
+    suspect: bool,
 }
 
 /// What a puller's connection remembers of probes across its relays.
@@ -133,6 +149,9 @@ pub(super) struct Probes {
     dropped: admit::Throttle,
     /// On a private network, the manager's end-to-end sessions with pullers.
     sealer: Option<Box<Sealer>>,
+    /// Relays (by serial) probed at once for a `tampered` report, and when.
+    triggered: Vec<(u64, Instant)>,
+    tampered: admit::Throttle,
 }
 
 /// A probe connection: the line it writes once connected (on a private network,
@@ -160,6 +179,7 @@ impl Manager {
                 in_flight: 0,
                 misses: 0,
                 proven: false,
+                suspect: false,
             })),
             _ => None,
         };
@@ -195,6 +215,7 @@ impl Manager {
         p.outstanding.copy_within(k + 1..p.in_flight, 0);
         p.in_flight -= k + 1;
         p.misses = 0;
+        p.suspect = false;
         let first = !std::mem::replace(&mut p.proven, true);
         let relay = p.relay;
         m.probes.answered += 1;
@@ -202,6 +223,51 @@ impl Manager {
             info!("relay: offset {relay} forwarded a probe to offset {puller}: proven");
         } else {
             debug!("relay: offset {relay} forwarded a probe to offset {puller}");
+        }
+    }
+
+    /// `tampered RELAY` from `puller`: frames from its relay did not open. The relay
+    /// it is probed through, if that is the one named, is probed now (at most once
+    /// per relay per [`TRIGGER_EVERY`]) and is dropped if that probe is lost.
+    pub(super) fn tampered(&mut self, r: &mut Reactor<Slot>, puller: Index, named: SocketAddr) {
+        let now = r.now();
+        let gap = TRIGGER_EVERY.max(self.config.relay.probe_interval);
+        let Some(p) = member(r, puller).and_then(|m| m.probes.probing.as_deref()) else {
+            return self.ignored_report(r, puller, named, "it is probed through no relay");
+        };
+        let (relay, serial) = (p.relay, p.relay_serial);
+        if (self.members.seat(relay)).map_or(true, |s| s.serial != serial || s.addr() != named) {
+            return self.ignored_report(r, puller, named, "it is not the relay it pulls from");
+        }
+        self.probes
+            .triggered
+            .retain(|&(_, at)| now.duration_since(at) < gap);
+        let due = !self.probes.triggered.iter().any(|&(s, _)| s == serial);
+        let Some(p) = member_mut(r, puller).and_then(|m| m.probes.probing.as_deref_mut()) else {
+            return;
+        };
+        p.suspect = true;
+        p.proven = false;
+        if !due {
+            return debug!("offset {puller} reports offset {relay} ({named}) for frames that did not open; probed at once already");
+        }
+        p.next = now;
+        self.probes.triggered.push((serial, now));
+        if let Some(n) = self.probes.tampered.note(now) {
+            info!(
+                "relay: offset {puller} reports frames from offset {relay} ({named}) that did not open: probing it now{}",
+                admit::more(n)
+            );
+        }
+        self.probe_timer(r);
+    }
+
+    fn ignored_report(&mut self, r: &Reactor<Slot>, puller: Index, named: SocketAddr, why: &str) {
+        if let Some(n) = self.probes.ignored.note(r.now()) {
+            debug!(
+                "offset {puller} said `tampered {named}`, ignored: {why}{}",
+                admit::more(n)
+            );
         }
     }
 
@@ -243,14 +309,15 @@ impl Manager {
             p.outstanding.copy_within(expired..p.in_flight, 0);
             p.in_flight -= expired;
             p.misses += expired as u32;
-            let (relay, misses) = (p.relay, p.misses);
+            let (relay, misses, suspect) = (p.relay, p.misses, p.suspect);
             let blind = m.probes.answered == 0;
             let judged = can_relay && !(blind && m.probes.blind_drops >= BLIND_DROPS);
-            if misses >= cfg.probe_misses && judged {
+            let limit = if suspect { 1 } else { cfg.probe_misses };
+            if misses >= limit && judged {
                 if blind {
                     m.probes.blind_drops += 1;
                 }
-                self.drop_relay(r, puller, relay, misses);
+                self.drop_relay(r, puller, relay, misses, suspect);
                 continue;
             }
             if p.next <= now {
@@ -273,14 +340,31 @@ impl Manager {
 
     /// `relay` lost `misses` probes in a row to `puller`: it is chosen for no one
     /// for the ban, and `puller` is given another relay (or told there is none).
-    fn drop_relay(&mut self, r: &mut Reactor<Slot>, puller: Index, relay: Index, misses: u32) {
+    fn drop_relay(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        puller: Index,
+        relay: Index,
+        misses: u32,
+        reported: bool,
+    ) {
         let until = r.now() + self.config.relay.ban;
         let addr = self.members.seat(relay).map(|s| s.addr());
         self.ban_relay(r, relay, until);
         if let Some(n) = self.probes.dropped.note(r.now()) {
             let addr = addr.map_or_else(String::new, |a| a.to_string());
+            let why = match reported {
+                true => {
+                    "was reported for frames that did not open and lost the probe that followed"
+                }
+                false => "lost",
+            };
+            let count = match reported {
+                true => String::new(),
+                false => format!(" {misses} probes in a row"),
+            };
             warn!(
-                "relay: offset {relay} ({addr}) lost {misses} probes in a row to offset {puller}: dropped, and not chosen again for {:?}{}",
+                "relay: offset {relay} ({addr}) {why}{count} to offset {puller}: dropped, and not chosen again for {:?}{}",
                 self.config.relay.ban,
                 admit::more(n)
             );

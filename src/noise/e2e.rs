@@ -19,6 +19,10 @@
 //!   the count here is lower, the cost of a start being one frame). The addressee
 //!   keeps the previous session beside the current one for frames still on their
 //!   way.
+//! - **Restarts.** An addressee that restarts has forgotten the stamps it took, so
+//!   it refuses every start stamped before its own start less [`REKEY_AFTER`] and
+//!   [`CLOCK_SKEW`]: an origin's current session is at most that old, so it still
+//!   opens, and a start recorded longer ago than that cannot be played again.
 //! - **Starts travel with the data.** The origin puts the session's start before
 //!   its frames in every batch it sends (a batch, not a line: the start is 99
 //!   bytes of base64); the addressee skips a start whose session it already has
@@ -41,6 +45,8 @@ pub const REKEY_AFTER: Duration = Duration::from_secs(120);
 pub const REKEY_FRAMES: u64 = 1 << 20;
 /// Nonces behind the highest seen that are still taken (once each).
 pub const WINDOW: u64 = 1024;
+/// How far an origin's clock may run behind ours.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
 /// Origins whose sessions an addressee keeps; past that the longest idle goes.
 const MAX_ORIGINS: usize = 4096;
 
@@ -265,6 +271,9 @@ struct Origin {
 pub struct Opener {
     me: Keypair,
     origins: HashMap<PublicKey, Origin>,
+    /// Starts stamped before this are refused: older than any session an origin
+    /// may still be using when we started.
+    floor: [u8; 12],
 }
 
 /// A frame opened: who sealed it (proven), and the text; `None` for a start.
@@ -272,9 +281,18 @@ pub type Opened = (PublicKey, Option<Vec<u8>>);
 
 impl Opener {
     pub fn new(me: Keypair) -> Opener {
+        Opener::started_at(me, SystemTime::now())
+    }
+
+    /// An addressee that started at `at` (by the wall clock).
+    pub fn started_at(me: Keypair, at: SystemTime) -> Opener {
+        let floor = at
+            .checked_sub(REKEY_AFTER + CLOCK_SKEW)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         Opener {
             me,
             origins: HashMap::new(),
+            floor: tai64n(floor),
         }
     }
 
@@ -315,7 +333,7 @@ impl Opener {
             .read_message(f.body, &mut stamp)
             .map_err(|_| OpenError::Tampered)?;
         let stamp: [u8; 12] = stamp[..n].try_into().map_err(|_| OpenError::Tampered)?;
-        if known.is_some_and(|o| stamp <= o.stamp) {
+        if known.is_some_and(|o| stamp <= o.stamp) || stamp < self.floor {
             return Err(OpenError::StaleStart);
         }
         let state = hs

@@ -24,6 +24,7 @@ use crate::xml::Element;
 pub const CANNOT_REACH: &[u8] = b"cannot reach ";
 /// What a servant that forwards to pullers tells the manager once per link.
 pub const CAN_RELAY: &[u8] = b"can relay";
+const TAMPERED: &[u8] = b"tampered ";
 /// A pull connection's first line starts with this; the rest is the puller's own
 /// `IP:PORT` as the peer document lists it.
 const PULL: &[u8] = b"pull ";
@@ -113,6 +114,17 @@ pub fn parse_cannot_reach(line: &[u8]) -> Option<SocketAddr> {
     parse_addr(line.strip_prefix(CANNOT_REACH)?)
 }
 
+/// `tampered IP:PORT\n`: a puller's report that frames from its relay at that
+/// address did not open (docs/PRIVATE.md#relays); the manager probes that relay at once.
+pub fn tampered(relay: SocketAddr) -> Vec<u8> {
+    format!("tampered {relay}\n").into_bytes()
+}
+
+/// The relay a `tampered IP:PORT` line (without its line ending) reports.
+pub fn parse_tampered(line: &[u8]) -> Option<SocketAddr> {
+    parse_addr(line.strip_prefix(TAMPERED)?)
+}
+
 /// `pull IP:PORT\n`: the first line of a connection to a relay, naming the puller
 /// by its entry in the peer document.
 pub fn pull_line(me: SocketAddr) -> Vec<u8> {
@@ -146,6 +158,10 @@ mod tests {
         );
         assert_eq!(parse_cannot_reach(b"cannot reach 1.2.3.4"), None);
         assert_eq!(parse_cannot_reach(b"cannot reach you"), None);
+        let relay = "203.0.113.7:2230".parse().unwrap();
+        let line = tampered(relay);
+        assert_eq!(parse_tampered(&line[..line.len() - 1]), Some(relay));
+        assert_eq!(parse_tampered(b"tampered nobody"), None);
         assert_eq!(parse_pull(b"pull me"), None);
         assert_eq!(parse_pull(b"pulled 1.2.3.4:5"), None);
         let mapped = parse_pull(b"pull [::ffff:198.51.100.2]:9").unwrap();

@@ -2,8 +2,9 @@
 //! client in the wild sends it, `needs peer list since N` (the version the asker
 //! has: [`super::delta`]), `cannot reach IP:PORT` (a complaint about a peer, for
 //! the relay: [`super::relay`]), `name NAME` ([`super::name`]), `probed TEXT` (a
-//! relay probe came down the sender's pull) and `cannot listen PORT` (the port the
-//! manager gave the sender is held by someone else).
+//! relay probe came down the sender's pull), `tampered IP:PORT` (frames from the
+//! sender's relay did not open) and `cannot listen PORT` (the port the manager gave
+//! the sender is held by someone else).
 //!
 //! The article's manager compared a whole `GetData` buffer with the request, so it
 //! only worked when TCP delivered exactly the 15 bytes, once. Here the same request
@@ -50,6 +51,9 @@ pub enum Line<'a> {
     Probed(&'a [u8]),
     /// `cannot listen PORT`: the sender could not bind PORT.
     CannotListen(u16),
+    /// `tampered IP:PORT`: frames from the sender's relay at that address did not
+    /// open (a private network's relays: docs/PRIVATE.md#relays).
+    Tampered(std::net::SocketAddr),
     /// `resume OFFSET TOKEN`: the sender had that entry on another manager of the
     /// cluster and the token it was given for it (`docs/CLUSTER.md`).
     Resume(usize, &'a [u8]),
@@ -79,6 +83,7 @@ pub struct TooLong(pub usize);
 ///             Line::Name(name) => format!("name {}", String::from_utf8_lossy(name)),
 ///             Line::Probed(text) => format!("probed {}", String::from_utf8_lossy(text)),
 ///             Line::CannotListen(port) => format!("cannot listen {port}"),
+///             Line::Tampered(relay) => format!("tampered {relay}"),
 ///             Line::Resume(offset, _) => format!("resume {offset}"),
 ///             Line::Other(text) => String::from_utf8_lossy(text).into_owned(),
 ///         }))
@@ -166,6 +171,12 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
                     match super::relay::parse_cannot_reach(line) {
                         Some(peer) => f(Line::CannotReach(peer)),
                         None if line == super::relay::CAN_RELAY => f(Line::CanRelay),
+                        None if line.starts_with(b"tampered ") => {
+                            match super::relay::parse_tampered(line) {
+                                Some(relay) => f(Line::Tampered(relay)),
+                                None => f(Line::Other(line)),
+                            }
+                        }
                         None if !line.is_empty() => f(Line::Other(line)),
                         None => {}
                     }
@@ -273,6 +284,7 @@ mod tests {
                     Line::CanRelay => "OFFER".to_string(),
                     Line::Name(n) => format!("NAME {}", String::from_utf8_lossy(n)),
                     Line::Probed(t) => format!("PROBED {}", String::from_utf8_lossy(t)),
+                    Line::Tampered(relay) => format!("TAMPERED {relay}"),
                     Line::CannotListen(p) => format!("LISTEN {p}"),
                     Line::Resume(o, t) => format!("RESUME {o} {}", String::from_utf8_lossy(t)),
                     Line::Other(t) => String::from_utf8_lossy(t).into_owned(),

@@ -167,3 +167,27 @@ fn the_window_takes_each_nonce_once_and_none_too_old() {
     w.take(2000 + WINDOW + 10);
     assert!(!w.fresh(2000) && w.fresh(2000 + WINDOW));
 }
+
+#[test]
+fn a_restarted_addressee_refuses_starts_older_than_any_live_session() {
+    let (alice, bob) = pair();
+    let b_pub = *bob.public();
+    let mut s = Sealer::new(alice);
+    let mut out = Vec::new();
+    s.seal(&b_pub, b"recorded", true, Instant::now(), &mut out)
+        .unwrap();
+    let recorded = lines(&out);
+    let now = SystemTime::now();
+    // Bob restarts within a session's life: the origin's current start still opens.
+    let mut soon = Opener::started_at(bob.clone(), now + REKEY_AFTER);
+    assert_eq!(open(&mut soon, &recorded[0]).map(|o| o.1), Ok(None));
+    assert_eq!(
+        open(&mut soon, &recorded[1]).unwrap().1.unwrap(),
+        b"recorded"
+    );
+    // Later than any session could still be in use: the recording is refused.
+    let late = now + REKEY_AFTER + CLOCK_SKEW + Duration::from_secs(1);
+    let mut later = Opener::started_at(bob, late);
+    assert_eq!(open(&mut later, &recorded[0]), Err(OpenError::StaleStart));
+    assert_eq!(open(&mut later, &recorded[1]), Err(OpenError::NoSession));
+}

@@ -295,7 +295,7 @@ impl Servant {
         e2e.reported = Some(now);
         warn!("dropped a frame from the relay at {relay}: {why}; reporting the relay to the connection manager");
         if let Some(link) = self.link.slot.filter(|&l| r.state(l) == State::Connected) {
-            r.send(link, format!("tampered {relay}\n").as_bytes());
+            r.send(link, &crate::wire::relay::tampered(relay));
         }
     }
 }
