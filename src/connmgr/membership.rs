@@ -218,6 +218,22 @@ impl Membership {
         &self.doc
     }
 
+    /// A cluster's versions: see [`PeerDoc::pin_version`] and
+    /// [`PeerDoc::restart_versions`] (`cluster/`).
+    pub(super) fn pin_version(&mut self, at: Option<u64>) {
+        self.doc.pin_version(at);
+    }
+
+    pub(super) fn restart_versions(&mut self, at: u64) {
+        self.doc.restart_versions(at);
+    }
+
+    /// Who holds `name` (folded), if anyone: a cluster asks before it sends a
+    /// name to Redis, and renames only when the change comes back.
+    pub(super) fn name_holder(&self, name: &str) -> Option<Index> {
+        self.names.get(&*name::fold(name)).copied()
+    }
+
     /// The member at `offset`.
     pub(super) fn seat(&self, offset: Index) -> Option<&Seat> {
         self.seats.get(offset)?.as_ref()

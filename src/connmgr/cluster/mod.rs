@@ -15,8 +15,14 @@
 //! its own (offsets and ports it knows to be free), and when Redis answers again
 //! takes a fresh snapshot, registers its live servants again (keeping their
 //! offsets and ports where still free) before it sends any newcomer's join.
+//!
+//! Versions are the cluster's (`epoch.rs`): every change to the document, this
+//! manager's own included, is applied when it comes back on the stream, at the
+//! version its script gave it, so every manager's document at `E.N` is the same.
 
+mod epoch;
 mod parse;
+mod resume;
 mod scripts;
 mod sync;
 
@@ -34,6 +40,8 @@ use crate::redis::{Client, Event, Options, RedisUrl, Reply, RequestId, Script, S
 pub(super) const MAIN_TIMER: usize = 3;
 pub(super) const STREAM_TIMER: usize = 4;
 pub(super) const TICK_TIMER: usize = 5;
+/// When new connections that have said nothing yet are joined anyway.
+pub(super) const JOIN_TIMER: usize = 6;
 
 /// How often a manager renews its lease, and how long one lasts: a manager that
 /// dies leaves everyone's documents within a lease and a renewal.
@@ -56,14 +64,26 @@ pub(super) enum Link {
 /// What a reply on the main connection is for.
 #[derive(Debug)]
 enum Wait {
-    /// A new connection's join.
-    Join(Index),
-    /// A servant this manager serves, registered again after Redis lost it.
-    Register(usize),
+    /// A join, by its tag in [`Cluster::joins`].
+    Join(u64),
+    /// A servant's resume: the connection, the offset it asked for.
+    Resume(Index, usize),
+    /// A leave of this manager's servant at this offset.
+    Leave(usize),
     Snapshot,
     /// A leave, a name, a lease renewal: only failures matter, and the next
     /// snapshot mends those.
     Other,
+}
+
+/// A join this manager asked for, until its entry comes back on the stream.
+#[derive(Debug, Clone, Copy)]
+enum Joining {
+    /// A new connection; `got`, the offset its script's reply gave it.
+    New { index: Index, got: Option<usize> },
+    /// A servant this manager serves, at this offset, registered again after
+    /// Redis lost it.
+    Register(usize),
 }
 
 /// The cluster side of one manager.
@@ -79,9 +99,20 @@ pub(super) struct Cluster {
     tick: Script,
     snapshot: Script,
     name: Script,
+    resume: Script,
     first_port: u16,
     /// The cluster's epoch as Redis has it, once a snapshot said.
     epoch: Option<Vec<u8>>,
+    /// The cluster's version as far as this manager has applied it.
+    version: u64,
+    /// Versions are this manager's own (a random epoch): its document may differ
+    /// from the cluster's (`epoch.rs`).
+    diverged: bool,
+    /// Joins in flight, by the tag their stream entry carries.
+    joins: HashMap<u64, Joining>,
+    next_tag: u64,
+    /// New connections not joined yet: their first line may be `resume`.
+    undecided: Vec<(std::time::Instant, Index)>,
     /// The last stream entry applied.
     last_id: Vec<u8>,
     /// A snapshot has been applied since the main connection last came up.
@@ -117,8 +148,14 @@ impl Cluster {
             tick: Script::new(&scripts::tick()),
             snapshot: Script::new(scripts::SNAPSHOT),
             name: Script::new(scripts::NAME),
+            resume: Script::new(scripts::RESUME),
             first_port,
             epoch: None,
+            version: 0,
+            diverged: true,
+            joins: HashMap::new(),
+            next_tag: 0,
+            undecided: Vec::new(),
             last_id: b"0-0".to_vec(),
             synced: false,
             snapshot_asked: false,
@@ -155,18 +192,23 @@ impl Cluster {
         self.waits.insert(id, wait);
     }
 
+    /// Asks Redis to list a servant from `ip` with `token`; its entry comes back
+    /// on the stream with the tag this remembers as `joining`.
     fn send_join(
         &mut self,
         r: &mut Reactor<Slot>,
         want: (usize, u16),
-        ip: IpAddr,
+        (ip, token): (IpAddr, &str),
         name: &str,
-        wait: Wait,
+        joining: Joining,
     ) {
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        self.joins.insert(tag, joining);
         let (ip, first) = (ip.to_string(), self.first_port.to_string());
-        let (o, p, token) = (want.0.to_string(), want.1.to_string(), hex(random_u64()));
+        let (o, p, t) = (want.0.to_string(), want.1.to_string(), tag.to_string());
         let (prefix, id) = (self.prefix.clone(), self.id.clone());
-        let args: [&[u8]; 9] = [
+        let args: [&[u8]; 10] = [
             prefix.as_bytes(),
             id.as_bytes(),
             ip.as_bytes(),
@@ -176,8 +218,9 @@ impl Cluster {
             o.as_bytes(),
             p.as_bytes(),
             name.as_bytes(),
+            t.as_bytes(),
         ];
-        self.eval(r, |c| &c.join, &args, wait);
+        self.eval(r, |c| &c.join, &args, Wait::Join(tag));
     }
 
     fn send_leave(&mut self, r: &mut Reactor<Slot>, offset: usize) {
@@ -191,7 +234,7 @@ impl Cluster {
             id.as_bytes(),
             STREAM_LENGTH.as_bytes(),
         ];
-        self.eval(r, |c| &c.leave, &args, Wait::Other);
+        self.eval(r, |c| &c.leave, &args, Wait::Leave(offset));
     }
 
     fn send_tick(&mut self, r: &mut Reactor<Slot>) {
@@ -303,26 +346,51 @@ impl Manager {
         self.cluster_events(r);
     }
 
-    /// A new connection in slot `index` from `ip`: its join goes to Redis (or,
-    /// while Redis is away, it is admitted from this manager's own copy).
-    pub(super) fn cluster_join(&mut self, r: &mut Reactor<Slot>, index: Index, ip: IpAddr) {
+    /// A new connection in slot `index`: it waits (its lines kept) until its
+    /// first line says whether it resumes an entry, or a moment has passed.
+    pub(super) fn cluster_join(&mut self, r: &mut Reactor<Slot>, index: Index) {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        if !c.main.is_up() {
-            return self.admit_locally(r, index, ip);
-        }
         if let Some(Slot::Servant(s)) = r.data_mut(index) {
             s.pending = true;
+            s.undecided = true;
+        }
+        let at = r.now() + resume::FIRST_LINE;
+        c.undecided.push((at, index));
+        if r.timer_due(JOIN_TIMER).is_none() {
+            r.set_timer(JOIN_TIMER, at);
+        }
+    }
+
+    /// `index` is a new member: its join goes to Redis (or, while Redis is away,
+    /// it is admitted from this manager's own copy).
+    fn start_join(&mut self, r: &mut Reactor<Slot>, index: Index) {
+        let Some(ip) = r.socket(index).map(|s| s.addr().ip()) else {
+            return;
+        };
+        let token = token();
+        match r.data_mut(index) {
+            Some(Slot::Servant(s)) if s.pending => {
+                s.undecided = false;
+                s.token = Some(token.clone().into());
+            }
+            _ => return,
+        }
+        let c = self.cluster.as_mut().expect("in a cluster");
+        if !c.main.is_up() {
+            return self.admit_locally(r, index, ip);
         }
         if !c.synced {
             return c.queued.push(index);
         }
-        c.send_join(r, (0, 0), ip, "", Wait::Join(index));
+        let joining = Joining::New { index, got: None };
+        c.send_join(r, (0, 0), (ip, &token), "", joining);
     }
 
     /// Admits `index` with an offset and port this manager's copy shows free;
-    /// Redis is told when it answers again (`sync.rs`).
+    /// Redis is told when it answers again (`sync.rs`). Its versions are this
+    /// manager's own until then.
     fn admit_locally(&mut self, r: &mut Reactor<Slot>, index: Index, ip: IpAddr) {
         let offset = (1..)
             .find(|&o| self.members.seat(o).is_none())
@@ -331,6 +399,7 @@ impl Manager {
             warn!("cluster: no free port for a servant from {ip}");
             return r.abort(index);
         };
+        self.diverge(r);
         self.admitted(r, index, offset, port);
     }
 
@@ -373,15 +442,32 @@ impl Manager {
         }
     }
 
-    /// A servant of this manager left (its connection closed).
-    pub(super) fn cluster_left(&mut self, r: &mut Reactor<Slot>, offset: usize) {
-        if let Some(c) = self.cluster.as_mut() {
-            c.local.remove(&offset);
+    /// A servant of this manager left (its connection closed). True when its
+    /// entry leaves when the change comes back from Redis (in stream order, at
+    /// the cluster's version); false when it leaves now (Redis is away).
+    pub(super) fn cluster_left(&mut self, r: &mut Reactor<Slot>, offset: usize) -> bool {
+        let Some(c) = self.cluster.as_mut() else {
+            return false;
+        };
+        c.local.remove(&offset);
+        if c.main.is_up() && c.synced {
             c.send_leave(r, offset);
+            return true;
         }
+        self.diverge(r);
+        false
     }
 
-    /// `index` is called `name` now (or nothing): every manager lists it so.
+    /// Whether names go through Redis: the manager is in step with it, so the
+    /// name is listed when its change comes back on the stream.
+    pub(super) fn names_through_redis(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.main.is_up() && c.synced)
+    }
+
+    /// `index` is called `name` now (or nothing): every manager lists it so, this
+    /// one too, when the change comes back on the stream.
     pub(super) fn cluster_named(
         &mut self,
         r: &mut Reactor<Slot>,
@@ -435,6 +521,7 @@ impl Manager {
                     c.send_tick(r);
                 }
             }
+            JOIN_TIMER => self.first_line_timer(r),
             _ => {}
         }
         self.cluster_events(r);
@@ -450,6 +537,8 @@ impl Manager {
             Event::Down(why) => {
                 c.synced = false;
                 c.snapshot_asked = false;
+                self.diverge(r);
+                let c = self.cluster.as_mut().expect("in a cluster");
                 for index in std::mem::take(&mut c.queued) {
                     if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
                         self.admit_locally(r, index, ip);
@@ -472,8 +561,16 @@ impl Manager {
 
     fn main_reply(&mut self, r: &mut Reactor<Slot>, wait: Wait, reply: Option<Reply>) {
         match wait {
-            Wait::Join(index) => self.join_reply(r, index, reply),
-            Wait::Register(offset) => self.register_reply(r, offset, reply),
+            Wait::Join(tag) => self.join_reply(r, tag, reply),
+            Wait::Resume(index, offset) => self.resume_reply(r, index, offset, reply),
+            Wait::Leave(offset) => {
+                if !matches!(reply, Some(Reply::Integer(_))) {
+                    // Not removed there, as far as this manager can tell: it
+                    // leaves here now, and the next snapshot mends the rest.
+                    self.left_here(r, offset);
+                    self.diverge(r);
+                }
+            }
             Wait::Snapshot => {
                 self.cluster.as_mut().expect("in a cluster").snapshot_asked = false;
                 match reply {
@@ -500,32 +597,48 @@ impl Manager {
         }
     }
 
-    /// The join script answered for `index`: `ok OFFSET PORT VERSION`.
-    fn join_reply(&mut self, r: &mut Reactor<Slot>, index: Index, reply: Option<Reply>) {
-        let waiting = matches!(r.data(index), Some(Slot::Servant(s)) if s.pending);
+    /// The join script answered `ok OFFSET PORT VERSION` (the member is listed
+    /// when that comes back on the stream), `full`, or failed.
+    fn join_reply(&mut self, r: &mut Reactor<Slot>, tag: u64, reply: Option<Reply>) {
+        let c = self.cluster.as_mut().expect("in a cluster");
         let joined = reply.as_ref().and_then(joined);
-        match (joined, waiting) {
-            (Some((offset, port)), true) => self.admitted(r, index, offset, port),
-            // It closed while it waited: its entry goes again.
-            (Some((offset, _)), false) => self
-                .cluster
-                .as_mut()
-                .expect("in a cluster")
-                .send_leave(r, offset),
-            (None, true) => match reply {
-                Some(Reply::Array(Some(a)))
-                    if a.first().and_then(Reply::bytes) == Some(b"full") =>
-                {
-                    info!("cluster: every servant port is taken; refusing offset {index}");
-                    r.abort(index);
+        let Some(Joining::New { index, got }) = c.joins.get_mut(&tag) else {
+            if joined.is_none() {
+                c.joins.remove(&tag); // a registration: the next snapshot tries again
+            }
+            return;
+        };
+        let index = *index;
+        if let Some((offset, _)) = joined {
+            *got = Some(offset);
+            return;
+        }
+        c.joins.remove(&tag);
+        if !matches!(r.data(index), Some(Slot::Servant(s)) if s.pending) {
+            return;
+        }
+        match reply {
+            Some(Reply::Array(Some(a))) if a.first().and_then(Reply::bytes) == Some(b"full") => {
+                info!("cluster: every servant port is taken; refusing offset {index}");
+                r.abort(index);
+            }
+            _ => {
+                if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
+                    self.admit_locally(r, index, ip);
                 }
-                _ => {
-                    if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
-                        self.admit_locally(r, index, ip);
-                    }
-                }
-            },
-            (None, false) => {}
+            }
+        }
+    }
+
+    /// This manager's servant at `offset` leaves the document now.
+    fn left_here(&mut self, r: &mut Reactor<Slot>, offset: usize) {
+        if let Some(gone) = self.members.leave(offset) {
+            info!(
+                "left: offset {offset}, port {} ({})",
+                gone.port,
+                super::count(self.members.count())
+            );
+            self.list_changed(r);
         }
     }
 }
@@ -565,4 +678,9 @@ pub(super) fn random_u64() -> u64 {
 
 fn hex(v: u64) -> String {
     format!("{v:016x}")
+}
+
+/// A resume token: 32 lowercase hex digits from the kernel.
+fn token() -> String {
+    format!("{}{}", hex(random_u64()), hex(random_u64()))
 }

@@ -25,7 +25,16 @@ pub(super) struct Listed {
 /// One change from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Change {
-    Join(Listed),
+    /// `tag`: what the joining manager numbered its request (0: none), so that
+    /// it knows which of its connections the entry is.
+    Join { listed: Listed, tag: u64 },
+    /// A servant resumed on `manager` (it had failed over from `from`): the entry
+    /// and the document are as they were; only who serves it changed.
+    Move {
+        offset: usize,
+        manager: String,
+        from: String,
+    },
     /// The member left; `manager` served it, `by` removed it (itself, or a
     /// manager that reaped it).
     Leave {
@@ -89,7 +98,8 @@ pub(super) fn member(o: &[u8], value: &[u8]) -> Result<Listed, String> {
 
 /// The entries of an `XREAD` reply, each with its id: a change, or why it is
 /// none. A reply of another shape is an error as a whole.
-pub(super) type Entries = Vec<(Vec<u8>, Result<Change, String>)>;
+/// Each change comes with the cluster version it made.
+pub(super) type Entries = Vec<(Vec<u8>, Result<(u64, Change), String>)>;
 
 pub(super) fn entries(reply: &Reply) -> Result<Entries, String> {
     let Reply::Array(streams) = reply else {
@@ -118,7 +128,7 @@ pub(super) fn entries(reply: &Reply) -> Result<Entries, String> {
     Ok(out)
 }
 
-fn change(fields: &[Reply]) -> Result<Change, String> {
+fn change(fields: &[Reply]) -> Result<(u64, Change), String> {
     let get = |key: &[u8]| -> &[u8] {
         (fields.chunks_exact(2))
             .find(|kv| kv[0].bytes() == Some(key))
@@ -126,26 +136,51 @@ fn change(fields: &[Reply]) -> Result<Change, String> {
             .unwrap_or_default()
     };
     let o = offset(get(b"o"))?;
-    match get(b"op") {
-        b"join" => Ok(Change::Join(Listed {
+    let v = number(get(b"v")).ok_or_else(|| format!("version {}", shown(get(b"v"))))?;
+    let change = match get(b"op") {
+        b"join" => Change::Join {
+            listed: Listed {
+                offset: o,
+                manager: manager(get(b"m"))?,
+                ip: ip(get(b"ip"))?,
+                port: port(get(b"port"))?,
+                name: listed_name(get(b"name"))?,
+            },
+            tag: number(get(b"t")).unwrap_or(0),
+        },
+        b"move" => Change::Move {
             offset: o,
             manager: manager(get(b"m"))?,
-            ip: ip(get(b"ip"))?,
-            port: port(get(b"port"))?,
-            name: listed_name(get(b"name"))?,
-        })),
-        b"leave" => Ok(Change::Leave {
+            from: String::from_utf8_lossy(get(b"from")).into_owned(),
+        },
+        b"leave" => Change::Leave {
             offset: o,
             manager: String::from_utf8_lossy(get(b"m")).into_owned(),
             by: String::from_utf8_lossy(get(b"by")).into_owned(),
-        }),
-        b"name" => Ok(Change::Name {
+        },
+        b"name" => Change::Name {
             offset: o,
             manager: manager(get(b"m"))?,
             name: listed_name(get(b"name"))?,
-        }),
-        other => Err(format!("operation {}", shown(other))),
-    }
+        },
+        other => return Err(format!("operation {}", shown(other))),
+    };
+    Ok((v, change))
+}
+
+/// A decimal number, strictly: digits only, no sign, no overflow.
+pub(super) fn number(text: &[u8]) -> Option<u64> {
+    (!text.is_empty() && text.len() <= 20 && text.iter().all(u8::is_ascii_digit))
+        .then(|| std::str::from_utf8(text).ok()?.parse().ok())
+        .flatten()
+}
+
+/// An epoch as Redis keeps it: 16 lowercase hex digits, not zero.
+pub(super) fn epoch(text: &[u8]) -> Option<u64> {
+    let hex = text.len() == 16 && text.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| u64::from_str_radix(std::str::from_utf8(text).ok()?, 16).ok())
+        .flatten()
+        .filter(|&e| e != 0)
 }
 
 /// A stream id `MS-SEQ` as a pair that orders as the stream does.
@@ -256,8 +291,13 @@ mod tests {
         ]))]));
         let got = entries(&reply).unwrap();
         assert_eq!(got.len(), 4);
-        assert!(matches!(&got[0].1, Ok(Change::Join(l)) if l.port == 2224 && l.offset == 1));
-        assert!(matches!(&got[1].1, Ok(Change::Leave { offset: 1, .. })));
+        assert!(
+            matches!(&got[0].1, Ok((1, Change::Join { listed: l, tag: 0 })) if l.port == 2224 && l.offset == 1)
+        );
+        assert!(matches!(
+            &got[1].1,
+            Ok((2, Change::Leave { offset: 1, .. }))
+        ));
         assert!(got[2].1.is_err() && got[3].1.is_err());
         assert!(entries(&Reply::Integer(1)).is_err());
         assert_eq!(entries(&Reply::Array(None)).unwrap(), vec![]);
