@@ -7,6 +7,8 @@
 //! connections asking `needs peer list`.
 
 mod common;
+#[path = "cluster/resume.rs"]
+mod resume;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
