@@ -118,13 +118,8 @@ impl Manager {
                 c.remote.remove(&offset);
                 c.local.insert(offset, index);
                 let listed = self.members.seat(offset).is_some_and(|s| s.port == port);
-                let held = match r.data_mut(index) {
-                    Some(Slot::Servant(s)) => {
-                        s.pending = false;
-                        s.offset = offset;
-                        std::mem::take(&mut s.held)
-                    }
-                    _ => return,
+                let Some(held) = super::join::seated(r, index, offset) else {
+                    return;
                 };
                 if !listed {
                     // This copy had not heard of it yet: listed now, and mended
