@@ -97,9 +97,10 @@ fn main() {
         let personalise = time(batch, reps, || {
             asker = asker % n + 1;
             out.clear();
-            let shared = d.shared();
-            for r in d.personalised(black_box(asker)) {
-                out.extend_from_slice(&shared[r]);
+            for p in d.personalised(black_box(asker)) {
+                for s in p.slices() {
+                    out.extend_from_slice(s);
+                }
             }
             black_box(&out);
         });

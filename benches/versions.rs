@@ -14,6 +14,12 @@
 //!   processes: RSS, bytes per servant, answer p99, and what 100,000 would need.
 //! - join-leave: connmgr CPU per cycle, version-aware churners (`since 0`, the
 //!   whole list with its version) against bare ones, interleaved.
+//! - storm: 10,000 of the article's servants joining at once, each asking bare as
+//!   it connects (`versions/storm.rs`): connmgr's peak RSS (`VmHWM`). Beside it,
+//!   bare `needs peer list` CPU per answer with 10,000 registered and bare
+//!   join-leave CPU per cycle. With `P2PCHAT_BEFORE_CONNMGR=PATH` (say, the
+//!   parent commit's release build) each figure is taken for that binary too,
+//!   interleaved, and the two are compared.
 //!
 //! `cargo bench --bench versions`, or `-- poll lag ...` for some steps only;
 //! `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) runs every step small and short and
@@ -25,6 +31,9 @@ use std::time::{Duration, Instant};
 use p2pchat_harness::Spawn;
 
 mod common;
+// In benches/versions/, where Cargo does not take it for a bench of its own.
+#[path = "versions/storm.rs"]
+mod storm;
 use common::{get, median, quick, run_steps, verdict, Server, Step, CHURN};
 
 const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
@@ -35,12 +44,17 @@ const READY: Duration = Duration::from_secs(10);
 /// connection. Thousands of virtual servants share a few addresses, so the
 /// per-address cap is lifted.
 fn connmgr(extra: &[&str]) -> Server {
+    connmgr_from(CONNMGR, extra)
+}
+
+/// As [`connmgr`], from the binary at `path` (another build, for comparison).
+fn connmgr_from(path: &str, extra: &[&str]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
         .to_string();
-    let process = Spawn::new(CONNMGR)
+    let process = Spawn::new(path)
         .args([
             "--bind",
             "127.0.0.1",
@@ -124,11 +138,12 @@ fn main() {
     if quick {
         println!("  (quick mode: small and short runs, figures are not meaningful)");
     }
-    let steps: [(&str, Step<Plan>); 4] = [
+    let steps: [(&str, Step<Plan>); 5] = [
         ("poll", poll),
         ("lag", lag),
         ("capacity", capacity),
         ("join-leave", join_leave),
+        ("storm", storm),
     ];
     run_steps(&p, &steps);
 }
@@ -329,5 +344,93 @@ fn join_leave(p: &Plan) {
     println!(
         "join-leave, 50 concurrent: connmgr {v:.2} us CPU per cycle version-aware (`since 0`: the whole list with its version), {b:.2} us bare; ratio {:.2}",
         v / b
+    );
+}
+
+/// A bare join storm's peak memory, and bare answer and join-leave CPU, for this
+/// build and (with `P2PCHAT_BEFORE_CONNMGR`) another.
+fn storm(p: &Plan) {
+    let n = p.servants;
+    let max = (n + 100).to_string();
+    let before = std::env::var("P2PCHAT_BEFORE_CONNMGR").ok();
+    let builds: Vec<(&str, &str)> = before
+        .as_deref()
+        .map(|b| ("before", b))
+        .into_iter()
+        .chain([("this build", CONNMGR)])
+        .collect();
+    let ns = n.to_string();
+    // About 200 answers/s whatever n is, each the whole document (pushes off).
+    let interval = (n as u64 * 1000 / 200).to_string();
+    let asking = [
+        "steady",
+        "--steady",
+        &ns,
+        "-c",
+        "0",
+        "--interval",
+        &interval,
+        "-d",
+        p.secs,
+        "--bare",
+    ];
+    let cycling = [
+        "join-leave",
+        "-c",
+        "50",
+        "-d",
+        p.secs,
+        "--warmup",
+        "0.5",
+        "--bare",
+    ];
+    let mut figures = vec![(vec![], vec![], vec![]); builds.len()];
+    for _ in 0..p.reps {
+        // Interleaved, so that load from elsewhere on the host hits every build alike.
+        for ((_, bin), (peaks, answers, cycles)) in builds.iter().zip(&mut figures) {
+            // Nobody asks twice: a storm longer than the idle timeout would drop the first.
+            let m = connmgr_from(bin, &["--max-servants", &max, "--idle-timeout", "0"]);
+            let took = storm::run(m.addr, n, Duration::from_secs(600))
+                .unwrap_or_else(|e| panic!("{bin}: {e}\n{}", m.process.log_text()));
+            peaks.push(peak_rss(m.pid()));
+            drop(m);
+            println!(
+                "  ({bin}: storm listed all in {:.1} s, {:.2} GB read in all)",
+                took.listed_after.as_secs_f64(),
+                took.bytes as f64 / 1e9
+            );
+            let quiet = ["--push-interval", "0", "--idle-timeout", "0"];
+            let m = connmgr_from(bin, &[&quiet[..], &["--max-servants", &max]].concat());
+            answers.push(get(&churn(&m, &asking), "server_cpu_us_per_op"));
+            drop(m);
+            let m = connmgr_from(bin, &[]);
+            cycles.push(get(&churn(&m, &cycling), "server_cpu_us_per_op"));
+        }
+    }
+    println!(
+        "storm: {n} bare servants joining at once, each asking as it connects; medians of {} runs:",
+        p.reps
+    );
+    let mut medians = vec![];
+    for ((who, _), (peaks, answers, cycles)) in builds.iter().zip(figures) {
+        let (peak, answer, cycle) = (median(peaks), median(answers), median(cycles));
+        println!(
+            "  {who:<10}: connmgr peak RSS {:>7.1} MiB; bare answer with {n} registered {answer:>6.1} us CPU; bare join-leave {cycle:>5.2} us CPU per cycle",
+            peak / 1048576.0
+        );
+        medians.push((peak, answer, cycle));
+    }
+    let &(peak, answer, cycle) = medians.last().expect("this build");
+    if let [(b_peak, b_answer, b_cycle), _] = medians[..] {
+        println!(
+            "  this build / before: peak RSS {:.3}, answer CPU {:.2}, join-leave CPU {:.2}",
+            peak / b_peak,
+            answer / b_answer,
+            cycle / b_cycle
+        );
+    }
+    println!(
+        "  target: peak under 100 MiB: {}",
+        verdict(peak < 100.0 * 1048576.0)
     );
 }

@@ -221,12 +221,6 @@ impl Config {
             o.key.as_ref(),
             o.members.as_ref(),
         )?;
-        if c.cluster.is_some() {
-            // Verdicts and relays name servants by their place in this manager's
-            // control array; in a cluster the document's offsets are the
-            // cluster's, so they stay off until they speak offsets too.
-            c.relay.threshold = 0;
-        }
         c.overrides = o.clone();
         c.check(&|element, flag| {
             if o.given(flag) {

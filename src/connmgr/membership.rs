@@ -118,6 +118,11 @@ impl Seat {
     pub(super) fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
+
+    /// The `<relay>` its entry shows.
+    pub(super) fn relay(&self) -> Option<Relay> {
+        self.relay
+    }
 }
 
 /// The manager's members, and the only way to change them.

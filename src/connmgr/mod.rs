@@ -313,6 +313,7 @@ impl Handler for Manager {
                 if let Some(Slot::Servant(s)) = r.data_mut(index) {
                     s.reach.can_relay = true;
                 }
+                self.cluster_can_relay(r, index);
             }
             Line::Name(name) => {
                 r.touch(index);
@@ -321,10 +322,6 @@ impl Handler for Manager {
             Line::Probed(text) => {
                 r.touch(index);
                 self.probed(r, index, text);
-            }
-            // A cluster's ports are handed out by Redis; moving one is not yet.
-            Line::CannotListen(port) if self.cluster.is_some() => {
-                debug!("offset {offset} cannot listen on {port}: ignored in a cluster");
             }
             Line::CannotListen(port) => {
                 r.touch(index);
@@ -399,7 +396,7 @@ impl Handler for Manager {
         if s.probes.probing.take().is_some() {
             self.stop_probing(r, index);
         }
-        self.relay_left(r, index, s.reach.relay);
+        self.relay_left(r, offset, s.reach.relay);
     }
 
     /// A private network's servant named its key: members only (`private.rs`).

@@ -4,6 +4,8 @@
 //! moves it to the next free port, one change of its entry pushed to everyone, and
 //! answers it at once so that it learns the new port without waiting for a poll.
 //!
+//! In a cluster the next free port is the cluster's, and the move every manager's.
+//!
 //! At most one move a second per servant: one that cannot listen anywhere must not
 //! walk the port counter through the whole range.
 
@@ -23,7 +25,8 @@ impl Manager {
     /// free one and answer as its last `needs peer list` would have been.
     pub(super) fn cannot_listen(&mut self, r: &mut Reactor<Slot>, index: Index, port: u16) {
         let now = r.now();
-        let current = self.members.seat(index).map(|s| s.port);
+        let offset = self.offset_of(r, index);
+        let current = self.members.seat(offset).map(|s| s.port);
         let Some(m) = member_mut(r, index) else {
             return;
         };
@@ -38,16 +41,20 @@ impl Manager {
         if !why.is_empty() {
             if let Some(n) = self.listen_refusals.note(now) {
                 debug!(
-                    "offset {index} cannot listen on {port}, which {why}: ignored{}",
+                    "offset {offset} cannot listen on {port}, which {why}: ignored{}",
                     admit::more(n)
                 );
             }
             return;
         }
-        let Some((old, new)) = self.members.move_port(index) else {
-            return info!("offset {index} cannot listen on {port}, and no other port is free");
+        if self.cluster.is_some() {
+            // The cluster's ports are Redis's to hand out (`cluster/relay.rs`).
+            return self.cluster_move(r, index, offset, port);
+        }
+        let Some((old, new)) = self.members.move_port(offset) else {
+            return info!("offset {offset} cannot listen on {port}, and no other port is free");
         };
-        info!("offset {index} cannot listen on {old}: moved to {new}");
+        info!("offset {offset} cannot listen on {old}: moved to {new}");
         self.answers.send_update(r, self.members.doc(), index);
         self.list_changed(r);
     }

@@ -276,9 +276,7 @@ impl Manager {
     fn drop_relay(&mut self, r: &mut Reactor<Slot>, puller: Index, relay: Index, misses: u32) {
         let until = r.now() + self.config.relay.ban;
         let addr = self.members.seat(relay).map(|s| s.addr());
-        if let Some(m) = member_mut(r, relay) {
-            m.reach.banned_until = Some(until);
-        }
+        self.ban_relay(r, relay, until);
         if let Some(n) = self.probes.dropped.note(r.now()) {
             let addr = addr.map_or_else(String::new, |a| a.to_string());
             warn!(

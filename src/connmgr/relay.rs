@@ -39,7 +39,8 @@ impl Manager {
     pub(super) fn mark(&mut self, r: &mut Reactor<Slot>, target: Index) {
         self.verdicts.marked += 1;
         self.set_state(r, target, RelayState::Seeking);
-        self.relay_gone(r, target);
+        let offset = self.offset_of(r, target);
+        self.relay_gone(r, offset);
         self.arm_relay_timer(r);
     }
 
@@ -47,15 +48,16 @@ impl Manager {
     pub(super) fn unmark(&mut self, r: &mut Reactor<Slot>, target: Index) {
         self.set_state(r, target, RelayState::Direct);
         self.verdicts.marked = self.verdicts.marked.saturating_sub(1);
-        if let Some(seat) = self.members.seat(target) {
+        let offset = self.offset_of(r, target);
+        if let Some(seat) = self.members.seat(offset) {
             info!(
-                "offset {target} ({}) answers dial-backs again: no longer relayed",
+                "offset {offset} ({}) answers dial-backs again: no longer relayed",
                 seat.addr()
             );
         }
     }
 
-    /// `relay` left or was marked: its pullers look for another.
+    /// The relay at offset `relay` left or was marked: its pullers look for another.
     pub(super) fn relay_gone(&mut self, r: &mut Reactor<Slot>, relay: Index) {
         let pullers: Vec<Index> = (r.slots().iter())
             .filter_map(|(i, s)| match s.data() {
@@ -64,7 +66,8 @@ impl Manager {
             })
             .collect();
         for p in pullers {
-            info!("relay: offset {relay} can no longer relay; finding offset {p} another");
+            let at = self.offset_of(r, p);
+            info!("relay: offset {relay} can no longer relay; finding offset {at} another");
             self.set_state(r, p, RelayState::Seeking);
         }
     }
@@ -87,6 +90,7 @@ impl Manager {
                 match self.best_relay(r, s) {
                     Pick::Checked(c) => self.set_state(r, s, RelayState::Via(c)),
                     Pick::Unchecked(c) => {
+                        let c = self.slot(c).unwrap_or(usize::MAX); // unchecked ones are ours
                         let dialing =
                             |r: &Reactor<Slot>| member(r, c).is_some_and(|m| m.reach.dialing);
                         if !dialing(r) && self.verdicts.vetting.is_none() {
@@ -105,10 +109,9 @@ impl Manager {
         if self.verdicts.marked > 0 && self.verdicts.vetting.is_none() {
             let (checked, unchecked) = self.candidates(r, None);
             if checked.len() < 2 {
-                let idle = unchecked
-                    .iter()
-                    .find(|&&(_, c)| member(r, c).is_some_and(|m| !m.reach.dialing));
-                if let Some(&(_, c)) = idle {
+                let idle = (unchecked.iter().filter_map(|&(_, c)| self.slot(c)))
+                    .find(|&c| member(r, c).is_some_and(|m| !m.reach.dialing));
+                if let Some(c) = idle {
                     self.dial(r, c, Purpose::Vet);
                 }
             }
@@ -125,7 +128,8 @@ impl Manager {
     }
 
     /// Servants that could relay, as (pullers, offset), fewest pullers first: those
-    /// a dial-back reached, and those not yet dialed or being dialed.
+    /// a dial-back reached (or another manager serves), and those not yet dialed
+    /// or being dialed. `except` is a slot.
     #[allow(clippy::type_complexity)]
     fn candidates(
         &self,
@@ -149,16 +153,18 @@ impl Manager {
             {
                 continue;
             }
+            let offset = m.offset(i);
             if m.reach.confirmed {
-                checked.push((m.reach.pullers, i));
+                checked.push((m.reach.pullers, offset));
             } else if m.reach.dialing
                 || m.reach
                     .dialed
                     .map_or(true, |t| now.duration_since(t) >= cfg.recheck)
             {
-                unchecked.push((m.reach.pullers, i));
+                unchecked.push((m.reach.pullers, offset));
             }
         }
+        checked.extend(self.remote_relays(now));
         checked.sort_unstable();
         unchecked.sort_unstable();
         (checked, unchecked)
@@ -167,7 +173,8 @@ impl Manager {
     /// Moves `target` to `state`: puller counts, the counts of marked servants, its
     /// entry in the document, and the log.
     fn set_state(&mut self, r: &mut Reactor<Slot>, target: Index, state: RelayState) {
-        let (Some(m), Some(seat)) = (member_mut(r, target), self.members.seat(target)) else {
+        let offset = self.offset_of(r, target);
+        let (Some(m), Some(seat)) = (member_mut(r, target), self.members.seat(offset)) else {
             return;
         };
         let old = std::mem::replace(&mut m.reach.relay, state);
@@ -184,29 +191,28 @@ impl Manager {
         self.verdicts.seeking += usize::from(seeking(state));
         self.verdicts.seeking = (self.verdicts.seeking).saturating_sub(usize::from(seeking(old)));
         if let RelayState::Via(o) = old {
-            if let Some(o) = member_mut(r, o) {
-                o.reach.pullers = o.reach.pullers.saturating_sub(1);
-            }
+            self.count_pullers(r, o, -1);
         }
         let shown = match state {
             // Not told until a relay is found: the entry keeps what it said.
             RelayState::Seeking => return,
             RelayState::Direct => None,
             RelayState::Nobody => {
-                warn!("relay: no servant is eligible to relay for offset {target} ({me}); told it");
+                warn!("relay: no servant is eligible to relay for offset {offset} ({me}); told it");
                 Some(Relay::Nobody)
             }
             RelayState::Via(via) => {
-                let (Some(v), Some(seat)) = (member_mut(r, via), self.members.seat(via)) else {
+                let Some(addr) = self.members.seat(via).map(|s| s.addr()) else {
                     return;
                 };
-                v.reach.pullers += 1;
-                let (addr, n) = (seat.addr(), v.reach.pullers);
-                info!("relay: offset {target} ({me}) pulls from offset {via} ({addr}), which now relays for {n}");
+                let Some(n) = self.count_pullers(r, via, 1) else {
+                    return;
+                };
+                info!("relay: offset {offset} ({me}) pulls from offset {via} ({addr}), which now relays for {n}");
                 Some(Relay::Via(addr))
             }
         };
-        if self.members.set_relay(target, shown) {
+        if self.show_relay(r, target, shown) {
             self.list_changed(r);
         }
     }
@@ -217,8 +223,9 @@ impl Manager {
         self.assign(r);
     }
 
-    /// A servant left: it is no longer marked, no longer pulls, no longer relays.
-    pub(super) fn relay_left(&mut self, r: &mut Reactor<Slot>, index: Index, state: RelayState) {
+    /// The servant at `offset` left: it is no longer marked, no longer pulls, no
+    /// longer relays.
+    pub(super) fn relay_left(&mut self, r: &mut Reactor<Slot>, offset: Index, state: RelayState) {
         if state != RelayState::Direct {
             self.verdicts.marked = self.verdicts.marked.saturating_sub(1);
         }
@@ -226,14 +233,10 @@ impl Manager {
             RelayState::Seeking | RelayState::Nobody => {
                 self.verdicts.seeking = self.verdicts.seeking.saturating_sub(1)
             }
-            RelayState::Via(v) => {
-                if let Some(v) = member_mut(r, v) {
-                    v.reach.pullers = v.reach.pullers.saturating_sub(1);
-                }
-            }
+            RelayState::Via(v) => drop(self.count_pullers(r, v, -1)),
             RelayState::Direct => {}
         }
-        self.relay_gone(r, index);
+        self.relay_gone(r, offset);
         self.assign(r);
         self.arm_relay_timer(r);
     }

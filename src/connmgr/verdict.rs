@@ -28,6 +28,9 @@ use crate::reactor::{Index, Reactor};
 const MAX_COMPLAINERS: usize = 1024;
 /// Servants one complainer may have complaints pending about at most.
 const MAX_COMPLAINED: u16 = 64;
+/// Complainers served by other managers are counted from here on, plus their
+/// offset: no slot is ever this high.
+const REMOTE: Index = usize::MAX / 2;
 /// Repeats of one complaint closer together than this count once.
 const COMPLAINT_GAP: Duration = Duration::from_millis(100);
 
@@ -122,40 +125,65 @@ pub(super) struct Verdicts {
 }
 
 impl Manager {
-    /// `cannot reach IP:PORT` from the servant at `from`: count it, and dial the
-    /// peer back if enough servants now complain about it.
+    /// `cannot reach IP:PORT` from the servant in slot `from`: count it, and dial
+    /// the peer back if enough servants now complain about it. In a cluster a
+    /// peer another manager serves is that manager's to judge (`cluster/relay.rs`).
     pub(super) fn cannot_reach(&mut self, r: &mut Reactor<Slot>, from: Index, about: SocketAddr) {
-        let threshold = self.config.relay.threshold;
-        let Some(target) = self.members.at(about) else {
-            return debug!("offset {from} cannot reach {about}, which is not on the list");
+        let me = self.offset_of(r, from);
+        let Some(offset) = self.members.at(about) else {
+            return debug!("offset {me} cannot reach {about}, which is not on the list");
         };
-        if threshold == 0 {
+        if self.config.relay.threshold == 0 {
             return;
         }
+        let Some(target) = self.slot(offset) else {
+            return self.complain_remote(r, me, offset);
+        };
         if target == from {
             return self.judge(r, target, Some(Purpose::SelfReport));
         }
         // One puller losing its relay is enough to check the relay.
-        if member(r, from).is_some_and(|m| m.reach.relay == RelayState::Via(target)) {
+        if member(r, from).is_some_and(|m| m.reach.relay == RelayState::Via(offset)) {
             return self.judge(r, target, Some(Purpose::Puller));
         }
+        if self.complaint(r, from, target) {
+            debug!("offset {me} cannot reach offset {offset} ({about})");
+            self.judge(r, target, None);
+        }
+    }
+
+    /// Another manager's servant at offset `from` cannot reach this manager's
+    /// servant in slot `target`: a complaint like any other.
+    pub(super) fn remote_complaint(&mut self, r: &mut Reactor<Slot>, from: usize, target: Index) {
+        if self.config.relay.threshold > 0 && self.complaint(r, REMOTE + from, target) {
+            let at = self.offset_of(r, target);
+            debug!("offset {from} cannot reach offset {at} (another manager's servant)");
+            self.judge(r, target, None);
+        }
+    }
+
+    /// Counts a complaint from `from` (a slot, or [`REMOTE`] plus another
+    /// manager's offset) about the servant in slot `target`; whether it counted.
+    fn complaint(&mut self, r: &mut Reactor<Slot>, from: Index, target: Index) -> bool {
         let now = r.now();
         let window = self.config.relay.window;
-        let crowded = |r: &Reactor<Slot>| {
-            member(r, from).map_or(true, |m| m.reach.complained >= MAX_COMPLAINED)
-                || member(r, target).is_some_and(|m| m.reach.complaints.len() >= MAX_COMPLAINERS)
+        // Another manager bounds what its servants complain about.
+        let full = |r: &Reactor<Slot>| match member(r, from) {
+            Some(m) => m.reach.complained >= MAX_COMPLAINED,
+            None => from < REMOTE,
         };
-        if crowded(r) {
+        if full(r) || member(r, target).is_some_and(|m| m.reach.complaints.len() >= MAX_COMPLAINERS)
+        {
             self.forget_stale(r);
         }
-        let full = member(r, from).map_or(true, |m| m.reach.complained >= MAX_COMPLAINED);
+        let full = full(r);
         let Some(m) = member_mut(r, target) else {
-            return;
+            return false;
         };
         let list = &mut m.reach.complaints;
         let room = !full && list.len() < MAX_COMPLAINERS;
         match list.iter_mut().find(|c| c.from == from) {
-            Some(c) if now.duration_since(c.last) < COMPLAINT_GAP => return,
+            Some(c) if now.duration_since(c.last) < COMPLAINT_GAP => return false,
             Some(c) => {
                 c.count = if now.duration_since(c.last) >= window {
                     1
@@ -165,7 +193,8 @@ impl Manager {
                 c.last = now;
             }
             None if !room => {
-                return debug!("offset {from}'s complaint about {about} not recorded: too many");
+                debug!("a complaint about slot {target} not recorded: too many");
+                return false;
             }
             None => {
                 list.push(Complaint {
@@ -178,8 +207,7 @@ impl Manager {
                 }
             }
         }
-        debug!("offset {from} cannot reach offset {target} ({about})");
-        self.judge(r, target, None);
+        true
     }
 
     /// Dials `target` back if the complaints (or `why`) call for it, it is not
@@ -222,7 +250,8 @@ impl Manager {
 
     /// Starts a non-blocking connection to `target`'s listening port.
     pub(super) fn dial(&mut self, r: &mut Reactor<Slot>, target: Index, purpose: Purpose) -> bool {
-        let Some(seat) = self.members.seat(target) else {
+        let offset = self.offset_of(r, target);
+        let Some(seat) = self.members.seat(offset) else {
             return false;
         };
         let (to, serial) = (seat.addr(), seat.serial);
@@ -239,11 +268,11 @@ impl Manager {
             Ok(i) => i,
             // Our own trouble (out of descriptors, say), not evidence against it.
             Err(e) => {
-                warn!("cannot dial back offset {target} ({to}): {e}");
+                warn!("cannot dial back offset {offset} ({to}): {e}");
                 return false;
             }
         };
-        debug!("dialing back offset {target} ({to}): {purpose:?}");
+        debug!("dialing back offset {offset} ({to}): {purpose:?}");
         if let Some(m) = member_mut(r, target) {
             m.reach.dialing = true;
         }
@@ -280,7 +309,8 @@ impl Manager {
         let result = dial
             .outcome
             .unwrap_or_else(|| Err("closed before connecting".into()));
-        let seat = (self.members.seat(dial.target)).filter(|s| s.serial == dial.serial);
+        let offset = self.offset_of(r, dial.target);
+        let seat = (self.members.seat(offset)).filter(|s| s.serial == dial.serial);
         let (Some(seat), Some(m)) = (seat, member_mut(r, dial.target)) else {
             return self.assign(r); // it left; a vetting slot may be free again
         };
@@ -292,15 +322,15 @@ impl Manager {
             .reach
             .heard
             .is_some_and(|t| now.duration_since(t) < self.config.relay.window);
-        let target = dial.target;
+        let (target, at) = (dial.target, offset);
         match result {
             Ok(()) => {
                 let complaints = self.forget_complaints(r, target);
                 if let Purpose::Complaints { .. } = dial.purpose {
-                    info!("complaints about offset {target} ({to}) not confirmed: the dial-back connected ({complaints} complainers)");
+                    info!("complaints about offset {at} ({to}) not confirmed: the dial-back connected ({complaints} complainers)");
                 } else {
                     debug!(
-                        "offset {target} ({to}) answered a dial-back ({:?})",
+                        "offset {at} ({to}) answered a dial-back ({:?})",
                         dial.purpose
                     );
                 }
@@ -318,10 +348,10 @@ impl Manager {
                     Purpose::Puller => "a servant pulling from it cannot reach it".into(),
                     Purpose::Vet | Purpose::Recheck => "it was checked as a possible relay".into(),
                 };
-                info!("verdict: offset {target} ({to}) is behind a port-blocking router: {reason}, and the dial-back failed ({why})");
+                info!("verdict: offset {at} ({to}) is behind a port-blocking router: {reason}, and the dial-back failed ({why})");
                 self.mark(r, target);
             }
-            Err(why) => debug!("dial-back to offset {target} ({to}) failed: {why}"),
+            Err(why) => debug!("dial-back to offset {at} ({to}) failed: {why}"),
         }
         self.assign(r);
     }

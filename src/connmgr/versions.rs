@@ -152,9 +152,9 @@ impl Answers {
             return Sent::Short(bytes.len());
         }
         // The whole document, personalised, opening with its version.
-        let ranges = doc.personalised_versioned(offset);
-        r.send_shared(index, doc.shared(), &ranges);
-        Sent::Whole(ranges.iter().map(ExactSizeIterator::len).sum())
+        let pieces = doc.personalised_versioned(offset);
+        r.send_pieces(index, &pieces);
+        Sent::Whole(pieces.iter().map(|p| p.len()).sum())
     }
 }
 
@@ -165,17 +165,17 @@ fn send_list(r: &mut Reactor<Slot>, doc: &PeerDoc, index: Index, offset: Index) 
         s.push_owed = false; // it is getting the current list now
         s.seen = doc.version();
     }
-    r.send_shared(index, doc.shared(), &doc.personalised(offset));
+    r.send_pieces(index, &doc.personalised(offset));
     Sent::Whole(doc.byte_len())
 }
 
-/// Hands freed copies of the document back to the system. A change while sends
-/// still hold the old document copies it (copy on write): in a join storm with
-/// whole lists in flight, hundreds of copies of a megabyte or two, freed soon
-/// after. glibc raises its mmap threshold past the first large buffer freed, so
-/// later copies come from the heap, and the heap kept 184 MiB after a storm of
-/// 20,000 joins. A fixed threshold keeps every buffer past 128 KiB in its own
-/// mapping, returned when freed.
+/// Hands freed buffers of a megabyte or so back to the system. The document is
+/// kept in chunks of a few kilobytes, so a change no longer copies it whole; but
+/// glibc raises its mmap threshold past the first large buffer freed (read
+/// buffers, a private link's gathered record), after which such buffers come
+/// from the heap and stay there: when whole documents were copied on every
+/// change, the heap kept 184 MiB after a storm of 20,000 joins. A fixed threshold
+/// keeps every buffer past 128 KiB in its own mapping, returned when freed.
 pub(super) fn return_document_copies() {
     #[cfg(all(
         target_os = "linux",

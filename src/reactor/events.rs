@@ -176,6 +176,7 @@ impl<T> Reactor<T> {
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
+        s.peer_closed = true;
         if s.unsent() == 0 {
             return self.transition(i, State::Closing);
         }
@@ -184,7 +185,6 @@ impl<T> Reactor<T> {
             s.addr,
             s.unsent()
         );
-        s.peer_closed = true;
         s.close_when_sent = true;
     }
 

@@ -55,7 +55,7 @@ pub mod stdio;
 #[cfg(test)]
 mod tests;
 
-pub use crate::net::{canonical_ip, Shared};
+pub use crate::net::{canonical_ip, At, Chunks, Piece, Shared};
 pub use policy::{Options, READ_BUDGET};
 pub use poll_loop::Reactor;
 pub use slots::SlotTable;

@@ -28,6 +28,10 @@ pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Options {
     /// Close a connected stream that has not sent anything for this long.
     pub idle_timeout: Option<Duration>,
+    /// With this, the idle sweep closes gracefully ([`Reactor::close_gracefully`]),
+    /// waiting this long at most for the peer's FIN: for links a peer keeps to
+    /// write on, which may carry its next bytes as the sweep closes them.
+    pub linger: Option<Duration>,
     /// Close a connection whose unsent output grows past this (a peer that never reads).
     pub max_backlog: usize,
     /// Only [`Reactor::touch`] counts as activity for the idle sweep, not every read
@@ -43,6 +47,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             idle_timeout: None,
+            linger: None,
             max_backlog: 16 * 1024 * 1024,
             touch_only: false,
             handshake: Default::default(),
@@ -119,6 +124,7 @@ impl<T> Reactor<T> {
             .iter()
             .filter(|(_, s)| {
                 matches!(s.state, State::Connected | State::Connecting)
+                    && s.linger.is_none()
                     && now.duration_since(s.last_active) >= limit
             })
             .map(|(i, s)| (i, s.addr, s.unsent()))
@@ -131,7 +137,10 @@ impl<T> Reactor<T> {
             };
             // Debug prints `30s` or `1.5s`, without pulling in float formatting.
             info!("slot {i} ({addr}): silent for {limit:?}{dropped}, closing");
-            self.transition(i, State::Closing);
+            match self.options.linger {
+                Some(within) if unsent == 0 => self.close_gracefully(i, within),
+                _ => self.transition(i, State::Closing),
+            }
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct Reactor<T> {
     timers: Vec<(Instant, usize)>,
     pub(super) accept_retry_at: Option<Instant>,
     pub(super) next_idle_sweep: Option<Instant>,
+    /// Slots closing gracefully, with their deadlines.
+    pub(super) lingering: Vec<(Instant, Index)>,
     watched: Vec<Watched>,
     pub(super) stopped: bool,
     /// Private links: this host's key, the handshakes under way (secure.rs).
@@ -77,6 +79,7 @@ impl<T> Reactor<T> {
             timers: Vec::new(),
             accept_retry_at: None,
             next_idle_sweep,
+            lingering: Vec::new(),
             watched: Vec::new(),
             stopped: false,
             handshakes: Default::default(),
@@ -230,6 +233,7 @@ impl<T> Reactor<T> {
             .map(|&(at, _)| at)
             .chain(self.accept_retry_at)
             .chain(self.next_idle_sweep)
+            .chain(self.lingering.iter().map(|&(at, _)| at).min())
             .chain(self.next_handshake_deadline())
             .min()
     }
@@ -331,6 +335,9 @@ impl<T> Reactor<T> {
         if self.next_idle_sweep.is_some_and(|at| at <= now) {
             self.sweep_idle();
         }
+        if self.lingering.iter().any(|&(at, _)| at <= now) {
+            self.expire_lingering();
+        }
         if self.next_handshake_deadline().is_some_and(|at| at <= now) {
             self.expire_handshakes(h);
         }
@@ -356,12 +363,19 @@ impl<T> Reactor<T> {
                     continue;
                 };
                 s.complete_queued = false;
-                if s.state != State::Connected || s.unsent() > 0 {
+                // Taken by the socket although the peer has closed its side (in
+                // this turn, or while it was flushed): sent all the same, and the
+                // handler is told so before the close.
+                let fin = s.peer_closed;
+                let live = s.state == State::Connected || (fin && s.state == State::Closing);
+                if !live || s.unsent() > 0 {
                     continue;
                 }
+                let owed = fin || !s.close_when_sent;
                 if s.close_when_sent {
                     self.transition(i, State::Closing);
-                } else {
+                }
+                if owed {
                     h.send_complete(self, i);
                 }
             }

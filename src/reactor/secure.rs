@@ -25,8 +25,8 @@ use std::time::Instant;
 
 use log::{debug, info};
 
-use super::outq::Piece;
 use super::{Handler, Index, Reactor, Request, State};
+use crate::net::Piece;
 use crate::noise::guard::{Guard, Ticket};
 use crate::noise::{Keypair, Link, LinkError, PublicKey, Role, Step};
 
@@ -287,10 +287,10 @@ impl<T> Reactor<T> {
         let mut sealed = std::mem::take(&mut self.handshakes.sealed);
         let mut gathered = std::mem::take(&mut self.handshakes.gathered);
         let record: &[u8] = match pieces {
-            [one] => one.bytes(),
+            [Piece::Bytes(one)] => one,
             _ => {
-                for p in pieces {
-                    gathered.extend_from_slice(p.bytes());
+                for s in pieces.iter().flat_map(|p| p.slices()) {
+                    gathered.extend_from_slice(s);
                 }
                 &gathered
             }

@@ -3,17 +3,18 @@
 //! in `events.rs`.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info};
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use super::outq::{self, OutQueue, Piece};
+use super::outq::{self, OutQueue};
 use super::{Index, Reactor, Request, Shared, State};
+use crate::net::Piece;
 
 /// The socket in a slot in use: a listener or a connection.
 pub(super) enum Io {
@@ -113,6 +114,9 @@ pub struct Socket<T> {
     pub(super) close_when_sent: bool,
     /// The peer closed its side (read returned 0): nothing more is read.
     pub(super) peer_closed: bool,
+    /// Closing gracefully ([`Reactor::close_gracefully`]): our side is shut, and
+    /// reading goes on until the peer's FIN or this deadline.
+    pub(super) linger: Option<Instant>,
     /// On the `again` list (budget spent): at most once per turn.
     pub(super) again: bool,
     /// On the `completed` list: `send_complete` fires once per drain.
@@ -143,6 +147,7 @@ impl<T> Socket<T> {
             want_write: false,
             close_when_sent: false,
             peer_closed: false,
+            linger: None,
             again: false,
             complete_queued: false,
             last_active: now,
@@ -164,6 +169,20 @@ impl<T> Socket<T> {
     /// What the daemon keeps in this slot; `None` in `sckClosed`.
     pub fn data(&self) -> Option<&T> {
         self.data.as_ref()
+    }
+
+    /// Whether more may be sent on it: connected or connecting, and neither side
+    /// has begun to close it.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Connected | State::Connecting)
+            && !self.peer_closed
+            && !self.close_when_sent
+            && self.linger.is_none()
+    }
+
+    /// Whether it is closing gracefully, reading until the peer's FIN.
+    pub fn lingering(&self) -> bool {
+        self.linger.is_some()
     }
 
     /// Bytes queued and not yet taken by the socket.
@@ -355,7 +374,10 @@ impl<T> Reactor<T> {
         }
     }
 
-    fn send_pieces(&mut self, i: Index, pieces: &[Piece<'_>]) {
+    /// Sends `pieces` as one message: own bytes, ranges of a shared buffer, runs of
+    /// a chunked one. What the socket does not take now is queued, the shared
+    /// parts by reference, not copied.
+    pub fn send_pieces(&mut self, i: Index, pieces: &[Piece<'_>]) {
         if self.slots.get(i).is_some_and(|s| s.secure.is_some()) {
             return self.seal_and_send(i, pieces);
         }
@@ -366,8 +388,8 @@ impl<T> Reactor<T> {
     /// take; `notify` says whether emptying the queue owes the handler a
     /// `send_complete` (a handshake's own bytes do not).
     pub(super) fn write_out(&mut self, i: Index, pieces: &[Piece<'_>], notify: bool) {
-        let Some(s) = self.slots.get_mut(i) else {
-            return;
+        let Some(s) = self.slots.get_mut(i).filter(|s| s.linger.is_none()) else {
+            return; // gone, or our side is shut
         };
         let direct = s.state == State::Connected && s.out.is_empty();
         let queueable = matches!(s.state, State::Connected | State::Connecting);
@@ -437,6 +459,59 @@ impl<T> Reactor<T> {
             s.close_when_sent = true;
         } else {
             self.transition(i, State::Closing);
+        }
+    }
+
+    /// Closes slot `i` gracefully (VB's `.Close` dropped whatever the peer was still
+    /// sending): our side is shut now, a FIN the peer reads as our close, while
+    /// reading goes on, every byte to `data_arrival`, until the peer's FIN or
+    /// `within`, when the slot is aborted. A peer that keeps a link open to write
+    /// on loses nothing it wrote before it saw our FIN. A slot not connected, or
+    /// with output still queued, is closed as by [`Reactor::close`].
+    pub fn close_gracefully(&mut self, i: Index, within: Duration) {
+        let deadline = self.now + within;
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
+        if s.linger.is_some() {
+            return;
+        }
+        if s.state != State::Connected || s.peer_closed || s.unsent() > 0 {
+            return self.close(i);
+        }
+        let shut = match s.stream() {
+            Some(Conn::Tcp(t)) => t.shutdown(Shutdown::Write),
+            Some(Conn::Unix(u)) => u.shutdown(Shutdown::Write),
+            None => Ok(()),
+        };
+        if let Err(e) = shut {
+            return self.fail(i, e);
+        }
+        debug!(
+            "slot {i} ({}): our side shut; reading until the peer's",
+            s.addr
+        );
+        s.linger = Some(deadline);
+        self.lingering.push((deadline, i));
+    }
+
+    /// Slots closing gracefully whose peer has not closed in time are aborted.
+    pub(super) fn expire_lingering(&mut self) {
+        let now = self.now;
+        let mut due = Vec::new();
+        self.lingering.retain(|&(at, i)| {
+            let fire = at <= now;
+            if fire {
+                due.push((at, i));
+            }
+            !fire
+        });
+        for (at, i) in due {
+            // The slot may have closed, and been reused, since.
+            if self.slots.get(i).is_some_and(|s| s.linger == Some(at)) {
+                debug!("slot {i}: no FIN from the peer in time; aborting");
+                self.abort(i);
+            }
         }
     }
 

@@ -13,8 +13,13 @@
 //! once, in total ([`MAX_INCOMING`], fewer when file descriptors are short) and
 //! from one address ([`MAX_PER_ADDRESS`]), and the bytes of unfinished lines
 //! across all of them ([`MAX_UNFINISHED`]). Past the total, the connection silent
-//! the longest makes room; past the bytes, the one holding the most is closed;
-//! past the per-address cap, the newcomer is refused. Each says so in one warning
+//! the longest makes room; past the per-address cap, that address's connection
+//! silent the longest does (one address may be a NAT hiding many servants, each
+//! keeping a link to us), or the newcomer is refused when it has none to give;
+//! past the bytes, the one holding the most is closed. Making room is a graceful
+//! close ([`Reactor::close_gracefully`]): a sender writing on its kept link just
+//! then loses nothing; at most [`LINGER_ROOM`] close that way at once, past that
+//! at once. Each says so in one warning
 //! at most every [`WARN_EVERY`](super::said::WARN_EVERY).
 //!
 //! A flood is read like anything else, [`crate::reactor::READ_BUDGET`] chunks a
@@ -29,7 +34,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
@@ -52,11 +57,20 @@ pub(super) const MAX_PER_ADDRESS: u32 = 64;
 pub(super) const MAX_UNFINISHED: usize = 16 * 1024 * 1024;
 /// Sends in flight at once; more wait in a queue ([`super::send`]).
 pub(super) const MAX_SENDING: usize = 512;
+/// Outgoing links kept open between batches ([`super::send`]): well under
+/// [`MAX_INCOMING`], so a network of this many keeping links to one receiver fits.
+pub(super) const MAX_KEPT: usize = 1024;
+/// Incoming connections closing gracefully at once, beyond the caps: their senders'
+/// FINs are waited for at most [`LINGER`].
+const LINGER_ROOM: usize = 32;
+/// How long a connection closing gracefully is read after our FIN.
+pub(super) const LINGER: Duration = Duration::from_secs(3);
 /// Descriptors beside connections: stdio, epoll, the waker, listeners, the manager
-/// link, the pull link, and the few accepted in one turn before a close is reaped.
-const RESERVED_FDS: usize = 64;
+/// link, the pull link, the few accepted in one turn before a close is reaped, and
+/// those closing gracefully.
+const RESERVED_FDS: usize = 64 + LINGER_ROOM;
 /// The open-file limit the caps need.
-pub(super) const FDS_WANTED: u64 = (MAX_INCOMING + MAX_SENDING + RESERVED_FDS) as u64;
+pub(super) const FDS_WANTED: u64 = (MAX_INCOMING + MAX_SENDING + MAX_KEPT + RESERVED_FDS) as u64;
 /// The fewest connections each way, however low the descriptor limit.
 const AT_LEAST: usize = 4;
 /// Bytes waiting for stdout beyond which one connection's lines are rationed: a
@@ -70,24 +84,30 @@ const SHARE: usize = 64 * 1024;
 pub(super) struct Limits {
     pub(super) incoming: usize,
     pub(super) sending: usize,
+    /// Outgoing links kept between batches, beside those sending.
+    pub(super) kept: usize,
 }
 
 impl Limits {
-    /// [`MAX_INCOMING`] and [`MAX_SENDING`], or shares of `fds` when it is too
-    /// low for both: a quarter for sends, the rest for incoming connections.
+    /// [`MAX_INCOMING`], [`MAX_SENDING`] and [`MAX_KEPT`], or shares of `fds` when
+    /// it is too low for all: a quarter for sends, an eighth for kept links, the
+    /// rest for incoming connections.
     pub(super) fn for_fds(fds: u64) -> Limits {
         let room = usize::try_from(fds).unwrap_or(usize::MAX);
         let room = room.saturating_sub(RESERVED_FDS);
-        if room >= MAX_INCOMING + MAX_SENDING {
+        if room >= MAX_INCOMING + MAX_SENDING + MAX_KEPT {
             return Limits {
                 incoming: MAX_INCOMING,
                 sending: MAX_SENDING,
+                kept: MAX_KEPT,
             };
         }
         let sending = (room / 4).clamp(AT_LEAST, MAX_SENDING);
+        let kept = (room / 8).min(MAX_KEPT);
         Limits {
-            incoming: room.saturating_sub(sending).max(AT_LEAST),
+            incoming: room.saturating_sub(sending + kept).max(AT_LEAST),
             sending,
+            kept,
         }
     }
 }
@@ -215,27 +235,31 @@ impl Servant {
             return;
         }
         if self.bans.list.is_banned(from.ip()) {
-            if self.bans.refused_logged.insert(from.ip()) {
-                info!(
-                    "refusing {}: banned (further refusals not logged)",
-                    from.ip()
-                );
-            }
-            return;
+            return self.refused_banned(from.ip());
         }
         let now = r.now();
         let a = &mut self.admission;
+        let crowded = a.total >= a.limits.incoming;
         if a.per_address.get(&from.ip()).copied().unwrap_or(0) >= MAX_PER_ADDRESS {
-            if let Some(n) = a.too_many_from.due(now) {
-                warn!(
-                    "refusing {}: {MAX_PER_ADDRESS} connections from that address already ({n} refused for this since the last warning)",
-                    from.ip()
-                );
+            if self.make_room(r, Some(from.ip())).is_none() {
+                if let Some(n) = self.admission.too_many_from.due(now) {
+                    warn!(
+                        "refusing {}: {MAX_PER_ADDRESS} connections from that address already ({n} refused for this since the last warning)",
+                        from.ip()
+                    );
+                }
+                return;
             }
-            return;
-        }
-        if a.total >= a.limits.incoming {
-            self.make_room(r);
+        } else if crowded {
+            if let Some(heard) = self.make_room(r, None) {
+                if let Some(n) = self.admission.crowded.due(now) {
+                    warn!(
+                        "{} incoming connections, the most at once: closing the one silent longest ({:.1} s) to make room ({n} closed for this since the last warning)",
+                        self.admission.limits.incoming,
+                        now.duration_since(heard).as_secs_f64()
+                    );
+                }
+            }
         }
         let slot = Slot::Incoming {
             from,
@@ -253,29 +277,43 @@ impl Servant {
         }
     }
 
-    /// The incoming connections are at their cap: the one silent the longest (not
-    /// a puller, which is quiet by nature) is closed, its unfinished line unshown.
-    fn make_room(&mut self, r: &mut Reactor<Slot>) {
+    /// Says once per address that a banned one is refused.
+    fn refused_banned(&mut self, ip: IpAddr) {
+        if self.bans.refused_logged.insert(ip) {
+            info!("refusing {ip}: banned (further refusals not logged)");
+        }
+    }
+
+    /// The incoming connections (from `ip`, if given) are at their cap: the one
+    /// silent the longest (not a puller, which is quiet by nature, nor one already
+    /// closing) is closed gracefully, or at once when [`LINGER_ROOM`] are closing
+    /// gracefully already. When it was last heard from, if there was one.
+    fn make_room(&mut self, r: &mut Reactor<Slot>, ip: Option<IpAddr>) -> Option<Instant> {
+        let mut lingering = 0;
         let idle = (r.slots().iter())
             .filter_map(|(i, s)| match s.data() {
-                Some(Slot::Incoming { heard, role, .. })
-                    if !matches!(role, Role::Puller { .. }) && s.state() == State::Connected =>
+                _ if s.lingering() => {
+                    lingering += 1;
+                    None
+                }
+                Some(Slot::Incoming {
+                    heard, role, from, ..
+                }) if !matches!(role, Role::Puller { .. })
+                    && s.state() == State::Connected
+                    && ip.is_none_or(|ip| ip == from.ip()) =>
                 {
                     Some((*heard, i))
                 }
                 _ => None,
             })
             .min();
-        let Some((heard, i)) = idle else { return };
-        let now = r.now();
-        if let Some(n) = self.admission.crowded.due(now) {
-            warn!(
-                "{} incoming connections, the most at once: closing the one silent longest ({:.1} s) to make room ({n} closed for this since the last warning)",
-                self.admission.limits.incoming,
-                now.duration_since(heard).as_secs_f64()
-            );
+        let (heard, i) = idle?;
+        if lingering >= LINGER_ROOM {
+            self.evict(r, i);
+        } else {
+            r.close_gracefully(i, LINGER);
         }
-        self.evict(r, i);
+        Some(heard)
     }
 
     /// Closes incoming connection `i` now, dropping its unfinished line.
@@ -292,6 +330,14 @@ impl Servant {
     /// and the same lines forwarded to our pullers.
     pub(super) fn servants1_data_arrival(&mut self, r: &mut Reactor<Slot>, i: Index, data: &[u8]) {
         let now = r.now();
+        // A kept link outlives a ban made after it was accepted (a reload, a banned
+        // name resolving): what it brings then is refused unread.
+        if let Some(Slot::Incoming { from, .. }) = r.data(i) {
+            if self.bans.list.is_banned(from.ip()) {
+                self.refused_banned(from.ip());
+                return self.evict(r, i);
+            }
+        }
         let Some(Slot::Incoming {
             from,
             reader,
@@ -446,11 +492,12 @@ mod tests {
     #[test]
     fn the_caps_fit_the_descriptors_there_are() {
         let full = Limits::for_fds(FDS_WANTED);
-        assert_eq!((full.incoming, full.sending), (MAX_INCOMING, MAX_SENDING));
+        let most = (MAX_INCOMING, MAX_SENDING, MAX_KEPT);
+        assert_eq!((full.incoming, full.sending, full.kept), most);
         assert_eq!(Limits::for_fds(1 << 20), full);
         let low = Limits::for_fds(256);
-        assert_eq!((low.incoming, low.sending), (144, 48));
-        assert!(low.incoming + low.sending + RESERVED_FDS <= 256);
+        assert_eq!((low.incoming, low.sending, low.kept), (100, 40, 20));
+        assert!(low.incoming + low.sending + low.kept + RESERVED_FDS <= 256);
         let tiny = Limits::for_fds(10);
         assert_eq!((tiny.incoming, tiny.sending), (AT_LEAST, AT_LEAST));
     }

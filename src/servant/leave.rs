@@ -48,6 +48,7 @@ impl Servant {
         }
         self.leave_manager(r);
         if self.sends.drained() {
+            self.close_kept(r);
             info!("leaving");
             self.console.finish();
             r.stop();

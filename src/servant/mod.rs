@@ -8,7 +8,7 @@
 //! | `pDoc1`, `userList1`                         | `peers.rs` (`Peers`), `deltas.rs`, shown by `/peers` |
 //! | `servants1(0)`, the listener                 | `incoming.rs`, `Slot::Listener`     |
 //! | `servants1(i)`, peers sending to us          | `incoming.rs`, `Slot::Incoming`     |
-//! | `send1`, one control reused per peer         | `send.rs`, `Slot::Outgoing` each    |
+//! | `send1`, one control reused per peer         | `send.rs`, `Slot::Outgoing` kept per peer |
 //! | `txtSend1_KeyPress`                          | `typed.rs`, stdin on the same loop  |
 //! | closing the form                             | `leave.rs`: `/quit`, end of input   |
 //! | `txtChat1`                                   | stdout ([`console`])                |
@@ -135,6 +135,10 @@ enum Slot {
         fallback: Option<SocketAddr>,
         /// The connection came up: a failure now may have delivered part of it.
         connected: bool,
+        /// A kept link, left open for the next batches to this peer ([`send`]).
+        kept: bool,
+        /// A batch is on its way: counted among the sends in flight.
+        inflight: bool,
     },
 }
 
@@ -268,12 +272,7 @@ impl Handler for Servant {
             }
             incoming @ Slot::Incoming { .. } => self.servants1_close(r, i, incoming),
             Slot::Pull { to, error, up, .. } => self.pull_closed(r, i, to, up, error),
-            outgoing @ Slot::Outgoing { .. } => {
-                if let Slot::Outgoing { to, delivered, .. } = &outgoing {
-                    self.delivery_event(*to, *delivered);
-                }
-                self.send1_close(r, outgoing)
-            }
+            outgoing @ Slot::Outgoing { .. } => self.send1_close(r, i, outgoing),
         }
         self.console.settle();
     }
@@ -292,10 +291,7 @@ impl Handler for Servant {
     fn connect(&mut self, r: &mut Reactor<Slot>, i: Index) {
         match r.data(i) {
             Some(Slot::Manager) => self.winsock1_connect(),
-            Some(Slot::Outgoing { .. }) => {
-                self.send1_connect(r, i);
-                self.private_connected(r, i);
-            }
+            Some(Slot::Outgoing { .. }) => self.send1_connect(r, i),
             Some(Slot::Pull { .. }) => self.pull_connect(r, i),
             _ => {}
         }
@@ -304,11 +300,10 @@ impl Handler for Servant {
 
     /// VB: `send1_SendComplete`.
     fn send_complete(&mut self, r: &mut Reactor<Slot>, i: Index) {
-        if let Some(Slot::Outgoing { connected, .. }) = r.data(i) {
-            // A private link's handshake drained, not the batch (`private.rs`).
-            if *connected || !r.is_secure(i) {
-                self.send1_send_complete(r, i);
-            }
+        // On a private link too: the reactor owes it for the batch, held during
+        // the handshake or not, never for the handshake's own bytes.
+        if let Some(Slot::Outgoing { .. }) = r.data(i) {
+            self.send1_send_complete(r, i);
         }
     }
 
@@ -335,6 +330,7 @@ impl Handler for Servant {
                 self.link_tick(r);
                 self.unnamed_joins(r.now());
                 self.settle_tick(r);
+                self.kept_tick(r);
             }
             bans::BAN_LOOKUP => self.bans.lookup_event(r, false),
             _ => {}
@@ -447,6 +443,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // once per poll: never time it out between polls.
     let options = Options {
         idle_timeout: Some(IDLE_TIMEOUT.max(config.poll_interval * 3)),
+        // A sender may be writing on the kept link the sweep closes (docs/PROTOCOL.md).
+        linger: Some(incoming::LINGER),
         ..Options::default()
     };
     let mut r = Reactor::new(options)

@@ -6,14 +6,17 @@
 //!   outage and retried with backoff, as a manager that is down.
 //! - The listener takes only private links, and admits a key only while some
 //!   entry of the current list carries it (bans by address are checked before).
-//! - Chat goes out with `connect_secure` to the key listed for each peer: one
-//!   connection per batch, as in the open network (kept links are not built yet).
+//! - Chat goes out with `connect_secure` to the key listed for each peer, on a
+//!   link kept for the next batches as in the open network ([`super::send`]):
+//!   one handshake per peer, not per batch. A kept link is used only while the
+//!   list still gives its peer the key that proved it.
 //! - A line is shown as `NAME: TEXT`, NAME the members-file name the list gives
 //!   the key that sent it, TEXT as sent: the servant sends no `NAME: ` prefix, so
 //!   mallory's `alice: x` shows as `mallory: alice: x`. A line from a key on no
 //!   current list is not shown.
 //! - When a list arrives without a key, every link proven by that key is closed
-//!   at once (revocation).
+//!   at once (revocation), kept links both ways included: the revoked member's
+//!   next batch goes on a new connection, whose handshake is refused and logged.
 //! - Relays carry sealed frames end to end (`relay/sealed.rs`); the listener
 //!   also admits the manager's key, whose probes come as such frames.
 
@@ -69,16 +72,6 @@ impl Servant {
             r.accept_secure(request, slot)
         } else {
             r.accept(request, slot)
-        }
-    }
-
-    /// A private send's handshake is done: the batch, held until now, was sealed
-    /// and written as it finished. If the socket took it all, no `send_complete`
-    /// will come for it (the reactor owes one only for bytes written after the
-    /// link is up), so the send is complete now.
-    pub(super) fn private_connected(&mut self, r: &mut Reactor<Slot>, i: Index) {
-        if r.is_secure(i) && r.socket(i).is_some_and(|s| s.unsent() == 0) {
-            self.send1_send_complete(r, i);
         }
     }
 

@@ -2,6 +2,18 @@
 //! this servant included, one outgoing connection each; failures are counted and
 //! warned about in one summary line at a bounded rate.
 //!
+//! **Kept links.** The article connected, sent and closed for every batch; here the
+//! connection to a peer stays open after its batch and carries the next ones: the
+//! same `\r\n`-terminated lines, nothing added, so a receiver that reads
+//! connections to their close shows them as they come. At most
+//! [`Limits::kept`](super::incoming::Limits) stay open, the least recently used
+//! closed first; one unused for [`KEPT_IDLE`] is closed, before a receiver's idle
+//! sweep would. A receiver closing one (its idle sweep, its caps) shuts its side
+//! and reads on until our FIN (docs/PROTOCOL.md): the EOF we read tells us to
+//! close it, and the next batch goes on a new connection; what we wrote before
+//! is still read, so nothing is sent twice. Sends to ourselves are not kept
+//! (leaving waits for our own listener to see each one close), nor `/msg`'s.
+//!
 //! The article looped over the peers through one control, waiting out each
 //! connect with `While send1.State = 6: DoEvents: Wend`, so one unreachable peer
 //! stalled the rest; here an unreachable peer costs a failed connect, nothing more,
@@ -15,7 +27,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
@@ -31,6 +43,16 @@ const MAX_HELD: usize = 1024 * 1024;
 const MAX_QUEUED: usize = 100_000;
 /// Peer addresses whose failures are counted one by one; past that, together.
 const REMEMBERED: usize = 4096;
+/// A kept link unused this long is closed: before a receiver's idle sweep (30 s)
+/// would close it under a batch on its way.
+const KEPT_IDLE: Duration = Duration::from_secs(20);
+
+/// A kept link to one peer: its slot, and when it last carried a batch.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    slot: Index,
+    used: Instant,
+}
 
 /// One batch waiting to go to one peer.
 #[derive(Debug)]
@@ -39,6 +61,8 @@ pub(super) struct Queued {
     to_self: bool,
     batch: Rc<[u8]>,
     fallback: Option<SocketAddr>,
+    /// It may go on a kept link, or open one: not to ourselves, not `/msg`.
+    keep: bool,
 }
 
 /// Delivery failures: counted per peer address, warned about in one line at most
@@ -104,6 +128,8 @@ pub(super) struct Sends {
     /// Local addresses of our sends to ourselves that connected but whose incoming
     /// side has not closed yet: leaving waits for them so our own transcript is whole.
     pub(super) self_pending: Vec<SocketAddr>,
+    /// Links left open for the next batches, by peer.
+    kept: HashMap<SocketAddr, Kept>,
     pub(super) failures: Failures,
 }
 
@@ -156,19 +182,12 @@ impl Servant {
             Some(Relay::Via(to)) => Some(to),
             _ => None,
         };
-        let skip = |peer: &Peer| {
-            if peer.me {
-                relayed.is_some() // we cannot reach ourselves at our public address
-            } else {
-                peer.relay.is_some() || via == Some(peer.addr())
-            }
-        };
         let extras = self.settling_extras();
         let targets: Vec<&Peer> = self
             .peers
             .iter()
             .chain(&extras)
-            .filter(|p| !skip(p))
+            .filter(|p| self.sent_directly(p))
             .collect();
         if self.sends.queued.len() + targets.len() > MAX_QUEUED {
             self.console.complain(&format!(
@@ -186,6 +205,7 @@ impl Servant {
                 to_self: peer.me,
                 batch: batch.clone(),
                 fallback: if peer.me { None } else { self.fallback_for(to) },
+                keep: !peer.me,
             });
         }
         self.start_sends(r);
@@ -202,7 +222,19 @@ impl Servant {
         self.sends.batch.clear();
     }
 
-    /// One line for one peer only (`/msg`), queued like any batch.
+    /// Whether batches go to `peer` on a connection of ours: not to a relayed peer,
+    /// whose relay forwards them, nor to our own relay, which gets them on the
+    /// pull link, nor to ourselves while relayed (not reachable at our address).
+    fn sent_directly(&self, peer: &Peer) -> bool {
+        let relayed = self.relay.status;
+        if peer.me {
+            return relayed.is_none();
+        }
+        peer.relay.is_none() && relayed != Some(Relay::Via(peer.addr()))
+    }
+
+    /// One line for one peer only (`/msg`), queued like any batch, on a connection
+    /// of its own closed after it: a receiver may read it to the close.
     pub(super) fn send_one(&mut self, r: &mut Reactor<Slot>, to: SocketAddr, line: Vec<u8>) {
         if self.sends.queued.len() >= MAX_QUEUED {
             return self.console.complain(&format!(
@@ -215,16 +247,22 @@ impl Servant {
             to_self: false,
             batch: Rc::from(line),
             fallback: self.fallback_for(to),
+            keep: false,
         });
         self.start_sends(r);
     }
 
-    /// Starts queued sends while fewer than the cap are in flight.
+    /// Starts queued sends while fewer than the cap are in flight: on the peer's
+    /// kept link if it has one, else on a new connection, kept if there is room.
     fn start_sends(&mut self, r: &mut Reactor<Slot>) {
         while self.sends.outgoing < self.admission.limits.sending {
             let Some(q) = self.sends.queued.pop_front() else {
                 return;
             };
+            if q.keep && self.send_kept(r, &q) {
+                continue;
+            }
+            let keep = q.keep && !self.quitting && self.room_to_keep(r);
             let slot = Slot::Outgoing {
                 to: q.to,
                 to_self: q.to_self,
@@ -235,14 +273,102 @@ impl Servant {
                 batch: q.batch.clone(),
                 fallback: q.fallback,
                 connected: false,
+                kept: keep,
+                inflight: true,
             };
             match self.open_send(r, q.to, slot) {
                 Ok(i) => {
                     r.send(i, &q.batch);
                     self.sends.outgoing += 1;
+                    if keep {
+                        let used = r.now();
+                        self.sends.kept.insert(q.to, Kept { slot: i, used });
+                    }
                 }
                 Err(e) => self.peer_failed(r, q.to, &e.to_string()),
             }
+        }
+    }
+
+    /// Sends `q` on its peer's kept link, if that is still open and, on a private
+    /// network, proven by the key the list now gives the peer.
+    fn send_kept(&mut self, r: &mut Reactor<Slot>, q: &Queued) -> bool {
+        let Some(k) = self.sends.kept.get(&q.to).copied() else {
+            return false;
+        };
+        let listed = self.peers.get(q.to).and_then(|p| p.key);
+        let stale = self.is_private() && r.peer_key(k.slot).is_some_and(|&key| Some(key) != listed);
+        let open = r.socket(k.slot).is_some_and(|s| s.is_open());
+        let Some(Slot::Outgoing {
+            to,
+            delivered,
+            batch,
+            inflight,
+            connected,
+            ..
+        }) = r.data_mut(k.slot).filter(|_| open && !stale)
+        else {
+            self.sends.kept.remove(&q.to);
+            if stale {
+                r.close(k.slot);
+            }
+            return false;
+        };
+        if *to != q.to {
+            return false;
+        }
+        if !*connected {
+            // Still connecting: both go to the fallback if it cannot be reached.
+            *batch = [&batch[..], &q.batch[..]].concat().into();
+        }
+        if !std::mem::replace(inflight, true) {
+            self.sends.outgoing += 1;
+        }
+        *delivered = false;
+        r.send(k.slot, &q.batch);
+        let used = r.now();
+        self.sends.kept.insert(q.to, Kept { slot: k.slot, used });
+        true
+    }
+
+    /// Whether a new link may be kept: below the cap, or once the least recently
+    /// used idle one is closed to make room.
+    fn room_to_keep(&mut self, r: &mut Reactor<Slot>) -> bool {
+        if self.sends.kept.len() < self.admission.limits.kept {
+            return true;
+        }
+        let lru = (self.sends.kept.iter())
+            .filter(|(_, k)| idle(r, k.slot))
+            .min_by_key(|(_, k)| k.used)
+            .map(|(&to, k)| (to, k.slot));
+        let Some((to, i)) = lru else { return false };
+        self.sends.kept.remove(&to);
+        r.close(i);
+        true
+    }
+
+    /// The timer tick: kept links unused for [`KEPT_IDLE`] are closed, and those to
+    /// peers no longer sent to directly (gone from the list, or relayed now).
+    pub(super) fn kept_tick(&mut self, r: &mut Reactor<Slot>) {
+        let now = r.now();
+        let unused: Vec<SocketAddr> = (self.sends.kept.iter())
+            .filter(|(to, k)| {
+                let direct = self.peers.get(**to).is_some_and(|p| self.sent_directly(p));
+                (now.duration_since(k.used) >= KEPT_IDLE || !direct) && idle(r, k.slot)
+            })
+            .map(|(&to, _)| to)
+            .collect();
+        for to in unused {
+            if let Some(k) = self.sends.kept.remove(&to) {
+                r.close(k.slot);
+            }
+        }
+    }
+
+    /// Leaving: every kept link is closed.
+    pub(super) fn close_kept(&mut self, r: &mut Reactor<Slot>) {
+        for (_, k) in self.sends.kept.drain() {
+            r.close(k.slot);
         }
     }
 
@@ -271,18 +397,39 @@ impl Servant {
         self.sends.self_pending.push(local);
     }
 
-    /// VB: `send1_SendComplete`: the batch is with the kernel; close.
+    /// VB: `send1_SendComplete`: the batch is with the kernel. A kept link waits
+    /// for the next one, any other closes; its place in flight goes to the next
+    /// queued send.
     pub(super) fn send1_send_complete(&mut self, r: &mut Reactor<Slot>, i: Index) {
-        if let Some(Slot::Outgoing { delivered, .. }) = r.data_mut(i) {
-            *delivered = true;
+        let Some(Slot::Outgoing {
+            to,
+            delivered,
+            kept,
+            inflight,
+            ..
+        }) = r.data_mut(i)
+        else {
+            return;
+        };
+        *delivered = true;
+        let to = *to;
+        if !*kept || self.quitting {
+            return r.close(i);
         }
-        r.close(i);
+        if std::mem::replace(inflight, false) {
+            self.sends.outgoing = self.sends.outgoing.saturating_sub(1);
+        }
+        self.delivery_event(to, true);
+        self.start_sends(r);
+        self.maybe_leave(r);
     }
 
     /// VB: `send1_Close` / `send1_Error`: count a peer we could not deliver to, or
     /// while the list settles, try it where it listened before. The next queued
-    /// send takes the slot.
-    pub(super) fn send1_close(&mut self, r: &mut Reactor<Slot>, slot: Slot) {
+    /// send takes the slot. A kept link that closes between batches (the receiver
+    /// closed its side, the tick, our caps) is just forgotten: the next batch to
+    /// its peer opens a new one.
+    pub(super) fn send1_close(&mut self, r: &mut Reactor<Slot>, i: Index, slot: Slot) {
         let Slot::Outgoing {
             to,
             local,
@@ -291,11 +438,21 @@ impl Servant {
             batch,
             fallback,
             connected,
+            inflight,
             ..
         } = slot
         else {
             return;
         };
+        if self.sends.kept.get(&to).is_some_and(|k| k.slot == i) {
+            self.sends.kept.remove(&to);
+            debug!("the kept link to {to} closed; the next batch opens a new one");
+        }
+        if !inflight {
+            self.start_sends(r);
+            return self.maybe_leave(r);
+        }
+        self.delivery_event(to, delivered);
         self.sends.outgoing = self.sends.outgoing.saturating_sub(1);
         if !delivered {
             // Our own listener will never show this one; do not wait for it.
@@ -311,6 +468,7 @@ impl Servant {
                         to_self: false,
                         batch,
                         fallback: None,
+                        keep: false,
                     });
                 }
                 None => {
@@ -333,6 +491,17 @@ impl Servant {
             );
         }
     }
+}
+
+/// Whether kept link `i` carries no batch now, and may be closed.
+fn idle(r: &Reactor<Slot>, i: Index) -> bool {
+    matches!(
+        r.data(i),
+        Some(Slot::Outgoing {
+            inflight: false,
+            ..
+        })
+    )
 }
 
 #[cfg(test)]

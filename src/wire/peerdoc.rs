@@ -1,16 +1,16 @@
 //! The peer document: `<peers><peer><ip/><port/><offset/><me/></peer>...</peers>`.
 //!
 //! The manager keeps it as bytes, rendered once per membership change: a join
-//! appends one entry, a leave cuts one out (free for the newest entry, which is
-//! who leaves in a churn storm). The bytes are a [`Shared`] buffer laid out as
-//! `<peers>` entries `</peers>\r\n` `TRUE`, so personalising it for an asker costs
-//! nothing: the answer is three ranges, `..me`, the trailing `TRUE`, `me + 5..`
-//! through the tail, handed to `writev` (after `TRUE` the buffer also keeps
-//! `<peers version="N">`, for an asker that said which version it has), and whatever a socket does not take stays
-//! queued as ranges of the same buffer. A change copies the buffer only while
-//! some socket still holds a range of the old one (`Rc::make_mut`). The article
-//! instead re-parsed `pDoc.xml` into a new DOM per request and located the asker
-//! with an XPath string.
+//! appends one entry, a leave cuts one out. The entries are kept in chunks of up
+//! to 64 that the document's versions share (`chunks.rs`): a change copies only
+//! the chunk it touches, and only while some socket still holds the old one. An
+//! answer is personalised by slices, not copies: `<peers>`, the entries up to
+//! the asker's `FALSE`, `TRUE`, the rest of the entries, `</peers>\r\n`
+//! ([`PeerDoc::personalised`]), handed to `writev`, and whatever a socket does
+//! not take stays queued as a reference to the version's chunks. (An asker that
+//! said which version it has gets `<peers version="N">` in place of `<peers>`.)
+//! The article instead re-parsed `pDoc.xml` into a new DOM per request and
+//! located the asker with an XPath string.
 //!
 //! A servant behind a port-blocking router carries a `<relay>` element after
 //! `<me>` ([`super::relay`]), and a servant that said its name a `<name>` element
@@ -26,10 +26,8 @@
 //! Servants read it back with [`parse`] (`peers.rs`), which checks every field.
 
 use std::net::IpAddr;
-use std::ops::Range;
-use std::rc::Rc;
 
-use crate::net::Shared;
+use crate::net::{At, Chunks, Piece};
 
 use super::history::{History, Since};
 pub use super::peers::{document_end, parse, parse_named, NamedPeers, Peer};
@@ -37,6 +35,9 @@ use super::relay::{self, Relay};
 use super::render::{push_ip, push_number};
 use super::{key, name};
 use crate::noise::PublicKey;
+use chunks::Chunked;
+
+mod chunks;
 
 const HEAD: &[u8] = b"<peers>";
 /// MSXML's `.xml` ends a document with CRLF; it also makes telnet output readable.
@@ -45,7 +46,6 @@ const ME_FALSE: &[u8] = b"FALSE";
 const ME_TRUE: &[u8] = b"TRUE";
 const ME_END: &[u8] = b"</me>";
 const PEER_END: &[u8] = b"</peer>";
-const NONE: u32 = u32::MAX;
 
 /// The optional elements an entry may carry after `<me>`, in this order.
 #[derive(Clone, Copy)]
@@ -53,16 +53,6 @@ enum Extra {
     Relay,
     Name,
     Key,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    offset: usize,
-    /// Where `<peer>` starts in `body`.
-    start: usize,
-    len: usize,
-    /// Where `FALSE` starts, relative to `start`.
-    me: usize,
 }
 
 /// The manager's `pDoc`, in join order.
@@ -82,13 +72,9 @@ struct Entry {
 /// ```
 #[derive(Debug)]
 pub struct PeerDoc {
-    /// `<peers>` entries `</peers>\r\n` `TRUE` `<peers version="N">`.
-    body: Shared,
-    /// Bytes of the version head at the end of `body`.
-    head: usize,
-    entries: Vec<Entry>,
-    /// offset -> index in `entries`, or NONE.
-    position: Vec<u32>,
+    entries: Chunked,
+    /// `<peers version="N">`, for the current version.
+    head: Vec<u8>,
     /// Its version and latest changes.
     history: History,
 }
@@ -102,10 +88,8 @@ impl Default for PeerDoc {
 impl PeerDoc {
     pub fn new() -> Self {
         PeerDoc {
-            body: Rc::new([HEAD, TAIL, ME_TRUE, &versioned_head(0)].concat()),
-            head: versioned_head(0).len(),
-            entries: Vec::new(),
-            position: Vec::new(),
+            entries: Chunked::default(),
+            head: versioned_head(0),
             history: History::default(),
         }
     }
@@ -115,58 +99,36 @@ impl PeerDoc {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Bytes in the whole document.
     pub fn byte_len(&self) -> usize {
-        self.body.len() - ME_TRUE.len() - self.head
+        HEAD.len() + self.entries.bytes() + TAIL.len()
     }
 
-    /// Where the entries end and `</peers>` starts.
-    fn entries_end(&self) -> usize {
-        self.byte_len() - TAIL.len()
-    }
-
-    /// After every change: the version head at the end of the buffer is the new one.
+    /// After every change: the version head is the new one.
     fn stamp_version(&mut self) {
-        let body = Rc::make_mut(&mut self.body);
-        body.truncate(body.len() - self.head);
-        let before = body.len();
-        push_versioned_head(body, self.history.version());
-        self.head = body.len() - before;
+        self.head.clear();
+        push_versioned_head(&mut self.head, self.history.version());
     }
 
     /// VB: `AddPeer ip, port, offset`. Replaces any entry already at `offset`.
     pub fn add(&mut self, ip: IpAddr, port: u16, offset: usize) {
         self.remove(offset);
-        let start = self.entries_end();
-        let body = Rc::make_mut(&mut self.body);
-        body.truncate(start);
-        body.extend_from_slice(b"<peer><ip>");
-        push_ip(body, ip);
-        body.extend_from_slice(b"</ip><port>");
-        push_number(body, port as usize);
-        body.extend_from_slice(b"</port><offset>");
-        push_number(body, offset);
-        body.extend_from_slice(b"</offset><me>");
-        let me = body.len() - start;
-        body.extend_from_slice(ME_FALSE);
-        body.extend_from_slice(ME_END);
-        body.extend_from_slice(PEER_END);
-        let len = body.len() - start;
-        body.extend_from_slice(TAIL);
-        body.extend_from_slice(ME_TRUE);
-        self.head = 0; // cut off with the tail
-        if self.position.len() <= offset {
-            self.position.resize(offset + 1, NONE);
-        }
-        self.position[offset] = self.entries.len() as u32;
-        self.entries.push(Entry {
-            offset,
-            start,
-            len,
-            me,
+        self.entries.push(offset, 96, |body| {
+            body.extend_from_slice(b"<peer><ip>");
+            push_ip(body, ip);
+            body.extend_from_slice(b"</ip><port>");
+            push_number(body, port as usize);
+            body.extend_from_slice(b"</port><offset>");
+            push_number(body, offset);
+            body.extend_from_slice(b"</offset><me>");
+            let me = body.len();
+            body.extend_from_slice(ME_FALSE);
+            body.extend_from_slice(ME_END);
+            body.extend_from_slice(PEER_END);
+            me
         });
         self.history.joined(offset);
         self.stamp_version();
@@ -174,16 +136,8 @@ impl PeerDoc {
 
     /// VB: `RemovePeerByOffset offset`. Returns whether there was such an entry.
     pub fn remove(&mut self, offset: usize) -> bool {
-        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+        if !self.entries.remove(offset) {
             return false;
-        };
-        let p = p as usize;
-        let gone = self.entries.remove(p);
-        self.position[offset] = NONE;
-        Rc::make_mut(&mut self.body).drain(gone.start..gone.start + gone.len);
-        for (k, e) in self.entries.iter_mut().enumerate().skip(p) {
-            e.start -= gone.len;
-            self.position[e.offset] = k as u32;
         }
         self.history.left(offset);
         self.stamp_version();
@@ -192,8 +146,8 @@ impl PeerDoc {
 
     /// Sets or clears the `<relay>` element of `offset`'s entry, re-rendering that
     /// entry only. Returns whether the document changed (false for no such entry,
-    /// or the same element). Like every change, it copies the buffer only while a
-    /// queued send still holds the old one.
+    /// or the same element). Like every change, it copies the entry's chunk only
+    /// while a queued send still holds the old one.
     pub fn set_relay(&mut self, offset: usize, relay: Option<Relay>) -> bool {
         let mut element = Vec::with_capacity(64);
         if let Some(relay) = relay {
@@ -225,20 +179,19 @@ impl PeerDoc {
     /// Replaces one of the optional elements after `<me>` (`<relay>`, `<name>`,
     /// then `<key>`) in `offset`'s entry with `element`, keeping the others.
     fn set_extra(&mut self, offset: usize, which: Extra, element: &[u8]) -> bool {
-        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+        let (Some((_, e)), Some(entry)) = (self.entries.find(offset), self.entries.entry(offset))
+        else {
             return false;
         };
-        let e = self.entries[p as usize];
-        let extras = e.start + e.me + ME_FALSE.len() + ME_END.len();
-        let end = e.start + e.len - PEER_END.len();
+        let extras = e.me + ME_FALSE.len() + ME_END.len();
+        let end = e.len - PEER_END.len();
         // A name is escaped and a key is base64, so `<name>` and `<key>` start
         // their elements and nothing else.
-        let body = &self.body[extras..end];
-        let key_at = memchr::memmem::find(body, b"<key>").map_or(end, |k| extras + k);
-        let name_at = memchr::memmem::find(&self.body[extras..key_at], b"<name>")
-            .map_or(key_at, |k| extras + k);
-        let [relay, name, key] =
-            [extras..name_at, name_at..key_at, key_at..end].map(|r| &self.body[r]);
+        let key_at =
+            memchr::memmem::find(&entry[extras..end], b"<key>").map_or(end, |k| extras + k);
+        let name_at =
+            memchr::memmem::find(&entry[extras..key_at], b"<name>").map_or(key_at, |k| extras + k);
+        let [relay, name, key] = [extras..name_at, name_at..key_at, key_at..end].map(|r| &entry[r]);
         let tail = match which {
             Extra::Relay => [element, name, key].concat(),
             Extra::Name => [relay, element, key].concat(),
@@ -251,32 +204,24 @@ impl PeerDoc {
     /// someone else holds), re-rendering that entry in place as one versioned
     /// change. Returns whether the document changed.
     pub fn set_port(&mut self, offset: usize, port: u16) -> bool {
-        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+        let (Some((_, e)), Some(entry)) = (self.entries.find(offset), self.entries.entry(offset))
+        else {
             return false;
         };
-        let p = p as usize;
-        let e = self.entries[p];
-        let entry = &self.body[e.start..e.start + e.me];
+        let before_me = &entry[..e.me];
         let (Some(open), Some(close)) = (
-            memchr::memmem::find(entry, b"<port>"),
-            memchr::memmem::find(entry, b"</port>"),
+            memchr::memmem::find(before_me, b"<port>"),
+            memchr::memmem::find(before_me, b"</port>"),
         ) else {
             return false;
         };
-        let (from, to) = (e.start + open + b"<port>".len(), e.start + close);
+        let digits_at = open + b"<port>".len()..close;
         let mut digits = Vec::with_capacity(5);
         push_number(&mut digits, port as usize);
-        if self.body[from..to] == digits[..] {
+        if entry[digits_at.clone()] == digits[..] {
             return false;
         }
-        let grown = digits.len() as isize - (to - from) as isize;
-        Rc::make_mut(&mut self.body).splice(from..to, digits);
-        let moved = |n: usize| n.checked_add_signed(grown).expect("entry bounds");
-        self.entries[p].len = moved(e.len);
-        self.entries[p].me = moved(e.me);
-        for later in &mut self.entries[p + 1..] {
-            later.start = moved(later.start);
-        }
+        self.entries.splice(offset, digits_at, &digits);
         self.history.changed(offset);
         self.stamp_version();
         true
@@ -286,23 +231,16 @@ impl PeerDoc {
     /// `</peer>`. Every re-render goes through here, so each is a versioned change
     /// that deltas carry.
     fn replace_after_me(&mut self, offset: usize, mut tail: Vec<u8>) -> bool {
-        let Some(p) = self.position.get(offset).copied().filter(|&p| p != NONE) else {
+        let (Some((_, e)), Some(entry)) = (self.entries.find(offset), self.entries.entry(offset))
+        else {
             return false;
         };
-        let p = p as usize;
-        let e = self.entries[p];
         tail.extend_from_slice(PEER_END);
-        let from = e.start + e.me + ME_FALSE.len() + ME_END.len();
-        let to = e.start + e.len;
-        if self.body[from..to] == tail[..] {
-            return false; // unchanged: keep the buffer, and any queued sends sharing it
+        let after_me = e.me + ME_FALSE.len() + ME_END.len()..e.len;
+        if entry[after_me.clone()] == tail[..] {
+            return false; // unchanged: keep the chunk, and any queued sends sharing it
         }
-        let new_len = from - e.start + tail.len();
-        Rc::make_mut(&mut self.body).splice(from..to, tail);
-        self.entries[p].len = new_len;
-        for later in &mut self.entries[p + 1..] {
-            later.start = later.start + new_len - e.len;
-        }
+        self.entries.splice(offset, after_me, &tail);
         self.history.changed(offset);
         self.stamp_version();
         true
@@ -310,54 +248,64 @@ impl PeerDoc {
 
     /// The `<peer>...</peer>` entry for `offset`, as the article's telnet test shows it.
     pub fn entry(&self, offset: usize) -> Option<&[u8]> {
-        let e = self.entries[*self.position.get(offset).filter(|&&p| p != NONE)? as usize];
-        Some(&self.body[e.start..e.start + e.len])
+        self.entries.entry(offset)
     }
 
-    /// The document with `me` = TRUE on `offset`'s entry only, as ranges of
-    /// [`PeerDoc::shared`] for `writev`. An offset with no entry gets the plain
-    /// document (the other two ranges empty).
-    pub fn personalised(&self, offset: usize) -> [Range<usize>; 3] {
-        let end = self.byte_len();
-        match self.position.get(offset).filter(|&&p| p != NONE) {
-            Some(&p) => {
-                let e = self.entries[p as usize];
-                let at = e.start + e.me;
-                [0..at, end..end + ME_TRUE.len(), at + ME_FALSE.len()..end]
-            }
-            None => [0..end, 0..0, 0..0],
-        }
+    /// The document with `me` = TRUE on `offset`'s entry only, as pieces for
+    /// `writev`: the entries are this version's shared chunks, up to the asker's
+    /// `FALSE` and on after it; nothing is rendered for the asker but `TRUE`. An
+    /// offset with no entry gets the plain document (the middle pieces empty).
+    pub fn personalised(&self, offset: usize) -> [Piece<'_>; 5] {
+        self.pieces(HEAD, offset)
     }
 
     /// As [`PeerDoc::personalised`], opening with `<peers version="N">`: the whole
     /// document for an asker that said which version it has, in one `writev`.
-    pub fn personalised_versioned(&self, offset: usize) -> [Range<usize>; 4] {
-        let [first, me, rest] = self.personalised(offset);
-        let head = self.body.len() - self.head..self.body.len();
-        [head, HEAD.len()..first.end, me, rest]
+    pub fn personalised_versioned(&self, offset: usize) -> [Piece<'_>; 5] {
+        self.pieces(&self.head, offset)
     }
 
-    /// The buffer [`PeerDoc::personalised`]'s ranges index.
-    pub fn shared(&self) -> &Shared {
-        &self.body
+    fn pieces<'a>(&'a self, head: &'a [u8], offset: usize) -> [Piece<'a>; 5] {
+        let chunks: &Chunks = self.entries.chunks();
+        let start = At { chunk: 0, byte: 0 };
+        let end = At {
+            chunk: chunks.len(),
+            byte: 0,
+        };
+        match self.entries.find(offset) {
+            Some((chunk, e)) => {
+                let me = e.start + e.me;
+                let at = At { chunk, byte: me };
+                let after = At {
+                    chunk,
+                    byte: me + ME_FALSE.len(),
+                };
+                [
+                    Piece::Bytes(head),
+                    Piece::Chunks(chunks, start, at),
+                    Piece::Bytes(ME_TRUE),
+                    Piece::Chunks(chunks, after, end),
+                    Piece::Bytes(TAIL),
+                ]
+            }
+            None => [
+                Piece::Bytes(head),
+                Piece::Chunks(chunks, start, end),
+                Piece::Bytes(&[]),
+                Piece::Bytes(&[]),
+                Piece::Bytes(TAIL),
+            ],
+        }
     }
 
     /// The versioned personalised document in one buffer (tests, benchmarks).
     pub fn render_versioned_for(&self, offset: usize) -> Vec<u8> {
-        self.personalised_versioned(offset)
-            .iter()
-            .flat_map(|r| &self.body[r.clone()])
-            .copied()
-            .collect()
+        concat(&self.personalised_versioned(offset))
     }
 
     /// The personalised document in one buffer (tests, benchmarks, logs).
     pub fn render_for(&self, offset: usize) -> Vec<u8> {
-        self.personalised(offset)
-            .iter()
-            .flat_map(|r| &self.body[r.clone()])
-            .copied()
-            .collect()
+        concat(&self.personalised(offset))
     }
 
     /// The document's version: bumped by every join, leave and re-rendered entry.
@@ -380,6 +328,18 @@ impl PeerDoc {
     pub fn restart_versions(&mut self, at: u64) {
         self.history.restart(at);
         self.stamp_version();
+    }
+
+    /// Verifies how the entries are kept (their chunks, and where each offset's
+    /// entry is) and that the version head is the current version's.
+    #[cfg(any(debug_assertions, test))]
+    pub fn check(&self) -> Result<(), String> {
+        self.entries.check()?;
+        if self.head != versioned_head(self.version()) {
+            let head = String::from_utf8_lossy(&self.head);
+            return Err(format!("version {} but head {head}", self.version()));
+        }
+        Ok(())
     }
 
     /// What to send a servant whose list is at version `since` (0: it has none).
@@ -407,6 +367,16 @@ impl PeerDoc {
         self.history
             .answer(since, self.len(), |offset| self.entry(offset))
     }
+}
+
+/// `pieces`' bytes in one buffer.
+fn concat(pieces: &[Piece<'_>]) -> Vec<u8> {
+    let slices = pieces.iter().flat_map(|p| p.slices());
+    let mut out = Vec::with_capacity(slices.clone().map(<[u8]>::len).sum());
+    for s in slices {
+        out.extend_from_slice(s);
+    }
+    out
 }
 
 /// `<peers version="N">`: the whole document opens so for a servant that asked

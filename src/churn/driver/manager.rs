@@ -228,15 +228,32 @@ impl Churn {
             RAMP
         };
         while self.registering < ramp && !r.is_stopped() {
+            if self.keys.is_some() && !self.private_ramp_allows(r.now()) {
+                return; // try again on the next tick
+            }
             let Some(role) = self.to_register.pop() else {
                 return;
             };
             if self.open(r, role, None) {
                 self.registering += 1;
+                self.ramp_second.1 += 1;
             } else {
                 self.to_register.push(role);
                 self.check_hopeless(r);
                 return; // try again on the next tick
+            }
+        }
+    }
+
+    /// Whether another private registration may start in this second.
+    fn private_ramp_allows(&mut self, now: Instant) -> bool {
+        match self.ramp_second.0 {
+            Some(began) if now.duration_since(began) < Duration::from_secs(1) => {
+                self.ramp_second.1 < super::private::PRIVATE_PER_SECOND
+            }
+            _ => {
+                self.ramp_second = (Some(now), 0);
+                true
             }
         }
     }

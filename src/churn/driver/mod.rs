@@ -108,6 +108,8 @@ struct Churn {
     /// Steady or fanout servants not yet started (the ramp).
     to_register: Vec<Role>,
     registering: usize,
+    /// Private registrations started in the current second, and when it began.
+    ramp_second: (Option<Instant>, usize),
     polls: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>,
     fanout: Fanout,
     fill: fill::Fill,
@@ -196,6 +198,7 @@ fn run_one(
         steady_ready: 0,
         to_register: Vec::new(),
         registering: 0,
+        ramp_second: (None, 0),
         polls: Default::default(),
         fanout: Fanout::default(),
         fill: fill::Fill::default(),

@@ -32,6 +32,11 @@ pub(super) fn options(private: bool) -> Options {
 /// one address.
 pub(super) const PRIVATE_RAMP: usize = 12;
 
+/// Virtual servants starting to register with a private manager in one second:
+/// it lets one address start 128 handshakes a second (PRIVATE.md, Strangers),
+/// and all of them come from one address.
+pub(super) const PRIVATE_PER_SECOND: usize = 100;
+
 impl Churn {
     /// Opens a private link to the manager for `ask`, presenting fanout servant
     /// k's key, or a free one for a churner (given back at close).

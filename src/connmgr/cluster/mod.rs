@@ -23,6 +23,7 @@
 mod epoch;
 mod join;
 mod parse;
+mod relay;
 mod resume;
 mod scripts;
 mod sync;
@@ -72,6 +73,8 @@ enum Wait {
     /// A leave of this manager's servant at this offset.
     Leave(usize),
     Snapshot,
+    /// Relays, complaints and port moves (`relay.rs`).
+    Relays(relay::Wait),
     /// A leave, a name, a lease renewal: only failures matter, and the next
     /// snapshot mends those.
     Other,
@@ -85,6 +88,9 @@ enum Joining {
     /// A servant this manager serves, at this offset, registered again after
     /// Redis lost it.
     Register(usize),
+    /// This manager's servant in this slot, moved off a port it cannot listen
+    /// on (`relay.rs`): listed anew at the end, like a join.
+    PortMove(Index),
 }
 
 /// The cluster side of one manager.
@@ -101,6 +107,7 @@ pub(super) struct Cluster {
     snapshot: Script,
     name: Script,
     resume: Script,
+    relays: relay::Relays,
     first_port: u16,
     /// The cluster's epoch as Redis has it, once a snapshot said.
     epoch: Option<Vec<u8>>,
@@ -150,6 +157,7 @@ impl Cluster {
             snapshot: Script::new(scripts::SNAPSHOT),
             name: Script::new(scripts::NAME),
             resume: Script::new(scripts::RESUME),
+            relays: relay::Relays::new(),
             first_port,
             epoch: None,
             version: 0,
@@ -203,9 +211,7 @@ impl Cluster {
         name: &str,
         joining: Joining,
     ) {
-        self.next_tag += 1;
-        let tag = self.next_tag;
-        self.joins.insert(tag, joining);
+        let tag = self.tag(joining);
         let (ip, first) = (ip.to_string(), self.first_port.to_string());
         let (o, p, t) = (want.0.to_string(), want.1.to_string(), tag.to_string());
         let (prefix, id) = (self.prefix.clone(), self.id.clone());
@@ -222,6 +228,13 @@ impl Cluster {
             t.as_bytes(),
         ];
         self.eval(r, |c| &c.join, &args, Wait::Join(tag));
+    }
+
+    /// A new tag for a join's stream entry, remembered as `joining`.
+    fn tag(&mut self, joining: Joining) -> u64 {
+        self.next_tag += 1;
+        self.joins.insert(self.next_tag, joining);
+        self.next_tag
     }
 
     fn send_leave(&mut self, r: &mut Reactor<Slot>, offset: usize) {
@@ -435,6 +448,7 @@ impl Manager {
                     other => self.snapshot_failed(other),
                 }
             }
+            Wait::Relays(w) => self.relay_reply(w, reply),
             Wait::Other => {
                 if let Some(e) = reply.as_ref().and_then(Reply::error_text) {
                     warn!("cluster: redis refused a script: {e}");

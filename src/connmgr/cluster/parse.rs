@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::redis::Reply;
 use crate::wire::name;
+use crate::wire::relay::Relay;
 
 /// Offsets above this are refused: the control array is a vector, and a
 /// garbage offset of four billion would allocate for every slot below it.
@@ -47,6 +48,12 @@ pub(super) enum Change {
         manager: String,
         name: Option<String>,
     },
+    /// What the member's `<relay>` shows now (`super::relay`).
+    Relay { offset: usize, relay: Option<Relay> },
+    /// The member said `can relay`.
+    CanRelay { offset: usize },
+    /// The member at `from` cannot reach the one at `offset`.
+    Complain { offset: usize, from: usize },
 }
 
 pub(super) fn offset(text: &[u8]) -> Result<usize, String> {
@@ -98,8 +105,9 @@ pub(super) fn member(o: &[u8], value: &[u8]) -> Result<Listed, String> {
 
 /// The entries of an `XREAD` reply, each with its id: a change, or why it is
 /// none. A reply of another shape is an error as a whole.
-/// Each change comes with the cluster version it made.
-pub(super) type Entries = Vec<(Vec<u8>, Result<(u64, Change), String>)>;
+/// Each change comes with the cluster version it made (None: it changes no
+/// document).
+pub(super) type Entries = Vec<(Vec<u8>, Result<(Option<u64>, Change), String>)>;
 
 pub(super) fn entries(reply: &Reply) -> Result<Entries, String> {
     let Reply::Array(streams) = reply else {
@@ -128,7 +136,9 @@ pub(super) fn entries(reply: &Reply) -> Result<Entries, String> {
     Ok(out)
 }
 
-fn change(fields: &[Reply]) -> Result<(u64, Change), String> {
+/// A change, with the version it made: required of every change to the
+/// document; `canrelay` and `complain` change none and carry none.
+fn change(fields: &[Reply]) -> Result<(Option<u64>, Change), String> {
     let get = |key: &[u8]| -> &[u8] {
         (fields.chunks_exact(2))
             .find(|kv| kv[0].bytes() == Some(key))
@@ -136,7 +146,6 @@ fn change(fields: &[Reply]) -> Result<(u64, Change), String> {
             .unwrap_or_default()
     };
     let o = offset(get(b"o"))?;
-    let v = number(get(b"v")).ok_or_else(|| format!("version {}", shown(get(b"v"))))?;
     let change = match get(b"op") {
         b"join" => Change::Join {
             listed: Listed {
@@ -163,9 +172,19 @@ fn change(fields: &[Reply]) -> Result<(u64, Change), String> {
             manager: manager(get(b"m"))?,
             name: listed_name(get(b"name"))?,
         },
+        b"relay" => Change::Relay {
+            offset: o,
+            relay: relay(get(b"relay"))?,
+        },
+        b"canrelay" => return Ok((None, Change::CanRelay { offset: o })),
+        b"complain" => {
+            let from = offset(get(b"from"))?;
+            return Ok((None, Change::Complain { offset: o, from }));
+        }
         other => return Err(format!("operation {}", shown(other))),
     };
-    Ok((v, change))
+    let v = number(get(b"v")).ok_or_else(|| format!("version {}", shown(get(b"v"))))?;
+    Ok((Some(v), change))
 }
 
 /// A decimal number, strictly: digits only, no sign, no overflow.
@@ -181,6 +200,18 @@ pub(super) fn epoch(text: &[u8]) -> Option<u64> {
     hex.then(|| u64::from_str_radix(std::str::from_utf8(text).ok()?, 16).ok())
         .flatten()
         .filter(|&e| e != 0)
+}
+
+/// A `<relay>` as the relay script keeps it: `IP:PORT`, `none`, or empty
+/// (none shown).
+pub(super) fn relay(text: &[u8]) -> Result<Option<Relay>, String> {
+    match text {
+        b"" => Ok(None),
+        b"none" => Ok(Some(Relay::Nobody)),
+        _ => (std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()))
+            .map(|a| Some(Relay::Via(a)))
+            .ok_or_else(|| format!("relay {}", shown(text))),
+    }
 }
 
 /// A stream id `MS-SEQ` as a pair that orders as the stream does.
@@ -287,18 +318,26 @@ mod tests {
                         "99999",
                     ],
                 ),
+                entry("1-5", &["op", "complain", "o", "2", "from", "1"]),
+                entry("1-6", &["op", "relay", "o", "2", "relay", "none"]),
             ])),
         ]))]));
         let got = entries(&reply).unwrap();
-        assert_eq!(got.len(), 4);
+        assert_eq!(got.len(), 6);
         assert!(
-            matches!(&got[0].1, Ok((1, Change::Join { listed: l, tag: 0 })) if l.port == 2224 && l.offset == 1)
+            matches!(&got[0].1, Ok((Some(1), Change::Join { listed: l, tag: 0 })) if l.port == 2224 && l.offset == 1)
         );
         assert!(matches!(
             &got[1].1,
-            Ok((2, Change::Leave { offset: 1, .. }))
+            Ok((Some(2), Change::Leave { offset: 1, .. }))
         ));
         assert!(got[2].1.is_err() && got[3].1.is_err());
+        // No version: a complaint changes no document; a relay must carry one.
+        assert!(matches!(
+            &got[4].1,
+            Ok((None, Change::Complain { offset: 2, from: 1 }))
+        ));
+        assert!(got[5].1.is_err());
         assert!(entries(&Reply::Integer(1)).is_err());
         assert_eq!(entries(&Reply::Array(None)).unwrap(), vec![]);
         assert_eq!(stream_id(b"12-3"), Some((12, 3)));

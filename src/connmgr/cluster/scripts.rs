@@ -9,11 +9,14 @@
 //! IP PORT TOKEN NAME`), `:order` (offsets scored by the version they joined at:
 //! the document's order), `:by:MANAGER` (the offsets that manager serves),
 //! `:leases` (manager -> lease deadline in Redis's milliseconds), `:tick` (when
-//! any manager last renewed), and the stream `:log`, whose entries carry the
-//! version and the change (`op` join, leave, name or move, `o` the offset, `m` its
-//! manager, and for a join `ip`, `port`, `name` and `t`, the joining manager's
-//! number for its request). Every change to the document is one `INCR` of
-//! `:ver` and one stream entry carrying it, so every manager numbers it alike.
+//! any manager last renewed), `:canrelay` (members that said `can relay`),
+//! `:relay` (offset -> the `<relay>` its entry shows), and the stream `:log`,
+//! whose entries carry the version and the change (`op` join, leave, name,
+//! relay or move, `o` the offset, `m` its manager, and for a join `ip`, `port`,
+//! `name` and `t`, the joining manager's number for its request). Every change
+//! to the document is one `INCR` of `:ver` and one stream entry carrying it (`v`),
+//! so every manager numbers it alike; `canrelay` and `complain` entries change
+//! no document and carry no version.
 
 /// Removes member `o` (if `owner` serves it, or anyone does when `owner` is
 /// empty): frees its offset and port, bumps the version and logs the leave.
@@ -28,6 +31,8 @@ local function remove(p, o, owner, maxlen, by)
   if who then redis.call('SREM', p..':by:'..who, o) end
   redis.call('ZADD', p..':free', o, o)
   redis.call('ZREM', p..':order', o)
+  redis.call('SREM', p..':canrelay', o)
+  redis.call('HDEL', p..':relay', o)
   local v = redis.call('INCR', p..':ver')
   redis.call('XADD', p..':log', 'MAXLEN', '~', maxlen, '*', 'v', v, 'op', 'leave', 'o', o, 'm', who or '', 'by', by)
   return 1
@@ -124,15 +129,18 @@ return gone
 }
 
 /// ARGV: prefix, an epoch to set if there is none. Returns the epoch, the
-/// version, the stream's last id, then offset and member pairs in the order they
-/// joined (the document's): everything a manager needs to start following the
-/// stream from exactly that point, with the document every other manager has.
+/// version, the stream's last id, the members that can relay, offset and
+/// `<relay>` pairs, then offset and member pairs in the order they joined (the
+/// document's): everything a manager needs to start following the stream from
+/// exactly that point, with the document every other manager has.
 pub(super) const SNAPSHOT: &str = r"
 local p = ARGV[1]
 redis.call('SET', p..':epoch', ARGV[2], 'NX')
 local out = {redis.call('GET', p..':epoch'), redis.call('GET', p..':ver') or '0'}
 local last = redis.call('XREVRANGE', p..':log', '+', '-', 'COUNT', 1)
 out[3] = (last[1] and last[1][1]) or '0-0'
+out[4] = redis.call('SMEMBERS', p..':canrelay')
+out[5] = redis.call('HGETALL', p..':relay')
 for _, o in ipairs(redis.call('ZRANGE', p..':order', 0, -1)) do
   local m = redis.call('HGET', p..':members', o)
   if m then
@@ -181,4 +189,76 @@ redis.call('HSET', p..':members', ARGV[2], head..' '..ARGV[4])
 local v = redis.call('INCR', p..':ver')
 redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'name', 'o', ARGV[2], 'm', ARGV[3], 'name', ARGV[4])
 return v
+";
+
+/// ARGV: prefix, offset, manager (who must serve it), stream length: the member
+/// said `can relay`; every manager may choose it (`relay.rs`).
+pub(super) const CAN_RELAY: &str = r"
+local p = ARGV[1]
+local m = redis.call('HGET', p..':members', ARGV[2])
+if not m or string.sub(m, 1, #ARGV[3] + 1) ~= ARGV[3]..' ' then return 0 end
+if redis.call('SADD', p..':canrelay', ARGV[2]) == 0 then return 0 end
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[4], '*', 'op', 'canrelay', 'o', ARGV[2], 'm', ARGV[3])
+return 1
+";
+
+/// ARGV: prefix, offset, manager (who must serve it), relay (`IP:PORT`, `none`,
+/// or empty: reached directly), stream length: what the member's `<relay>`
+/// shows, a change of the document like a name (none if it shows that already).
+pub(super) const SHOW_RELAY: &str = r"
+local p = ARGV[1]
+local m = redis.call('HGET', p..':members', ARGV[2])
+if not m or string.sub(m, 1, #ARGV[3] + 1) ~= ARGV[3]..' ' then return 0 end
+if (redis.call('HGET', p..':relay', ARGV[2]) or '') == ARGV[4] then return 0 end
+if ARGV[4] == '' then
+  redis.call('HDEL', p..':relay', ARGV[2])
+else
+  redis.call('HSET', p..':relay', ARGV[2], ARGV[4])
+end
+local v = redis.call('INCR', p..':ver')
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'relay', 'o', ARGV[2], 'm', ARGV[3], 'relay', ARGV[4])
+return v
+";
+
+/// ARGV: prefix, offset complained about, complainer's offset, stream length:
+/// `cannot reach` about another manager's member, for the manager that serves
+/// it to count. Not a change of the document: no version.
+pub(super) const COMPLAIN: &str = r"
+local p = ARGV[1]
+if redis.call('HEXISTS', p..':members', ARGV[2]) == 0 then return 0 end
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[4], '*', 'op', 'complain', 'o', ARGV[2], 'from', ARGV[3])
+return 1
+";
+
+/// ARGV: prefix, offset, manager (who must serve it), its port now, first port,
+/// stream length, tag: the member cannot listen on its port; it gets the next
+/// free one after `iPortMax`, as a join would, and its entry is logged as a join
+/// again, tagged like one, and goes to the end of `:order` (every manager lists
+/// it anew, at the end). Returns `ok PORT VERSION`, `full`, or 0 when it is not
+/// that manager's member on that port.
+pub(super) const PORT_MOVE: &str = r"
+local p, o = ARGV[1], ARGV[2]
+local m = redis.call('HGET', p..':members', o)
+if not m then return 0 end
+local who, ip, old, token, name = string.match(m, '^(%S+) (%S+) (%d+) (%S+) ?(.*)$')
+if who ~= ARGV[3] or old ~= ARGV[4] then return 0 end
+local first = tonumber(ARGV[5])
+local pm = tonumber(redis.call('GET', p..':portmax') or (first - 1))
+local port = nil
+for _ = first, 65535 do
+  if pm >= 65535 or pm < first - 1 then pm = first else pm = pm + 1 end
+  if redis.call('HEXISTS', p..':ports', pm) == 0 then
+    port = pm
+    break
+  end
+end
+if not port then return {'full'} end
+redis.call('SET', p..':portmax', pm)
+redis.call('HDEL', p..':ports', old)
+redis.call('HSET', p..':ports', port, o)
+redis.call('HSET', p..':members', o, who..' '..ip..' '..port..' '..token..' '..name)
+local v = redis.call('INCR', p..':ver')
+redis.call('ZADD', p..':order', v, o)
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', who, 'ip', ip, 'port', port, 'name', name, 't', ARGV[7])
+return {'ok', port, v}
 ";

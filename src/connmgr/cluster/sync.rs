@@ -47,6 +47,11 @@ impl Manager {
                     continue;
                 }
             };
+            let Some(v) = v else {
+                // Changes no document (a complaint, `can relay`): no version.
+                changed |= self.apply(r, change);
+                continue;
+            };
             if v < c.version {
                 c.garbage(&format!("version {v} after {}", c.version));
                 self.diverge(r);
@@ -76,6 +81,11 @@ impl Manager {
                     Some(Joining::Register(old)) if c.local.contains_key(&old) => {
                         self.registered(r, old, &listed)
                     }
+                    Some(Joining::PortMove(index))
+                        if c.local.get(&listed.offset) == Some(&index) =>
+                    {
+                        self.port_moved(r, index, &listed)
+                    }
                     // Gone meanwhile: listed until its leave comes back, as
                     // every other manager lists it.
                     _ => {
@@ -95,7 +105,9 @@ impl Manager {
             }
             Change::Leave { offset, .. } => {
                 if c.remote.remove(&offset) {
-                    self.members.leave(offset).is_some()
+                    let left = self.members.leave(offset).is_some();
+                    self.remote_left(r, offset);
+                    left
                 } else {
                     let listed = self.members.seat(offset).is_some();
                     self.left_here(r, offset);
@@ -121,6 +133,7 @@ impl Manager {
                 self.moved(r, offset, &manager, &from);
                 false
             }
+            relay => self.apply_relay(r, relay),
         }
     }
 
@@ -177,6 +190,11 @@ impl Manager {
                 }
             }
         }
+        // Listed anew at its offset (moved off a port): its `<relay>` stays, as on
+        // its own manager (`relay.rs`).
+        let shown = (c.remote.contains(&l.offset))
+            .then(|| self.members.seat(l.offset).and_then(|s| s.relay()))
+            .flatten();
         self.make_room(l.offset, l.port);
         self.members.join(l.offset, l.ip, l.port);
         if l.name.is_some() && self.members.rename(l.offset, l.name.as_deref()).is_err() {
@@ -185,6 +203,7 @@ impl Manager {
                 l.offset
             );
         }
+        self.members.set_relay(l.offset, shown);
         self.cluster
             .as_mut()
             .expect("in a cluster")
@@ -193,8 +212,8 @@ impl Manager {
         true
     }
 
-    /// The snapshot's reply: `EPOCH VERSION LAST-ID (OFFSET MEMBER)*`, members
-    /// in the document's order. The copy is built again in that order, so that
+    /// The snapshot's reply: `EPOCH VERSION LAST-ID CAN-RELAY RELAYS (OFFSET
+    /// MEMBER)*`, members in the document's order. The copy is built again in that order, so that
     /// it is byte for byte every other manager's.
     pub(super) fn apply_snapshot(&mut self, r: &mut Reactor<Slot>, items: &[Reply]) {
         let c = self.cluster.as_mut().expect("in a cluster");
@@ -204,6 +223,9 @@ impl Manager {
             items.get(2).and_then(Reply::bytes),
         ) else {
             return c.garbage("a snapshot without epoch, version or stream id");
+        };
+        let [can_relay, relays, members @ ..] = &items[3..] else {
+            return c.garbage("a snapshot without relays");
         };
         if parse::epoch(epoch).is_none() {
             return c.garbage("a snapshot whose epoch is no epoch");
@@ -219,7 +241,7 @@ impl Manager {
         c.last_id = last.to_vec();
         c.version = version;
         let mut listed = Vec::new();
-        for pair in items[3..].chunks_exact(2) {
+        for pair in members.chunks_exact(2) {
             let (Some(o), Some(v)) = (pair[0].bytes(), pair[1].bytes()) else {
                 c.garbage("a snapshot member that is no string");
                 continue;
@@ -242,6 +264,7 @@ impl Manager {
         c.joins.clear();
         self.diverge(r);
         self.rebuild(r, &listed, &answered);
+        self.apply_relays(r, can_relay, relays);
         let c = self.cluster.as_mut().expect("in a cluster");
         c.synced = true;
         c.send_tick(r); // the lease first: a manager that dies at once is reaped too

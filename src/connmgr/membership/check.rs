@@ -19,6 +19,7 @@ impl Membership {
     /// Verifies every invariant in the type's documentation; says which failed.
     pub(super) fn check(&self) -> Result<(), String> {
         self.check_counts()?;
+        self.doc.check().map_err(|e| format!("the document: {e}"))?;
         let mut members = 0;
         let mut serials = std::collections::HashSet::new();
         let mut addresses: HashMap<IpAddr, u32> = HashMap::new();

@@ -1,5 +1,9 @@
 use super::*;
 
+use std::rc::Rc;
+
+use chunks::CHUNK;
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -55,22 +59,109 @@ fn remove_keeps_join_order_and_positions() {
     assert_eq!(d.render_for(1), b"<peers></peers>\r\n");
 }
 
+/// What a send in flight holds: this version's chunks, and their bytes now.
+fn sending(d: &PeerDoc) -> (Chunks, Vec<u8>) {
+    let chunks = d.entries.chunks().clone();
+    let bytes = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    (chunks, bytes)
+}
+
+fn held_bytes(chunks: &Chunks) -> Vec<u8> {
+    chunks.iter().flat_map(|c| c.iter().copied()).collect()
+}
+
 #[test]
 fn a_snapshot_still_being_sent_is_not_changed_under_it() {
     let mut d = doc3();
-    let sending = d.shared().clone();
-    let before = sending.to_vec();
+    let (held, before) = sending(&d);
     d.remove(1);
     d.add(ip("10.0.0.1"), 3000, 1);
-    assert_eq!(*sending, before, "copy on write kept the old bytes");
-    drop(sending);
-    let ptr = Rc::as_ptr(d.shared());
+    assert_eq!(
+        held_bytes(&held),
+        before,
+        "copy on write kept the old bytes"
+    );
+    drop(held);
+    let ptr = Rc::as_ptr(&d.entries.chunks()[0]);
     d.remove(1);
     assert_eq!(
-        Rc::as_ptr(d.shared()),
+        Rc::as_ptr(&d.entries.chunks()[0]),
         ptr,
         "no copy when nobody holds the old one"
     );
+}
+
+#[test]
+fn a_change_copies_only_the_chunk_it_touches() {
+    let mut d = PeerDoc::new();
+    let n = 5 * CHUNK;
+    for offset in 1..=n {
+        d.add(ip("127.0.0.1"), 3000 + offset as u16, offset);
+    }
+    assert_eq!(d.entries.chunks().len(), 5);
+    let (held, before) = sending(&d);
+    d.set_name(CHUNK + 1, Some("ann")); // the second chunk's first entry
+    d.add(ip("127.0.0.2"), 2224, n + 1); // a sixth chunk
+    let now = d.entries.chunks();
+    let same: Vec<bool> = (0..5).map(|k| Rc::ptr_eq(&held[k], &now[k])).collect();
+    assert_eq!(same, [true, false, true, true, true]);
+    assert_eq!(held_bytes(&held), before);
+    d.check().unwrap();
+}
+
+#[test]
+fn the_chunked_document_is_what_one_buffer_would_be() {
+    // Joins, leaves from anywhere and re-rendered entries, with sends holding
+    // old versions, against the document rendered whole from a plain list.
+    let mut d = PeerDoc::new();
+    let mut model: Vec<(usize, u16, Option<String>)> = Vec::new();
+    let mut held = Vec::new();
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    for step in 0..3000 {
+        let roll = next() % 10;
+        if roll < 5 || model.len() < 3 {
+            let offset = (1..).find(|o| model.iter().all(|m| m.0 != *o)).unwrap();
+            let port = 2224 + (next() % 60000) as u16;
+            d.add(ip("127.0.0.1"), port, offset);
+            model.push((offset, port, None));
+        } else if roll < 8 {
+            let k = next() % model.len();
+            assert!(d.remove(model.remove(k).0));
+        } else {
+            let k = next() % model.len();
+            let name = format!("n{step}");
+            assert!(d.set_name(model[k].0, Some(&name)));
+            model[k].2 = Some(name);
+        }
+        if next() % 4 == 0 {
+            held.push(sending(&d));
+        }
+        d.check().unwrap_or_else(|e| panic!("step {step}: {e}"));
+    }
+    let asker = model[model.len() / 2].0;
+    let mut want = String::from("<peers>");
+    for (offset, port, name) in &model {
+        let me = if *offset == asker { "TRUE" } else { "FALSE" };
+        want += &format!(
+            "<peer><ip>127.0.0.1</ip><port>{port}</port><offset>{offset}</offset><me>{me}</me>"
+        );
+        if let Some(n) = name {
+            want += &format!("<name>{n}</name>");
+        }
+        want += "</peer>";
+    }
+    want += "</peers>\r\n";
+    assert_eq!(String::from_utf8(d.render_for(asker)).unwrap(), want);
+    assert_eq!(d.byte_len(), want.len() + 1, "FALSE for nobody");
+    for (chunks, bytes) in &held {
+        assert_eq!(&held_bytes(chunks), bytes, "a held version changed");
+    }
 }
 
 #[test]
@@ -78,12 +169,15 @@ fn a_relay_element_rerenders_one_entry_and_clearing_it_restores_the_bytes() {
     let mut d = doc3();
     let bare = d.render_for(3);
     let relay: std::net::SocketAddr = "203.0.113.10:2224".parse().unwrap();
-    let sending = d.shared().clone();
-    let before = sending.to_vec();
+    let (held, before) = sending(&d);
     assert!(d.set_relay(2, Some(Relay::Via(relay))));
     assert!(d.set_relay(1, Some(Relay::Nobody)));
     assert!(!d.set_relay(9, Some(Relay::Nobody)));
-    assert_eq!(*sending, before, "the queued snapshot is untouched");
+    assert_eq!(
+        held_bytes(&held),
+        before,
+        "the queued snapshot is untouched"
+    );
     let text = String::from_utf8(d.render_for(3)).unwrap();
     assert!(text.contains("<offset>2</offset><me>FALSE</me><relay><ip>203.0.113.10</ip><port>2224</port></relay></peer>"), "{text}");
     assert!(
