@@ -7,6 +7,8 @@
 //! connections asking `needs peer list`.
 
 mod common;
+#[path = "cluster/private.rs"]
+mod private;
 #[path = "cluster/relay.rs"]
 mod relay;
 #[path = "cluster/resume.rs"]

@@ -36,14 +36,21 @@ impl Manager {
         let Some(ip) = r.socket(index).map(|s| s.addr().ip()) else {
             return;
         };
-        let token = token();
-        match r.data_mut(index) {
+        let private = self.config.private.is_some();
+        let name = self.private_name(r, index);
+        let token = match r.data_mut(index) {
+            // A private network's member keeps its key as its token.
+            Some(Slot::Servant(s)) if s.pending && private => {
+                s.token.as_deref().unwrap_or_default().to_string()
+            }
             Some(Slot::Servant(s)) if s.pending => {
                 s.undecided = false;
+                let token = token();
                 s.token = Some(token.clone().into());
+                token
             }
             _ => return,
-        }
+        };
         let c = self.cluster.as_mut().expect("in a cluster");
         if !c.main.is_up() {
             return self.admit_locally(r, index, ip);
@@ -52,7 +59,7 @@ impl Manager {
             return c.queued.push(index);
         }
         let joining = Joining::New { index, got: None };
-        c.send_join(r, (0, 0), (ip, &token), "", joining);
+        c.send_join(r, (0, 0), (ip, &token), &name, joining);
     }
 
     /// Admits `index` with an offset and port this manager's copy shows free;
@@ -90,6 +97,7 @@ impl Manager {
             c.local.insert(offset, index);
         }
         self.members.join(offset, ip, port);
+        self.list_identity(r, index, offset); // before it is answered
         self.log_join(offset);
         self.list_changed(r);
         if !held.is_empty() {

@@ -23,6 +23,7 @@
 mod epoch;
 mod join;
 mod parse;
+mod private;
 mod relay;
 mod resume;
 mod scripts;
@@ -75,6 +76,8 @@ enum Wait {
     Snapshot,
     /// Relays, complaints and port moves (`relay.rs`).
     Relays(relay::Wait),
+    /// The members file's hash this manager published (`private.rs`).
+    MembersHash(u64),
     /// A leave, a name, a lease renewal: only failures matter, and the next
     /// snapshot mends those.
     Other,
@@ -107,6 +110,7 @@ pub(super) struct Cluster {
     snapshot: Script,
     name: Script,
     resume: Script,
+    members_hash: Script,
     relays: relay::Relays,
     first_port: u16,
     /// The cluster's epoch as Redis has it, once a snapshot said.
@@ -157,6 +161,7 @@ impl Cluster {
             snapshot: Script::new(scripts::SNAPSHOT),
             name: Script::new(scripts::NAME),
             resume: Script::new(scripts::RESUME),
+            members_hash: Script::new(scripts::MEMBERS_HASH),
             relays: relay::Relays::new(),
             first_port,
             epoch: None,
@@ -449,6 +454,7 @@ impl Manager {
                 }
             }
             Wait::Relays(w) => self.relay_reply(w, reply),
+            Wait::MembersHash(ours) => self.members_hash_reply(ours, reply),
             Wait::Other => {
                 if let Some(e) = reply.as_ref().and_then(Reply::error_text) {
                     warn!("cluster: redis refused a script: {e}");

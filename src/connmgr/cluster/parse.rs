@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use crate::noise::PublicKey;
 use crate::redis::Reply;
 use crate::wire::name;
 use crate::wire::relay::Relay;
@@ -21,6 +22,8 @@ pub(super) struct Listed {
     pub ip: IpAddr,
     pub port: u16,
     pub name: Option<String>,
+    /// On a private network, the key it proved (`key:KEY` in place of a token).
+    pub key: Option<PublicKey>,
 }
 
 /// One change from the stream.
@@ -78,6 +81,19 @@ fn listed_name(text: &[u8]) -> Result<Option<String>, String> {
         .map_err(|_| format!("name {}", shown(text)))
 }
 
+/// A member's proven key, base64; empty (an open network's, or an entry from
+/// before keys were kept): none.
+fn key(text: &[u8]) -> Result<Option<PublicKey>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    (std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| PublicKey::parse(t).ok()))
+    .map(Some)
+    .ok_or_else(|| format!("key {}", shown(text)))
+}
+
 fn ip(text: &[u8]) -> Result<IpAddr, String> {
     (std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()))
         .ok_or_else(|| format!("address {}", shown(text)))
@@ -93,13 +109,14 @@ fn port(text: &[u8]) -> Result<u16, String> {
 pub(super) fn member(o: &[u8], value: &[u8]) -> Result<Listed, String> {
     let mut fields = value.splitn(5, |&b| b == b' ');
     let mut next = || fields.next().unwrap_or_default();
-    let (m, a, p, _token, n) = (next(), next(), next(), next(), next());
+    let (m, a, p, token, n) = (next(), next(), next(), next(), next());
     Ok(Listed {
         offset: offset(o)?,
         manager: manager(m)?,
         ip: ip(a)?,
         port: port(p)?,
         name: listed_name(n)?,
+        key: key(token.strip_prefix(b"key:").unwrap_or_default())?,
     })
 }
 
@@ -154,6 +171,7 @@ fn change(fields: &[Reply]) -> Result<(Option<u64>, Change), String> {
                 ip: ip(get(b"ip"))?,
                 port: port(get(b"port"))?,
                 name: listed_name(get(b"name"))?,
+                key: key(get(b"key"))?,
             },
             tag: number(get(b"t")).unwrap_or(0),
         },

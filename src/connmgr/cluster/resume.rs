@@ -86,7 +86,9 @@ impl Manager {
 
     /// `resume refused`: the connection is a new join.
     fn resume_refused(&mut self, r: &mut Reactor<Slot>, index: Index) {
-        r.send(index, b"resume refused\r\n");
+        if self.config.private.is_none() {
+            r.send(index, b"resume refused\r\n"); // a private member asked nothing
+        }
         self.start_join(r, index);
     }
 
@@ -116,7 +118,13 @@ impl Manager {
             (None, true) => self.resume_refused(r, index),
             (Some(port), true) => {
                 c.remote.remove(&offset);
-                c.local.insert(offset, index);
+                if let Some(old) = c.local.insert(offset, index).filter(|&o| o != index) {
+                    // A private member's new link here: its old one is done.
+                    if let Some(Slot::Servant(s)) = r.data_mut(old) {
+                        s.handed_over = true;
+                    }
+                    r.abort(old);
+                }
                 let listed = self.members.seat(offset).is_some_and(|s| s.port == port);
                 let Some(held) = super::join::seated(r, index, offset) else {
                     return;
@@ -133,7 +141,9 @@ impl Manager {
                     }
                 }
                 info!("resumed: offset {offset}, port {port}");
-                r.send(index, format!("resumed {offset}\r\n").as_bytes());
+                if self.config.private.is_none() {
+                    r.send(index, format!("resumed {offset}\r\n").as_bytes());
+                }
                 if !held.is_empty() {
                     use crate::reactor::Handler;
                     self.data_arrival(r, index, &held);

@@ -6,7 +6,9 @@
 //! (the highest offset ever handed out), `:free` (freed offsets, scored by
 //! themselves, so the lowest comes first), `:portmax` (VB's `iPortMax`,
 //! cluster-wide), `:ports` (held port -> offset), `:members` (offset -> `MANAGER
-//! IP PORT TOKEN NAME`), `:order` (offsets scored by the version they joined at:
+//! IP PORT TOKEN NAME`; on a private network TOKEN is `key:KEY`, the member's
+//! proven key, and a join's entry carries `key`), `:members-hash` (the members
+//! file's hash, as the last manager to read it published it), `:order` (offsets scored by the version they joined at:
 //! the document's order), `:by:MANAGER` (the offsets that manager serves),
 //! `:leases` (manager -> lease deadline in Redis's milliseconds), `:tick` (when
 //! any manager last renewed), `:canrelay` (members that said `can relay`),
@@ -85,7 +87,8 @@ redis.call('HSET', p..':members', o, mgr..' '..ARGV[3]..' '..port..' '..ARGV[5].
 redis.call('SADD', p..':by:'..mgr, o)
 local v = redis.call('INCR', p..':ver')
 redis.call('ZADD', p..':order', v, o)
-redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', mgr, 'ip', ARGV[3], 'port', port, 'name', ARGV[9], 't', ARGV[10])
+local key = string.match(ARGV[5], '^key:(%S+)$') or ''
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', mgr, 'ip', ARGV[3], 'port', port, 'name', ARGV[9], 't', ARGV[10], 'key', key)
 return {'ok', o, port, v}
 ";
 
@@ -159,7 +162,8 @@ return out
 ";
 
 /// ARGV: prefix, offset, token, manager, stream length. A servant that failed
-/// over resumes its entry here: if the entry is there and the token is its own,
+/// over resumes its entry here (a private network's member by its proven key,
+/// `key:KEY`, in place of a token): if the entry is there and the token is its own,
 /// the entry is this manager's from now on (its old manager's leave no longer
 /// removes it, nor does its reaping), and a `move` entry tells every manager.
 /// The document does not change, so neither does the version. Returns `ok PORT`
@@ -169,7 +173,7 @@ local p, o, mgr = ARGV[1], ARGV[2], ARGV[4]
 local m = redis.call('HGET', p..':members', o)
 if not m then return {'refused'} end
 local who, ip, port, token, name = string.match(m, '^(%S+) (%S+) (%d+) (%S+) ?(.*)$')
-if not who or token ~= ARGV[3] or #token ~= 32 then return {'refused'} end
+if not who or token ~= ARGV[3] or (#token ~= 32 and string.sub(token, 1, 4) ~= 'key:') then return {'refused'} end
 redis.call('HSET', p..':members', o, mgr..' '..ip..' '..port..' '..token..' '..name)
 redis.call('SREM', p..':by:'..who, o)
 redis.call('SADD', p..':by:'..mgr, o)
@@ -259,6 +263,15 @@ redis.call('HSET', p..':ports', port, o)
 redis.call('HSET', p..':members', o, who..' '..ip..' '..port..' '..token..' '..name)
 local v = redis.call('INCR', p..':ver')
 redis.call('ZADD', p..':order', v, o)
-redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', who, 'ip', ip, 'port', port, 'name', name, 't', ARGV[7])
+local key = string.match(token, '^key:(%S+)$') or ''
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', who, 'ip', ip, 'port', port, 'name', name, 't', ARGV[7], 'key', key)
 return {'ok', port, v}
+";
+
+/// ARGV: prefix, the members file's hash as this manager read it. Returns the
+/// hash published before, if any, and publishes this one.
+pub(super) const MEMBERS_HASH: &str = r"
+local old = redis.call('GET', ARGV[1]..':members-hash')
+redis.call('SET', ARGV[1]..':members-hash', ARGV[2])
+return old
 ";

@@ -183,10 +183,9 @@ impl Manager {
         if c.remote.contains(&l.offset) {
             if let Some(s) = self.members.seat(l.offset) {
                 if s.ip == l.ip && s.port == l.port {
-                    return self
-                        .members
-                        .rename(l.offset, l.name.as_deref())
-                        .unwrap_or(false);
+                    let keyed = self.members.set_key(l.offset, l.key).unwrap_or(false);
+                    let named = (self.members.rename(l.offset, l.name.as_deref())).unwrap_or(false);
+                    return keyed || named;
                 }
             }
         }
@@ -204,6 +203,12 @@ impl Manager {
             );
         }
         self.members.set_relay(l.offset, shown);
+        if self.members.set_key(l.offset, l.key).is_err() {
+            debug!(
+                "cluster: offset {}'s key is listed at another offset here",
+                l.offset
+            );
+        }
         self.cluster
             .as_mut()
             .expect("in a cluster")
@@ -279,6 +284,7 @@ impl Manager {
         }
         self.settle(r);
         self.list_changed(r);
+        self.publish_members_hash(r);
     }
 
     /// Lists `listed` in order, this manager's servants among them; then this
@@ -305,6 +311,7 @@ impl Manager {
                 if mine && o == l.offset {
                     self.members.join(l.offset, l.ip, l.port);
                     let _ = self.members.rename(l.offset, name.as_deref());
+                    self.identity_of_local(r, o);
                     continue;
                 }
                 // Redis gave its offset or port to another while it could not
@@ -336,7 +343,15 @@ impl Manager {
         for (offset, ip, port, name) in ours {
             self.members.join(offset, ip, port);
             let _ = self.members.rename(offset, name.as_deref());
+            self.identity_of_local(r, offset);
             self.register(r, offset);
+        }
+    }
+
+    /// A private network's servant here at `offset`, listed again: with its key.
+    fn identity_of_local(&mut self, r: &Reactor<Slot>, offset: usize) {
+        if let Some(index) = self.slot(offset) {
+            self.list_identity(r, index, offset);
         }
     }
 
