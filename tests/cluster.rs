@@ -7,8 +7,12 @@
 //! connections asking `needs peer list`.
 
 mod common;
+#[path = "cluster/private.rs"]
+mod private;
 #[path = "cluster/relay.rs"]
 mod relay;
+#[path = "cluster/resume.rs"]
+mod resume;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};

@@ -292,7 +292,10 @@ fn whole_bogus_first_messages_from_one_address_are_held_to_its_rate() {
         assert!(Instant::now() < deadline, "{}", net.manager.log_text());
         flood.clear();
         flood.extend((0..400).map(|_| net.attack(&bogus)));
-        if let Some(line) = net.manager.wait_for_within(&wanted, Duration::from_millis(500)) {
+        if let Some(line) = net
+            .manager
+            .wait_for_within(&wanted, Duration::from_millis(500))
+        {
             break line;
         }
     };

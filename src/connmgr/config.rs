@@ -370,13 +370,6 @@ impl Config {
             if let Err(e) = crate::redis::RedisUrl::parse(url) {
                 return bad("cluster", "--cluster", e);
             }
-            if self.private.is_some() {
-                return bad(
-                    "cluster",
-                    "--cluster",
-                    "a private network runs on one manager for now; drop --key and --members or --cluster".into(),
-                );
-            }
         }
         let p = &self.cluster_prefix;
         if p.is_empty()

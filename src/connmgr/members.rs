@@ -98,6 +98,18 @@ impl Members {
         self.by_key.len()
     }
 
+    /// A hash of who the members are (FNV-1a over keys and names, in key
+    /// order): two managers of one cluster with the same members agree on it.
+    pub fn digest(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (key, name) in &self.by_key {
+            for &b in (key.as_bytes().iter()).chain(name.as_bytes()).chain(b"\n") {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }

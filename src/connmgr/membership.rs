@@ -118,6 +118,11 @@ impl Seat {
     pub(super) fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
+
+    /// The `<relay>` its entry shows.
+    pub(super) fn relay(&self) -> Option<Relay> {
+        self.relay
+    }
 }
 
 /// The manager's members, and the only way to change them.
@@ -216,6 +221,22 @@ impl Membership {
     /// The peer document: what `needs peer list` is answered with.
     pub(super) fn doc(&self) -> &PeerDoc {
         &self.doc
+    }
+
+    /// A cluster's versions: see [`PeerDoc::pin_version`] and
+    /// [`PeerDoc::restart_versions`] (`cluster/`).
+    pub(super) fn pin_version(&mut self, at: Option<u64>) {
+        self.doc.pin_version(at);
+    }
+
+    pub(super) fn restart_versions(&mut self, at: u64) {
+        self.doc.restart_versions(at);
+    }
+
+    /// Who holds `name` (folded), if anyone: a cluster asks before it sends a
+    /// name to Redis, and renames only when the change comes back.
+    pub(super) fn name_holder(&self, name: &str) -> Option<Index> {
+        self.names.get(&*name::fold(name)).copied()
     }
 
     /// The member at `offset`.

@@ -116,6 +116,15 @@ struct Member {
     /// sends meanwhile is kept in `held` and answered once it has them.
     pending: bool,
     held: Vec<u8>,
+    /// In a cluster, its first line has not come yet: it may be `resume`.
+    undecided: bool,
+    /// In a cluster, what it may resume its entry with on another manager, and
+    /// whether it has been told (`token OFFSET TOKEN`).
+    token: Option<Box<str>>,
+    token_sent: bool,
+    /// Its entry is another manager's now (it resumed there), or someone
+    /// else's: its close is no leave.
+    handed_over: bool,
 }
 
 impl Member {
@@ -133,6 +142,10 @@ impl Member {
             offset: 0,
             pending: false,
             held: Vec::new(),
+            undecided: false,
+            token: None,
+            token_sent: false,
+            handed_over: false,
         }
     }
 
@@ -232,7 +245,7 @@ impl Handler for Manager {
         }
         if self.cluster.is_some() {
             return match r.accept(request, Slot::Servant(Member::new())) {
-                Ok(index) => self.cluster_join(r, index, ip),
+                Ok(index) => self.cluster_join(r, index),
                 Err(e) => warn!("cannot accept a servant from {ip}: {e}"),
             };
         }
@@ -264,6 +277,8 @@ impl Handler for Manager {
             s.held.extend_from_slice(data);
             if s.held.len() > 4 * self.config.max_line {
                 r.abort(index);
+            } else if s.undecided {
+                self.first_line(r, index);
             }
             return;
         }
@@ -284,6 +299,7 @@ impl Handler for Manager {
             Line::NeedsPeerListSince(since) => {
                 subscribe = true;
                 r.touch(index);
+                self.send_token(r, index, offset);
                 let doc = self.members.doc();
                 self.answers
                     .needs_peer_list(r, doc, index, offset, now, Some(since));
@@ -316,8 +332,8 @@ impl Handler for Manager {
                 self.cannot_listen(r, index, port);
             }
             Line::Resume(..) => {
-                // Taking over an entry from another manager is not built yet:
-                // the connection stays the new join it already is.
+                // Only a first line resumes (`cluster/resume.rs`): this
+                // connection is the member it already is.
                 r.send(index, b"resume refused\r\n");
             }
             Line::Other(text) => {
@@ -355,8 +371,10 @@ impl Handler for Manager {
             Slot::Redis(link) => return self.redis_closed(r, link, index),
             Slot::Listener | Slot::Handshake => return,
         };
-        if s.pending {
-            return; // its join's reply finds it gone and takes the entry back
+        if s.pending || s.handed_over {
+            // Pending: its join's reply finds it gone and takes the entry back.
+            // Handed over: the entry lives on, served elsewhere.
+            return;
         }
         let offset = s.offset(index);
         if let Some(tail) = s.requests.take_tail() {
@@ -368,13 +386,14 @@ impl Handler for Manager {
                 s.other_lines
             );
         }
-        if let Some(gone) = self.members.leave(offset) {
+        if self.cluster_left(r, offset) {
+            // It leaves when Redis's change comes back, at the cluster's version.
+        } else if let Some(gone) = self.members.leave(offset) {
             info!(
                 "left: offset {offset}, port {} ({})",
                 gone.port,
                 count(self.members.count())
             );
-            self.cluster_left(r, offset);
             self.list_changed(r);
         }
         self.forget_reach(r, index, &mut s);
@@ -510,8 +529,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     crate::announce!("listening on {addr}");
     crate::notify::ready();
     if config.cluster.is_some() {
-        // Versions are this run's own: a servant that brings one from another
-        // manager (or an earlier run) gets the whole document (docs/CLUSTER.md).
+        // Versions are this run's own until it is in step with Redis, then the
+        // cluster's (docs/CLUSTER.md).
         crate::wire::version::set_epoch(cluster::random_u64());
     }
     let mut manager = Manager::new(config);

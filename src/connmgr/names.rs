@@ -22,6 +22,17 @@ impl Manager {
         let outcome = if self.config.private.is_some() {
             // Names are the members file's, bound to keys (`private.rs`).
             Err(name::Refused::Private)
+        } else if self.names_through_redis() {
+            // Listed when the change comes back from Redis, as on every manager.
+            let offset = self.offset_of(r, index);
+            name::admit(text).and_then(|wanted| {
+                let holder = wanted.and_then(|w| self.members.name_holder(w));
+                if holder.is_some_and(|o| o != offset) {
+                    return Err(name::Refused::InUse);
+                }
+                let now = self.members.seat(offset).and_then(|s| s.name());
+                Ok((wanted, now != wanted))
+            })
         } else {
             let offset = self.offset_of(r, index);
             name::admit(text).and_then(|wanted| Ok((wanted, self.members.rename(offset, wanted)?)))
@@ -36,8 +47,12 @@ impl Manager {
                         Some(n) => info!("offset {index} is called {n:?}"),
                         None => info!("offset {index} has no name now"),
                     }
-                    self.cluster_named(r, index, wanted);
-                    self.list_changed(r);
+                    if self.names_through_redis() {
+                        self.cluster_named(r, index, wanted);
+                    } else {
+                        self.diverge(r);
+                        self.list_changed(r);
+                    }
                 }
             }
             Err(why) => {

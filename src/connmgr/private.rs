@@ -83,6 +83,9 @@ impl Manager {
         else {
             return r.abort(index);
         };
+        if self.cluster.is_some() {
+            return self.cluster_private_join(r, index, key);
+        }
         if let Some(old) = self.members.by_key(&key) {
             info!("{name} connected again: closing its older link (offset {old})");
             self.private_leave(r, old);
@@ -119,6 +122,9 @@ impl Manager {
     /// After SIGHUP read the members file again: whoever is no longer in it, or
     /// is now under another name, is closed or re-listed at once.
     pub(super) fn members_reloaded(&mut self, r: &mut Reactor<Slot>) {
+        if self.cluster.is_some() {
+            return self.cluster_members_reloaded(r);
+        }
         let Some(members) = self.members_file().cloned() else {
             return;
         };

@@ -32,6 +32,8 @@ const CACHED_DELTAS: usize = 16;
 #[derive(Debug, Default)]
 pub(super) struct Answers {
     version: u64,
+    /// The epoch `version` is written in: a cluster's manager changes epochs.
+    epoch: u64,
     unchanged: Option<Shared>,
     /// From-version -> the delta to `version`, or None for the whole document.
     deltas: Vec<(u64, Option<Shared>)>,
@@ -116,9 +118,11 @@ impl Answers {
             s.push_owed = false;
             s.seen = version;
         }
-        if self.version != version {
+        let epoch = crate::wire::version::epoch();
+        if self.version != version || self.epoch != epoch {
             *self = Answers {
                 version,
+                epoch,
                 ..Answers::default()
             };
         }

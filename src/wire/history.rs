@@ -32,9 +32,12 @@ enum Kind {
     Changed,
 }
 
-/// One logged change; its version is implied by its place in the log.
+/// One logged change, at its version. Versions rise by one per change for a
+/// manager alone; a cluster's jump past changes that did not touch this document
+/// and may carry several changes at one version (one change of the cluster's).
 #[derive(Clone, Copy, Debug)]
 struct Change {
+    version: u64,
     offset: u32,
     kind: Kind,
 }
@@ -55,6 +58,11 @@ pub struct History {
     log: VecDeque<Change>,
     /// By offset.
     stamps: Vec<Stamp>,
+    /// The oldest version the log reaches back to: a delta from any version
+    /// below it would miss changes.
+    floor: u64,
+    /// While set, every change is made at this version ([`History::pin`]).
+    pinned: Option<u64>,
 }
 
 /// What changed since a version, netted per offset: an entry that joined and left
@@ -107,24 +115,59 @@ impl History {
     }
 
     fn record(&mut self, offset: usize, kind: Kind) {
-        self.version += 1;
+        self.version = self.pinned.unwrap_or(self.version + 1);
         if self.log.len() == LOG_CHANGES {
-            self.log.pop_front();
+            if let Some(gone) = self.log.pop_front() {
+                self.floor = gone.version;
+            }
         }
         self.log.push_back(Change {
+            version: self.version,
             offset: offset as u32,
             kind,
         });
     }
 
+    /// From now until `pin(None)`, every change is made at version `at` (no lower
+    /// than the current one): a cluster's change may touch this document once,
+    /// twice or not at all, and is still the one version every manager numbers
+    /// it. Unpinned, the version is `at` even if nothing changed.
+    pub fn pin(&mut self, at: Option<u64>) {
+        match at {
+            Some(v) => self.pinned = Some(v.max(self.version)),
+            None => {
+                if let Some(v) = self.pinned.take() {
+                    self.version = self.version.max(v);
+                }
+            }
+        }
+    }
+
+    /// Starts a new history at version `at` (higher or lower than the current
+    /// one) for the document as it is: nothing before it is known, so every
+    /// asker from an older version is sent the whole document. For a manager that
+    /// changes epochs (its cluster's, or its own while Redis is away).
+    pub fn restart(&mut self, at: u64) {
+        self.log.clear();
+        self.version = at;
+        self.floor = at;
+        self.pinned = None;
+        for s in self.stamps.iter_mut().filter(|s| s.joined != 0) {
+            *s = Stamp {
+                joined: at.max(1),
+                changed: at.max(1),
+            };
+        }
+    }
+
     /// What changed after version `since`, if the log still holds all of it.
     pub fn since(&self, since: u64) -> Option<Net> {
-        let back = usize::try_from(self.version.checked_sub(since)?).ok()?;
-        if back > self.log.len() {
+        if since > self.version || since < self.floor {
             return None;
         }
+        let first = self.log.partition_point(|c| c.version <= since);
         // (offset, whether an entry there at `since` left), one per change.
-        let mut touched: Vec<(u32, bool)> = (self.log.range(self.log.len() - back..))
+        let mut touched: Vec<(u32, bool)> = (self.log.range(first..))
             .map(|c| {
                 let old_left = matches!(c.kind, Kind::Left { joined } if joined <= since);
                 (c.offset, old_left)
@@ -264,5 +307,32 @@ mod tests {
         assert_eq!(h.log.len(), LOG_CHANGES);
         assert!(h.since(v - LOG_CHANGES as u64).is_some());
         assert!(h.since(v - LOG_CHANGES as u64 - 1).is_none());
+    }
+
+    #[test]
+    fn pinned_changes_share_a_version_and_a_restart_forgets_the_past() {
+        let mut h = History::default();
+        h.joined(1); // 1
+        h.pin(Some(5));
+        h.left(1);
+        h.joined(1); // both at 5: one change of a cluster's
+        h.pin(None);
+        assert_eq!(h.version(), 5);
+        assert_eq!(h.since(1), Some(net(&[1], &[], &[1])));
+        assert_eq!(
+            h.since(3),
+            Some(net(&[1], &[], &[1])),
+            "3 and 4 touched nothing here"
+        );
+        h.pin(Some(9));
+        h.pin(None);
+        assert_eq!((h.version(), h.since(5)), (9, Some(Net::default())));
+        h.restart(4);
+        assert_eq!(h.version(), 4);
+        assert_eq!(h.since(3), None, "from before the restart");
+        h.joined(2); // 5
+        assert_eq!(h.since(4), Some(net(&[], &[], &[2])));
+        h.left(1); // 6
+        assert_eq!(h.since(4), Some(net(&[1], &[], &[2])));
     }
 }

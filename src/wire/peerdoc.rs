@@ -313,6 +313,23 @@ impl PeerDoc {
         self.history.version()
     }
 
+    /// Makes every change at version `at` until `pin_version(None)`, which leaves
+    /// the document at `at` even if nothing changed ([`History::pin`]): a
+    /// cluster's versions are the cluster's, not counted here.
+    pub fn pin_version(&mut self, at: Option<u64>) {
+        self.history.pin(at);
+        if at.is_none() {
+            self.stamp_version();
+        }
+    }
+
+    /// Starts the history again at `at`, and renders the version head anew (the
+    /// epoch may have changed with it): see [`History::restart`].
+    pub fn restart_versions(&mut self, at: u64) {
+        self.history.restart(at);
+        self.stamp_version();
+    }
+
     /// Verifies how the entries are kept (their chunks, and where each offset's
     /// entry is) and that the version head is the current version's.
     #[cfg(any(debug_assertions, test))]

@@ -15,9 +15,17 @@
 //! its own (offsets and ports it knows to be free), and when Redis answers again
 //! takes a fresh snapshot, registers its live servants again (keeping their
 //! offsets and ports where still free) before it sends any newcomer's join.
+//!
+//! Versions are the cluster's (`epoch.rs`): every change to the document, this
+//! manager's own included, is applied when it comes back on the stream, at the
+//! version its script gave it, so every manager's document at `E.N` is the same.
 
+mod epoch;
+mod join;
 mod parse;
+mod private;
 mod relay;
+mod resume;
 mod scripts;
 mod sync;
 
@@ -35,6 +43,8 @@ use crate::redis::{Client, Event, Options, RedisUrl, Reply, RequestId, Script, S
 pub(super) const MAIN_TIMER: usize = 3;
 pub(super) const STREAM_TIMER: usize = 4;
 pub(super) const TICK_TIMER: usize = 5;
+/// When new connections that have said nothing yet are joined anyway.
+pub(super) const JOIN_TIMER: usize = 6;
 
 /// How often a manager renews its lease, and how long one lasts: a manager that
 /// dies leaves everyone's documents within a lease and a renewal.
@@ -57,16 +67,33 @@ pub(super) enum Link {
 /// What a reply on the main connection is for.
 #[derive(Debug)]
 enum Wait {
-    /// A new connection's join.
-    Join(Index),
-    /// A servant this manager serves, registered again after Redis lost it.
-    Register(usize),
+    /// A join, by its tag in [`Cluster::joins`].
+    Join(u64),
+    /// A servant's resume: the connection, the offset it asked for.
+    Resume(Index, usize),
+    /// A leave of this manager's servant at this offset.
+    Leave(usize),
     Snapshot,
     /// Relays, complaints and port moves (`relay.rs`).
     Relays(relay::Wait),
+    /// The members file's hash this manager published (`private.rs`).
+    MembersHash(u64),
     /// A leave, a name, a lease renewal: only failures matter, and the next
     /// snapshot mends those.
     Other,
+}
+
+/// A join this manager asked for, until its entry comes back on the stream.
+#[derive(Debug, Clone, Copy)]
+enum Joining {
+    /// A new connection; `got`, the offset its script's reply gave it.
+    New { index: Index, got: Option<usize> },
+    /// A servant this manager serves, at this offset, registered again after
+    /// Redis lost it.
+    Register(usize),
+    /// This manager's servant in this slot, moved off a port it cannot listen
+    /// on (`relay.rs`): listed anew at the end, like a join.
+    PortMove(Index),
 }
 
 /// The cluster side of one manager.
@@ -82,10 +109,22 @@ pub(super) struct Cluster {
     tick: Script,
     snapshot: Script,
     name: Script,
+    resume: Script,
+    members_hash: Script,
     relays: relay::Relays,
     first_port: u16,
     /// The cluster's epoch as Redis has it, once a snapshot said.
     epoch: Option<Vec<u8>>,
+    /// The cluster's version as far as this manager has applied it.
+    version: u64,
+    /// Versions are this manager's own (a random epoch): its document may differ
+    /// from the cluster's (`epoch.rs`).
+    diverged: bool,
+    /// Joins in flight, by the tag their stream entry carries.
+    joins: HashMap<u64, Joining>,
+    next_tag: u64,
+    /// New connections not joined yet: their first line may be `resume`.
+    undecided: Vec<(std::time::Instant, Index)>,
     /// The last stream entry applied.
     last_id: Vec<u8>,
     /// A snapshot has been applied since the main connection last came up.
@@ -121,9 +160,16 @@ impl Cluster {
             tick: Script::new(&scripts::tick()),
             snapshot: Script::new(scripts::SNAPSHOT),
             name: Script::new(scripts::NAME),
+            resume: Script::new(scripts::RESUME),
+            members_hash: Script::new(scripts::MEMBERS_HASH),
             relays: relay::Relays::new(),
             first_port,
             epoch: None,
+            version: 0,
+            diverged: true,
+            joins: HashMap::new(),
+            next_tag: 0,
+            undecided: Vec::new(),
             last_id: b"0-0".to_vec(),
             synced: false,
             snapshot_asked: false,
@@ -160,18 +206,21 @@ impl Cluster {
         self.waits.insert(id, wait);
     }
 
+    /// Asks Redis to list a servant from `ip` with `token`; its entry comes back
+    /// on the stream with the tag this remembers as `joining`.
     fn send_join(
         &mut self,
         r: &mut Reactor<Slot>,
         want: (usize, u16),
-        ip: IpAddr,
+        (ip, token): (IpAddr, &str),
         name: &str,
-        wait: Wait,
+        joining: Joining,
     ) {
+        let tag = self.tag(joining);
         let (ip, first) = (ip.to_string(), self.first_port.to_string());
-        let (o, p, token) = (want.0.to_string(), want.1.to_string(), hex(random_u64()));
+        let (o, p, t) = (want.0.to_string(), want.1.to_string(), tag.to_string());
         let (prefix, id) = (self.prefix.clone(), self.id.clone());
-        let args: [&[u8]; 9] = [
+        let args: [&[u8]; 10] = [
             prefix.as_bytes(),
             id.as_bytes(),
             ip.as_bytes(),
@@ -181,8 +230,16 @@ impl Cluster {
             o.as_bytes(),
             p.as_bytes(),
             name.as_bytes(),
+            t.as_bytes(),
         ];
-        self.eval(r, |c| &c.join, &args, wait);
+        self.eval(r, |c| &c.join, &args, Wait::Join(tag));
+    }
+
+    /// A new tag for a join's stream entry, remembered as `joining`.
+    fn tag(&mut self, joining: Joining) -> u64 {
+        self.next_tag += 1;
+        self.joins.insert(self.next_tag, joining);
+        self.next_tag
     }
 
     fn send_leave(&mut self, r: &mut Reactor<Slot>, offset: usize) {
@@ -196,7 +253,7 @@ impl Cluster {
             id.as_bytes(),
             STREAM_LENGTH.as_bytes(),
         ];
-        self.eval(r, |c| &c.leave, &args, Wait::Other);
+        self.eval(r, |c| &c.leave, &args, Wait::Leave(offset));
     }
 
     fn send_tick(&mut self, r: &mut Reactor<Slot>) {
@@ -308,107 +365,6 @@ impl Manager {
         self.cluster_events(r);
     }
 
-    /// A new connection in slot `index` from `ip`: its join goes to Redis (or,
-    /// while Redis is away, it is admitted from this manager's own copy).
-    pub(super) fn cluster_join(&mut self, r: &mut Reactor<Slot>, index: Index, ip: IpAddr) {
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        if !c.main.is_up() {
-            return self.admit_locally(r, index, ip);
-        }
-        if let Some(Slot::Servant(s)) = r.data_mut(index) {
-            s.pending = true;
-        }
-        if !c.synced {
-            return c.queued.push(index);
-        }
-        c.send_join(r, (0, 0), ip, "", Wait::Join(index));
-    }
-
-    /// Admits `index` with an offset and port this manager's copy shows free;
-    /// Redis is told when it answers again (`sync.rs`).
-    fn admit_locally(&mut self, r: &mut Reactor<Slot>, index: Index, ip: IpAddr) {
-        let offset = (1..)
-            .find(|&o| self.members.seat(o).is_none())
-            .expect("a free offset");
-        let Some(port) = self.members.next_port() else {
-            warn!("cluster: no free port for a servant from {ip}");
-            return r.abort(index);
-        };
-        self.admitted(r, index, offset, port);
-    }
-
-    /// `index` joined at `offset` with `port`: listed, and what it sent while it
-    /// waited is answered now.
-    fn admitted(&mut self, r: &mut Reactor<Slot>, index: Index, offset: usize, port: u16) {
-        let Some(ip) = r.socket(index).map(|s| s.addr().ip()) else {
-            return;
-        };
-        self.make_room(offset, port);
-        let held = match r.data_mut(index) {
-            Some(Slot::Servant(s)) => {
-                s.pending = false;
-                s.offset = offset;
-                std::mem::take(&mut s.held)
-            }
-            _ => return,
-        };
-        if let Some(c) = self.cluster.as_mut() {
-            c.local.insert(offset, index);
-        }
-        self.members.join(offset, ip, port);
-        self.log_join(offset);
-        self.list_changed(r);
-        if !held.is_empty() {
-            use crate::reactor::Handler;
-            self.data_arrival(r, index, &held);
-        }
-    }
-
-    /// Clears `offset` and `port` of remote entries the copy still shows (their
-    /// leave is on its way), so a member Redis placed there can be listed.
-    fn make_room(&mut self, offset: usize, port: u16) {
-        let in_port = self.members.at_port(port);
-        let c = self.cluster.as_mut().expect("in a cluster");
-        for o in [Some(offset), in_port].into_iter().flatten() {
-            if c.remote.remove(&o) {
-                self.members.leave(o);
-            }
-        }
-    }
-
-    /// A servant of this manager left (its connection closed).
-    pub(super) fn cluster_left(&mut self, r: &mut Reactor<Slot>, offset: usize) {
-        if let Some(c) = self.cluster.as_mut() {
-            c.local.remove(&offset);
-            c.send_leave(r, offset);
-        }
-    }
-
-    /// `index` is called `name` now (or nothing): every manager lists it so.
-    pub(super) fn cluster_named(
-        &mut self,
-        r: &mut Reactor<Slot>,
-        index: Index,
-        name: Option<&str>,
-    ) {
-        let offset = self.offset_of(r, index);
-        let Some(c) = self.cluster.as_mut().filter(|c| c.main.is_up()) else {
-            return;
-        };
-        let (prefix, id, o) = (c.prefix.clone(), c.id.clone(), offset.to_string());
-        let name = name.unwrap_or_default();
-        let args: [&[u8]; 5] = [
-            prefix.as_bytes(),
-            o.as_bytes(),
-            id.as_bytes(),
-            name.as_bytes(),
-            STREAM_LENGTH.as_bytes(),
-        ];
-        c.eval(r, |c| &c.name, &args, Wait::Other);
-    }
-
     /// A Redis connection's slot had an event, or one of the cluster's timers
     /// fired: take what happened from both connections and act on it.
     pub(super) fn cluster_events(&mut self, r: &mut Reactor<Slot>) {
@@ -440,6 +396,7 @@ impl Manager {
                     c.send_tick(r);
                 }
             }
+            JOIN_TIMER => self.first_line_timer(r),
             _ => {}
         }
         self.cluster_events(r);
@@ -455,6 +412,8 @@ impl Manager {
             Event::Down(why) => {
                 c.synced = false;
                 c.snapshot_asked = false;
+                self.diverge(r);
+                let c = self.cluster.as_mut().expect("in a cluster");
                 for index in std::mem::take(&mut c.queued) {
                     if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
                         self.admit_locally(r, index, ip);
@@ -477,8 +436,16 @@ impl Manager {
 
     fn main_reply(&mut self, r: &mut Reactor<Slot>, wait: Wait, reply: Option<Reply>) {
         match wait {
-            Wait::Join(index) => self.join_reply(r, index, reply),
-            Wait::Register(offset) => self.register_reply(r, offset, reply),
+            Wait::Join(tag) => self.join_reply(r, tag, reply),
+            Wait::Resume(index, offset) => self.resume_reply(r, index, offset, reply),
+            Wait::Leave(offset) => {
+                if !matches!(reply, Some(Reply::Integer(_))) {
+                    // Not removed there, as far as this manager can tell: it
+                    // leaves here now, and the next snapshot mends the rest.
+                    self.left_here(r, offset);
+                    self.diverge(r);
+                }
+            }
             Wait::Snapshot => {
                 self.cluster.as_mut().expect("in a cluster").snapshot_asked = false;
                 match reply {
@@ -486,7 +453,8 @@ impl Manager {
                     other => self.snapshot_failed(other),
                 }
             }
-            Wait::Relays(w) => self.relay_reply(r, w, reply),
+            Wait::Relays(w) => self.relay_reply(w, reply),
+            Wait::MembersHash(ours) => self.members_hash_reply(ours, reply),
             Wait::Other => {
                 if let Some(e) = reply.as_ref().and_then(Reply::error_text) {
                     warn!("cluster: redis refused a script: {e}");
@@ -504,51 +472,6 @@ impl Manager {
                 .expect("in a cluster")
                 .garbage("a snapshot of another shape");
         }
-    }
-
-    /// The join script answered for `index`: `ok OFFSET PORT VERSION`.
-    fn join_reply(&mut self, r: &mut Reactor<Slot>, index: Index, reply: Option<Reply>) {
-        let waiting = matches!(r.data(index), Some(Slot::Servant(s)) if s.pending);
-        let joined = reply.as_ref().and_then(joined);
-        match (joined, waiting) {
-            (Some((offset, port)), true) => self.admitted(r, index, offset, port),
-            // It closed while it waited: its entry goes again.
-            (Some((offset, _)), false) => self
-                .cluster
-                .as_mut()
-                .expect("in a cluster")
-                .send_leave(r, offset),
-            (None, true) => match reply {
-                Some(Reply::Array(Some(a)))
-                    if a.first().and_then(Reply::bytes) == Some(b"full") =>
-                {
-                    info!("cluster: every servant port is taken; refusing offset {index}");
-                    r.abort(index);
-                }
-                _ => {
-                    if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {
-                        self.admit_locally(r, index, ip);
-                    }
-                }
-            },
-            (None, false) => {}
-        }
-    }
-}
-
-/// `ok OFFSET PORT VERSION` from the join script.
-fn joined(reply: &Reply) -> Option<(usize, u16)> {
-    let Reply::Array(Some(a)) = reply else {
-        return None;
-    };
-    match a.as_slice() {
-        [ok, Reply::Integer(o), Reply::Integer(p), _] if ok.bytes() == Some(b"ok") => {
-            let o = usize::try_from(*o)
-                .ok()
-                .filter(|o| (1..=parse::MAX_OFFSET).contains(o))?;
-            Some((o, u16::try_from(*p).ok().filter(|&p| p > 0)?))
-        }
-        _ => None,
     }
 }
 
@@ -571,4 +494,9 @@ pub(super) fn random_u64() -> u64 {
 
 fn hex(v: u64) -> String {
     format!("{v:016x}")
+}
+
+/// A resume token: 32 lowercase hex digits from the kernel.
+fn token() -> String {
+    format!("{}{}", hex(random_u64()), hex(random_u64()))
 }

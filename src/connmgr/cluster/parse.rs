@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use crate::noise::PublicKey;
 use crate::redis::Reply;
 use crate::wire::name;
 use crate::wire::relay::Relay;
@@ -21,12 +22,23 @@ pub(super) struct Listed {
     pub ip: IpAddr,
     pub port: u16,
     pub name: Option<String>,
+    /// On a private network, the key it proved (`key:KEY` in place of a token).
+    pub key: Option<PublicKey>,
 }
 
 /// One change from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Change {
-    Join(Listed),
+    /// `tag`: what the joining manager numbered its request (0: none), so that
+    /// it knows which of its connections the entry is.
+    Join { listed: Listed, tag: u64 },
+    /// A servant resumed on `manager` (it had failed over from `from`): the entry
+    /// and the document are as they were; only who serves it changed.
+    Move {
+        offset: usize,
+        manager: String,
+        from: String,
+    },
     /// The member left; `manager` served it, `by` removed it (itself, or a
     /// manager that reaped it).
     Leave {
@@ -40,19 +52,11 @@ pub(super) enum Change {
         name: Option<String>,
     },
     /// What the member's `<relay>` shows now (`super::relay`).
-    Relay {
-        offset: usize,
-        relay: Option<Relay>,
-    },
+    Relay { offset: usize, relay: Option<Relay> },
     /// The member said `can relay`.
-    CanRelay {
-        offset: usize,
-    },
+    CanRelay { offset: usize },
     /// The member at `from` cannot reach the one at `offset`.
-    Complain {
-        offset: usize,
-        from: usize,
-    },
+    Complain { offset: usize, from: usize },
 }
 
 pub(super) fn offset(text: &[u8]) -> Result<usize, String> {
@@ -77,6 +81,19 @@ fn listed_name(text: &[u8]) -> Result<Option<String>, String> {
         .map_err(|_| format!("name {}", shown(text)))
 }
 
+/// A member's proven key, base64; empty (an open network's, or an entry from
+/// before keys were kept): none.
+fn key(text: &[u8]) -> Result<Option<PublicKey>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    (std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| PublicKey::parse(t).ok()))
+    .map(Some)
+    .ok_or_else(|| format!("key {}", shown(text)))
+}
+
 fn ip(text: &[u8]) -> Result<IpAddr, String> {
     (std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()))
         .ok_or_else(|| format!("address {}", shown(text)))
@@ -92,19 +109,22 @@ fn port(text: &[u8]) -> Result<u16, String> {
 pub(super) fn member(o: &[u8], value: &[u8]) -> Result<Listed, String> {
     let mut fields = value.splitn(5, |&b| b == b' ');
     let mut next = || fields.next().unwrap_or_default();
-    let (m, a, p, _token, n) = (next(), next(), next(), next(), next());
+    let (m, a, p, token, n) = (next(), next(), next(), next(), next());
     Ok(Listed {
         offset: offset(o)?,
         manager: manager(m)?,
         ip: ip(a)?,
         port: port(p)?,
         name: listed_name(n)?,
+        key: key(token.strip_prefix(b"key:").unwrap_or_default())?,
     })
 }
 
 /// The entries of an `XREAD` reply, each with its id: a change, or why it is
 /// none. A reply of another shape is an error as a whole.
-pub(super) type Entries = Vec<(Vec<u8>, Result<Change, String>)>;
+/// Each change comes with the cluster version it made (None: it changes no
+/// document).
+pub(super) type Entries = Vec<(Vec<u8>, Result<(Option<u64>, Change), String>)>;
 
 pub(super) fn entries(reply: &Reply) -> Result<Entries, String> {
     let Reply::Array(streams) = reply else {
@@ -133,7 +153,9 @@ pub(super) fn entries(reply: &Reply) -> Result<Entries, String> {
     Ok(out)
 }
 
-fn change(fields: &[Reply]) -> Result<Change, String> {
+/// A change, with the version it made: required of every change to the
+/// document; `canrelay` and `complain` change none and carry none.
+fn change(fields: &[Reply]) -> Result<(Option<u64>, Change), String> {
     let get = |key: &[u8]| -> &[u8] {
         (fields.chunks_exact(2))
             .find(|kv| kv[0].bytes() == Some(key))
@@ -141,35 +163,61 @@ fn change(fields: &[Reply]) -> Result<Change, String> {
             .unwrap_or_default()
     };
     let o = offset(get(b"o"))?;
-    match get(b"op") {
-        b"join" => Ok(Change::Join(Listed {
+    let change = match get(b"op") {
+        b"join" => Change::Join {
+            listed: Listed {
+                offset: o,
+                manager: manager(get(b"m"))?,
+                ip: ip(get(b"ip"))?,
+                port: port(get(b"port"))?,
+                name: listed_name(get(b"name"))?,
+                key: key(get(b"key"))?,
+            },
+            tag: number(get(b"t")).unwrap_or(0),
+        },
+        b"move" => Change::Move {
             offset: o,
             manager: manager(get(b"m"))?,
-            ip: ip(get(b"ip"))?,
-            port: port(get(b"port"))?,
-            name: listed_name(get(b"name"))?,
-        })),
-        b"leave" => Ok(Change::Leave {
+            from: String::from_utf8_lossy(get(b"from")).into_owned(),
+        },
+        b"leave" => Change::Leave {
             offset: o,
             manager: String::from_utf8_lossy(get(b"m")).into_owned(),
             by: String::from_utf8_lossy(get(b"by")).into_owned(),
-        }),
-        b"name" => Ok(Change::Name {
+        },
+        b"name" => Change::Name {
             offset: o,
             manager: manager(get(b"m"))?,
             name: listed_name(get(b"name"))?,
-        }),
-        b"relay" => Ok(Change::Relay {
+        },
+        b"relay" => Change::Relay {
             offset: o,
             relay: relay(get(b"relay"))?,
-        }),
-        b"canrelay" => Ok(Change::CanRelay { offset: o }),
-        b"complain" => Ok(Change::Complain {
-            offset: o,
-            from: offset(get(b"from"))?,
-        }),
-        other => Err(format!("operation {}", shown(other))),
-    }
+        },
+        b"canrelay" => return Ok((None, Change::CanRelay { offset: o })),
+        b"complain" => {
+            let from = offset(get(b"from"))?;
+            return Ok((None, Change::Complain { offset: o, from }));
+        }
+        other => return Err(format!("operation {}", shown(other))),
+    };
+    let v = number(get(b"v")).ok_or_else(|| format!("version {}", shown(get(b"v"))))?;
+    Ok((Some(v), change))
+}
+
+/// A decimal number, strictly: digits only, no sign, no overflow.
+pub(super) fn number(text: &[u8]) -> Option<u64> {
+    (!text.is_empty() && text.len() <= 20 && text.iter().all(u8::is_ascii_digit))
+        .then(|| std::str::from_utf8(text).ok()?.parse().ok())
+        .flatten()
+}
+
+/// An epoch as Redis keeps it: 16 lowercase hex digits, not zero.
+pub(super) fn epoch(text: &[u8]) -> Option<u64> {
+    let hex = text.len() == 16 && text.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| u64::from_str_radix(std::str::from_utf8(text).ok()?, 16).ok())
+        .flatten()
+        .filter(|&e| e != 0)
 }
 
 /// A `<relay>` as the relay script keeps it: `IP:PORT`, `none`, or empty
@@ -288,13 +336,26 @@ mod tests {
                         "99999",
                     ],
                 ),
+                entry("1-5", &["op", "complain", "o", "2", "from", "1"]),
+                entry("1-6", &["op", "relay", "o", "2", "relay", "none"]),
             ])),
         ]))]));
         let got = entries(&reply).unwrap();
-        assert_eq!(got.len(), 4);
-        assert!(matches!(&got[0].1, Ok(Change::Join(l)) if l.port == 2224 && l.offset == 1));
-        assert!(matches!(&got[1].1, Ok(Change::Leave { offset: 1, .. })));
+        assert_eq!(got.len(), 6);
+        assert!(
+            matches!(&got[0].1, Ok((Some(1), Change::Join { listed: l, tag: 0 })) if l.port == 2224 && l.offset == 1)
+        );
+        assert!(matches!(
+            &got[1].1,
+            Ok((Some(2), Change::Leave { offset: 1, .. }))
+        ));
         assert!(got[2].1.is_err() && got[3].1.is_err());
+        // No version: a complaint changes no document; a relay must carry one.
+        assert!(matches!(
+            &got[4].1,
+            Ok((None, Change::Complain { offset: 2, from: 1 }))
+        ));
+        assert!(got[5].1.is_err());
         assert!(entries(&Reply::Integer(1)).is_err());
         assert_eq!(entries(&Reply::Array(None)).unwrap(), vec![]);
         assert_eq!(stream_id(b"12-3"), Some((12, 3)));

@@ -11,7 +11,13 @@
 //! - A `<relay>` shown in an entry is a change of the document like a name
 //!   (`relay`, versioned), applied by every manager; a relay that is marked or
 //!   leaves loses its pullers on every manager.
-//! - `cannot listen PORT` moves the servant to the cluster's next free port.
+//! - `cannot listen PORT` moves the servant to the cluster's next free port;
+//!   its entry is logged as a join again and every manager, this one too, lists
+//!   it anew at the end of the document when that comes back on the stream.
+//!
+//! Like every change of the document, a `<relay>` and a port move are made in
+//! this manager's copy only when they come back on the stream, at their version
+//! (`sync.rs`); `can relay` and complaints change no document and carry none.
 //!
 //! Verdicts keep their servants by slot (what the reactor knows), relays by
 //! offset (what the document says, and all another manager can name):
@@ -22,9 +28,9 @@ use std::time::Instant;
 
 use log::{info, warn};
 
-use super::parse::Change;
-use super::{Cluster, Wait as MainWait, STREAM_LENGTH};
-use crate::connmgr::verdict::{member, member_mut, RelayState};
+use super::parse::{Change, Listed};
+use super::{Cluster, Joining, Wait as MainWait, STREAM_LENGTH};
+use crate::connmgr::verdict::{member, member_mut};
 use crate::connmgr::{Manager, Slot};
 use crate::reactor::{Index, Reactor};
 use crate::redis::{Reply, Script};
@@ -36,7 +42,6 @@ pub(in crate::connmgr) struct Relays {
     show: Script,
     complain: Script,
     move_port: Script,
-    snapshot: Script,
     /// Other managers' members that said `can relay` or are marked, by offset.
     remote: HashMap<usize, Remote>,
 }
@@ -55,9 +60,9 @@ struct Remote {
 /// What a reply on the main connection is for.
 #[derive(Debug)]
 pub(super) enum Wait {
-    /// The servant in this slot, at this offset, asked to move off its port.
-    Move(Index, usize),
-    Snapshot,
+    /// The servant at this offset asked to move off its port; its entry comes
+    /// back on the stream with this tag.
+    PortMove { tag: u64, offset: usize },
 }
 
 impl Relays {
@@ -66,8 +71,7 @@ impl Relays {
             can_relay: Script::new(super::scripts::CAN_RELAY),
             show: Script::new(super::scripts::SHOW_RELAY),
             complain: Script::new(super::scripts::COMPLAIN),
-            move_port: Script::new(super::scripts::MOVE),
-            snapshot: Script::new(super::scripts::RELAYS),
+            move_port: Script::new(super::scripts::PORT_MOVE),
             remote: HashMap::new(),
         }
     }
@@ -125,7 +129,8 @@ impl Manager {
     }
 
     /// Shows `shown` in the entry of the servant in slot `target`, in this
-    /// manager's document and every other's. Whether this one's changed.
+    /// manager's document and every other's. Whether this one's changed now: in
+    /// step with Redis it changes when the change comes back on the stream.
     pub(in crate::connmgr) fn show_relay(
         &mut self,
         r: &mut Reactor<Slot>,
@@ -133,9 +138,6 @@ impl Manager {
         shown: Option<Relay>,
     ) -> bool {
         let offset = self.offset_of(r, target);
-        if !self.members.set_relay(offset, shown) {
-            return false;
-        }
         if let Some(c) = up(&mut self.cluster) {
             let text = match shown {
                 None => String::new(),
@@ -151,7 +153,12 @@ impl Manager {
                 STREAM_LENGTH.as_bytes(),
             ];
             c.eval(r, |c| &c.relays.show, &args, MainWait::Other);
+            return false;
         }
+        if !self.members.set_relay(offset, shown) {
+            return false;
+        }
+        self.diverge(r); // the cluster does not hear of it: versions are ours
         true
     }
 
@@ -231,6 +238,9 @@ impl Manager {
                 }
                 changed
             }
+            // This manager's own: its verdicts chose it, and every manager
+            // shows it at this version.
+            Change::Relay { offset, relay } => self.members.set_relay(offset, relay),
             Change::CanRelay { offset } if c.remote.contains(&offset) => {
                 c.relays.remote.entry(offset).or_default().can_relay = true;
                 if self.verdicts.seeking > 0 {
@@ -248,17 +258,6 @@ impl Manager {
         }
     }
 
-    /// After a snapshot: which members can relay, and the `<relay>` of each.
-    pub(super) fn send_relay_snapshot(&mut self, r: &mut Reactor<Slot>) {
-        let Some(c) = up(&mut self.cluster) else {
-            return;
-        };
-        let prefix = c.prefix.clone();
-        c.eval(r, |c| &c.relays.snapshot, &[prefix.as_bytes()], {
-            MainWait::Relays(Wait::Snapshot)
-        });
-    }
-
     /// `cannot listen PORT` from the servant in slot `index` at `offset`, whose
     /// port PORT is: Redis gives it the next free one.
     pub(in crate::connmgr) fn cluster_move(
@@ -272,47 +271,56 @@ impl Manager {
         let Some(c) = up(&mut self.cluster) else {
             return info!("offset {offset} cannot listen on {port}; redis is away, so it stays");
         };
+        let tag = c.tag(Joining::PortMove(index));
         let (prefix, id, o, p) = (
             c.prefix.clone(),
             c.id.clone(),
             offset.to_string(),
             port.to_string(),
         );
-        let args: [&[u8]; 6] = [
+        let t = tag.to_string();
+        let args: [&[u8]; 7] = [
             prefix.as_bytes(),
             o.as_bytes(),
             id.as_bytes(),
             p.as_bytes(),
             first.as_bytes(),
             STREAM_LENGTH.as_bytes(),
+            t.as_bytes(),
         ];
         c.eval(r, |c| &c.relays.move_port, &args, {
-            MainWait::Relays(Wait::Move(index, offset))
+            MainWait::Relays(Wait::PortMove { tag, offset })
         });
     }
 
-    pub(super) fn relay_reply(&mut self, r: &mut Reactor<Slot>, wait: Wait, reply: Option<Reply>) {
-        match (wait, reply) {
-            (Wait::Snapshot, Some(Reply::Array(Some(a)))) if a.len() == 2 => {
-                self.apply_relays(r, &a[0], &a[1]);
+    pub(super) fn relay_reply(&mut self, wait: Wait, reply: Option<Reply>) {
+        let Wait::PortMove { tag, offset } = wait;
+        match reply {
+            // Moved when its entry comes back on the stream (`port_moved`).
+            Some(Reply::Array(Some(a))) if a.first().and_then(Reply::bytes) == Some(b"ok") => {}
+            Some(e) if e.error_text().is_some() => {
+                warn!("cluster: redis refused a port move: {e:?}");
+                self.cluster
+                    .as_mut()
+                    .expect("in a cluster")
+                    .joins
+                    .remove(&tag);
             }
-            (Wait::Move(index, offset), Some(Reply::Array(Some(a)))) => match a.as_slice() {
-                [ok, Reply::Integer(p), _] if ok.bytes() == Some(b"ok") => {
-                    if let Ok(port) = u16::try_from(*p) {
-                        self.moved(r, index, offset, port);
-                    }
-                }
-                _ => info!("offset {offset} cannot listen on its port, and no other is free"),
-            },
-            (_, Some(e)) if e.error_text().is_some() => {
-                warn!("cluster: redis refused a relay script: {e:?}");
+            _ => {
+                info!("offset {offset} cannot listen on its port, and no other is free");
+                self.cluster
+                    .as_mut()
+                    .expect("in a cluster")
+                    .joins
+                    .remove(&tag);
             }
-            _ => {}
         }
     }
 
-    /// The relay snapshot: `can relay` and `<relay>` of other managers' members.
-    fn apply_relays(&mut self, r: &mut Reactor<Slot>, can: &Reply, shown: &Reply) {
+    /// From a snapshot, after its members: `can relay` of other managers'
+    /// members, and the `<relay>` of every member (this manager's too: its copy
+    /// is the cluster's).
+    pub(super) fn apply_relays(&mut self, r: &mut Reactor<Slot>, can: &Reply, shown: &Reply) {
         let c = self.cluster.as_mut().expect("in a cluster");
         let offsets = |reply: &Reply| -> Vec<Reply> {
             match reply {
@@ -336,7 +344,7 @@ impl Manager {
             };
             let c = self.cluster.as_mut().expect("in a cluster");
             match (super::parse::offset(o), super::parse::relay(v)) {
-                (Ok(offset), Ok(relay)) if c.remote.contains(&offset) => {
+                (Ok(offset), Ok(relay)) if self.members.seat(offset).is_some() => {
                     changed |= self.apply_relay(r, Change::Relay { offset, relay });
                 }
                 (Ok(_), Ok(_)) => {}
@@ -351,28 +359,28 @@ impl Manager {
         }
     }
 
-    /// Redis moved the servant in slot `index` to `port`: its entry leaves and
-    /// joins again with it, and the servant is answered at once.
-    fn moved(&mut self, r: &mut Reactor<Slot>, index: Index, offset: usize, port: u16) {
+    /// This manager's servant in slot `index` came back on the stream moved to
+    /// `l.port`: its entry leaves and joins again with it, at the end, as every
+    /// other manager lists it, and the servant is answered at once.
+    pub(super) fn port_moved(&mut self, r: &mut Reactor<Slot>, index: Index, l: &Listed) -> bool {
+        let offset = l.offset;
         let live = member(r, index).is_some_and(|m| !m.pending && m.offset(index) == offset);
         let Some(seat) = self.members.seat(offset).filter(|_| live) else {
-            return; // it left meanwhile; its leave frees the port
+            return false; // it left meanwhile; its leave frees the port
         };
-        let (ip, old, name) = (seat.ip, seat.port, seat.name().map(str::to_string));
-        let shown = match member(r, index).map(|m| m.reach.relay) {
-            Some(RelayState::Via(v)) => self.members.seat(v).map(|s| Relay::Via(s.addr())),
-            Some(RelayState::Nobody) => Some(Relay::Nobody),
-            _ => None,
-        };
-        self.make_room(offset, port);
+        let (ip, old, shown) = (seat.ip, seat.port, seat.relay());
+        self.make_room(offset, l.port);
         self.members.leave(offset);
-        self.members.join(offset, ip, port);
-        if name.is_some() && self.members.rename(offset, name.as_deref()).is_err() {
-            warn!("offset {offset} lost its name moving to port {port}");
+        self.members.join(offset, ip, l.port);
+        if l.name.is_some() && self.members.rename(offset, l.name.as_deref()).is_err() {
+            warn!("offset {offset} lost its name moving to port {}", l.port);
         }
         self.members.set_relay(offset, shown);
-        info!("offset {offset} cannot listen on {old}: moved to {port}");
+        info!(
+            "offset {offset} cannot listen on {old}: moved to {}",
+            l.port
+        );
         self.answers.send_update(r, self.members.doc(), index);
-        self.list_changed(r);
+        true
     }
 }

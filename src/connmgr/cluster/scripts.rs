@@ -6,11 +6,19 @@
 //! (the highest offset ever handed out), `:free` (freed offsets, scored by
 //! themselves, so the lowest comes first), `:portmax` (VB's `iPortMax`,
 //! cluster-wide), `:ports` (held port -> offset), `:members` (offset -> `MANAGER
-//! IP PORT TOKEN NAME`), `:by:MANAGER` (the offsets that manager serves),
+//! IP PORT TOKEN NAME`; on a private network TOKEN is `key:KEY`, the member's
+//! proven key, and a join's entry carries `key`), `:members-hash` (the members
+//! file's hash, as the last manager to read it published it), `:order` (offsets scored by the version they joined at:
+//! the document's order), `:by:MANAGER` (the offsets that manager serves),
 //! `:leases` (manager -> lease deadline in Redis's milliseconds), `:tick` (when
-//! any manager last renewed), and the stream `:log`, whose entries carry the
-//! version and the change (`op` join, leave or name, `o` the offset, `m` its
-//! manager, and for a join `ip`, `port` and `name`).
+//! any manager last renewed), `:canrelay` (members that said `can relay`),
+//! `:relay` (offset -> the `<relay>` its entry shows), and the stream `:log`,
+//! whose entries carry the version and the change (`op` join, leave, name,
+//! relay or move, `o` the offset, `m` its manager, and for a join `ip`, `port`,
+//! `name` and `t`, the joining manager's number for its request). Every change
+//! to the document is one `INCR` of `:ver` and one stream entry carrying it (`v`),
+//! so every manager numbers it alike; `canrelay` and `complain` entries change
+//! no document and carry no version.
 
 /// Removes member `o` (if `owner` serves it, or anyone does when `owner` is
 /// empty): frees its offset and port, bumps the version and logs the leave.
@@ -24,6 +32,7 @@ local function remove(p, o, owner, maxlen, by)
   if port then redis.call('HDEL', p..':ports', port) end
   if who then redis.call('SREM', p..':by:'..who, o) end
   redis.call('ZADD', p..':free', o, o)
+  redis.call('ZREM', p..':order', o)
   redis.call('SREM', p..':canrelay', o)
   redis.call('HDEL', p..':relay', o)
   local v = redis.call('INCR', p..':ver')
@@ -33,7 +42,7 @@ end
 ";
 
 /// ARGV: prefix, manager, ip, first port, token, stream length, wanted offset,
-/// wanted port (0 0: any), name. The wanted pair is a servant this manager
+/// wanted port (0 0: any), name, tag. The wanted pair is a servant this manager
 /// already serves, registered again after Redis lost it; it keeps them if both
 /// are free. Otherwise the lowest free offset and the next free port after
 /// `iPortMax`, wrapping past 65535 to the first port. Returns `ok OFFSET PORT
@@ -77,7 +86,9 @@ redis.call('HSET', p..':ports', port, o)
 redis.call('HSET', p..':members', o, mgr..' '..ARGV[3]..' '..port..' '..ARGV[5]..' '..ARGV[9])
 redis.call('SADD', p..':by:'..mgr, o)
 local v = redis.call('INCR', p..':ver')
-redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', mgr, 'ip', ARGV[3], 'port', port, 'name', ARGV[9])
+redis.call('ZADD', p..':order', v, o)
+local key = string.match(ARGV[5], '^key:(%S+)$') or ''
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', mgr, 'ip', ARGV[3], 'port', port, 'name', ARGV[9], 't', ARGV[10], 'key', key)
 return {'ok', o, port, v}
 ";
 
@@ -121,17 +132,54 @@ return gone
 }
 
 /// ARGV: prefix, an epoch to set if there is none. Returns the epoch, the
-/// version, the stream's last id, then offset and member pairs: everything a
-/// manager needs to start following the stream from exactly that point.
+/// version, the stream's last id, the members that can relay, offset and
+/// `<relay>` pairs, then offset and member pairs in the order they joined (the
+/// document's): everything a manager needs to start following the stream from
+/// exactly that point, with the document every other manager has.
 pub(super) const SNAPSHOT: &str = r"
 local p = ARGV[1]
 redis.call('SET', p..':epoch', ARGV[2], 'NX')
 local out = {redis.call('GET', p..':epoch'), redis.call('GET', p..':ver') or '0'}
 local last = redis.call('XREVRANGE', p..':log', '+', '-', 'COUNT', 1)
 out[3] = (last[1] and last[1][1]) or '0-0'
+out[4] = redis.call('SMEMBERS', p..':canrelay')
+out[5] = redis.call('HGETALL', p..':relay')
+for _, o in ipairs(redis.call('ZRANGE', p..':order', 0, -1)) do
+  local m = redis.call('HGET', p..':members', o)
+  if m then
+    out[#out + 1] = o
+    out[#out + 1] = m
+  end
+end
 local all = redis.call('HGETALL', p..':members')
-for i = 1, #all do out[3 + i] = all[i] end
+for i = 1, #all, 2 do
+  if not redis.call('ZSCORE', p..':order', all[i]) then
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
 return out
+";
+
+/// ARGV: prefix, offset, token, manager, stream length. A servant that failed
+/// over resumes its entry here (a private network's member by its proven key,
+/// `key:KEY`, in place of a token): if the entry is there and the token is its own,
+/// the entry is this manager's from now on (its old manager's leave no longer
+/// removes it, nor does its reaping), and a `move` entry tells every manager.
+/// The document does not change, so neither does the version. Returns `ok PORT`
+/// or `refused`.
+pub(super) const RESUME: &str = r"
+local p, o, mgr = ARGV[1], ARGV[2], ARGV[4]
+local m = redis.call('HGET', p..':members', o)
+if not m then return {'refused'} end
+local who, ip, port, token, name = string.match(m, '^(%S+) (%S+) (%d+) (%S+) ?(.*)$')
+if not who or token ~= ARGV[3] or (#token ~= 32 and string.sub(token, 1, 4) ~= 'key:') then return {'refused'} end
+redis.call('HSET', p..':members', o, mgr..' '..ip..' '..port..' '..token..' '..name)
+redis.call('SREM', p..':by:'..who, o)
+redis.call('SADD', p..':by:'..mgr, o)
+local v = redis.call('GET', p..':ver') or '0'
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'move', 'o', o, 'm', mgr, 'from', who)
+return {'ok', tonumber(port)}
 ";
 
 /// ARGV: prefix, offset, manager, name, stream length: the member's new name.
@@ -160,11 +208,12 @@ return 1
 
 /// ARGV: prefix, offset, manager (who must serve it), relay (`IP:PORT`, `none`,
 /// or empty: reached directly), stream length: what the member's `<relay>`
-/// shows, a change of the document like a name.
+/// shows, a change of the document like a name (none if it shows that already).
 pub(super) const SHOW_RELAY: &str = r"
 local p = ARGV[1]
 local m = redis.call('HGET', p..':members', ARGV[2])
 if not m or string.sub(m, 1, #ARGV[3] + 1) ~= ARGV[3]..' ' then return 0 end
+if (redis.call('HGET', p..':relay', ARGV[2]) or '') == ARGV[4] then return 0 end
 if ARGV[4] == '' then
   redis.call('HDEL', p..':relay', ARGV[2])
 else
@@ -186,11 +235,12 @@ return 1
 ";
 
 /// ARGV: prefix, offset, manager (who must serve it), its port now, first port,
-/// stream length: the member cannot listen on its port; it gets the next free
-/// one after `iPortMax`, as a join would, and its entry is logged as a join again
-/// (the other managers list it anew). Returns `ok PORT VERSION`, `full`, or 0
-/// when it is not that manager's member on that port.
-pub(super) const MOVE: &str = r"
+/// stream length, tag: the member cannot listen on its port; it gets the next
+/// free one after `iPortMax`, as a join would, and its entry is logged as a join
+/// again, tagged like one, and goes to the end of `:order` (every manager lists
+/// it anew, at the end). Returns `ok PORT VERSION`, `full`, or 0 when it is not
+/// that manager's member on that port.
+pub(super) const PORT_MOVE: &str = r"
 local p, o = ARGV[1], ARGV[2]
 local m = redis.call('HGET', p..':members', o)
 if not m then return 0 end
@@ -212,13 +262,16 @@ redis.call('HDEL', p..':ports', old)
 redis.call('HSET', p..':ports', port, o)
 redis.call('HSET', p..':members', o, who..' '..ip..' '..port..' '..token..' '..name)
 local v = redis.call('INCR', p..':ver')
-redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', who, 'ip', ip, 'port', port, 'name', name)
+redis.call('ZADD', p..':order', v, o)
+local key = string.match(token, '^key:(%S+)$') or ''
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[6], '*', 'v', v, 'op', 'join', 'o', o, 'm', who, 'ip', ip, 'port', port, 'name', name, 't', ARGV[7], 'key', key)
 return {'ok', port, v}
 ";
 
-/// ARGV: prefix. The members that can relay, then offset and `<relay>` pairs:
-/// what a snapshot of the members leaves out.
-pub(super) const RELAYS: &str = r"
-local p = ARGV[1]
-return {redis.call('SMEMBERS', p..':canrelay'), redis.call('HGETALL', p..':relay')}
+/// ARGV: prefix, the members file's hash as this manager read it. Returns the
+/// hash published before, if any, and publishes this one.
+pub(super) const MEMBERS_HASH: &str = r"
+local old = redis.call('GET', ARGV[1]..':members-hash')
+redis.call('SET', ARGV[1]..':members-hash', ARGV[2])
+return old
 ";
