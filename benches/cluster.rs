@@ -75,7 +75,7 @@ fn main() {
             stall: Duration::from_secs(10),
         }
     };
-    setup::raise_fd_limit();
+    common::raise_fd_limit();
     println!(
         "several managers ({} mode, loopback; three release connmgr --cluster on one redis-server, Unix socket)",
         if quick { "quick" } else { "full" }

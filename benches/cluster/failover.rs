@@ -11,21 +11,13 @@ use std::time::{Duration, Instant};
 
 use p2pchat_harness::{Process, Spawn};
 
-use super::common::verdict;
+use super::common::{jitter, verdict};
 use super::setup::{cluster, quantile, Light, Redis, READY};
 use super::Plan;
 
 const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
 /// Real servant processes, all on the manager that is killed.
 const REAL: usize = 6;
-
-/// 0-500 ms, different for every light servant: the servant's jitter.
-fn jitter(k: usize) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_usize(k);
-    Duration::from_millis(h.finish() % 501)
-}
 
 /// One light servant on `order[0]`; once that link ends it waits its jitter and
 /// registers with the next manager that takes it, and says when (if `report`).
