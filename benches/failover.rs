@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 
 use p2pchat_harness::{Process, Spawn};
 
+// Shared with the other benches, which use the rest of it.
+#[allow(dead_code)]
+mod common;
+use common::{jitter, raise_fd_limit};
+
 const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
 const SERVANT: &str = env!("CARGO_BIN_EXE_servant");
 const READY: Duration = Duration::from_secs(10);
@@ -67,14 +72,6 @@ fn registered(s: &mut TcpStream) -> std::io::Result<()> {
         doc.extend_from_slice(&buf[..n]);
     }
     Ok(())
-}
-
-/// 0-500 ms, different for every light servant.
-fn jitter(k: usize) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_usize(k);
-    Duration::from_millis(h.finish() % 501)
 }
 
 /// One light servant: registered with A, then, once A is gone, with B. Reports
@@ -168,17 +165,4 @@ fn main() {
         real_all.as_secs_f64() * 1e3,
     );
     drop(b);
-}
-
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
 }

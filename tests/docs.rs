@@ -27,8 +27,12 @@ const DOCS: [&str; 7] = [
     "docs/RELAY.md",
     "docs/SERVANT.md",
 ];
-/// The systemd units, whose `ExecStart=` lines are commands too.
-const UNITS: [&str; 2] = ["conf/connmgr.service", "conf/servant@.service"];
+/// The systemd units and drop-ins, whose `ExecStart=` lines are commands too.
+const UNITS: [&str; 3] = [
+    "conf/connmgr.service",
+    "conf/servant@.service",
+    "conf/connmgr.service.d/cluster.conf",
+];
 /// Flags every binary takes and no option block repeats.
 const UNIVERSAL: [&str; 2] = ["--help", "--version"];
 

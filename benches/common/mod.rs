@@ -95,3 +95,29 @@ pub fn run_steps<P>(plan: &P, steps: &[(&str, Step<P>)]) {
         }
     }
 }
+
+/// 0-500 ms, different for each `k`: the servant's jitter before it tries the
+/// next manager (`src/servant/link/failover.rs`).
+#[allow(dead_code)] // the failover benches' only
+pub fn jitter(k: usize) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(k);
+    std::time::Duration::from_millis(h.finish() % 501)
+}
+
+/// Raises the soft descriptor limit to the hard one: one descriptor per servant,
+/// here and in the daemons started from here, which inherit it.
+#[allow(dead_code)]
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}

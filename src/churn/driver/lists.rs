@@ -20,10 +20,9 @@ use std::time::Instant;
 use memchr::memmem;
 
 use super::super::report::Failure;
+use super::version::{read_head, Head, Version};
 use super::{Churn, Conn, Role};
 use crate::reactor::{Index, Reactor};
-use crate::wire::delta::{self, Head};
-use crate::wire::request::needs_peer_list_since;
 
 /// Changes churners made, for timing how soon the steady servants see them.
 #[derive(Debug, Default)]
@@ -40,11 +39,11 @@ pub(super) struct Changes {
 
 impl Churn {
     /// What a connection whose list is at `version` asks (0: it has none).
-    pub(super) fn request_for(&self, version: u64) -> Cow<'_, [u8]> {
+    pub(super) fn request_for(&self, version: Version) -> Cow<'_, [u8]> {
         if self.cfg.bare || self.cfg.generic() {
             Cow::Borrowed(&self.request)
         } else {
-            Cow::Owned(needs_peer_list_since(version))
+            Cow::Owned(version.request())
         }
     }
 
@@ -66,10 +65,10 @@ impl Churn {
         };
         let lists = &mut self.stats.lists;
         let was = ask.version;
-        let gap = match delta::read_head(answer) {
+        let gap = match read_head(answer) {
             Some(Head::Whole(v)) => {
                 lists.wholes += 1;
-                ask.version = v.unwrap_or(0);
+                ask.version = v.unwrap_or_default();
                 if ask.role == Role::Churner && !self.cfg.stay.is_zero() {
                     ask.offset = my_offset(answer);
                 }
@@ -93,7 +92,7 @@ impl Churn {
         };
         let Some(why) = gap else { return };
         if let Some(Conn::Manager(ask)) = r.data_mut(i) {
-            ask.version = 0; // the whole list next time
+            ask.version = Version::default(); // the whole list next time
         }
         self.stats.lists.gaps += 1;
         self.fail(Failure::Malformed, || why);

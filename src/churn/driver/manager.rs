@@ -58,7 +58,7 @@ pub(super) struct Ask {
     pub answered: bool,
     pub failure: Option<(Failure, String)>,
     /// The version of the list this connection follows (0: none yet).
-    pub version: u64,
+    pub version: super::version::Version,
     /// A churner's offset, from its own document (`--stay`).
     pub offset: Option<usize>,
     /// When a churner that stays leaves.
@@ -113,7 +113,7 @@ impl Ask {
             connected: false,
             answered: false,
             failure: None,
-            version: 0,
+            version: Default::default(),
             offset: None,
             leave_at: None,
             key: None,

@@ -17,6 +17,7 @@ mod open_loop;
 mod phases;
 mod private;
 mod stats;
+mod version;
 mod workers;
 
 use std::net::SocketAddr;
