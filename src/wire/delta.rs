@@ -54,7 +54,7 @@ pub(super) fn close(out: &mut Vec<u8>) {
 /// Where the first complete answer in `buf` ends, `buf` starting at its `<`: a
 /// document (framed by `</peers>` as always), a delta, or an unchanged.
 pub fn answer_end(buf: &[u8]) -> Option<usize> {
-    let name_len = buf[1..]
+    let name_len = (buf.get(1..)?)
         .iter()
         .position(|b| b.is_ascii_whitespace() || matches!(b, b'/' | b'>'))?;
     let tag_end = || memchr::memchr(b'>', buf).map(|p| p + 1);
@@ -359,6 +359,7 @@ mod tests {
         assert_eq!(answer_end(b"<unchanged version=\"5\"/>\r\n"), Some(24));
         assert_eq!(answer_end(b"<unchanged version=\"5\""), None);
         assert_eq!(answer_end(b"<delt"), None);
+        assert_eq!(answer_end(b""), None, "nothing yet is no answer, not a panic");
         assert_eq!(answer_end(b"<delta from=\"1\" to=\"2\"><left>"), None);
         assert_eq!(answer_end(b"<delta from=\"1\" to=\"2\"/>"), Some(24));
         let doc = b"<peers version=\"3\"></peers>\r\n";
