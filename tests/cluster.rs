@@ -166,7 +166,8 @@ fn a_killed_managers_servants_leave_the_others_documents() {
     until(&mut on_b, Duration::from_secs(15), |e| e.len() == 1);
     let took = killed.elapsed();
     println!("a killed manager's servants left within {took:?}");
-    assert!(took < Duration::from_secs(13), "took {took:?}");
+    // A lease (6 s) and a renewal (2 s), within the 10 s the network allows.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 #[test]

@@ -359,7 +359,11 @@ mod tests {
         assert_eq!(answer_end(b"<unchanged version=\"5\"/>\r\n"), Some(24));
         assert_eq!(answer_end(b"<unchanged version=\"5\""), None);
         assert_eq!(answer_end(b"<delt"), None);
-        assert_eq!(answer_end(b""), None, "nothing yet is no answer, not a panic");
+        assert_eq!(
+            answer_end(b""),
+            None,
+            "nothing yet is no answer, not a panic"
+        );
         assert_eq!(answer_end(b"<delta from=\"1\" to=\"2\"><left>"), None);
         assert_eq!(answer_end(b"<delta from=\"1\" to=\"2\"/>"), Some(24));
         let doc = b"<peers version=\"3\"></peers>\r\n";

@@ -47,9 +47,11 @@ pub(super) const TICK_TIMER: usize = 5;
 pub(super) const JOIN_TIMER: usize = 6;
 
 /// How often a manager renews its lease, and how long one lasts: a manager that
-/// dies leaves everyone's documents within a lease and a renewal.
-const RENEW: Duration = Duration::from_secs(3);
-const LEASE: Duration = Duration::from_secs(9);
+/// dies leaves everyone's documents within a lease and a renewal (8 s, inside
+/// the 10 s a network may take to notice), and a lease outlives two missed
+/// renewals.
+const RENEW: Duration = Duration::from_secs(2);
+const LEASE: Duration = Duration::from_secs(6);
 /// The stream keeps about this many changes (`MAXLEN ~`): a manager further
 /// behind than that takes a snapshot instead.
 const STREAM_LENGTH: &str = "10000";
