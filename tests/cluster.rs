@@ -7,6 +7,8 @@
 //! connections asking `needs peer list`.
 
 mod common;
+#[path = "cluster/limits.rs"]
+mod limits;
 #[path = "cluster/private.rs"]
 mod private;
 #[path = "cluster/relay.rs"]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use log::warn;
 
 use super::Slot;
-use crate::reactor::{Reactor, Request};
+use crate::reactor::{Index, Reactor, Request};
 
 /// What a servant refused for lack of room is told.
 const FULL: &[u8] = b"max number of servants reached\r\n";
@@ -113,9 +113,33 @@ impl Refusals {
         self.log(r, &request, why);
     }
 
+    /// An accepted connection refused after all (the cluster's join script
+    /// counted the limits over every manager): told `reply`, if any, and closed.
+    pub(super) fn refuse_accepted(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        index: Index,
+        why: Refusal,
+        reply: Option<&[u8]>,
+    ) {
+        if let Some(from) = r.socket(index).map(|s| s.addr()) {
+            self.log_from(r, from, why);
+        }
+        match reply {
+            Some(reply) => {
+                r.send(index, reply);
+                r.close_gracefully(index, std::time::Duration::from_secs(1));
+            }
+            None => r.abort(index),
+        }
+    }
+
     fn log(&mut self, r: &Reactor<Slot>, request: &Request, why: Refusal) {
+        self.log_from(r, request.remote(), why);
+    }
+
+    fn log_from(&mut self, r: &Reactor<Slot>, from: std::net::SocketAddr, why: Refusal) {
         if let Some(n) = self.0[why.kind()].note(r.now()) {
-            let from = request.remote();
             match n {
                 0 => warn!("refusing {from}: {why}"),
                 n => warn!("refusing {from}: {why} ({n} more refused since the last line)"),

@@ -199,6 +199,11 @@ impl Membership {
 
     /// Members connected from `ip`: from that IPv4 address, or from its IPv6
     /// prefix.
+    /// The address `ip` is counted under for `--max-per-address` (IPv6 by its prefix).
+    pub(super) fn address_key(&self, ip: IpAddr) -> IpAddr {
+        self.per_address.key(ip)
+    }
+
     pub(super) fn at_address(&self, ip: IpAddr) -> usize {
         self.per_address.count(ip)
     }

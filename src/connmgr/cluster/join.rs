@@ -7,7 +7,8 @@ use std::net::IpAddr;
 
 use log::{info, warn};
 
-use super::{resume, token, Joining, Wait, JOIN_TIMER, STREAM_LENGTH};
+use super::{resume, token, Joining, Limits, Wait, JOIN_TIMER, STREAM_LENGTH};
+use crate::connmgr::admit::Refusal;
 use crate::connmgr::{Manager, Slot};
 use crate::reactor::{Index, Reactor};
 use crate::redis::Reply;
@@ -51,6 +52,7 @@ impl Manager {
             }
             _ => return,
         };
+        let limits = self.join_limits(ip);
         let c = self.cluster.as_mut().expect("in a cluster");
         if !c.main.is_up() {
             return self.admit_locally(r, index, ip);
@@ -59,7 +61,17 @@ impl Manager {
             return c.queued.push(index);
         }
         let joining = Joining::New { index, got: None };
-        c.send_join(r, (0, 0), (ip, &token), &name, joining);
+        c.send_join(r, (0, 0), (ip, &token), &name, joining, limits);
+    }
+
+    /// `--max-servants`, `--max-per-address` and the address a servant from `ip`
+    /// is counted under: the join script checks them over the whole cluster.
+    pub(super) fn join_limits(&self, ip: IpAddr) -> Limits {
+        Limits {
+            max: self.config.max_servants,
+            per_address: self.config.max_per_address,
+            address: self.members.address_key(ip),
+        }
     }
 
     /// Admits `index` with an offset and port this manager's copy shows free;
@@ -190,10 +202,20 @@ impl Manager {
         if !matches!(r.data(index), Some(Slot::Servant(s)) if s.pending) {
             return;
         }
+        let said = |a: &[Reply], i: usize| a.get(i).and_then(Reply::bytes).map(<[u8]>::to_vec);
         match reply {
-            Some(Reply::Array(Some(a))) if a.first().and_then(Reply::bytes) == Some(b"full") => {
+            Some(Reply::Array(Some(a))) if said(&a, 0).as_deref() == Some(b"full") => {
                 info!("cluster: every servant port is taken; refusing offset {index}");
                 r.abort(index);
+            }
+            Some(Reply::Array(Some(a))) if said(&a, 0).as_deref() == Some(b"refused") => {
+                let why = match said(&a, 1).as_deref() {
+                    Some(b"address") => Refusal::PerAddress(self.config.max_per_address),
+                    _ => Refusal::Full(self.config.max_servants),
+                };
+                // A private network tells nothing to one it refuses, as on one manager.
+                let reply = self.config.private.is_none().then(|| why.reply());
+                self.refusals.refuse_accepted(r, index, why, reply);
             }
             _ => {
                 if let Some(ip) = r.socket(index).map(|s| s.addr().ip()) {

@@ -85,6 +85,15 @@ enum Wait {
     Other,
 }
 
+/// What the join script checks over the whole cluster before a newcomer joins.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max: usize,
+    per_address: usize,
+    /// The address it is counted under (IPv6 by its prefix).
+    address: std::net::IpAddr,
+}
+
 /// A join this manager asked for, until its entry comes back on the stream.
 #[derive(Debug, Clone, Copy)]
 enum Joining {
@@ -217,12 +226,18 @@ impl Cluster {
         (ip, token): (IpAddr, &str),
         name: &str,
         joining: Joining,
+        limits: Limits,
     ) {
         let tag = self.tag(joining);
         let (ip, first) = (ip.to_string(), self.first_port.to_string());
         let (o, p, t) = (want.0.to_string(), want.1.to_string(), tag.to_string());
         let (prefix, id) = (self.prefix.clone(), self.id.clone());
-        let args: [&[u8]; 10] = [
+        let (max, per, address) = (
+            limits.max.to_string(),
+            limits.per_address.to_string(),
+            limits.address.to_string(),
+        );
+        let args: [&[u8]; 13] = [
             prefix.as_bytes(),
             id.as_bytes(),
             ip.as_bytes(),
@@ -233,6 +248,9 @@ impl Cluster {
             p.as_bytes(),
             name.as_bytes(),
             t.as_bytes(),
+            max.as_bytes(),
+            per.as_bytes(),
+            address.as_bytes(),
         ];
         self.eval(r, |c| &c.join, &args, Wait::Join(tag));
     }

@@ -12,7 +12,8 @@
 //! the document's order), `:by:MANAGER` (the offsets that manager serves),
 //! `:leases` (manager -> lease deadline in Redis's milliseconds), `:tick` (when
 //! any manager last renewed), `:canrelay` (members that said `can relay`),
-//! `:relay` (offset -> the `<relay>` its entry shows), and the stream `:log`,
+//! `:relay` (offset -> the `<relay>` its entry shows), `:addr` (address, IPv6
+//! by its prefix -> members from it) and `:addrof` (offset -> its address), and the stream `:log`,
 //! whose entries carry the version and the change (`op` join, leave, name,
 //! relay or move, `o` the offset, `m` its manager, and for a join `ip`, `port`,
 //! `name` and `t`, the joining manager's number for its request). Every change
@@ -35,6 +36,11 @@ local function remove(p, o, owner, maxlen, by)
   redis.call('ZREM', p..':order', o)
   redis.call('SREM', p..':canrelay', o)
   redis.call('HDEL', p..':relay', o)
+  local a = redis.call('HGET', p..':addrof', o)
+  if a then
+    redis.call('HDEL', p..':addrof', o)
+    if redis.call('HINCRBY', p..':addr', a, -1) <= 0 then redis.call('HDEL', p..':addr', a) end
+  end
   local v = redis.call('INCR', p..':ver')
   redis.call('XADD', p..':log', 'MAXLEN', '~', maxlen, '*', 'v', v, 'op', 'leave', 'o', o, 'm', who or '', 'by', by)
   return 1
@@ -42,15 +48,24 @@ end
 ";
 
 /// ARGV: prefix, manager, ip, first port, token, stream length, wanted offset,
-/// wanted port (0 0: any), name, tag. The wanted pair is a servant this manager
-/// already serves, registered again after Redis lost it; it keeps them if both
-/// are free. Otherwise the lowest free offset and the next free port after
-/// `iPortMax`, wrapping past 65535 to the first port. Returns `ok OFFSET PORT
-/// VERSION`, or `full` when no port is free.
+/// wanted port (0 0: any), name, tag, `--max-servants`, `--max-per-address`, the
+/// address counted for it. The wanted pair is a servant this manager already
+/// serves, registered again after Redis lost it; it keeps them if both are free,
+/// and is not counted against the limits (it is served already). Otherwise a
+/// newcomer past either limit, counted over the whole cluster, is refused;
+/// else it gets the lowest free offset and the next free port after `iPortMax`,
+/// wrapping past 65535 to the first port. Returns `ok OFFSET PORT VERSION`,
+/// `full` when no port is free, `refused max` or `refused address`.
 pub(super) const JOIN: &str = r"
 local p, mgr = ARGV[1], ARGV[2]
 local first = tonumber(ARGV[4])
 local o, port = tonumber(ARGV[7]), tonumber(ARGV[8])
+if o == 0 then
+  if redis.call('HLEN', p..':members') >= tonumber(ARGV[11]) then return {'refused', 'max'} end
+  if tonumber(redis.call('HGET', p..':addr', ARGV[13]) or '0') >= tonumber(ARGV[12]) then
+    return {'refused', 'address'}
+  end
+end
 if o > 0 and (redis.call('HEXISTS', p..':members', o) == 1 or redis.call('HEXISTS', p..':ports', port) == 1) then
   o = 0
 end
@@ -85,6 +100,8 @@ end
 redis.call('HSET', p..':ports', port, o)
 redis.call('HSET', p..':members', o, mgr..' '..ARGV[3]..' '..port..' '..ARGV[5]..' '..ARGV[9])
 redis.call('SADD', p..':by:'..mgr, o)
+redis.call('HSET', p..':addrof', o, ARGV[13])
+redis.call('HINCRBY', p..':addr', ARGV[13], 1)
 local v = redis.call('INCR', p..':ver')
 redis.call('ZADD', p..':order', v, o)
 local key = string.match(ARGV[5], '^key:(%S+)$') or ''

@@ -375,6 +375,7 @@ impl Manager {
         };
         let (ip, port) = (seat.ip, seat.port);
         let name = seat.name().unwrap_or_default().to_string();
+        let limits = self.join_limits(ip);
         let c: &mut Cluster = self.cluster.as_mut().expect("in a cluster");
         let token = (c.local.get(&offset))
             .and_then(|&i| match r.data(i) {
@@ -383,7 +384,7 @@ impl Manager {
             })
             .unwrap_or_default();
         let joining = Joining::Register(offset);
-        c.send_join(r, (offset, port), (ip, &token), &name, joining);
+        c.send_join(r, (offset, port), (ip, &token), &name, joining, limits);
     }
 }
 

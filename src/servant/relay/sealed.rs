@@ -187,7 +187,7 @@ impl Servant {
             return debug!("dropped a line from {addr}: banned");
         }
         let Some(name) = self.peers.name(addr) else {
-            return;
+            return debug!("dropped a line sealed by {key}: its entry at {addr} has no name");
         };
         match private {
             true => self
