@@ -166,7 +166,7 @@ impl Cluster {
             id,
             main: Client::new(url.clone(), options, Slot::Redis(Link::Main), MAIN_TIMER),
             stream: StreamReader::new(url, options, Slot::Redis(Link::Stream), STREAM_TIMER),
-            join: Script::new(scripts::JOIN),
+            join: Script::new(&scripts::join()),
             leave: Script::new(&scripts::leave()),
             tick: Script::new(&scripts::tick()),
             snapshot: Script::new(scripts::SNAPSHOT),

@@ -71,7 +71,7 @@ impl Relays {
             can_relay: Script::new(super::scripts::CAN_RELAY),
             show: Script::new(super::scripts::SHOW_RELAY),
             complain: Script::new(super::scripts::COMPLAIN),
-            move_port: Script::new(super::scripts::PORT_MOVE),
+            move_port: Script::new(&super::scripts::port_move()),
             remote: HashMap::new(),
         }
     }

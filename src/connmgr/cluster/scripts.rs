@@ -23,6 +23,23 @@
 
 /// Removes member `o` (if `owner` serves it, or anyone does when `owner` is
 /// empty): frees its offset and port, bumps the version and logs the leave.
+/// The next free port after `iPortMax` (`:portmax`), wrapping past 65535 to the
+/// first port and skipping ports held; it becomes `iPortMax`. Nil when every port
+/// is held. Shared by a join and a port move, as the single manager's counter is.
+const NEXT_PORT: &str = r"
+local function next_port(p, first)
+  local pm = tonumber(redis.call('GET', p..':portmax') or (first - 1))
+  for _ = first, 65535 do
+    if pm >= 65535 or pm < first - 1 then pm = first else pm = pm + 1 end
+    if redis.call('HEXISTS', p..':ports', pm) == 0 then
+      redis.call('SET', p..':portmax', pm)
+      return pm
+    end
+  end
+  return nil
+end
+";
+
 const REMOVE: &str = r"
 local function remove(p, o, owner, maxlen, by)
   local m = redis.call('HGET', p..':members', o)
@@ -56,7 +73,11 @@ end
 /// else it gets the lowest free offset and the next free port after `iPortMax`,
 /// wrapping past 65535 to the first port. Returns `ok OFFSET PORT VERSION`,
 /// `full` when no port is free, `refused max` or `refused address`.
-pub(super) const JOIN: &str = r"
+pub(super) fn join() -> String {
+    format!("{NEXT_PORT}{}", JOIN)
+}
+
+const JOIN: &str = r"
 local p, mgr = ARGV[1], ARGV[2]
 local first = tonumber(ARGV[4])
 local o, port = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -82,20 +103,11 @@ else
   else
     o = redis.call('INCR', p..':next')
   end
-  port = nil
-  local pm = tonumber(redis.call('GET', p..':portmax') or (first - 1))
-  for _ = first, 65535 do
-    if pm >= 65535 or pm < first - 1 then pm = first else pm = pm + 1 end
-    if redis.call('HEXISTS', p..':ports', pm) == 0 then
-      port = pm
-      break
-    end
-  end
+  port = next_port(p, first)
   if not port then
     redis.call('ZADD', p..':free', o, o)
     return {'full'}
   end
-  redis.call('SET', p..':portmax', pm)
 end
 redis.call('HSET', p..':ports', port, o)
 redis.call('HSET', p..':members', o, mgr..' '..ARGV[3]..' '..port..' '..ARGV[5]..' '..ARGV[9])
@@ -257,24 +269,18 @@ return 1
 /// again, tagged like one, and goes to the end of `:order` (every manager lists
 /// it anew, at the end). Returns `ok PORT VERSION`, `full`, or 0 when it is not
 /// that manager's member on that port.
-pub(super) const PORT_MOVE: &str = r"
+pub(super) fn port_move() -> String {
+    format!("{NEXT_PORT}{}", PORT_MOVE)
+}
+
+const PORT_MOVE: &str = r"
 local p, o = ARGV[1], ARGV[2]
 local m = redis.call('HGET', p..':members', o)
 if not m then return 0 end
 local who, ip, old, token, name = string.match(m, '^(%S+) (%S+) (%d+) (%S+) ?(.*)$')
 if who ~= ARGV[3] or old ~= ARGV[4] then return 0 end
-local first = tonumber(ARGV[5])
-local pm = tonumber(redis.call('GET', p..':portmax') or (first - 1))
-local port = nil
-for _ = first, 65535 do
-  if pm >= 65535 or pm < first - 1 then pm = first else pm = pm + 1 end
-  if redis.call('HEXISTS', p..':ports', pm) == 0 then
-    port = pm
-    break
-  end
-end
+local port = next_port(p, tonumber(ARGV[5]))
 if not port then return {'full'} end
-redis.call('SET', p..':portmax', pm)
 redis.call('HDEL', p..':ports', old)
 redis.call('HSET', p..':ports', port, o)
 redis.call('HSET', p..':members', o, who..' '..ip..' '..port..' '..token..' '..name)
