@@ -121,6 +121,16 @@ impl Ask {
     }
 }
 
+/// Virtual servants registering at once with a private manager: its limit on
+/// handshakes pending from one address (16) would refuse more, and they come from
+/// one address.
+const PRIVATE_RAMP: usize = 12;
+
+/// Virtual servants starting to register with a private manager in one second:
+/// it lets one address start 128 handshakes a second (PRIVATE.md, Strangers),
+/// and all of them come from one address.
+const PRIVATE_PER_SECOND: usize = 100;
+
 impl Churn {
     /// Opens a connection to the target for `role`; the request goes out once it
     /// is up ([`Churn::connected`]), except for bare steady servants, which only join and ask on their schedule (every
@@ -223,7 +233,7 @@ impl Churn {
     /// Starts registering servants, `RAMP` at a time.
     pub(super) fn ramp(&mut self, r: &mut Reactor<Conn>) {
         let ramp = if self.keys.is_some() {
-            super::private::PRIVATE_RAMP
+            PRIVATE_RAMP
         } else {
             RAMP
         };
@@ -249,7 +259,7 @@ impl Churn {
     fn private_ramp_allows(&mut self, now: Instant) -> bool {
         match self.ramp_second.0 {
             Some(began) if now.duration_since(began) < Duration::from_secs(1) => {
-                self.ramp_second.1 < super::private::PRIVATE_PER_SECOND
+                self.ramp_second.1 < PRIVATE_PER_SECOND
             }
             _ => {
                 self.ramp_second = (Some(now), 0);

@@ -27,16 +27,6 @@ pub(super) fn options(private: bool) -> Options {
     o
 }
 
-/// Virtual servants registering at once with a private manager: its limit on
-/// handshakes pending from one address (16) would refuse more, and they come from
-/// one address.
-pub(super) const PRIVATE_RAMP: usize = 12;
-
-/// Virtual servants starting to register with a private manager in one second:
-/// it lets one address start 128 handshakes a second (PRIVATE.md, Strangers),
-/// and all of them come from one address.
-pub(super) const PRIVATE_PER_SECOND: usize = 100;
-
 impl Churn {
     /// Opens a private link to the manager for `ask`, presenting fanout servant
     /// k's key, or a free one for a churner (given back at close).

@@ -4,14 +4,19 @@
 //! is away it is admitted from this manager's own copy (`epoch.rs`).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use log::{info, warn};
 
-use super::{resume, token, Joining, Limits, Wait, JOIN_TIMER, STREAM_LENGTH};
+use super::{token, Joining, Limits, Wait, JOIN_TIMER, STREAM_LENGTH};
 use crate::connmgr::admit::Refusal;
 use crate::connmgr::{Manager, Slot};
 use crate::reactor::{Index, Reactor};
 use crate::redis::Reply;
+
+/// How long a new connection may say nothing before it joins anyway (its
+/// first line may be `resume`).
+pub(in crate::connmgr) const FIRST_LINE: Duration = Duration::from_millis(50);
 
 impl Manager {
     /// A new connection in slot `index`: it waits (its lines kept) until its
@@ -24,7 +29,7 @@ impl Manager {
             s.pending = true;
             s.undecided = true;
         }
-        let at = r.now() + resume::FIRST_LINE;
+        let at = r.now() + FIRST_LINE;
         c.undecided.push((at, index));
         if r.timer_due(JOIN_TIMER).is_none() {
             r.set_timer(JOIN_TIMER, at);

@@ -8,8 +8,6 @@
 //! The token a servant resumes with is sent to it once per connection, just
 //! before its first versioned answer: `token OFFSET TOKEN`.
 
-use std::time::Duration;
-
 use log::{info, warn};
 
 use super::sync::waiting;
@@ -18,9 +16,6 @@ use crate::connmgr::{Manager, Slot};
 use crate::reactor::{Index, Reactor};
 use crate::redis::Reply;
 use crate::wire::request::{Line, RequestReader};
-
-/// How long a new connection may say nothing before it joins anyway.
-pub(in crate::connmgr) const FIRST_LINE: Duration = Duration::from_millis(50);
 
 const RESUME: &[u8] = b"resume ";
 
