@@ -36,7 +36,7 @@ impl<T> Reactor<T> {
                     self.finish_connect(h, i, event.is_writable() && !event.is_error());
                 }
                 if event.is_readable() {
-                    self.read(h, i, buf);
+                    self.read(h, i, buf, false);
                 }
             }
             State::Connected => {
@@ -45,7 +45,10 @@ impl<T> Reactor<T> {
                 }
                 let input = event.is_readable() || event.is_read_closed() || event.is_error();
                 if input && !waiting {
-                    self.read(h, i, buf);
+                    // Without a close or an error in the event, a short read has
+                    // emptied the socket: what arrives later raises a new event.
+                    let settled = !event.is_read_closed() && !event.is_error();
+                    self.read(h, i, buf, settled);
                 }
             }
             // Closing, errored or closed: the slot is on its way out, or gone.
@@ -62,7 +65,7 @@ impl<T> Reactor<T> {
         let state = s.state;
         match state {
             State::Listening => self.accept_some(h, i),
-            State::Connected => self.read(h, i, buf),
+            State::Connected => self.read(h, i, buf, false),
             _ => {}
         }
     }
@@ -130,8 +133,12 @@ impl<T> Reactor<T> {
     }
 
     /// Reads up to [`READ_BUDGET`] chunks from slot `i`, then lets the others have
-    /// their turn.
-    fn read<H: Handler<Data = T>>(&mut self, h: &mut H, i: Index, buf: &mut [u8]) {
+    /// their turn. With `settled` (an edge-triggered readable event that reported
+    /// no close), a read shorter than `buf` ends it: epoll(7) says a short read
+    /// of a stream socket has drained it, so the read that would only say
+    /// "would block" is skipped: one syscall in two when a line comes to each of
+    /// a thousand connections.
+    fn read<H: Handler<Data = T>>(&mut self, h: &mut H, i: Index, buf: &mut [u8], settled: bool) {
         let active = !self.options.touch_only;
         for _ in 0..READ_BUDGET {
             let now = self.now;
@@ -156,6 +163,9 @@ impl<T> Reactor<T> {
                         self.secure_input(h, i, &buf[..n]);
                     } else {
                         h.data_arrival(self, i, &buf[..n]);
+                    }
+                    if settled && n < buf.len() {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -131,7 +131,7 @@ impl OutQueue {
                 &mut slices,
                 self.items.iter().flat_map(|q| q.piece().slices()),
             );
-            match w.write_vectored(&slices[..count]) {
+            match write_slices(w, &slices[..count]) {
                 Ok(0) => break,
                 Ok(n) => {
                     total += n;
@@ -173,6 +173,16 @@ fn fill<'a>(slices: &mut [IoSlice<'a>], from: impl Iterator<Item = &'a [u8]>) ->
     count
 }
 
+/// One slice goes by `send`, several by `writev`: on a socket `send` skips the
+/// file layer `writev` goes through, which shows when one line goes to a
+/// thousand peers.
+fn write_slices(w: &mut impl Write, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    match slices {
+        [one] => w.write(one),
+        _ => w.write_vectored(slices),
+    }
+}
+
 /// Writes `pieces` straight to `w`, [`MAX_SLICES`] slices per `writev`, until
 /// they are all gone or `w` would block; returns how many bytes went.
 pub fn write_pieces(w: &mut impl Write, pieces: &[Piece<'_>]) -> io::Result<usize> {
@@ -186,7 +196,7 @@ pub fn write_pieces(w: &mut impl Write, pieces: &[Piece<'_>]) -> io::Result<usiz
         }
         let mut remaining = &mut slices[..count];
         while !remaining.is_empty() {
-            match w.write_vectored(remaining) {
+            match write_slices(w, remaining) {
                 Ok(0) => return Ok(written),
                 Ok(n) => {
                     written += n;

@@ -281,6 +281,9 @@ impl Servant {
                     r.send(i, &q.batch);
                     self.sends.outgoing += 1;
                     if keep {
+                        // A later batch may be written while the last is unacknowledged
+                        // (a receiver that delays its ACKs): Nagle would hold it back.
+                        r.set_nodelay(i);
                         let used = r.now();
                         self.sends.kept.insert(q.to, Kept { slot: i, used });
                     }
@@ -293,12 +296,18 @@ impl Servant {
     /// Sends `q` on its peer's kept link, if that is still open and, on a private
     /// network, proven by the key the list now gives the peer.
     fn send_kept(&mut self, r: &mut Reactor<Slot>, q: &Queued) -> bool {
-        let Some(k) = self.sends.kept.get(&q.to).copied() else {
+        let Some(k) = self.sends.kept.get_mut(&q.to) else {
             return false;
         };
-        let listed = self.peers.get(q.to).and_then(|p| p.key);
-        let stale = self.is_private() && r.peer_key(k.slot).is_some_and(|&key| Some(key) != listed);
-        let open = r.socket(k.slot).is_some_and(|s| s.is_open());
+        let slot = k.slot;
+        // Marked used now, while the entry is at hand: a link found closed below
+        // leaves the map anyway. One lookup per peer per batch, not two.
+        k.used = r.now();
+        let stale = self.is_private() && {
+            let listed = self.peers.get(q.to).and_then(|p| p.key);
+            r.peer_key(slot).is_some_and(|&key| Some(key) != listed)
+        };
+        let open = r.socket(slot).is_some_and(|s| s.is_open());
         let Some(Slot::Outgoing {
             to,
             delivered,
@@ -306,11 +315,11 @@ impl Servant {
             inflight,
             connected,
             ..
-        }) = r.data_mut(k.slot).filter(|_| open && !stale)
+        }) = r.data_mut(slot).filter(|_| open && !stale)
         else {
             self.sends.kept.remove(&q.to);
             if stale {
-                r.close(k.slot);
+                r.close(slot);
             }
             return false;
         };
@@ -325,9 +334,7 @@ impl Servant {
             self.sends.outgoing += 1;
         }
         *delivered = false;
-        r.send(k.slot, &q.batch);
-        let used = r.now();
-        self.sends.kept.insert(q.to, Kept { slot: k.slot, used });
+        r.send(slot, &q.batch);
         true
     }
 
