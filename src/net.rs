@@ -31,13 +31,18 @@ pub enum Piece<'a> {
     Shared(&'a Shared, usize, usize),
     /// From one place in a chunked buffer up to (not including) another.
     Chunks(&'a Chunks, At, At),
+    /// A run of a chunked buffer, as [`Piece::Chunks`], whose bytes are also laid
+    /// end to end in the slice: written from that one slice (the kernel copies
+    /// one contiguous slice faster than the same bytes in chunks), queued as the
+    /// run, so that a queue never holds the slice's buffer.
+    Mirrored(&'a [u8], &'a Chunks, At, At),
 }
 
 impl<'a> Piece<'a> {
     /// Its bytes, as the slices `writev` is handed: one, or one per chunk.
     pub fn slices(self) -> Slices<'a> {
         match self {
-            Piece::Bytes(b) => Slices::one(b),
+            Piece::Bytes(b) | Piece::Mirrored(b, ..) => Slices::one(b),
             Piece::Shared(buf, start, end) => Slices::one(&buf[start..end]),
             Piece::Chunks(chunks, from, to) => Slices {
                 one: None,

@@ -292,3 +292,40 @@ fn the_versioned_document_is_the_articles_with_a_version() {
     assert!(text.ends_with("<me>TRUE</me></peer></peers>\r\n"), "{text}");
     assert_eq!(d.byte_len(), d.render_for(9).len());
 }
+
+#[test]
+fn a_document_that_holds_still_is_answered_from_one_buffer_queued_as_chunks() {
+    let mut d = PeerDoc::new();
+    let n = 2 * CHUNK + 5;
+    for offset in 1..=n {
+        d.add(ip("127.0.0.1"), 3000 + offset as u16, offset);
+    }
+    let mirrored = |p: &[Piece<'_>]| p.iter().any(|p| matches!(p, Piece::Mirrored(..)));
+    let chunked = d.personalised(CHUNK + 1);
+    assert!(!mirrored(&chunked), "made on the second answer");
+    let first = concat(&chunked);
+    for asker in [1, CHUNK, CHUNK + 1, n, n + 7] {
+        let pieces = d.personalised(asker);
+        assert!(mirrored(&pieces));
+        for p in pieces {
+            if let Piece::Mirrored(bytes, chunks, from, to) = p {
+                let run = concat(&[Piece::Chunks(chunks, from, to)]);
+                assert_eq!(bytes, run, "what a queue keeps is what was written");
+            }
+        }
+        let whole = concat(&pieces);
+        let unflat: Vec<Piece<'_>> = pieces
+            .iter()
+            .map(|&p| match p {
+                Piece::Mirrored(_, c, from, to) => Piece::Chunks(c, from, to),
+                p => p,
+            })
+            .collect();
+        assert_eq!(whole, concat(&unflat), "asker {asker}");
+    }
+    assert_eq!(d.render_for(CHUNK + 1), first);
+    d.remove(3);
+    assert!(!mirrored(&d.personalised(1)), "a change drops it");
+    assert!(mirrored(&d.personalised_versioned(1)));
+    assert_eq!(d.render_versioned_for(1), d.render_versioned_for(1));
+}
