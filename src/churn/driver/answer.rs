@@ -70,6 +70,17 @@ impl Churn {
             while used < bytes.len() && matches!(bytes[used], b'\r' | b'\n') {
                 used += 1;
             }
+            // A cluster's manager says `token OFFSET TOKEN` once before its first
+            // versioned answer (docs/CLUSTER.md): churn never resumes, so skips it.
+            if bytes[used..].starts_with(b"token ") {
+                match memchr::memchr(b'\n', &bytes[used..]) {
+                    Some(at) => {
+                        used += at + 1;
+                        continue;
+                    }
+                    None => return used,
+                }
+            }
             from = from.max(used);
             // The root names the end: a document, a delta, or an unchanged.
             let found = match bytes.get(used + 1) {
