@@ -475,7 +475,10 @@ fn lost_lines_are_said_above_the_input_like_any_event_and_every_line_is_counted(
     }
     let last = notes.last().unwrap();
     assert!(last.ends_with("stdout was not read fast enough"), "{last}");
-    assert!(notes.len() > 1, "the rationing's notes too");
+    // The rationing's notes come only when one loop turn reads more of the flood
+    // than a peer's share; on a loaded host the flood may arrive in smaller reads,
+    // and then only the queue's own note says what was lost. Either way every
+    // line is shown or counted, below.
     // Each line is shown or counted. Besides them, only a repeated warning that
     // lines are dropped (every 10 s; the first is shown, before the queue fills)
     // may have been lost, and counted; redraws are not lines.
