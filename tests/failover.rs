@@ -59,12 +59,32 @@ fn three_servants(managers: &[SocketAddr]) -> Vec<Daemon> {
         ("127.0.0.3", "bob"),
         ("127.0.0.4", "carol"),
     ];
-    let servants: Vec<Daemon> = names
+    let mut servants: Vec<Daemon> = names
         .iter()
         .map(|(ip, name)| servant(managers, ip, name))
         .collect();
     for s in &servants {
         s.wait_for("peers: 3");
+    }
+    // A servant that could not listen on its first port moves to another, which
+    // reaches the others' lists a poll later: until alice's line reaches both,
+    // the lists have not settled.
+    let end = Instant::now() + DEADLINE;
+    'settled: for k in 0.. {
+        assert!(Instant::now() < end, "alice's lines never reached everyone");
+        let line = format!("alice: warm {k}");
+        servants[0].type_line(&format!("warm {k}"));
+        for d in &servants[1..] {
+            let until = Instant::now() + Duration::from_millis(500);
+            loop {
+                match d.stdout_line_within(until.saturating_duration_since(Instant::now())) {
+                    Some(l) if l == line => break,
+                    Some(_) => {}
+                    None => continue 'settled,
+                }
+            }
+        }
+        break;
     }
     servants
 }
