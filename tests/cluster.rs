@@ -9,6 +9,8 @@
 mod common;
 #[path = "cluster/limits.rs"]
 mod limits;
+#[path = "cluster/names.rs"]
+mod names;
 #[path = "cluster/private.rs"]
 mod private;
 #[path = "cluster/relay.rs"]

@@ -116,6 +116,9 @@ struct Member {
     /// sends meanwhile is kept in `held` and answered once it has them.
     pending: bool,
     held: Vec<u8>,
+    /// In a cluster, its `name` request waits for Redis's claim; what it sends
+    /// meanwhile is kept in `held` too (`cluster/names.rs`).
+    naming: bool,
     /// In a cluster, its first line has not come yet: it may be `resume`.
     undecided: bool,
     /// In a cluster, what it may resume its entry with on another manager, and
@@ -142,6 +145,7 @@ impl Member {
             offset: 0,
             pending: false,
             held: Vec::new(),
+            naming: false,
             undecided: false,
             token: None,
             token_sent: false,
@@ -272,12 +276,13 @@ impl Handler for Manager {
         let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;
         };
-        if s.pending {
-            // Answered once Redis has given it an offset; a flood meanwhile is cut.
+        if s.pending || s.naming {
+            // Answered, in order, once Redis has given it an offset or answered
+            // its name; a flood meanwhile is cut.
             s.held.extend_from_slice(data);
             if s.held.len() > 4 * self.config.max_line {
                 r.abort(index);
-            } else if s.undecided {
+            } else if s.pending && s.undecided {
                 self.first_line(r, index);
             }
             return;
@@ -288,58 +293,63 @@ impl Handler for Manager {
         let mut requests = std::mem::take(&mut s.requests);
         let mut subscribe = false;
         let mut lines = s.other_lines;
-        let outcome = requests.feed(data, self.config.max_line, |line| match line {
-            Line::NeedsPeerList => {
-                subscribe = true;
-                r.touch(index); // only whole requests keep a servant, not any byte
-                let doc = self.members.doc();
-                self.answers
-                    .needs_peer_list(r, doc, index, offset, now, None);
-            }
-            Line::NeedsPeerListSince(since) => {
-                subscribe = true;
-                r.touch(index);
-                self.send_token(r, index, offset);
-                let doc = self.members.doc();
-                self.answers
-                    .needs_peer_list(r, doc, index, offset, now, Some(since));
-            }
-            Line::CannotReach(peer) => {
-                r.touch(index);
-                self.cannot_reach(r, index, peer)
-            }
-            Line::CanRelay => {
-                r.touch(index);
-                if let Some(Slot::Servant(s)) = r.data_mut(index) {
-                    s.reach.can_relay = true;
+        let outcome = requests.feed_until(data, self.config.max_line, |line| {
+            match line {
+                Line::NeedsPeerList => {
+                    subscribe = true;
+                    r.touch(index); // only whole requests keep a servant, not any byte
+                    let doc = self.members.doc();
+                    self.answers
+                        .needs_peer_list(r, doc, index, offset, now, None);
                 }
-                self.cluster_can_relay(r, index);
+                Line::NeedsPeerListSince(since) => {
+                    subscribe = true;
+                    r.touch(index);
+                    self.send_token(r, index, offset);
+                    let doc = self.members.doc();
+                    self.answers
+                        .needs_peer_list(r, doc, index, offset, now, Some(since));
+                }
+                Line::CannotReach(peer) => {
+                    r.touch(index);
+                    self.cannot_reach(r, index, peer)
+                }
+                Line::CanRelay => {
+                    r.touch(index);
+                    if let Some(Slot::Servant(s)) = r.data_mut(index) {
+                        s.reach.can_relay = true;
+                    }
+                    self.cluster_can_relay(r, index);
+                }
+                Line::Name(name) => {
+                    r.touch(index);
+                    if self.name_request(r, index, name) {
+                        return false; // the rest waits for Redis's answer
+                    }
+                }
+                Line::Probed(text) => {
+                    r.touch(index);
+                    self.probed(r, index, text);
+                }
+                Line::Tampered(relay) => {
+                    r.touch(index);
+                    self.tampered(r, index, relay);
+                }
+                Line::CannotListen(port) => {
+                    r.touch(index);
+                    self.cannot_listen(r, index, port);
+                }
+                Line::Resume(..) => {
+                    // Only a first line resumes (`cluster/resume.rs`): this
+                    // connection is the member it already is.
+                    r.send(index, b"resume refused\r\n");
+                }
+                Line::Other(text) => {
+                    lines += 1;
+                    log_line(index, lines, text);
+                }
             }
-            Line::Name(name) => {
-                r.touch(index);
-                self.name_request(r, index, name);
-            }
-            Line::Probed(text) => {
-                r.touch(index);
-                self.probed(r, index, text);
-            }
-            Line::Tampered(relay) => {
-                r.touch(index);
-                self.tampered(r, index, relay);
-            }
-            Line::CannotListen(port) => {
-                r.touch(index);
-                self.cannot_listen(r, index, port);
-            }
-            Line::Resume(..) => {
-                // Only a first line resumes (`cluster/resume.rs`): this
-                // connection is the member it already is.
-                r.send(index, b"resume refused\r\n");
-            }
-            Line::Other(text) => {
-                lines += 1;
-                log_line(index, lines, text);
-            }
+            true
         });
         let Some(Slot::Servant(s)) = r.data_mut(index) else {
             return;

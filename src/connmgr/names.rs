@@ -8,6 +8,8 @@
 //! and speak as her. Every request is answered with one line, `name ok NAME` or
 //! `name refused: REASON`, in order with the other answers on that connection. The
 //! name is folded only here, on a `name` request, never on a join or a leave.
+//! In a cluster in step with Redis the name is claimed there (`cluster/names.rs`)
+//! and the connection's later requests wait for the answer.
 
 use log::{debug, info};
 
@@ -18,7 +20,27 @@ use crate::wire::name;
 impl Manager {
     /// `name NAME` from `index`: list it (or, bare, forget it) and answer. A name
     /// that is refused leaves the old one listed. Pushes the list if it changed.
-    pub(super) fn name_request(&mut self, r: &mut Reactor<Slot>, index: Index, text: &[u8]) {
+    /// True when the answer waits for Redis's claim: the connection's later
+    /// requests wait with it.
+    pub(super) fn name_request(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        index: Index,
+        text: &[u8],
+    ) -> bool {
+        if self.config.private.is_none() && self.names_through_redis() {
+            match name::admit(text) {
+                Ok(wanted) => return self.claim_name(r, index, wanted),
+                Err(why) => return self.name_refused(r, index, why),
+            }
+        }
+        self.name_locally(r, index, text);
+        false
+    }
+
+    /// Answers `name NAME` from this manager's copy: a single manager, a
+    /// private network, or a cluster while Redis cannot say.
+    pub(super) fn name_locally(&mut self, r: &mut Reactor<Slot>, index: Index, text: &[u8]) {
         let outcome = if self.config.private.is_some() {
             // Names are the members file's, bound to keys (`private.rs`).
             Err(name::Refused::Private)
@@ -56,17 +78,29 @@ impl Manager {
                 }
             }
             Err(why) => {
-                r.send(index, why.answer());
-                if let Some(n) = self.name_refusals.note(r.now()) {
-                    info!(
-                        "offset {index} was refused a name: {}{}",
-                        why.reason(),
-                        admit::more(n)
-                    );
-                } else {
-                    debug!("offset {index} was refused a name: {}", why.reason());
-                }
+                self.name_refused(r, index, why);
             }
         }
+    }
+
+    /// Tells `index` its name was refused, and logs it (throttled). False: for
+    /// [`Manager::name_request`], nothing waits.
+    pub(super) fn name_refused(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        index: Index,
+        why: name::Refused,
+    ) -> bool {
+        r.send(index, why.answer());
+        if let Some(n) = self.name_refusals.note(r.now()) {
+            info!(
+                "offset {index} was refused a name: {}{}",
+                why.reason(),
+                admit::more(n)
+            );
+        } else {
+            debug!("offset {index} was refused a name: {}", why.reason());
+        }
+        false
     }
 }

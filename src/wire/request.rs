@@ -105,6 +105,21 @@ impl RequestReader {
         max_line: usize,
         mut f: impl FnMut(Line<'_>),
     ) -> Result<(), TooLong> {
+        self.feed_until(data, max_line, |line| {
+            f(line);
+            true
+        })
+    }
+
+    /// As [`RequestReader::feed`], but stops after an item for which `f` says
+    /// false: the bytes after it wait, framed by the next call (which may pass
+    /// no new data), so a caller can hold a connection's later requests.
+    pub fn feed_until(
+        &mut self,
+        data: &[u8],
+        max_line: usize,
+        mut f: impl FnMut(Line<'_>) -> bool,
+    ) -> Result<(), TooLong> {
         let framed = if self.pending.is_empty() {
             // The common case, a whole request in one read, never copies.
             frame(data, max_line, &mut f).map(|used| self.pending.extend_from_slice(&data[used..]))
@@ -128,9 +143,17 @@ impl RequestReader {
 }
 
 /// Frames as much of `buf` as possible; returns the bytes used.
-fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<usize, TooLong> {
+fn frame(
+    buf: &[u8],
+    max_line: usize,
+    f: &mut impl FnMut(Line<'_>) -> bool,
+) -> Result<usize, TooLong> {
     let mut at = 0;
+    let mut stop = false;
     loop {
+        if stop {
+            return Ok(at);
+        }
         // Blank lines and the line ending after a bare request are skipped.
         while at < buf.len() && (buf[at] == b'\n' || buf[at] == b'\r') {
             at += 1;
@@ -143,12 +166,12 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
             at += NEEDS_PEER_LIST.len();
             match since(&rest[NEEDS_PEER_LIST.len()..]) {
                 Since::Version(v, used) => {
-                    f(Line::NeedsPeerListSince(v));
+                    stop |= !f(Line::NeedsPeerListSince(v));
                     at += used;
                 }
                 Since::Partial => return Ok(at - NEEDS_PEER_LIST.len()),
                 // Bare: answered now, since the VB servant sends nothing after it.
-                Since::No => f(Line::NeedsPeerList),
+                Since::No => stop |= !f(Line::NeedsPeerList),
             }
             continue;
         }
@@ -160,24 +183,24 @@ fn frame(buf: &[u8], max_line: usize, f: &mut impl FnMut(Line<'_>)) -> Result<us
             Some(nl) => {
                 let line = trim_line_end(&rest[..nl]);
                 if let Some(name) = super::name::parse_request(line) {
-                    f(Line::Name(name));
+                    stop |= !f(Line::Name(name));
                 } else if let Some(text) = parse_probed(line) {
-                    f(Line::Probed(text));
+                    stop |= !f(Line::Probed(text));
                 } else if let Some(port) = parse_cannot_listen(line) {
-                    f(Line::CannotListen(port));
+                    stop |= !f(Line::CannotListen(port));
                 } else if let Some((offset, token)) = parse_resume(line) {
-                    f(Line::Resume(offset, token));
+                    stop |= !f(Line::Resume(offset, token));
                 } else {
                     match super::relay::parse_cannot_reach(line) {
-                        Some(peer) => f(Line::CannotReach(peer)),
-                        None if line == super::relay::CAN_RELAY => f(Line::CanRelay),
+                        Some(peer) => stop |= !f(Line::CannotReach(peer)),
+                        None if line == super::relay::CAN_RELAY => stop |= !f(Line::CanRelay),
                         None if line.starts_with(b"tampered ") => {
                             match super::relay::parse_tampered(line) {
-                                Some(relay) => f(Line::Tampered(relay)),
-                                None => f(Line::Other(line)),
+                                Some(relay) => stop |= !f(Line::Tampered(relay)),
+                                None => stop |= !f(Line::Other(line)),
                             }
                         }
-                        None if !line.is_empty() => f(Line::Other(line)),
+                        None if !line.is_empty() => stop |= !f(Line::Other(line)),
                         None => {}
                     }
                 }
@@ -295,6 +318,28 @@ mod tests {
             }
         }
         (out, result, r.pending.len())
+    }
+
+    #[test]
+    fn feed_until_keeps_what_follows_a_stop_for_the_next_call() {
+        let mut r = RequestReader::default();
+        let mut seen = Vec::new();
+        let data = b"name a\nneeds peer listname b\nhi\n";
+        let stop_at_name = |seen: &mut Vec<String>, l: Line<'_>| {
+            let name = matches!(l, Line::Name(_));
+            seen.push(format!("{}", matches!(l, Line::NeedsPeerList)));
+            !name
+        };
+        r.feed_until(data, 64, |l| stop_at_name(&mut seen, l))
+            .unwrap();
+        assert_eq!(seen.len(), 1);
+        r.feed_until(b"", 64, |l| stop_at_name(&mut seen, l))
+            .unwrap();
+        assert_eq!(seen, ["false", "true", "false"]);
+        r.feed_until(b"", 64, |l| stop_at_name(&mut seen, l))
+            .unwrap();
+        assert_eq!(seen.len(), 4);
+        assert!(r.pending.is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use log::{info, warn};
 
-use super::{token, Joining, Limits, Wait, JOIN_TIMER, STREAM_LENGTH};
+use super::{token, Joining, Limits, JOIN_TIMER};
 use crate::connmgr::admit::Refusal;
 use crate::connmgr::{Manager, Slot};
 use crate::reactor::{Index, Reactor};
@@ -161,30 +161,6 @@ impl Manager {
         self.cluster
             .as_ref()
             .is_some_and(|c| c.main.is_up() && c.synced)
-    }
-
-    /// `index` is called `name` now (or nothing): every manager lists it so, this
-    /// one too, when the change comes back on the stream.
-    pub(in crate::connmgr) fn cluster_named(
-        &mut self,
-        r: &mut Reactor<Slot>,
-        index: Index,
-        name: Option<&str>,
-    ) {
-        let offset = self.offset_of(r, index);
-        let Some(c) = self.cluster.as_mut().filter(|c| c.main.is_up()) else {
-            return;
-        };
-        let (prefix, id, o) = (c.prefix.clone(), c.id.clone(), offset.to_string());
-        let name = name.unwrap_or_default();
-        let args: [&[u8]; 5] = [
-            prefix.as_bytes(),
-            o.as_bytes(),
-            id.as_bytes(),
-            name.as_bytes(),
-            STREAM_LENGTH.as_bytes(),
-        ];
-        c.eval(r, |c| &c.name, &args, Wait::Other);
     }
 
     /// The join script answered `ok OFFSET PORT VERSION` (the member is listed

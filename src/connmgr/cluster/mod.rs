@@ -3,8 +3,9 @@
 //!
 //! Each manager keeps its own whole copy of the membership ([`Membership`]) and
 //! answers every request from it; Redis is never asked while a servant waits,
-//! except once, when it joins: a new connection is pending until its join script
-//! has given it a cluster-wide offset and port. Joins, leaves and names are each
+//! except when it joins (a new connection is pending until its join script has
+//! given it a cluster-wide offset and port) and when it asks for a name (the
+//! name is claimed cluster-wide, `names.rs`). Joins, leaves and names are each
 //! one Lua script ([`scripts`]) that also appends the change to a stream; every
 //! manager follows the stream on a connection of its own (`XREAD BLOCK`) and
 //! applies other managers' changes to its copy. Leases, renewed from Redis's own
@@ -22,6 +23,7 @@
 
 mod epoch;
 mod join;
+mod names;
 mod parse;
 mod private;
 mod relay;
@@ -80,6 +82,9 @@ enum Wait {
     Relays(relay::Wait),
     /// The members file's hash this manager published (`private.rs`).
     MembersHash(u64),
+    /// A servant's `name` request, answered when the claim's reply comes
+    /// (`names.rs`).
+    Name(names::Claim),
     /// A leave, a name, a lease renewal: only failures matter, and the next
     /// snapshot mends those.
     Other,
@@ -237,7 +242,8 @@ impl Cluster {
             limits.per_address.to_string(),
             limits.address.to_string(),
         );
-        let args: [&[u8]; 13] = [
+        let folded = crate::wire::name::fold(name);
+        let args: [&[u8]; 14] = [
             prefix.as_bytes(),
             id.as_bytes(),
             ip.as_bytes(),
@@ -251,6 +257,7 @@ impl Cluster {
             max.as_bytes(),
             per.as_bytes(),
             address.as_bytes(),
+            folded.as_bytes(),
         ];
         self.eval(r, |c| &c.join, &args, Wait::Join(tag));
     }
@@ -475,6 +482,7 @@ impl Manager {
             }
             Wait::Relays(w) => self.relay_reply(w, reply),
             Wait::MembersHash(ours) => self.members_hash_reply(ours, reply),
+            Wait::Name(claim) => self.name_reply(r, claim, reply),
             Wait::Other => {
                 if let Some(e) = reply.as_ref().and_then(Reply::error_text) {
                     warn!("cluster: redis refused a script: {e}");

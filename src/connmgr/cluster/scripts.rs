@@ -13,7 +13,9 @@
 //! `:leases` (manager -> lease deadline in Redis's milliseconds), `:tick` (when
 //! any manager last renewed), `:canrelay` (members that said `can relay`),
 //! `:relay` (offset -> the `<relay>` its entry shows), `:addr` (address, IPv6
-//! by its prefix -> members from it) and `:addrof` (offset -> its address), and the stream `:log`,
+//! by its prefix -> members from it), `:addrof` (offset -> its address), `:names`
+//! (case-folded name -> the offset that holds it) and `:nameof` (offset -> its
+//! folded name), and the stream `:log`,
 //! whose entries carry the version and the change (`op` join, leave, name,
 //! relay or move, `o` the offset, `m` its manager, and for a join `ip`, `port`,
 //! `name` and `t`, the joining manager's number for its request). Every change
@@ -53,6 +55,11 @@ local function remove(p, o, owner, maxlen, by)
   redis.call('ZREM', p..':order', o)
   redis.call('SREM', p..':canrelay', o)
   redis.call('HDEL', p..':relay', o)
+  local n = redis.call('HGET', p..':nameof', o)
+  if n then
+    redis.call('HDEL', p..':nameof', o)
+    if redis.call('HGET', p..':names', n) == o then redis.call('HDEL', p..':names', n) end
+  end
   local a = redis.call('HGET', p..':addrof', o)
   if a then
     redis.call('HDEL', p..':addrof', o)
@@ -66,7 +73,7 @@ end
 
 /// ARGV: prefix, manager, ip, first port, token, stream length, wanted offset,
 /// wanted port (0 0: any), name, tag, `--max-servants`, `--max-per-address`, the
-/// address counted for it. The wanted pair is a servant this manager already
+/// address counted for it, the name case-folded (claimed in `:names` if free). The wanted pair is a servant this manager already
 /// serves, registered again after Redis lost it; it keeps them if both are free,
 /// and is not counted against the limits (it is served already). Otherwise a
 /// newcomer past either limit, counted over the whole cluster, is refused;
@@ -114,6 +121,9 @@ redis.call('HSET', p..':members', o, mgr..' '..ARGV[3]..' '..port..' '..ARGV[5].
 redis.call('SADD', p..':by:'..mgr, o)
 redis.call('HSET', p..':addrof', o, ARGV[13])
 redis.call('HINCRBY', p..':addr', ARGV[13], 1)
+if ARGV[14] ~= '' and redis.call('HSETNX', p..':names', ARGV[14], o) == 1 then
+  redis.call('HSET', p..':nameof', o, ARGV[14])
+end
 local v = redis.call('INCR', p..':ver')
 redis.call('ZADD', p..':order', v, o)
 local key = string.match(ARGV[5], '^key:(%S+)$') or ''
@@ -211,16 +221,36 @@ redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'move',
 return {'ok', tonumber(port)}
 ";
 
-/// ARGV: prefix, offset, manager, name, stream length: the member's new name.
+/// ARGV: prefix, offset, manager, name, stream length, the name case-folded:
+/// the member's new name, claimed in `:names` (folded name -> offset, and
+/// `:nameof` back) so that two managers cannot both grant it. The old name of
+/// that offset is released. Returns the new version, -1 when another member
+/// holds the name, -2 when the member already has it, 0 when the entry is not
+/// there or not this manager's.
 pub(super) const NAME: &str = r"
-local p = ARGV[1]
-local m = redis.call('HGET', p..':members', ARGV[2])
+local p, o, want = ARGV[1], ARGV[2], ARGV[6]
+local m = redis.call('HGET', p..':members', o)
 if not m then return 0 end
-local head = string.match(m, '^(%S+ %S+ %S+ %S+)')
+local head, now = string.match(m, '^(%S+ %S+ %S+ %S+) ?(.*)$')
 if not head or string.sub(head, 1, #ARGV[3] + 1) ~= ARGV[3]..' ' then return 0 end
-redis.call('HSET', p..':members', ARGV[2], head..' '..ARGV[4])
+if want ~= '' then
+  local h = redis.call('HGET', p..':names', want)
+  if h and h ~= o then return -1 end
+end
+if now == ARGV[4] then return -2 end
+local old = redis.call('HGET', p..':nameof', o)
+if old and old ~= want and redis.call('HGET', p..':names', old) == o then
+  redis.call('HDEL', p..':names', old)
+end
+if want == '' then
+  redis.call('HDEL', p..':nameof', o)
+else
+  redis.call('HSET', p..':names', want, o)
+  redis.call('HSET', p..':nameof', o, want)
+end
+redis.call('HSET', p..':members', o, head..' '..ARGV[4])
 local v = redis.call('INCR', p..':ver')
-redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'name', 'o', ARGV[2], 'm', ARGV[3], 'name', ARGV[4])
+redis.call('XADD', p..':log', 'MAXLEN', '~', ARGV[5], '*', 'v', v, 'op', 'name', 'o', o, 'm', ARGV[3], 'name', ARGV[4])
 return v
 ";
 
