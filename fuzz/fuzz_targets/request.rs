@@ -17,6 +17,8 @@ enum Framed {
     Name(Vec<u8>),
     Probed(Vec<u8>),
     Listen(u16),
+    Tampered(std::net::SocketAddr),
+    Resume(usize, Vec<u8>),
     Other(Vec<u8>),
 }
 
@@ -42,6 +44,12 @@ fn frame<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Framed>, bool, Opti
                 Line::CannotListen(port) => {
                     assert!(port > 0);
                     Framed::Listen(port)
+                }
+                Line::Tampered(relay) => Framed::Tampered(relay),
+                Line::Resume(offset, token) => {
+                    assert!(!token.is_empty() && token.len() <= MAX_LINE, "{token:?}");
+                    assert!(!token.contains(&b'\n'), "{token:?}");
+                    Framed::Resume(offset, token.to_vec())
                 }
                 Line::Other(text) => {
                     assert!(!text.is_empty() && text.len() <= MAX_LINE, "{text:?}");
