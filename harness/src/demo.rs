@@ -69,6 +69,37 @@ fn start(name: &str, program: &Program, args: &[&str]) -> Result<Process, String
         .map_err(|e| e.to_string())
 }
 
+/// Waits until the latest `peers:` line `s` logged lists exactly `ports`.
+fn current_list(s: &Process, ports: &[String]) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let log = s.log_text();
+        let latest = log.lines().rev().find_map(|l| l.split("peers: ").nth(1));
+        let listed = latest
+            .and_then(|l| l.split_once(" (")?.1.strip_suffix(')'))
+            .map(|l| {
+                let mut got: Vec<&str> = l.split(", ").map(|p| p.trim_end_matches('*')).collect();
+                got.sort_unstable();
+                got
+            });
+        let mut want: Vec<&str> = ports.iter().map(String::as_str).collect();
+        want.sort_unstable();
+        if listed.as_ref() == Some(&want) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        s.wait_for("peers: ", left).map_err(|e| {
+            format!(
+                "{} did not list the ports {} within {:.1} s (its latest list: {}): {e}",
+                s.name(),
+                ports.join(", "),
+                STEP.as_secs_f64(),
+                latest.unwrap_or("none")
+            )
+        })?;
+    }
+}
+
 /// Runs the demo, printing what happens on stdout.
 pub fn run() -> Result<(), String> {
     let err = |e: std::io::Error| e.to_string();
@@ -95,20 +126,19 @@ pub fn run() -> Result<(), String> {
 /// its line, prints every window and user list, and shuts everything down.
 fn converse(servants: &mut [Process], manager: &mut Process) -> Result<(), String> {
     let err = |e: std::io::Error| e.to_string();
+    let mut ports = Vec::new();
     for s in servants.iter() {
         let line = s.wait_for(LISTENING, STEP).map_err(err)?;
-        println!(
-            "  {}: {}",
-            s.name(),
-            line.rsplit("] ").next().unwrap_or(&line)
-        );
+        let said = line.rsplit("] ").next().unwrap_or(&line);
+        println!("  {}: {said}", s.name());
+        ports.push(said.rsplit(':').next().unwrap_or_default().to_string());
     }
-    let full = format!("peers: {} (", WHO.len());
+    // The first full list may still name a port a servant could not listen on
+    // (another program held it, and the manager gave it a new one): a line sent
+    // then would go to that other program, so wait for the lists that name the
+    // ports the servants listen on.
     for s in servants.iter() {
-        // It may have been logged before `listening on`, which the wait above passed.
-        if s.count(&full) == 0 {
-            s.wait_for(&full, STEP).map_err(err)?;
-        }
+        current_list(s, &ports)?;
     }
     println!("All three servants have the full peer list.\n");
 
