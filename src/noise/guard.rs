@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 pub struct HandshakeLimits {
     /// Responder handshakes pending from one address; more are refused at accept.
     pub per_address: usize,
-    /// Responder handshakes pending in all.
+    /// Responder handshakes pending in all; at the limit a newcomer takes the
+    /// oldest one's place (the reactor closes it) rather than being refused.
     pub total: usize,
     /// A handshake not finished this long after the connection closes it (both
     /// sides; a responder's ends with the initiator's first transport message).
@@ -91,20 +92,29 @@ impl Guard {
         now: Instant,
     ) -> Result<Ticket, Refusal> {
         let mut c = self.counts.borrow_mut();
-        if c.total >= limits.total {
-            return Err(Refusal::Total(c.total));
-        }
         if c.by_address.get(&ip).copied().unwrap_or(0) >= limits.per_address {
             return Err(Refusal::PerAddress(ip, c.by_address[&ip]));
         }
         take_token(&mut c.starts, ip, limits.rate, now)?;
-        let n = c.by_address.entry(ip).or_insert(0);
-        *n += 1;
+        // Last, so that `Total` means the address itself may start one: the
+        // caller may make room and [`Guard::grant`] it.
+        if c.total >= limits.total {
+            return Err(Refusal::Total(c.total));
+        }
+        drop(c);
+        Ok(self.grant(ip))
+    }
+
+    /// A ticket for `ip` without the checks, for a caller that was refused with
+    /// [`Refusal::Total`] and has since freed a place.
+    pub fn grant(&self, ip: IpAddr) -> Ticket {
+        let mut c = self.counts.borrow_mut();
+        *c.by_address.entry(ip).or_insert(0) += 1;
         c.total += 1;
-        Ok(Ticket {
+        Ticket {
             counts: self.counts.clone(),
             ip,
-        })
+        }
     }
 
     /// Handshakes pending, in all and from `ip`.

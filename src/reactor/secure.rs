@@ -21,13 +21,13 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::{debug, info, warn};
 
 use super::{Handler, Index, Reactor, Request, State};
 use crate::net::Piece;
-use crate::noise::guard::{Guard, Ticket};
+use crate::noise::guard::{Guard, Refusal, Ticket};
 use crate::noise::{Keypair, Link, LinkError, PublicKey, Role, Step};
 
 /// What a private slot has beyond a plaintext one.
@@ -40,6 +40,8 @@ pub(super) struct Secure {
     /// Application data went into the write queue since the last `send_complete`:
     /// only then does the queue's draining owe one (handshake bytes never do).
     owed: bool,
+    /// Closed to make room for a newer handshake when every place was taken.
+    evicted: bool,
 }
 
 impl Secure {
@@ -62,6 +64,11 @@ pub(super) struct Handshakes {
     /// Deadlines in the order the handshakes started, which is their order: the
     /// limit is one for all.
     deadlines: VecDeque<(Instant, Index, u64)>,
+    /// Handshakes whose places went to newer ones, closed after this batch.
+    evicted: Vec<(Index, u64)>,
+    /// Evictions since the last warning, and when that was: one line a second.
+    evictions: u64,
+    warned_at: Option<Instant>,
     serial: u64,
     plain: Vec<u8>,
     wire: Vec<u8>,
@@ -133,11 +140,17 @@ impl<T> Reactor<T> {
     pub fn accept_secure(&mut self, request: Request, data: T) -> io::Result<Index> {
         let identity = self.own_key()?;
         let limits = self.options.handshake;
-        let ticket = self
-            .handshakes
-            .guard
-            .ticket(request.remote().ip(), &limits, self.now)
-            .map_err(|refusal| io::Error::other(refusal.to_string()))?;
+        let ip = request.remote().ip();
+        let guard = self.handshakes.guard.clone();
+        let ticket = match guard.ticket(ip, &limits, self.now) {
+            // Every place is taken: the oldest pending handshake makes room, as a
+            // SYN queue drops its oldest, so a flood of half-open handshakes from
+            // many addresses delays a member only if it fills all the places
+            // within the member's own round trip, not within the deadline.
+            Err(Refusal::Total(_)) if self.evict_oldest_handshake() => Ok(guard.grant(ip)),
+            other => other,
+        }
+        .map_err(|refusal| io::Error::other(refusal.to_string()))?;
         let i = self.accept(request, data)?;
         self.install(i, Link::responder(identity), Some(ticket));
         Ok(i)
@@ -155,6 +168,7 @@ impl<T> Reactor<T> {
                 ticket,
                 serial,
                 owed: false,
+                evicted: false,
             }));
         }
     }
@@ -316,13 +330,77 @@ impl<T> Reactor<T> {
         self.handshakes.guard.pending([0, 0, 0, 0].into()).0
     }
 
-    /// When the next handshake deadline falls.
+    /// When the next handshake deadline falls (now, if one was evicted).
     pub(super) fn next_handshake_deadline(&self) -> Option<Instant> {
+        if !self.handshakes.evicted.is_empty() {
+            return Some(self.now);
+        }
         self.handshakes.deadlines.front().map(|&(at, _, _)| at)
+    }
+
+    /// Gives up the place of the oldest responder handshake still pending and
+    /// marks it to close after this batch; false if there is none.
+    fn evict_oldest_handshake(&mut self) -> bool {
+        let hs = &mut self.handshakes;
+        let slots = &mut self.slots;
+        let pending = |slots: &super::SlotTable<T>, &(_, i, serial): &(Instant, Index, u64)| {
+            slots
+                .get(i)
+                .and_then(|s| s.secure.as_deref())
+                .is_some_and(|sec| sec.serial == serial && !sec.link.is_up() && !sec.evicted)
+        };
+        // Ended handshakes at the front go now, so the search stays short.
+        while hs.deadlines.front().is_some_and(|d| !pending(slots, d)) {
+            hs.deadlines.pop_front();
+        }
+        let victim = hs.deadlines.iter().position(|&(_, i, serial)| {
+            slots
+                .get(i)
+                .and_then(|s| s.secure.as_deref())
+                .is_some_and(|sec| sec.serial == serial && sec.ticket.is_some() && !sec.evicted)
+        });
+        let Some((_, i, serial)) = victim.and_then(|k| hs.deadlines.remove(k)) else {
+            return false;
+        };
+        if let Some(sec) = slots.get_mut(i).and_then(|s| s.secure.as_deref_mut()) {
+            sec.ticket = None;
+            sec.evicted = true;
+        }
+        hs.evicted.push((i, serial));
+        hs.evictions += 1;
+        let quiet = hs
+            .warned_at
+            .is_some_and(|at| self.now.saturating_duration_since(at) < Duration::from_secs(1));
+        if !quiet {
+            warn!(
+                "{} handshakes pending, the most allowed: closing the oldest for each newcomer ({} since the last line)",
+                self.options.handshake.total,
+                hs.evictions
+            );
+            hs.evictions = 0;
+            hs.warned_at = Some(self.now);
+        }
+        true
     }
 
     /// Closes every private slot whose handshake missed its deadline.
     pub(super) fn expire_handshakes<H: Handler<Data = T>>(&mut self, h: &mut H) {
+        for (i, serial) in std::mem::take(&mut self.handshakes.evicted) {
+            let Some(s) = self.slots.get(i) else {
+                continue;
+            };
+            let mine = s.secure.as_ref().is_some_and(|sec| sec.serial == serial);
+            if !mine || !matches!(s.state, State::Connected | State::Connecting) {
+                continue;
+            }
+            debug!(
+                "slot {i} ({}): handshake evicted for a newer one, closing",
+                s.addr
+            );
+            let err = io::Error::new(io::ErrorKind::TimedOut, "handshake evicted");
+            h.error(self, i, &err);
+            self.transition(i, State::Error);
+        }
         let now = self.now;
         while let Some(&(at, i, serial)) = self.handshakes.deadlines.front() {
             if at > now {

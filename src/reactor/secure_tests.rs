@@ -440,3 +440,45 @@ fn a_responder_hears_send_complete_once_its_held_data_is_sealed_and_sent() {
     drop(open);
     assert_eq!(h.events, ["authenticated", "send_complete"]);
 }
+
+#[test]
+fn when_every_place_is_taken_the_oldest_handshake_makes_room() {
+    let limits = HandshakeLimits {
+        per_address: 64,
+        total: 8,
+        // Far beyond the test: only making room can close a silent one.
+        deadline: Duration::from_secs(60),
+        ..HandshakeLimits::default()
+    };
+    let client_key = key(1);
+    let server = Server::start(limits, *client_key.public());
+    let mut silent: Vec<StdStream> = (0..8)
+        .map(|_| {
+            let mut s = StdStream::connect(server.addr).unwrap();
+            s.write_all(&PREAMBLE[..4]).unwrap();
+            s
+        })
+        .collect();
+    let public = server.public;
+    let c = run_client(
+        server.addr,
+        Some([127, 0, 0, 2].into()),
+        client_key,
+        &public,
+        vec![b"through\n".to_vec()],
+    );
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(c.got, b"early through\n");
+    assert!(
+        closed_within(&mut silent[0], Duration::from_secs(5)),
+        "the oldest gave up its place"
+    );
+    for s in &mut silent[1..] {
+        assert!(
+            !closed_within(s, Duration::from_millis(50)),
+            "a newer one was closed"
+        );
+    }
+    let h = server.stop();
+    assert_eq!((h.authenticated, h.refused_at_accept), (1, 0));
+}
