@@ -34,6 +34,7 @@ fn parse(args: &mut pico_args::Arguments) -> Result<(Overrides, Option<String>),
         timestamps: None,
         key: cli::opt_flag(args, "--key", "a file name")?,
         manager_key: cli::opt_flag(args, "--manager-key", "a public key in base64")?,
+        rekey_after: cli::opt_duration(args, "--rekey-after", Unit::Secs)?,
     };
     let timestamps = Overrides::timestamps(
         cli::switch(args, "--timestamps")?,

@@ -63,6 +63,17 @@ impl Net {
     }
 
     fn servant(&self, name: &str, manager: SocketAddr, bind: &str, manager_key: &str) -> Daemon {
+        self.servant_with(name, manager, bind, manager_key, &[])
+    }
+
+    fn servant_with(
+        &self,
+        name: &str,
+        manager: SocketAddr,
+        bind: &str,
+        manager_key: &str,
+        extra: &[&str],
+    ) -> Daemon {
         let (config, key) = (self.path("config.xml"), self.path(&format!("{name}.key")));
         let manager = manager.to_string();
         Daemon::spawn(
@@ -80,7 +91,11 @@ impl Net {
                 key.to_str().unwrap(),
                 "--manager-key",
                 manager_key,
-            ],
+            ]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect::<Vec<&str>>(),
         )
     }
 }
@@ -236,6 +251,46 @@ fn members_chat_by_key_names_and_nothing_crosses_in_clear_and_removal_revokes_at
     bob.type_line("after mallory");
     assert!(shows(&alice, "after mallory").starts_with("bob: "));
     mallory.signal(libc::SIGTERM);
+}
+
+/// Forward secrecy over time: a link to a peer older than `--rekey-after` is
+/// closed once idle and the next line opens a new one, with a new handshake;
+/// every line shows once, in order.
+#[test]
+fn an_old_link_to_a_peer_gets_a_new_handshake_at_its_next_line_and_no_line_is_lost() {
+    let net = Net::new("rekey");
+    let manager_key = net.key("connmgr");
+    let (a, b) = (net.key("alice"), net.key("bob"));
+    net.members(&[("alice", &a), ("bob", &b)]);
+    let (_mgr, addr) = net.manager(&[]);
+    let debug = [
+        "--log-level",
+        "info,p2pchat::reactor=debug,p2pchat::servant=debug",
+    ];
+    let rekey = [&debug[..], &["--rekey-after", "1"]].concat();
+    let mut alice = net.servant_with("alice", addr, "127.0.0.2", &manager_key, &rekey);
+    let bob = net.servant_with("bob", addr, "127.0.0.4", &manager_key, &debug);
+    alice.wait_for("peers: 2");
+    bob.wait_for("peers: 2");
+    let from_alice = format!("link=handshaking=>transport, peer {a}");
+    alice.type_line("one");
+    assert_eq!(shows(&bob, "one"), "alice: one");
+    alice.type_line("two");
+    assert_eq!(shows(&bob, "two"), "alice: two");
+    assert_eq!(bob.count(&from_alice), 1, "two lines, one link");
+    // The link's age is what is under test: let it pass the second.
+    std::thread::sleep(Duration::from_millis(1200));
+    alice.type_line("three");
+    assert_eq!(shows(&bob, "three"), "alice: three");
+    alice.wait_for("a new handshake for new keys");
+    assert_eq!(
+        bob.count(&from_alice),
+        2,
+        "a new handshake for the old link"
+    );
+    alice.type_line("four");
+    assert_eq!(shows(&bob, "four"), "alice: four");
+    assert_eq!(bob.count(&from_alice), 2, "the new link is kept");
 }
 
 #[test]

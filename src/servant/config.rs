@@ -81,7 +81,13 @@ pub struct Config {
 pub struct Private {
     pub key: PathBuf,
     pub manager_key: PublicKey,
+    /// A direct link older than this gets a new handshake, and so new keys, at
+    /// its next line (`--rekey-after`).
+    pub rekey_after: Duration,
 }
+
+/// How long a direct link's keys last by default: WireGuard's `REKEY_AFTER_TIME`.
+pub const REKEY_AFTER: Duration = Duration::from_secs(120);
 
 impl Default for Config {
     fn default() -> Self {
@@ -125,6 +131,8 @@ pub struct Overrides {
     pub key: Option<PathBuf>,
     /// `--manager-key BASE64`.
     pub manager_key: Option<String>,
+    /// `--rekey-after TIME`.
+    pub rekey_after: Option<Duration>,
 }
 
 impl Overrides {
@@ -381,7 +389,18 @@ fn private(
         ),
         (None, None) => None,
     };
+    let rekey_after = match o.rekey_after {
+        Some(t) if t < Duration::from_secs(1) => {
+            return Err(ConfigError::new("--rekey-after", "must be at least 1s"))
+        }
+        Some(t) => t,
+        None => REKEY_AFTER,
+    };
     match (key, manager_key) {
+        (None, None) if o.rekey_after.is_some() => Err(ConfigError::new(
+            "--rekey-after",
+            "applies to a private network's links; give --key and --manager-key too",
+        )),
         (None, None) => Ok(None),
         (Some((_, place)), None) => Err(ConfigError::new(
             place,
@@ -391,7 +410,11 @@ fn private(
             place,
             "a private network needs this servant's key file too (--key FILE or <key>)",
         )),
-        (Some((key, _)), Some((manager_key, _))) => Ok(Some(Private { key, manager_key })),
+        (Some((key, _)), Some((manager_key, _))) => Ok(Some(Private {
+            key,
+            manager_key,
+            rekey_after,
+        })),
     }
 }
 

@@ -52,6 +52,7 @@ const KEPT_IDLE: Duration = Duration::from_secs(20);
 struct Kept {
     slot: Index,
     used: Instant,
+    opened: Instant,
 }
 
 /// One batch waiting to go to one peer.
@@ -285,7 +286,12 @@ impl Servant {
                         // (a receiver that delays its ACKs): Nagle would hold it back.
                         r.set_nodelay(i);
                         let used = r.now();
-                        self.sends.kept.insert(q.to, Kept { slot: i, used });
+                        let kept = Kept {
+                            slot: i,
+                            used,
+                            opened: used,
+                        };
+                        self.sends.kept.insert(q.to, kept);
                     }
                 }
                 Err(e) => self.peer_failed(r, q.to, &e.to_string()),
@@ -303,6 +309,20 @@ impl Servant {
         // Marked used now, while the entry is at hand: a link found closed below
         // leaves the map anyway. One lookup per peer per batch, not two.
         k.used = r.now();
+        // Forward secrecy over time, not only per link: an old private link is
+        // closed gracefully once idle and this batch opens a new one, with a new
+        // handshake (a busy link is reused until its next idle moment).
+        let rekey = self.config.private.as_ref().map(|p| p.rekey_after);
+        if rekey.is_some_and(|after| k.used.duration_since(k.opened) >= after) && idle(r, slot) {
+            debug!(
+                "link to {} is {:?} old: a new handshake for new keys",
+                q.to,
+                k.used.duration_since(k.opened)
+            );
+            self.sends.kept.remove(&q.to);
+            r.close(slot);
+            return false;
+        }
         let stale = self.is_private() && {
             let listed = self.peers.get(q.to).and_then(|p| p.key);
             r.peer_key(slot).is_some_and(|&key| Some(key) != listed)
