@@ -76,6 +76,10 @@ impl Net {
     ) -> Daemon {
         let (config, key) = (self.path("config.xml"), self.path(&format!("{name}.key")));
         let manager = manager.to_string();
+        let poll: &[&str] = match extra.contains(&"--poll-interval") {
+            true => &[],
+            false => &["--poll-interval", "200"],
+        };
         Daemon::spawn(
             &bin("servant"),
             &[
@@ -85,8 +89,6 @@ impl Net {
                 &manager,
                 "--bind",
                 bind,
-                "--poll-interval",
-                "200",
                 "--key",
                 key.to_str().unwrap(),
                 "--manager-key",
@@ -94,6 +96,7 @@ impl Net {
             ]
             .iter()
             .chain(extra)
+            .chain(poll)
             .copied()
             .collect::<Vec<&str>>(),
         )
@@ -291,6 +294,48 @@ fn an_old_link_to_a_peer_gets_a_new_handshake_at_its_next_line_and_no_line_is_lo
     alice.type_line("four");
     assert_eq!(shows(&bob, "four"), "alice: four");
     assert_eq!(bob.count(&from_alice), 2, "the new link is kept");
+}
+
+/// A member that restarts gets a new port; a peer whose list still names the old
+/// one finds nobody there. Its line is not lost: it waits for the list that
+/// gives the member's key the new address, and goes there.
+#[test]
+fn a_line_for_a_member_not_at_its_listed_address_follows_its_key_to_the_new_one() {
+    let net = Net::new("moved");
+    let manager_key = net.key("connmgr");
+    let (a, b) = (net.key("alice"), net.key("bob"));
+    net.members(&[("alice", &a), ("bob", &b)]);
+    // No pushes, and alice asks only every 3 s: her list stays stale a while.
+    let (_mgr, addr) = net.manager(&["--push-interval", "0"]);
+    let mut alice = net.servant_with(
+        "alice",
+        addr,
+        "127.0.0.2",
+        &manager_key,
+        &["--poll-interval", "3s"],
+    );
+    alice.wait_for("listening on");
+    let mut bob = net.servant("bob", addr, "127.0.0.4", &manager_key);
+    let first = bob.wait_for("listening on 127.0.0.4:");
+    let old_port = first.rsplit(':').next().unwrap().trim().to_string();
+    let stale = alice.wait_for("peers: 2");
+    assert!(stale.contains(&old_port), "{stale}");
+    bob.signal(libc::SIGKILL);
+    drop(bob);
+    let bob = net.servant("bob", addr, "127.0.0.4", &manager_key);
+    let again = bob.wait_for("listening on 127.0.0.4:");
+    // Its list, with alice's key, was applied before it listened.
+    assert!(!again.ends_with(&format!(":{old_port}")), "{again}");
+    let lists = alice.count("peers: ");
+    alice.type_line("are you there, bob?");
+    alice.wait_for(&format!("cannot deliver to 127.0.0.4:{old_port}"));
+    assert_eq!(
+        alice.count("peers: "),
+        lists,
+        "alice's list changed before her line failed: the stale address was not tried"
+    );
+    alice.wait_for("was not at 127.0.0.4:");
+    assert_eq!(shows(&bob, "are you there"), "alice: are you there, bob?");
 }
 
 #[test]

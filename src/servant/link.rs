@@ -441,6 +441,7 @@ impl Servant {
         self.list_changed(applied, r.now());
         if self.is_private() {
             self.revoke_unlisted(r);
+            self.deliver_moved(r);
         }
         self.relay_document(r);
         let Some(port) = self.peers.me().map(|p| p.port) else {

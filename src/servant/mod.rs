@@ -139,6 +139,10 @@ enum Slot {
         kept: bool,
         /// A batch is on its way: counted among the sends in flight.
         inflight: bool,
+        /// On a private network, the key the list gave the peer when this send
+        /// began: if someone else (or no one) answers, the batch waits for the
+        /// list to give that key another address ([`private`]).
+        key: Option<crate::noise::PublicKey>,
     },
 }
 
@@ -331,6 +335,7 @@ impl Handler for Servant {
                 self.unnamed_joins(r.now());
                 self.settle_tick(r);
                 self.kept_tick(r);
+                self.deliver_moved(r);
             }
             bans::BAN_LOOKUP => self.bans.lookup_event(r, false),
             _ => {}

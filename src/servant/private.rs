@@ -19,9 +19,18 @@
 //!   next batch goes on a new connection, whose handshake is refused and logged.
 //! - Relays carry sealed frames end to end (`relay/sealed.rs`); the listener
 //!   also admits the manager's key, whose probes come as such frames.
+//! - A batch whose member was not at its listed address (someone else answered,
+//!   or no one) waits up to [`AWAIT_MOVE`] for a list that gives the member's key
+//!   another address, and goes there: a port the member could not listen on, or
+//!   a restart, leaves peers a stale address until their next list. On the open
+//!   network such a line reaches whoever holds the port, or is lost; here the
+//!   key says whom it was for.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
@@ -30,7 +39,81 @@ use super::{Servant, Slot};
 use crate::noise::PublicKey;
 use crate::reactor::{Index, Reactor, Request};
 
+/// Batches waiting for their member's new address, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Awaiting(VecDeque<Moved>);
+
+#[derive(Debug)]
+struct Moved {
+    key: PublicKey,
+    from: SocketAddr,
+    batch: Rc<[u8]>,
+    until: Instant,
+}
+
+/// How long a batch waits for its member's new address: a push or a poll or
+/// two, and a manager finding a port another program does not hold.
+pub(super) const AWAIT_MOVE: Duration = Duration::from_secs(10);
+
+/// Batches waiting at most; the oldest give way (their failure was counted).
+const AWAITING_MAX: usize = 256;
+
 impl Servant {
+    /// A send to `from` failed before its link was up: the batch waits for the
+    /// list to give `key` another address (or goes now, if it already has).
+    pub(super) fn await_move(
+        &mut self,
+        r: &mut Reactor<Slot>,
+        key: PublicKey,
+        from: SocketAddr,
+        batch: Rc<[u8]>,
+    ) {
+        let q = &mut self.sends.moved.0;
+        if q.len() >= AWAITING_MAX {
+            q.pop_front();
+        }
+        let until = r.now() + AWAIT_MOVE;
+        q.push_back(Moved {
+            key,
+            from,
+            batch,
+            until,
+        });
+        self.deliver_moved(r);
+    }
+
+    /// After a new list, and on the tick: batches whose member is listed at
+    /// another address go there; those that waited too long are dropped.
+    pub(super) fn deliver_moved(&mut self, r: &mut Reactor<Slot>) {
+        if self.sends.moved.0.is_empty() {
+            return;
+        }
+        let now = r.now();
+        let mut due = Vec::new();
+        let peers = &self.peers;
+        self.sends.moved.0.retain(|m| match peers.by_key(&m.key) {
+            Some(to) if to != m.from => {
+                due.push((m.from, to, m.batch.clone()));
+                false
+            }
+            _ if now >= m.until => {
+                debug!(
+                    "a batch for {} waited {AWAIT_MOVE:?} for a new address; dropped",
+                    m.from
+                );
+                false
+            }
+            _ => true,
+        });
+        for (from, to, batch) in due {
+            info!(
+                "{} was not at {from}: delivering at its new address",
+                self.peers.who(to)
+            );
+            self.send_again(r, to, batch);
+        }
+    }
+
     pub(super) fn is_private(&self) -> bool {
         self.config.private.is_some()
     }

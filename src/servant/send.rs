@@ -64,6 +64,8 @@ pub(super) struct Queued {
     fallback: Option<SocketAddr>,
     /// It may go on a kept link, or open one: not to ourselves, not `/msg`.
     keep: bool,
+    /// Sent again to a member's new address: it does not wait for another.
+    resent: bool,
 }
 
 /// Delivery failures: counted per peer address, warned about in one line at most
@@ -131,6 +133,8 @@ pub(super) struct Sends {
     pub(super) self_pending: Vec<SocketAddr>,
     /// Links left open for the next batches, by peer.
     kept: HashMap<SocketAddr, Kept>,
+    /// Batches for members that were not at their listed address.
+    pub(super) moved: super::private::Awaiting,
     pub(super) failures: Failures,
 }
 
@@ -207,6 +211,7 @@ impl Servant {
                 batch: batch.clone(),
                 fallback: if peer.me { None } else { self.fallback_for(to) },
                 keep: !peer.me,
+                resent: false,
             });
         }
         self.start_sends(r);
@@ -249,6 +254,20 @@ impl Servant {
             batch: Rc::from(line),
             fallback: self.fallback_for(to),
             keep: false,
+            resent: false,
+        });
+        self.start_sends(r);
+    }
+
+    /// A batch again, for a member found at a new address ([`super::private`]).
+    pub(super) fn send_again(&mut self, r: &mut Reactor<Slot>, to: SocketAddr, batch: Rc<[u8]>) {
+        self.sends.queued.push_back(Queued {
+            to,
+            to_self: false,
+            batch,
+            fallback: None,
+            keep: true,
+            resent: true,
         });
         self.start_sends(r);
     }
@@ -276,6 +295,9 @@ impl Servant {
                 connected: false,
                 kept: keep,
                 inflight: true,
+                key: (self.is_private() && !q.resent)
+                    .then(|| self.peers.get(q.to).and_then(|p| p.key))
+                    .flatten(),
             };
             match self.open_send(r, q.to, slot) {
                 Ok(i) => {
@@ -466,6 +488,7 @@ impl Servant {
             fallback,
             connected,
             inflight,
+            key,
             ..
         } = slot
         else {
@@ -496,11 +519,15 @@ impl Servant {
                         batch,
                         fallback: None,
                         keep: false,
+                        resent: false,
                     });
                 }
                 None => {
                     let why = error.unwrap_or_else(|| "closed before the message was sent".into());
                     self.peer_failed(r, to, &why);
+                    if let Some(key) = key.filter(|_| !connected) {
+                        self.await_move(r, key, to, batch);
+                    }
                 }
             }
         }
