@@ -315,7 +315,7 @@ fn a_line_for_a_member_not_at_its_listed_address_follows_its_key_to_the_new_one(
         &["--poll-interval", "3s"],
     );
     alice.wait_for("listening on");
-    let mut bob = net.servant("bob", addr, "127.0.0.4", &manager_key);
+    let bob = net.servant("bob", addr, "127.0.0.4", &manager_key);
     let first = bob.wait_for("listening on 127.0.0.4:");
     let old_port = first.rsplit(':').next().unwrap().trim().to_string();
     let stale = alice.wait_for("peers: 2");
