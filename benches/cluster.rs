@@ -15,6 +15,8 @@
 //!   (a random 0-500 ms, then the next manager), and a few real servants.
 //! - stall: Redis SIGSTOPped for 10 s while servants ask; each manager's answer
 //!   p99 to its own servants during the stall (goal: under 5 ms).
+//! - names: a servant's `name` claims on a cluster manager (claimed in Redis
+//!   before the answer) against one manager alone; p50/p99 and the ratio.
 //!
 //! `cargo bench --bench cluster`, or `-- scale stall` for some steps only;
 //! `P2PCHAT_BENCH_QUICK=1` (or `-- --quick`) runs every step small and short.
@@ -33,6 +35,8 @@ use common::{get, quick, run_steps, verdict, Step, CHURN};
 // In benches/cluster/, where Cargo does not take them for benches of their own.
 #[path = "cluster/failover.rs"]
 mod failover;
+#[path = "cluster/names.rs"]
+mod names;
 #[path = "cluster/setup.rs"]
 mod setup;
 #[path = "cluster/stall.rs"]
@@ -83,11 +87,12 @@ fn main() {
     if quick {
         println!("  (quick mode: small and short runs, figures are not meaningful)");
     }
-    let steps: [(&str, Step<Plan>); 4] = [
+    let steps: [(&str, Step<Plan>); 5] = [
         ("scale", scale),
         ("propagation", propagation),
         ("failover", failover::failover),
         ("stall", stall::stall),
+        ("names", names::names),
     ];
     run_steps(&p, &steps);
 }
