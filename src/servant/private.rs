@@ -106,6 +106,11 @@ impl Servant {
             _ => true,
         });
         for (from, to, batch) in due {
+            // Relayed now: its relay carries only what is sent from here on.
+            if !self.peers.get(to).is_some_and(|p| self.sent_directly(p)) {
+                debug!("a batch for {from}: its member is relayed now; dropped");
+                continue;
+            }
             info!(
                 "{} was not at {from}: delivering at its new address",
                 self.peers.who(to)

@@ -231,7 +231,7 @@ impl Servant {
     /// Whether batches go to `peer` on a connection of ours: not to a relayed peer,
     /// whose relay forwards them, nor to our own relay, which gets them on the
     /// pull link, nor to ourselves while relayed (not reachable at our address).
-    fn sent_directly(&self, peer: &Peer) -> bool {
+    pub(super) fn sent_directly(&self, peer: &Peer) -> bool {
         let relayed = self.relay.status;
         if peer.me {
             return relayed.is_none();
@@ -295,7 +295,7 @@ impl Servant {
                 connected: false,
                 kept: keep,
                 inflight: true,
-                key: (self.is_private() && !q.resent)
+                key: (self.is_private() && !q.resent && !q.to_self)
                     .then(|| self.peers.get(q.to).and_then(|p| p.key))
                     .flatten(),
             };
