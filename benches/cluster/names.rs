@@ -7,13 +7,9 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use p2pchat_harness::Spawn;
-
 use super::common::Server;
-use super::setup::{cluster, quantile, Light, Redis, READY};
+use super::setup::{cluster, connmgr, quantile, Light, Redis, READY};
 use super::Plan;
-
-const CONNMGR: &str = env!("CARGO_BIN_EXE_connmgr");
 
 pub fn names(p: &Plan) {
     let redis = Redis::start("names");
@@ -35,26 +31,11 @@ pub fn names(p: &Plan) {
 
 /// One manager with no Redis, started as [`cluster`] starts each.
 fn alone() -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-        .to_string();
-    let process = Spawn::new(CONNMGR)
-        .args(["--bind", "127.0.0.1", "--port", &port])
-        .args(["--max-per-address", "1000000", "--max-servants", "40000"])
-        .args(["--push-interval", "0", "--log-level", "warn"])
-        .ignore_stdout()
-        .keep(100)
-        .start()
+    let alone = connmgr(&["--push-interval", "0", "--log-level", "warn"]);
+    alone
+        .process
+        .wait_for("listening on", READY)
         .unwrap_or_else(|e| panic!("{e}"));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let alone = Server { process, addr };
-    let deadline = Instant::now() + READY;
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "connmgr never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     alone
 }
 

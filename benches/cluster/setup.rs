@@ -69,29 +69,14 @@ impl Drop for Redis {
     }
 }
 
-/// Three managers on `redis`, each once it said it is in step with it. Thousands
-/// of light servants share a few addresses, so the per-address cap is lifted.
+/// Three managers on `redis`, each once it said it is in step with it.
 pub fn cluster(redis: &Redis, extra: &[&str]) -> Vec<Server> {
     let url = redis.url();
     let managers: Vec<Server> = (0..3)
         .map(|_| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-                .to_string();
-            let process = Spawn::new(CONNMGR)
-                .args(["--bind", "127.0.0.1", "--port", &port])
-                .args(["--cluster", &url, "--cluster-prefix", "bench"])
-                .args(["--max-per-address", "1000000", "--max-servants", "40000"])
-                .args(["--log-level", "warn,p2pchat::connmgr::cluster=info"])
-                .args(extra)
-                .ignore_stdout()
-                .keep(100)
-                .start()
-                .unwrap_or_else(|e| panic!("{e}"));
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            Server { process, addr }
+            let cluster = ["--cluster", &url, "--cluster-prefix", "bench"];
+            let log = ["--log-level", "warn,p2pchat::connmgr::cluster=info"];
+            connmgr(&[&cluster[..], &log, extra].concat())
         })
         .collect();
     for m in &managers {
@@ -100,6 +85,27 @@ pub fn cluster(redis: &Redis, extra: &[&str]) -> Vec<Server> {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     managers
+}
+
+/// A release connmgr on 127.0.0.1 with `args`, its port picked here so that its
+/// address is known before it logs. Thousands of light servants share a few
+/// addresses, so the per-address cap is lifted.
+pub fn connmgr(args: &[&str]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let process = Spawn::new(CONNMGR)
+        .args(["--bind", "127.0.0.1", "--port", &port])
+        .args(["--max-per-address", "1000000", "--max-servants", "40000"])
+        .args(args)
+        .ignore_stdout()
+        .keep(100)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    Server { process, addr }
 }
 
 /// A version-aware client on a blocking socket: asks `since` the version it has,
