@@ -258,13 +258,14 @@ fn members_chat_by_key_names_and_nothing_crosses_in_clear_and_removal_revokes_at
 
 /// Forward secrecy over time: a link to a peer older than `--rekey-after` is
 /// closed once idle and the next line opens a new one, with a new handshake;
-/// every line shows once, in order.
+/// every line shows once, in order. The manager link, which lasts, renews its
+/// sending key in place and goes on carrying lists.
 #[test]
 fn an_old_link_to_a_peer_gets_a_new_handshake_at_its_next_line_and_no_line_is_lost() {
     let net = Net::new("rekey");
     let manager_key = net.key("connmgr");
-    let (a, b) = (net.key("alice"), net.key("bob"));
-    net.members(&[("alice", &a), ("bob", &b)]);
+    let (a, b, c) = (net.key("alice"), net.key("bob"), net.key("carol"));
+    net.members(&[("alice", &a), ("bob", &b), ("carol", &c)]);
     let (_mgr, addr) = net.manager(&[]);
     let debug = [
         "--log-level",
@@ -294,6 +295,16 @@ fn an_old_link_to_a_peer_gets_a_new_handshake_at_its_next_line_and_no_line_is_lo
     alice.type_line("four");
     assert_eq!(shows(&bob, "four"), "alice: four");
     assert_eq!(bob.count(&from_alice), 2, "the new link is kept");
+    // alice asks every 200 ms: her requests went under a new key, and the
+    // manager still reads them and answers: a newcomer reaches her list.
+    let rekeyed = alice.wait_for("new sending key");
+    let _carol = net.servant("carol", addr, "127.0.0.6", &manager_key);
+    alice.wait_for("peers: 3");
+    assert_eq!(
+        alice.count("lost the connection manager"),
+        0,
+        "{rekeyed}: the renewed manager link broke and was reconnected"
+    );
 }
 
 /// A member that restarts gets a new port; a peer whose list still names the old

@@ -10,7 +10,11 @@
 //! 3. initiator: frame(an empty transport message), which proves to the responder
 //!    that it holds the key message 1 claimed (message 1 alone can be replayed);
 //! 4. both: frame(transport message) per record, at most [`MAX_PLAIN`] bytes of
-//!    plaintext each.
+//!    plaintext each, never empty;
+//! 5. either, at any time after: frame(an empty transport message), after which
+//!    that direction's key is Noise's `Rekey()` of the last ([`Link::rekey`]), so a
+//!    key taken from memory opens nothing sent before it. Records are never
+//!    empty, so the marker cannot be data.
 //!
 //! The preamble is the handshake's prologue too, so a link cannot be talked into
 //! another version of this protocol. Any error closes the link for good.
@@ -156,6 +160,8 @@ pub struct Link {
     up: bool,
     /// Plaintext sent before the link was up, sealed when it is.
     pending: Vec<u8>,
+    /// Rekeys of the sending and of the receiving key.
+    rekeyed: (u64, u64),
 }
 
 impl fmt::Debug for Link {
@@ -202,6 +208,7 @@ impl Link {
             peer: Some(*responder),
             up: false,
             pending: Vec::new(),
+            rekeyed: (0, 0),
         })
     }
 
@@ -216,6 +223,7 @@ impl Link {
             peer: None,
             up: false,
             pending: Vec::new(),
+            rekeyed: (0, 0),
         }
     }
 
@@ -340,16 +348,21 @@ impl Link {
                 Phase::Transport(t) => {
                     let at = plain.len();
                     plain.resize(at + frame.len(), 0);
-                    match t.read_message(frame, &mut plain[at..]) {
-                        Ok(n) => plain.truncate(at + n),
+                    let n = match t.read_message(frame, &mut plain[at..]) {
+                        Ok(n) => n,
                         Err(_) => {
                             plain.truncate(at);
                             return Err(LinkError::Decrypt);
                         }
-                    }
+                    };
+                    plain.truncate(at + n);
                     if !self.up {
+                        // The initiator's empty confirmation.
                         self.go_up(wire)?;
                         step = Step::Up;
+                    } else if n == 0 {
+                        t.rekey_incoming();
+                        self.rekeyed.1 += 1;
                     }
                 }
             }
@@ -360,6 +373,11 @@ impl Link {
     /// The link is up: what was sent before goes out now.
     fn go_up(&mut self, wire: &mut Vec<u8>) -> Result<(), LinkError> {
         self.up = true;
+        if self.pending.is_empty() {
+            // Nothing held: no record (an empty one would be a rekey).
+            self.pending = Vec::new();
+            return Ok(());
+        }
         let pending = std::mem::take(&mut self.pending);
         let sealed = self.seal_now(&pending, wire);
         self.pending = pending;
@@ -398,12 +416,34 @@ impl Link {
     pub fn seal(&mut self, data: &[u8], wire: &mut Vec<u8>) -> Result<(), LinkError> {
         match self.phase {
             Phase::Closing => Err(LinkError::Closed),
+            // An empty record is the rekey marker: nothing to send.
+            _ if data.is_empty() => Ok(()),
             Phase::Transport(_) if self.up => self.seal_now(data, wire),
             _ => {
                 self.pending.extend_from_slice(data);
                 Ok(())
             }
         }
+    }
+
+    /// New keys for what this end sends from now on: an empty transport message,
+    /// then Noise's `Rekey()` of the sending key, which the peer applies when that
+    /// message opens. A no-op until the link is up.
+    pub fn rekey(&mut self, wire: &mut Vec<u8>) -> Result<(), LinkError> {
+        if !self.up {
+            return Ok(());
+        }
+        self.seal_now(&[], wire)?;
+        if let Phase::Transport(t) = &mut self.phase {
+            t.rekey_outgoing();
+        }
+        self.rekeyed.0 += 1;
+        Ok(())
+    }
+
+    /// Rekeys so far: of what this end sends, and of what it receives.
+    pub fn rekeys(&self) -> (u64, u64) {
+        self.rekeyed
     }
 
     /// Plaintext held until the link is up.

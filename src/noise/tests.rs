@@ -249,3 +249,29 @@ fn a_handshake_message_with_a_payload_is_refused() {
     let mut r = Link::responder(Rc::new(server));
     assert!(feed(&mut r, &wire).0.is_err());
 }
+
+#[test]
+fn rekeys_either_way_keep_both_ends_in_step_and_data_is_never_an_empty_record() {
+    let (mut i, mut r) = established();
+    let mut nothing = Vec::new();
+    i.seal(b"", &mut nothing).unwrap();
+    assert!(nothing.is_empty(), "an empty seal sends nothing");
+    for round in 0..5u8 {
+        let mut to_r = Vec::new();
+        i.seal(&[b'a' + round; 3], &mut to_r).unwrap();
+        i.rekey(&mut to_r).unwrap();
+        i.seal(b"after", &mut to_r).unwrap();
+        let (step, plain, _) = feed(&mut r, &to_r);
+        assert_eq!(step.unwrap(), Step::More);
+        assert_eq!(plain, [&[b'a' + round; 3][..], b"after"].concat());
+        let mut to_i = Vec::new();
+        r.rekey(&mut to_i).unwrap();
+        r.rekey(&mut to_i).unwrap();
+        r.seal(b"back", &mut to_i).unwrap();
+        let (step, plain, _) = feed(&mut i, &to_i);
+        assert_eq!(step.unwrap(), Step::More);
+        assert_eq!(plain, b"back");
+    }
+    assert_eq!(i.rekeys(), (5, 10));
+    assert_eq!(r.rekeys(), (10, 5));
+}

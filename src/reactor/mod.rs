@@ -56,7 +56,7 @@ pub mod stdio;
 mod tests;
 
 pub use crate::net::{canonical_ip, At, Chunks, Piece, Shared};
-pub use policy::{Options, READ_BUDGET};
+pub use policy::{Options, READ_BUDGET, REKEY_AFTER};
 pub use poll_loop::Reactor;
 pub use slots::SlotTable;
 pub use sockets::Socket;

@@ -23,6 +23,9 @@ pub(super) const ACCEPT_BUDGET: usize = 8;
 /// How long accepting pauses when the process is out of file descriptors.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long a private link's sending key is used: WireGuard's `REKEY_AFTER_TIME`.
+pub const REKEY_AFTER: Duration = Duration::from_secs(120);
+
 /// Tunables shared by every daemon.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -41,6 +44,9 @@ pub struct Options {
     /// Limits on private links' handshakes: pending per address and in all, and
     /// the deadline (`crate::noise::guard`).
     pub handshake: crate::noise::HandshakeLimits,
+    /// A private link whose sending key is this old takes a new one (Noise's
+    /// `Rekey()`) before its next record ([`crate::noise::Link::rekey`]).
+    pub rekey_after: Duration,
 }
 
 impl Default for Options {
@@ -51,6 +57,7 @@ impl Default for Options {
             max_backlog: 16 * 1024 * 1024,
             touch_only: false,
             handshake: Default::default(),
+            rekey_after: REKEY_AFTER,
         }
     }
 }

@@ -42,6 +42,8 @@ pub(super) struct Secure {
     owed: bool,
     /// Closed to make room for a newer handshake when every place was taken.
     evicted: bool,
+    /// When the sending key was agreed or last renewed.
+    keyed_at: Instant,
 }
 
 impl Secure {
@@ -169,6 +171,7 @@ impl<T> Reactor<T> {
                 serial,
                 owed: false,
                 evicted: false,
+                keyed_at: self.now,
             }));
         }
     }
@@ -195,7 +198,14 @@ impl<T> Reactor<T> {
         // What was held goes out sealed when the link comes up: application data,
         // which owes `send_complete` like any other.
         let held = sec.link.held() > 0;
+        let rekeys = sec.link.rekeys().1;
         let mut step = sec.link.receive(data, &mut plain, &mut wire);
+        if sec.link.rekeys().1 != rekeys {
+            debug!(
+                "slot {i}: the peer's new sending key (rekey {} that way)",
+                sec.link.rekeys().1
+            );
+        }
         if let Ok(Step::Admit(key)) = step {
             let admitted = h.admit_key(self, i, &key);
             step = match self.slots.get_mut(i) {
@@ -309,12 +319,27 @@ impl<T> Reactor<T> {
                 &gathered
             }
         };
+        let (now, rekey_after) = (self.now, self.options.rekey_after);
         let ok = self
             .slots
             .get_mut(i)
             .filter(|s| matches!(s.state, State::Connected | State::Connecting))
             .and_then(|s| s.secure.as_deref_mut())
-            .is_some_and(|sec| sec.link.seal(record, &mut sealed).is_ok());
+            .is_some_and(|sec| {
+                // Renewed on the way out, never on a timer: an idle link's key
+                // protects nothing new.
+                if sec.link.is_up() && now.saturating_duration_since(sec.keyed_at) >= rekey_after {
+                    if sec.link.rekey(&mut sealed).is_err() {
+                        return false;
+                    }
+                    sec.keyed_at = now;
+                    debug!(
+                        "slot {i}: new sending key (rekey {} this way)",
+                        sec.link.rekeys().0
+                    );
+                }
+                sec.link.seal(record, &mut sealed).is_ok()
+            });
         if ok && !sealed.is_empty() {
             self.write_out(i, &[Piece::Bytes(&sealed)], true);
         }

@@ -86,16 +86,20 @@ impl Server {
 
     /// A server that sends `greeting` to every connection it accepts.
     fn greeting(limits: HandshakeLimits, allowed: PublicKey, greeting: Vec<u8>) -> Server {
+        let options = Options {
+            handshake: limits,
+            ..Options::default()
+        };
+        Server::with_options(options, allowed, greeting)
+    }
+
+    fn with_options(options: Options, allowed: PublicKey, greeting: Vec<u8>) -> Server {
         let identity = key(2);
         let public = *identity.public();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let options = Options {
-                handshake: limits,
-                ..Options::default()
-            };
             let mut r = Reactor::new(options).unwrap();
             r.set_identity(identity);
             let l = r.listen(Some([127, 0, 0, 1].into()), 0, ()).unwrap();
@@ -175,7 +179,25 @@ fn run_client(
     responder: &PublicKey,
     messages: Vec<Vec<u8>>,
 ) -> Client {
-    let mut r = Reactor::new(Options::default()).unwrap();
+    run_client_with(
+        Options::default(),
+        server,
+        bind,
+        identity,
+        responder,
+        messages,
+    )
+}
+
+fn run_client_with(
+    options: Options,
+    server: SocketAddr,
+    bind: Option<std::net::IpAddr>,
+    identity: Keypair,
+    responder: &PublicKey,
+    messages: Vec<Vec<u8>>,
+) -> Client {
+    let mut r = Reactor::new(options).unwrap();
     r.set_identity(identity);
     let expected = messages.iter().map(Vec::len).sum();
     let mut c = Client {
@@ -481,4 +503,28 @@ fn when_every_place_is_taken_the_oldest_handshake_makes_room() {
     }
     let h = server.stop();
     assert_eq!((h.authenticated, h.refused_at_accept), (1, 0));
+}
+
+#[test]
+fn links_that_take_a_new_key_before_every_record_still_echo_every_byte() {
+    let always = Options {
+        rekey_after: Duration::ZERO,
+        ..Options::default()
+    };
+    let client_key = key(1);
+    let server = Server::with_options(always.clone(), *client_key.public(), Vec::new());
+    let messages: Vec<Vec<u8>> = (0..50u8)
+        .map(|n| pattern(1 + n as usize * 997, n))
+        .collect();
+    let want: Vec<u8> = std::iter::once(&b"early "[..])
+        .chain(messages.iter().map(Vec::as_slice))
+        .flatten()
+        .copied()
+        .collect();
+    let public = server.public;
+    let c = run_client_with(always, server.addr, None, client_key, &public, messages);
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert!(c.got == want, "the echo differs");
+    let h = server.stop();
+    assert_eq!((h.authenticated, h.errors), (1, 0));
 }

@@ -81,13 +81,10 @@ pub struct Config {
 pub struct Private {
     pub key: PathBuf,
     pub manager_key: PublicKey,
-    /// A direct link older than this gets a new handshake, and so new keys, at
-    /// its next line (`--rekey-after`).
+    /// Every private link's sending key is renewed this often, and a link kept
+    /// to a peer is replaced with a new handshake at this age (`--rekey-after`).
     pub rekey_after: Duration,
 }
-
-/// How long a direct link's keys last by default: WireGuard's `REKEY_AFTER_TIME`.
-pub const REKEY_AFTER: Duration = Duration::from_secs(120);
 
 impl Default for Config {
     fn default() -> Self {
@@ -394,7 +391,7 @@ fn private(
             return Err(ConfigError::new("--rekey-after", "must be at least 1s"))
         }
         Some(t) => t,
-        None => REKEY_AFTER,
+        None => crate::reactor::REKEY_AFTER,
     };
     match (key, manager_key) {
         (None, None) if o.rekey_after.is_some() => Err(ConfigError::new(

@@ -46,9 +46,10 @@ OPTIONS:
                            overrides <key>
     --manager-key BASE64   the private network's manager's public key (`connmgr
                            pubkey`); overrides <managerkey>
-    --rekey-after TIME     on a private network, a link to a peer older than this gets
-                           a new handshake (new keys) at its next line; a bare number
-                           is seconds, at least 1s [default: 2m]
+    --rekey-after TIME     on a private network, every link renews its sending key this
+                           often, and a link to a peer this old is replaced by a new
+                           handshake at its next line; a bare number is seconds, at
+                           least 1s [default: 2m]
     --log-level LEVEL      off, error, warn, info, debug or trace, or env_logger's list
                            such as info,p2pchat::servant=debug
                            [default: $RUST_LOG, else config.xml's <loglevel>, else info;

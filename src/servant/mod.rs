@@ -450,6 +450,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
         idle_timeout: Some(IDLE_TIMEOUT.max(config.poll_interval * 3)),
         // A sender may be writing on the kept link the sweep closes (docs/PROTOCOL.md).
         linger: Some(incoming::LINGER),
+        // Every private link renews its sending key this often (the manager link,
+        // relay links, links peers keep to us); links we keep to peers are also
+        // replaced with a new handshake at that age (`send.rs`).
+        rekey_after: (config.private.as_ref())
+            .map_or(crate::reactor::REKEY_AFTER, |p| p.rekey_after),
         ..Options::default()
     };
     let mut r = Reactor::new(options)
