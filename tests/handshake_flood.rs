@@ -260,6 +260,7 @@ fn half_open_handshakes_from_many_addresses_fill_the_places_and_the_oldest_make_
             flood.push(s);
         }
     }
+    let newest_opened = Instant::now();
     let line = net
         .manager
         .wait_for("1024 handshakes pending, the most allowed: closing the oldest");
@@ -280,10 +281,14 @@ fn half_open_handshakes_from_many_addresses_fill_the_places_and_the_oldest_make_
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut buf = [0u8; 16];
-    assert!(
-        matches!(newest.read(&mut buf), Err(ref e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut),
-        "the newest half-open handshake was closed"
-    );
+    let read = newest.read(&mut buf);
+    // Past its 5 s deadline (a slow host) it is closed for that, not for room.
+    if newest_opened.elapsed() < Duration::from_millis(4500) {
+        assert!(
+            matches!(read, Err(ref e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut),
+            "the newest half-open handshake was closed: {read:?}"
+        );
+    }
     drop(flood);
 }
 
