@@ -98,8 +98,14 @@ fn url(dir: &Path) -> String {
 
 /// A manager in the cluster, once it said it is in step with Redis.
 fn manager(dir: &Path) -> (Daemon, SocketAddr) {
+    manager_with(dir, &[])
+}
+
+/// The same, with `extra` flags.
+fn manager_with(dir: &Path, extra: &[&str]) -> (Daemon, SocketAddr) {
     let url = url(dir);
-    let (d, addr) = connmgr(&["--cluster", &url, "--cluster-prefix", "test"]);
+    let cluster = ["--cluster", &url, "--cluster-prefix", "test"];
+    let (d, addr) = connmgr(&[&cluster[..], extra].concat());
     d.wait_for("in step with redis");
     (d, addr)
 }

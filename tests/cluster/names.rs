@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use super::{manager, temp_dir, until, Redis};
+use super::{manager, manager_with, temp_dir, until, Redis};
 use crate::common::{client, read_doc, DEADLINE};
 
 /// One answer line, through its `\r\n`.
@@ -70,8 +70,11 @@ fn one_name_asked_on_two_managers_at_once_is_granted_once() {
 fn a_request_after_name_is_answered_after_the_name() {
     let dir = temp_dir("names-order");
     let _redis = Redis::start(&dir);
-    let (_a_daemon, a) = manager(&dir);
-    let (_b_daemon, b) = manager(&dir);
+    // Once a client has asked for the list, each rename would push it a new one,
+    // which could come before the answer read next: pushes off.
+    let no_pushes = ["--push-interval", "0"];
+    let (_a_daemon, a) = manager_with(&dir, &no_pushes);
+    let (_b_daemon, b) = manager_with(&dir, &no_pushes);
     let [mut on_a, mut on_b] = joined(a, b);
     on_a.write_all(b"name erin\n").unwrap();
     assert_eq!(line(&mut on_a), "name ok erin\r\n");
